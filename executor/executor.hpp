@@ -1,0 +1,52 @@
+// Runs a graph on this process: memory planned by liveness, oneDNN matmuls (f32, bf16 on AMX),
+// TBB-parallel elementwise ops and reductions, and the reference kernels from ops/ for the rest.
+#pragma once
+
+#include "graph/ir.hpp"
+#include "graph/tensor.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sy {
+
+struct ExecutorOptions {
+  int threads = 0;               // 0: all cores. Shared by oneDNN (OpenMP) and TBB, never both at once
+  bool fast_kernels = true;      // false: every op through its reference forward (for testing)
+};
+
+struct MemoryPlanStats {
+  int64_t leaf_bytes = 0;        // inputs and parameters (persistent)
+  int64_t arena_bytes = 0;       // peak of the planned intermediate arena
+  int64_t unplanned_bytes = 0;   // sum of every intermediate's size (what no reuse would cost)
+  int64_t buffers = 0;           // intermediate values placed
+};
+
+class Executor {
+ public:
+  Executor(const Graph& g, ExecutorOptions opts = {});
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Leaves (inputs, parameters): set before run(); stay set across runs.
+  void set(ValueId leaf, const Tensor& t);
+  // Raw storage of a leaf or kept value (f32: float, bf16: uint16_t, i32: int32_t), row-major.
+  void* data(ValueId v);
+
+  void run();
+
+  // A leaf or a graph output (other values' buffers are reused); valid after run().
+  Tensor get(ValueId v) const;
+
+  const MemoryPlanStats& memory() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sy

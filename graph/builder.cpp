@@ -1,0 +1,166 @@
+#include "graph/builder.hpp"
+
+#include "graph/error.hpp"
+#include "graph/op_def.hpp"
+
+#include <fmt/format.h>
+
+namespace sy {
+
+const TensorType& Expr::type() const { return b->graph().type(id); }
+
+int64_t Expr::dim_size(const std::string& name) const {
+  auto i = dim_index(shape(), name);
+  if (!i) throw InputError(fmt::format("value {} has no dim '{}' (shape {})", id.v, name, to_string(shape())));
+  return shape()[*i].size;
+}
+
+Expr Builder::leaf(std::string name, Shape shape, DType dtype, ValueRole role) {
+  if (g_.find_leaf(name)) throw InputError(fmt::format("leaf name '{}' is already used", name));
+  Value v;
+  v.id = ValueId{static_cast<int32_t>(g_.values.size())};
+  v.name = std::move(name);
+  v.type = TensorType{std::move(shape), dtype};
+  v.role = role;
+  g_.values.push_back(std::move(v));
+  return Expr{this, g_.values.back().id};
+}
+
+Expr Builder::input(std::string name, Shape shape, DType dtype) {
+  return leaf(std::move(name), std::move(shape), dtype, ValueRole::input);
+}
+
+Expr Builder::parameter(std::string name, Shape shape, DType dtype) {
+  return leaf(std::move(name), std::move(shape), dtype, ValueRole::parameter);
+}
+
+std::vector<Expr> Builder::op(OpKind kind, Attrs attrs, std::vector<ValueId> inputs) {
+  NodeId nid{static_cast<int32_t>(g_.nodes.size())};
+  auto where = [&] { return scope_.empty() ? std::string() : fmt::format(" @ {}", scope_); };
+  if (!attrs_match(kind, attrs))
+    throw InternalError(fmt::format("new {} node{}: attributes of the wrong type", op_name(kind), where()));
+  std::vector<TensorType> in_types;
+  for (ValueId v : inputs) {
+    SY_CHECK(v.valid() && static_cast<size_t>(v.v) < g_.values.size(), "new {} node: bad input id {}",
+             op_name(kind), v.v);
+    in_types.push_back(g_.type(v));
+  }
+  std::vector<TensorType> out_types;
+  try {
+    out_types = op_def(kind).infer(in_types, attrs);
+  } catch (const InputError& e) {
+    std::string ins;
+    for (const TensorType& t : in_types) ins += (ins.empty() ? "" : ", ") + to_string(t);
+    throw InputError(fmt::format("new {} node{} with inputs ({}): {}", op_name(kind), where(), ins, e.what()));
+  }
+  Node n;
+  n.id = nid;
+  n.kind = kind;
+  n.attrs = std::move(attrs);
+  n.inputs = std::move(inputs);
+  n.scope = scope_;
+  n.backward = backward_;
+  std::vector<Expr> outs;
+  for (size_t i = 0; i < out_types.size(); ++i) {
+    Value v;
+    v.id = ValueId{static_cast<int32_t>(g_.values.size())};
+    v.type = std::move(out_types[i]);
+    v.role = ValueRole::computed;
+    v.producer = nid;
+    v.output_index = static_cast<int32_t>(i);
+    n.outputs.push_back(v.id);
+    g_.values.push_back(std::move(v));
+    outs.push_back(Expr{this, n.outputs.back()});
+  }
+  g_.nodes.push_back(std::move(n));
+  return outs;
+}
+
+void Builder::output(std::string name, Expr e) {
+  if (g_.find_output(name)) throw InputError(fmt::format("graph output name '{}' is already used", name));
+  g_.outputs.push_back(GraphOutput{std::move(name), e.id});
+}
+
+void Builder::set_loss(Expr e) {
+  if (!e.shape().empty() || !is_float(e.dtype()))
+    throw InputError(fmt::format("the loss must be a float scalar, got {}", to_string(e.type())));
+  g_.loss = e.id;
+  if (!g_.find_output("loss")) output("loss", e);
+}
+
+void Builder::push_scope(const std::string& s) {
+  scope_marks_.push_back(scope_.size());
+  scope_ += scope_.empty() ? s : "/" + s;
+}
+
+void Builder::pop_scope() {
+  SY_CHECK(!scope_marks_.empty(), "pop_scope without push_scope");
+  scope_.resize(scope_marks_.back());
+  scope_marks_.pop_back();
+}
+
+// ---- free functions: one line each, the OpDef does the checking ----
+namespace {
+Expr op1(OpKind k, Attrs a, std::initializer_list<Expr> in) {
+  Builder* b = in.begin()->b;
+  std::vector<ValueId> ids;
+  for (const Expr& e : in) {
+    SY_CHECK(e.b == b, "{}: inputs from different builders", op_name(k));
+    ids.push_back(e.id);
+  }
+  return b->op1(k, std::move(a), std::move(ids));
+}
+}  // namespace
+
+Expr operator+(Expr a, Expr b) { return op1(OpKind::add, NoAttrs{}, {a, b}); }
+Expr operator-(Expr a, Expr b) { return op1(OpKind::sub, NoAttrs{}, {a, b}); }
+Expr operator*(Expr a, Expr b) { return op1(OpKind::mul, NoAttrs{}, {a, b}); }
+Expr operator/(Expr a, Expr b) { return op1(OpKind::div, NoAttrs{}, {a, b}); }
+Expr greater(Expr a, Expr b) { return op1(OpKind::greater, NoAttrs{}, {a, b}); }
+Expr where(Expr c, Expr a, Expr b) { return op1(OpKind::where, NoAttrs{}, {c, a, b}); }
+Expr scale(Expr x, double factor, double offset) { return op1(OpKind::scale, ScaleAttrs{factor, offset}, {x}); }
+Expr relu(Expr x) { return op1(OpKind::relu, NoAttrs{}, {x}); }
+Expr relu_grad(Expr x, Expr dy) { return op1(OpKind::relu_grad, NoAttrs{}, {x, dy}); }
+Expr gelu(Expr x) { return op1(OpKind::gelu, NoAttrs{}, {x}); }
+Expr gelu_grad(Expr x, Expr dy) { return op1(OpKind::gelu_grad, NoAttrs{}, {x, dy}); }
+Expr exp(Expr x) { return op1(OpKind::exp, NoAttrs{}, {x}); }
+Expr log(Expr x) { return op1(OpKind::log, NoAttrs{}, {x}); }
+Expr rsqrt(Expr x) { return op1(OpKind::rsqrt, NoAttrs{}, {x}); }
+Expr cast(Expr x, DType to) { return op1(OpKind::cast, CastAttrs{to}, {x}); }
+Expr dropout(Expr x, double rate, uint64_t seed) { return op1(OpKind::dropout, DropoutAttrs{rate, seed}, {x}); }
+
+Expr fill(Builder& b, Shape shape, double value, DType dtype) {
+  return b.op1(OpKind::fill, FillAttrs{std::move(shape), dtype, value}, {});
+}
+Expr broadcast(Expr x, Shape shape) { return op1(OpKind::broadcast, ShapeAttrs{std::move(shape)}, {x}); }
+Expr transpose(Expr x, std::vector<std::string> order) { return op1(OpKind::transpose, DimsAttrs{std::move(order)}, {x}); }
+Expr reshape(Expr x, Shape shape) { return op1(OpKind::reshape, ShapeAttrs{std::move(shape)}, {x}); }
+
+Expr sum(Expr x, std::vector<std::string> dims) { return op1(OpKind::reduce_sum, DimsAttrs{std::move(dims)}, {x}); }
+Expr mean(Expr x, std::vector<std::string> dims) { return op1(OpKind::reduce_mean, DimsAttrs{std::move(dims)}, {x}); }
+Expr max(Expr x, std::vector<std::string> dims) { return op1(OpKind::reduce_max, DimsAttrs{std::move(dims)}, {x}); }
+Expr softmax(Expr x, const std::string& dim) { return op1(OpKind::softmax, DimAttrs{Dim{dim, x.dim_size(dim)}}, {x}); }
+Expr logsumexp(Expr x, const std::string& dim) { return op1(OpKind::logsumexp, DimAttrs{Dim{dim, x.dim_size(dim)}}, {x}); }
+Expr rms_norm(Expr x, Expr g, const std::string& dim, double eps) { return op1(OpKind::rms_norm, RmsNormAttrs{dim, eps}, {x, g}); }
+Expr cross_entropy(Expr logits, Expr labels, const std::string& class_dim) {
+  return op1(OpKind::cross_entropy, DimAttrs{Dim{class_dim, logits.dim_size(class_dim)}}, {logits, labels});
+}
+
+Expr einsum(Expr a, Expr b, std::vector<std::string> out) { return op1(OpKind::einsum, EinsumAttrs{std::move(out)}, {a, b}); }
+
+Expr embedding(Expr table, Expr ids) { return op1(OpKind::embedding, NoAttrs{}, {table, ids}); }
+Expr embedding_grad(Expr ids, Expr dy, Dim vocab) { return op1(OpKind::embedding_grad, DimAttrs{std::move(vocab)}, {ids, dy}); }
+Expr one_hot(Expr ids, Dim dim, DType dtype) { return op1(OpKind::one_hot, OneHotAttrs{std::move(dim), dtype}, {ids}); }
+std::pair<Expr, Expr> top_k(Expr x, const std::string& dim, Dim k) {
+  auto outs = x.b->op(OpKind::top_k, TopKAttrs{dim, std::move(k)}, {x.id});
+  return {outs.at(0), outs.at(1)};
+}
+Expr cumsum(Expr x, const std::string& dim, bool exclusive, bool reverse) {
+  return op1(OpKind::cumsum, CumsumAttrs{dim, exclusive, reverse}, {x});
+}
+Expr gather(Expr x, Expr idx, const std::string& dim) { return op1(OpKind::gather, DimAttrs{Dim{dim, x.dim_size(dim)}}, {x, idx}); }
+Expr scatter_add(Expr src, Expr idx, const std::string& index_dim, Dim out_dim) {
+  return op1(OpKind::scatter_add, ScatterAttrs{index_dim, std::move(out_dim)}, {src, idx});
+}
+
+}  // namespace sy

@@ -1,0 +1,123 @@
+// Builder: appends nodes to a Graph in topological order, inferring output types through the
+// op registry. The free functions below read like the math:
+//
+//   Builder b(g);
+//   Expr x = b.input("x", {{"batch", 4}, {"d_model", 8}});              // [B, D]
+//   Expr w = b.parameter("w", {{"d_model", 8}, {"d_ff", 16}});          // [D, F]
+//   Expr h = relu(einsum(x, w, {"batch", "d_ff"}));                     // [B, F]
+#pragma once
+
+#include "graph/ir.hpp"
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sy {
+
+class Builder;
+
+// A handle on a value being built: the builder and the value id.
+struct Expr {
+  Builder* b = nullptr;
+  ValueId id;
+
+  const TensorType& type() const;
+  const Shape& shape() const { return type().shape; }
+  DType dtype() const { return type().dtype; }
+  int64_t dim_size(const std::string& name) const;  // throws if absent
+};
+
+class Builder {
+ public:
+  explicit Builder(Graph& g) : g_(g) {}
+
+  Graph& graph() { return g_; }
+  const Graph& graph() const { return g_; }
+
+  Expr input(std::string name, Shape shape, DType dtype = DType::f32);
+  Expr parameter(std::string name, Shape shape, DType dtype = DType::f32);
+  Expr wrap(ValueId id) { return Expr{this, id}; }
+
+  // Appends one node; returns its outputs. Checks attrs and infers types via op_def(kind).
+  std::vector<Expr> op(OpKind kind, Attrs attrs, std::vector<ValueId> inputs);
+  Expr op1(OpKind kind, Attrs attrs, std::vector<ValueId> inputs) { return op(kind, std::move(attrs), std::move(inputs)).at(0); }
+
+  void output(std::string name, Expr e);
+  void set_loss(Expr e);
+
+  // Scope of nodes appended from now on: "encoder/layer_0".
+  void push_scope(const std::string& s);
+  void pop_scope();
+  const std::string& scope() const { return scope_; }
+
+  // Nodes appended while true are flagged `backward` (autodiff sets this).
+  void set_backward(bool on) { backward_ = on; }
+
+ private:
+  Expr leaf(std::string name, Shape shape, DType dtype, ValueRole role);
+
+  Graph& g_;
+  std::string scope_;
+  std::vector<size_t> scope_marks_;
+  bool backward_ = false;
+};
+
+// RAII scope: { ScopeGuard s(b, "layer_0"); ... }
+struct ScopeGuard {
+  ScopeGuard(Builder& b, const std::string& s) : b_(b) { b_.push_scope(s); }
+  ~ScopeGuard() { b_.pop_scope(); }
+  ScopeGuard(const ScopeGuard&) = delete;
+  ScopeGuard& operator=(const ScopeGuard&) = delete;
+
+ private:
+  Builder& b_;
+};
+
+// ---- elementwise (b's dims ⊆ a's dims: b broadcasts by name) ----
+Expr operator+(Expr a, Expr b);
+Expr operator-(Expr a, Expr b);
+Expr operator*(Expr a, Expr b);
+Expr operator/(Expr a, Expr b);
+Expr greater(Expr a, Expr b);
+Expr where(Expr cond, Expr a, Expr b);
+Expr scale(Expr x, double factor, double offset = 0.0);
+Expr relu(Expr x);
+Expr relu_grad(Expr x, Expr dy);
+Expr gelu(Expr x);
+Expr gelu_grad(Expr x, Expr dy);
+Expr exp(Expr x);
+Expr log(Expr x);
+Expr rsqrt(Expr x);
+Expr cast(Expr x, DType to);
+Expr dropout(Expr x, double rate, uint64_t seed);
+
+// ---- layout ----
+Expr fill(Builder& b, Shape shape, double value, DType dtype = DType::f32);
+Expr broadcast(Expr x, Shape shape);
+Expr transpose(Expr x, std::vector<std::string> order);
+Expr reshape(Expr x, Shape shape);
+
+// ---- reductions and normalizations ----
+Expr sum(Expr x, std::vector<std::string> dims);
+Expr mean(Expr x, std::vector<std::string> dims);
+Expr max(Expr x, std::vector<std::string> dims);
+Expr softmax(Expr x, const std::string& dim);
+Expr logsumexp(Expr x, const std::string& dim);
+Expr rms_norm(Expr x, Expr g, const std::string& dim, double eps = 1e-6);
+Expr cross_entropy(Expr logits, Expr labels, const std::string& class_dim);
+
+// ---- matmul ----
+Expr einsum(Expr a, Expr b, std::vector<std::string> out);
+
+// ---- index ----
+Expr embedding(Expr table, Expr ids);
+Expr embedding_grad(Expr ids, Expr dy, Dim vocab);
+Expr one_hot(Expr ids, Dim dim, DType dtype = DType::f32);
+std::pair<Expr, Expr> top_k(Expr x, const std::string& dim, Dim k);  // values, indices
+Expr cumsum(Expr x, const std::string& dim, bool exclusive = false, bool reverse = false);
+Expr gather(Expr x, Expr idx, const std::string& dim);
+Expr scatter_add(Expr src, Expr idx, const std::string& index_dim, Dim out_dim);
+
+}  // namespace sy
