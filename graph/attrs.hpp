@@ -27,9 +27,11 @@ struct CastAttrs {
   bool operator==(const CastAttrs&) const = default;
 };
 
+// Randomness is a pure function of (seed attribute, step input, element index): the same on
+// every run and every process, and different per training step because the step is an input.
 struct DropoutAttrs {
   double rate = 0.0;  // probability of dropping an element, in [0, 1)
-  uint64_t seed = 0;  // the mask is a pure function of (seed, element index)
+  uint64_t seed = 0;
   bool operator==(const DropoutAttrs&) const = default;
 };
 
@@ -38,6 +40,18 @@ struct FillAttrs {
   DType dtype = DType::f32;
   double value = 0.0;
   bool operator==(const FillAttrs&) const = default;
+};
+
+enum class Distribution : uint8_t { uniform, normal };
+
+struct RandomAttrs {
+  Shape shape;
+  DType dtype = DType::f32;
+  Distribution dist = Distribution::uniform;
+  double a = 0.0;  // uniform: low; normal: mean
+  double b = 1.0;  // uniform: high; normal: standard deviation
+  uint64_t seed = 0;
+  bool operator==(const RandomAttrs&) const = default;
 };
 
 struct ShapeAttrs {  // target shape (broadcast, reshape)
@@ -91,7 +105,7 @@ struct ScatterAttrs {
   bool operator==(const ScatterAttrs&) const = default;
 };
 
-using Attrs = std::variant<NoAttrs, ScaleAttrs, CastAttrs, DropoutAttrs, FillAttrs, ShapeAttrs,
+using Attrs = std::variant<NoAttrs, ScaleAttrs, CastAttrs, DropoutAttrs, FillAttrs, RandomAttrs, ShapeAttrs,
                            DimsAttrs, DimAttrs, RmsNormAttrs, EinsumAttrs, OneHotAttrs, TopKAttrs,
                            CumsumAttrs, ScatterAttrs>;
 

@@ -127,10 +127,16 @@ Expr exp(Expr x) { return op1(OpKind::exp, NoAttrs{}, {x}); }
 Expr log(Expr x) { return op1(OpKind::log, NoAttrs{}, {x}); }
 Expr rsqrt(Expr x) { return op1(OpKind::rsqrt, NoAttrs{}, {x}); }
 Expr cast(Expr x, DType to) { return op1(OpKind::cast, CastAttrs{to}, {x}); }
-Expr dropout(Expr x, double rate, uint64_t seed) { return op1(OpKind::dropout, DropoutAttrs{rate, seed}, {x}); }
+Expr dropout(Expr x, Expr step, double rate, uint64_t seed) { return op1(OpKind::dropout, DropoutAttrs{rate, seed}, {x, step}); }
 
 Expr fill(Builder& b, Shape shape, double value, DType dtype) {
   return b.op1(OpKind::fill, FillAttrs{std::move(shape), dtype, value}, {});
+}
+Expr random_uniform(Expr step, Shape shape, double lo, double hi, uint64_t seed, DType dtype) {
+  return op1(OpKind::random, RandomAttrs{std::move(shape), dtype, Distribution::uniform, lo, hi, seed}, {step});
+}
+Expr random_normal(Expr step, Shape shape, double mean, double stddev, uint64_t seed, DType dtype) {
+  return op1(OpKind::random, RandomAttrs{std::move(shape), dtype, Distribution::normal, mean, stddev, seed}, {step});
 }
 Expr broadcast(Expr x, Shape shape) { return op1(OpKind::broadcast, ShapeAttrs{std::move(shape)}, {x}); }
 Expr transpose(Expr x, std::vector<std::string> order) { return op1(OpKind::transpose, DimsAttrs{std::move(order)}, {x}); }

@@ -91,10 +91,12 @@ Expr exp(Expr x);
 Expr log(Expr x);
 Expr rsqrt(Expr x);
 Expr cast(Expr x, DType to);
-Expr dropout(Expr x, double rate, uint64_t seed);
+Expr dropout(Expr x, Expr step, double rate, uint64_t seed);  // step: i32 scalar input
 
 // ---- layout ----
 Expr fill(Builder& b, Shape shape, double value, DType dtype = DType::f32);
+Expr random_uniform(Expr step, Shape shape, double lo, double hi, uint64_t seed, DType dtype = DType::f32);
+Expr random_normal(Expr step, Shape shape, double mean, double stddev, uint64_t seed, DType dtype = DType::f32);
 Expr broadcast(Expr x, Shape shape);
 Expr transpose(Expr x, std::vector<std::string> order);
 Expr reshape(Expr x, Shape shape);

@@ -39,8 +39,9 @@ struct OpDef {
 
   // Backward: emits ordinary nodes through `b` computing the gradient of each input from the
   // gradients of the outputs (`dout[i]` may be invalid: no gradient flows into that output).
-  // Returns one entry per input; invalid where no gradient exists (integer inputs, masks).
-  // nullptr when the op has no gradient at all (comparisons, backward-only helpers).
+  // Returns one entry per input; invalid where no gradient exists (integer inputs, masks, and
+  // every input of a piecewise-constant op such as greater). nullptr when the gradient is not
+  // implemented (second order through a backward-only helper): autodiff then refuses.
   std::vector<ValueId> (*backward)(Builder& b, const Node& node, std::span<const ValueId> dout);
 
   // Analytic cost from types.

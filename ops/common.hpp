@@ -8,6 +8,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstdint>
+
 #include <string>
 #include <vector>
 
@@ -63,6 +66,43 @@ ValueId sum_to(Builder& b, ValueId g, const Shape& target);
 inline void round_all(Tensor& t, bool exact) {
   if (exact || t.dtype() == DType::i32) return;
   for (double& x : t.data) x = round_to(t.dtype(), x);
+}
+
+}  // namespace sy::ops
+
+namespace sy::ops {
+
+// Counter-based random numbers: a pure function of (seed, step, index), so forward, backward and
+// every process agree without storing a mask, and runs are reproducible. splitmix64 mixing.
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+// Uniform in [0, 1) with 53 random bits.
+inline double counter_uniform(uint64_t seed, int64_t step, uint64_t index) {
+  const uint64_t z = mix64(mix64(seed ^ 0x9e3779b97f4a7c15ull) + static_cast<uint64_t>(step) * 0xd1b54a32d192ed03ull +
+                           (index + 1) * 0x9e3779b97f4a7c15ull);
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+// Standard normal by Box-Muller over two counter streams.
+inline double counter_normal(uint64_t seed, int64_t step, uint64_t index) {
+  const double u1 = 1.0 - counter_uniform(seed, step, 2 * index);  // (0, 1]
+  const double u2 = counter_uniform(seed, step, 2 * index + 1);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+// Dropout keeps element `index` iff its uniform number is >= rate.
+inline bool dropout_keep(uint64_t seed, int64_t step, uint64_t index, double rate) {
+  return counter_uniform(seed, step, index) >= rate;
+}
+
+// GELU, tanh approximation, and its derivative.
+inline constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
+inline constexpr double kGeluA = 0.044715;
+inline double gelu_ref(double x) { return 0.5 * x * (1.0 + std::tanh(kGeluC * (x + kGeluA * x * x * x))); }
+inline double gelu_grad_ref(double x) {
+  const double t = std::tanh(kGeluC * (x + kGeluA * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * kGeluC * (1.0 + 3.0 * kGeluA * x * x);
 }
 
 }  // namespace sy::ops

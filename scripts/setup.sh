@@ -5,9 +5,10 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libtbb-dev libboost-graph-dev libdnnl-dev libopenmpi-dev openmpi-bin
+  libtbb-dev libboost-graph-dev libdnnl-dev ocl-icd-opencl-dev opencl-headers libopenmpi-dev openmpi-bin
   libfmt-dev catch2 graphviz libgraphviz-dev libtomlplusplus-dev nlohmann-json3-dev
   libcli11-dev
+  python3-numpy
 )
 
 missing=()

@@ -1,0 +1,310 @@
+#include "executor/executor.hpp"
+
+#include "executor/einsum.hpp"
+#include "executor/kernels.hpp"
+#include "executor/memory_plan.hpp"
+#include "graph/error.hpp"
+#include "graph/op_def.hpp"
+
+#include <omp.h>
+#include <tbb/global_control.h>
+
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <optional>
+#include <thread>
+
+namespace sy {
+namespace {
+
+struct FreeBytes {
+  void operator()(std::byte* p) const { std::free(p); }
+};
+using Bytes = std::unique_ptr<std::byte[], FreeBytes>;
+
+// Zeroed storage aligned to the arena alignment (64 bytes: a cache line, enough for AVX-512).
+Bytes alloc_bytes(int64_t n) {
+  const int64_t size = std::max<int64_t>(1, (n + exec::kArenaAlignment - 1) / exec::kArenaAlignment) * exec::kArenaAlignment;
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(exec::kArenaAlignment, static_cast<size_t>(size)));
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, static_cast<size_t>(size));
+  return Bytes(p);
+}
+
+// Storage -> Tensor (double) and back; bf16 rounds to nearest even on store.
+Tensor to_tensor(const void* p, const TensorType& t) {
+  Tensor r(t);
+  const size_t n = r.data.size();
+  switch (t.dtype) {
+    case DType::f32:
+      for (size_t i = 0; i < n; ++i) r.data[i] = static_cast<const float*>(p)[i];
+      break;
+    case DType::bf16:
+      for (size_t i = 0; i < n; ++i) r.data[i] = bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+      break;
+    case DType::i32:
+      for (size_t i = 0; i < n; ++i) r.data[i] = static_cast<const int32_t*>(p)[i];
+      break;
+  }
+  return r;
+}
+
+void from_tensor(const Tensor& t, void* p) {
+  const size_t n = t.data.size();
+  switch (t.dtype()) {
+    case DType::f32:
+      for (size_t i = 0; i < n; ++i) static_cast<float*>(p)[i] = static_cast<float>(t.data[i]);
+      break;
+    case DType::bf16:
+      for (size_t i = 0; i < n; ++i) static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(t.data[i]));
+      break;
+    case DType::i32:
+      for (size_t i = 0; i < n; ++i) static_cast<int32_t*>(p)[i] = static_cast<int32_t>(t.data[i]);
+      break;
+  }
+}
+
+int resolve_threads(int requested) {
+  if (requested < 0) throw InputError(fmt::format("executor: threads = {} (must be 0 for all cores, or positive)", requested));
+  if (requested > 0) return requested;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+// Threads: oneDNN runs its matmuls on OpenMP threads and the other kernels run on TBB. Both pools
+// are capped at `threads`: omp_set_num_threads for oneDNN (set again at each run(), since the
+// setting belongs to the calling thread) and a tbb::global_control held for the executor's
+// lifetime (process-wide while it lives; with several executors the smallest cap wins). Ops run
+// one at a time, each on one pool, so at most `threads` threads compute at any moment. (Workers
+// of the idle pool may spin briefly after their last op before sleeping.)
+struct Executor::Impl {
+  Graph g;
+  ExecutorOptions opts;
+  int threads;
+  tbb::global_control tbb_threads;
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::vector<std::optional<exec::EinsumKernel>> einsum;  // per node: the oneDNN plan, if any
+  exec::MemoryPlan plan;
+  Bytes arena;
+  std::vector<Bytes> leaf;        // per value: storage of leaves (null for computed values)
+  std::vector<bool> leaf_needed;  // per value: a leaf some node reads or the graph outputs
+  std::vector<bool> leaf_set;     // per value: set() or data() was called
+  MemoryPlanStats stats;
+  bool ran = false;
+
+  Impl(const Graph& graph, ExecutorOptions o)
+      : g(graph),
+        opts(o),
+        threads(resolve_threads(o.threads)),
+        tbb_threads(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads)) {
+    omp_set_num_threads(threads);
+    const size_t nv = g.values.size();
+    leaf_needed.assign(nv, false);
+    for (const Node& n : g.nodes)
+      for (ValueId v : n.inputs) {
+        if (!v.valid() || static_cast<size_t>(v.v) >= nv)
+          throw InputError(fmt::format("executor: {} reads value {}, which does not exist", g.describe(n.id), v.v));
+        const Value& val = g.value(v);
+        if (val.role == ValueRole::computed && val.producer.v >= n.id.v)
+          throw InputError(fmt::format("executor: {} reads value {} produced later by {} (nodes must be in topological order)",
+                                       g.describe(n.id), v.v, g.describe(val.producer)));
+        if (val.role != ValueRole::computed) leaf_needed[static_cast<size_t>(v.v)] = true;
+      }
+    for (const GraphOutput& out : g.outputs)
+      if (g.value(out.value).role != ValueRole::computed) leaf_needed[static_cast<size_t>(out.value.v)] = true;
+
+    // Kernel plans first: their workspaces are part of the memory plan.
+    einsum.resize(g.nodes.size());
+    std::vector<std::vector<int64_t>> workspace(g.nodes.size());
+    for (const Node& n : g.nodes) {
+      if (n.kind != OpKind::einsum || !opts.fast_kernels) continue;
+      auto& k = einsum[static_cast<size_t>(n.id.v)];
+      k = exec::EinsumKernel::make(g.type(n.inputs.at(0)), g.type(n.inputs.at(1)), g.type(n.outputs.at(0)),
+                                   std::get<EinsumAttrs>(n.attrs), engine);
+      if (k) workspace[static_cast<size_t>(n.id.v)].assign(k->workspace_bytes().begin(), k->workspace_bytes().end());
+    }
+    plan = exec::plan_memory(g, workspace);
+    arena = alloc_bytes(plan.arena_bytes);
+
+    leaf.resize(nv);
+    leaf_set.assign(nv, false);
+    for (const Value& v : g.values) {
+      if (v.role == ValueRole::computed) continue;
+      leaf[static_cast<size_t>(v.id.v)] = alloc_bytes(num_bytes(v.type));
+      stats.leaf_bytes += num_bytes(v.type);
+    }
+    stats.arena_bytes = plan.arena_bytes;
+    stats.unplanned_bytes = plan.unplanned_bytes;
+    stats.buffers = plan.buffers;
+  }
+
+  const Value& value(ValueId v, const char* what) const {
+    if (!v.valid() || static_cast<size_t>(v.v) >= g.values.size())
+      throw InputError(fmt::format("executor {}: value {} does not exist (the graph has {} values)", what, v.v, g.values.size()));
+    return g.value(v);
+  }
+
+  std::byte* ptr(ValueId v) const {
+    const size_t i = static_cast<size_t>(v.v);
+    if (leaf[i]) return leaf[i].get();
+    return arena.get() + plan.value_offset[i];
+  }
+
+  void run_reference(const Node& n) {
+    std::vector<Tensor> in_t, out_t;
+    in_t.reserve(n.inputs.size());
+    for (ValueId v : n.inputs) in_t.push_back(to_tensor(ptr(v), g.type(v)));
+    for (ValueId v : n.outputs) out_t.emplace_back(g.type(v));
+    std::vector<const Tensor*> in;
+    std::vector<Tensor*> out;
+    for (const Tensor& t : in_t) in.push_back(&t);
+    for (Tensor& t : out_t) out.push_back(&t);
+    op_def(n.kind).forward(n.attrs, in, out, /*exact=*/false);
+    for (size_t i = 0; i < n.outputs.size(); ++i) from_tensor(out_t[i], ptr(n.outputs[i]));
+  }
+
+  // The one dispatcher: every kind says whether it has a fast kernel. A fast kernel returns false
+  // for shapes it does not cover, and the reference forward runs instead.
+  void run_node(const Node& n) {
+    if (!opts.fast_kernels) return run_reference(n);
+    auto in = [&](size_t i) { return exec::ConstView{ptr(n.inputs.at(i)), g.type(n.inputs.at(i))}; };
+    auto out = [&](size_t i) { return exec::View{ptr(n.outputs.at(i)), g.type(n.outputs.at(i))}; };
+    auto unary = [&](exec::UnaryOp op, const ScaleAttrs& s = {}) { return exec::unary(op, s, in(0), out(0)); };
+    auto binary = [&](exec::BinaryOp op) { return exec::binary(op, in(0), in(1), out(0)); };
+    auto reduce = [&](exec::ReduceOp op) { return exec::reduce(op, std::get<DimsAttrs>(n.attrs).dims, in(0), out(0)); };
+    bool done = false;
+    switch (n.kind) {
+      // Fast: TBB loops (executor/kernels.cpp).
+      case OpKind::add: done = binary(exec::BinaryOp::add); break;
+      case OpKind::sub: done = binary(exec::BinaryOp::sub); break;
+      case OpKind::mul: done = binary(exec::BinaryOp::mul); break;
+      case OpKind::div: done = binary(exec::BinaryOp::div); break;
+      case OpKind::relu_grad: done = binary(exec::BinaryOp::relu_grad); break;
+      case OpKind::gelu_grad: done = binary(exec::BinaryOp::gelu_grad); break;
+      case OpKind::scale: done = unary(exec::UnaryOp::scale, std::get<ScaleAttrs>(n.attrs)); break;
+      case OpKind::relu: done = unary(exec::UnaryOp::relu); break;
+      case OpKind::gelu: done = unary(exec::UnaryOp::gelu); break;
+      case OpKind::exp: done = unary(exec::UnaryOp::exp); break;
+      case OpKind::log: done = unary(exec::UnaryOp::log); break;
+      case OpKind::rsqrt: done = unary(exec::UnaryOp::rsqrt); break;
+      case OpKind::cast: done = unary(exec::UnaryOp::cast); break;
+      case OpKind::reduce_sum: done = reduce(exec::ReduceOp::sum); break;
+      case OpKind::reduce_mean: done = reduce(exec::ReduceOp::mean); break;
+      case OpKind::reduce_max: done = reduce(exec::ReduceOp::max); break;
+      case OpKind::softmax: done = exec::softmax(std::get<DimAttrs>(n.attrs).dim.name, in(0), out(0)); break;
+      case OpKind::transpose:
+        if (in(0).type.dtype == out(0).type.dtype) {
+          exec::permute_copy(in(0), out(0));
+          done = true;
+        }
+        break;
+      case OpKind::reshape:
+        if (in(0).type.dtype == out(0).type.dtype) {
+          std::memcpy(out(0).data, in(0).data, static_cast<size_t>(num_bytes(in(0).type)));
+          done = true;
+        }
+        break;
+      // Fast: oneDNN matmul (executor/einsum.cpp), planned at construction.
+      case OpKind::einsum:
+        if (const auto& k = einsum[static_cast<size_t>(n.id.v)]) {
+          const auto& off = plan.workspace_offset[static_cast<size_t>(n.id.v)];
+          std::array<std::byte*, 3> ws{};
+          for (size_t i = 0; i < ws.size(); ++i) ws[i] = off[i] >= 0 ? arena.get() + off[i] : nullptr;
+          k->run(in(0).data, in(1).data, out(0).data, ws, stream);
+          done = true;
+        }
+        break;
+      // Reference forward (ops/*.cpp).
+      case OpKind::greater:
+      case OpKind::where:
+      case OpKind::dropout:
+      case OpKind::fill:
+      case OpKind::random:
+      case OpKind::broadcast:
+      case OpKind::logsumexp:
+      case OpKind::rms_norm:
+      case OpKind::cross_entropy:
+      case OpKind::embedding:
+      case OpKind::embedding_grad:
+      case OpKind::one_hot:
+      case OpKind::top_k:
+      case OpKind::cumsum:
+      case OpKind::gather:
+      case OpKind::scatter_add:
+        break;
+    }
+    if (!done) run_reference(n);
+  }
+};
+
+Executor::Executor(const Graph& g, ExecutorOptions opts) : impl_(std::make_unique<Impl>(g, opts)) {}
+Executor::~Executor() = default;
+
+void Executor::set(ValueId leaf, const Tensor& t) {
+  const Value& v = impl_->value(leaf, "set");
+  if (v.role == ValueRole::computed)
+    throw InputError(fmt::format("executor set: value {} is computed by {}, only inputs and parameters can be set", leaf.v,
+                                 impl_->g.describe(v.producer)));
+  if (t.type != v.type)
+    throw InputError(fmt::format("executor set: leaf '{}' is {} but the tensor given is {}", v.name, to_string(v.type),
+                                 to_string(t.type)));
+  if (t.size() != num_elements(v.type.shape))
+    throw InputError(fmt::format("executor set: leaf '{}' {} needs {} elements, the tensor holds {}", v.name,
+                                 to_string(v.type), num_elements(v.type.shape), t.size()));
+  if (v.type.dtype == DType::i32)
+    for (int64_t i = 0; i < t.size(); ++i) {
+      const double x = t.data[static_cast<size_t>(i)];
+      if (x != std::trunc(x) || x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
+        throw InputError(fmt::format("executor set: leaf '{}' is i32 but element {} is {} (must be an integer in i32 range)",
+                                     v.name, i, x));
+    }
+  from_tensor(t, impl_->ptr(leaf));
+  impl_->leaf_set[static_cast<size_t>(leaf.v)] = true;
+}
+
+void* Executor::data(ValueId v) {
+  const Value& val = impl_->value(v, "data");
+  const size_t i = static_cast<size_t>(v.v);
+  if (val.role != ValueRole::computed) {
+    impl_->leaf_set[i] = true;  // the caller writes it
+  } else if (!impl_->plan.kept[i]) {
+    throw InputError(fmt::format("executor data: value {} (output of {}) is not kept; only leaves and graph outputs have "
+                                 "storage that outlives its last use",
+                                 v.v, impl_->g.describe(val.producer)));
+  }
+  return impl_->ptr(v);
+}
+
+void Executor::run() {
+  Impl& m = *impl_;
+  for (const Value& v : m.g.values)
+    if (m.leaf_needed[static_cast<size_t>(v.id.v)] && !m.leaf_set[static_cast<size_t>(v.id.v)])
+      throw InputError(fmt::format("executor run: leaf '{}' {} was never set (call set() or write through data())", v.name,
+                                   to_string(v.type)));
+  omp_set_num_threads(m.threads);
+  for (const Node& n : m.g.nodes) m.run_node(n);
+  m.ran = true;
+}
+
+Tensor Executor::get(ValueId v) const {
+  const Value& val = impl_->value(v, "get");
+  const size_t i = static_cast<size_t>(v.v);
+  if (val.role == ValueRole::computed) {
+    if (!impl_->plan.kept[i])
+      throw InputError(fmt::format("executor get: value {} (output of {}) is not a graph output; its buffer is reused "
+                                   "(add it with Builder::output to read it)",
+                                   v.v, impl_->g.describe(val.producer)));
+    if (!impl_->ran) throw InputError(fmt::format("executor get: value {} is read before run()", v.v));
+  }
+  return to_tensor(impl_->ptr(v), val.type);
+}
+
+const MemoryPlanStats& Executor::memory() const { return impl_->stats; }
+
+}  // namespace sy

@@ -1,0 +1,324 @@
+#include "executor/kernels.hpp"
+
+#include "graph/error.hpp"
+#include "ops/common.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace sy::exec {
+namespace {
+
+// Elements per TBB task: large enough that scheduling costs little next to the loop body.
+constexpr int64_t kGrain = int64_t{1} << 14;
+
+using Range = tbb::blocked_range<int64_t>;
+
+// Rows per task when each row holds `row` elements.
+int64_t row_grain(int64_t row) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, row)); }
+
+// Load as f32 / store from f32, rounding to nearest even for bf16.
+inline float ld(const float* p, int64_t i) { return p[i]; }
+inline float ld(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
+inline void st(float* p, int64_t i, float v) { p[i] = v; }
+inline void st(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16(v); }
+
+// Calls f with a null pointer of the storage type of float dtype t (float or uint16_t).
+template <typename F>
+void visit_float(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(static_cast<float*>(nullptr)); return;
+    case DType::bf16: f(static_cast<uint16_t*>(nullptr)); return;
+    case DType::i32: break;
+  }
+  SY_CHECK(false, "visit_float: {} is not a float dtype", dtype_name(t));
+}
+
+template <typename Tag>
+using Storage = std::remove_pointer_t<Tag>;
+
+bool all_float(std::initializer_list<DType> ts) {
+  return std::all_of(ts.begin(), ts.end(), [](DType t) { return is_float(t); });
+}
+
+float gelu_f(float x) {
+  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
+  return 0.5f * x * (1.0f + std::tanh(c * (x + a * x * x * x)));
+}
+float gelu_grad_f(float x) {
+  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
+  const float t = std::tanh(c * (x + a * x * x * x));
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * a * x * x);
+}
+
+template <typename X, typename Y, typename F>
+void map1(const X* x, Y* y, int64_t n, F f) {
+  tbb::parallel_for(Range(0, n, kGrain), [&](const Range& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) st(y, i, f(ld(x, i)));
+  });
+}
+
+// y[i] = f(a[i], b[i % nb]); nb divides n.
+template <typename A, typename B, typename Y, typename F>
+void map2(const A* a, const B* b, Y* y, int64_t n, int64_t nb, F f) {
+  tbb::parallel_for(Range(0, n, kGrain), [&](const Range& r) {
+    if (nb == n) {
+      for (int64_t i = r.begin(); i < r.end(); ++i) st(y, i, f(ld(a, i), ld(b, i)));
+      return;
+    }
+    int64_t j = r.begin() % nb;
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      st(y, i, f(ld(a, i), ld(b, j)));
+      if (++j == nb) j = 0;
+    }
+  });
+}
+
+// Sum of x[0], x[step], ... (n terms) in double, with 8 independent partial sums.
+template <typename X>
+double sum_strided(const X* x, int64_t n, int64_t step) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += ld(x, (i + k) * step);
+  double s = 0;
+  for (; i < n; ++i) s += ld(x, i * step);
+  for (double a : acc) s += a;
+  return s;
+}
+
+// True iff `suffix` equals the last dims of `s`.
+bool is_suffix(const Shape& s, const Shape& suffix) {
+  if (suffix.size() > s.size()) return false;
+  return std::equal(suffix.begin(), suffix.end(), s.end() - static_cast<ptrdiff_t>(suffix.size()));
+}
+
+}  // namespace
+
+bool unary(UnaryOp op, const ScaleAttrs& s, ConstView x, View y) {
+  if (!all_float({x.type.dtype, y.type.dtype}) || x.type.shape != y.type.shape) return false;
+  const int64_t n = num_elements(x.type.shape);
+  visit_float(x.type.dtype, [&](auto* xt) {
+    visit_float(y.type.dtype, [&](auto* yt) {
+      const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
+      auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+      switch (op) {
+        case UnaryOp::scale:  // in double: factor and offset keep their full precision, as in the reference
+          map1(xp, yp, n, [f = s.factor, o = s.offset](float v) { return static_cast<float>(v * f + o); });
+          return;
+        case UnaryOp::relu: map1(xp, yp, n, [](float v) { return v > 0.0f ? v : 0.0f; }); return;
+        case UnaryOp::gelu: map1(xp, yp, n, gelu_f); return;
+        case UnaryOp::exp: map1(xp, yp, n, [](float v) { return std::exp(v); }); return;
+        case UnaryOp::log: map1(xp, yp, n, [](float v) { return std::log(v); }); return;
+        case UnaryOp::rsqrt: map1(xp, yp, n, [](float v) { return 1.0f / std::sqrt(v); }); return;
+        case UnaryOp::cast: map1(xp, yp, n, [](float v) { return v; }); return;
+      }
+    });
+  });
+  return true;
+}
+
+bool binary(BinaryOp op, ConstView a, ConstView b, View y) {
+  if (!all_float({a.type.dtype, b.type.dtype, y.type.dtype})) return false;
+  if (y.type.shape != a.type.shape || !is_suffix(a.type.shape, b.type.shape)) return false;
+  const int64_t n = num_elements(a.type.shape);
+  const int64_t nb = num_elements(b.type.shape);
+  visit_float(a.type.dtype, [&](auto* at) {
+    visit_float(b.type.dtype, [&](auto* bt) {
+      visit_float(y.type.dtype, [&](auto* yt) {
+        const auto* ap = static_cast<const Storage<decltype(at)>*>(a.data);
+        const auto* bp = static_cast<const Storage<decltype(bt)>*>(b.data);
+        auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+        switch (op) {
+          case BinaryOp::add: map2(ap, bp, yp, n, nb, [](float u, float v) { return u + v; }); return;
+          case BinaryOp::sub: map2(ap, bp, yp, n, nb, [](float u, float v) { return u - v; }); return;
+          case BinaryOp::mul: map2(ap, bp, yp, n, nb, [](float u, float v) { return u * v; }); return;
+          case BinaryOp::div: map2(ap, bp, yp, n, nb, [](float u, float v) { return u / v; }); return;
+          case BinaryOp::relu_grad:
+            map2(ap, bp, yp, n, nb, [](float x, float dy) { return x > 0.0f ? dy : 0.0f; });
+            return;
+          case BinaryOp::gelu_grad:
+            map2(ap, bp, yp, n, nb, [](float x, float dy) { return dy * gelu_grad_f(x); });
+            return;
+        }
+      });
+    });
+  });
+  return true;
+}
+
+bool reduce(ReduceOp op, const std::vector<std::string>& dims, ConstView x, View y) {
+  if (!all_float({x.type.dtype, y.type.dtype})) return false;
+  const Shape& xs = x.type.shape;
+  // x viewed as [outer, reduced, inner]: the reduced dims must be contiguous in x.
+  std::vector<size_t> pos;
+  for (const std::string& d : dims) {
+    auto i = dim_index(xs, d);
+    if (!i || std::find(pos.begin(), pos.end(), *i) != pos.end()) return false;
+    pos.push_back(*i);
+  }
+  std::sort(pos.begin(), pos.end());
+  if (!pos.empty() && pos.back() - pos.front() + 1 != pos.size()) return false;
+  const size_t lo = pos.empty() ? xs.size() : pos.front();
+  const size_t hi = pos.empty() ? xs.size() : pos.back() + 1;
+  Shape kept(xs.begin(), xs.begin() + static_cast<ptrdiff_t>(lo));
+  kept.insert(kept.end(), xs.begin() + static_cast<ptrdiff_t>(hi), xs.end());
+  if (y.type.shape != kept) return false;
+  int64_t outer = 1, red = 1, inner = 1;
+  for (size_t i = 0; i < xs.size(); ++i) (i < lo ? outer : i < hi ? red : inner) *= xs[i].size;
+
+  visit_float(x.type.dtype, [&](auto* xt) {
+    visit_float(y.type.dtype, [&](auto* yt) {
+      const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
+      auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+      // Reduces the `red` elements x[base + r * inner], r in [0, red).
+      auto one = [&](int64_t base) -> float {
+        switch (op) {
+          case ReduceOp::sum: return static_cast<float>(sum_strided(xp + base, red, inner));
+          case ReduceOp::mean: return static_cast<float>(sum_strided(xp + base, red, inner) / static_cast<double>(red));
+          case ReduceOp::max: {
+            float m = -std::numeric_limits<float>::infinity();  // as the reference: NaNs are skipped
+            for (int64_t r = 0; r < red; ++r) m = std::max(m, ld(xp, base + r * inner));
+            return m;
+          }
+        }
+        return 0.0f;
+      };
+      if (inner == 1) {  // [outer, red]: one contiguous row per output
+        tbb::parallel_for(Range(0, outer, row_grain(red)), [&](const Range& r) {
+          for (int64_t o = r.begin(); o < r.end(); ++o) st(yp, o, one(o * red));
+        });
+        return;
+      }
+      // [outer, red, inner]: a task owns a block of kBlock consecutive inner positions of one
+      // outer index and walks the reduced rows, so reads stay contiguous.
+      constexpr int64_t kBlock = 256;
+      const int64_t blocks = (inner + kBlock - 1) / kBlock;
+      tbb::parallel_for(Range(0, outer * blocks, row_grain(red * kBlock)), [&](const Range& r) {
+        double acc[kBlock];
+        for (int64_t t = r.begin(); t < r.end(); ++t) {
+          const int64_t o = t / blocks, i0 = (t % blocks) * kBlock, w = std::min(kBlock, inner - i0);
+          const int64_t base = o * red * inner + i0;
+          if (op == ReduceOp::max) {
+            for (int64_t i = 0; i < w; ++i) st(yp, o * inner + i0 + i, one(base + i));
+            continue;
+          }
+          std::fill(acc, acc + w, 0.0);
+          for (int64_t rr = 0; rr < red; ++rr)
+            for (int64_t i = 0; i < w; ++i) acc[i] += ld(xp, base + rr * inner + i);
+          const double div = op == ReduceOp::mean ? static_cast<double>(red) : 1.0;
+          for (int64_t i = 0; i < w; ++i) st(yp, o * inner + i0 + i, static_cast<float>(acc[i] / div));
+        }
+      });
+    });
+  });
+  return true;
+}
+
+bool softmax(const std::string& dim, ConstView x, View y) {
+  const Shape& xs = x.type.shape;
+  if (!all_float({x.type.dtype, y.type.dtype}) || xs.empty() || xs.back().name != dim || y.type.shape != xs)
+    return false;
+  const int64_t cols = xs.back().size;
+  const int64_t rows = num_elements(xs) / cols;
+  visit_float(x.type.dtype, [&](auto* xt) {
+    visit_float(y.type.dtype, [&](auto* yt) {
+      const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
+      auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+      tbb::parallel_for(Range(0, rows, row_grain(cols)), [&](const Range& r) {
+        std::vector<float> e(static_cast<size_t>(cols));  // exp(x - max) of one row
+        for (int64_t row = r.begin(); row < r.end(); ++row) {
+          const int64_t base = row * cols;
+          float m = ld(xp, base);
+          for (int64_t j = 1; j < cols; ++j) m = std::max(m, ld(xp, base + j));
+          double s = 0;
+          for (int64_t j = 0; j < cols; ++j) {
+            e[static_cast<size_t>(j)] = std::exp(ld(xp, base + j) - m);
+            s += e[static_cast<size_t>(j)];
+          }
+          for (int64_t j = 0; j < cols; ++j) st(yp, base + j, static_cast<float>(e[static_cast<size_t>(j)] / s));
+        }
+      });
+    });
+  });
+  return true;
+}
+
+namespace {
+
+// Walks dst in row-major order; `stride[k]` is the step in src for dst dim k. Copies element
+// by element through `put(dst_index, src_index)`.
+template <typename Put>
+void permute_walk(const Shape& ds, const std::vector<int64_t>& stride, Put put) {
+  const size_t nd = ds.size();
+  if (nd == 0) {
+    put(0, 0);
+    return;
+  }
+  const int64_t inner = ds[nd - 1].size, inner_stride = stride[nd - 1];
+  const int64_t rows = num_elements(ds) / inner;
+  tbb::parallel_for(Range(0, rows, row_grain(inner)), [&](const Range& r) {
+    std::vector<int64_t> idx(nd - 1);  // multi-index of the row over dst dims [0, nd-1)
+    int64_t rem = r.begin(), off = 0;
+    for (size_t k = nd - 1; k-- > 0;) {
+      idx[k] = rem % ds[k].size;
+      rem /= ds[k].size;
+      off += idx[k] * stride[k];
+    }
+    for (int64_t row = r.begin(); row < r.end(); ++row) {
+      const int64_t d0 = row * inner;
+      for (int64_t j = 0; j < inner; ++j) put(d0 + j, off + j * inner_stride);
+      for (size_t k = nd - 1; k-- > 0;) {  // next row
+        if (++idx[k] < ds[k].size) {
+          off += stride[k];
+          break;
+        }
+        off -= stride[k] * (ds[k].size - 1);
+        idx[k] = 0;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void permute_copy(ConstView src, View dst) {
+  const Shape& ss = src.type.shape;
+  const Shape& ds = dst.type.shape;
+  SY_CHECK(ss.size() == ds.size(), "permute_copy: {} is not a permutation of {}", to_string(ds), to_string(ss));
+  const auto sstr = strides_of(ss);
+  std::vector<int64_t> stride(ds.size());
+  for (size_t k = 0; k < ds.size(); ++k) {
+    auto i = dim_index(ss, ds[k].name);
+    SY_CHECK(i && ss[*i].size == ds[k].size, "permute_copy: {} is not a permutation of {}", to_string(ds), to_string(ss));
+    stride[k] = sstr[*i];
+  }
+  if (src.type.dtype == dst.type.dtype) {  // bit copy at the element width
+    auto copy = [&](auto* tag) {
+      using T = Storage<decltype(tag)>;
+      const T* s = static_cast<const T*>(src.data);
+      T* d = static_cast<T*>(dst.data);
+      permute_walk(ds, stride, [&](int64_t di, int64_t si) { d[di] = s[si]; });
+    };
+    if (dtype_bytes(src.type.dtype) == 2) copy(static_cast<uint16_t*>(nullptr));
+    else copy(static_cast<uint32_t*>(nullptr));
+    return;
+  }
+  SY_CHECK(all_float({src.type.dtype, dst.type.dtype}), "permute_copy: cannot convert {} to {}",
+           dtype_name(src.type.dtype), dtype_name(dst.type.dtype));
+  visit_float(src.type.dtype, [&](auto* st_) {
+    visit_float(dst.type.dtype, [&](auto* dt_) {
+      const auto* s = static_cast<const Storage<decltype(st_)>*>(src.data);
+      auto* d = static_cast<Storage<decltype(dt_)>*>(dst.data);
+      permute_walk(ds, stride, [&](int64_t di, int64_t si) { st(d, di, ld(s, si)); });
+    });
+  });
+}
+
+}  // namespace sy::exec

@@ -1,0 +1,95 @@
+// inspect: load a graph file, verify it, print its counts, optionally draw it.
+//
+//   inspect experiments/graphs/mlp.json                 node/value counts, parameters, FLOPs
+//   inspect experiments/graphs/mlp.json --dot mlp.svg   also the Graphviz drawing (.svg or .dot)
+//   inspect experiments/graphs/mlp.json --json          the counts as JSON on stdout
+//
+// A bad graph (missing file, malformed JSON, bad id, cycle, shape mismatch) prints one message
+// naming the file, the node and the problem on stderr, exits 2, and writes nothing.
+#include "graph/count.hpp"
+#include "graph/dot.hpp"
+#include "graph/error.hpp"
+#include "graph/json.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <iostream>
+#include <string>
+
+namespace {
+
+void print_text(const std::string& path, const sy::GraphCounts& c) {
+  fmt::print("graph          {}\n", path);
+  fmt::print("nodes          {} ({} forward, {} backward)\n", c.nodes, c.forward_nodes, c.backward_nodes);
+  fmt::print("values         {} ({} inputs, {} parameter tensors)\n", c.values, c.inputs, c.parameter_tensors);
+  fmt::print("parameters     {}\n", c.parameters);
+  fmt::print("forward FLOPs  {:.0f}\n", c.forward_flops);
+  fmt::print("total FLOPs    {:.0f}\n", c.total_flops);
+  fmt::print("\n{:<16} {:>8} {:>12} {:>16} {:>16}\n", "scope", "nodes", "parameters", "forward FLOPs", "total FLOPs");
+  for (const sy::ScopeCounts& s : c.by_scope)
+    fmt::print("{:<16} {:>8} {:>12} {:>16.0f} {:>16.0f}\n", s.scope.empty() ? "(root)" : s.scope, s.nodes, s.parameters,
+               s.forward_flops, s.total_flops);
+}
+
+sy::Json counts_json(const std::string& path, const sy::GraphCounts& c) {
+  sy::Json scopes = sy::Json::array();
+  for (const sy::ScopeCounts& s : c.by_scope)
+    scopes.push_back({{"scope", s.scope},
+                      {"nodes", s.nodes},
+                      {"parameters", s.parameters},
+                      {"forward_flops", s.forward_flops},
+                      {"total_flops", s.total_flops}});
+  return {{"graph", path},
+          {"nodes", c.nodes},
+          {"forward_nodes", c.forward_nodes},
+          {"backward_nodes", c.backward_nodes},
+          {"values", c.values},
+          {"inputs", c.inputs},
+          {"parameter_tensors", c.parameter_tensors},
+          {"parameters", c.parameters},
+          {"forward_flops", c.forward_flops},
+          {"total_flops", c.total_flops},
+          {"by_scope", scopes}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"inspect: verify a Switchyard graph file and print its node, value, parameter and FLOP counts"};
+  std::string graph_path, dot_path;
+  bool as_json = false;
+  app.add_option("graph", graph_path, "graph file (JSON, as written by save_graph)")->required();
+  app.add_option("--dot", dot_path, "also draw the graph: SVG via Graphviz, or DOT text if the name ends in .dot");
+  app.add_flag("--json", as_json, "print the counts as JSON instead of a table");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : sy::kExitBadInput;
+  }
+
+  try {
+    const bool want_dot_text = dot_path.ends_with(".dot");
+    if (!dot_path.empty() && !want_dot_text && !dot_path.ends_with(".svg"))
+      throw sy::InputError(fmt::format("--dot {}: the file name must end in .svg (Graphviz drawing) or .dot (DOT text)",
+                                       dot_path));
+    const sy::Graph g = sy::load_graph(graph_path);  // verifies
+    const sy::GraphCounts counts = sy::count_graph(g);
+    if (!dot_path.empty()) {
+      const std::string dot = sy::to_dot(g);
+      sy::write_file_atomic(dot_path, want_dot_text ? dot : sy::render_svg(dot));
+    }
+    if (as_json)
+      fmt::print("{}\n", counts_json(graph_path, counts).dump(2));
+    else
+      print_text(graph_path, counts);
+    return 0;
+  } catch (const sy::InputError& e) {
+    fmt::print(stderr, "inspect: {}\n", e.what());
+    return sy::kExitBadInput;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "inspect: internal error: {}\n", e.what());
+    return 1;
+  }
+}

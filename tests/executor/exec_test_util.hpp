@@ -1,0 +1,90 @@
+// Helpers for the executor tests: random leaves, running a graph on the executor and on the
+// reference interpreter, and comparing.
+#pragma once
+
+#include "executor/executor.hpp"
+#include "graph/verify.hpp"
+#include "ops/interpret.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+#include <map>
+#include <random>
+#include <string>
+
+namespace sy::test {
+
+// Uniform in [lo, hi), rounded to the tensor's dtype.
+inline Tensor random_tensor(const TensorType& t, std::mt19937_64& rng, double lo = -1.0, double hi = 1.0) {
+  Tensor r(t);
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (double& x : r.data) x = round_to(t.dtype, u(rng));
+  return r;
+}
+
+inline std::map<ValueId, Tensor> random_leaves(const Graph& g, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::map<ValueId, Tensor> leaves;
+  for (const Value& v : g.values)
+    if (v.role != ValueRole::computed) leaves[v.id] = random_tensor(v.type, rng, lo, hi);
+  return leaves;
+}
+
+// max_i |x_i - ref_i| / max(1, |ref_i|): the error measure of every tolerance in these tests.
+inline double max_rel_err(const Tensor& x, const Tensor& ref) {
+  REQUIRE(x.type == ref.type);
+  double e = 0;
+  for (size_t i = 0; i < x.data.size(); ++i)
+    e = std::max(e, std::abs(x.data[i] - ref.data[i]) / std::max(1.0, std::abs(ref.data[i])));
+  return e;
+}
+
+// A tensor in executor storage (f32: float, bf16: uint16_t, i32: int32_t) and back.
+inline std::vector<std::byte> to_storage(const Tensor& t) {
+  std::vector<std::byte> r(static_cast<size_t>(num_bytes(t.type)));
+  for (size_t i = 0; i < t.data.size(); ++i) {
+    switch (t.dtype()) {
+      case DType::f32: reinterpret_cast<float*>(r.data())[i] = static_cast<float>(t.data[i]); break;
+      case DType::bf16: reinterpret_cast<uint16_t*>(r.data())[i] = f32_to_bf16(static_cast<float>(t.data[i])); break;
+      case DType::i32: reinterpret_cast<int32_t*>(r.data())[i] = static_cast<int32_t>(t.data[i]); break;
+    }
+  }
+  return r;
+}
+
+inline Tensor from_storage(const std::vector<std::byte>& b, const TensorType& type) {
+  Tensor r(type);
+  for (size_t i = 0; i < r.data.size(); ++i) {
+    switch (type.dtype) {
+      case DType::f32: r.data[i] = reinterpret_cast<const float*>(b.data())[i]; break;
+      case DType::bf16: r.data[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(b.data())[i]); break;
+      case DType::i32: r.data[i] = reinterpret_cast<const int32_t*>(b.data())[i]; break;
+    }
+  }
+  return r;
+}
+
+// Runs g on an executor and on the reference interpreter with the same random leaves and checks
+// every graph output: f32 outputs within tol_f32, bf16 outputs within tol_bf16.
+inline void expect_outputs_match(const Graph& g, double tol_f32, double tol_bf16, ExecutorOptions opts = {},
+                                 double lo = -1.0, double hi = 1.0, uint64_t seed = 7) {
+  verify(g);
+  const auto leaves = random_leaves(g, seed, lo, hi);
+  Executor ex(g, opts);
+  for (const auto& [id, t] : leaves) ex.set(id, t);
+  ex.run();
+  const auto ref = interpret(g, leaves);
+  for (const GraphOutput& o : g.outputs) {
+    const Tensor got = ex.get(o.value);
+    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+    const double tol = got.dtype() == DType::bf16 ? tol_bf16 : tol_f32;
+    INFO("output '" << o.name << "' " << to_string(want.type) << " tolerance " << tol);
+    CHECK(max_rel_err(got, want) <= tol);
+  }
+}
+
+}  // namespace sy::test
