@@ -1,13 +1,15 @@
 // Einsum as one batched oneDNN matmul. Private to executor/.
 //
 // The dims of a, b and out are classified by where they occur:
-//   batch: in a, b and out      M: in a and out      N: in b and out      K: in a and b (summed)
-// The inputs are permuted (TBB copy, skipped when already in order) to
-//   A [batch, M, K] x B [batch, K, N] -> C [batch, M, N]
-// with batch, M and N dims in out's order and K dims in a's order; one batched matmul runs, and
-// C is permuted to out's order when that differs. Dtypes: f32 x f32 -> f32, bf16 x bf16 -> bf16
-// or f32 (oneDNN accumulates in f32 and uses AMX for bf16 where the CPU has it). Other dtype
-// mixes are converted to f32 during the permutation.
+//   batch: in a, b and out      X: in a and out      Y: in b and out      K: in a and b (summed)
+// One operand becomes the matmul source S [batch, R, K] and the other the weights W [batch, K, C],
+// giving [batch, R, C]: (S, W) = (a, b) with R = X, C = Y, or (b, a) with R = Y, C = X when out
+// is ordered [batch, Y, X] (so the result needs no permutation). batch, R and C dims keep out's
+// order, K dims S's order. An operand whose storage already is [batch, R, K] or [batch, K, R]
+// (for W: [batch, K, C] or [batch, C, K]) is read in place through oneDNN strides; otherwise a
+// TBB copy permutes it into a workspace. The result is permuted into out's order when that
+// differs. Dtypes: f32 x f32 -> f32, bf16 x bf16 -> bf16 or f32 (oneDNN accumulates in f32 and
+// uses AMX for bf16 where the CPU has it); other mixes are converted to f32 while permuting.
 #pragma once
 
 #include "graph/attrs.hpp"
@@ -28,28 +30,36 @@ class EinsumKernel {
   static std::optional<EinsumKernel> make(const TensorType& a, const TensorType& b, const TensorType& out,
                                           const EinsumAttrs& attrs, const dnnl::engine& engine);
 
-  // Bytes of the temporaries for permuted A, B and C (0: that operand is used in place).
+  // Bytes of the temporaries for permuted S, W and result (0: used in place).
   const std::array<int64_t, 3>& workspace_bytes() const { return ws_bytes_; }
 
   // out = einsum(a, b); ws[i] points at workspace_bytes()[i] bytes (unused when 0).
   void run(const void* a, const void* b, void* out, const std::array<std::byte*, 3>& ws, dnnl::stream& stream) const;
 
-  // Matmul problem size, for reports and tests.
+  // Matmul problem size [batch, R, K] x [batch, K, C], for reports and tests.
   int64_t batch() const { return batch_; }
-  int64_t m() const { return m_; }
-  int64_t n() const { return n_; }
-  int64_t k() const { return k_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  int64_t summed() const { return summed_; }
+  bool swapped() const { return swap_; }  // b is the matmul source
 
  private:
+  // One matmul argument: its type in the graph, and the packed row-major type it is permuted to
+  // when it cannot be read in place.
+  struct Operand {
+    TensorType graph;
+    TensorType packed;
+    bool permute = false;
+    dnnl::memory::desc md;
+  };
+
   EinsumKernel() = default;
 
-  TensorType a_, b_, out_;               // as in the graph
-  TensorType a_mm_, b_mm_, c_mm_;        // [batch, M, K], [batch, K, N], [batch, M, N] at matmul dtypes
-  bool permute_a_ = false, permute_b_ = false, permute_c_ = false;
+  Operand s_, w_, c_;
+  bool swap_ = false;
   std::array<int64_t, 3> ws_bytes_{};
-  int64_t batch_ = 1, m_ = 1, n_ = 1, k_ = 1;
+  int64_t batch_ = 1, rows_ = 1, cols_ = 1, summed_ = 1;
   dnnl::engine engine_;
-  dnnl::memory::desc a_md_, b_md_, c_md_;
   dnnl::matmul matmul_;
 };
 

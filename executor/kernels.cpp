@@ -252,6 +252,37 @@ bool softmax(const std::string& dim, ConstView x, View y) {
 
 namespace {
 
+// Copies through `put(dst_index, src_index)` when src's contiguous dim is dst dim p, not dst's
+// last dim q: the [p, q] planes are copied in square tiles, so both the strided reads and the
+// contiguous writes of a tile stay in L1 (a row-by-row walk would touch one cache line per
+// element read).
+template <typename Put>
+void permute_tiled(const Shape& ds, const std::vector<int64_t>& stride, size_t p, Put put) {
+  constexpr int64_t kTile = 32;
+  const size_t q = ds.size() - 1;
+  const auto dstr = strides_of(ds);
+  const int64_t np = ds[p].size, nq = ds[q].size;
+  const int64_t tiles_p = (np + kTile - 1) / kTile, tiles_q = (nq + kTile - 1) / kTile;
+  const int64_t planes = num_elements(ds) / (np * nq);
+  tbb::parallel_for(Range(0, planes * tiles_p * tiles_q, row_grain(kTile * kTile)), [&](const Range& r) {
+    for (int64_t t = r.begin(); t < r.end(); ++t) {
+      // Plane index -> dst and src offsets over the dims other than p and q.
+      int64_t plane = t / (tiles_p * tiles_q), d0 = 0, s0 = 0;
+      for (size_t k = q; k-- > 0;) {
+        if (k == p) continue;
+        const int64_t i = plane % ds[k].size;
+        plane /= ds[k].size;
+        d0 += i * dstr[k];
+        s0 += i * stride[k];
+      }
+      const int64_t tp = (t / tiles_q) % tiles_p, tq = t % tiles_q;
+      const int64_t p0 = tp * kTile, p1 = std::min(np, p0 + kTile), q0 = tq * kTile, q1 = std::min(nq, q0 + kTile);
+      for (int64_t ip = p0; ip < p1; ++ip)
+        for (int64_t iq = q0; iq < q1; ++iq) put(d0 + ip * dstr[p] + iq, s0 + ip * stride[p] + iq * stride[q]);
+    }
+  });
+}
+
 // Walks dst in row-major order; `stride[k]` is the step in src for dst dim k. Copies element
 // by element through `put(dst_index, src_index)`.
 template <typename Put>
@@ -260,6 +291,10 @@ void permute_walk(const Shape& ds, const std::vector<int64_t>& stride, Put put) 
   if (nd == 0) {
     put(0, 0);
     return;
+  }
+  if (stride[nd - 1] != 1 && ds[nd - 1].size > 1) {
+    for (size_t p = 0; p + 1 < nd; ++p)
+      if (stride[p] == 1 && ds[p].size > 1) return permute_tiled(ds, stride, p, put);
   }
   const int64_t inner = ds[nd - 1].size, inner_stride = stride[nd - 1];
   const int64_t rows = num_elements(ds) / inner;

@@ -89,6 +89,32 @@ std::string leaf_scope(const Value& v) {
   return slash == std::string::npos ? std::string() : v.name.substr(0, slash);
 }
 
+// Collects Graphviz's error and warning messages (instead of printing them on stderr) while alive.
+std::string* g_graphviz_messages = nullptr;
+int collect_graphviz_message(char* msg) {
+  if (g_graphviz_messages != nullptr) *g_graphviz_messages += msg;
+  return 0;
+}
+struct GraphvizMessages {
+  std::string text;
+  agusererrf previous;
+  GraphvizMessages() : previous(agseterrf(collect_graphviz_message)) { g_graphviz_messages = &text; }
+  ~GraphvizMessages() {
+    agseterrf(previous);
+    g_graphviz_messages = nullptr;
+  }
+  GraphvizMessages(const GraphvizMessages&) = delete;
+  GraphvizMessages& operator=(const GraphvizMessages&) = delete;
+  // The messages on one line, without Graphviz's "Error: " prefixes.
+  std::string oneline() const {
+    std::string r;
+    for (size_t i = 0; i < text.size(); ++i) r += text[i] == '\n' ? ' ' : text[i];
+    for (size_t p; (p = r.find("Error: ")) != std::string::npos;) r.erase(p, 7);
+    while (!r.empty() && r.back() == ' ') r.pop_back();
+    return r;
+  }
+};
+
 struct GvcFree {
   void operator()(GVC_t* c) const { gvFreeContext(c); }
 };
@@ -131,13 +157,17 @@ std::string to_dot(const Graph& g) {
 }
 
 std::string render_svg(const std::string& dot) {
+  GraphvizMessages messages;
   std::unique_ptr<GVC_t, GvcFree> gvc(gvContext());
   SY_CHECK(gvc != nullptr, "render_svg: gvContext() failed");
   Agraph_t* graph = agmemread(dot.c_str());
-  if (graph == nullptr) throw InputError("render_svg: the DOT text does not parse (Graphviz agmemread failed)");
+  if (graph == nullptr)
+    throw InputError(fmt::format("render_svg: the DOT text does not parse: {}", messages.oneline()));
   if (gvLayout(gvc.get(), graph, "dot") != 0) {
     agclose(graph);
-    throw InternalError("render_svg: Graphviz could not lay the graph out with \"dot\" (layout plugin missing?)");
+    throw InternalError(fmt::format("render_svg: Graphviz could not lay the graph out with \"dot\" (layout plugin "
+                                    "missing?): {}",
+                                    messages.oneline()));
   }
   char* data = nullptr;
   unsigned int length = 0;
@@ -147,7 +177,9 @@ std::string render_svg(const std::string& dot) {
   if (data != nullptr) gvFreeRenderData(data);
   gvFreeLayout(gvc.get(), graph);
   agclose(graph);
-  if (rc != 0) throw InternalError("render_svg: Graphviz could not render SVG (render plugin missing?)");
+  if (rc != 0)
+    throw InternalError(
+        fmt::format("render_svg: Graphviz could not render SVG (render plugin missing?): {}", messages.oneline()));
   return svg;
 }
 

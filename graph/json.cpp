@@ -332,13 +332,13 @@ Value read_value(const Reader& r, const Json& j) {
 }
 
 Node read_node(Reader& r, const Json& j) {
+  if (j.is_object() && j.contains("op") && j["op"].is_string()) r.entry += fmt::format(" ({})", j["op"].get<std::string>());
   expect_keys(r, j, "", {"id", "op", "attrs", "inputs", "outputs", "scope", "backward"});
   Node n;
   const std::string op = as_string(r, "op", j["op"]);
   auto kind = op_from_name(op);
   if (!kind) r.fail("op", fmt::format("unknown op '{}' (known: {})", op, known_ops()));
   n.kind = *kind;
-  r.entry += fmt::format(" ({})", op);
   n.id = NodeId{as_int32(r, "id", j["id"])};
   n.attrs = read_attrs_of(r, n.kind, j["attrs"]);
   n.inputs = as_ids(r, "inputs", j["inputs"]);

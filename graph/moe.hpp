@@ -1,18 +1,42 @@
 // The MoE layer and its router library, built from primitive ops (Mesh-TF style: dense dispatch
 // and combine tensors [G, S, E, C]). Formulas and conventions: ../shared/REFERENCE.md.
+//
+// moe_layer() data flow (legend: T tokens, D d_model, E experts, K top-k, F d_ff, C capacity,
+// G groups, S group size):
+//
+//   x [..., D] ─reshape─► [G, S, D] ─(router)─► logits [G, S, E] (router_dtype) ─► probs f32
+//     top_k router:   top-k gates [G, S, K], renormalised g/Σg (k ≥ 2); policy on ranks ≥ 2
+//     noisy_top_k:    logits + N(0,1)·softplus(x W_noise) (training); gates = softmax over the top k
+//     hash:           expert from the token id (one choice, gate 1); no learned router
+//     expert_choice:  each expert takes its top-C tokens of the group by router probability
+//   slots: exclusive cumsum over the group, all rank-1 choices before rank-2 (token order, or by
+//          top-1 probability with BPR); a choice is kept iff its slot < C
+//   dispatch, combine [G, S, E, C] ─► expert inputs [E, G, C, D] ─(experts: GEGLU/ReLU FFN)─►
+//   [E, G, C, D] ─combine─► y [..., D] (0 for a dropped token: the caller adds the residual)
+//
+// Scopes (for parameter/FLOP counting by component), under the caller's scope:
+//   router/    router logits, softmax, top-k, slots, losses, metrics; parameters router/w
+//              (and router/w_noise for noisy_top_k)
+//   dispatch/  the dispatch and combine einsums (the all-to-alls when experts are sharded)
+//   experts/   the expert FFNs; parameters experts/wi_0, experts/wi_1 (GEGLU) or experts/wi (ReLU),
+//              experts/wo, and experts/scale when expert_bias is on
 #pragma once
 
 #include "graph/builder.hpp"
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace sy {
 
 enum class RouterKind : uint8_t {
   top_k,          // Switch (k = 1), top-2 / top-n with a second-expert policy (Mesh-TF)
-  expert_choice,  // Zhou et al. 2022: each expert takes its top-C tokens; no aux loss
-  hash,           // Roller et al. 2021: expert = hash(token id) mod E; no learned router
+  expert_choice,  // Zhou et al. 2022: each expert takes its top-C tokens; no aux loss (k ignored)
+  hash,           // Roller et al. 2021: expert = hash(token id); no learned router (k ignored: 1)
   noisy_top_k,    // Shazeer et al. 2017: logits + N(0,1)·softplus(x·W_noise); CV² losses
 };
 
@@ -20,15 +44,15 @@ enum class SecondPolicy : uint8_t { all, none, threshold, random };  // ranks >=
 
 enum class CapacityRule : uint8_t {
   mesh_tf,     // C = max(min_capacity, min(S, floor(S·CF/E)))   (not × k)
-  flaxformer,  // as mesh_tf with round-to-nearest instead of floor
-  ceil_k,      // C = ceil(k·CF·S/E)
+  flaxformer,  // as mesh_tf with round-to-nearest (ties to even, as Python's round) instead of floor
+  ceil_k,      // C = max(min_capacity, ceil(k·CF·S/E))
 };
 
 enum class BalanceLoss : uint8_t {
   none,
-  switch_top1,      // E · Σ_e f_e P_e, f from top-1 choices (Switch / Mesh-TF)
-  flaxformer_topk,  // f counts every selected expert
-  gshard,           // GShard's mean-over-groups variant
+  switch_top1,      // E · Σ_e f_e P_e per group (= E²·mean_{g,e} f·P), f from top-1 choices (Switch / Mesh-TF)
+  flaxformer_topk,  // as switch_top1, f counts every selected expert of the top k
+  gshard,           // GShard eq. 4: (1/E)·Σ_e f_e P_e per group (= mean_{g,e} f·P): switch_top1 / E²
 };
 
 enum class ZLossRule : uint8_t {
@@ -37,6 +61,12 @@ enum class ZLossRule : uint8_t {
 };
 
 enum class FfnKind : uint8_t { geglu, relu };
+
+enum class HashKind : uint8_t {
+  mod,     // expert = token id mod E
+  random,  // a fixed random table vocab -> expert (Roller et al.'s "random hash"), drawn from the
+           // layer's seed: expert = argmax_e U(seed, id, e)
+};
 
 struct MoeConfig {
   int64_t experts = 8;                    // E
@@ -63,6 +93,123 @@ struct MoeConfig {
   int64_t d_ff = 0;                       // expert hidden size
   double expert_dropout = 0.0;
   bool expert_bias = false;               // multiplicative per-expert bias
+  // Added by the router library:
+  bool renormalize_gates = true;          // top_k router, k ≥ 2: gates g/(Σ_k g + 1e-9) before drops (Mesh-TF)
+  HashKind hash = HashKind::mod;          // hash router only
 };
+
+// Throws InputError naming the setting (the MoeConfig field name), its bad value and what is
+// allowed: experts ≥ 1; k in 1..experts (top_k, noisy_top_k); CF > 0; min_capacity ≥ 1;
+// group_size ≥ 0; τ > 0 where a policy uses it; jitter and expert_dropout in [0, 1); d_ff ≥ 1;
+// router_dtype f32 or bf16; coefficients ≥ 0; BPR only with top_k or noisy_top_k.
+void check_moe_config(const MoeConfig& cfg);
+
+// ---- names of the settings (the spellings a config file uses) ----
+// enum_name(RouterKind::top_k) == "top_k"; enum_from_name<RouterKind>("hash") == RouterKind::hash;
+// enum_allowed<RouterKind>() == "top_k, expert_choice, hash, noisy_top_k" (for error messages).
+template <typename Enum>
+struct EnumNames;  // specialised below: a static `names` array of (value, spelling)
+
+#define SY_ENUM_NAMES(Enum, ...)                                          \
+  template <>                                                             \
+  struct EnumNames<Enum> {                                                \
+    static constexpr std::pair<Enum, std::string_view> names[] = {__VA_ARGS__}; \
+  };
+SY_ENUM_NAMES(RouterKind, {RouterKind::top_k, "top_k"}, {RouterKind::expert_choice, "expert_choice"},
+              {RouterKind::hash, "hash"}, {RouterKind::noisy_top_k, "noisy_top_k"})
+SY_ENUM_NAMES(SecondPolicy, {SecondPolicy::all, "all"}, {SecondPolicy::none, "none"},
+              {SecondPolicy::threshold, "threshold"}, {SecondPolicy::random, "random"})
+SY_ENUM_NAMES(CapacityRule, {CapacityRule::mesh_tf, "mesh_tf"}, {CapacityRule::flaxformer, "flaxformer"},
+              {CapacityRule::ceil_k, "ceil_k"})
+SY_ENUM_NAMES(BalanceLoss, {BalanceLoss::none, "none"}, {BalanceLoss::switch_top1, "switch_top1"},
+              {BalanceLoss::flaxformer_topk, "flaxformer_topk"}, {BalanceLoss::gshard, "gshard"})
+SY_ENUM_NAMES(ZLossRule, {ZLossRule::paper, "paper"}, {ZLossRule::mesh_tf, "mesh_tf"})
+SY_ENUM_NAMES(FfnKind, {FfnKind::geglu, "geglu"}, {FfnKind::relu, "relu"})
+SY_ENUM_NAMES(HashKind, {HashKind::mod, "mod"}, {HashKind::random, "random"})
+#undef SY_ENUM_NAMES
+
+template <typename Enum>
+constexpr std::string_view enum_name(Enum v) {
+  for (const auto& [value, name] : EnumNames<Enum>::names)
+    if (value == v) return name;
+  return "?";
+}
+
+template <typename Enum>
+std::optional<Enum> enum_from_name(std::string_view s) {
+  for (const auto& [value, name] : EnumNames<Enum>::names)
+    if (name == s) return value;
+  return std::nullopt;
+}
+
+template <typename Enum>
+std::string enum_allowed() {
+  std::string out;
+  for (const auto& [value, name] : EnumNames<Enum>::names) out += (out.empty() ? "" : ", ") + std::string(name);
+  return out;
+}
+
+// ---- pure helpers (tested directly) ----
+
+// Expert capacity C for a group of S tokens under cfg.capacity, with the train or eval CF.
+// Dropless: C = S, the largest load an expert can get (each token picks an expert at most once),
+// so nothing is ever dropped; a data-dependent "max load" is not a static shape.
+// The products are computed in Mesh-TF's order ((S·CF)/E, and ((k·CF)·S)/E) in double, so the
+// result equals the Python reference's bit for bit.
+int64_t capacity(const MoeConfig& cfg, int64_t S, bool training);
+
+// Mesh-TF grouping of n tokens: G starts at max(1, n / group_size) (1 when group_size is 0) and
+// increases until G is a multiple of batch_split and divides n; S = n / G. Throws InputError when
+// no such G exists (n not a multiple of batch_split).
+struct MoeGrouping {
+  int64_t groups = 1;      // G
+  int64_t group_size = 1;  // S
+};
+MoeGrouping moe_grouping(int64_t n_tokens, int64_t group_size, int64_t batch_split);
+
+// The Mesh-TF random policy keeps a rank ≥ 2 choice iff U < g/τ, written U·τ < g (as here).
+
+// ---- the layer ----
+
+struct MoeContext {
+  bool training = false;
+  bool is_decoder = false;  // refuses BPR (it would route on future tokens)
+  Expr step;                // i32 []: randomness per step (jitter, random policy, noise, expert dropout);
+                            // needed only when one of them is active
+  uint64_t seed = 0;        // per layer; each random use derives its own stream from it
+  Expr token_ids;           // i32, x's shape without d_model: hash routing only
+  int64_t vocab = 0;        // hash routing: token ids lie in [0, vocab)
+  int64_t batch_split = 1;  // mesh axis size splitting the batch (Mesh-TF grouping)
+  bool output_metrics = true;  // register the metrics as graph outputs "<scope>/metrics/<name>"
+                               // ("moe/metrics/<name>" at the root scope)
+};
+
+struct MoeLayer {
+  Expr y;                 // x's shape and dtype; zero for a token whose every choice was dropped
+  // Losses, f32 []. aux_loss and z_loss are already multiplied by their coefficients (c_b; c_z,
+  // and × mesh_tf_loss_coef under ZLossRule::mesh_tf), so a trainer adds them to the loss as is.
+  // The raw values are also graph outputs (metrics .../aux_loss and .../z_loss).
+  Expr aux_loss;
+  Expr z_loss;
+  Expr aux_loss_raw;      // balance loss as defined by cfg.balance (CV²(importance) + CV²(load) for noisy_top_k; 0 for expert_choice, hash, none)
+  Expr z_loss_raw;        // mean over tokens of (logsumexp_e logits)² (0 for hash)
+  // Metrics, f32:
+  Expr fraction_dropped;  // [k]: per choice rank, tokens whose choice passed the policy but found its expert full, / T
+                          //      (expert_choice: [k=1], the fraction of tokens no expert took)
+  Expr expert_load;       // [experts]: choices routed to each expert (after the policy, before capacity), / T
+  Expr router_entropy;    // []: mean over tokens of -Σ_e p log p (0 for hash)
+  Expr max_logit;         // []: max |logit| (0 for hash)
+  // For analysis and tests:
+  Expr router_probs;      // [group, group_size, experts] f32 softmax (invalid for hash)
+  Expr dispatch;          // [group, group_size, experts, capacity], x's dtype: 1 where a token sits in a slot
+  Expr combine;           // same shape: the gate weight of that token at that slot
+  int64_t groups = 0, group_size = 0, capacity = 0;
+};
+
+// x: [batch, length, d_model] or [tokens, d_model] (d_model last; every other dim is a token
+// dim, flattened row-major into groups). Creates its parameters with b.parameter, named under the
+// current scope (see the header comment). Throws InputError for a bad config (check_moe_config),
+// BPR in a decoder, a missing step/token_ids, or an x without a last dim "d_model".
+MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& ctx);
 
 }  // namespace sy

@@ -2,7 +2,7 @@
 // and a training graph (forward + autodiff backward) against the reference interpreter.
 #include "exec_test_util.hpp"
 
-#include "../graph/mlp_graph.hpp"
+#include "tests/graph/mlp_graph.hpp"
 #include "executor/memory_plan.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"

@@ -31,22 +31,30 @@ struct EinsumShape {
   std::string name;
   Shape a, b;
   std::vector<std::string> out;
-  bool fast;  // expected to run on oneDNN (else: a dim summed within one input -> reference)
+  bool fast;      // expected to run on oneDNN (else: a dim summed within one input -> reference)
+  bool in_place;  // expected to read both inputs in place and write out directly (no workspace)
 };
 
 const std::vector<EinsumShape>& einsum_shapes() {
   static const std::vector<EinsumShape> s = {
-      {"plain [m,k] x [k,n] -> [m,n]", {{"m", 33}, {"k", 40}}, {{"k", 40}, {"n", 24}}, {"m", "n"}, true},
+      {"plain [m,k] x [k,n] -> [m,n]", {{"m", 33}, {"k", 40}}, {{"k", 40}, {"n", 24}}, {"m", "n"}, true, true},
       {"batched [b,m,k] x [b,k,n] -> [b,m,n]", {{"b", 3}, {"m", 20}, {"k", 16}}, {{"b", 3}, {"k", 16}, {"n", 12}},
-       {"b", "m", "n"}, true},
-      {"transposed [k,m] x [n,k] -> [n,m]", {{"k", 40}, {"m", 33}}, {{"n", 24}, {"k", 40}}, {"n", "m"}, true},
+       {"b", "m", "n"}, true, true},
+      {"transposed [k,m] x [n,k] -> [n,m]", {{"k", 40}, {"m", 33}}, {{"n", 24}, {"k", 40}}, {"n", "m"}, true, true},
+      {"weight gradient [b,t,d] x [b,t,f] -> [d,f]", {{"b", 2}, {"t", 9}, {"d", 16}}, {{"b", 2}, {"t", 9}, {"f", 12}},
+       {"d", "f"}, true, true},
       {"two summed dims [t,h,d] x [h,d,e] -> [e,t]", {{"t", 6}, {"h", 4}, {"d", 8}}, {{"h", 4}, {"d", 8}, {"e", 10}},
-       {"e", "t"}, true},
+       {"e", "t"}, true, true},
+      {"summed dims in another order [m,h,d] x [d,h,n] -> [m,n]", {{"m", 6}, {"h", 4}, {"d", 8}},
+       {{"d", 8}, {"h", 4}, {"n", 10}}, {"m", "n"}, true, false},
       {"batch dim inside [c,e,d] x [d,e,f] -> [e,c,f]", {{"c", 6}, {"e", 4}, {"d", 16}}, {{"d", 16}, {"e", 4}, {"f", 12}},
-       {"e", "c", "f"}, true},
-      {"outer product [m] x [n] -> [m,n]", {{"m", 7}}, {{"n", 5}}, {"m", "n"}, true},
-      {"dot [k] x [k] -> []", {{"k", 40}}, {{"k", 40}}, {}, true},
-      {"summed within a [m,k,r] x [k,n] -> [m,n]", {{"m", 9}, {"k", 8}, {"r", 3}}, {{"k", 8}, {"n", 5}}, {"m", "n"}, false},
+       {"e", "c", "f"}, true, false},
+      {"output permuted [b,m,k] x [b,k,n] -> [m,b,n]", {{"b", 3}, {"m", 5}, {"k", 16}}, {{"b", 3}, {"k", 16}, {"n", 7}},
+       {"m", "b", "n"}, true, false},
+      {"outer product [m] x [n] -> [m,n]", {{"m", 7}}, {{"n", 5}}, {"m", "n"}, true, true},
+      {"dot [k] x [k] -> []", {{"k", 40}}, {{"k", 40}}, {}, true, true},
+      {"summed within a [m,k,r] x [k,n] -> [m,n]", {{"m", 9}, {"k", 8}, {"r", 3}}, {{"k", 8}, {"n", 5}}, {"m", "n"}, false,
+       false},
   };
   return s;
 }
@@ -63,7 +71,9 @@ TEST_CASE("executor einsum: oneDNN matmul matches the reference forward", "[exec
     Expr z = einsum(x, y, s.out);
     b.output(s.name, z);
     INFO(s.name);
-    CHECK(exec::EinsumKernel::make(x.type(), y.type(), z.type(), EinsumAttrs{s.out}, engine).has_value() == s.fast);
+    const auto k = exec::EinsumKernel::make(x.type(), y.type(), z.type(), EinsumAttrs{s.out}, engine);
+    CHECK(k.has_value() == s.fast);
+    if (k) CHECK((k->workspace_bytes() == std::array<int64_t, 3>{0, 0, 0}) == s.in_place);
   }
   test::expect_outputs_match(g, kTolEinsumF32, kTolBf16 + kTolEinsumF32);
 }
@@ -79,7 +89,9 @@ TEST_CASE("executor einsum: bf16 inputs with an f32 output", "[executor][einsum]
   dnnl::stream stream(engine);
   auto k = exec::EinsumKernel::make(a, w, out, attrs, engine);
   REQUIRE(k.has_value());
-  CHECK((k->batch() == 2 && k->m() == 17 && k->n() == 23 && k->k() == 40));
+  // out is [b, n, m], so w is the matmul source: [b, n, k] x [b, k, m].
+  CHECK(k->swapped());
+  CHECK((k->batch() == 2 && k->rows() == 23 && k->cols() == 17 && k->summed() == 40));
 
   std::mt19937_64 rng(3);
   const Tensor ta = test::random_tensor(a, rng), tw = test::random_tensor(w, rng);

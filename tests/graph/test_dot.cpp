@@ -135,5 +135,7 @@ TEST_CASE("render_svg lays the graph out with Graphviz", "[dot]") {
 }
 
 TEST_CASE("render_svg rejects DOT text that does not parse", "[dot]") {
-  CHECK_THROWS_AS(render_svg("digraph { a -> ; }"), InputError);
+  // (Graphviz's line number is not reset between agmemread calls, so only the rest is checked.)
+  CHECK_THROWS_WITH(render_svg("digraph {\n a -> ; }"),
+                    Contains("render_svg: the DOT text does not parse: syntax error in line") && Contains("near ';'"));
 }

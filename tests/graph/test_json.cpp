@@ -181,7 +181,7 @@ TEST_CASE("graph JSON load errors name the source, the entry and the key", "[jso
   auto load = [](const std::string& text) { return graph_from_text(text, "g.json"); };
 
   CHECK_THROWS_WITH(load(edited(R"("op":"relu")", R"("op":"relu6")")),
-                    Contains("g.json: nodes[1]: key 'op': unknown op 'relu6' (known: add, sub, mul,") &&
+                    Contains("g.json: nodes[1] (relu6): key 'op': unknown op 'relu6' (known: add, sub, mul,") &&
                         Contains("einsum"));
   CHECK_THROWS_WITH(load(edited(R"("scope":"ffn","backward":false)", R"("backward":false)")),
                     Contains("g.json: nodes[0] (einsum): key 'scope': missing (required keys: id, op, attrs, inputs, "

@@ -253,7 +253,7 @@ TEST_CASE("embedding_grad adds dy rows at their ids", "[ops][index]") {
   CHECK(out[0].data == std::vector<double>{3, 4, 0, 0, 6, 8, 0, 0});
 }
 
-TEST_CASE("one_hot: 1 at the id, an all-zero row for an id outside [0, n) (dropped tokens)", "[ops][index]") {
+TEST_CASE("one_hot: 1 at the id, an all-zero row for an id outside 0..n-1 (dropped tokens)", "[ops][index]") {
   Graph g;
   Builder b(g);
   Expr ids = b.input("ids", {{"tokens", 4}}, DType::i32);

@@ -200,7 +200,7 @@ TEST_CASE("reduce: cross_entropy is logsumexp minus the label's logit", "[ops][r
   CHECK(loss.data[1] == Approx(std::log(8.0 / 5.0)));
 }
 
-TEST_CASE("reduce: cross_entropy rejects a label outside [0, V) naming the label and V", "[ops][reduce]") {
+TEST_CASE("reduce: cross_entropy rejects a label outside 0..V-1 naming the label and V", "[ops][reduce]") {
   for (double bad : {-1.0, 4.0}) {
     Run r;
     Expr logits = r.in("logits", {{"tokens", 2}, {"vocab", 4}}, std::vector<double>(8, 0.0));
