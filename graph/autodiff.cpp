@@ -4,7 +4,59 @@
 #include "graph/error.hpp"
 #include "graph/op_def.hpp"
 
+#include <algorithm>
+
 namespace sy {
+
+namespace {
+
+// Backward functions emit the gradient of every input; those of inputs that need none (targets,
+// constants) are dead. Removes the nodes appended from `first` on whose outputs nothing reads,
+// renumbering the values and nodes after them (only appended ones, from `first_value` on, so
+// forward ids never change).
+void remove_dead_nodes(Graph& g, size_t first, size_t first_value, std::map<ValueId, ValueId>& result) {
+  std::vector<char> used(g.values.size(), 0);
+  for (const GraphOutput& o : g.outputs) used[static_cast<size_t>(o.value.v)] = 1;
+  if (g.loss.valid()) used[static_cast<size_t>(g.loss.v)] = 1;
+  std::vector<char> keep(g.nodes.size(), 1);
+  for (size_t i = g.nodes.size(); i-- > first;) {
+    const Node& n = g.nodes[i];
+    bool live = false;
+    for (ValueId v : n.outputs) live = live || used[static_cast<size_t>(v.v)];
+    keep[i] = live;
+    if (live)
+      for (ValueId v : n.inputs) used[static_cast<size_t>(v.v)] = 1;
+  }
+  if (std::all_of(keep.begin(), keep.end(), [](char k) { return k; })) return;
+
+  std::vector<int32_t> value_map(g.values.size()), node_map(g.nodes.size(), -1);
+  for (size_t v = 0; v < first_value; ++v) value_map[v] = static_cast<int32_t>(v);
+  std::vector<Value> values(g.values.begin(), g.values.begin() + static_cast<std::ptrdiff_t>(first_value));
+  std::vector<Node> nodes(g.nodes.begin(), g.nodes.begin() + static_cast<std::ptrdiff_t>(first));
+  for (size_t i = 0; i < first; ++i) node_map[i] = static_cast<int32_t>(i);
+  for (size_t i = first; i < g.nodes.size(); ++i) {
+    if (!keep[i]) continue;
+    Node n = g.nodes[i];
+    n.id = NodeId{static_cast<int32_t>(nodes.size())};
+    node_map[i] = n.id.v;
+    for (ValueId& v : n.inputs) v = ValueId{value_map[static_cast<size_t>(v.v)]};
+    for (ValueId& v : n.outputs) {
+      Value val = g.values[static_cast<size_t>(v.v)];
+      val.id = ValueId{static_cast<int32_t>(values.size())};
+      val.producer = n.id;
+      value_map[static_cast<size_t>(v.v)] = val.id.v;
+      v = val.id;
+      values.push_back(std::move(val));
+    }
+    nodes.push_back(std::move(n));
+  }
+  g.values = std::move(values);
+  g.nodes = std::move(nodes);
+  for (GraphOutput& o : g.outputs) o.value = ValueId{value_map[static_cast<size_t>(o.value.v)]};
+  for (auto& [w, gv] : result) gv = ValueId{value_map[static_cast<size_t>(gv.v)]};
+}
+
+}  // namespace
 
 std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in) {
   if (!g.loss.valid()) throw InputError("gradients: the graph has no loss (Builder::set_loss)");
@@ -33,7 +85,9 @@ std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in) 
   std::vector<ValueId> grad(n_values);  // accumulated gradient per value
   {
     const Value& loss = g.value(g.loss);
+    if (loss.producer.valid()) b.push_scope(g.node(loss.producer).scope);
     grad[static_cast<size_t>(g.loss.v)] = fill(b, {}, 1.0, loss.type.dtype).id;
+    if (loss.producer.valid()) b.pop_scope();
   }
 
   for (size_t i = n_nodes; i-- > 0;) {
@@ -84,6 +138,7 @@ std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in) 
     b.output("grad/" + g.value(w).name, b.wrap(gv));
     result[w] = gv;
   }
+  remove_dead_nodes(g, n_nodes, n_values, result);
   return result;
 }
 

@@ -62,6 +62,7 @@ struct Document {
   std::string value_text(const std::string& dotted) const {
     toml::node_view<const toml::node> n = toml::at_path(root, dotted);
     if (!n) return "(unset)";
+    if (auto str = n.value_exact<std::string>()) return fmt::format("\"{}\"", *str);  // as written, not TOML's 'x'
     std::ostringstream os;
     os << n;
     return os.str();

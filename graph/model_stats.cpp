@@ -29,6 +29,19 @@ double node_flops(const Graph& g, const Node& n) {
   return op_def(n.kind).cost(in, out, n.attrs).flops;
 }
 
+// The parameter behind an einsum operand: the operand itself, or the parameter it is a cast of
+// (bf16 weights); invalid otherwise.
+ValueId weight_behind(const Graph& g, ValueId v) {
+  for (;;) {
+    const Value& val = g.value(v);
+    if (val.role == ValueRole::parameter) return v;
+    if (!val.producer.valid()) return ValueId{};
+    const Node& n = g.node(val.producer);
+    if (n.kind != OpKind::cast) return ValueId{};
+    v = n.inputs[0];
+  }
+}
+
 bool in_encoder(std::string_view scope_or_name) { return split_path(scope_or_name).front() == "encoder"; }
 
 // Experts each token is processed by in one MoE layer (the published convention's k).
@@ -133,11 +146,14 @@ ModelStats model_stats(const ModelConfig& c, const ModelGraph& m) {
     if (n.kind != OpKind::einsum) continue;
     e.graph_forward_matmul_flops += f;
     s.graph_forward_matmul_flops += f;
-    // Published convention: 2 · |W| · active fraction · tokens of the node's stack.
+    // Published convention: 2 · |W| · active fraction · tokens of the node's stack, router
+    // weights excluded.
+    if (component_of(n.scope) == Component::router) continue;
     const double tokens = static_cast<double>(in_encoder(n.scope) ? c.input_length : c.target_length);
     for (ValueId in : n.inputs) {
-      const Value& w = g.value(in);
-      if (w.role != ValueRole::parameter) continue;
+      const ValueId wid = weight_behind(g, in);
+      if (!wid.valid()) continue;
+      const Value& w = g.value(wid);
       const double pf = 2.0 * static_cast<double>(num_elements(w.type.shape)) * active_fraction(c, m, w) * tokens;
       e.published_forward_flops += pf;
       s.published_forward_flops += pf;
@@ -157,7 +173,13 @@ ModelStats model_stats(const ModelConfig& c, const StatsOptions& opts) {
   bo.batch = opts.batch;
   bo.moe_metrics = false;
   ModelGraph m = build_model(c, bo);
-  if (opts.training) gradients(m.graph);
+  if (opts.training) {
+    // Autodiff about triples the graph; growing the arrays once also keeps references into them
+    // valid while backward rules append nodes (see the report on ops/matmul.cpp, ops/common.cpp).
+    m.graph.values.reserve(m.graph.values.size() * 5);
+    m.graph.nodes.reserve(m.graph.nodes.size() * 5);
+    gradients(m.graph);
+  }
   return model_stats(c, m);
 }
 

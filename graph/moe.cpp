@@ -229,7 +229,6 @@ Routed route_top_k(Builder& b, Expr xg, const MoeConfig& cfg, const MoeContext& 
     r.order = top_k(top1, kGroupSize, Dim{kPriority, top1.dim_size(kGroupSize)}).second;  // [G, priority]
   }
 
-  Expr first = one_hot(constant(b, {}, 0, DType::i32), k_dim);  // [K]
   if (noisy) {
     // Importance: the gates summed per expert; load: the smooth estimate of the number of tokens
     // per expert, Φ((clean - threshold) / noise std) with the threshold the k-th (expert out) or
@@ -249,6 +248,7 @@ Routed route_top_k(Builder& b, Expr xg, const MoeConfig& cfg, const MoeContext& 
     }
     r.aux_raw = cfg.balance == BalanceLoss::none ? constant(b, {}, 0.0) : cv_squared(importance) + cv_squared(load);
   } else {
+    Expr first = one_hot(constant(b, {}, 0, DType::i32), k_dim);         // [K]: 1 at rank 1
     Expr top1 = einsum(r.onehot, first, {kGroup, kGroupSize, kExperts});  // [G, S, E]
     Expr any = sum(r.onehot, {kChoice});                                 // [G, S, E]
     r.aux_raw = balance_loss(cfg, r.probs, top1, any);
@@ -328,7 +328,11 @@ int64_t capacity(const MoeConfig& cfg, int64_t S, bool training) {
   switch (cfg.capacity) {
     case CapacityRule::mesh_tf: c = std::min(S, static_cast<int64_t>(std::floor(S_ * cf / E))); break;
     case CapacityRule::flaxformer: c = std::min(S, static_cast<int64_t>(std::nearbyint(S_ * cf / E))); break;
-    case CapacityRule::ceil_k: c = static_cast<int64_t>(std::ceil(static_cast<double>(cfg.k) * cf * S_ / E)); break;
+    case CapacityRule::ceil_k: {
+      const bool one_choice = cfg.router == RouterKind::hash || cfg.router == RouterKind::expert_choice;  // they ignore k
+      c = static_cast<int64_t>(std::ceil(static_cast<double>(one_choice ? 1 : cfg.k) * cf * S_ / E));
+      break;
+    }
   }
   return std::max(cfg.min_capacity, c);
 }
@@ -366,7 +370,11 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
   const int64_t C = expert_choice ? std::min(capacity(cfg, S, ctx.training), S) : capacity(cfg, S, ctx.training);
   out.groups = G, out.group_size = S, out.capacity = C;
   const Shape gs{{kGroup, G}, {kGroupSize, S}};
-  Expr xg = reshape(x, {gs[0], gs[1], {kModel, D}});  // [G, S, D]
+  Expr xg;
+  {
+    ScopeGuard scope(b, "dispatch");
+    xg = reshape(x, {gs[0], gs[1], {kModel, D}});  // [G, S, D]
+  }
   const double inv_tokens = 1.0 / static_cast<double>(n_tokens);
 
   // ---- router ----
@@ -374,8 +382,9 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
     ScopeGuard scope(b, "router");
     Expr lse;
     if (expert_choice) {
-      Expr logits = cast_to(router_logits(b, xg, cfg, ctx), DType::f32);                    // [G, S, E]
-      Expr probs = cast_to(softmax(cast_to(logits, cfg.router_dtype), kExperts), DType::f32);           // [G, S, E]
+      // Each expert takes its top-C tokens of the group (C ≤ S), weighted by its router probability.
+      Expr logits = cast_to(router_logits(b, xg, cfg, ctx), DType::f32);                       // [G, S, E]
+      Expr probs = cast_to(softmax(cast_to(logits, cfg.router_dtype), kExperts), DType::f32);  // [G, S, E]
       auto [vals, tokens] = top_k(transpose(probs, {kGroup, kExperts, kGroupSize}), kGroupSize, Dim{kCapacity, C});  // [G, E, C]
       Expr taken = one_hot(tokens, Dim{kGroupSize, S});                                                  // [G, E, C, S]
       out.dispatch = transpose(taken, {kGroup, kGroupSize, kExperts, kCapacity});                        // [G, S, E, C]
@@ -390,7 +399,7 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       out.router_entropy = mean(lse - sum(probs * logits, {kExperts}), {kGroup, kGroupSize});
     } else {
       const bool hash = cfg.router == RouterKind::hash;
-      if (hash && ctx.token_ids.b != nullptr && ctx.token_ids.id.valid()) {
+      if (hash && is_set(ctx.token_ids)) {
         Shape want(xs.begin(), xs.end() - 1);
         if (ctx.token_ids.shape() != want || ctx.token_ids.dtype() != DType::i32)
           throw InputError(fmt::format("MoE layer: token_ids {} must be i32 with x's token dims {}",

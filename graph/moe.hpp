@@ -35,7 +35,7 @@ namespace sy {
 
 enum class RouterKind : uint8_t {
   top_k,          // Switch (k = 1), top-2 / top-n with a second-expert policy (Mesh-TF)
-  expert_choice,  // Zhou et al. 2022: each expert takes its top-C tokens; no aux loss (k ignored)
+  expert_choice,  // Zhou et al. 2022: each expert takes its top-C tokens (C ≤ S); no aux loss (k ignored)
   hash,           // Roller et al. 2021: expert = hash(token id); no learned router (k ignored: 1)
   noisy_top_k,    // Shazeer et al. 2017: logits + N(0,1)·softplus(x·W_noise); CV² losses
 };
@@ -152,6 +152,7 @@ std::string enum_allowed() {
 // ---- pure helpers (tested directly) ----
 
 // Expert capacity C for a group of S tokens under cfg.capacity, with the train or eval CF.
+// ceil_k counts k as 1 for the hash and expert_choice routers (they ignore k).
 // Dropless: C = S, the largest load an expert can get (each token picks an expert at most once),
 // so nothing is ever dropped; a data-dependent "max load" is not a static shape.
 // The products are computed in Mesh-TF's order ((S·CF)/E, and ((k·CF)·S)/E) in double, so the

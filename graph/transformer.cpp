@@ -139,14 +139,20 @@ class TransformerBuilder {
   // Parameters created elsewhere (the MoE layer): initialised by how the graph uses them. An
   // einsum weight gets the fan-in rule with fan_in = the product of its dims the einsum sums
   // over; a multiplicative operand (mul, rms_norm scale) ones; an additive one zeros.
+  // (A cast, e.g. to bf16, between the parameter and its use is looked through.)
   void complete_init() {
     const Graph& g = m_.graph;
     for (ValueId p : g.parameters()) {
       if (init_.count(p)) continue;
       ParamInit pi{p, InitKind::ones, 0.0, 0};
+      ValueId use = p;  // p, or the cast of p that is used
       for (const Node& n : g.nodes) {
-        auto it = std::find(n.inputs.begin(), n.inputs.end(), p);
+        auto it = std::find(n.inputs.begin(), n.inputs.end(), use);
         if (it == n.inputs.end()) continue;
+        if (n.kind == OpKind::cast) {
+          use = n.outputs[0];
+          continue;
+        }
         if (n.kind == OpKind::einsum) {
           const auto& out = std::get<EinsumAttrs>(n.attrs).out;
           int64_t fan_in = 1;

@@ -9,6 +9,7 @@ packages=(
   libfmt-dev catch2 graphviz libgraphviz-dev libtomlplusplus-dev nlohmann-json3-dev
   libcli11-dev
   python3-numpy
+  libsentencepiece-dev
 )
 
 missing=()

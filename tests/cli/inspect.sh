@@ -40,6 +40,15 @@ head -c 5 "$work/g.svg" | grep -q '<?xml' || fail "g.svg does not start with <?x
 expect_in "$work/g.svg" "<svg"
 expect_in "$work/g.svg" 'class="node"'
 expect_in "$work/g.svg" 'class="cluster"'
+# Well-formed XML with one node group per op and per leaf (inputs + parameter tensors).
+/usr/bin/python3 - "$work/g.svg" "$work/out.json" <<'EOF' || fail "g.svg is not well-formed SVG with one node group per op and leaf"
+import json, sys, xml.etree.ElementTree as ET
+svg = ET.parse(sys.argv[1]).getroot()
+assert svg.tag.endswith("svg"), svg.tag
+groups = [g for g in svg.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "node"]
+c = json.load(open(sys.argv[2]))
+assert len(groups) == c["nodes"] + c["inputs"] + c["parameter_tensors"], (len(groups), c)
+EOF
 [ ! -e "$work/g.svg.tmp" ] || fail "g.svg.tmp left behind"
 "$inspect" "$mlp" --dot "$work/g.dot" >/dev/null
 head -n 1 "$work/g.dot" | grep -q '^digraph switchyard {' || fail "g.dot is not DOT text"

@@ -115,3 +115,30 @@ TEST_CASE("autodiff: refuses without a loss and through ops without a backward",
     CHECK_THAT(e.what(), Catch::Contains("gelu_grad") && Catch::Contains("not implemented"));
   }
 }
+
+TEST_CASE("autodiff: emits no dead nodes for inputs that need no gradient", "[autodiff]") {
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"batch", 2}, {"d", 3}});
+  Expr target = b.input("target", {{"batch", 2}, {"d", 3}});
+  Expr w = b.parameter("w", {{"d", 3}});
+  Expr err = x * w - target;  // sub's backward also emits -dy for `target`, which nobody needs
+  b.set_loss(sum(err * err, {"batch", "d"}));
+  const size_t forward_values = g.values.size();
+  const auto grads = gradients(g);
+  // Every backward node feeds the gradient output (directly or through later nodes).
+  std::vector<char> used(g.values.size(), 0);
+  for (const GraphOutput& o : g.outputs) used[static_cast<size_t>(o.value.v)] = 1;
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const Node& n = g.nodes[i];
+    bool live = false;
+    for (ValueId v : n.outputs) live = live || used[static_cast<size_t>(v.v)];
+    if (n.backward) CHECK(live);
+    for (ValueId v : n.inputs) used[static_cast<size_t>(v.v)] = 1;
+  }
+  // Ids stay dense and consistent after removal.
+  for (size_t i = 0; i < g.values.size(); ++i) CHECK(g.values[i].id.v == static_cast<int32_t>(i));
+  for (size_t i = 0; i < g.nodes.size(); ++i) CHECK(g.nodes[i].id.v == static_cast<int32_t>(i));
+  CHECK(g.values.size() > forward_values);
+  CHECK(g.value(grads.at(w.id)).grad_of == w.id);
+}
