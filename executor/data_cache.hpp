@@ -16,8 +16,10 @@
 //                       words)
 // A missing, truncated or altered file is an InputError naming it.
 //
-// POS alignment: a word is encoded on its own (SentencePiece's pieces never cross a space, so this
-// equals encoding the sentence) and each of its pieces gets the POS id of the word.
+// POS alignment: a word is encoded on its own and each of its pieces gets the POS id of the word.
+// SentencePiece's pieces never cross a space, so this is how the sentence would be encoded too,
+// except where two segmentations score exactly the same (5 of Brown's 57,340 sentences differ,
+// all in digit runs: "8,555" -> "8 , 55 5" alone, "8 , 5 55" in its sentence).
 #pragma once
 
 #include "executor/data_corpus.hpp"

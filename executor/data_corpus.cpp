@@ -263,14 +263,36 @@ DocumentSplit split_documents(const Corpus& corpus, const SplitOptions& opts) {
   for (size_t i = 0; i < corpus.documents.size(); ++i)
     by_genre[corpus.documents[i].genre].push_back(static_cast<int64_t>(i));
 
+  // Validation documents per genre: round(N * fraction) in all, each genre its share rounded down,
+  // the rest to the genres with the largest remainders (ties in a seeded order of the genres).
+  struct Quota {
+    char genre;
+    int64_t count;
+    double remainder;
+    uint64_t tie;
+  };
+  std::vector<Quota> quotas;
+  int64_t assigned = 0;
+  for (const auto& [genre, docs] : by_genre) {
+    const double share = static_cast<double>(docs.size()) * opts.validation_fraction;
+    const auto count = static_cast<int64_t>(std::floor(share));
+    quotas.push_back({genre, count, share - static_cast<double>(count), hash_values({opts.seed, static_cast<uint64_t>(genre)})});
+    assigned += count;
+  }
+  const auto total =
+      static_cast<int64_t>(std::floor(static_cast<double>(corpus.documents.size()) * opts.validation_fraction + 0.5));
+  std::sort(quotas.begin(), quotas.end(), [](const Quota& a, const Quota& b) {
+    return a.remainder != b.remainder ? a.remainder > b.remainder : a.tie < b.tie;
+  });
+  for (size_t q = 0; assigned < total && q < quotas.size(); ++q, ++assigned) ++quotas[q].count;
+
   std::vector<bool> is_validation(corpus.documents.size(), false);
-  for (auto& [genre, docs] : by_genre) {
+  for (const Quota& q : quotas) {
     std::vector<std::pair<uint64_t, int64_t>> ranked;  // (hash of id, document)
-    for (int64_t d : docs)
+    for (int64_t d : by_genre[q.genre])
       ranked.push_back({hash_values({opts.seed, fnv1a64(corpus.documents[static_cast<size_t>(d)].id)}), d});
     std::sort(ranked.begin(), ranked.end());
-    const auto count = static_cast<size_t>(std::floor(static_cast<double>(docs.size()) * opts.validation_fraction + 0.5));
-    for (size_t k = 0; k < count && k < ranked.size(); ++k) is_validation[static_cast<size_t>(ranked[k].second)] = true;
+    for (int64_t k = 0; k < q.count; ++k) is_validation[static_cast<size_t>(ranked[static_cast<size_t>(k)].second)] = true;
   }
   DocumentSplit split;
   for (size_t i = 0; i < corpus.documents.size(); ++i)

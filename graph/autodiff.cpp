@@ -31,8 +31,8 @@ void remove_dead_nodes(Graph& g, size_t first, size_t first_value, std::map<Valu
 
   std::vector<int32_t> value_map(g.values.size()), node_map(g.nodes.size(), -1);
   for (size_t v = 0; v < first_value; ++v) value_map[v] = static_cast<int32_t>(v);
-  std::vector<Value> values(g.values.begin(), g.values.begin() + static_cast<std::ptrdiff_t>(first_value));
-  std::vector<Node> nodes(g.nodes.begin(), g.nodes.begin() + static_cast<std::ptrdiff_t>(first));
+  std::deque<Value> values(g.values.begin(), g.values.begin() + static_cast<std::ptrdiff_t>(first_value));
+  std::deque<Node> nodes(g.nodes.begin(), g.nodes.begin() + static_cast<std::ptrdiff_t>(first));
   for (size_t i = 0; i < first; ++i) node_map[i] = static_cast<int32_t>(i);
   for (size_t i = first; i < g.nodes.size(); ++i) {
     if (!keep[i]) continue;

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -90,9 +91,11 @@ struct GraphOutput {
   bool operator==(const GraphOutput&) const = default;
 };
 
+// values and nodes are deques: appending (the builder, autodiff) never moves existing elements,
+// so a reference to a value's shape stays valid while backward functions emit nodes.
 struct Graph {
-  std::vector<Value> values;  // index = ValueId
-  std::vector<Node> nodes;    // index = NodeId, topological order
+  std::deque<Value> values;  // index = ValueId
+  std::deque<Node> nodes;    // index = NodeId, topological order
   std::vector<GraphOutput> outputs;
   ValueId loss;               // the scalar that autodiff differentiates, if any
 

@@ -371,7 +371,9 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
   c.norm_eps = model.number("norm_eps", c.norm_eps, positive, "> 0");
   c.position_bias = model.boolean("position_bias", c.position_bias);
   c.position_buckets = model.integer("position_buckets", c.position_buckets, 4);
-  if (c.position_buckets % 2 != 0) model.fail("position_buckets", "allowed: an even number >= 4 (the encoder splits the buckets between the two directions)");
+  if (c.position_buckets % 2 != 0)
+    model.fail("position_buckets", "allowed: an even number >= 4 (the encoder splits the buckets between the two "
+                                   "directions)");
   c.position_max_distance = model.integer("position_max_distance", c.position_max_distance, c.position_buckets);
   c.tied_embeddings = model.boolean("tied_embeddings", c.tied_embeddings);
   c.dropout = model.number("dropout", c.dropout, unit_interval_open, "[0, 1)");
@@ -392,7 +394,8 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     const toml::table* dec_t = moe.table("decoder");
     moe.finish();
     if (!enc_dec && enc_t)
-      fail_at(doc, "moe.encoder", "[moe.encoder] in a decoder_only model, which has no encoder; allowed: [moe], [moe.decoder]");
+      fail_at(doc, "moe.encoder",
+              "[moe.encoder] in a decoder_only model, which has no encoder; allowed: [moe], [moe.decoder]");
     Section enc(doc, enc_t, "moe.encoder");
     Section dec(doc, dec_t, "moe.decoder");
     c.moe_encoder = read_moe(enc, base);

@@ -174,10 +174,6 @@ ModelStats model_stats(const ModelConfig& c, const StatsOptions& opts) {
   bo.moe_metrics = false;
   ModelGraph m = build_model(c, bo);
   if (opts.training) {
-    // Autodiff about triples the graph; growing the arrays once also keeps references into them
-    // valid while backward rules append nodes (see the report on ops/matmul.cpp, ops/common.cpp).
-    m.graph.values.reserve(m.graph.values.size() * 5);
-    m.graph.nodes.reserve(m.graph.nodes.size() * 5);
     gradients(m.graph);
   }
   return model_stats(c, m);

