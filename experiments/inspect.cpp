@@ -1,15 +1,19 @@
-// inspect: load a graph file, verify it, print its counts, optionally draw it.
+// inspect: print the counts of a graph file or of a model config, optionally draw the graph.
 //
 //   inspect experiments/graphs/mlp.json                 node/value counts, parameters, FLOPs
 //   inspect experiments/graphs/mlp.json --dot mlp.svg   also the Graphviz drawing (.svg or .dot)
-//   inspect experiments/graphs/mlp.json --json          the counts as JSON on stdout
+//   inspect experiments/configs/models/st_moe_32b.toml  total/active parameters, FLOPs per token
+//                                                       and per sequence, split by component
+//   inspect MODEL.toml --set moe.cf_train=2 --json      overrides; the counts as JSON on stdout
 //
-// A bad graph (missing file, malformed JSON, bad id, cycle, shape mismatch) prints one message
-// naming the file, the node and the problem on stderr, exits 2, and writes nothing.
+// Bad input (missing file, malformed JSON or TOML, bad id, cycle, shape mismatch, unknown key)
+// prints one message naming the file, the node or key and the problem on stderr, exits 2, and
+// writes nothing.
 #include "graph/count.hpp"
 #include "graph/dot.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "graph/model_stats.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -56,12 +60,16 @@ sy::Json counts_json(const std::string& path, const sy::GraphCounts& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"inspect: verify a Switchyard graph file and print its node, value, parameter and FLOP counts"};
+  CLI::App app{"inspect: print the counts of a Switchyard graph file (.json) or model config (.toml)"};
   std::string graph_path, dot_path;
-  bool as_json = false;
-  app.add_option("graph", graph_path, "graph file (JSON, as written by save_graph)")->required();
+  std::vector<std::string> overrides;
+  bool as_json = false, eval = false, forward_only = false;
+  app.add_option("file", graph_path, "graph file (.json, as written by save_graph) or model config (.toml)")->required();
   app.add_option("--dot", dot_path, "also draw the graph: SVG via Graphviz, or DOT text if the name ends in .dot");
   app.add_flag("--json", as_json, "print the counts as JSON instead of a table");
+  app.add_option("--set", overrides, "model config override key=value (repeatable), e.g. moe.cf_train=2");
+  app.add_flag("--eval", eval, "model config: count the eval graph (eval capacity factor, no dropout)");
+  app.add_flag("--forward-only", forward_only, "model config: skip the backward pass (faster for huge models)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -74,6 +82,26 @@ int main(int argc, char** argv) {
     if (!dot_path.empty() && !want_dot_text && !dot_path.ends_with(".svg"))
       throw sy::InputError(fmt::format("--dot {}: the file name must end in .svg (Graphviz drawing) or .dot (DOT text)",
                                        dot_path));
+    if (graph_path.ends_with(".toml")) {
+      const sy::ModelConfig cfg = sy::load_model_config(graph_path, overrides);
+      sy::StatsOptions opts;
+      opts.mode = eval ? sy::Mode::eval : sy::Mode::train;
+      opts.training = !forward_only;
+      const sy::ModelStats stats = sy::model_stats(cfg, opts);
+      if (!dot_path.empty()) {
+        sy::BuildOptions bo;
+        bo.mode = opts.mode;
+        const std::string dot = sy::to_dot(sy::build_model(cfg, bo).graph);
+        sy::write_file_atomic(dot_path, want_dot_text ? dot : sy::render_svg(dot));
+      }
+      if (as_json)
+        fmt::print("{}\n", sy::to_json(stats).dump(2));
+      else
+        fmt::print("{}", sy::format_model_stats(stats));
+      return 0;
+    }
+    if (!overrides.empty() || eval || forward_only)
+      throw sy::InputError(fmt::format("{}: --set, --eval and --forward-only apply to model configs (.toml) only", graph_path));
     const sy::Graph g = sy::load_graph(graph_path);  // verifies
     const sy::GraphCounts counts = sy::count_graph(g);
     if (!dot_path.empty()) {

@@ -194,3 +194,12 @@ TEST_CASE("model stats: ST-MoE-32B training FLOPs from its backward graph are ab
   CHECK(s.published_training_flops == Approx(3 * s.published_forward_flops));
   CHECK(rel_error(s.published_forward_flops, 20.2e12) < 0.02);
 }
+
+TEST_CASE("model stats: autodiff over the full ST-MoE-32B graph (regression: references into a growing graph)",
+          "[model_stats]") {
+  // Backward rules hold references to input shapes while emitting nodes; with vector storage the
+  // graph's growth moved them and this crashed. Graph storage is now a deque.
+  const ModelStats t = model_stats(model("st_moe_32b"), StatsOptions{});
+  CHECK(t.backward_nodes > t.forward_nodes);
+  CHECK(t.graph_training_flops > 2.5 * t.graph_forward_flops);
+}
