@@ -23,6 +23,8 @@ static_assert(std::endian::native == std::endian::little, "cache files are littl
 namespace {
 
 constexpr std::string_view kCacheFormat = "switchyard.token_cache";
+// Part of the cache key: bump it whenever the tokens a setting gives change (parsing, split,
+// tokenizer training or encoding), so no stale cache is ever loaded.
 constexpr int kCacheVersion = 1;
 constexpr std::string_view kTokenizerFile = "tokenizer.model";
 constexpr std::string_view kIndexFile = "index.json";

@@ -276,7 +276,8 @@ DocumentSplit split_documents(const Corpus& corpus, const SplitOptions& opts) {
   for (const auto& [genre, docs] : by_genre) {
     const double share = static_cast<double>(docs.size()) * opts.validation_fraction;
     const auto count = static_cast<int64_t>(std::floor(share));
-    quotas.push_back({genre, count, share - static_cast<double>(count), hash_values({opts.seed, static_cast<uint64_t>(genre)})});
+    const uint64_t tie = hash_values({opts.seed, static_cast<uint64_t>(genre)});
+    quotas.push_back({genre, count, share - static_cast<double>(count), tie});
     assigned += count;
   }
   const auto total =
@@ -292,7 +293,8 @@ DocumentSplit split_documents(const Corpus& corpus, const SplitOptions& opts) {
     for (int64_t d : by_genre[q.genre])
       ranked.push_back({hash_values({opts.seed, fnv1a64(corpus.documents[static_cast<size_t>(d)].id)}), d});
     std::sort(ranked.begin(), ranked.end());
-    for (int64_t k = 0; k < q.count; ++k) is_validation[static_cast<size_t>(ranked[static_cast<size_t>(k)].second)] = true;
+    for (size_t k = 0; k < static_cast<size_t>(q.count); ++k)
+      is_validation[static_cast<size_t>(ranked[k].second)] = true;
   }
   DocumentSplit split;
   for (size_t i = 0; i < corpus.documents.size(); ++i)
@@ -337,8 +339,8 @@ Corpus make_synthetic_corpus(const SyntheticCorpusOptions& opts) {
     const int number = d / static_cast<int>(kGenreLetters.size()) + 1;
     SY_CHECK(number <= 99, "synthetic corpus: at most {} documents", 99 * kGenreLetters.size());
     std::string text;
-    const auto sentences = opts.min_sentences + static_cast<int>(rng.below(
-                                                    static_cast<uint64_t>(opts.max_sentences - opts.min_sentences + 1)));
+    const auto extra = rng.below(static_cast<uint64_t>(opts.max_sentences - opts.min_sentences + 1));
+    const int sentences = opts.min_sentences + static_cast<int>(extra);
     for (int s = 0; s < sentences; ++s) {
       std::vector<std::pair<std::string, std::string_view>> words;  // (word, tag)
       auto pick = [&](const WordClass& c) {

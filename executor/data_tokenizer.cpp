@@ -66,7 +66,8 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& sentences, const Toke
   const auto status = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
   if (!status.ok())
     throw InputError(fmt::format("tokenizer training (SentencePiece unigram, vocabulary {} = {} pieces + {} "
-                                 "sentinels) failed: {} (SentencePiece's sizes count pieces only, without the {} sentinels)",
+                                 "sentinels) failed: {} (SentencePiece's sizes count pieces only, without the {} "
+                                 "sentinels)",
                                  opts.vocab_size, opts.vocab_size - opts.extra_ids, opts.extra_ids, status.ToString(),
                                  opts.extra_ids));
   return Tokenizer(std::move(proto), opts.extra_ids, "<trained tokenizer>");

@@ -3,6 +3,7 @@
 #include "executor/einsum.hpp"
 #include "executor/kernels.hpp"
 #include "executor/memory_plan.hpp"
+#include "executor/optimizer_kernels.hpp"
 #include "graph/error.hpp"
 #include "graph/op_def.hpp"
 
@@ -10,6 +11,7 @@
 #include <tbb/global_control.h>
 
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -178,6 +180,16 @@ struct Executor::Impl {
     auto unary = [&](exec::UnaryOp op, const ScaleAttrs& s = {}) { return exec::unary(op, s, in(0), out(0)); };
     auto binary = [&](exec::BinaryOp op) { return exec::binary(op, in(0), in(1), out(0)); };
     auto reduce = [&](exec::ReduceOp op) { return exec::reduce(op, std::get<DimsAttrs>(n.attrs).dims, in(0), out(0)); };
+    auto ins = [&] {
+      std::vector<exec::ConstView> v;
+      for (size_t i = 0; i < n.inputs.size(); ++i) v.push_back(in(i));
+      return v;
+    };
+    auto outs = [&] {
+      std::vector<exec::View> v;
+      for (size_t i = 0; i < n.outputs.size(); ++i) v.push_back(out(i));
+      return v;
+    };
     bool done = false;
     switch (n.kind) {
       // Fast: TBB loops (executor/kernels.cpp).
@@ -237,7 +249,16 @@ struct Executor::Impl {
       case OpKind::cumsum:
       case OpKind::gather:
       case OpKind::scatter_add:
+      // Collectives: the identity over mesh axes of size 1 (the MPI implementation replaces these).
+      case OpKind::all_reduce:
+      case OpKind::all_gather:
+      case OpKind::reduce_scatter:
+      case OpKind::all_to_all:
+      case OpKind::shard_slice:
         break;
+      // Fast: optimizer updates (executor/optimizer_kernels.cpp).
+      case OpKind::adafactor_update: done = exec::adafactor_update(std::get<AdafactorAttrs>(n.attrs), ins(), outs()); break;
+      case OpKind::adamw_update: done = exec::adamw_update(std::get<AdamWAttrs>(n.attrs), ins(), outs()); break;
     }
     if (!done) run_reference(n);
   }
@@ -288,7 +309,17 @@ void Executor::run() {
       throw InputError(fmt::format("executor run: leaf '{}' {} was never set (call set() or write through data())", v.name,
                                    to_string(v.type)));
   omp_set_num_threads(m.threads);
-  for (const Node& n : m.g.nodes) m.run_node(n);
+  if (m.opts.on_op) {
+    using Clock = std::chrono::steady_clock;
+    auto us = [](Clock::time_point t) { return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count(); };
+    for (const Node& n : m.g.nodes) {
+      const auto begin = Clock::now();
+      m.run_node(n);
+      m.opts.on_op(n.id, us(begin), us(Clock::now()));
+    }
+  } else {
+    for (const Node& n : m.g.nodes) m.run_node(n);
+  }
   m.ran = true;
 }
 

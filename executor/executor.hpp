@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,9 @@ namespace sy {
 struct ExecutorOptions {
   int threads = 0;               // 0: all cores. Shared by oneDNN (OpenMP) and TBB, never both at once
   bool fast_kernels = true;      // false: every op through its reference forward (for testing)
+  // Called after each node with its start and end on std::chrono::steady_clock, in microseconds
+  // since the clock's epoch (per-op timing for traces); unset: no timing.
+  std::function<void(NodeId, double t_begin_us, double t_end_us)> on_op;
 };
 
 struct MemoryPlanStats {

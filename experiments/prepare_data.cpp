@@ -71,9 +71,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : sy::kExitBadInput;
   }
 
+  const sy::data::ProgressFn progress = terminal_progress();
   try {
     const auto start = std::chrono::steady_clock::now();
-    const sy::data::ProgressFn progress = terminal_progress();
     const sy::data::PreparedData data = sy::data::prepare_brown(data_dir, opts, progress);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress) fmt::print(stderr, "\r\033[K");
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     fmt::print("unigram baseline negative log perplexity           {:.4f}\n", -b.validation_cross_entropy);
     return 0;
   } catch (const sy::InputError& e) {
-    fmt::print(stderr, "prepare_data: {}\n", e.what());
+    fmt::print(stderr, "{}prepare_data: {}\n", progress ? "\r\033[K" : "", e.what());
     return sy::kExitBadInput;
   }
 }

@@ -105,8 +105,41 @@ struct ScatterAttrs {
   bool operator==(const ScatterAttrs&) const = default;
 };
 
+// How a collective combines the devices' values (all_reduce, reduce_scatter).
+enum class ReduceOp : uint8_t { sum, mean, max };
+
+// Collectives over mesh axes (graph/lower.cpp inserts them; ops/collective.cpp defines them).
+// N = the product of the axes' sizes; devices are ordered row-major over `axes` as listed.
+struct CollectiveAttrs {
+  std::vector<Dim> axes;        // mesh axes the collective runs over, with their sizes: {"data", 64}
+  std::string gather_dim;       // all_gather, all_to_all: the dim that grows N-fold (shards concatenated)
+  std::string scatter_dim;      // reduce_scatter, all_to_all, shard_slice: the dim that shrinks N-fold
+  ReduceOp reduce = ReduceOp::sum;  // all_reduce, reduce_scatter
+  bool operator==(const CollectiveAttrs&) const = default;
+};
+
+// Optimizer updates (ops/optimizer.cpp). Adafactor as in Mesh-TF optimize.py with beta1 = 0;
+// t is the 0-based step input.
+struct AdafactorAttrs {
+  double decay_exponent = 0.8;   // second-moment decay 1 - (t+1)^-decay_exponent
+  double clip_threshold = 1.0;   // update clipping d: u / max(1, RMS(u)/d); 0: no clipping
+  double epsilon1 = 1e-30;       // added to g^2
+  double epsilon2 = 1e-3;        // floor of the parameter scale RMS(param)
+  bool parameter_scale = true;   // step = lr * max(RMS(param), epsilon2) * u (false: lr * u)
+  bool factored = true;          // rank >= 2: row and column second moments over the last two dims
+  bool operator==(const AdafactorAttrs&) const = default;
+};
+
+struct AdamWAttrs {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+  double weight_decay = 0.0;  // decoupled: param -= lr * weight_decay * param
+  bool operator==(const AdamWAttrs&) const = default;
+};
+
 using Attrs = std::variant<NoAttrs, ScaleAttrs, CastAttrs, DropoutAttrs, FillAttrs, RandomAttrs, ShapeAttrs,
                            DimsAttrs, DimAttrs, RmsNormAttrs, EinsumAttrs, OneHotAttrs, TopKAttrs,
-                           CumsumAttrs, ScatterAttrs>;
+                           CumsumAttrs, ScatterAttrs, CollectiveAttrs, AdafactorAttrs, AdamWAttrs>;
 
 }  // namespace sy

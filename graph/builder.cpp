@@ -169,4 +169,39 @@ Expr scatter_add(Expr src, Expr idx, const std::string& index_dim, Dim out_dim) 
   return op1(OpKind::scatter_add, ScatterAttrs{index_dim, std::move(out_dim)}, {src, idx});
 }
 
+Expr all_reduce(Expr x, std::vector<Dim> axes, ReduceOp op) {
+  return op1(OpKind::all_reduce, CollectiveAttrs{std::move(axes), "", "", op}, {x});
+}
+Expr all_gather(Expr x, std::vector<Dim> axes, const std::string& gather_dim) {
+  return op1(OpKind::all_gather, CollectiveAttrs{std::move(axes), gather_dim, "", ReduceOp::sum}, {x});
+}
+Expr reduce_scatter(Expr x, std::vector<Dim> axes, const std::string& scatter_dim, ReduceOp op) {
+  return op1(OpKind::reduce_scatter, CollectiveAttrs{std::move(axes), "", scatter_dim, op}, {x});
+}
+Expr all_to_all(Expr x, std::vector<Dim> axes, const std::string& gather_dim, const std::string& scatter_dim) {
+  return op1(OpKind::all_to_all, CollectiveAttrs{std::move(axes), gather_dim, scatter_dim, ReduceOp::sum}, {x});
+}
+Expr shard_slice(Expr x, std::vector<Dim> axes, const std::string& scatter_dim) {
+  return op1(OpKind::shard_slice, CollectiveAttrs{std::move(axes), "", scatter_dim, ReduceOp::sum}, {x});
+}
+
+namespace {
+std::vector<ValueId> update_inputs(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
+                                   Expr clip_scale) {
+  std::vector<ValueId> in{param.id, grad.id};
+  for (const Expr& s : state) in.push_back(s.id);
+  for (const Expr& e : {lr, step, clip_scale}) in.push_back(e.id);
+  return in;
+}
+}  // namespace
+
+std::vector<Expr> adafactor_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
+                                   Expr clip_scale, const AdafactorAttrs& attrs) {
+  return param.b->op(OpKind::adafactor_update, attrs, update_inputs(param, grad, state, lr, step, clip_scale));
+}
+std::vector<Expr> adamw_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
+                               Expr clip_scale, const AdamWAttrs& attrs) {
+  return param.b->op(OpKind::adamw_update, attrs, update_inputs(param, grad, state, lr, step, clip_scale));
+}
+
 }  // namespace sy

@@ -122,4 +122,20 @@ Expr cumsum(Expr x, const std::string& dim, bool exclusive = false, bool reverse
 Expr gather(Expr x, Expr idx, const std::string& dim);
 Expr scatter_add(Expr src, Expr idx, const std::string& index_dim, Dim out_dim);
 
+// ---- collective (over mesh axes given as (name, size); graph/lower inserts these) ----
+Expr all_reduce(Expr x, std::vector<Dim> axes, ReduceOp op = ReduceOp::sum);
+Expr all_gather(Expr x, std::vector<Dim> axes, const std::string& gather_dim);
+Expr reduce_scatter(Expr x, std::vector<Dim> axes, const std::string& scatter_dim, ReduceOp op = ReduceOp::sum);
+Expr all_to_all(Expr x, std::vector<Dim> axes, const std::string& gather_dim, const std::string& scatter_dim);
+Expr shard_slice(Expr x, std::vector<Dim> axes, const std::string& scatter_dim);
+
+// ---- optimizer (ops/optimizer.cpp; one node per parameter) ----
+// Returns the new parameter, then the new state in the order given. state: Adafactor {v_row,
+// v_col} (factored: param's shape without its last dim, without its second-to-last dim) or {v};
+// AdamW {m, v}. lr f32 [], step i32 [] (0-based), clip_scale f32 [] (multiplies the gradient).
+std::vector<Expr> adafactor_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
+                                   Expr clip_scale, const AdafactorAttrs& attrs);
+std::vector<Expr> adamw_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
+                               Expr clip_scale, const AdamWAttrs& attrs);
+
 }  // namespace sy

@@ -75,6 +75,32 @@ Json attrs_json(const CumsumAttrs& a) {
   return {{"dim", a.dim}, {"exclusive", a.exclusive}, {"reverse", a.reverse}};
 }
 Json attrs_json(const ScatterAttrs& a) { return {{"index_dim", a.index_dim}, {"out_dim", dim_json(a.out_dim)}}; }
+const char* reduce_op_name(ReduceOp r) {
+  switch (r) {
+    case ReduceOp::sum: return "sum";
+    case ReduceOp::mean: return "mean";
+    case ReduceOp::max: return "max";
+  }
+  return "?";
+}
+Json attrs_json(const CollectiveAttrs& a) {
+  return {{"axes", shape_json(a.axes)},
+          {"gather_dim", a.gather_dim},
+          {"scatter_dim", a.scatter_dim},
+          {"reduce", reduce_op_name(a.reduce)}};
+}
+
+Json attrs_json(const AdafactorAttrs& a) {
+  return {{"decay_exponent", number(a.decay_exponent)}, {"clip_threshold", number(a.clip_threshold)},
+          {"epsilon1", number(a.epsilon1)},             {"epsilon2", number(a.epsilon2)},
+          {"parameter_scale", a.parameter_scale},       {"factored", a.factored}};
+}
+Json attrs_json(const AdamWAttrs& a) {
+  return {{"beta1", number(a.beta1)},
+          {"beta2", number(a.beta2)},
+          {"epsilon", number(a.epsilon)},
+          {"weight_decay", number(a.weight_decay)}};
+}
 
 Json ids_json(const std::vector<ValueId>& ids) {
   Json r = Json::array();
@@ -298,6 +324,35 @@ void read_attrs(const Reader& r, const Json& j, ScatterAttrs& a) {
   expect_keys(r, j, "attrs", {"index_dim", "out_dim"});
   a.index_dim = as_string(r, "attrs.index_dim", j["index_dim"]);
   a.out_dim = as_dim(r, "attrs.out_dim", j["out_dim"]);
+}
+
+void read_attrs(const Reader& r, const Json& j, CollectiveAttrs& a) {
+  expect_keys(r, j, "attrs", {"axes", "gather_dim", "scatter_dim", "reduce"});
+  a.axes = as_shape(r, "attrs.axes", j["axes"]);
+  a.gather_dim = as_string(r, "attrs.gather_dim", j["gather_dim"]);
+  a.scatter_dim = as_string(r, "attrs.scatter_dim", j["scatter_dim"]);
+  const std::string op = as_string(r, "attrs.reduce", j["reduce"]);
+  bool known = false;
+  for (ReduceOp x : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max})
+    if (op == reduce_op_name(x)) a.reduce = x, known = true;
+  if (!known) r.fail("attrs.reduce", fmt::format("unknown reduction '{}' (allowed: sum, mean, max)", op));
+}
+
+void read_attrs(const Reader& r, const Json& j, AdafactorAttrs& a) {
+  expect_keys(r, j, "attrs", {"decay_exponent", "clip_threshold", "epsilon1", "epsilon2", "parameter_scale", "factored"});
+  a.decay_exponent = as_double(r, "attrs.decay_exponent", j["decay_exponent"]);
+  a.clip_threshold = as_double(r, "attrs.clip_threshold", j["clip_threshold"]);
+  a.epsilon1 = as_double(r, "attrs.epsilon1", j["epsilon1"]);
+  a.epsilon2 = as_double(r, "attrs.epsilon2", j["epsilon2"]);
+  a.parameter_scale = as_bool(r, "attrs.parameter_scale", j["parameter_scale"]);
+  a.factored = as_bool(r, "attrs.factored", j["factored"]);
+}
+void read_attrs(const Reader& r, const Json& j, AdamWAttrs& a) {
+  expect_keys(r, j, "attrs", {"beta1", "beta2", "epsilon", "weight_decay"});
+  a.beta1 = as_double(r, "attrs.beta1", j["beta1"]);
+  a.beta2 = as_double(r, "attrs.beta2", j["beta2"]);
+  a.epsilon = as_double(r, "attrs.epsilon", j["epsilon"]);
+  a.weight_decay = as_double(r, "attrs.weight_decay", j["weight_decay"]);
 }
 
 Attrs read_attrs_of(const Reader& r, OpKind kind, const Json& j) {

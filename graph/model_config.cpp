@@ -28,6 +28,10 @@ struct NamedValue {
 constexpr NamedValue<Architecture> kArchitectures[] = {{"encoder_decoder", Architecture::encoder_decoder},
                                                        {"decoder_only", Architecture::decoder_only}};
 constexpr NamedValue<DType> kRouterDtypes[] = {{"f32", DType::f32}, {"bf16", DType::bf16}};
+constexpr NamedValue<OptimizerKind> kOptimizers[] = {{"adafactor", OptimizerKind::adafactor},
+                                                     {"adamw", OptimizerKind::adamw}};
+constexpr NamedValue<LrSchedule> kSchedules[] = {
+    {"inverse_sqrt", LrSchedule::inverse_sqrt}, {"constant", LrSchedule::constant}, {"cosine", LrSchedule::cosine}};
 
 template <typename E, size_t N>
 std::string_view name_of(const NamedValue<E> (&table)[N], E v) {
@@ -303,6 +307,8 @@ int64_t matched_relu_d_ff(int64_t geglu_d_ff) { return std::llround(1.5 * static
 }  // namespace
 
 std::string_view architecture_name(Architecture a) { return name_of(kArchitectures, a); }
+std::string_view optimizer_name(OptimizerKind k) { return name_of(kOptimizers, k); }
+std::string_view schedule_name(LrSchedule s) { return name_of(kSchedules, s); }
 
 ModelConfig parse_model_config(std::string_view text, std::string_view source_name,
                                const std::vector<std::string>& overrides) {
@@ -437,6 +443,30 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     c.target_length = train.integer("length", 256, 1);
   }
   c.seed = static_cast<uint64_t>(train.integer("seed", 0, 0));
+  c.precision = train.choice("precision", c.precision, kRouterDtypes);
+  OptimizerConfig& o = c.optimizer;
+  o.kind = train.choice("optimizer", o.kind, kOptimizers);
+  o.schedule = train.choice("schedule", o.schedule, kSchedules);
+  o.learning_rate = train.number("learning_rate", o.learning_rate, positive, "> 0");
+  o.warmup_steps = train.integer("warmup_steps", o.warmup_steps, 0);
+  o.decay_steps = train.integer("decay_steps", o.decay_steps, 0);
+  o.min_learning_rate = train.number("min_learning_rate", o.min_learning_rate, non_negative, ">= 0");
+  o.grad_clip = train.number("grad_clip", o.grad_clip, non_negative, ">= 0 (0: no clipping)");
+  o.clip_threshold = train.number("clip_threshold", o.clip_threshold, non_negative, ">= 0 (0: no update clipping)");
+  o.decay_exponent = train.number("decay_exponent", o.decay_exponent, positive, "> 0");
+  o.parameter_scale = train.boolean("parameter_scale", o.parameter_scale);
+  o.factored = train.boolean("factored", o.factored);
+  o.epsilon1 = train.number("epsilon1", o.epsilon1, non_negative, ">= 0");
+  o.epsilon2 = train.number("epsilon2", o.epsilon2, non_negative, ">= 0");
+  o.beta1 = train.number("beta1", o.beta1, unit_interval_open, "[0, 1)");
+  o.beta2 = train.number("beta2", o.beta2, unit_interval_open, "[0, 1)");
+  o.epsilon = train.number("epsilon", o.epsilon, positive, "> 0");
+  o.weight_decay = train.number("weight_decay", o.weight_decay, non_negative, ">= 0");
+  c.divergence_factor = train.number("divergence_factor", c.divergence_factor,
+                                     [](double v) { return v == 0 || v > 1; }, "0 (off) or > 1");
+  c.eval_batches = train.integer("eval_batches", c.eval_batches, 0);
+  if (o.schedule != LrSchedule::cosine && train.has("decay_steps"))
+    train.fail("decay_steps", fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(o.schedule)));
   train.finish();
   return c;
 }
@@ -514,6 +544,32 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
     train["length"] = c.target_length;
   }
   train["seed"] = c.seed;
+  train["precision"] = dtype_name(c.precision);
+  const OptimizerConfig& o = c.optimizer;
+  train["optimizer"] = optimizer_name(o.kind);
+  train["schedule"] = schedule_name(o.schedule);
+  train["learning_rate"] = o.learning_rate;
+  train["warmup_steps"] = o.warmup_steps;
+  if (o.schedule == LrSchedule::cosine) {
+    train["decay_steps"] = o.decay_steps;
+    train["min_learning_rate"] = o.min_learning_rate;
+  }
+  train["grad_clip"] = o.grad_clip;
+  if (o.kind == OptimizerKind::adafactor) {
+    train["clip_threshold"] = o.clip_threshold;
+    train["decay_exponent"] = o.decay_exponent;
+    train["parameter_scale"] = o.parameter_scale;
+    train["factored"] = o.factored;
+    train["epsilon1"] = o.epsilon1;
+    train["epsilon2"] = o.epsilon2;
+  } else {
+    train["beta1"] = o.beta1;
+    train["beta2"] = o.beta2;
+    train["epsilon"] = o.epsilon;
+    train["weight_decay"] = o.weight_decay;
+  }
+  train["divergence_factor"] = c.divergence_factor;
+  train["eval_batches"] = c.eval_batches;
   out["train"] = train;
   return out;
 }

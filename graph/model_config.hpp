@@ -49,6 +49,29 @@
 //   target_length = 114                 decoder tokens per sequence (encoder_decoder)
 //   length = 256                        tokens per sequence (decoder_only)
 //   seed = 0                            dropout and other randomness
+//   precision = "f32"                   f32 | bf16: ST-MoE selective precision (every einsum but
+//                                       the router's in bf16; router, softmax, losses and master
+//                                       weights f32; see graph/transformer.hpp)
+//   optimizer = "adafactor"             adafactor | adamw (ops/optimizer.cpp)
+//   schedule = "inverse_sqrt"           inverse_sqrt: lr = learning_rate · sqrt(warmup_steps /
+//                                       max(t, warmup_steps)), with the defaults the paper's
+//                                       1/sqrt(max(t, 10⁴)); constant: learning_rate; cosine:
+//                                       linear warm-up to learning_rate over warmup_steps, then a
+//                                       half cosine down to min_learning_rate at decay_steps
+//   learning_rate = 0.01                the peak learning rate
+//   warmup_steps = 10000
+//   decay_steps = 0                     cosine: the step the decay ends; 0: the run's --steps
+//   min_learning_rate = 0.0             cosine: the floor
+//   grad_clip = 0.0                     maximum global gradient norm; 0: no clipping
+//   clip_threshold = 1.0                Adafactor update clipping d (0: none)
+//   decay_exponent = 0.8                Adafactor second-moment decay 1 - (t+1)^-decay_exponent
+//   parameter_scale = true              Adafactor: step × max(RMS(param), epsilon2)
+//   factored = true                     Adafactor: factored second moments for rank >= 2
+//   epsilon1 = 1e-30, epsilon2 = 1e-3   Adafactor
+//   beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weight_decay = 0.0     AdamW
+//   divergence_factor = 4.0             the run stops as diverged when a loss exceeds this factor
+//                                       times the running mean of earlier losses (0: only NaN/Inf)
+//   eval_batches = 0                    validation batches per evaluation; 0: the whole split
 //
 // Errors are sy::InputError naming the file, the key (and its line, or the --set override that
 // gave it), the bad value and what is allowed. Unknown keys and sections are errors listing the
@@ -71,6 +94,35 @@ namespace sy {
 
 enum class Architecture : uint8_t { encoder_decoder, decoder_only };
 std::string_view architecture_name(Architecture a);
+
+enum class OptimizerKind : uint8_t { adafactor, adamw };
+std::string_view optimizer_name(OptimizerKind k);
+
+enum class LrSchedule : uint8_t { inverse_sqrt, constant, cosine };
+std::string_view schedule_name(LrSchedule s);
+
+// [train] optimizer keys (see the schema above; executor/schedule and ops/optimizer use them).
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::adafactor;
+  LrSchedule schedule = LrSchedule::inverse_sqrt;
+  double learning_rate = 0.01;
+  int64_t warmup_steps = 10000;
+  int64_t decay_steps = 0;
+  double min_learning_rate = 0.0;
+  double grad_clip = 0.0;
+  // Adafactor
+  double clip_threshold = 1.0;
+  double decay_exponent = 0.8;
+  bool parameter_scale = true;
+  bool factored = true;
+  double epsilon1 = 1e-30;
+  double epsilon2 = 1e-3;
+  // AdamW
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+  double weight_decay = 0.0;
+};
 
 struct ModelConfig {
   std::string name;    // [model] name, or the file's stem
@@ -108,6 +160,10 @@ struct ModelConfig {
   int64_t input_length = 512;   // encoder tokens per sequence; 0 for decoder_only
   int64_t target_length = 114;  // decoder tokens per sequence (decoder_only: `length`)
   uint64_t seed = 0;
+  DType precision = DType::f32;
+  OptimizerConfig optimizer;
+  double divergence_factor = 4.0;
+  int64_t eval_batches = 0;
 
   bool has_encoder() const { return architecture == Architecture::encoder_decoder; }
   bool is_moe() const { return moe_every > 0; }

@@ -21,6 +21,9 @@ struct OpCost {
   double flops = 0;          // floating-point operations (multiply-add = 2)
   double bytes_read = 0;     // inputs read once, at their storage dtype
   double bytes_written = 0;  // outputs written once
+  // Collectives only: bytes each device sends over the network (over the mesh axes named in the
+  // op's CollectiveAttrs), by the ring algorithms of ops/collective.cpp. 0 for local ops.
+  double collective_bytes = 0;
   bool operator==(const OpCost&) const = default;
 };
 

@@ -97,7 +97,15 @@ class TransformerBuilder {
     Expr loss;
     {
       ScopeGuard s(b_, "loss");
-      Expr ce = mean(cross_entropy(logits, targets, "vocab"), {"batch", "length"});  // []
+      Expr per_token = cross_entropy(logits, targets, "vocab");  // [B, L]
+      Expr ce;                                                    // []
+      if (o_.loss_weights) {
+        weights_ = b_.input("decoder_target_weights", targets.shape());
+        m_.decoder_target_weights = weights_.id;
+        ce = sum(per_token * weights_, {"batch", "length"});
+      } else {
+        ce = mean(per_token, {"batch", "length"});
+      }
       m_.cross_entropy = ce.id;
       b_.output("cross_entropy", ce);
       loss = ce;
@@ -120,7 +128,8 @@ class TransformerBuilder {
       Expr wrong = predicted - targets;                                            // 0 where right
       Expr zeros = fill(b_, targets.shape(), 0.0);
       Expr ones = fill(b_, targets.shape(), 1.0);
-      b_.output("accuracy", mean(where(wrong, zeros, ones), {"batch", "length"}));
+      Expr right = where(wrong, zeros, ones);                                      // [B, L]
+      b_.output("accuracy", o_.loss_weights ? sum(right * weights_, {"batch", "length"}) : mean(right, {"batch", "length"}));
     }
     complete_init();
   }
@@ -332,10 +341,72 @@ class TransformerBuilder {
   Builder b_;
   bool training_;
   Expr step_;
+  Expr weights_;  // decoder_target_weights, with BuildOptions::loss_weights
   uint64_t random_uses_ = 0;
   std::vector<Expr> aux_terms_, z_terms_;
   std::map<ValueId, ParamInit> init_;
 };
+
+// A router's nodes stay f32 under selective precision: scopes ".../router" and below.
+bool in_router_scope(const std::string& scope) {
+  return scope == "router" || scope.starts_with("router/") || scope.ends_with("/router") ||
+         scope.find("/router/") != std::string::npos;
+}
+
+// The graph of `m` with every f32 einsum outside a router scope computed in bf16 (see
+// build_model in the header). Replays the values in id order through a Builder: a leaf is
+// recreated, the first output of a node re-emits the node (an einsum between casts); every id in
+// the ModelGraph is mapped to its new value.
+ModelGraph with_selective_precision(const ModelGraph& m) {
+  const Graph& g = m.graph;
+  ModelGraph r;
+  r.mode = m.mode;
+  r.batch = m.batch;
+  r.moe_layers = m.moe_layers;
+  Builder b(r.graph);
+  std::vector<ValueId> map(g.values.size());
+  for (const Value& v : g.values) {
+    const auto vi = static_cast<size_t>(v.id.v);
+    if (v.role == ValueRole::input) {
+      map[vi] = b.input(v.name, v.type.shape, v.type.dtype).id;
+      continue;
+    }
+    if (v.role == ValueRole::parameter) {
+      map[vi] = b.parameter(v.name, v.type.shape, v.type.dtype).id;
+      continue;
+    }
+    if (v.output_index != 0) continue;  // mapped with the node's first output
+    const Node& n = g.node(v.producer);
+    if (!n.scope.empty()) b.push_scope(n.scope);
+    std::vector<ValueId> in;
+    for (ValueId x : n.inputs) in.push_back(map[static_cast<size_t>(x.v)]);
+    if (n.kind == OpKind::einsum && r.graph.type(in[0]).dtype == DType::f32 && !in_router_scope(n.scope)) {
+      Expr x = cast(b.wrap(in[0]), DType::bf16);
+      Expr y = cast(b.wrap(in[1]), DType::bf16);
+      map[static_cast<size_t>(n.outputs[0].v)] = cast(b.op1(OpKind::einsum, n.attrs, {x.id, y.id}), DType::f32).id;
+    } else {
+      const auto outs = b.op(n.kind, n.attrs, in);
+      for (size_t i = 0; i < outs.size(); ++i) map[static_cast<size_t>(n.outputs[i].v)] = outs[i].id;
+    }
+    if (!n.scope.empty()) b.pop_scope();
+  }
+  auto mapped = [&](ValueId id) { return id.valid() ? map[static_cast<size_t>(id.v)] : id; };
+  for (const GraphOutput& o : g.outputs) b.output(o.name, b.wrap(mapped(o.value)));
+  if (g.loss.valid()) b.set_loss(b.wrap(mapped(g.loss)));
+  r.step = mapped(m.step);
+  r.encoder_input_tokens = mapped(m.encoder_input_tokens);
+  r.decoder_input_tokens = mapped(m.decoder_input_tokens);
+  r.decoder_target_tokens = mapped(m.decoder_target_tokens);
+  r.decoder_target_weights = mapped(m.decoder_target_weights);
+  r.cross_entropy = mapped(m.cross_entropy);
+  r.aux_loss = mapped(m.aux_loss);
+  r.z_loss = mapped(m.z_loss);
+  for (ParamInit p : m.init) {
+    p.param = mapped(p.param);
+    r.init.push_back(p);
+  }
+  return r;
+}
 
 }  // namespace
 
@@ -358,6 +429,7 @@ int64_t relative_position_bucket(int64_t i, int64_t j, bool bidirectional, int64
 ModelGraph build_model(const ModelConfig& c, const BuildOptions& opts) {
   ModelGraph m;
   TransformerBuilder(c, opts, m).build();
+  if (c.precision == DType::bf16) return with_selective_precision(m);
   return m;
 }
 

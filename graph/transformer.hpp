@@ -63,6 +63,10 @@ struct BuildOptions {
   int64_t batch = 0;         // sequences per step; 0: the config's train.batch
   int64_t batch_split = 1;   // mesh axis size splitting the batch (Mesh-TF MoE grouping)
   bool moe_metrics = true;   // each MoE layer's metrics as graph outputs
+  // A per-target weight input "decoder_target_weights" f32 [batch, length]: cross_entropy and
+  // accuracy become Σ w·(per-token value) instead of the mean. The caller passes weights that sum
+  // to 1 over the real targets and are 0 on padding (executor/trainer does).
+  bool loss_weights = false;
 };
 
 // How to initialise one parameter (recorded beside the graph, not in it).
@@ -95,6 +99,7 @@ struct ModelGraph {
   ValueId encoder_input_tokens;  // i32 [batch, length]; invalid for decoder_only
   ValueId decoder_input_tokens;  // i32 [batch, length]
   ValueId decoder_target_tokens; // i32 [batch, length]
+  ValueId decoder_target_weights; // f32 [batch, length]; valid with BuildOptions::loss_weights
   ValueId cross_entropy;         // f32 []
   ValueId aux_loss, z_loss;      // f32 [] (weighted sums over the MoE layers); invalid when dense
   std::vector<ParamInit> init;   // one per parameter, in parameter id order
@@ -103,6 +108,15 @@ struct ModelGraph {
 
 // Builds the forward graph of `c` (no gradients: run gradients() on .graph for training).
 // Only shapes are created, so a 269B-parameter model builds in milliseconds.
+//
+// Precision (c.precision): f32 builds everything in f32. bf16 is ST-MoE's selective precision:
+// the f32 graph is rewritten so that every einsum outside a router scope casts its operands to
+// bf16, multiplies in bf16 (oneDNN accumulates in f32; AMX where the CPU has it) and casts the
+// product back to f32. Parameters (the master weights), router logits, softmax, norms, losses
+// and every elementwise op stay f32; autodiff then differentiates through the casts, so the
+// gradient einsums run in bf16 too and the gradients arrive in f32. Value ids differ from the
+// f32 graph's (the casts are new values); executor/trainer draws initial values by the f32
+// graph's ids, so both precisions start from the same weights for one seed.
 ModelGraph build_model(const ModelConfig& c, const BuildOptions& opts = {});
 
 // A parameter's initial value: `init` drawn from a generator seeded by (seed, init.param), so the

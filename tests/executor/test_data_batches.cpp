@@ -5,6 +5,7 @@
 #include "graph/error.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -140,7 +141,8 @@ TEST_CASE("data: span corruption batches: 15% noise, sentinels in order, inputs 
       for (const TaggedToken& t : tg)
         if (kSpecial.is_sentinel(t.id)) tg_sentinels.push_back(t.id);
       CHECK(in_sentinels == tg_sentinels);
-      for (size_t k = 0; k < in_sentinels.size(); ++k) CHECK(in_sentinels[k] == kSpecial.sentinel(static_cast<int64_t>(k)));
+      for (size_t k = 0; k < in_sentinels.size(); ++k)
+        CHECK(in_sentinels[k] == kSpecial.sentinel(static_cast<int64_t>(k)));
       for (const TaggedToken& t : in)
         if (kSpecial.is_sentinel(t.id) || t.id == kEosId) CHECK(t.pos == kNoPos);
 

@@ -6,6 +6,7 @@
 #include "graph/json.hpp"
 
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,7 +26,9 @@ TokenizerOptions tiny_tokenizer() {
 
 struct TempDir {
   std::filesystem::path path;
-  explicit TempDir(const std::string& name) : path(std::filesystem::temp_directory_path() / name) {
+  // Unique per process: several build trees may run these tests at once.
+  explicit TempDir(const std::string& name)
+      : path(std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()))) {
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }

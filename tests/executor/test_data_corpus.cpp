@@ -4,6 +4,8 @@
 #include "graph/error.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -58,7 +60,7 @@ TEST_CASE("data: a malformed token or document id is an InputError naming the fi
 }
 
 TEST_CASE("data: read_corpus of a missing directory says how to fetch the corpus", "[data]") {
-  const auto dir = std::filesystem::temp_directory_path() / "sy_data_no_such_corpus";
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("sy_data_no_such_corpus.{}", ::getpid());
   std::filesystem::remove_all(dir);
   CHECK_THROWS_WITH(read_corpus(dir), Catch::Contains(dir.string()) && Catch::Contains("scripts/fetch_data.sh"));
   std::filesystem::create_directories(dir);
@@ -80,7 +82,7 @@ TEST_CASE("data: the synthetic corpus is deterministic and survives writing and 
   }
   CHECK(genres.size() == 15);
 
-  const auto dir = std::filesystem::temp_directory_path() / "sy_data_synthetic_roundtrip";
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("sy_data_synthetic_roundtrip.{}", ::getpid());
   std::filesystem::remove_all(dir);
   write_corpus(a, dir);
   const Corpus back = read_corpus(dir);

@@ -157,6 +157,9 @@ TEST_CASE("graph JSON round trips every attribute struct", "[json]") {
       {OpKind::top_k, TopKAttrs{"experts", {"k", 2}}},
       {OpKind::cumsum, CumsumAttrs{"tokens", true, false}},
       {OpKind::scatter_add, ScatterAttrs{"k", {"capacity", 5}}},
+      {OpKind::all_to_all, CollectiveAttrs{{{"data", 4}, {"model", 2}}, "group", "experts", ReduceOp::max}},
+      {OpKind::adafactor_update, AdafactorAttrs{0.8, 0.1, 1e-30, 1e-3, false, true}},
+      {OpKind::adamw_update, AdamWAttrs{0.9, 0.98, 1e-6, 0.01}},
   };
   // Every alternative of the Attrs variant is covered.
   std::vector<bool> seen(std::variant_size_v<Attrs>, false);

@@ -1,0 +1,176 @@
+#include "executor/optimizer_kernels.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace sy::exec {
+namespace {
+
+using Range = tbb::blocked_range<int64_t>;
+
+int64_t row_grain(int64_t row) { return std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, row)); }
+
+const float* f32_in(const ConstView& v) { return static_cast<const float*>(v.data); }
+float* f32_out(const View& v) { return static_cast<float*>(v.data); }
+
+// Σ over rows of f(row), each row's value computed in parallel, added in row order.
+template <typename F>
+double sum_rows(int64_t rows, int64_t row_len, F&& f) {
+  std::vector<double> part(static_cast<size_t>(rows));
+  tbb::parallel_for(Range(0, rows, row_grain(row_len)), [&](const Range& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) part[static_cast<size_t>(i)] = f(i);
+  });
+  double s = 0;
+  for (double x : part) s += x;
+  return s;
+}
+
+bool all_f32(const std::vector<ConstView>& in, const std::vector<View>& out, size_t int_input) {
+  for (size_t i = 0; i < in.size(); ++i)
+    if (in[i].type.dtype != (i == int_input ? DType::i32 : DType::f32)) return false;
+  for (const View& v : out)
+    if (v.type.dtype != DType::f32) return false;
+  return true;
+}
+
+}  // namespace
+
+bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out) {
+  const Shape& shape = in[0].type.shape;
+  const bool factored = a.factored && shape.size() >= 2;
+  const size_t ns = factored ? 2 : 1;
+  if (in.size() != 5 + ns || out.size() != 1 + ns || !all_f32(in, out, 3 + ns)) return false;
+  const float* p = f32_in(in[0]);
+  const float* g = f32_in(in[1]);
+  const double lr = f32_in(in[2 + ns])[0];
+  const double t = static_cast<const int32_t*>(in[3 + ns].data)[0];
+  const double clip = f32_in(in[4 + ns])[0];
+  const double decay = 1.0 - std::pow(t + 1.0, -a.decay_exponent);
+  const double mix = 1.0 - decay;
+  const int64_t n = num_elements(shape);
+  const int64_t C = shape.empty() ? 1 : shape.back().size;  // row length: the last dim
+  const int64_t rows = n / C;
+  auto sq = [&](int64_t i) {
+    const double gc = g[i] * clip;
+    return gc * gc + a.epsilon1;
+  };
+
+  // Second moments (double copies for the update; the state outputs are their f32 roundings).
+  std::vector<double> vr, vc, row_mean;  // factored: [O, R], [O, C], [O]
+  std::vector<double> v;                 // unfactored: [N]
+  int64_t R = 1;
+  if (factored) {
+    R = shape[shape.size() - 2].size;
+    const int64_t O = rows / R;
+    const float* vr_old = f32_in(in[2]);
+    const float* vc_old = f32_in(in[3]);
+    vr.resize(static_cast<size_t>(rows));
+    vc.resize(static_cast<size_t>(O * C));
+    row_mean.resize(static_cast<size_t>(O));
+    tbb::parallel_for(Range(0, rows, row_grain(C)), [&](const Range& r) {
+      for (int64_t row = r.begin(); row < r.end(); ++row) {
+        double s = 0;
+        for (int64_t c = 0; c < C; ++c) s += sq(row * C + c);
+        vr[static_cast<size_t>(row)] = decay * vr_old[row] + mix * s / static_cast<double>(C);
+      }
+    });
+    tbb::parallel_for(Range(0, O * C, row_grain(R)), [&](const Range& r) {
+      for (int64_t oc = r.begin(); oc < r.end(); ++oc) {
+        const int64_t o = oc / C, c = oc % C;
+        double s = 0;
+        for (int64_t row = 0; row < R; ++row) s += sq((o * R + row) * C + c);
+        vc[static_cast<size_t>(oc)] = decay * vc_old[oc] + mix * s / static_cast<double>(R);
+      }
+    });
+    for (int64_t o = 0; o < O; ++o) {
+      double s = 0;
+      for (int64_t row = 0; row < R; ++row) s += vr[static_cast<size_t>(o * R + row)];
+      row_mean[static_cast<size_t>(o)] = s / static_cast<double>(R);
+    }
+    float* vr_out = f32_out(out[1]);
+    float* vc_out = f32_out(out[2]);
+    for (size_t i = 0; i < vr.size(); ++i) vr_out[i] = static_cast<float>(vr[i]);
+    for (size_t i = 0; i < vc.size(); ++i) vc_out[i] = static_cast<float>(vc[i]);
+  } else {
+    const float* v_old = f32_in(in[2]);
+    float* v_out = f32_out(out[1]);
+    v.resize(static_cast<size_t>(n));
+    tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
+      for (int64_t i = r.begin(); i < r.end(); ++i) {
+        v[static_cast<size_t>(i)] = decay * v_old[i] + mix * sq(i);
+        v_out[i] = static_cast<float>(v[static_cast<size_t>(i)]);
+      }
+    });
+  }
+  // The unclipped update u of element i (row `row`, column c).
+  auto u = [&](int64_t row, int64_t c) {
+    const int64_t i = row * C + c;
+    const double gc = g[i] * clip;
+    if (!factored) return gc / std::sqrt(v[static_cast<size_t>(i)]);
+    const int64_t o = row / R;
+    return gc / std::sqrt(vr[static_cast<size_t>(row)] / row_mean[static_cast<size_t>(o)]) /
+           std::sqrt(vc[static_cast<size_t>(o * C + c)]);
+  };
+  double denom = 1.0;
+  if (a.clip_threshold > 0) {
+    const double ss = sum_rows(rows, C, [&](int64_t row) {
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const double x = u(row, c);
+        s += x * x;
+      }
+      return s;
+    });
+    denom = std::max(1.0, std::sqrt(ss / static_cast<double>(n)) / a.clip_threshold);
+  }
+  double step_size = lr;
+  if (a.parameter_scale) {
+    const double ss = sum_rows(rows, C, [&](int64_t row) {
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += static_cast<double>(p[row * C + c]) * p[row * C + c];
+      return s;
+    });
+    step_size = lr * std::max(std::sqrt(ss / static_cast<double>(n)), a.epsilon2);
+  }
+  float* p_out = f32_out(out[0]);
+  tbb::parallel_for(Range(0, rows, row_grain(C)), [&](const Range& r) {
+    for (int64_t row = r.begin(); row < r.end(); ++row)
+      for (int64_t c = 0; c < C; ++c)
+        p_out[row * C + c] = static_cast<float>(p[row * C + c] - step_size * (u(row, c) / denom));
+  });
+  return true;
+}
+
+bool adamw_update(const AdamWAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out) {
+  if (in.size() != 7 || out.size() != 3 || !all_f32(in, out, 5)) return false;
+  const float* p = f32_in(in[0]);
+  const float* g = f32_in(in[1]);
+  const float* m = f32_in(in[2]);
+  const float* v = f32_in(in[3]);
+  const double lr = f32_in(in[4])[0];
+  const double t = static_cast<const int32_t*>(in[5].data)[0];
+  const double clip = f32_in(in[6])[0];
+  const double c1 = 1.0 - std::pow(a.beta1, t + 1.0);
+  const double c2 = 1.0 - std::pow(a.beta2, t + 1.0);
+  float* p_out = f32_out(out[0]);
+  float* m_out = f32_out(out[1]);
+  float* v_out = f32_out(out[2]);
+  const int64_t n = num_elements(in[0].type.shape);
+  tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      const double gc = g[i] * clip;
+      const double m_new = a.beta1 * m[i] + (1.0 - a.beta1) * gc;
+      const double v_new = a.beta2 * v[i] + (1.0 - a.beta2) * gc * gc;
+      m_out[i] = static_cast<float>(m_new);
+      v_out[i] = static_cast<float>(v_new);
+      p_out[i] = static_cast<float>(p[i] - lr * ((m_new / c1) / (std::sqrt(v_new / c2) + a.epsilon) + a.weight_decay * p[i]));
+    }
+  });
+  return true;
+}
+
+}  // namespace sy::exec

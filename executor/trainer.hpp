@@ -1,0 +1,114 @@
+// The training step as one graph, run by the Executor:
+//
+//   build_model(config) ─► gradients() ─► "optimizer" scope:
+//     grad_norm_squared = Σ_params Σ g²                                        f32 []
+//     clip_scale = grad_clip > 0 and ‖g‖ > grad_clip ? grad_clip / ‖g‖ : 1      (global-norm clipping)
+//     per parameter: adafactor_update or adamw_update (param, grad, state..., lr, step, clip_scale)
+//
+// Graph inputs besides the model's: "optimizer/lr" f32 [] (executor/schedule) and the optimizer
+// state leaves "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32,
+// zero at the start. The model's "step" input is the 0-based step t for both the model's
+// randomness and the optimizer. After each run the new parameters and state are copied into
+// their leaves. Parameters start from initial_value() with the config's seed, drawn by the ids of
+// the f32 graph, so f32 and bf16 runs of one seed start from the same weights.
+//
+// Evaluation builds the eval-mode graph of the same config (eval CF and policy, no dropout) with
+// its own Executor and the current parameters: negative log perplexity = -(Σ target NLL) / (number
+// of real targets) over the validation batches (the paper's quality metric, nats per token).
+//
+// Everything a step computes is a pure function of (parameters, optimizer state, step, batch):
+// loading the state of step k and feeding the batches from k on repeats a run bit for bit.
+#pragma once
+
+#include "executor/data_batches.hpp"
+#include "executor/executor.hpp"
+#include "graph/model_config.hpp"
+#include "graph/transformer.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sy {
+
+// One MoE layer's metrics (graph/moe.hpp MoeLayer), raw (not multiplied by coefficients).
+struct MoeLayerMetrics {
+  std::string scope;                     // "decoder/layer_01/moe"
+  double aux_loss = 0, z_loss = 0;
+  double router_entropy = 0, max_logit = 0;
+  std::vector<double> fraction_dropped;  // [k] per choice rank
+  std::vector<double> expert_load;       // [experts]
+};
+
+struct StepMetrics {
+  int64_t step = 0;           // updates done, this one included (1-based)
+  double loss = 0;            // cross_entropy + aux_loss + z_loss (the differentiated total)
+  double cross_entropy = 0;   // mean over the batch's real targets, nats
+  double aux_loss = 0;        // weighted sums over the MoE layers (0 for a dense model)
+  double z_loss = 0;
+  double accuracy = 0;
+  double grad_norm = 0;       // global norm before clipping
+  double learning_rate = 0;
+  int64_t tokens = 0;         // B·(T_in + T_out) fed to the model
+  int64_t target_tokens = 0;  // real (non-padding) targets
+  std::vector<MoeLayerMetrics> moe;
+};
+
+struct EvalMetrics {
+  double neg_log_perplexity = 0;  // -(Σ NLL) / target_tokens
+  double accuracy = 0;            // over the real targets
+  int64_t target_tokens = 0;
+  int64_t batches = 0;
+  std::vector<MoeLayerMetrics> moe;  // means over the batches
+};
+
+// A named f32 tensor of the training state (parameters and optimizer state), for checkpoints.
+struct StateTensor {
+  std::string name;
+  TensorType type;
+  float* data;  // the executor's leaf storage: read to save, written to restore
+};
+
+class Trainer {
+ public:
+  // `total_steps` resolves a cosine schedule without decay_steps. Throws InputError for a config
+  // the model builder refuses.
+  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const ModelConfig& config() const;
+  const Graph& graph() const;       // the training graph (forward, backward, optimizer)
+  int64_t step() const;             // updates done
+  void set_step(int64_t step);      // after restoring a checkpoint's state
+  int64_t tokens_per_step() const;  // B·(T_in + T_out)
+
+  // Token lengths a batch source must produce: T_in (encoder, or the one sequence of a
+  // decoder-only model) and the most targets the model takes.
+  int64_t inputs_length() const;
+  int64_t targets_length() const;
+
+  // One update on `batch` (objective matching the architecture; targets up to targets_length(),
+  // padded with weight 0). Returns the step's metrics; the update is applied even when they are
+  // not finite (the caller decides to stop).
+  StepMetrics train_step(const data::Batch& batch);
+
+  // Evaluates the current parameters on up to `max_batches` batches of `source` (0: until it is
+  // exhausted), from its current position.
+  EvalMetrics evaluate(data::BatchSource& source, int64_t max_batches);
+
+  // Parameters (by their graph names) then optimizer state, in leaf id order.
+  std::vector<StateTensor> state();
+
+  // Called after every op of the training graph with (node, begin µs, end µs); empty: none.
+  void set_op_observer(std::function<void(NodeId, double, double)> f);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sy

@@ -1,0 +1,114 @@
+// HardwareSpec: one chip type and its interconnect, read from a TOML file
+// (simulator/hardware/*.toml; a user adds a chip by adding a file). All rates are per mesh device:
+// a TPU v2/v3 chip holds two TensorCores, each a device (devices_per_chip = 2).
+//
+// Schema (every key required unless a default is given):
+//
+//   [chip]
+//   name = "tpu_v4"
+//   description = "..."                 default ""
+//   devices_per_chip = 1                mesh devices per chip (TensorCores for v2/v3)
+//   matmul_flops_bf16 = 275e12          peak matmul FLOP/s per device, bf16 operands
+//   matmul_flops_f32 = 68.75e12         peak matmul FLOP/s per device, f32 operands
+//   vector_flops = 17.2e12              peak FLOP/s of non-matmul ops (vector unit) per device
+//   hbm_bytes = 34359738368             memory per device
+//   hbm_bandwidth = 1.2e12              B/s per device
+//   op_overhead = 0.0                   seconds added to every op (dispatch; default 0)
+//   memory_reserve = 0.0                fraction of HBM not available to the program (default 0)
+//
+//   [ici]
+//   link_bandwidth = 4.5e10             one-way bandwidth of one link, B/s
+//   hop_latency = 1e-6                  seconds per hop
+//   collective_overhead = 0.0           seconds added to every collective (default 0)
+//   efficiency = 1.0                    achieved fraction of link bandwidth (default 1)
+//   torus = [16, 16, 16]                chips per torus axis of the largest slice (the pod)
+//   wraparound = "multiple_of"          always | full_axis | multiple_of: when a slice's axis has
+//                                       wraparound links (full_axis: it spans the pod's axis;
+//                                       multiple_of: its length is a multiple of
+//                                       wraparound_multiple, e.g. whole 4×4×4 cubes on v4)
+//   wraparound_multiple = 4             multiple_of only
+//   core_link_bandwidth = 4.5e11        devices_per_chip > 1: one-way B/s between a chip's devices
+//
+//   [efficiency.<op class>]             matmul, elementwise, reduction, index, layout
+//   compute = [[1e6, 0.2], [1e9, 0.6]]  [flops of one op, achieved fraction of peak] points,
+//   memory = [[1e4, 0.1], [1e8, 0.9]]   [bytes of one op, achieved fraction of HBM bandwidth];
+//                                       log-linear between points, clamped outside. Calibration
+//                                       (experiments/calibrate) writes measured tables.
+//
+// Errors are InputError naming the file, the key (with its line), the value and what is allowed.
+#pragma once
+
+#include "graph/dtype.hpp"
+#include "graph/op_def.hpp"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sy {
+
+// Achieved fraction of a peak as a function of an op's size (flops or bytes).
+struct EfficiencyCurve {
+  std::vector<std::pair<double, double>> points;  // (size, fraction), sizes increasing
+  double at(double size) const;
+};
+
+enum class Wraparound : uint8_t { always, full_axis, multiple_of };
+std::string_view wraparound_name(Wraparound w);
+
+inline constexpr size_t kOpClassCount = 5;  // matmul, elementwise, reduction, index, layout
+
+struct ClassEfficiency {
+  EfficiencyCurve compute;
+  EfficiencyCurve memory;
+};
+
+struct HardwareSpec {
+  std::string name;
+  std::string description;
+  std::string source;  // the file it came from
+
+  // [chip], per device
+  int64_t devices_per_chip = 1;
+  double matmul_flops_bf16 = 0;
+  double matmul_flops_f32 = 0;
+  double vector_flops = 0;
+  double hbm_bytes = 0;
+  double hbm_bandwidth = 0;
+  double op_overhead = 0;
+  double memory_reserve = 0;
+
+  // [ici]
+  double link_bandwidth = 0;
+  double hop_latency = 0;
+  double collective_overhead = 0;
+  double ici_efficiency = 1;
+  std::vector<int64_t> torus;  // chips per axis of the pod
+  Wraparound wraparound = Wraparound::full_axis;
+  int64_t wraparound_multiple = 1;
+  double core_link_bandwidth = 0;
+
+  std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass
+
+  int64_t pod_chips() const;
+  int64_t pod_devices() const { return pod_chips() * devices_per_chip; }
+  // Peak FLOP/s for an op of class c whose operands are dtype t.
+  double peak_flops(OpClass c, DType t) const;
+  const ClassEfficiency& efficiency_of(OpClass c) const { return efficiency[static_cast<size_t>(c)]; }
+};
+
+// Reads a hardware file. `name_or_path`: a path to a .toml file, or a chip name looked up as
+// <hardware_dir>/<name>.toml.
+HardwareSpec load_hardware(const std::string& name_or_path, const std::string& hardware_dir);
+HardwareSpec parse_hardware(std::string_view text, std::string_view source_name);
+
+// The directory of the shipped hardware files (the source tree's simulator/hardware).
+std::string default_hardware_dir();
+
+// TOML text of a spec (what calibrate writes); parse_hardware(to_toml(s)) == s.
+std::string to_toml(const HardwareSpec& s);
+
+}  // namespace sy
