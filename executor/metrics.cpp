@@ -33,6 +33,15 @@ Json moe_json(const std::vector<MoeLayerMetrics>& layers) {
   return j;
 }
 
+Json eval_json(const EvalMetrics& eval) {
+  Json e = {{"neg_log_perplexity", number(eval.neg_log_perplexity)},
+            {"accuracy", number(eval.accuracy)},
+            {"target_tokens", eval.target_tokens},
+            {"batches", eval.batches}};
+  if (!eval.moe.empty()) e["moe"] = moe_json(eval.moe);
+  return e;
+}
+
 }  // namespace
 
 std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics* eval, const StepTiming& t) {
@@ -44,27 +53,23 @@ std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics*
             {"z_loss", number(m.z_loss)},
             {"accuracy", number(m.accuracy)},
             {"grad_norm", number(m.grad_norm)},
+            {"clip_scale", number(m.clip_scale)},
             {"learning_rate", number(m.learning_rate)},
             {"tokens", m.tokens},
             {"target_tokens", m.target_tokens}};
   if (!m.moe.empty()) j["moe"] = moe_json(m.moe);
-  if (eval) {
-    Json e = {{"neg_log_perplexity", number(eval->neg_log_perplexity)},
-              {"accuracy", number(eval->accuracy)},
-              {"target_tokens", eval->target_tokens},
-              {"batches", eval->batches}};
-    if (!eval->moe.empty()) e["moe"] = moe_json(eval->moe);
-    j["eval"] = e;
-  }
+  if (eval) j["eval"] = eval_json(*eval);
   j[std::string(kTimingKeys[0])] = number(t.step_seconds);
   j[std::string(kTimingKeys[1])] = number(t.tokens_per_s);
   j[std::string(kTimingKeys[2])] = number(t.elapsed_seconds);
   return j.dump();
 }
 
-void write_status(const std::filesystem::path& dir, std::string_view status, int64_t step, std::string_view reason) {
+void write_status(const std::filesystem::path& dir, std::string_view status, int64_t step, std::string_view reason,
+                  const EvalMetrics* eval) {
   Json j = {{"status", status}, {"step", step}};
   if (!reason.empty()) j["reason"] = reason;
+  if (eval) j["eval"] = eval_json(*eval);
   const std::filesystem::path path = dir / "status.json";
   const std::filesystem::path tmp = dir / "status.json.tmp";
   {

@@ -1,7 +1,7 @@
 // The run records a training run writes to its output directory:
 //
 //   metrics.jsonl  one JSON object per step, keys in this order:
-//     step, epoch, loss, cross_entropy, aux_loss, z_loss, accuracy, grad_norm, learning_rate,
+//     step, epoch, loss, cross_entropy, aux_loss, z_loss, accuracy, grad_norm, clip_scale, learning_rate,
 //     tokens, target_tokens, moe {<layer scope>: {aux_loss, z_loss, router_entropy, max_logit,
 //     fraction_dropped [k], expert_load [experts]}} (MoE models), eval {neg_log_perplexity,
 //     accuracy, target_tokens, batches, moe {...}} (steps that evaluate), and last the wall-clock
@@ -9,7 +9,8 @@
 //     Everything before the timing keys is a pure function of the run's state, so a resumed run
 //     writes the same bytes for those keys as an uninterrupted one. Non-finite numbers are null.
 //   status.json    {"status": running | completed | diverged | interrupted, "step": N,
-//                   "reason": "..."} (reason for diverged/interrupted), rewritten atomically.
+//                   "reason": "..." (diverged, interrupted), "eval": {...} (completed: the
+//                   evaluation of the final parameters, as in metrics.jsonl)}, rewritten atomically.
 #pragma once
 
 #include "executor/trainer.hpp"
@@ -34,6 +35,7 @@ inline constexpr std::array<std::string_view, 3> kTimingKeys = {"step_seconds", 
 std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics* eval, const StepTiming& t);
 
 // Writes DIR/status.json atomically (tmp + rename).
-void write_status(const std::filesystem::path& dir, std::string_view status, int64_t step, std::string_view reason = {});
+void write_status(const std::filesystem::path& dir, std::string_view status, int64_t step, std::string_view reason = {},
+                  const EvalMetrics* eval = nullptr);
 
 }  // namespace sy

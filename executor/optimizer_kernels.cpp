@@ -59,50 +59,63 @@ bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in,
     return gc * gc + a.epsilon1;
   };
 
-  // Second moments (double copies for the update; the state outputs are their f32 roundings).
-  std::vector<double> vr, vc, row_mean;  // factored: [O, R], [O, C], [O]
-  std::vector<double> v;                 // unfactored: [N]
+  // Second moments, and per row / column / element the factor u = ĝ · factor (rsqrt of the
+  // normalised moments), in double; the state outputs are the f32 roundings of the moments.
+  std::vector<double> row_factor, col_factor;  // factored: [O, R], [O, C]
+  std::vector<double> inv;                     // unfactored: [N] rsqrt(v')
   int64_t R = 1;
   if (factored) {
     R = shape[shape.size() - 2].size;
     const int64_t O = rows / R;
     const float* vr_old = f32_in(in[2]);
     const float* vc_old = f32_in(in[3]);
-    vr.resize(static_cast<size_t>(rows));
-    vc.resize(static_cast<size_t>(O * C));
-    row_mean.resize(static_cast<size_t>(O));
+    float* vr_out = f32_out(out[1]);
+    float* vc_out = f32_out(out[2]);
+    std::vector<double> vr(static_cast<size_t>(rows)), vc(static_cast<size_t>(O * C));
     tbb::parallel_for(Range(0, rows, row_grain(C)), [&](const Range& r) {
       for (int64_t row = r.begin(); row < r.end(); ++row) {
         double s = 0;
         for (int64_t c = 0; c < C; ++c) s += sq(row * C + c);
         vr[static_cast<size_t>(row)] = decay * vr_old[row] + mix * s / static_cast<double>(C);
+        vr_out[row] = static_cast<float>(vr[static_cast<size_t>(row)]);
       }
     });
-    tbb::parallel_for(Range(0, O * C, row_grain(R)), [&](const Range& r) {
-      for (int64_t oc = r.begin(); oc < r.end(); ++oc) {
-        const int64_t o = oc / C, c = oc % C;
-        double s = 0;
-        for (int64_t row = 0; row < R; ++row) s += sq((o * R + row) * C + c);
-        vc[static_cast<size_t>(oc)] = decay * vc_old[oc] + mix * s / static_cast<double>(R);
+    // Column sums over blocks of columns, rows in order (contiguous reads, deterministic sums).
+    constexpr int64_t kBlock = 256;
+    const int64_t blocks = (C + kBlock - 1) / kBlock;
+    tbb::parallel_for(Range(0, O * blocks, row_grain(R * kBlock)), [&](const Range& r) {
+      std::vector<double> acc(static_cast<size_t>(kBlock));
+      for (int64_t ob = r.begin(); ob < r.end(); ++ob) {
+        const int64_t o = ob / blocks, c0 = (ob % blocks) * kBlock, c1 = std::min(C, c0 + kBlock);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t row = 0; row < R; ++row)
+          for (int64_t c = c0; c < c1; ++c) acc[static_cast<size_t>(c - c0)] += sq((o * R + row) * C + c);
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t oc = o * C + c;
+          vc[static_cast<size_t>(oc)] = decay * vc_old[oc] + mix * acc[static_cast<size_t>(c - c0)] / static_cast<double>(R);
+          vc_out[oc] = static_cast<float>(vc[static_cast<size_t>(oc)]);
+        }
       }
     });
+    row_factor.resize(static_cast<size_t>(rows));
+    col_factor.resize(static_cast<size_t>(O * C));
     for (int64_t o = 0; o < O; ++o) {
       double s = 0;
       for (int64_t row = 0; row < R; ++row) s += vr[static_cast<size_t>(o * R + row)];
-      row_mean[static_cast<size_t>(o)] = s / static_cast<double>(R);
+      const double row_mean = s / static_cast<double>(R);
+      for (int64_t row = 0; row < R; ++row)
+        row_factor[static_cast<size_t>(o * R + row)] = 1.0 / std::sqrt(vr[static_cast<size_t>(o * R + row)] / row_mean);
     }
-    float* vr_out = f32_out(out[1]);
-    float* vc_out = f32_out(out[2]);
-    for (size_t i = 0; i < vr.size(); ++i) vr_out[i] = static_cast<float>(vr[i]);
-    for (size_t i = 0; i < vc.size(); ++i) vc_out[i] = static_cast<float>(vc[i]);
+    for (size_t i = 0; i < vc.size(); ++i) col_factor[i] = 1.0 / std::sqrt(vc[i]);
   } else {
     const float* v_old = f32_in(in[2]);
     float* v_out = f32_out(out[1]);
-    v.resize(static_cast<size_t>(n));
+    inv.resize(static_cast<size_t>(n));
     tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
       for (int64_t i = r.begin(); i < r.end(); ++i) {
-        v[static_cast<size_t>(i)] = decay * v_old[i] + mix * sq(i);
-        v_out[i] = static_cast<float>(v[static_cast<size_t>(i)]);
+        const double v = decay * v_old[i] + mix * sq(i);
+        v_out[i] = static_cast<float>(v);
+        inv[static_cast<size_t>(i)] = 1.0 / std::sqrt(v);
       }
     });
   }
@@ -110,10 +123,8 @@ bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in,
   auto u = [&](int64_t row, int64_t c) {
     const int64_t i = row * C + c;
     const double gc = g[i] * clip;
-    if (!factored) return gc / std::sqrt(v[static_cast<size_t>(i)]);
-    const int64_t o = row / R;
-    return gc / std::sqrt(vr[static_cast<size_t>(row)] / row_mean[static_cast<size_t>(o)]) /
-           std::sqrt(vc[static_cast<size_t>(o * C + c)]);
+    if (!factored) return gc * inv[static_cast<size_t>(i)];
+    return gc * row_factor[static_cast<size_t>(row)] * col_factor[static_cast<size_t>((row / R) * C + c)];
   };
   double denom = 1.0;
   if (a.clip_threshold > 0) {

@@ -111,7 +111,7 @@ struct Trainer::Impl {
   ModelGraph train;
   std::unique_ptr<Executor> ex;
   std::vector<ParamSlot> slots;
-  ValueId lr, grad_norm_squared, loss, accuracy;
+  ValueId lr, grad_norm_squared, clip_scale, loss, accuracy;
   ModelGraph eval;
   std::unique_ptr<Executor> eval_ex;
   int64_t step = 0;
@@ -157,6 +157,8 @@ struct Trainer::Impl {
       Expr over = greater(ss, fill(b, {}, o.grad_clip * o.grad_clip));
       clip = where(over, scale(rsqrt(ss), o.grad_clip), clip);
     }
+    clip_scale = clip.id;
+    b.output("optimizer/clip_scale", clip);
     AdafactorAttrs af;
     af.decay_exponent = o.decay_exponent;
     af.clip_threshold = o.clip_threshold;
@@ -261,6 +263,7 @@ StepMetrics Trainer::train_step(const data::Batch& batch) {
   if (m.train.z_loss.valid()) r.z_loss = scalar(ex, m.train.z_loss);
   r.accuracy = scalar(ex, m.accuracy);
   r.grad_norm = std::sqrt(scalar(ex, m.grad_norm_squared));
+  r.clip_scale = scalar(ex, m.clip_scale);
   r.learning_rate = static_cast<float>(lr);
   r.tokens = tokens_per_step();
   r.target_tokens = batch.target_tokens();

@@ -50,6 +50,7 @@ struct StepMetrics {
   double z_loss = 0;
   double accuracy = 0;
   double grad_norm = 0;       // global norm before clipping
+  double clip_scale = 1;      // factor applied to the gradients: min(1, grad_clip / grad_norm), 1 without clipping
   double learning_rate = 0;
   int64_t tokens = 0;         // B·(T_in + T_out) fed to the model
   int64_t target_tokens = 0;  // real (non-padding) targets

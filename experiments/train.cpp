@@ -14,8 +14,8 @@
 // optimizer state, data position, step and config; executor/checkpoint.hpp) at every
 // --checkpoint-every steps, at the end and on SIGINT/SIGTERM, and with --trace trace.json and
 // trace_summary.txt. Evaluation on the validation split (negative log perplexity, the paper's
-// quality metric, plus each MoE layer's routing metrics) runs every --eval-every steps and at the
-// last step. A terminal gets a live progress line on stderr; otherwise the tool is quiet until its
+// quality metric, plus each MoE layer's routing metrics) runs every --eval-every steps (into that
+// step's metrics line) and at the end (into status.json and the closing summary). A terminal gets a live progress line on stderr; otherwise the tool is quiet until its
 // closing summary on stdout.
 //
 // Divergence (a NaN/Inf loss or gradient norm, or a loss above train.divergence_factor times its
@@ -226,6 +226,11 @@ int run(const Args& a) {
   const int64_t first = trainer.step();
   const auto start = std::chrono::steady_clock::now();
   std::optional<sy::EvalMetrics> last_eval;
+  int64_t eval_step = -1;
+  auto run_eval = [&] {
+    sy::data::BatchSource eval_source(data.validation, special, eval_opts);
+    return trainer.evaluate(eval_source, cfg.eval_batches);
+  };
   sy::StepMetrics last{};
   sy::data::Batch batch;
   constexpr int64_t kSpikeWarmup = 10;  // steps before the loss-spike test applies
@@ -258,10 +263,11 @@ int run(const Args& a) {
       loss_ema = step == 1 ? last.loss : 0.9 * loss_ema + 0.1 * last.loss;
     }
 
-    const bool evaluate = diverged.empty() && (step == a.steps || (a.eval_every > 0 && step % a.eval_every == 0));
+    // Scheduled evaluations go into the step's metrics line (the same steps in a resumed run).
+    const bool evaluate = diverged.empty() && a.eval_every > 0 && step % a.eval_every == 0;
     if (evaluate) {
-      sy::data::BatchSource eval_source(data.validation, special, eval_opts);
-      last_eval = trainer.evaluate(eval_source, cfg.eval_batches);
+      last_eval = run_eval();
+      eval_step = step;
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     sy::StepTiming timing{seconds, static_cast<double>(last.tokens) / seconds, elapsed};
@@ -295,7 +301,8 @@ int run(const Args& a) {
                sig == SIGINT ? "SIGINT" : "SIGTERM", trainer.step(), out_ckpt.string(), a.out);
     return 0;
   }
-  sy::write_status(out, "completed", trainer.step());
+  if (eval_step != trainer.step()) last_eval = run_eval();  // the final parameters' quality, in status.json
+  sy::write_status(out, "completed", trainer.step(), {}, &*last_eval);
   const sy::data::UnigramBaseline unigram = sy::data::unigram_baseline(data.train, data.validation, special.vocab_size);
   fmt::print("train: {} step {}/{}  loss {:.4f}  cross-entropy {:.4f}\n", cfg.name, trainer.step(), a.steps, last.loss,
              last.cross_entropy);

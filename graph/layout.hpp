@@ -17,6 +17,7 @@
 #include "graph/mesh.hpp"
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -56,7 +57,9 @@ struct Sharding {
   std::array<int8_t, kMaxMeshAxes> dim;
   Sharding() { dim.fill(-1); }
   bool replicated() const;
-  bool operator==(const Sharding&) const = default;
+  // The eight slots as one word (fast comparison and hashing).
+  uint64_t bits() const { return std::bit_cast<uint64_t>(dim); }
+  bool operator==(const Sharding& o) const { return bits() == o.bits(); }
 };
 
 // The shape each device holds: split dims divided by their axis sizes.

@@ -328,7 +328,8 @@ struct Planner {
     for (size_t d = 0; d < c.dim_names.size(); ++d)
       if (const std::string* ax = layout.axis_of(c.dim_names[d])) rule_axis[d] = static_cast<int16_t>(*mesh.axis_index(*ax));
     primary.assign(c.values.size(), Sharding{});
-    variants.assign(c.values.size(), {});
+    variants.resize(c.values.size());
+    for (auto& v : variants) v.clear();
   }
 
   double bytes_of(const CValue& v, const Sharding& s, DType t) const {
@@ -845,22 +846,17 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
 
 namespace {
 
-struct CostKey {
-  int32_t node;
-  std::array<uint64_t, kMaxIn + kMaxOut> shard;
-  bool operator==(const CostKey&) const = default;
+// The local shapes of a node's operands: the packed shardings of its inputs and outputs.
+using CostKey = std::array<uint64_t, kMaxIn + kMaxOut>;
+struct MemoEntry {
+  CostKey key;
+  OpCost cost;
 };
-struct CostKeyHash {
-  size_t operator()(const CostKey& k) const {
-    uint64_t h = static_cast<uint64_t>(k.node) * 0x9e3779b97f4a7c15ull;
-    for (uint64_t s : k.shard) h = (h ^ s) * 0xbf58476d1ce4e5b9ull + (h >> 29);
-    return static_cast<size_t>(h);
-  }
-};
-uint64_t pack(const Sharding& s) {
-  uint64_t r = 0;
-  for (size_t a = 0; a < kMaxMeshAxes; ++a) r |= static_cast<uint64_t>(static_cast<uint8_t>(s.dim[a])) << (8 * a);
-  return r;
+uint64_t pack(const Sharding& s) { return s.bits(); }
+bool same_key(const CostKey& a, const CostKey& b) {
+  bool eq = true;
+  for (size_t i = 0; i < a.size(); ++i) eq &= a[i] == b[i];
+  return eq;
 }
 
 }  // namespace
@@ -871,17 +867,20 @@ struct LoweringPlanner::Impl {
   LowerOptions opts;
   Compiled c;
   Planner pl;
-  std::unordered_map<CostKey, OpCost, CostKeyHash> memo;
+  std::vector<std::vector<MemoEntry>> memo;  // per node: the local shapes seen so far and their cost
 
-  Impl(const Graph& graph, const Mesh& m, const LowerOptions& o) : g(graph), mesh(m), opts(o), c(compile(graph)), pl(c, mesh, o) {}
+  Impl(const Graph& graph, const Mesh& m, const LowerOptions& o)
+      : g(graph), mesh(m), opts(o), c(compile(graph)), pl(c, mesh, o), memo(graph.nodes.size()) {}
 
-  OpCost local_cost(const Node& n, const NodePlan& p) {
+  // The node's cost on its local blocks, and the index of those local shapes among the node's.
+  std::pair<const OpCost*, uint32_t> local_cost(const Node& n, const NodePlan& p) {
     const CNode& cn = c.nodes[static_cast<size_t>(n.id.v)];
-    CostKey key{n.id.v, {}};
-    for (int k = 0; k < cn.nin; ++k) key.shard[static_cast<size_t>(k)] = pack(p.in_to[static_cast<size_t>(k)]);
-    for (int o = 0; o < cn.nout; ++o) key.shard[static_cast<size_t>(kMaxIn + o)] = pack(p.computed[static_cast<size_t>(o)]);
-    auto it = memo.find(key);
-    if (it != memo.end()) return it->second;
+    CostKey key{};
+    for (int k = 0; k < cn.nin; ++k) key[static_cast<size_t>(k)] = pack(p.in_to[static_cast<size_t>(k)]);
+    for (int o = 0; o < cn.nout; ++o) key[static_cast<size_t>(kMaxIn + o)] = pack(p.computed[static_cast<size_t>(o)]);
+    std::vector<MemoEntry>& seen = memo[static_cast<size_t>(n.id.v)];
+    for (size_t i = 0; i < seen.size(); ++i)
+      if (same_key(seen[i].key, key)) return {&seen[i].cost, static_cast<uint32_t>(i)};
     std::vector<TensorType> in, out;
     for (int k = 0; k < cn.nin; ++k) {
       const TensorType& t = g.type(n.inputs[static_cast<size_t>(k)]);
@@ -893,20 +892,19 @@ struct LoweringPlanner::Impl {
     }
     Attrs a = n.attrs;
     if (!out.empty()) a = local_attrs(n.attrs, out[0].shape);
-    const OpCost cost = op_def(n.kind).cost(in, out, a);
-    memo.emplace(key, cost);
-    return cost;
+    seen.push_back(MemoEntry{key, op_def(n.kind).cost(in, out, a)});
+    return {&seen.back().cost, static_cast<uint32_t>(seen.size() - 1)};
   }
 
-  void report(const StepList& l, NodeId origin, PlanVisitor& v) const {
+  void report(const StepList& l, NodeId origin, PlanVisitor& v, bool gradient = false) const {
     for (int i = 0; i < l.n; ++i) {
       const Step& st = l.s[static_cast<size_t>(i)];
-      if (st.kind == OpKind::shard_slice) continue;  // local: counted with the node's memory traffic
       PlannedCollective pc;
       pc.kind = st.kind;
       pc.axes = st.axes;
       pc.cost = collective_cost(st.kind, pl.group(st.axes), st.reduce, st.in_bytes, st.in_elems, st.out_bytes);
       pc.origin = origin;
+      pc.gradient = gradient && (st.kind == OpKind::all_reduce || st.kind == OpKind::reduce_scatter);
       v.collective(pc);
     }
   }
@@ -955,8 +953,11 @@ const std::vector<Sharding>& LoweringPlanner::plan(const Layout& layout, PlanVis
     const CNode& cn = m.c.nodes[static_cast<size_t>(n.id.v)];
     const NodePlan& p = m.pl.plan_node(cn);
     for (int k = 0; k < cn.nin; ++k) m.report(p.in_steps[static_cast<size_t>(k)], n.id, v);
-    v.node(n.id, m.local_cost(n, p));
-    for (int o = 0; o < cn.nout; ++o) m.report(p.out_steps[static_cast<size_t>(o)], n.id, v);
+    const auto [cost, variant] = m.local_cost(n, p);
+    v.node(n.id, *cost, variant);
+    for (int o = 0; o < cn.nout; ++o)
+      m.report(p.out_steps[static_cast<size_t>(o)], n.id, v,
+               m.c.values[static_cast<size_t>(cn.out[static_cast<size_t>(o)])].feeds_grad);
     m.pl.record(cn, p, nullptr, nullptr);
   }
   for (const auto& [out, param] : m.c.grad_outputs) {

@@ -88,12 +88,13 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
 
 // ---- the same decisions without building the program (layout search) ----
 
-// One inserted collective as the planner reports it.
+// One inserted collective (or local shard_slice) as the planner reports it.
 struct PlannedCollective {
   OpKind kind = OpKind::all_reduce;
   uint32_t axes = 0;        // bit a: mesh axis a takes part
   OpCost cost;              // collective_cost of the op lower() would emit
   NodeId origin;            // the global node it serves
+  bool gradient = false;    // reduces partial sums of a parameter gradient
 };
 
 // Receives a plan node by node, in graph order.
@@ -101,7 +102,9 @@ class PlanVisitor {
  public:
   virtual ~PlanVisitor() = default;
   // The global node `n` runs on its local blocks at cost `local` (OpDef::cost on local types).
-  virtual void node(NodeId n, const OpCost& local) = 0;
+  // `variant` numbers the distinct local shapes of n seen by this planner (stable across plans),
+  // so a visitor can cache what it derives from `local`.
+  virtual void node(NodeId n, const OpCost& local, uint32_t variant) = 0;
   virtual void collective(const PlannedCollective& c) = 0;
 };
 

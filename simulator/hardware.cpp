@@ -71,27 +71,24 @@ class Table {
     throw InputError(fmt::format("{}: key '{}{}': {}", where, name_.empty() ? "" : name_ + ".", key, what));
   }
 
+  // A missing required key is reported by finish(), after unknown keys (a misspelt key is both).
   const toml::node* get(std::string_view key, bool required) {
     allowed_.insert(std::string(key));
     const toml::node* n = t_ ? t_->get(key) : nullptr;
-    if (!n && required) {
-      const auto line = t_ ? t_->source().begin.line : 0;
-      throw InputError(fmt::format("{}{}: key '{}{}' is missing (required)", file_,
-                                   line > 0 ? fmt::format(":{}", line) : std::string(), name_.empty() ? "" : name_ + ".", key));
-    }
+    if (!n && required && missing_.empty()) missing_ = std::string(key);
     return n;
   }
 
   static std::string text(const toml::node& n) {
     std::ostringstream os;
-    os << n;
+    n.visit([&](const auto& v) { os << v; });
     return os.str();
   }
 
   double number(std::string_view key, std::optional<double> fallback, const std::function<bool(double)>& ok,
                 std::string_view allowed) {
     const toml::node* n = get(key, !fallback);
-    if (!n) return *fallback;
+    if (!n) return fallback.value_or(0.0);
     std::optional<double> v;
     if (n->is_floating_point()) v = n->value_exact<double>();
     if (n->is_integer()) v = static_cast<double>(*n->value_exact<int64_t>());
@@ -104,7 +101,7 @@ class Table {
 
   int64_t integer(std::string_view key, std::optional<int64_t> fallback, int64_t lo) {
     const toml::node* n = get(key, !fallback);
-    if (!n) return *fallback;
+    if (!n) return fallback.value_or(lo);
     auto v = n->value_exact<int64_t>();
     if (!v) fail(key, fmt::format("expected an integer, got {}", text(*n)));
     if (*v < lo) fail(key, fmt::format("{} is not allowed (allowed: integers >= {})", *v, lo));
@@ -113,7 +110,7 @@ class Table {
 
   std::string string(std::string_view key, std::optional<std::string> fallback) {
     const toml::node* n = get(key, !fallback);
-    if (!n) return *fallback;
+    if (!n) return fallback.value_or(std::string());
     auto v = n->value_exact<std::string>();
     if (!v) fail(key, fmt::format("expected a string, got {}", text(*n)));
     return *v;
@@ -121,6 +118,7 @@ class Table {
 
   std::vector<int64_t> integers(std::string_view key) {
     const toml::node* n = get(key, true);
+    if (!n) return {1};
     const toml::array* a = n->as_array();
     if (!a || a->empty()) fail(key, "expected a non-empty array of integers, e.g. [16, 16, 16]");
     std::vector<int64_t> r;
@@ -165,12 +163,18 @@ class Table {
   }
 
   void finish() const {
-    if (!t_) return;
-    for (const auto& [k, v] : *t_) {
-      if (allowed_.count(std::string(k.str()))) continue;
-      std::string allowed;
-      for (const std::string& a : allowed_) allowed += (allowed.empty() ? "" : ", ") + a;
-      fail(k.str(), fmt::format("unknown key (allowed: {})", allowed));
+    if (t_)
+      for (const auto& [k, v] : *t_) {
+        if (allowed_.count(std::string(k.str()))) continue;
+        std::string allowed;
+        for (const std::string& a : allowed_) allowed += (allowed.empty() ? "" : ", ") + a;
+        fail(k.str(), fmt::format("unknown key (allowed: {})", allowed));
+      }
+    if (!missing_.empty()) {
+      const auto line = t_ ? t_->source().begin.line : 0;
+      throw InputError(fmt::format("{}{}: key '{}{}' is missing (required)", file_,
+                                   line > 0 ? fmt::format(":{}", line) : std::string(), name_.empty() ? "" : name_ + ".",
+                                   missing_));
     }
   }
 
@@ -179,6 +183,7 @@ class Table {
   const toml::table* t_;
   std::string name_;
   std::set<std::string> allowed_;
+  std::string missing_;  // the first required key not found
 };
 
 }  // namespace
@@ -194,12 +199,14 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   HardwareSpec s;
   s.source = file;
   Table top(file, &root, "");
-  Table chip(file, top.subtable("chip"), "chip");
-  if (!root.get("chip")) top.get("chip", true);
-  Table ici(file, top.subtable("ici"), "ici");
-  if (!root.get("ici")) top.get("ici", true);
+  const toml::table* chip_table = top.subtable("chip");
+  const toml::table* ici_table = top.subtable("ici");
   const toml::table* eff = top.subtable("efficiency");
+  if (!chip_table) top.get("chip", true);
+  if (!ici_table) top.get("ici", true);
   top.finish();
+  Table chip(file, chip_table, "chip");
+  Table ici(file, ici_table, "ici");
 
   auto fraction = [](double x) { return x >= 0 && x < 1; };
   s.name = chip.string("name", std::nullopt);

@@ -1,0 +1,159 @@
+// simulate: price one training step of a model on a TPU-style mesh, for one layout or all of them.
+//
+//   simulate --model experiments/configs/models/st_moe_32b.toml --hardware tpu_v3
+//            --mesh data:64,model:16 --layout batch:data,experts:data,d_ff:model,heads:model --out DIR
+//       DIR/report.md, DIR/ops.csv, DIR/summary.json, DIR/trace.json (simulator/report.hpp)
+//   simulate --model M.toml --hardware tpu_v4 --mesh data:16,model:16 --sweep --out DIR
+//       DIR/sweep.csv: every legal layout of the candidate dims, ranked by estimated step time
+//       among those that fit (simulator/sweep.hpp); the best --refine layouts also simulated
+//       event by event
+//
+// The hardware is a chip name (simulator/hardware/<name>.toml) or a path to a .toml file. Bad
+// input (a model or hardware file, a mesh larger than the pod, an illegal layout) prints one
+// message on stderr and exits 2 before writing anything.
+#include "graph/error.hpp"
+#include "graph/lower.hpp"
+#include "graph/model_config.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/model_step.hpp"
+#include "simulator/report.hpp"
+#include "simulator/simulate.hpp"
+#include "simulator/sweep.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+
+namespace {
+
+sy::OptimizerModel optimizer_from(const std::string& name, sy::OptimizerModel from_config) {
+  if (name == "config") return from_config;
+  for (auto o : {sy::OptimizerModel::adafactor, sy::OptimizerModel::adamw, sy::OptimizerModel::none})
+    if (name == sy::optimizer_model_name(o)) return o;
+  throw sy::InputError(fmt::format("--optimizer '{}' is not allowed (allowed: config, adafactor, adamw, none)", name));
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"simulate: price a training step of a model on a TPU-style mesh (roofline per op, torus collectives, "
+               "event schedule, memory per device)"};
+  std::string model_path, hardware, mesh_text, layout_text, out_dir, optimizer = "config", dims_text;
+  std::string hardware_dir = sy::default_hardware_dir();
+  std::vector<std::string> overrides;
+  bool sweep = false;
+  int refine = 3;
+  app.add_option("--model", model_path, "model config (TOML), e.g. experiments/configs/models/st_moe_32b.toml")->required();
+  app.add_option("--set", overrides, "override a config key, e.g. --set moe.cf_train=2.0 (repeatable)");
+  app.add_option("--hardware", hardware, "chip name (tpu_v2, tpu_v3, tpu_v4, tpu_v5e, tpu_v5p, ...) or a .toml file")
+      ->required();
+  app.add_option("--hardware-dir", hardware_dir, "where chip names are looked up")->capture_default_str();
+  app.add_option("--mesh", mesh_text, "mesh axes, e.g. data:64,model:16")->required();
+  app.add_option("--layout", layout_text, "layout rules DIM:AXIS, e.g. batch:data,experts:data,d_ff:model,heads:model");
+  app.add_option("--out", out_dir, "output directory")->required();
+  app.add_option("--optimizer", optimizer, "optimizer priced: config (the model's), adafactor, adamw, none")
+      ->capture_default_str();
+  app.add_flag("--sweep", sweep, "rank every legal layout of the candidate dims instead (writes sweep.csv)");
+  app.add_option("--sweep-dims", dims_text, "sweep: dims to lay out, comma-separated (default: those of batch, experts, "
+                                            "heads, d_ff, d_model, vocab, d_kv the model has)");
+  app.add_option("--refine", refine, "sweep: simulate this many of the best fitting layouts event by event")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  const sy::ModelConfig config = sy::load_model_config(model_path, overrides);
+  const sy::HardwareSpec hw = sy::load_hardware(hardware, hardware_dir);
+  const sy::Mesh mesh = sy::parse_mesh(mesh_text);
+  sy::place_mesh(hw, mesh);  // a mesh larger than the pod fails here, before any work
+  const auto t0 = std::chrono::steady_clock::now();
+
+  if (!sweep) {
+    const sy::Layout layout = sy::parse_layout(layout_text, mesh);
+    sy::TrainingStep step = sy::build_training_step(config, sy::batch_split(mesh, layout));
+    const sy::Lowered lowered = sy::lower(step.model.graph, mesh, layout);
+    sy::SimOptions opts;
+    opts.optimizer = optimizer_from(optimizer, step.optimizer);
+    opts.model_flops_per_step = step.model_flops;
+    opts.tokens_per_step = step.tokens;
+    const sy::SimResult r = sy::simulate(lowered, hw, opts);
+    sy::ReportInfo info;
+    info.model = config.name;
+    info.facts = {{"model config", model_path},
+                  {"batch", fmt::format("{} sequences, {} tokens", step.model.batch, step.tokens)},
+                  {"precision", std::string(sy::dtype_name(config.precision))},
+                  {"ops per device", fmt::format("{} ({} collectives)", r.ops.size(), lowered.collectives.size())}};
+    for (const std::string& o : overrides) info.facts.emplace_back("--set", o);
+    sy::write_reports(out_dir, r, info);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print("{} on {} {} [{}]: step {}, MFU {:.1f} %, all-to-all {}, exposed communication {}, memory {} ({}); "
+               "wrote {}/{{report.md,ops.csv,summary.json,trace.json}} in {:.2f} s\n",
+               config.name, hw.name, sy::to_string(mesh), sy::to_string(layout), sy::format_seconds(r.step_time),
+               100 * r.mfu, sy::format_seconds(r.all_to_all), sy::format_seconds(r.exposed_comm),
+               sy::format_bytes(r.memory.total()), r.memory.fits() ? "fits" : "does not fit", out_dir, secs);
+    return 0;
+  }
+
+  // Sweep: a reduced build (one layer of each kind) evaluated analytically for every layout; the
+  // grouping splits the batch by the lcm of the axes so every candidate axis divides it.
+  if (!layout_text.empty()) throw sy::InputError("--layout and --sweep exclude each other (the sweep tries every layout)");
+  int64_t split = 1;
+  for (const sy::MeshAxis& a : mesh.axes) split = std::lcm(split, a.size);
+  sy::TrainingStep reduced = sy::build_training_step(config, split, /*reduced=*/true);
+  const sy::OptimizerModel opt = optimizer_from(optimizer, reduced.optimizer);
+  std::vector<std::string> dims = dims_text.empty() ? sy::default_sweep_dims(reduced.model.graph) : split_commas(dims_text);
+  sy::LayoutEvaluator eval(reduced.model.graph, mesh, hw, opt, reduced.weights);
+  std::vector<sy::LayoutScore> scores;
+  size_t illegal = 0;
+  const auto layouts = sy::enumerate_layouts(dims, mesh);
+  for (const sy::Layout& l : layouts) {
+    if (!eval.legality(l).empty()) {
+      ++illegal;
+      continue;
+    }
+    scores.push_back(eval.evaluate(l));
+  }
+  sy::rank_layouts(scores);
+  int refined = 0;
+  for (sy::LayoutScore& s : scores) {
+    if (refined >= refine || !s.memory.fits()) break;
+    sy::TrainingStep full = sy::build_training_step(config, split);
+    sy::SimOptions opts;
+    opts.optimizer = opt;
+    s.simulated_step = sy::simulate(sy::lower(full.model.graph, mesh, s.layout), hw, opts).step_time;
+    ++refined;
+  }
+  std::filesystem::create_directories(out_dir);
+  sy::write_file_atomically(out_dir + "/sweep.csv", sy::sweep_csv(scores));
+  const size_t fit = static_cast<size_t>(std::count_if(scores.begin(), scores.end(), [](const sy::LayoutScore& s) { return s.memory.fits(); }));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("{} on {} {}: {} layouts of [{}], {} legal ({} fit, {} illegal); best {} (step {}); wrote {}/sweep.csv in "
+             "{:.2f} s\n",
+             config.name, hw.name, sy::to_string(mesh), layouts.size(), fmt::join(dims, ", "), scores.size(), fit, illegal,
+             scores.empty() ? "-" : sy::to_string(scores[0].layout), scores.empty() ? "-" : sy::format_seconds(scores[0].step),
+             out_dir, secs);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const sy::InputError& e) {
+    std::cerr << "simulate: " << e.what() << "\n";
+    return sy::kExitBadInput;
+  }
+}

@@ -1,0 +1,34 @@
+// Per-op roofline on a HardwareSpec, from the op's registered cost (OpDef::cost):
+//   compute = flops / (peak(class, dtype) · η_compute(class, flops))
+//   memory  = bytes / (HBM bandwidth · η_memory(class, bytes))
+//   time    = max(compute, memory) + op_overhead
+// bound = whichever term is larger; arithmetic intensity = flops / bytes.
+#pragma once
+
+#include "graph/op_def.hpp"
+#include "simulator/hardware.hpp"
+
+#include <string_view>
+
+namespace sy {
+
+enum class Bound : uint8_t {
+  compute,    // flops at the class's peak take longer than the bytes
+  memory,     // HBM traffic takes longer
+  network,    // a collective limited by link bandwidth
+  latency,    // a collective limited by per-hop latency and overheads
+};
+std::string_view bound_name(Bound b);
+
+struct OpTime {
+  double time = 0;
+  double compute = 0;  // seconds of the flops term
+  double memory = 0;   // seconds of the bytes term
+  double intensity = 0;  // flops per byte
+  Bound bound = Bound::memory;
+};
+
+// `dtype`: the dtype of the op's operands (selects the matmul peak).
+OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost);
+
+}  // namespace sy

@@ -1,0 +1,315 @@
+#include "simulator/simulate.hpp"
+
+#include "graph/error.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <queue>
+
+namespace sy {
+
+std::string_view phase_name(Phase p) {
+  switch (p) {
+    case Phase::forward: return "forward";
+    case Phase::backward: return "backward";
+    case Phase::optimizer: return "optimizer";
+  }
+  return "?";
+}
+
+std::string_view optimizer_model_name(OptimizerModel o) {
+  switch (o) {
+    case OptimizerModel::adafactor: return "adafactor";
+    case OptimizerModel::adamw: return "adamw";
+    case OptimizerModel::none: return "none";
+  }
+  return "?";
+}
+
+namespace {
+
+bool is_optimizer_kind(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::adamw_update; }
+
+}  // namespace
+
+UpdateCost optimizer_update(OptimizerModel o, const TensorType& t) {
+  const double e = static_cast<double>(num_elements(t.shape));
+  const double p = static_cast<double>(dtype_bytes(t.dtype));
+  UpdateCost u;
+  if (o == OptimizerModel::adamw) {
+    u.state_bytes = 2 * e * 4;  // m, v in f32
+    u.cost = OpCost{14 * e, e * p + e * 4 + u.state_bytes, e * p + u.state_bytes, 0};
+  } else if (o == OptimizerModel::adafactor) {
+    // Factored second moments over the last two dims (rank >= 2): one row and one column vector.
+    if (t.shape.size() >= 2) {
+      const double rows = e / static_cast<double>(t.shape.back().size);
+      const double cols = e / static_cast<double>(t.shape[t.shape.size() - 2].size);
+      u.state_bytes = (rows + cols) * 4;
+    } else {
+      u.state_bytes = e * 4;
+    }
+    // g², the moment update, rsqrt, the update's RMS and clipping, the parameter's RMS, the step.
+    u.cost = OpCost{12 * e, e * p + e * 4 + u.state_bytes, e * p + u.state_bytes, 0};
+  }
+  return u;
+}
+
+namespace {
+
+// Measure of a union of intervals sorted by start.
+std::vector<std::pair<double, double>> merged(std::vector<std::pair<double, double>> iv) {
+  std::sort(iv.begin(), iv.end());
+  std::vector<std::pair<double, double>> out;
+  for (const auto& [s, e] : iv) {
+    if (e <= s) continue;
+    if (!out.empty() && s <= out.back().second) {
+      out.back().second = std::max(out.back().second, e);
+    } else {
+      out.emplace_back(s, e);
+    }
+  }
+  return out;
+}
+double measure(const std::vector<std::pair<double, double>>& iv) {
+  double m = 0;
+  for (const auto& [s, e] : iv) m += e - s;
+  return m;
+}
+double intersection(const std::vector<std::pair<double, double>>& a, const std::vector<std::pair<double, double>>& b) {
+  double m = 0;
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    const double s = std::max(a[i].first, b[j].first);
+    const double e = std::min(a[i].second, b[j].second);
+    if (e > s) m += e - s;
+    (a[i].second < b[j].second) ? ++i : ++j;
+  }
+  return m;
+}
+
+}  // namespace
+
+SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& opts) {
+  SimResult r;
+  r.hardware = hw.name;
+  r.mesh = L.mesh;
+  r.layout = L.layout;
+  r.topology = place_mesh(hw, L.mesh);
+  r.optimizer = opts.optimizer;
+  r.streams.push_back("compute");
+  for (const MeshAxis& a : L.mesh.axes) r.streams.push_back("ici:" + a.name);
+  r.comm_bytes_by_axis.assign(L.mesh.axes.size(), 0.0);
+  const Graph& g = L.graph;
+
+  // ---- ops and their dependencies
+  bool graph_has_optimizer = false;
+  for (const Node& n : g.nodes) graph_has_optimizer = graph_has_optimizer || is_optimizer_kind(n.kind);
+  std::vector<std::vector<int32_t>> deps;
+  r.ops.reserve(g.nodes.size());
+  for (const Node& n : g.nodes) {
+    SimOp op;
+    op.node = n.id.v;
+    op.kind = n.kind;
+    op.label = std::string(op_name(n.kind));
+    op.scope = n.scope;
+    op.phase = is_optimizer_kind(n.kind) ? Phase::optimizer : n.backward ? Phase::backward : Phase::forward;
+    op.collective = is_collective(n.kind) && n.kind != OpKind::shard_slice;
+    std::vector<TensorType> in, out;
+    for (ValueId v : n.inputs) in.push_back(g.type(v));
+    for (ValueId v : n.outputs) out.push_back(g.type(v));
+    op.cost = op_def(n.kind).cost(in, out, n.attrs);
+    op.dtype = !in.empty() ? in[0].dtype : out.at(0).dtype;
+    if (op.collective) {
+      const auto& a = std::get<CollectiveAttrs>(n.attrs);
+      for (const Dim& ax : a.axes) op.axes |= 1u << *L.mesh.axis_index(ax.name);
+      op.comm = collective_time(hw, r.topology, n.kind, op.axes, op.cost.bytes_read, op.cost.bytes_written);
+      op.duration = op.comm.total;
+      op.bound = op.comm.latency_bound() ? Bound::latency : Bound::network;
+      for (size_t ax = 0; ax < L.mesh.axes.size(); ++ax)
+        if (op.axes & (1u << ax)) {
+          if (op.stream == 0) op.stream = static_cast<int>(ax) + 1;
+          r.comm_bytes_by_axis[ax] += op.cost.collective_bytes;
+        }
+    } else {
+      op.roof = roofline(hw, op_def(n.kind).op_class, op.dtype, op.cost);
+      op.duration = op.roof.time;
+      op.bound = op.roof.bound;
+    }
+    std::vector<int32_t> d;
+    for (ValueId v : n.inputs)
+      if (g.value(v).producer.valid()) d.push_back(g.value(v).producer.v);
+    deps.push_back(std::move(d));
+    r.ops.push_back(std::move(op));
+  }
+  std::vector<double> state_bytes_of;  // optimizer state per update op
+  if (!graph_has_optimizer && opts.optimizer != OptimizerModel::none) {
+    for (const GraphOutput& o : g.outputs) {
+      const Value& v = g.value(o.value);
+      if (!v.grad_of.valid() || g.value(v.grad_of).role != ValueRole::parameter) continue;
+      const Value& param = g.value(v.grad_of);
+      const UpdateCost u = optimizer_update(opts.optimizer, param.type);
+      SimOp op;
+      op.kind = OpKind::mul;
+      op.label = "update " + param.name;
+      op.scope = v.producer.valid() ? g.node(v.producer).scope : std::string();
+      op.phase = Phase::optimizer;
+      op.cost = u.cost;
+      op.dtype = param.type.dtype;
+      op.roof = roofline(hw, OpClass::elementwise, op.dtype, op.cost);
+      op.duration = op.roof.time;
+      op.bound = op.roof.bound;
+      r.memory.optimizer += u.state_bytes;
+      deps.push_back(v.producer.valid() ? std::vector<int32_t>{v.producer.v} : std::vector<int32_t>{});
+      r.ops.push_back(std::move(op));
+    }
+  }
+
+  // ---- event-driven schedule
+  const size_t nops = r.ops.size();
+  std::vector<std::vector<int32_t>> users(nops);
+  std::vector<int32_t> waiting(nops, 0);
+  for (size_t i = 0; i < nops; ++i) {
+    std::sort(deps[i].begin(), deps[i].end());
+    deps[i].erase(std::unique(deps[i].begin(), deps[i].end()), deps[i].end());
+    waiting[i] = static_cast<int32_t>(deps[i].size());
+    for (int32_t d : deps[i]) users[static_cast<size_t>(d)].push_back(static_cast<int32_t>(i));
+  }
+  using ByTime = std::pair<double, int32_t>;
+  struct Stream {
+    double free = 0;
+    std::priority_queue<ByTime, std::vector<ByTime>, std::greater<>> pending;        // by ready time
+    std::priority_queue<int32_t, std::vector<int32_t>, std::greater<>> ready;      // by program order
+  };
+  std::vector<Stream> streams(r.streams.size());
+  std::vector<double> ready_at(nops, 0.0);
+  for (size_t i = 0; i < nops; ++i)
+    if (waiting[i] == 0) streams[static_cast<size_t>(r.ops[i].stream)].pending.emplace(0.0, static_cast<int32_t>(i));
+  size_t done = 0;
+  while (done < nops) {
+    int best = -1;
+    double best_start = 0;
+    for (size_t s = 0; s < streams.size(); ++s) {
+      Stream& st = streams[s];
+      if (st.ready.empty() && st.pending.empty()) continue;
+      const double start = st.ready.empty() ? std::max(st.free, st.pending.top().first) : st.free;
+      if (best < 0 || start < best_start) best = static_cast<int>(s), best_start = start;
+    }
+    SY_CHECK(best >= 0, "simulate: {} of {} ops scheduled and none ready (a dependency cycle)", done, nops);
+    Stream& st = streams[static_cast<size_t>(best)];
+    while (!st.pending.empty() && st.pending.top().first <= best_start) {
+      st.ready.push(st.pending.top().second);
+      st.pending.pop();
+    }
+    const int32_t i = st.ready.top();
+    st.ready.pop();
+    SimOp& op = r.ops[static_cast<size_t>(i)];
+    op.start = best_start;
+    op.end = best_start + op.duration;
+    st.free = op.end;
+    ++done;
+    for (int32_t u : users[static_cast<size_t>(i)]) {
+      ready_at[static_cast<size_t>(u)] = std::max(ready_at[static_cast<size_t>(u)], op.end);
+      if (--waiting[static_cast<size_t>(u)] == 0)
+        streams[static_cast<size_t>(r.ops[static_cast<size_t>(u)].stream)].pending.emplace(ready_at[static_cast<size_t>(u)], u);
+    }
+  }
+
+  // ---- step time, occupancy, critical path
+  std::vector<std::pair<double, double>> compute_iv, comm_iv;
+  int32_t last = -1;
+  for (size_t i = 0; i < nops; ++i) {
+    const SimOp& op = r.ops[i];
+    if (last < 0 || op.end > r.ops[static_cast<size_t>(last)].end) last = static_cast<int32_t>(i);
+    (op.stream == 0 ? compute_iv : comm_iv).emplace_back(op.start, op.end);
+  }
+  r.step_time = last >= 0 ? r.ops[static_cast<size_t>(last)].end : 0.0;
+  const auto compute_u = merged(compute_iv);
+  const auto comm_u = merged(comm_iv);
+  r.compute_busy = measure(compute_u);
+  r.comm_busy = measure(comm_u);
+  r.overlapped_comm = intersection(compute_u, comm_u);
+  r.exposed_comm = r.comm_busy - r.overlapped_comm;
+
+  // Stream predecessors, for walking the critical path back.
+  std::vector<int32_t> stream_prev(nops, -1);
+  {
+    std::vector<std::vector<int32_t>> by_stream(streams.size());
+    for (size_t i = 0; i < nops; ++i) by_stream[static_cast<size_t>(r.ops[i].stream)].push_back(static_cast<int32_t>(i));
+    for (auto& v : by_stream) {
+      std::sort(v.begin(), v.end(), [&](int32_t a, int32_t b) {
+        return r.ops[static_cast<size_t>(a)].start < r.ops[static_cast<size_t>(b)].start ||
+               (r.ops[static_cast<size_t>(a)].start == r.ops[static_cast<size_t>(b)].start && a < b);
+      });
+      for (size_t k = 1; k < v.size(); ++k) stream_prev[static_cast<size_t>(v[k])] = v[k - 1];
+    }
+  }
+  for (int32_t i = last; i >= 0;) {
+    SimOp& op = r.ops[static_cast<size_t>(i)];
+    op.critical = true;
+    ++r.critical_ops;
+    (op.stream == 0 ? r.critical_compute : r.critical_comm) += op.duration;
+    int32_t next = -1;
+    for (int32_t d : deps[static_cast<size_t>(i)])
+      if (r.ops[static_cast<size_t>(d)].end == op.start && (next < 0 || d > next)) next = d;
+    if (next < 0) {
+      const int32_t p = stream_prev[static_cast<size_t>(i)];
+      if (p >= 0 && r.ops[static_cast<size_t>(p)].end == op.start && op.start > 0) next = p;
+    }
+    i = next;
+  }
+
+  // ---- time and bytes by kind
+  for (const SimOp& op : r.ops) {
+    if (op.collective) {
+      if (op.kind == OpKind::all_to_all) {
+        r.all_to_all += op.duration;
+        r.all_to_all_bytes += op.cost.collective_bytes;
+      } else if (op.kind == OpKind::all_reduce) {
+        r.all_reduce += op.duration;
+        r.all_reduce_bytes += op.cost.collective_bytes;
+      } else {
+        r.other_comm += op.duration;
+        r.other_comm_bytes += op.cost.collective_bytes;
+      }
+      continue;
+    }
+    (op.bound == Bound::compute ? r.compute_bound : r.memory_bound) += op.duration;
+    if (op.phase == Phase::optimizer) r.optimizer_time += op.duration;
+    r.flops += op.cost.flops;
+  }
+
+  // ---- memory per device
+  std::vector<char> read_by_backward(g.values.size(), 0);
+  for (const Node& n : g.nodes)
+    if (n.backward)
+      for (ValueId v : n.inputs) read_by_backward[static_cast<size_t>(v.v)] = 1;
+  for (const Value& v : g.values) {
+    const double b = static_cast<double>(num_bytes(v.type));
+    if (v.role == ValueRole::parameter) r.memory.parameters += b;
+    if (v.role == ValueRole::input) r.memory.inputs += b;
+    if (v.role == ValueRole::computed && read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward)
+      r.memory.activations += b;
+  }
+  for (const GraphOutput& o : g.outputs) {
+    const Value& v = g.value(o.value);
+    if (v.grad_of.valid() && g.value(v.grad_of).role == ValueRole::parameter)
+      r.memory.gradients += static_cast<double>(num_bytes(v.type));
+  }
+  for (const SimOp& op : r.ops)
+    if (!op.collective) r.memory.transient = std::max(r.memory.transient, op.cost.bytes_read + op.cost.bytes_written);
+  r.memory.capacity = hw.hbm_bytes * (1.0 - hw.memory_reserve);
+
+  // ---- throughput
+  const double devices = static_cast<double>(L.mesh.devices());
+  r.model_flops = opts.model_flops_per_step > 0 ? opts.model_flops_per_step : r.flops * devices;
+  r.tokens_per_step = opts.tokens_per_step;
+  if (r.step_time > 0) {
+    r.tokens_per_second = r.tokens_per_step / r.step_time;
+    r.mfu = r.model_flops / (r.step_time * devices * hw.matmul_flops_bf16);
+    r.hfu = r.flops / (r.step_time * hw.matmul_flops_bf16);
+  }
+  return r;
+}
+
+}  // namespace sy

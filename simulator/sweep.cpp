@@ -1,0 +1,175 @@
+#include "simulator/sweep.hpp"
+
+#include "graph/error.hpp"
+#include "simulator/roofline.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace sy {
+
+std::vector<Layout> enumerate_layouts(const std::vector<std::string>& dims, const Mesh& mesh) {
+  std::vector<Layout> out;
+  const size_t choices = mesh.axes.size() + 1;
+  size_t total = 1;
+  for (size_t i = 0; i < dims.size(); ++i) total *= choices;
+  for (size_t code = 0; code < total; ++code) {
+    Layout l;
+    size_t c = code;
+    for (const std::string& d : dims) {
+      const size_t pick = c % choices;
+      c /= choices;
+      if (pick > 0) l.rules.push_back(LayoutRule{d, mesh.axes[pick - 1].name});
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::vector<std::string> default_sweep_dims(const Graph& g) {
+  std::vector<std::string> dims;
+  for (const char* d : {"batch", "experts", "heads", "d_ff", "d_model", "vocab", "d_kv"}) {
+    bool present = false;
+    for (const Value& v : g.values) present = present || has_dim(v.type.shape, d);
+    if (present) dims.emplace_back(d);
+  }
+  return dims;
+}
+
+struct LayoutEvaluator::Impl : PlanVisitor {
+  const Graph& g;
+  Mesh mesh;
+  const HardwareSpec& hw;
+  Topology topo;
+  OptimizerModel optimizer;
+  LoweringPlanner planner;
+  std::vector<double> weight;         // per node
+  std::vector<double> leaf_weight;    // per value (leaves)
+  std::vector<OpClass> op_class;      // per node
+  std::vector<DType> dtype;           // per node: operand dtype
+  std::vector<char> backward;         // per node
+  std::vector<char> read_by_backward; // per value
+  std::vector<std::vector<double>> time_of;  // per node and local-shape variant: roofline time
+  LayoutScore cur;
+
+  Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, OptimizerModel o, std::vector<double> w)
+      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), optimizer(o), planner(graph, m), weight(std::move(w)) {
+    if (weight.empty()) weight.assign(g.nodes.size(), 1.0);
+    SY_CHECK(weight.size() == g.nodes.size(), "LayoutEvaluator: {} weights for {} nodes", weight.size(), g.nodes.size());
+    leaf_weight.assign(g.values.size(), -1.0);
+    read_by_backward.assign(g.values.size(), 0);
+    for (const Node& n : g.nodes) {
+      op_class.push_back(op_def(n.kind).op_class);
+      dtype.push_back(!n.inputs.empty() ? g.type(n.inputs[0]).dtype : g.type(n.outputs.at(0)).dtype);
+      backward.push_back(n.backward ? 1 : 0);
+      for (ValueId v : n.inputs) {
+        if (leaf_weight[static_cast<size_t>(v.v)] < 0) leaf_weight[static_cast<size_t>(v.v)] = weight[static_cast<size_t>(n.id.v)];
+        if (n.backward) read_by_backward[static_cast<size_t>(v.v)] = 1;
+      }
+    }
+    for (double& w2 : leaf_weight)
+      if (w2 < 0) w2 = 1.0;
+    time_of.resize(g.nodes.size());
+  }
+
+  void node(NodeId n, const OpCost& c, uint32_t variant) override {
+    const auto i = static_cast<size_t>(n.v);
+    const double w = weight[i];
+    std::vector<double>& cache = time_of[i];  // roofline time per local-shape variant
+    if (variant >= cache.size()) cache.resize(variant + 1, -1.0);
+    double& t = cache[variant];
+    if (t < 0) t = roofline(hw, op_class[i], dtype[i], c).time;
+    cur.compute += w * t;
+    if (backward[i]) cur.backward_compute += w * t;
+    cur.memory.transient = std::max(cur.memory.transient, c.bytes_read + c.bytes_written);
+  }
+
+  void collective(const PlannedCollective& c) override {
+    const double w = weight[static_cast<size_t>(c.origin.v)];
+    if (c.kind == OpKind::shard_slice) {  // local: a copy on the compute stream
+      const double t = roofline(hw, OpClass::layout, dtype[static_cast<size_t>(c.origin.v)], c.cost).time;
+      cur.compute += w * t;
+      if (backward[static_cast<size_t>(c.origin.v)]) cur.backward_compute += w * t;
+      return;
+    }
+    const CollectiveTime t = collective_time(hw, topo, c.kind, c.axes, c.cost.bytes_read, c.cost.bytes_written);
+    cur.comm += w * t.total;
+    if (c.kind == OpKind::all_to_all) {
+      cur.all_to_all += w * t.total;
+      cur.all_to_all_bytes += w * c.cost.collective_bytes;
+    } else if (c.kind == OpKind::all_reduce) {
+      cur.all_reduce += w * t.total;
+    } else {
+      cur.other_comm += w * t.total;
+    }
+    if (c.gradient) cur.gradient_comm += w * t.total;
+  }
+};
+
+LayoutEvaluator::LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, OptimizerModel optimizer,
+                                 std::vector<double> weights)
+    : impl_(std::make_unique<Impl>(g, mesh, hw, optimizer, std::move(weights))) {}
+LayoutEvaluator::~LayoutEvaluator() = default;
+
+std::string LayoutEvaluator::legality(const Layout& layout) const { return impl_->planner.legality(layout); }
+
+LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
+  Impl& m = *impl_;
+  m.cur = LayoutScore{};
+  m.cur.layout = layout;
+  const std::vector<Sharding>& shard = m.planner.plan(layout, m);
+  const Graph& g = m.g;
+  auto local_bytes = [&](const Value& v) {
+    double b = static_cast<double>(num_bytes(v.type));
+    const Sharding& s = shard[static_cast<size_t>(v.id.v)];
+    for (size_t a = 0; a < m.mesh.axes.size(); ++a)
+      if (s.dim[a] >= 0) b /= static_cast<double>(m.mesh.axes[a].size);
+    return b;
+  };
+  MemoryUse& mem = m.cur.memory;
+  for (const Value& v : g.values) {
+    const double w = v.role == ValueRole::computed ? m.weight[static_cast<size_t>(v.producer.v)] : m.leaf_weight[static_cast<size_t>(v.id.v)];
+    if (v.role == ValueRole::parameter) {
+      const double b = local_bytes(v);
+      mem.parameters += w * b;
+      mem.gradients += w * b;  // at the parameter's dtype, as the lowered gradient outputs
+      const TensorType local{local_shape(v.type.shape, shard[static_cast<size_t>(v.id.v)], m.mesh), v.type.dtype};
+      const UpdateCost u = optimizer_update(m.optimizer, local);
+      mem.optimizer += w * u.state_bytes;
+      if (m.optimizer != OptimizerModel::none) m.cur.compute += w * roofline(m.hw, OpClass::elementwise, v.type.dtype, u.cost).time;
+    } else if (v.role == ValueRole::input) {
+      mem.inputs += local_bytes(v);
+    } else if (m.read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward) {
+      mem.activations += w * local_bytes(v);
+    }
+  }
+  mem.capacity = m.hw.hbm_bytes * (1.0 - m.hw.memory_reserve);
+  const double overlap = std::min(m.cur.gradient_comm, m.cur.backward_compute);
+  m.cur.step = m.cur.compute + m.cur.comm - overlap;
+  return m.cur;
+}
+
+void rank_layouts(std::vector<LayoutScore>& scores) {
+  std::stable_sort(scores.begin(), scores.end(), [](const LayoutScore& a, const LayoutScore& b) {
+    if (a.memory.fits() != b.memory.fits()) return a.memory.fits();
+    return a.step < b.step;
+  });
+}
+
+std::string sweep_csv(const std::vector<LayoutScore>& ranked) {
+  std::string s =
+      "rank,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,other_comm_s,"
+      "gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes\n";
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    const LayoutScore& l = ranked[i];
+    s += fmt::format("{},\"{}\",{},{:.6g},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n", i + 1,
+                     to_string(l.layout), l.memory.fits() ? "yes" : "no", l.step,
+                     l.simulated_step >= 0 ? fmt::format("{:.6g}", l.simulated_step) : std::string(), l.compute, l.comm,
+                     l.all_to_all, l.all_reduce, l.other_comm, l.gradient_comm, l.all_to_all_bytes, l.memory.total(),
+                     l.memory.capacity);
+  }
+  return s;
+}
+
+}  // namespace sy

@@ -1,0 +1,73 @@
+// Layout search: enumerate the legal layouts of a graph on a mesh and rank them.
+//
+// Every assignment of the candidate dims to "unsplit" or one mesh axis is a layout; illegal ones
+// (LoweringPlanner::legality) are counted and skipped. Each legal layout is evaluated
+// analytically from the lowering planner's decisions (the same decisions and costs lower() makes,
+// without building the program):
+//   compute    Σ roofline time of every op on its local block
+//   comm       Σ torus time of every collective
+//   step       compute + comm − overlap, where only gradient synchronisation (the reductions of
+//              parameter gradients) overlaps, with the backward compute:
+//              overlap = min(gradient comm, backward compute)
+//   memory     parameters, gradients, optimizer state, forward values read by the backward pass,
+//              inputs and the largest op's working set, per device
+// Layouts that fit rank first, by estimated step time; then those that do not fit, by step time.
+// Per-node weights let a caller evaluate a reduced graph (one layer of each kind) standing for the
+// full model (graph nodes of a layer weighted by the number of layers it stands for).
+#pragma once
+
+#include "graph/lower.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/simulate.hpp"
+#include "simulator/topology.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sy {
+
+struct LayoutScore {
+  Layout layout;
+  double step = 0;  // estimated step time, s
+  double compute = 0, comm = 0, all_to_all = 0, all_reduce = 0, other_comm = 0;
+  double gradient_comm = 0, backward_compute = 0;
+  double all_to_all_bytes = 0;  // per device
+  MemoryUse memory;
+  double simulated_step = -1;  // event-driven step time when refined, else -1
+};
+
+// Every assignment of `dims` to none or one axis of `mesh` (including the empty layout), in a
+// fixed order.
+std::vector<Layout> enumerate_layouts(const std::vector<std::string>& dims, const Mesh& mesh);
+
+// The dims of g among the usual candidates (batch, experts, heads, d_ff, d_model, vocab, d_kv).
+std::vector<std::string> default_sweep_dims(const Graph& g);
+
+class LayoutEvaluator {
+ public:
+  // `weights`: per node of g (empty: all 1); leaves take the weight of the first node reading them.
+  LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, OptimizerModel optimizer,
+                  std::vector<double> weights = {});
+  ~LayoutEvaluator();
+  LayoutEvaluator(const LayoutEvaluator&) = delete;
+  LayoutEvaluator& operator=(const LayoutEvaluator&) = delete;
+
+  // Empty when legal, else why not.
+  std::string legality(const Layout& layout) const;
+  // Throws InputError for an illegal layout.
+  LayoutScore evaluate(const Layout& layout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Fitting layouts first by step, then the rest by step (stable).
+void rank_layouts(std::vector<LayoutScore>& scores);
+
+// sweep.csv: rank,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,
+// other_comm_s,gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes
+std::string sweep_csv(const std::vector<LayoutScore>& ranked);
+
+}  // namespace sy

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# simulate: --help; one layout writes report.md, ops.csv, summary.json and a valid Chrome
+# trace.json, byte-identical on a second run; --sweep writes a ranked sweep.csv marking layouts
+# that do not fit; a bad hardware file, a mesh larger than the pod and an illegal layout exit 2
+# with a message naming the problem and write nothing.
+set -euo pipefail
+bin=$1
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+sim="$bin/simulate"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_in() {  # expect_in FILE TEXT
+  grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "expected '$2' in $1"; }
+}
+expect_exit2() {  # expect_exit2 TEXT ARGS...: exit code 2, TEXT on stderr, no output directory
+  local text=$1; shift
+  local code=0
+  "$sim" "$@" >"$work/out.txt" 2>"$work/err.txt" || code=$?
+  [ "$code" -eq 2 ] || { cat "$work/err.txt" >&2; fail "expected exit 2, got $code for: $*"; }
+  expect_in "$work/err.txt" "$text"
+  [ ! -e "$work/never" ] || fail "output written despite the error: $*"
+}
+
+cat >"$work/model.toml" <<'TOML'
+[model]
+architecture = "decoder_only"
+vocab = 512
+d_model = 64
+d_ff = 128
+heads = 4
+d_kv = 16
+layers = 2
+position_bias = false
+[moe]
+every = 2
+experts = 8
+k = 2
+policy_train = "all"
+cf_train = 1.25
+group_size = 256
+min_capacity = 1
+[train]
+batch = 32
+length = 64
+TOML
+model="$work/model.toml"
+layout="batch:data,experts:data,d_ff:model,heads:model"
+
+"$sim" --help >"$work/help.txt"
+expect_in "$work/help.txt" "--sweep"
+expect_in "$work/help.txt" "--layout"
+
+# One layout: the four files.
+"$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --layout "$layout" --out "$work/a" >"$work/out.txt"
+expect_in "$work/out.txt" "wrote $work/a/"
+for f in report.md ops.csv summary.json trace.json; do [ -s "$work/a/$f" ] || fail "$f missing or empty"; done
+expect_in "$work/a/report.md" "## Roofline"
+expect_in "$work/a/report.md" "| all-to-all |"
+expect_in "$work/a/report.md" "## Memory per device"
+expect_in "$work/a/report.md" "## Per layer"
+expect_in "$work/a/ops.csv" "index,node,op,scope,phase,stream"
+/usr/bin/python3 - "$work/a" <<'PY' || fail "summary.json or trace.json is not what a reader expects"
+import json, sys
+d = sys.argv[1]
+s = json.load(open(d + "/summary.json"))
+assert s["step_time_s"] > 0 and s["devices"] == 8 and s["time_split_s"]["all_to_all"] > 0, s
+t = json.load(open(d + "/trace.json"))
+ev = t["traceEvents"]
+names = {e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+assert names == {"compute", "ici:data", "ici:model"}, names
+spans = [e for e in ev if e["ph"] == "X"]
+assert len(spans) == s["ops"] and all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans)
+assert max(e["ts"] + e["dur"] for e in spans) <= s["step_time_s"] * 1e6 * (1 + 1e-9) + 1e-3
+PY
+# Deterministic: a second run gives byte-identical files.
+"$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --layout "$layout" --out "$work/b" >/dev/null
+for f in report.md ops.csv summary.json trace.json; do cmp -s "$work/a/$f" "$work/b/$f" || fail "$f differs between runs"; done
+ls -A "$work/a" | grep -q '^\.' && fail "temporary files left in the output directory"
+
+# Sweep: ranked layouts, the ones that do not fit marked (a 1 MB chip fits none but the smallest).
+"$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --sweep --refine 1 --out "$work/s" >"$work/out.txt"
+expect_in "$work/out.txt" "legal"
+expect_in "$work/s/sweep.csv" "rank,layout,fits,step_s,simulated_step_s"
+head -2 "$work/s/sweep.csv" | tail -1 | grep -qE '^1,"[^"]*",yes,' || fail "the best layout should fit: $(head -2 "$work/s/sweep.csv")"
+# With HBM for about half of the layouts (the median need), the rest are marked and rank last.
+median=$(/usr/bin/python3 -c '
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+print(int(statistics.median(float(r["memory_bytes"]) for r in rows)))' "$work/s/sweep.csv")
+sed "s/^hbm_bytes = .*/hbm_bytes = $median/" "$root/simulator/hardware/tpu_v4.toml" >"$work/half_hbm.toml"
+"$sim" --model "$model" --hardware "$work/half_hbm.toml" --mesh data:4,model:2 --sweep --refine 0 --out "$work/t" >/dev/null
+/usr/bin/python3 - "$work/t/sweep.csv" <<'PY' || fail "sweep.csv must mark misfits and rank fitting layouts first, by step time"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+fits = [r["fits"] for r in rows]
+assert "yes" in fits and "no" in fits, fits
+assert fits == sorted(fits, key=lambda f: f == "no"), "a layout that does not fit ranks above one that fits"
+for group in ("yes", "no"):
+    steps = [float(r["step_s"]) for r in rows if r["fits"] == group]
+    assert steps == sorted(steps), group
+assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+PY
+
+# Bad input: exit 2, a message naming the problem, nothing written.
+for f in negative_bandwidth missing_link_bandwidth unknown_key bad_wraparound not_toml; do
+  expect_exit2 "$f.toml" --model "$model" --hardware "$root/tests/data/bad_hw/$f.toml" --mesh data:4 --out "$work/never"
+done
+expect_exit2 "key 'chip.hbm_bandwidth': -1200000000000.0 is not allowed (allowed: a number > 0)" \
+  --model "$model" --hardware "$root/tests/data/bad_hw/negative_bandwidth.toml" --mesh data:4 --out "$work/never"
+expect_exit2 "key 'ici.hop_latancy': unknown key" \
+  --model "$model" --hardware "$root/tests/data/bad_hw/unknown_key.toml" --mesh data:4 --out "$work/never"
+expect_exit2 "hardware 'tpu_v9': cannot read" --model "$model" --hardware tpu_v9 --mesh data:4 --out "$work/never"
+expect_exit2 "mesh 'data:64,model:16' has 1024 devices, more than the pod: a tpu_v5e pod has 256 devices" \
+  --model "$model" --hardware tpu_v5e --mesh data:64,model:16 --layout batch:data --out "$work/never"
+expect_exit2 "both map to mesh axis 'model' (rules d_ff:model and d_model:model; a mesh axis splits at most one dim of a tensor)" \
+  --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --layout batch:data,d_model:model,d_ff:model --out "$work/never"
+expect_exit2 "dim 'batch' has size 32, which mesh axis 'data' of size 64 does not divide" \
+  --model "$model" --hardware tpu_v4 --mesh data:64 --layout batch:data --out "$work/never"
+expect_exit2 "names mesh axis 'pipe', which mesh 'data:4' does not have" \
+  --model "$model" --hardware tpu_v4 --mesh data:4 --layout batch:pipe --out "$work/never"
+expect_exit2 "mesh 'data:0': axis 'data' has size '0'" --model "$model" --hardware tpu_v4 --mesh data:0 --out "$work/never"
+echo "simulate: all checks passed"

@@ -1,0 +1,300 @@
+// The trainer (executor/trainer.hpp): the training graph learns, fast kernels agree with the
+// reference, a restored state continues bit for bit, global-norm clipping, bf16 selective
+// precision, learning-rate schedules, evaluation. Token splits are made by hand (no tokenizer).
+#include "executor/checkpoint.hpp"
+#include "executor/metrics.hpp"
+#include "executor/schedule.hpp"
+#include "executor/trace.hpp"
+#include "executor/trainer.hpp"
+#include "graph/error.hpp"
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+using namespace sy;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path source_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+
+// tiny.toml: encoder-decoder, vocab 64, MoE every 2nd layer, batch 2, 8 input / 6 target tokens.
+ModelConfig tiny(std::vector<std::string> sets = {}) {
+  sets.insert(sets.begin(), "train.target_length=8");  // span corruption of 8 inputs needs up to 8 targets
+  return load_model_config((source_root() / "experiments/configs/models/tiny.toml").string(), sets);
+}
+
+// The same sizes as a decoder-only model (next-token objective), sequences of 8.
+ModelConfig tiny_decoder(std::vector<std::string> sets = {}) {
+  const char* text = R"(
+[model]
+architecture = "decoder_only"
+vocab = 64
+d_model = 16
+d_ff = 32
+heads = 2
+d_kv = 8
+layers = 2
+position_buckets = 8
+position_max_distance = 16
+[moe]
+every = 2
+experts = 4
+k = 2
+min_capacity = 1
+[train]
+batch = 2
+length = 8
+seed = 3
+)";
+  return parse_model_config(text, "tiny_decoder.toml", sets);
+}
+
+// 64 ids: sentinels 63 (<extra_id_0>) down to 56; words 3..55.
+constexpr data::SpecialTokens kSpecial{64, 8};
+
+// `docs` documents of `length` tokens with a repeating pattern (learnable), POS k % 5.
+data::TokenSplit make_split(int docs, int length, int offset = 0) {
+  data::TokenSplit s;
+  for (int d = 0; d < docs; ++d) {
+    const auto begin = static_cast<int64_t>(s.tokens.size());
+    for (int i = 0; i < length; ++i) s.tokens.push_back({3 + (i * 7 + d + offset) % 13, i % 5});
+    s.documents.push_back({fmt::format("ca{:02d}", d + 1), 'a', begin, static_cast<int64_t>(s.tokens.size()), 1, length});
+  }
+  return s;
+}
+
+data::BatchOptions batch_options(const ModelConfig& c, bool train) {
+  data::BatchOptions o;
+  o.objective = c.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
+  o.batch = c.batch;
+  o.length = c.has_encoder() ? c.input_length : c.target_length;
+  o.seed = c.seed;
+  o.shuffle = train;
+  o.repeat = train;
+  return o;
+}
+
+std::string line(const StepMetrics& m) { return metrics_line(m, 0, nullptr, StepTiming{}); }
+
+std::vector<std::string> state_bytes(Trainer& t) {
+  std::vector<std::string> out;
+  for (const StateTensor& s : t.state())
+    out.emplace_back(reinterpret_cast<const char*>(s.data), static_cast<size_t>(num_bytes(s.type)));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("trainer: repeated steps on one batch drive the loss down with Adafactor and with AdamW", "[trainer]") {
+  const data::TokenSplit split = make_split(6, 40);
+  for (const auto& [name, cfg] :
+       {std::pair{"adafactor enc-dec", tiny()}, std::pair{"adamw enc-dec", tiny({"train.optimizer=adamw", "train.learning_rate=0.01"})},
+        std::pair{"adafactor decoder-only", tiny_decoder()}}) {
+    INFO(name);
+    data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+    data::Batch batch;
+    source.next(batch);
+    Trainer t(cfg, 40);
+    const StepMetrics first = t.train_step(batch);
+    StepMetrics last = first;
+    for (int i = 0; i < 39; ++i) last = t.train_step(batch);
+    CHECK(t.step() == 40);
+    CHECK(last.step == 40);
+    CHECK(std::isfinite(last.loss));
+    CHECK(last.cross_entropy < 0.6 * first.cross_entropy);
+    CHECK(first.loss == Approx(first.cross_entropy + first.aux_loss + first.z_loss).epsilon(1e-5));
+    CHECK(first.target_tokens == batch.target_tokens());
+    CHECK(first.moe.size() == (cfg.has_encoder() ? 2u : 1u));  // layer 2 of each stack is sparse
+  }
+}
+
+TEST_CASE("trainer: a step on the fast kernels matches the reference forwards", "[trainer]") {
+  const ModelConfig cfg = tiny();
+  const data::TokenSplit split = make_split(4, 40);
+  data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+  data::Batch batch;
+  source.next(batch);
+  Trainer fast(cfg, 10);
+  ExecutorOptions ref_opts;
+  ref_opts.fast_kernels = false;
+  Trainer ref(cfg, 10, ref_opts);
+  for (int i = 0; i < 2; ++i) {
+    const StepMetrics a = fast.train_step(batch), b = ref.train_step(batch);
+    CHECK(a.loss == Approx(b.loss).epsilon(1e-4));
+    CHECK(a.grad_norm == Approx(b.grad_norm).epsilon(1e-3));
+  }
+  const auto sa = fast.state(), sb = ref.state();
+  REQUIRE(sa.size() == sb.size());
+  double worst = 0;
+  for (size_t i = 0; i < sa.size(); ++i)
+    for (int64_t j = 0; j < num_elements(sa[i].type.shape); ++j)
+      worst = std::max(worst, double{std::abs(sa[i].data[j] - sb[i].data[j]) / std::max(1.0f, std::abs(sb[i].data[j]))});
+  CHECK(worst < 1e-3);
+}
+
+TEST_CASE("trainer: a checkpoint restored into a new trainer continues bit for bit", "[trainer][checkpoint]") {
+  for (const ModelConfig& cfg : {tiny({"model.dropout=0.1", "moe.jitter=0.01"}), tiny_decoder({"train.optimizer=adamw"})}) {
+    INFO(cfg.name);
+    const data::TokenSplit split = make_split(5, 37);
+    data::Batch batch;
+    std::vector<std::string> uninterrupted;
+    Trainer a(cfg, 6);
+    {
+      data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+      for (int i = 0; i < 6; ++i) {
+        source.next(batch);
+        uninterrupted.push_back(line(a.train_step(batch)));
+      }
+    }
+    const fs::path file = fs::temp_directory_path() / fmt::format("sy_test_trainer_{}.safetensors", cfg.name);
+    {
+      Trainer b(cfg, 6);
+      data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+      for (int i = 0; i < 3; ++i) {
+        source.next(batch);
+        CHECK(line(b.train_step(batch)) == uninterrupted[static_cast<size_t>(i)]);
+      }
+      save_checkpoint(file, b.state(), RunState{b.step(), source.position(), 1.5, "{}", "m.toml", "", {}});
+    }
+    Trainer c(cfg, 6);
+    const Checkpoint ck = read_checkpoint(file);
+    restore_state(ck, c.state(), file);
+    c.set_step(ck.run.step);
+    data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+    source.seek(ck.run.data);
+    for (int i = 3; i < 6; ++i) {
+      source.next(batch);
+      CHECK(line(c.train_step(batch)) == uninterrupted[static_cast<size_t>(i)]);
+    }
+    CHECK(state_bytes(c) == state_bytes(a));
+    fs::remove(file);
+  }
+}
+
+TEST_CASE("trainer: global-norm clipping scales the gradients by grad_clip / norm when the norm exceeds it", "[trainer]") {
+  const data::TokenSplit split = make_split(4, 40);
+  data::Batch batch;
+  for (double clip : {0.0, 1e-3, 1e6}) {
+    const ModelConfig cfg = tiny({fmt::format("train.grad_clip={}", clip)});
+    data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+    source.next(batch);
+    Trainer t(cfg, 10);
+    const StepMetrics m = t.train_step(batch);
+    INFO("grad_clip " << clip << " norm " << m.grad_norm);
+    REQUIRE(m.grad_norm > 1e-3);
+    REQUIRE(m.grad_norm < 1e6);
+    CHECK(m.clip_scale == Approx(clip == 1e-3 ? 1e-3 / m.grad_norm : 1.0).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("trainer: bf16 selective precision keeps routers, master weights and losses f32", "[trainer]") {
+  const ModelConfig f32 = tiny(), bf16 = tiny({"train.precision=\"bf16\""});
+  Trainer a(f32, 10), b(bf16, 10);
+  int bf16_einsums = 0, router_einsums = 0;
+  for (const Node& n : b.graph().nodes) {
+    if (n.kind != OpKind::einsum || n.backward) continue;
+    const DType t = b.graph().type(n.inputs[0]).dtype;
+    if (n.scope.find("/router") != std::string::npos) {
+      ++router_einsums;
+      CHECK(t == DType::f32);
+    } else {
+      bf16_einsums += t == DType::bf16;
+      CHECK(t == DType::bf16);
+    }
+  }
+  CHECK(router_einsums >= 2);  // each MoE layer's router logits, at least
+  CHECK(bf16_einsums > 10);
+  for (ValueId p : b.graph().parameters()) CHECK(b.graph().type(p).dtype == DType::f32);
+  CHECK(state_bytes(a) == state_bytes(b));  // same initial weights for one seed
+
+  const data::TokenSplit split = make_split(4, 40);
+  data::BatchSource source(split, kSpecial, batch_options(f32, true));
+  data::Batch batch;
+  source.next(batch);
+  const StepMetrics ma = a.train_step(batch), mb = b.train_step(batch);
+  CHECK(std::isfinite(mb.loss));
+  CHECK(mb.cross_entropy == Approx(ma.cross_entropy).epsilon(0.02));  // bf16 matmuls: ~3 significant digits
+}
+
+TEST_CASE("trainer: learning-rate schedules", "[trainer]") {
+  OptimizerConfig o;  // inverse_sqrt, 0.01, warm-up 10^4: the paper's 1/sqrt(max(t, 10^4))
+  CHECK(learning_rate(o, 0, 100) == Approx(0.01));
+  CHECK(learning_rate(o, 9999, 100) == Approx(0.01));
+  CHECK(learning_rate(o, 40000, 100) == Approx(1 / std::sqrt(40000.0)));
+  o.schedule = LrSchedule::constant;
+  CHECK(learning_rate(o, 123456, 100) == 0.01);
+  o.schedule = LrSchedule::cosine;
+  o.learning_rate = 1.0;
+  o.min_learning_rate = 0.1;
+  o.warmup_steps = 10;
+  o.decay_steps = 0;                                    // ends at total_steps = 110
+  CHECK(learning_rate(o, 0, 110) == Approx(0.1));       // (t+1)/10
+  CHECK(learning_rate(o, 9, 110) == Approx(1.0));
+  CHECK(learning_rate(o, 10, 110) == Approx(1.0));      // decay starts
+  CHECK(learning_rate(o, 60, 110) == Approx(0.55));     // half way: the mean of 1 and 0.1
+  CHECK(learning_rate(o, 110, 110) == Approx(0.1));
+  CHECK(learning_rate(o, 500, 110) == Approx(0.1));
+}
+
+TEST_CASE("trainer: evaluation reports the negative log perplexity over the real targets and changes nothing",
+          "[trainer]") {
+  const ModelConfig cfg = tiny_decoder();
+  Trainer t(cfg, 10);
+  const data::TokenSplit validation = make_split(3, 21, 5);  // 3·22 stream tokens -> 65 targets, 9 rows
+  data::BatchSource s1(validation, kSpecial, batch_options(cfg, false));
+  const EvalMetrics e1 = t.evaluate(s1, 0);
+  CHECK(e1.target_tokens == 3 * 22 - 1);
+  CHECK(e1.batches == 5);                               // 9 rows of 8 targets in batches of 2
+  CHECK(e1.neg_log_perplexity == Approx(-std::log(64.0)).margin(0.3));  // near-uniform logits at init
+  REQUIRE(e1.moe.size() == 1);
+  CHECK(e1.moe[0].expert_load.size() == 4);
+  data::BatchSource s2(validation, kSpecial, batch_options(cfg, false));
+  const EvalMetrics e2 = t.evaluate(s2, 2);
+  CHECK(e2.batches == 2);
+  data::BatchSource s3(validation, kSpecial, batch_options(cfg, false));
+  CHECK(t.evaluate(s3, 0).neg_log_perplexity == e1.neg_log_perplexity);
+  CHECK(t.step() == 0);
+}
+
+TEST_CASE("trainer: the op observer sees every node of a step once, in order, and the trace records it", "[trainer]") {
+  const ModelConfig cfg = tiny_decoder();
+  const data::TokenSplit split = make_split(4, 40);
+  data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+  data::Batch batch;
+  source.next(batch);
+  Trainer t(cfg, 10);
+  std::vector<int32_t> seen;
+  double last_end = 0;
+  bool ordered = true;
+  t.set_op_observer([&](NodeId n, double begin, double end) {
+    seen.push_back(n.v);
+    ordered = ordered && begin <= end && begin >= last_end;
+    last_end = end;
+  });
+  t.train_step(batch);
+  CHECK(seen.size() == t.graph().nodes.size());
+  CHECK(std::is_sorted(seen.begin(), seen.end()));
+  CHECK(ordered);
+
+  TraceRecorder rec(t.graph());
+  t.set_op_observer([&](NodeId n, double b, double e) { rec.record(n, b, e); });
+  rec.begin_step(2);
+  t.train_step(batch);
+  rec.end_step();
+  t.set_op_observer({});
+  t.train_step(batch);  // not recorded
+  CHECK(rec.steps() == 1);
+  const std::string summary = rec.summary();
+  CHECK_THAT(summary, Catch::Contains("einsum") && Catch::Contains("adafactor_update") && Catch::Contains("optimizer"));
+
+  CHECK(parse_step_list("3,5-7") == std::set<int64_t>{3, 5, 6, 7});
+  CHECK_THROWS_WITH(parse_step_list("0"), Catch::Contains("--trace '0'"));
+  CHECK_THROWS_WITH(parse_step_list("4-2"), Catch::Contains("backwards"));
+  CHECK_THROWS_WITH(parse_step_list("a"), Catch::Contains("'a' is not a number"));
+}

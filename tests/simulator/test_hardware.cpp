@@ -1,0 +1,96 @@
+// HardwareSpec files (simulator/hardware): the shipped chips load with their REFERENCE.md figures,
+// a spec survives to_toml, and bad files name the file, the key and what is allowed.
+#include "graph/error.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/roofline.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace sy;
+using Catch::Matchers::Contains;
+
+TEST_CASE("the shipped TPU specs load with REFERENCE.md's figures", "[simulator][hardware]") {
+  const std::string dir = default_hardware_dir();
+  struct Row {
+    const char* name;
+    double bf16_per_chip, hbm_per_chip, bw_per_chip, link;
+    int64_t pod_chips;
+  };
+  const Row rows[] = {
+      {"tpu_v2", 45e12, 16.0 * (1ull << 30), 700e9, 6.2e10, 256},
+      {"tpu_v3", 123e12, 32.0 * (1ull << 30), 900e9, 1e11, 1024},
+      {"tpu_v4", 275e12, 32.0 * (1ull << 30), 1.2e12, 4.5e10, 4096},
+      {"tpu_v5e", 197e12, 16e9, 819e9, 4.5e10, 256},
+      {"tpu_v5p", 459e12, 95.0 * (1ull << 30), 2.77e12, 9e10, 16 * 20 * 28},
+  };
+  for (const Row& r : rows) {
+    INFO(r.name);
+    const HardwareSpec h = load_hardware(r.name, dir);
+    CHECK(h.name == r.name);
+    const double d = static_cast<double>(h.devices_per_chip);
+    CHECK(h.matmul_flops_bf16 * d == Approx(r.bf16_per_chip));
+    CHECK(h.hbm_bytes * d == Approx(r.hbm_per_chip));
+    CHECK(h.hbm_bandwidth * d == Approx(r.bw_per_chip));
+    CHECK(h.link_bandwidth == Approx(r.link));
+    CHECK(h.pod_chips() == r.pod_chips);
+    CHECK(parse_hardware(to_toml(h), "<round trip>").matmul_flops_bf16 == h.matmul_flops_bf16);
+    CHECK(parse_hardware(to_toml(h), "<round trip>").efficiency_of(OpClass::matmul).compute.points ==
+          h.efficiency_of(OpClass::matmul).compute.points);
+  }
+}
+
+TEST_CASE("efficiency curves interpolate log-linearly and clamp", "[simulator][hardware]") {
+  EfficiencyCurve c{{{1e3, 0.2}, {1e5, 0.6}}};
+  CHECK(c.at(1) == 0.2);
+  CHECK(c.at(1e4) == Approx(0.4));
+  CHECK(c.at(1e9) == 0.6);
+  CHECK(EfficiencyCurve{}.at(5) == 1.0);
+}
+
+TEST_CASE("roofline: time is the larger of the flops and bytes terms", "[simulator][roofline]") {
+  HardwareSpec h;
+  h.matmul_flops_bf16 = 100e12;
+  h.matmul_flops_f32 = 25e12;
+  h.vector_flops = 5e12;
+  h.hbm_bandwidth = 1e12;
+  // A matmul of 1e12 flops over 1e9 bytes: intensity 1000 > ridge 100: compute-bound.
+  const OpTime mm = roofline(h, OpClass::matmul, DType::bf16, OpCost{1e12, 6e8, 4e8, 0});
+  CHECK(mm.bound == Bound::compute);
+  CHECK(mm.time == Approx(0.01));
+  CHECK(mm.intensity == Approx(1000));
+  // The same in f32 runs at the f32 peak.
+  CHECK(roofline(h, OpClass::matmul, DType::f32, OpCost{1e12, 6e8, 4e8, 0}).time == Approx(0.04));
+  // An add of 1e8 elements: 1e8 flops, 1.2e9 bytes: memory-bound at 1.2 ms.
+  const OpTime add = roofline(h, OpClass::elementwise, DType::f32, OpCost{1e8, 8e8, 4e8, 0});
+  CHECK(add.bound == Bound::memory);
+  CHECK(add.time == Approx(1.2e-3));
+  // Efficiency tables slow both terms down.
+  h.efficiency[static_cast<size_t>(OpClass::elementwise)].memory = EfficiencyCurve{{{1.0, 0.5}}};
+  CHECK(roofline(h, OpClass::elementwise, DType::f32, OpCost{1e8, 8e8, 4e8, 0}).time == Approx(2.4e-3));
+}
+
+TEST_CASE("bad hardware files name the file, the key and what is allowed", "[simulator][hardware]") {
+  const std::string good = to_toml(load_hardware("tpu_v4", default_hardware_dir()));
+  auto edited = [&](const std::string& from, const std::string& to) {
+    std::string s = good;
+    const size_t at = s.find(from);
+    REQUIRE(at != std::string::npos);
+    return s.replace(at, from.size(), to);
+  };
+  CHECK_THROWS_WITH(parse_hardware(edited("hbm_bandwidth = 1.2e+12", "hbm_bandwidth = -1"), "bad.toml"),
+                    Contains("bad.toml:9: key 'chip.hbm_bandwidth': -1 is not allowed (allowed: a number > 0)"));
+  CHECK_THROWS_WITH(parse_hardware(edited("hbm_bandwidth = 1.2e+12\n", ""), "bad.toml"),
+                    Contains("key 'chip.hbm_bandwidth' is missing (required)"));
+  CHECK_THROWS_WITH(parse_hardware(edited("wraparound = \"multiple_of\"", "wraparound = \"sometimes\""), "bad.toml"),
+                    Contains("key 'ici.wraparound': 'sometimes' is not allowed (allowed: always, full_axis, multiple_of)"));
+  CHECK_THROWS_WITH(parse_hardware(edited("op_overhead", "op_overheads"), "bad.toml"),
+                    Contains("key 'chip.op_overheads': unknown key (allowed:"));
+  CHECK_THROWS_WITH(parse_hardware(edited("torus = [16, 16, 16]", "torus = \"16x16\""), "bad.toml"),
+                    Contains("key 'ici.torus': expected a non-empty array of integers"));
+  CHECK_THROWS_WITH(parse_hardware(edited("[efficiency.matmul]\ncompute = [", "[efficiency.matmul]\ncompute = [[1e9, 2.0], "),
+                                   "bad.toml"),
+                    Contains("key 'efficiency.matmul.compute': point [ 1000000000.0, 2.0 ] is not allowed"));
+  CHECK_THROWS_WITH(parse_hardware("[chip\nname=1", "bad.toml"), Contains("bad.toml:1: not valid TOML"));
+  CHECK_THROWS_WITH(load_hardware("tpu_v9", default_hardware_dir()),
+                    Contains("hardware 'tpu_v9': cannot read") && Contains("known chips in") && Contains("tpu_v4, tpu_v5e"));
+}

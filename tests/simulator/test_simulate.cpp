@@ -1,0 +1,272 @@
+// The event-driven schedule, memory per device, the analytical layout evaluation and the MoE
+// properties the simulator must show (ST-MoE: capacity factor and expert count vs all-to-all).
+#include "graph/autodiff.hpp"
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+#include "graph/lower.hpp"
+#include "graph/model_config.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/model_step.hpp"
+#include "simulator/simulate.hpp"
+#include "simulator/sweep.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+using namespace sy;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A chip with round numbers: 1 GFLOP/s everywhere, memory so fast that every op is
+// compute-bound, 1 GB/s links with no latency, 4 chips in a ring.
+HardwareSpec simple_chip() {
+  HardwareSpec h;
+  h.name = "simple";
+  h.matmul_flops_bf16 = h.matmul_flops_f32 = h.vector_flops = 1e9;
+  h.hbm_bytes = 1e9;
+  h.hbm_bandwidth = 1e18;
+  h.link_bandwidth = 1e9;
+  h.hop_latency = 0;
+  h.torus = {4};
+  h.wraparound = Wraparound::always;
+  return h;
+}
+
+const SimOp& op_of(const SimResult& r, const Graph& g, ValueId out) {
+  const auto it = std::find_if(r.ops.begin(), r.ops.end(), [&](const SimOp& o) { return o.node == g.value(out).producer.v; });
+  REQUIRE(it != r.ops.end());
+  return *it;
+}
+
+// A small decoder-only MoE model: 2048 tokens per step in 8 groups of 256, 8 experts, top-2.
+std::string small_moe(int64_t experts, int64_t batch = 32) {
+  return fmt::format(R"(
+[model]
+architecture = "decoder_only"
+vocab = 512
+d_model = 64
+d_ff = 128
+heads = 4
+d_kv = 16
+layers = 2
+position_bias = false
+[moe]
+every = 2
+experts = {}
+k = 2
+policy_train = "all"
+cf_train = 1.25
+group_size = 256
+min_capacity = 1
+[train]
+batch = {}
+length = 64
+)",
+                     experts, batch);
+}
+
+SimResult simulate_model(const ModelConfig& c, const std::string& mesh_text, const std::string& layout_text,
+                         const std::string& chip = "tpu_v4") {
+  const Mesh mesh = parse_mesh(mesh_text);
+  const HardwareSpec hw = load_hardware(chip, default_hardware_dir());
+  place_mesh(hw, mesh);  // as the tool: a mesh larger than the pod fails first
+  const Layout layout = parse_layout(layout_text, mesh);
+  TrainingStep step = build_training_step(c, batch_split(mesh, layout));
+  SimOptions o;
+  o.tokens_per_step = step.tokens;
+  o.model_flops_per_step = step.model_flops;
+  return simulate(lower(step.model.graph, mesh, layout), hw, o);
+}
+
+}  // namespace
+
+TEST_CASE("schedule: independent communication overlaps compute, dependent work waits for it", "[simulator][schedule]") {
+  // a = x·2 -> r = all_reduce(a) over data:4 --+
+  // b = relu(x) -> c = relu(b) -----------------+-> d = r + c
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"n", 1000}});
+  Expr a = scale(x, 2.0);
+  Expr r = all_reduce(a, {{"data", 4}});
+  Expr bb = relu(x);
+  Expr c = relu(bb);
+  Expr d = r + c;
+  b.output("d", d);
+  Lowered L;
+  L.graph = g;
+  L.mesh = parse_mesh("data:4");
+  SimOptions o;
+  o.optimizer = OptimizerModel::none;
+  const SimResult s = simulate(L, simple_chip(), o);
+
+  const SimOp &A = op_of(s, g, a.id), &R = op_of(s, g, r.id), &B = op_of(s, g, bb.id), &C = op_of(s, g, c.id),
+              &D = op_of(s, g, d.id);
+  // The all-reduce of 4000 bytes over 4 chips: 2·(3/4)·4000 B / (2·1e9 B/s) = 3 µs.
+  CHECK(R.duration == Approx(3e-6));
+  CHECK(R.stream == 1);
+  CHECK(s.streams == std::vector<std::string>{"compute", "ici:data"});
+  CHECK(A.start == 0);
+  CHECK(R.start == Approx(A.end));  // waits for its input
+  CHECK(B.start == Approx(A.end));  // runs meanwhile on the compute stream
+  CHECK(C.start == Approx(B.end));
+  CHECK(D.start == Approx(std::max(R.end, C.end)));  // needs both
+  CHECK(s.step_time == Approx(D.end));
+  // Overlap: the all-reduce runs while b and c compute; whatever sticks out is exposed.
+  const double compute_meanwhile = B.duration + C.duration;
+  CHECK(s.overlapped_comm == Approx(std::min(R.duration, compute_meanwhile)));
+  CHECK(s.exposed_comm == Approx(std::max(0.0, R.duration - compute_meanwhile)));
+  CHECK(s.comm_busy == Approx(R.duration));
+  CHECK(s.all_reduce == Approx(R.duration));
+  // The critical path runs through whichever branch finishes last.
+  CHECK(R.critical == (R.end >= C.end));
+  CHECK(D.critical);
+  CHECK(s.critical_compute + s.critical_comm == Approx(s.step_time));
+}
+
+TEST_CASE("memory per device: parameters, gradients, optimizer state; does not fit is a result", "[simulator][memory]") {
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"batch", 8}, {"d_model", 4}});
+  Expr w1 = b.parameter("w1", {{"d_model", 4}, {"d_ff", 8}});
+  Expr w2 = b.parameter("w2", {{"d_ff", 8}, {"d_model", 4}});
+  Expr y = einsum(relu(einsum(x, w1, {"batch", "d_ff"})), w2, {"batch", "d_model"});
+  Expr loss = mean(y * y, {"batch", "d_model"});
+  b.set_loss(loss);
+  gradients(g);
+  const Mesh mesh = parse_mesh("data:2,model:2");
+  const Lowered L = lower(g, mesh, parse_layout("batch:data,d_ff:model", mesh));
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+
+  SimOptions o;
+  const SimResult ada = simulate(L, h, o);
+  // w1 [4, 8/2], w2 [8/2, 4] in f32: 32 elements = 128 bytes, gradients the same.
+  CHECK(ada.memory.parameters == 128);
+  CHECK(ada.memory.gradients == 128);
+  // Adafactor: rows + columns of each: (4 + 4) + (4 + 4) floats.
+  CHECK(ada.memory.optimizer == 16 * 4);
+  CHECK(ada.memory.activations > 0);
+  CHECK(ada.memory.inputs == 4 * 4 * 4);  // x [8/2, 4]
+  CHECK(ada.memory.fits());
+  o.optimizer = OptimizerModel::adamw;
+  CHECK(simulate(L, h, o).memory.optimizer == 2 * 32 * 4);
+  // Two updates were priced, after their gradients.
+  CHECK(std::count_if(ada.ops.begin(), ada.ops.end(), [](const SimOp& op) { return op.phase == Phase::optimizer; }) == 2);
+  h.hbm_bytes = 100;
+  const SimResult small = simulate(L, h, o);
+  CHECK_FALSE(small.memory.fits());
+  CHECK(small.step_time == Approx(ada.step_time).epsilon(0.5));  // still a full result
+}
+
+TEST_CASE("the analytical evaluation prices what the event simulation runs", "[simulator][sweep]") {
+  const ModelConfig c = parse_model_config(small_moe(8), "small_moe.toml");
+  const Mesh mesh = parse_mesh("data:4,model:2");
+  const HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  TrainingStep full = build_training_step(c, 4);
+  LayoutEvaluator eval(full.model.graph, mesh, h, OptimizerModel::adafactor);
+  for (const char* text : {"batch:data,experts:data,d_ff:model,heads:model", "batch:data", "d_ff:model,vocab:model", ""}) {
+    INFO(text);
+    const Layout layout = parse_layout(text, mesh);
+    const LayoutScore a = eval.evaluate(layout);
+    SimOptions o;
+    const SimResult s = simulate(lower(full.model.graph, mesh, layout), h, o);
+    CHECK(a.compute == Approx(s.compute_bound + s.memory_bound).epsilon(1e-9));
+    CHECK(a.comm == Approx(s.all_to_all + s.all_reduce + s.other_comm).epsilon(1e-9));
+    CHECK(a.all_to_all_bytes == Approx(s.all_to_all_bytes).epsilon(1e-9));
+    CHECK(a.memory.parameters == Approx(s.memory.parameters));
+    CHECK(a.memory.optimizer == Approx(s.memory.optimizer));
+    // The estimate lies between the busiest stream and everything in series.
+    CHECK(a.step <= a.compute + a.comm + 1e-12);
+    CHECK(s.step_time <= a.compute + a.comm + 1e-9);
+  }
+  // A reduced build (one layer of each kind, weighted) stands for the full model.
+  ModelConfig four = parse_model_config(small_moe(8), "small_moe.toml", {"model.layers=4"});
+  TrainingStep big = build_training_step(four, 4);
+  TrainingStep reduced = build_training_step(four, 4, /*reduced=*/true);
+  CHECK(reduced.model.graph.nodes.size() < big.model.graph.nodes.size());
+  const Layout layout = parse_layout("batch:data,experts:data,d_ff:model", mesh);
+  LayoutEvaluator e_big(big.model.graph, mesh, h, OptimizerModel::adafactor);
+  LayoutEvaluator e_red(reduced.model.graph, mesh, h, OptimizerModel::adafactor, reduced.weights);
+  const LayoutScore sb = e_big.evaluate(layout), sr = e_red.evaluate(layout);
+  CHECK(sr.compute == Approx(sb.compute).epsilon(1e-6));
+  CHECK(sr.comm == Approx(sb.comm).epsilon(1e-6));
+  CHECK(sr.memory.parameters == Approx(sb.memory.parameters).epsilon(1e-6));
+  CHECK(reduced.model_flops == big.model_flops);
+}
+
+TEST_CASE("sweep: every legal layout, ranked by step time, those that fit first", "[simulator][sweep]") {
+  const Mesh mesh = parse_mesh("data:4,model:2");
+  const auto all = enumerate_layouts({"batch", "d_ff"}, mesh);
+  CHECK(all.size() == 9);
+  CHECK(to_string(all[0]).empty());
+  CHECK(to_string(all[8]) == "batch:model,d_ff:model");
+  const ModelConfig c = parse_model_config(small_moe(8), "small_moe.toml");
+  TrainingStep step = build_training_step(c, 4);
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  LayoutEvaluator eval(step.model.graph, mesh, h, OptimizerModel::adafactor);
+  CHECK_THAT(eval.legality(parse_layout("d_model:data,d_ff:data", mesh)), Contains("both map to mesh axis 'data'"));
+  std::vector<LayoutScore> scores;
+  for (const Layout& l : enumerate_layouts(default_sweep_dims(step.model.graph), mesh))
+    if (eval.legality(l).empty()) scores.push_back(eval.evaluate(l));
+  REQUIRE(scores.size() > 10);
+  // With HBM for only half the layouts, the others are marked and rank last.
+  std::vector<double> totals;
+  for (const LayoutScore& s : scores) totals.push_back(s.memory.total());
+  std::sort(totals.begin(), totals.end());
+  const double cap = totals[totals.size() / 2];
+  for (LayoutScore& s : scores) s.memory.capacity = cap;
+  rank_layouts(scores);
+  bool seen_misfit = false;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!scores[i].memory.fits()) seen_misfit = true;
+    if (seen_misfit) CHECK_FALSE(scores[i].memory.fits());
+    if (i > 0 && scores[i].memory.fits() == scores[i - 1].memory.fits()) CHECK(scores[i - 1].step <= scores[i].step);
+  }
+  CHECK(seen_misfit);
+  const std::string csv = sweep_csv(scores);
+  CHECK_THAT(csv, Contains("rank,layout,fits,step_s"));
+  CHECK_THAT(csv, Contains(",yes,"));
+  CHECK_THAT(csv, Contains(",no,"));
+}
+
+TEST_CASE("MoE: raising the train capacity factor raises step time and all-to-all bytes", "[simulator][moe]") {
+  const ModelConfig lo = parse_model_config(small_moe(8), "small_moe.toml", {"moe.cf_train=1.25"});
+  const ModelConfig hi = parse_model_config(small_moe(8), "small_moe.toml", {"moe.cf_train=2.0"});
+  const char* layout = "batch:data,experts:data";
+  const SimResult a = simulate_model(lo, "data:8", layout);
+  const SimResult b = simulate_model(hi, "data:8", layout);
+  REQUIRE(a.all_to_all_bytes > 0);
+  // Capacity floor(256·CF/8): 40 -> 64 slots per expert and group: the buffers grow by 64/40.
+  CHECK(b.all_to_all_bytes == Approx(a.all_to_all_bytes * 64.0 / 40.0));
+  CHECK(b.all_to_all > a.all_to_all);
+  CHECK(b.step_time > a.step_time);
+}
+
+TEST_CASE("MoE: more experts at fixed tokens per chip leave per-chip all-to-all bytes unchanged", "[simulator][moe]") {
+  // ST-MoE footnote 10: the all-to-all moves tokens·k·CF·d_model per chip, whatever E is.
+  const char* layout = "batch:data,experts:data";
+  const SimResult e8 = simulate_model(parse_model_config(small_moe(8), "m.toml"), "data:8", layout);
+  const SimResult e16 = simulate_model(parse_model_config(small_moe(16), "m.toml"), "data:8", layout);
+  const SimResult e32 = simulate_model(parse_model_config(small_moe(32), "m.toml"), "data:8", layout);
+  REQUIRE(e8.all_to_all_bytes > 0);
+  CHECK(e16.all_to_all_bytes == Approx(e8.all_to_all_bytes));
+  CHECK(e32.all_to_all_bytes == Approx(e8.all_to_all_bytes));
+  // With experts and chips doubled together (twice the batch: tokens per chip fixed) the payload
+  // per chip is the same; the bytes sent grow from 7/8 to 15/16 of it (what stays on the chip).
+  const SimResult wide = simulate_model(parse_model_config(small_moe(16, 64), "m.toml"), "data:16", layout);
+  auto payload = [](const SimResult& r) {
+    double b = 0;
+    for (const SimOp& op : r.ops)
+      if (op.kind == OpKind::all_to_all) b += op.cost.bytes_read;
+    return b;
+  };
+  CHECK(payload(wide) == Approx(payload(e8)));
+  CHECK(wide.all_to_all_bytes == Approx(e8.all_to_all_bytes * (15.0 / 16) / (7.0 / 8)));
+}
+
+TEST_CASE("simulate refuses a mesh larger than the pod", "[simulator]") {
+  const ModelConfig c = parse_model_config(small_moe(8), "m.toml");
+  CHECK_THROWS_WITH(simulate_model(c, "data:512", "batch:data", "tpu_v5e"),
+                    Contains("mesh 'data:512' has 512 devices, more than the pod: a tpu_v5e pod has 256 devices"));
+}
