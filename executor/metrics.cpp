@@ -51,7 +51,6 @@ std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics*
             {"cross_entropy", number(m.cross_entropy)},
             {"aux_loss", number(m.aux_loss)},
             {"z_loss", number(m.z_loss)},
-            {"accuracy", number(m.accuracy)},
             {"grad_norm", number(m.grad_norm)},
             {"clip_scale", number(m.clip_scale)},
             {"learning_rate", number(m.learning_rate)},

@@ -1,7 +1,7 @@
 // The run records a training run writes to its output directory:
 //
 //   metrics.jsonl  one JSON object per step, keys in this order:
-//     step, epoch, loss, cross_entropy, aux_loss, z_loss, accuracy, grad_norm, clip_scale, learning_rate,
+//     step, epoch, loss, cross_entropy, aux_loss, z_loss, grad_norm, clip_scale, learning_rate,
 //     tokens, target_tokens, moe {<layer scope>: {aux_loss, z_loss, router_entropy, max_logit,
 //     fraction_dropped [k], expert_load [experts]}} (MoE models), eval {neg_log_perplexity,
 //     accuracy, target_tokens, batches, moe {...}} (steps that evaluate), and last the wall-clock

@@ -19,12 +19,15 @@ struct ParamSlot {
   std::vector<ValueId> state, new_state;
 };
 
+// Training steps leave out the accuracy metric (a full argmax pass over the logits); evaluation
+// reports it.
 BuildOptions model_options(Mode mode, int64_t batch) {
   BuildOptions o;
   o.mode = mode;
   o.batch = batch;
   o.loss_weights = true;
   o.moe_metrics = true;
+  o.accuracy = mode == Mode::eval;
   return o;
 }
 
@@ -111,7 +114,7 @@ struct Trainer::Impl {
   ModelGraph train;
   std::unique_ptr<Executor> ex;
   std::vector<ParamSlot> slots;
-  ValueId lr, grad_norm_squared, clip_scale, loss, accuracy;
+  ValueId lr, grad_norm_squared, clip_scale, loss;
   ModelGraph eval;
   std::unique_ptr<Executor> eval_ex;
   int64_t step = 0;
@@ -124,7 +127,6 @@ struct Trainer::Impl {
     const auto grads = gradients(g, params);
     build_optimizer(g, params, grads);
     loss = output_of(g, "loss");
-    accuracy = output_of(g, "accuracy");
 
     ExecutorOptions opts = exec;
     opts.on_op = [this](NodeId n, double t0, double t1) {
@@ -261,7 +263,6 @@ StepMetrics Trainer::train_step(const data::Batch& batch) {
   r.cross_entropy = scalar(ex, m.train.cross_entropy);
   if (m.train.aux_loss.valid()) r.aux_loss = scalar(ex, m.train.aux_loss);
   if (m.train.z_loss.valid()) r.z_loss = scalar(ex, m.train.z_loss);
-  r.accuracy = scalar(ex, m.accuracy);
   r.grad_norm = std::sqrt(scalar(ex, m.grad_norm_squared));
   r.clip_scale = scalar(ex, m.clip_scale);
   r.learning_rate = static_cast<float>(lr);

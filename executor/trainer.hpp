@@ -8,8 +8,9 @@
 // Graph inputs besides the model's: "optimizer/lr" f32 [] (executor/schedule) and the optimizer
 // state leaves "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32,
 // zero at the start. The model's "step" input is the 0-based step t for both the model's
-// randomness and the optimizer. After each run the new parameters and state are copied into
-// their leaves. Parameters start from initial_value() with the config's seed, drawn by the ids of
+// randomness and the optimizer. Graph outputs besides the model's: "optimizer/grad_norm_squared",
+// "optimizer/clip_scale", "update/<param>" and "update/optimizer/<param>/<slot>". After each run
+// the new parameters and state are copied into their leaves. Parameters start from initial_value() with the config's seed, drawn by the ids of
 // the f32 graph, so f32 and bf16 runs of one seed start from the same weights.
 //
 // Evaluation builds the eval-mode graph of the same config (eval CF and policy, no dropout) with
@@ -48,7 +49,6 @@ struct StepMetrics {
   double cross_entropy = 0;   // mean over the batch's real targets, nats
   double aux_loss = 0;        // weighted sums over the MoE layers (0 for a dense model)
   double z_loss = 0;
-  double accuracy = 0;
   double grad_norm = 0;       // global norm before clipping
   double clip_scale = 1;      // factor applied to the gradients: min(1, grad_clip / grad_norm), 1 without clipping
   double learning_rate = 0;

@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <ctime>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -27,22 +29,46 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// CPU seconds used by the calling thread (the machine is shared: wall time alone mixes in the
+// other processes' load).
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+struct Rate {
+  double per_wall_second = 0;  // layouts / wall-clock second, all workers together
+  double per_cpu_second = 0;   // layouts / CPU-second of one worker
+};
+
 // Evaluates `layouts` round-robin on `threads` workers (one evaluator each) for about `seconds`.
-double layouts_per_second(const sy::TrainingStep& step, const sy::Mesh& mesh, const sy::HardwareSpec& hw,
-                          const std::vector<sy::Layout>& layouts, int threads, double seconds) {
+Rate layouts_per_second(const sy::TrainingStep& step, const sy::Mesh& mesh, const sy::HardwareSpec& hw,
+                        const std::vector<sy::Layout>& layouts, int threads, double seconds) {
   std::atomic<long> done{0};
+  std::vector<double> cpu(static_cast<size_t>(threads), 0.0);
+  std::vector<long> counts(static_cast<size_t>(threads), 0);
   std::vector<std::thread> pool;
   const auto t0 = Clock::now();
   for (int w = 0; w < threads; ++w)
     pool.emplace_back([&, w] {
       sy::LayoutEvaluator eval(step.model.graph, mesh, hw, step.optimizer, step.weights);
       for (const sy::Layout& l : layouts) eval.evaluate(l);  // warm the memo (as a sweep would)
+      const double c0 = thread_cpu_seconds();
       long n = 0;
       for (size_t i = static_cast<size_t>(w); since(t0) < seconds; i = (i + 1) % layouts.size(), ++n) eval.evaluate(layouts[i]);
+      cpu[static_cast<size_t>(w)] = thread_cpu_seconds() - c0;
+      counts[static_cast<size_t>(w)] = n;
       done += n;
     });
   for (auto& t : pool) t.join();
-  return static_cast<double>(done.load()) / since(t0);
+  Rate r;
+  r.per_wall_second = static_cast<double>(done.load()) / since(t0);
+  double c = 0;
+  long n = 0;
+  for (int w = 0; w < threads; ++w) c += cpu[static_cast<size_t>(w)], n += counts[static_cast<size_t>(w)];
+  r.per_cpu_second = c > 0 ? static_cast<double>(n) / c : 0.0;
+  return r;
 }
 
 int run(int argc, char** argv) {
@@ -82,12 +108,17 @@ int run(int argc, char** argv) {
              "checks {:.0f}/s\n",
              reduced.model.graph.nodes.size(), config.encoder_layers + config.decoder_layers, build_s, all.size(),
              legal.size(), legality_rate);
-  const double one = layouts_per_second(reduced, mesh, hw, legal, 1, seconds);
-  fmt::print("analytical layout evaluation, 1 thread:  {:.0f} layouts/s\n", one);
+  const Rate one = layouts_per_second(reduced, mesh, hw, legal, 1, seconds);
+  fmt::print("analytical layout evaluation, 1 thread:  {:.0f} layouts/s wall-clock, {:.0f} layouts per CPU-second\n",
+             one.per_wall_second, one.per_cpu_second);
   if (threads > 1) {
-    const double many = layouts_per_second(reduced, mesh, hw, legal, threads, seconds);
-    fmt::print("analytical layout evaluation, {} threads: {:.0f} layouts/s\n", threads, many);
+    const Rate many = layouts_per_second(reduced, mesh, hw, legal, threads, seconds);
+    fmt::print("analytical layout evaluation, {} threads: {:.0f} layouts/s wall-clock, {:.0f} layouts per CPU-second "
+               "per thread\n",
+               threads, many.per_wall_second, many.per_cpu_second);
   }
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) > 0) fmt::print("(machine load average {:.1f} on {} cores)\n", load[0], std::thread::hardware_concurrency());
 
   // 2. The full event-driven step.
   const sy::Layout layout = sy::parse_layout(layout_text, mesh);

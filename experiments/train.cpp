@@ -202,11 +202,17 @@ int run(const Args& a) {
     loss_ema = ckpt->run.loss_ema;
   }
   sy::RunState run_state{0, {}, 0, config_json, model_path, model_toml, overrides};
-  auto save = [&] {
+  // Saves a checkpoint unless the parameters or optimizer state hold a NaN/Inf (an update can
+  // overflow after a finite loss): then the last good checkpoint stays and the run has diverged.
+  auto save = [&]() -> bool {
+    for (const sy::StateTensor& s : trainer.state())
+      for (int64_t i = 0; i < sy::num_elements(s.type.shape); ++i)
+        if (!std::isfinite(s.data[i])) return false;
     run_state.step = trainer.step();
     run_state.data = train_source.position();
     run_state.loss_ema = loss_ema;
     sy::save_checkpoint(out_ckpt, trainer.state(), run_state);
+    return true;
   };
 
   const std::set<int64_t> trace_steps = a.trace.empty() ? std::set<int64_t>{} : sy::parse_step_list(a.trace);
@@ -274,6 +280,8 @@ int run(const Args& a) {
     metrics << sy::metrics_line(last, train_source.position().epoch, evaluate ? &*last_eval : nullptr, timing) << "\n";
     metrics.flush();
 
+    if (diverged.empty() && a.checkpoint_every > 0 && step % a.checkpoint_every == 0 && step < a.steps && !save())
+      diverged = fmt::format("the parameters hold NaN/Inf after step {}", step);
     if (!diverged.empty()) {
       if (terminal) fmt::print(stderr, "\n");
       sy::write_status(out, "diverged", step, diverged);
@@ -281,7 +289,6 @@ int run(const Args& a) {
       fmt::print(stderr, "train: diverged: {}; the last good checkpoint (if any) is kept in {}\n", diverged, out.string());
       return 0;
     }
-    if (a.checkpoint_every > 0 && step % a.checkpoint_every == 0 && step < a.steps) save();
     if (terminal) {
       const double rate = static_cast<double>(step - first) / elapsed;
       fmt::print(stderr, "\r\033[Kstep {}/{}  loss {:.4f}  ce {:.4f}  {:.0f} tok/s  ETA {}{}", step, a.steps, last.loss,
@@ -292,7 +299,12 @@ int run(const Args& a) {
   }
   if (terminal) fmt::print(stderr, "\n");
   finish_trace();
-  if (trainer.step() > first || !fs::exists(out_ckpt)) save();
+  if ((trainer.step() > first || !fs::exists(out_ckpt)) && !save()) {
+    const std::string why = fmt::format("the parameters hold NaN/Inf after step {}", trainer.step());
+    sy::write_status(out, "diverged", trainer.step(), why);
+    fmt::print(stderr, "train: diverged: {}; the last good checkpoint (if any) is kept in {}\n", why, out.string());
+    return 0;
+  }
 
   if (g_signal) {
     const int sig = g_signal;

@@ -67,7 +67,17 @@ struct CNode {
   int nin = 0, nout = 0;
   std::array<int32_t, kMaxIn> in{};
   std::array<int32_t, kMaxOut> out{};
-  std::vector<std::pair<DimId, Role>> roles;  // dims whose role is not `free`
+  // Dims whose role is not `free` (inline: looked up for every dim of every plan).
+  struct Roles {
+    std::array<std::pair<DimId, Role>, 16> r{};
+    int n = 0;
+    void emplace_back(DimId d, Role role) {
+      SY_CHECK(n < static_cast<int>(r.size()), "lower: a node with more than {} summed or whole dims", r.size());
+      r[static_cast<size_t>(n++)] = {d, role};
+    }
+    const std::pair<DimId, Role>* begin() const { return r.data(); }
+    const std::pair<DimId, Role>* end() const { return r.data() + n; }
+  } roles;
   ReduceOp reduce = ReduceOp::sum;
   bool reshape = false;
   std::array<int8_t, kMaxRank> reshape_map{};  // input position -> output position (same prefix), or -1
@@ -317,9 +327,19 @@ struct Planner {
   std::vector<Sharding> primary;
   std::vector<std::vector<std::pair<Sharding, int32_t>>> variants;
 
+  std::vector<uint64_t> divisible;  // per value: bit 8·i + a set when dim i divides over axis a
+
   Planner(const Compiled& comp, const Mesh& m, const LowerOptions& o) : c(comp), mesh(m), opts(o) {
     axes = m.axes.size();
     for (size_t a = 0; a < axes; ++a) n[a] = m.axes[a].size;
+    divisible.resize(c.values.size());
+    for (size_t v = 0; v < c.values.size(); ++v)
+      for (int i = 0; i < c.values[v].rank; ++i)
+        for (size_t a = 0; a < axes; ++a)
+          if (c.values[v].size[static_cast<size_t>(i)] % n[a] == 0) divisible[v] |= uint64_t{1} << (8 * i + static_cast<int>(a));
+  }
+  bool divides(int32_t value, int i, int a) const {
+    return (divisible[static_cast<size_t>(value)] >> (8 * i + a)) & 1u;
   }
 
   void set_layout(const Layout& layout) {
@@ -337,11 +357,12 @@ struct Planner {
   }
 
   // Leaves: split by their rules, outermost dim first.
-  Sharding leaf_sharding(const CValue& v) const {
+  Sharding leaf_sharding(int32_t id) const {
+    const CValue& v = c.values[static_cast<size_t>(id)];
     Sharding s;
     for (int i = 0; i < v.rank; ++i) {
       const int16_t a = rule_axis[static_cast<size_t>(v.dim[static_cast<size_t>(i)])];
-      if (a >= 0 && s.dim[static_cast<size_t>(a)] < 0 && v.size[static_cast<size_t>(i)] % n[static_cast<size_t>(a)] == 0)
+      if (a >= 0 && s.dim[static_cast<size_t>(a)] < 0 && divides(id, i, a))
         s.dim[static_cast<size_t>(a)] = static_cast<int8_t>(i);
     }
     return s;
@@ -412,7 +433,7 @@ struct Planner {
           }
         }
       }
-      if (a >= 0 && s.dim[static_cast<size_t>(a)] < 0 && v.size[static_cast<size_t>(i)] % n[static_cast<size_t>(a)] == 0)
+      if (a >= 0 && s.dim[static_cast<size_t>(a)] < 0 && divides(cn.out[static_cast<size_t>(o)], i, a))
         s.dim[static_cast<size_t>(a)] = static_cast<int8_t>(i);
     }
     return s;
@@ -537,7 +558,7 @@ struct Planner {
         const int8_t pi = cur[0].dim[a];
         if (pi < 0) continue;
         const int8_t po = cn.reshape_map[static_cast<size_t>(pi)];
-        if (po >= 0 && ov.size[static_cast<size_t>(po)] % n[a] == 0) {
+        if (po >= 0 && divides(cn.out[0], po, static_cast<int>(a))) {
           p.in_to[0].dim[a] = pi;
           mapped.dim[a] = po;
         }
@@ -585,7 +606,7 @@ struct Planner {
       if (in_iter[a] < 0 && out_iter[a] >= 0 && !assigned(in_iter, out_iter[a]) &&
           cn.role(out_iter[a]) != Role::summed)
         in_iter[a] = out_iter[a];
-    if (in_iter != out_iter) {
+    if (in_iter != out_iter && scratch[0].comm_bytes > 0) {  // nothing beats moving nothing
       complete(cn, in_iter, want, scratch[1]);
       if (scratch[1].comm_bytes < scratch[0].comm_bytes) return scratch[1];
     }
@@ -771,8 +792,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
   // Leaves.
   for (const Value& v : g.values) {
     if (v.role == ValueRole::computed) continue;
-    const CValue& cv = c.values[static_cast<size_t>(v.id.v)];
-    const Sharding s = pl.leaf_sharding(cv);
+    const Sharding s = pl.leaf_sharding(v.id.v);
     const Shape local = local_shape(v.type.shape, s, mesh);
     Expr e = v.role == ValueRole::input ? b.input(v.name, local, v.type.dtype) : b.parameter(v.name, local, v.type.dtype);
     note_value(e.id, v.type.shape, s);
@@ -946,7 +966,7 @@ const std::vector<Sharding>& LoweringPlanner::plan(const Layout& layout, PlanVis
   m.pl.set_layout(layout);
   for (size_t i = 0; i < m.c.values.size(); ++i)
     if (m.c.values[i].leaf) {
-      m.pl.primary[i] = m.pl.leaf_sharding(m.c.values[i]);
+      m.pl.primary[i] = m.pl.leaf_sharding(static_cast<int32_t>(i));
       m.pl.add_variant(static_cast<int32_t>(i), m.pl.primary[i], -1);
     }
   for (const Node& n : m.g.nodes) {

@@ -120,7 +120,7 @@ class TransformerBuilder {
       }
       b_.set_loss(loss);
     }
-    {
+    if (o_.accuracy) {
       ScopeGuard s(b_, "metrics");
       // accuracy = mean [argmax_V logits == target]
       Expr predicted = top_k(logits, "vocab", {"top", 1}).second;                  // i32 [B, L, top=1]

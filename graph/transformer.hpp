@@ -26,7 +26,8 @@
 // values of attention), d_model, heads, d_kv, d_ff, vocab, buckets; the MoE layer adds group,
 // experts, capacity, ...
 //
-// Graph outputs: "loss" (Graph::loss), "cross_entropy", "accuracy" (argmax = target), and for MoE
+// Graph outputs: "loss" (Graph::loss), "cross_entropy", "accuracy" (argmax = target; unless
+// BuildOptions::accuracy is false), and for MoE
 // models "aux_loss", "z_loss" (the weighted sums) plus each MoE layer's metrics
 // "<layer scope>/moe/metrics/<name>".
 //
@@ -67,6 +68,9 @@ struct BuildOptions {
   // accuracy become Σ w·(per-token value) instead of the mean. The caller passes weights that sum
   // to 1 over the real targets and are 0 on padding (executor/trainer does).
   bool loss_weights = false;
+  // The "accuracy" output (an argmax over the vocabulary per target: a full pass over the logits;
+  // executor/trainer leaves it out of training steps and keeps it for evaluation).
+  bool accuracy = true;
 };
 
 // How to initialise one parameter (recorded beside the graph, not in it).

@@ -9,6 +9,7 @@ packages=(
   libfmt-dev catch2 graphviz libgraphviz-dev libtomlplusplus-dev nlohmann-json3-dev
   libcli11-dev
   python3-numpy
+  python3-nbconvert python3-ipykernel python3-matplotlib python3-pandas
   libsentencepiece-dev
 )
 

@@ -52,6 +52,11 @@ double HardwareSpec::peak_flops(OpClass c, DType t) const {
   return t == DType::bf16 ? matmul_flops_bf16 : matmul_flops_f32;
 }
 
+const ClassEfficiency& HardwareSpec::efficiency_of(OpKind k) const {
+  auto it = kind_efficiency.find(k);
+  return it != kind_efficiency.end() ? it->second : efficiency_of(op_def(k).op_class);
+}
+
 std::string default_hardware_dir() { return std::string(SY_SOURCE_DIR) + "/simulator/hardware"; }
 
 namespace {
@@ -246,6 +251,22 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
     s.efficiency[static_cast<size_t>(c)] = ClassEfficiency{t.curve("compute"), t.curve("memory")};
     t.finish();
   }
+  if (const toml::table* ops = effs.subtable("op")) {
+    Table kinds(file, ops, "efficiency.op");
+    for (const auto& [key, node] : *ops) {
+      const std::string name(key.str());
+      auto kind = op_from_name(name);
+      if (!kind) {
+        std::string known;
+        for (OpKind k : kAllOpKinds) known += fmt::format("{}{}", known.empty() ? "" : ", ", op_name(k));
+        kinds.fail(name, fmt::format("unknown op kind (known: {})", known));
+      }
+      Table t(file, kinds.subtable(name), "efficiency.op." + name);
+      s.kind_efficiency[*kind] = ClassEfficiency{t.curve("compute"), t.curve("memory")};
+      t.finish();
+    }
+    kinds.finish();
+  }
   effs.finish();
   return s;
 }
@@ -286,14 +307,19 @@ std::string to_toml(const HardwareSpec& s) {
                    num(s.link_bandwidth), num(s.hop_latency), num(s.collective_overhead), num(s.ici_efficiency));
   r += fmt::format("torus = [{}]\nwraparound = \"{}\"\nwraparound_multiple = {}\ncore_link_bandwidth = {}\n", torus,
                    wraparound_name(s.wraparound), s.wraparound_multiple, num(s.core_link_bandwidth));
+  auto curve = [&](const EfficiencyCurve& k) {
+    std::string t;
+    for (const auto& [x, y] : k.points) t += fmt::format("{}[{}, {}]", t.empty() ? "" : ", ", num(x), num(y));
+    return "[" + t + "]";
+  };
   for (OpClass c : kClasses) {
     const ClassEfficiency& e = s.efficiency_of(c);
-    auto curve = [&](const EfficiencyCurve& k) {
-      std::string t;
-      for (const auto& [x, y] : k.points) t += fmt::format("{}[{}, {}]", t.empty() ? "" : ", ", num(x), num(y));
-      return "[" + t + "]";
-    };
     r += fmt::format("\n[efficiency.{}]\n", op_class_name(c));
+    if (!e.compute.points.empty()) r += fmt::format("compute = {}\n", curve(e.compute));
+    if (!e.memory.points.empty()) r += fmt::format("memory = {}\n", curve(e.memory));
+  }
+  for (const auto& [k, e] : s.kind_efficiency) {
+    r += fmt::format("\n[efficiency.op.{}]\n", op_name(k));
     if (!e.compute.points.empty()) r += fmt::format("compute = {}\n", curve(e.compute));
     if (!e.memory.points.empty()) r += fmt::format("memory = {}\n", curve(e.memory));
   }

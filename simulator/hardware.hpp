@@ -32,16 +32,21 @@
 //   [efficiency.<op class>]             matmul, elementwise, reduction, index, layout
 //   compute = [[1e6, 0.2], [1e9, 0.6]]  [flops of one op, achieved fraction of peak] points,
 //   memory = [[1e4, 0.1], [1e8, 0.9]]   [bytes of one op, achieved fraction of HBM bandwidth];
-//                                       log-linear between points, clamped outside. Calibration
+//                                       log-linear between points, clamped outside; a missing
+//                                       curve is 1 everywhere
+//   [efficiency.op.<op kind>]           the same for one op kind (e.g. efficiency.op.gather),
+//                                       replacing its class's curves. Calibration
 //                                       (experiments/calibrate) writes measured tables.
 //
 // Errors are InputError naming the file, the key (with its line), the value and what is allowed.
 #pragma once
 
 #include "graph/dtype.hpp"
+#include "graph/ir.hpp"
 #include "graph/op_def.hpp"
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -92,12 +97,15 @@ struct HardwareSpec {
   double core_link_bandwidth = 0;
 
   std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass
+  std::map<OpKind, ClassEfficiency> kind_efficiency;      // per op kind, replacing its class's
 
   int64_t pod_chips() const;
   int64_t pod_devices() const { return pod_chips() * devices_per_chip; }
   // Peak FLOP/s for an op of class c whose operands are dtype t.
   double peak_flops(OpClass c, DType t) const;
   const ClassEfficiency& efficiency_of(OpClass c) const { return efficiency[static_cast<size_t>(c)]; }
+  // The kind's own curves if the spec has them, else its class's.
+  const ClassEfficiency& efficiency_of(OpKind k) const;
 };
 
 // Reads a hardware file. `name_or_path`: a path to a .toml file, or a chip name looked up as

@@ -15,7 +15,14 @@ std::string_view bound_name(Bound b) {
 }
 
 OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost) {
-  const ClassEfficiency& eff = hw.efficiency_of(c);
+  return roofline(hw, c, dtype, cost, hw.efficiency_of(c));
+}
+
+OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost) {
+  return roofline(hw, op_def(k).op_class, dtype, cost, hw.efficiency_of(k));
+}
+
+OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost, const ClassEfficiency& eff) {
   const double bytes = cost.bytes_read + cost.bytes_written;
   OpTime t;
   t.compute = cost.flops > 0 ? cost.flops / (hw.peak_flops(c, dtype) * eff.compute.at(cost.flops)) : 0.0;

@@ -28,7 +28,11 @@ struct OpTime {
   Bound bound = Bound::memory;
 };
 
-// `dtype`: the dtype of the op's operands (selects the matmul peak).
+// `dtype`: the dtype of the op's operands (selects the matmul peak). The efficiency curves are
+// those of `eff` (by default the class's).
 OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost);
+OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost, const ClassEfficiency& eff);
+// By op kind: its class's peak, and its own efficiency curves when the spec has them.
+OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost);
 
 }  // namespace sy

@@ -46,11 +46,12 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   LoweringPlanner planner;
   std::vector<double> weight;         // per node
   std::vector<double> leaf_weight;    // per value (leaves)
-  std::vector<OpClass> op_class;      // per node
+  std::vector<OpKind> kind;           // per node
   std::vector<DType> dtype;           // per node: operand dtype
   std::vector<char> backward;         // per node
   std::vector<char> read_by_backward; // per value
   std::vector<std::vector<double>> time_of;  // per node and local-shape variant: roofline time
+  std::vector<int32_t> held;  // values in memory across the step: leaves, and forward values the backward reads
   LayoutScore cur;
 
   Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, OptimizerModel o, std::vector<double> w)
@@ -60,7 +61,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     leaf_weight.assign(g.values.size(), -1.0);
     read_by_backward.assign(g.values.size(), 0);
     for (const Node& n : g.nodes) {
-      op_class.push_back(op_def(n.kind).op_class);
+      kind.push_back(n.kind);
       dtype.push_back(!n.inputs.empty() ? g.type(n.inputs[0]).dtype : g.type(n.outputs.at(0)).dtype);
       backward.push_back(n.backward ? 1 : 0);
       for (ValueId v : n.inputs) {
@@ -71,6 +72,9 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     for (double& w2 : leaf_weight)
       if (w2 < 0) w2 = 1.0;
     time_of.resize(g.nodes.size());
+    for (const Value& v : g.values)
+      if (v.role != ValueRole::computed || (read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward))
+        held.push_back(v.id.v);
   }
 
   void node(NodeId n, const OpCost& c, uint32_t variant) override {
@@ -79,7 +83,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     std::vector<double>& cache = time_of[i];  // roofline time per local-shape variant
     if (variant >= cache.size()) cache.resize(variant + 1, -1.0);
     double& t = cache[variant];
-    if (t < 0) t = roofline(hw, op_class[i], dtype[i], c).time;
+    if (t < 0) t = roofline(hw, kind[i], dtype[i], c).time;
     cur.compute += w * t;
     if (backward[i]) cur.backward_compute += w * t;
     cur.memory.transient = std::max(cur.memory.transient, c.bytes_read + c.bytes_written);
@@ -88,7 +92,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   void collective(const PlannedCollective& c) override {
     const double w = weight[static_cast<size_t>(c.origin.v)];
     if (c.kind == OpKind::shard_slice) {  // local: a copy on the compute stream
-      const double t = roofline(hw, OpClass::layout, dtype[static_cast<size_t>(c.origin.v)], c.cost).time;
+      const double t = roofline(hw, OpKind::shard_slice, dtype[static_cast<size_t>(c.origin.v)], c.cost).time;
       cur.compute += w * t;
       if (backward[static_cast<size_t>(c.origin.v)]) cur.backward_compute += w * t;
       return;
@@ -128,7 +132,8 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
     return b;
   };
   MemoryUse& mem = m.cur.memory;
-  for (const Value& v : g.values) {
+  for (int32_t id : m.held) {
+    const Value& v = g.values[static_cast<size_t>(id)];
     const double w = v.role == ValueRole::computed ? m.weight[static_cast<size_t>(v.producer.v)] : m.leaf_weight[static_cast<size_t>(v.id.v)];
     if (v.role == ValueRole::parameter) {
       const double b = local_bytes(v);

@@ -3,7 +3,8 @@
 #   - a run writes metrics.jsonl (one line per step, eval lines), status.json, a checkpoint that
 #     the NumPy reader loads, and a Chrome trace of the selected steps; decoder-only works too;
 #   - resume: N steps == N/2 steps, stop, --resume to N (metrics byte-identical except the
-#     wall-clock keys, checkpoints identical), also after SIGTERM mid-run;
+#     wall-clock keys, checkpoints identical), also after SIGTERM mid-run (which saves) and after
+#     SIGKILL (from the last periodic checkpoint);
 #   - divergence stops with status "diverged" and the step;
 #   - bad input exits 2 naming the file: missing corpus, bad config key, missing model, corrupt
 #     checkpoint, another config on resume, an --out holding another run; none of them touches
@@ -128,6 +129,25 @@ k=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$wo
 expect_exit 0 --resume "$work/c" "${common[@]}" --steps $((k + 3)) --out "$work/c"
 expect_exit 0 "${model[@]}" "${common[@]}" --steps $((k + 3)) --out "$work/d"
 same_metrics "$work/d/metrics.jsonl" "$work/c/metrics.jsonl" || fail "metrics after SIGTERM and resume differ"
+
+# ---- SIGKILL mid-run: resume from the last periodic checkpoint, dropping the later lines ----
+"$train" "${model[@]}" "${common[@]}" --steps 100000 --checkpoint-every 3 --out "$work/e" >"$work/e.out" 2>&1 &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 1 300); do
+  [ -f "$work/e/metrics.jsonl" ] && [ "$(wc -l <"$work/e/metrics.jsonl")" -ge 8 ] && break
+  sleep 0.1
+done
+kill -KILL "$pid"
+{ wait "$pid"; } 2>/dev/null || true  # (bash reports the kill on stderr)
+k=$("$py" -c "
+import sys; sys.path.insert(0, sys.argv[2])
+from read_safetensors import read_safetensors
+print(read_safetensors(sys.argv[1])[1]['step'])" "$work/e/checkpoint.safetensors" "$root/tests/reference")
+[ "$k" -ge 3 ] && [ $((k % 3)) -eq 0 ] || fail "checkpoint of the killed run at step $k"
+expect_exit 0 --resume "$work/e" "${common[@]}" --steps $((k + 2)) --out "$work/e"
+expect_exit 0 "${model[@]}" "${common[@]}" --steps $((k + 2)) --out "$work/f"
+same_metrics "$work/f/metrics.jsonl" "$work/e/metrics.jsonl" || fail "metrics after SIGKILL and resume differ"
 
 # ---- decoder-only: next-token objective ----
 cat >"$work/dec.toml" <<'EOF'

