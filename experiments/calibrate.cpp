@@ -1,6 +1,6 @@
 // calibrate: measure this machine through the sy Executor and write a HardwareSpec for it.
 //
-//   calibrate --out host.toml [--threads 2] [--quick]
+//   calibrate --out host.toml [--threads 2] [--quick | --smoke]
 //
 // Measured, each the best of several runs after a warm-up:
 //   matmul        square einsums [n, n] x [n, n] in f32 and bf16 (oneDNN): the peaks are the best
@@ -50,7 +50,7 @@ double time_graph(const sy::Graph& g, int threads, double budget) {
   }
   ex.run();
   double best = 1e30, spent = 0;
-  for (int r = 0; r < 30 && (r < 3 || spent < budget); ++r) {
+  for (int r = 0; r < 30 && (r < 3 || spent < budget); ++r) {  // at least 3 runs, more within the budget
     const auto t0 = Clock::now();
     ex.run();
     const double t = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -155,13 +155,15 @@ int run(int argc, char** argv) {
                "per-op efficiencies) and write a HardwareSpec TOML"};
   std::string out_path, name = "host";
   int threads = 2;
-  bool quick = false;
+  bool quick = false, smoke = false;
   app.add_option("--out", out_path, "the HardwareSpec file to write, e.g. simulator/hardware/host.toml")->required();
   app.add_option("--name", name, "the chip name in the file")->capture_default_str();
   app.add_option("--threads", threads, "Executor threads (0: all cores)")->capture_default_str();
   app.add_flag("--quick", quick, "fewer sizes and shorter timing (a rougher table)");
+  app.add_flag("--smoke", smoke, "tiny sizes only: checks the plumbing in seconds (the table is not worth using)");
   CLI11_PARSE(app, argc, argv);
-  const double budget = quick ? 0.05 : 0.2;
+  quick = quick || smoke;
+  const double budget = smoke ? 0.0 : quick ? 0.05 : 0.2;
 
   sy::HardwareSpec h;
   h.name = name;
@@ -173,7 +175,9 @@ int run(int argc, char** argv) {
   h.wraparound = sy::Wraparound::always;
 
   // Matmul rates by size and dtype.
-  const std::vector<int64_t> sizes = quick ? std::vector<int64_t>{64, 256, 1024} : std::vector<int64_t>{64, 128, 256, 512, 1024, 2048};
+  const std::vector<int64_t> sizes = smoke   ? std::vector<int64_t>{32, 64}
+                                     : quick ? std::vector<int64_t>{64, 256, 1024}
+                                             : std::vector<int64_t>{64, 128, 256, 512, 1024, 2048};
   std::vector<double> rate_f32, rate_bf16;
   for (int64_t n : sizes)
     for (sy::DType t : {sy::DType::f32, sy::DType::bf16}) {
@@ -197,7 +201,7 @@ int run(int argc, char** argv) {
 
   // Memory bandwidth: a large f32 add.
   {
-    const int64_t n = quick ? (1 << 22) : (1 << 24);
+    const int64_t n = smoke ? (1 << 14) : quick ? (1 << 22) : (1 << 24);
     sy::Graph g = one_op(sy::OpKind::add, n);
     const sy::OpCost c = cost_of(g);
     h.hbm_bandwidth = (c.bytes_read + c.bytes_written) / time_graph(g, threads, budget);
@@ -216,8 +220,9 @@ int run(int argc, char** argv) {
   }
 
   // Every op kind by size.
-  const std::vector<int64_t> elems = quick ? std::vector<int64_t>{1 << 10, 1 << 16, 1 << 20}
-                                           : std::vector<int64_t>{1 << 10, 1 << 13, 1 << 16, 1 << 19, 1 << 21};
+  const std::vector<int64_t> elems = smoke   ? std::vector<int64_t>{1 << 8, 1 << 10}
+                                     : quick ? std::vector<int64_t>{1 << 10, 1 << 16, 1 << 20}
+                                             : std::vector<int64_t>{1 << 10, 1 << 13, 1 << 16, 1 << 19, 1 << 21};
   double vector_flops = 1e9;
   for (sy::OpKind k : sy::kAllOpKinds) {
     std::vector<std::pair<double, double>> points;  // (bytes, time)
@@ -245,7 +250,8 @@ int run(int argc, char** argv) {
   h.efficiency[static_cast<size_t>(sy::OpClass::reduction)].memory = h.kind_efficiency[sy::OpKind::reduce_sum].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::index)].memory = h.kind_efficiency[sy::OpKind::gather].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::layout)].memory = h.kind_efficiency[sy::OpKind::transpose].memory;
-  h.description = fmt::format("calibrated on {} with {} Executor threads{}", cpu_name(), threads, quick ? " (quick)" : "");
+  h.description = fmt::format("calibrated on {} with {} Executor threads{}", cpu_name(), threads,
+                              smoke ? " (smoke: not a usable table)" : quick ? " (quick)" : "");
 
   std::string text = fmt::format("# Written by experiments/calibrate: measured through the sy Executor on this machine.\n"
                                  "# [ici] is a placeholder (one process: nothing to measure).\n");

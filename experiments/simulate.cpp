@@ -3,10 +3,10 @@
 //   simulate --model experiments/configs/models/st_moe_32b.toml --hardware tpu_v3
 //            --mesh data:64,model:16 --layout batch:data,experts:data,d_ff:model,heads:model --out DIR
 //       DIR/report.md, DIR/ops.csv, DIR/summary.json, DIR/trace.json (simulator/report.hpp)
-//   simulate --model M.toml --hardware tpu_v4 --mesh data:16,model:16 --sweep --out DIR
-//       DIR/sweep.csv: every legal layout of the candidate dims, ranked by estimated step time
-//       among those that fit (simulator/sweep.hpp); the best --refine layouts also simulated
-//       event by event
+//   simulate --model M.toml --hardware tpu_v4 --mesh data:16,model:16 --sweep [--sweep-meshes] --out DIR
+//       DIR/sweep.csv: every legal layout of the candidate dims (on every mesh of the same axes and
+//       device count with --sweep-meshes), ranked by estimated step time among those that fit
+//       (simulator/sweep.hpp); the best --refine layouts also simulated event by event
 //
 // The hardware is a chip name (simulator/hardware/<name>.toml) or a path to a .toml file. Bad
 // input (a model or hardware file, a mesh larger than the pod, an illegal layout) prints one
@@ -55,7 +55,7 @@ int run(int argc, char** argv) {
   std::string model_path, hardware, mesh_text, layout_text, out_dir, optimizer = "config", dims_text;
   std::string hardware_dir = sy::default_hardware_dir();
   std::vector<std::string> overrides;
-  bool sweep = false;
+  bool sweep = false, sweep_meshes = false;
   int refine = 3;
   app.add_option("--model", model_path, "model config (TOML), e.g. experiments/configs/models/st_moe_32b.toml")->required();
   app.add_option("--set", overrides, "override a config key, e.g. --set moe.cf_train=2.0 (repeatable)");
@@ -70,6 +70,8 @@ int run(int argc, char** argv) {
   app.add_flag("--sweep", sweep, "rank every legal layout of the candidate dims instead (writes sweep.csv)");
   app.add_option("--sweep-dims", dims_text, "sweep: dims to lay out, comma-separated (default: those of batch, experts, "
                                             "heads, d_ff, d_model, vocab, d_kv the model has)");
+  app.add_flag("--sweep-meshes", sweep_meshes,
+               "sweep: also every mesh with the same axis names and device count (data:256 -> data:16,model:16, ...)");
   app.add_option("--refine", refine, "sweep: simulate this many of the best fitting layouts event by event")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -109,41 +111,59 @@ int run(int argc, char** argv) {
   // Sweep: a reduced build (one layer of each kind) evaluated analytically for every layout; the
   // grouping splits the batch by the lcm of the axes so every candidate axis divides it.
   if (!layout_text.empty()) throw sy::InputError("--layout and --sweep exclude each other (the sweep tries every layout)");
-  int64_t split = 1;
-  for (const sy::MeshAxis& a : mesh.axes) split = std::lcm(split, a.size);
-  sy::TrainingStep reduced = sy::build_training_step(config, split, /*reduced=*/true);
-  const sy::OptimizerModel opt = optimizer_from(optimizer, reduced.optimizer);
-  std::vector<std::string> dims = dims_text.empty() ? sy::default_sweep_dims(reduced.model.graph) : split_commas(dims_text);
-  sy::LayoutEvaluator eval(reduced.model.graph, mesh, hw, opt, reduced.weights);
-  std::vector<sy::LayoutScore> scores;
-  size_t illegal = 0;
-  const auto layouts = sy::enumerate_layouts(dims, mesh);
-  for (const sy::Layout& l : layouts) {
-    if (!eval.legality(l).empty()) {
-      ++illegal;
-      continue;
+  std::vector<sy::Mesh> meshes{mesh};
+  if (sweep_meshes) {
+    meshes.clear();
+    for (const sy::Mesh& m : sy::meshes_like(mesh)) {
+      try {
+        sy::place_mesh(hw, m);
+        meshes.push_back(m);
+      } catch (const sy::InputError&) {  // does not fit the torus: not a candidate
+      }
     }
-    scores.push_back(eval.evaluate(l));
+  }
+  std::vector<sy::LayoutScore> scores;
+  size_t illegal = 0, tried = 0;
+  std::vector<std::string> dims;
+  sy::OptimizerModel opt = sy::OptimizerModel::adafactor;
+  for (const sy::Mesh& m : meshes) {
+    int64_t split = 1;
+    for (const sy::MeshAxis& a : m.axes) split = std::lcm(split, a.size);
+    sy::TrainingStep reduced = sy::build_training_step(config, split, /*reduced=*/true);
+    opt = optimizer_from(optimizer, reduced.optimizer);
+    if (dims.empty()) dims = dims_text.empty() ? sy::default_sweep_dims(reduced.model.graph) : split_commas(dims_text);
+    sy::LayoutEvaluator eval(reduced.model.graph, m, hw, opt, reduced.weights);
+    for (const sy::Layout& l : sy::enumerate_layouts(dims, m)) {
+      ++tried;
+      if (!eval.legality(l).empty()) {
+        ++illegal;
+        continue;
+      }
+      scores.push_back(eval.evaluate(l));
+    }
   }
   sy::rank_layouts(scores);
   int refined = 0;
   for (sy::LayoutScore& s : scores) {
     if (refined >= refine || !s.memory.fits()) break;
+    const sy::Mesh m = sy::parse_mesh(s.mesh);
+    int64_t split = 1;
+    for (const sy::MeshAxis& a : m.axes) split = std::lcm(split, a.size);
     sy::TrainingStep full = sy::build_training_step(config, split);
     sy::SimOptions opts;
     opts.optimizer = opt;
-    s.simulated_step = sy::simulate(sy::lower(full.model.graph, mesh, s.layout), hw, opts).step_time;
+    s.simulated_step = sy::simulate(sy::lower(full.model.graph, m, s.layout), hw, opts).step_time;
     ++refined;
   }
   std::filesystem::create_directories(out_dir);
   sy::write_file_atomically(out_dir + "/sweep.csv", sy::sweep_csv(scores));
   const size_t fit = static_cast<size_t>(std::count_if(scores.begin(), scores.end(), [](const sy::LayoutScore& s) { return s.memory.fits(); }));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("{} on {} {}: {} layouts of [{}], {} legal ({} fit, {} illegal); best {} (step {}); wrote {}/sweep.csv in "
-             "{:.2f} s\n",
-             config.name, hw.name, sy::to_string(mesh), layouts.size(), fmt::join(dims, ", "), scores.size(), fit, illegal,
-             scores.empty() ? "-" : sy::to_string(scores[0].layout), scores.empty() ? "-" : sy::format_seconds(scores[0].step),
-             out_dir, secs);
+  fmt::print("{} on {} ({} mesh{}): {} layouts of [{}], {} legal ({} fit, {} illegal); best {} on {} (step {}); wrote "
+             "{}/sweep.csv in {:.2f} s\n",
+             config.name, hw.name, meshes.size(), meshes.size() == 1 ? " " + sy::to_string(mesh) : "es", tried,
+             fmt::join(dims, ", "), scores.size(), fit, illegal, scores.empty() ? "-" : sy::to_string(scores[0].layout),
+             scores.empty() ? "-" : scores[0].mesh, scores.empty() ? "-" : sy::format_seconds(scores[0].step), out_dir, secs);
   return 0;
 }
 

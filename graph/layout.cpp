@@ -110,12 +110,6 @@ void check_layout(const Graph& g, const Mesh& mesh, const Layout& layout) {
     }
 }
 
-bool Sharding::replicated() const {
-  for (int8_t d : dim)
-    if (d >= 0) return false;
-  return true;
-}
-
 Shape local_shape(const Shape& global, const Sharding& s, const Mesh& mesh) {
   Shape out = global;
   for (size_t a = 0; a < mesh.axes.size(); ++a)

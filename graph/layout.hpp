@@ -56,9 +56,9 @@ std::string tensor_label(const Graph& g, ValueId v);
 struct Sharding {
   std::array<int8_t, kMaxMeshAxes> dim;
   Sharding() { dim.fill(-1); }
-  bool replicated() const;
   // The eight slots as one word (fast comparison and hashing).
   uint64_t bits() const { return std::bit_cast<uint64_t>(dim); }
+  bool replicated() const { return bits() == ~uint64_t{0}; }
   bool operator==(const Sharding& o) const { return bits() == o.bits(); }
 };
 

@@ -45,12 +45,11 @@ AxisDims no_axes() {
 
 // ---------------------------------------------------------------- the compiled graph
 
-struct CValue {
-  int rank = 0;
-  std::array<DimId, kMaxRank> dim{};
-  std::array<int64_t, kMaxRank> size{};
-  DType dtype = DType::f32;
+struct CValue {  // kept small: the planner reads one per operand of every node it plans
   double elems = 1;
+  std::array<DimId, kMaxRank> dim{};
+  int8_t rank = 0;
+  DType dtype = DType::f32;
   bool leaf = false;
   bool feeds_grad = false;  // a partial sum here is (part of) a parameter gradient
   int pos(DimId d) const {
@@ -91,6 +90,7 @@ struct CNode {
 struct Compiled {
   std::vector<std::string> dim_names;
   std::vector<CValue> values;
+  std::vector<std::array<int64_t, kMaxRank>> sizes;  // per value: its dims' sizes
   std::vector<CNode> nodes;
   std::vector<std::pair<int32_t, int32_t>> grad_outputs;  // (graph output value, its parameter)
   // Distinct (dims, sizes) of the values, for fast legality checks.
@@ -204,6 +204,7 @@ Compiled compile(const Graph& g) {
   Compiled c;
   std::unordered_map<std::string, DimId> ids;
   c.values.resize(g.values.size());
+  c.sizes.resize(g.values.size());
   std::map<std::vector<std::pair<DimId, int64_t>>, int32_t> shapes;
   for (const Value& v : g.values) {
     CValue& cv = c.values[static_cast<size_t>(v.id.v)];
@@ -211,11 +212,11 @@ Compiled compile(const Graph& g) {
     if (s.size() > static_cast<size_t>(kMaxRank))
       throw InputError(fmt::format("lower: tensor {} {} has more than {} dims", tensor_label(g, v.id), to_string(v.type),
                                    kMaxRank));
-    cv.rank = static_cast<int>(s.size());
+    cv.rank = static_cast<int8_t>(s.size());
     std::vector<std::pair<DimId, int64_t>> key;
     for (size_t i = 0; i < s.size(); ++i) {
       cv.dim[i] = intern(c, ids, s[i].name);
-      cv.size[i] = s[i].size;
+      c.sizes[static_cast<size_t>(v.id.v)][i] = s[i].size;
       cv.elems *= static_cast<double>(s[i].size);
       key.emplace_back(cv.dim[i], s[i].size);
     }
@@ -336,7 +337,7 @@ struct Planner {
     for (size_t v = 0; v < c.values.size(); ++v)
       for (int i = 0; i < c.values[v].rank; ++i)
         for (size_t a = 0; a < axes; ++a)
-          if (c.values[v].size[static_cast<size_t>(i)] % n[a] == 0) divisible[v] |= uint64_t{1} << (8 * i + static_cast<int>(a));
+          if (c.sizes[v][static_cast<size_t>(i)] % n[a] == 0) divisible[v] |= uint64_t{1} << (8 * i + static_cast<int>(a));
   }
   bool divides(int32_t value, int i, int a) const {
     return (divisible[static_cast<size_t>(value)] >> (8 * i + a)) & 1u;
@@ -370,6 +371,7 @@ struct Planner {
 
   // Steps turning sharding `from` of value v into `to` (gathers and moves, then slices).
   void reshard(const CValue& v, const Sharding& from, const Sharding& to, DType t, StepList& out) const {
+    if (from == to) return;
     Sharding cur = from;
     auto held_by_other = [&](size_t a, int8_t pos) {
       for (size_t b = 0; b < axes; ++b)
@@ -409,7 +411,30 @@ struct Planner {
   }
 
   // The sharding an output wants (lower.hpp: rules, else inherited; outermost first).
-  Sharding wanted(const CNode& cn, int o, const std::array<Sharding, kMaxIn>& ins) const {
+  // The splits of a node's inputs as (dim, axis) pairs, first input first: what outputs inherit.
+  struct Split {
+    DimId dim;  // a dim id (a reshape's input: a position)
+    int8_t axis;
+  };
+  struct Splits {
+    std::array<Split, kMaxIn * kMaxMeshAxes> s;  // the first n are set
+    int n = 0;
+  };
+  Splits splits_of(const CNode& cn, const std::array<Sharding, kMaxIn>& ins) const {
+    Splits r;
+    for (int k = 0; k < cn.nin; ++k) {
+      const Sharding& sh = ins[static_cast<size_t>(k)];
+      if (sh.replicated()) continue;
+      const CValue& iv = c.values[static_cast<size_t>(cn.in[static_cast<size_t>(k)])];
+      for (size_t ax = 0; ax < axes; ++ax)
+        if (sh.dim[ax] >= 0)
+          r.s[static_cast<size_t>(r.n++)] =
+              Split{cn.reshape ? static_cast<DimId>(sh.dim[ax]) : iv.dim[static_cast<size_t>(sh.dim[ax])], static_cast<int8_t>(ax)};
+    }
+    return r;
+  }
+
+  Sharding wanted(const CNode& cn, int o, const Splits& in_splits) const {
     const CValue& v = c.values[static_cast<size_t>(cn.out[static_cast<size_t>(o)])];
     Sharding s;
     for (int i = 0; i < v.rank; ++i) {
@@ -417,21 +442,11 @@ struct Planner {
       if (cn.role(d) == Role::whole) continue;
       int a = rule_axis[static_cast<size_t>(d)];
       if (a < 0) a = derived_axis[static_cast<size_t>(d)];
-      if (a < 0) {  // inherited
-        if (cn.reshape) {
-          for (size_t ax = 0; ax < axes && a < 0; ++ax) {
-            const int8_t p = ins[0].dim[ax];
-            if (p >= 0 && cn.reshape_map[static_cast<size_t>(p)] == i) a = static_cast<int>(ax);
-          }
-        } else {
-          for (int k = 0; k < cn.nin && a < 0; ++k) {
-            const CValue& iv = c.values[static_cast<size_t>(cn.in[static_cast<size_t>(k)])];
-            for (size_t ax = 0; ax < axes && a < 0; ++ax) {
-              const int8_t p = ins[static_cast<size_t>(k)].dim[ax];
-              if (p >= 0 && iv.dim[static_cast<size_t>(p)] == d) a = static_cast<int>(ax);
-            }
-          }
-        }
+      // Inherited: an input splits the same-named dim (a reshape: the input dim with the same
+      // row-major prefix; its splits are listed by input position).
+      for (int k = 0; a < 0 && k < in_splits.n; ++k) {
+        const Split& sp = in_splits.s[static_cast<size_t>(k)];
+        if (cn.reshape ? cn.reshape_map[static_cast<size_t>(sp.dim)] == i : sp.dim == d) a = sp.axis;
       }
       if (a >= 0 && s.dim[static_cast<size_t>(a)] < 0 && divides(cn.out[static_cast<size_t>(o)], i, a))
         s.dim[static_cast<size_t>(a)] = static_cast<int8_t>(i);
@@ -544,7 +559,8 @@ struct Planner {
     std::array<Sharding, kMaxIn> cur{};
     for (int k = 0; k < cn.nin; ++k) cur[static_cast<size_t>(k)] = primary[static_cast<size_t>(cn.in[static_cast<size_t>(k)])];
     std::array<Sharding, kMaxOut> want{};
-    for (int o = 0; o < cn.nout; ++o) want[static_cast<size_t>(o)] = wanted(cn, o, cur);
+    const Splits in_splits = splits_of(cn, cur);
+    for (int o = 0; o < cn.nout; ++o) want[static_cast<size_t>(o)] = wanted(cn, o, in_splits);
 
     if (cn.reshape) {  // the input's splits carry over where the prefixes match; the others are gathered
       const CValue& iv = c.values[static_cast<size_t>(cn.in[0])];
@@ -872,6 +888,11 @@ struct MemoEntry {
   CostKey key;
   OpCost cost;
 };
+uint64_t hash_key(const CostKey& k) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (uint64_t x : k) h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
+  return h ^ (h >> 31);
+}
 uint64_t pack(const Sharding& s) { return s.bits(); }
 bool same_key(const CostKey& a, const CostKey& b) {
   bool eq = true;
@@ -887,10 +908,12 @@ struct LoweringPlanner::Impl {
   LowerOptions opts;
   Compiled c;
   Planner pl;
-  std::vector<std::vector<MemoEntry>> memo;  // per node: the local shapes seen so far and their cost
+  std::vector<std::vector<MemoEntry>> memo;       // per node: the local shapes seen so far and their cost
+  std::vector<std::vector<uint64_t>> memo_hash;   // per node: hash_key of each entry (scanned first)
 
   Impl(const Graph& graph, const Mesh& m, const LowerOptions& o)
-      : g(graph), mesh(m), opts(o), c(compile(graph)), pl(c, mesh, o), memo(graph.nodes.size()) {}
+      : g(graph), mesh(m), opts(o), c(compile(graph)), pl(c, mesh, o), memo(graph.nodes.size()),
+        memo_hash(graph.nodes.size()) {}
 
   // The node's cost on its local blocks, and the index of those local shapes among the node's.
   std::pair<const OpCost*, uint32_t> local_cost(const Node& n, const NodePlan& p) {
@@ -899,8 +922,11 @@ struct LoweringPlanner::Impl {
     for (int k = 0; k < cn.nin; ++k) key[static_cast<size_t>(k)] = pack(p.in_to[static_cast<size_t>(k)]);
     for (int o = 0; o < cn.nout; ++o) key[static_cast<size_t>(kMaxIn + o)] = pack(p.computed[static_cast<size_t>(o)]);
     std::vector<MemoEntry>& seen = memo[static_cast<size_t>(n.id.v)];
-    for (size_t i = 0; i < seen.size(); ++i)
-      if (same_key(seen[i].key, key)) return {&seen[i].cost, static_cast<uint32_t>(i)};
+    std::vector<uint64_t>& hashes = memo_hash[static_cast<size_t>(n.id.v)];
+    const uint64_t h = hash_key(key);
+    for (size_t i = 0; i < hashes.size(); ++i)
+      if (hashes[i] == h && same_key(seen[i].key, key)) return {&seen[i].cost, static_cast<uint32_t>(i)};
+    hashes.push_back(h);
     std::vector<TensorType> in, out;
     for (int k = 0; k < cn.nin; ++k) {
       const TensorType& t = g.type(n.inputs[static_cast<size_t>(k)]);
@@ -952,7 +978,7 @@ std::string LoweringPlanner::legality(const Layout& layout) const {
     for (int i = 0; i < v.rank; ++i) {
       const int16_t a = rule[static_cast<size_t>(v.dim[static_cast<size_t>(i)])];
       if (a < 0) continue;
-      if ((used & (1u << a)) || v.size[static_cast<size_t>(i)] % m.mesh.axes[static_cast<size_t>(a)].size != 0)
+      if ((used & (1u << a)) || m.c.sizes[static_cast<size_t>(id)][static_cast<size_t>(i)] % m.mesh.axes[static_cast<size_t>(a)].size != 0)
         return legality_message(m.c, m.g, m.mesh, layout);
       used |= 1u << a;
     }

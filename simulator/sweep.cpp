@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 
 namespace sy {
 
@@ -121,6 +122,7 @@ std::string LayoutEvaluator::legality(const Layout& layout) const { return impl_
 LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
   Impl& m = *impl_;
   m.cur = LayoutScore{};
+  m.cur.mesh = to_string(m.mesh);
   m.cur.layout = layout;
   const std::vector<Sharding>& shard = m.planner.plan(layout, m);
   const Graph& g = m.g;
@@ -155,6 +157,29 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
   return m.cur;
 }
 
+std::vector<Mesh> meshes_like(const Mesh& mesh) {
+  std::vector<Mesh> out;
+  const int64_t total = mesh.devices();
+  std::vector<int64_t> sizes(mesh.axes.size(), 1);
+  // Every way to write total as a product over the axes (last axis varies fastest).
+  std::function<void(size_t, int64_t)> go = [&](size_t i, int64_t rest) {
+    if (i + 1 == mesh.axes.size()) {
+      sizes[i] = rest;
+      Mesh m = mesh;
+      for (size_t a = 0; a < sizes.size(); ++a) m.axes[a].size = sizes[a];
+      out.push_back(std::move(m));
+      return;
+    }
+    for (int64_t d = 1; d <= rest; ++d)
+      if (rest % d == 0) {
+        sizes[i] = d;
+        go(i + 1, rest / d);
+      }
+  };
+  if (!mesh.axes.empty()) go(0, total);
+  return out;
+}
+
 void rank_layouts(std::vector<LayoutScore>& scores) {
   std::stable_sort(scores.begin(), scores.end(), [](const LayoutScore& a, const LayoutScore& b) {
     if (a.memory.fits() != b.memory.fits()) return a.memory.fits();
@@ -164,12 +189,12 @@ void rank_layouts(std::vector<LayoutScore>& scores) {
 
 std::string sweep_csv(const std::vector<LayoutScore>& ranked) {
   std::string s =
-      "rank,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,other_comm_s,"
+      "rank,mesh,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,other_comm_s,"
       "gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes\n";
   for (size_t i = 0; i < ranked.size(); ++i) {
     const LayoutScore& l = ranked[i];
-    s += fmt::format("{},\"{}\",{},{:.6g},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n", i + 1,
-                     to_string(l.layout), l.memory.fits() ? "yes" : "no", l.step,
+    s += fmt::format("{},\"{}\",\"{}\",{},{:.6g},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n", i + 1,
+                     l.mesh, to_string(l.layout), l.memory.fits() ? "yes" : "no", l.step,
                      l.simulated_step >= 0 ? fmt::format("{:.6g}", l.simulated_step) : std::string(), l.compute, l.comm,
                      l.all_to_all, l.all_reduce, l.other_comm, l.gradient_comm, l.all_to_all_bytes, l.memory.total(),
                      l.memory.capacity);

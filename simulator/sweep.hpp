@@ -28,6 +28,7 @@
 namespace sy {
 
 struct LayoutScore {
+  std::string mesh;  // the mesh it was evaluated on ("data:16,model:16")
   Layout layout;
   double step = 0;  // estimated step time, s
   double compute = 0, comm = 0, all_to_all = 0, all_reduce = 0, other_comm = 0;
@@ -63,10 +64,14 @@ class LayoutEvaluator {
   std::unique_ptr<Impl> impl_;
 };
 
+// The meshes with the axis names of `mesh` and the same number of devices (every factorization
+// over its axes, in a fixed order; one axis: the mesh itself).
+std::vector<Mesh> meshes_like(const Mesh& mesh);
+
 // Fitting layouts first by step, then the rest by step (stable).
 void rank_layouts(std::vector<LayoutScore>& scores);
 
-// sweep.csv: rank,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,
+// sweep.csv: rank,mesh,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,
 // other_comm_s,gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes
 std::string sweep_csv(const std::vector<LayoutScore>& ranked);
 

@@ -82,8 +82,8 @@ ls -A "$work/a" | grep -q '^\.' && fail "temporary files left in the output dire
 # Sweep: ranked layouts, the ones that do not fit marked (a 1 MB chip fits none but the smallest).
 "$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --sweep --refine 1 --out "$work/s" >"$work/out.txt"
 expect_in "$work/out.txt" "legal"
-expect_in "$work/s/sweep.csv" "rank,layout,fits,step_s,simulated_step_s"
-head -2 "$work/s/sweep.csv" | tail -1 | grep -qE '^1,"[^"]*",yes,' || fail "the best layout should fit: $(head -2 "$work/s/sweep.csv")"
+expect_in "$work/s/sweep.csv" "rank,mesh,layout,fits,step_s,simulated_step_s"
+head -2 "$work/s/sweep.csv" | tail -1 | grep -qE '^1,"data:4,model:2","[^"]*",yes,' || fail "the best layout should fit: $(head -2 "$work/s/sweep.csv")"
 # With HBM for about half of the layouts (the median need), the rest are marked and rank last.
 median=$(/usr/bin/python3 -c '
 import csv, statistics, sys
@@ -102,6 +102,11 @@ for group in ("yes", "no"):
     assert steps == sorted(steps), group
 assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
 PY
+
+# --sweep-meshes: every factorization of the 8 devices over data and model.
+"$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --sweep --sweep-meshes --refine 0 --out "$work/m" >"$work/out.txt"
+expect_in "$work/out.txt" "(4 meshes)"
+for m in data:1,model:8 data:2,model:4 data:4,model:2 data:8,model:1; do expect_in "$work/m/sweep.csv" "\"$m\""; done
 
 # Bad input: exit 2, a message naming the problem, nothing written.
 for f in negative_bandwidth missing_link_bandwidth unknown_key bad_wraparound not_toml; do

@@ -91,6 +91,15 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
+e9cde78482b98b9c9ff1a8a237e5a728fed038536614ed8597f1d43a976dd64e  moe/report.md
+a76c5d9f35af7f14a10eb89e1c9ba8cf18a567b111fcdbbc1531b2b39ecc51ca  moe/ops.csv
+b3a13885b2aca8ab5e8cd035cbfbb77348039b14299a809233973c990c495fc6  moe/summary.json
+d566e712d8de00b56e316c8c7cd6f369dbe5f2981352d38fd2de87d750c660ea  moe/trace.json
+e5f94f9ed678797c09e9640d51645ed348f38537d386de457bd7b3a2c903976d  dense/report.md
+d952a9fa6ccb95a78686f3d59d749c4abb160e44d4b22fdf94b95ee801e56244  dense/ops.csv
+f2e13c18fd15e94476770bb3e9f6f9f75990c618fb89432c623c9398f2703cc8  dense/summary.json
+2b0f9ae4935f7d1f6efad118cd6e8af0c47d21acd7836306450ac8da3278f0cf  dense/trace.json
+ca6183e007b053f061bdfa86f78937acc1f1d78fc361574dcafa6dd2f6966aef  sweep/sweep.csv
 SUMS
 )
 if [ "$sums" != "$expected" ]; then

@@ -225,7 +225,11 @@ TEST_CASE("sweep: every legal layout, ranked by step time, those that fit first"
   }
   CHECK(seen_misfit);
   const std::string csv = sweep_csv(scores);
-  CHECK_THAT(csv, Contains("rank,layout,fits,step_s"));
+  CHECK_THAT(csv, Contains("rank,mesh,layout,fits,step_s"));
+  CHECK_THAT(csv, Contains(",\"data:4,model:2\",\""));
+  std::vector<std::string> meshes;
+  for (const Mesh& m : meshes_like(mesh)) meshes.push_back(to_string(m));
+  CHECK(meshes == std::vector<std::string>{"data:1,model:8", "data:2,model:4", "data:4,model:2", "data:8,model:1"});
   CHECK_THAT(csv, Contains(",yes,"));
   CHECK_THAT(csv, Contains(",no,"));
 }
