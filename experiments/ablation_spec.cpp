@@ -533,7 +533,8 @@ std::vector<Run> plan_runs(const Spec& spec) {
 }
 
 nlohmann::ordered_json Run::key(const Spec& spec) const {
-  return {{"model_toml", spec.settings.model_text},
+  // The resolved config, so editing a comment in the model file does not orphan finished runs.
+  return {{"config", to_json(parse_model_config(spec.settings.model_text, spec.settings.model, sets))},
           {"sets", sets},
           {"steps", spec.settings.steps},
           {"eval_every", spec.settings.eval_every},

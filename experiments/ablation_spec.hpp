@@ -103,8 +103,9 @@ struct Run {
   std::string dir;                // relative to the sweep directory: runs/<arm slug>/seed_<seed>
   std::vector<std::string> sets;  // train --set arguments: the common ones, the arm's, train.seed
 
-  // Everything that decides the run's outcome (settings, model text, overrides): a sweep directory
-  // holding the same run made differently is refused rather than mixed in.
+  // Everything that decides the run's outcome (the resolved model config, overrides, steps, eval
+  // and vocabulary settings): a sweep directory holding the same run made differently is refused
+  // rather than mixed in.
   nlohmann::ordered_json key(const Spec& spec) const;
 };
 

@@ -1,6 +1,6 @@
 // calibrate: measure this machine through the sy Executor and write a HardwareSpec for it.
 //
-//   calibrate --out host.toml [--threads 2] [--quick | --smoke]
+//   calibrate --out host.toml [--threads 2] [--quick | --smoke] [--clock cpu] [--model M.toml]
 //
 // Measured, each the best of several runs after a warm-up:
 //   matmul        square einsums [n, n] x [n, n] in f32 and bf16 (oneDNN): the peaks are the best
@@ -9,15 +9,24 @@
 //   op overhead   a chain of 200 scalar-sized ops: op_overhead per op
 //   every op kind one node at 2^10 .. 2^21 elements: efficiency.op.<kind>.memory = the time the
 //                 bytes would take at hbm_bandwidth over the time measured (less op_overhead), so
-//                 the roofline reproduces the measured time; vector_flops is the best flops rate
-//                 seen, so the flops term never dominates a measured op. Kinds run by reference
-//                 kernels (in double) come out slow, as they are.
+//                 the roofline reproduces the measured time; binary kinds also with a broadcasting
+//                 operand (efficiency.broadcast.<kind>); vector_flops is the best flops rate seen,
+//                 so the flops term never dominates a measured op. Kinds run by reference kernels
+//                 (in double) come out slow, as they are.
+//   --model M     every distinct node of M's training step timed alone, in its own shapes: the
+//                 kinds M uses get their curves from these points only (einsum: a compute curve
+//                 by flops), which is what predicting M's step on this machine needs.
 // Collectives are not measured (one process): the [ici] section holds placeholders (loopback MPI,
 // DESIGN.md) for a single-device mesh.
 #include "executor/executor.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
+#include "graph/json.hpp"
+#include "graph/lower.hpp"
+#include "graph/model_config.hpp"
 #include "simulator/hardware.hpp"
+#include "simulator/model_step.hpp"
+#include "simulator/roofline.hpp"
 #include "simulator/report.hpp"
 
 #include <CLI/CLI.hpp>
@@ -25,14 +34,26 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <iostream>
 #include <random>
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+// Seconds now: wall-clock, or (--clock cpu) the CPU time of this process, which on a shared
+// machine leaves out the time other processes hold the core (valid with one thread).
+bool use_cpu_clock = false;
+double now() {
+  if (use_cpu_clock) {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // Best time of one run of g (after a warm-up), with random float leaves and zero integer leaves.
 double time_graph(const sy::Graph& g, int threads, double budget) {
@@ -51,9 +72,9 @@ double time_graph(const sy::Graph& g, int threads, double budget) {
   ex.run();
   double best = 1e30, spent = 0;
   for (int r = 0; r < 30 && (r < 3 || spent < budget); ++r) {  // at least 3 runs, more within the budget
-    const auto t0 = Clock::now();
+    const double t0 = now();
     ex.run();
-    const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double t = now() - t0;
     best = std::min(best, t);
     spent += t;
   }
@@ -61,13 +82,17 @@ double time_graph(const sy::Graph& g, int threads, double budget) {
 }
 
 // One node of `kind` on about n elements; returns the graph (empty when the kind is not measured).
-sy::Graph one_op(sy::OpKind kind, int64_t n) {
+// broadcast: a binary kind's second operand is [rows] against [rows, cols].
+sy::Graph one_op(sy::OpKind kind, int64_t n, bool bcast_operand = false) {
   using namespace sy;
   Graph g;
   Builder b(g);
   const int64_t cols = 64, rows = std::max<int64_t>(1, n / cols);
   const Shape s{{"rows", rows}, {"cols", cols}};
-  auto x = [&](const char* name = "x", DType t = DType::f32) { return b.input(name, s, t); };
+  auto x = [&](const char* name = "x", DType t = DType::f32) {
+    const bool small = bcast_operand && (std::string_view(name) == "y" || std::string_view(name) == "c");
+    return small ? b.input(name, {{"rows", rows}}, t) : b.input(name, s, t);
+  };
   auto ids = [&](Shape shape) { return b.input("ids", std::move(shape), DType::i32); };
   Expr step = b.input("step", {}, DType::i32);
   Expr out;
@@ -77,7 +102,7 @@ sy::Graph one_op(sy::OpKind kind, int64_t n) {
     case OpKind::mul: out = x() * x("y"); break;
     case OpKind::div: out = x() / x("y"); break;
     case OpKind::greater: out = greater(x(), x("y")); break;
-    case OpKind::where: out = where(x("c"), x(), x("y")); break;
+    case OpKind::where: out = bcast_operand ? where(x("c"), x(), x("z")) : where(x("c"), x(), x("y")); break;
     case OpKind::scale: out = scale(x(), 2.0, 1.0); break;
     case OpKind::relu: out = relu(x()); break;
     case OpKind::relu_grad: out = relu_grad(x(), x("dy")); break;
@@ -125,6 +150,41 @@ sy::Graph one_op(sy::OpKind kind, int64_t n) {
   return g;
 }
 
+// A graph of one node shaped like node n of `model` (its inputs become leaves).
+sy::Graph copy_of_node(const sy::Graph& model, const sy::Node& n) {
+  sy::Graph g;
+  sy::Builder b(g);
+  std::vector<sy::ValueId> ins;
+  for (size_t i = 0; i < n.inputs.size(); ++i)
+    ins.push_back(b.input(fmt::format("in{}", i), model.type(n.inputs[i]).shape, model.type(n.inputs[i]).dtype).id);
+  const auto outs = b.op(n.kind, n.attrs, ins);
+  for (size_t i = 0; i < outs.size(); ++i) b.output(fmt::format("out{}", i), outs[i]);
+  return g;
+}
+
+bool binary_kind(sy::OpKind k) {
+  return k == sy::OpKind::add || k == sy::OpKind::sub || k == sy::OpKind::mul || k == sy::OpKind::div ||
+         k == sy::OpKind::greater || k == sy::OpKind::where;
+}
+
+// Measured (size, fraction) points -> a curve: sorted by size, equal sizes averaged.
+sy::EfficiencyCurve curve_of(std::vector<std::pair<double, double>> points) {
+  std::sort(points.begin(), points.end());
+  sy::EfficiencyCurve c;
+  int same = 1;
+  for (const auto& [size, eta] : points) {
+    const double e = std::clamp(eta, 1e-4, 1.0);
+    if (!c.points.empty() && size == c.points.back().first) {
+      c.points.back().second = (c.points.back().second * same + e) / (same + 1);
+      ++same;
+    } else {
+      c.points.emplace_back(size, e);
+      same = 1;
+    }
+  }
+  return c;
+}
+
 sy::OpCost cost_of(const sy::Graph& g) {
   const sy::Node& n = g.nodes.back();
   std::vector<sy::TensorType> in, out;
@@ -156,13 +216,23 @@ int run(int argc, char** argv) {
   std::string out_path, name = "host";
   int threads = 2;
   bool quick = false, smoke = false;
+  std::string model_path;
+  std::vector<std::string> overrides;
+  std::string clock = "wall";
   app.add_option("--out", out_path, "the HardwareSpec file to write, e.g. simulator/hardware/host.toml")->required();
   app.add_option("--name", name, "the chip name in the file")->capture_default_str();
   app.add_option("--threads", threads, "Executor threads (0: all cores)")->capture_default_str();
   app.add_flag("--quick", quick, "fewer sizes and shorter timing (a rougher table)");
+  app.add_option("--clock", clock, "wall, or cpu: this process's CPU time (one thread; for a shared machine)")
+      ->check(CLI::IsMember({"wall", "cpu"}))
+      ->capture_default_str();
+  app.add_option("--model", model_path, "also time every distinct op of this model's training step (TOML) alone");
+  app.add_option("--set", overrides, "override a key of --model's config (repeatable)");
   app.add_flag("--smoke", smoke, "tiny sizes only: checks the plumbing in seconds (the table is not worth using)");
   CLI11_PARSE(app, argc, argv);
   quick = quick || smoke;
+  use_cpu_clock = clock == "cpu";
+  if (use_cpu_clock && threads != 1) throw sy::InputError("--clock cpu measures one thread: use --threads 1");
   const double budget = smoke ? 0.0 : quick ? 0.05 : 0.2;
 
   sy::HardwareSpec h;
@@ -224,33 +294,73 @@ int run(int argc, char** argv) {
                                      : quick ? std::vector<int64_t>{1 << 10, 1 << 16, 1 << 20}
                                              : std::vector<int64_t>{1 << 10, 1 << 13, 1 << 16, 1 << 19, 1 << 21};
   double vector_flops = 1e9;
-  for (sy::OpKind k : sy::kAllOpKinds) {
-    std::vector<std::pair<double, double>> points;  // (bytes, time)
-    for (int64_t n : elems) {
-      const sy::Graph g = one_op(k, n);
-      if (g.nodes.empty()) break;
+  // (bytes, fraction of hbm_bandwidth) per kind, plain and broadcasting.
+  std::map<sy::OpKind, std::vector<std::pair<double, double>>> plain, bcast;
+  auto eta_of = [&](double bytes, double t) { return (bytes / h.hbm_bandwidth) / std::max(t - h.op_overhead, 1e-9); };
+  for (sy::OpKind k : sy::kAllOpKinds)
+    for (bool broadcast : {false, true}) {
+      if (broadcast && !binary_kind(k)) continue;
+      std::vector<std::pair<double, double>> points;  // (bytes, time)
+      for (int64_t n : elems) {
+        const sy::Graph g = one_op(k, n, broadcast);
+        if (g.nodes.empty()) break;
+        const sy::OpCost c = cost_of(g);
+        const double t = time_graph(g, threads, budget);
+        points.emplace_back(c.bytes_read + c.bytes_written, t);
+        vector_flops = std::max(vector_flops, c.flops / t);
+        (broadcast ? bcast : plain)[k].emplace_back(points.back().first, eta_of(points.back().first, t));
+      }
+      if (points.empty()) continue;
+      fmt::print("{:<15}{} {:10.2f} µs at {:>10} .. {:10.1f} µs at {:>10}\n", sy::op_name(k), broadcast ? " (b)" : "    ",
+                 points.front().second * 1e6, sy::format_bytes(points.front().first), points.back().second * 1e6,
+                 sy::format_bytes(points.back().first));
+    }
+
+  // The model's own ops: every distinct node of its training step, timed alone; its kinds'
+  // curves are then made of these points only (the shapes the simulator will price).
+  if (!model_path.empty()) {
+    const sy::ModelConfig config = sy::load_model_config(model_path, overrides);
+    const sy::TrainingStep step = sy::build_training_step(config, 1);
+    std::map<std::string, bool> seen;
+    std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
+    int timed = 0;
+    for (const sy::Node& n : step.model.graph.nodes) {
+      if (is_collective(n.kind)) continue;
+      const sy::Graph g = copy_of_node(step.model.graph, n);
+      std::string key(sy::op_name(n.kind));
+      for (const sy::Value& v : g.values) key += sy::to_string(v.type);
+      key += sy::attrs_to_json(n.attrs).dump();
+      if (seen[key]) continue;
+      seen[key] = true;
       const sy::OpCost c = cost_of(g);
+      std::vector<sy::TensorType> in;
+      for (sy::ValueId v : g.nodes.back().inputs) in.push_back(g.type(v));
       const double t = time_graph(g, threads, budget);
-      points.emplace_back(c.bytes_read + c.bytes_written, t);
-      vector_flops = std::max(vector_flops, c.flops / t);
+      ++timed;
+      const double bytes = c.bytes_read + c.bytes_written;
+      if (n.kind == sy::OpKind::einsum) {
+        const double peak = in[0].dtype == sy::DType::bf16 ? h.matmul_flops_bf16 : h.matmul_flops_f32;
+        m_flops[n.kind].emplace_back(c.flops, c.flops / std::max(t - h.op_overhead, 1e-9) / peak);
+      } else {
+        vector_flops = std::max(vector_flops, c.flops / t);
+        (sy::is_broadcast(n.kind, in) ? m_bcast : m_plain)[n.kind].emplace_back(bytes, eta_of(bytes, t));
+      }
     }
-    if (points.empty()) continue;
-    sy::EfficiencyCurve curve;
-    for (const auto& [bytes, t] : points) {
-      const double eta = (bytes / h.hbm_bandwidth) / std::max(t - h.op_overhead, 1e-9);
-      if (curve.points.empty() || bytes > curve.points.back().first) curve.points.emplace_back(bytes, std::clamp(eta, 1e-4, 1.0));
-    }
-    h.kind_efficiency[k].memory = curve;
-    fmt::print("{:<15} {:10.2f} µs at {:>10} .. {:10.1f} µs at {:>10}\n", sy::op_name(k), points.front().second * 1e6,
-               sy::format_bytes(points.front().first), points.back().second * 1e6, sy::format_bytes(points.back().first));
+    for (auto& [k, pts] : m_plain) plain[k] = pts;
+    for (auto& [k, pts] : m_bcast) bcast[k] = pts;
+    for (auto& [k, pts] : m_flops) h.kind_efficiency[k].compute = curve_of(pts);
+    fmt::print("{}: timed {} distinct ops of {} nodes alone; their kinds' curves come from these\n", config.name, timed,
+               step.model.graph.nodes.size());
   }
+  for (auto& [k, pts] : plain) h.kind_efficiency[k].memory = curve_of(pts);
+  for (auto& [k, pts] : bcast) h.broadcast_efficiency[k].memory = curve_of(pts);
   h.vector_flops = vector_flops;
   // Class curves for kinds without their own: a representative kind of each class.
   h.efficiency[static_cast<size_t>(sy::OpClass::elementwise)].memory = h.kind_efficiency[sy::OpKind::add].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::reduction)].memory = h.kind_efficiency[sy::OpKind::reduce_sum].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::index)].memory = h.kind_efficiency[sy::OpKind::gather].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::layout)].memory = h.kind_efficiency[sy::OpKind::transpose].memory;
-  h.description = fmt::format("calibrated on {} with {} Executor threads{}", cpu_name(), threads,
+  h.description = fmt::format("calibrated on {} with {} Executor threads, {} clock{}", cpu_name(), threads, clock,
                               smoke ? " (smoke: not a usable table)" : quick ? " (quick)" : "");
 
   std::string text = fmt::format("# Written by experiments/calibrate: measured through the sy Executor on this machine.\n"

@@ -44,6 +44,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -319,8 +320,9 @@ int run(const Args& a) {
   fmt::print("train: {} step {}/{}  loss {:.4f}  cross-entropy {:.4f}\n", cfg.name, trainer.step(), a.steps, last.loss,
              last.cross_entropy);
   if (last_eval)
-    fmt::print("eval: negative log perplexity {:.4f} over {} validation targets (unigram baseline {:.4f}), accuracy {:.4f}\n",
+    fmt::print("eval: negative log perplexity {:.4f} over {} validation targets (unigram baseline {:.4f}{}), accuracy {:.4f}\n",
                last_eval->neg_log_perplexity, last_eval->target_tokens, -unigram.validation_cross_entropy,
+               cfg.has_encoder() ? " for next-token prediction; span-corruption targets also hold sentinels and eos" : "",
                last_eval->accuracy);
   fmt::print("checkpoint: {}\n", out_ckpt.string());
   return 0;

@@ -679,12 +679,11 @@ struct Planner {
     v.emplace_back(s, lowered);
   }
 
-  std::string reason(const CNode& cn, const Step& st, const CValue& v) const {
+  std::string reason(const Step& st, const CValue& v) const {
     auto dim = [&](int8_t p) { return c.dim_names[static_cast<size_t>(v.dim[static_cast<size_t>(p)])]; };
     std::string ax;
     for (size_t a = 0; a < axes; ++a)
       if (st.axes & (1u << a)) ax += (ax.empty() ? "" : ",") + mesh.axes[a].name;
-    (void)cn;
     if (st.kind == OpKind::all_gather) return fmt::format("gather {} (split over {})", dim(st.gather_pos), ax);
     if (st.kind == OpKind::all_to_all)
       return fmt::format("split over {} moves {} -> {}", ax, dim(st.gather_pos), dim(st.scatter_pos));
@@ -701,13 +700,13 @@ std::vector<Dim> axes_of(uint32_t mask, const Mesh& mesh) {
   return r;
 }
 
-std::string legality_message(const Compiled& c, const Graph& g, const Mesh& mesh, const Layout& layout) {
+// check_layout's message for a layout the fast check found illegal.
+std::string legality_message(const Graph& g, const Mesh& mesh, const Layout& layout) {
   try {
     check_layout(g, mesh, layout);
   } catch (const InputError& e) {
     return e.what();
   }
-  (void)c;
   return {};
 }
 
@@ -767,7 +766,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
 
   // Emits the steps of a value; returns the lowered ids after each step.
   auto emit_steps = [&](int32_t gid, int32_t from_id, const Sharding& from, const StepList& steps, bool f32,
-                        NodeId origin, const CNode& cn) {
+                        NodeId origin) {
     std::vector<int32_t> ids;
     const CValue& v = c.values[static_cast<size_t>(gid)];
     const Shape& global = g.type(ValueId{gid}).shape;
@@ -793,7 +792,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
       note_value(x.id, global, s);
       if (st.kind != OpKind::shard_slice)
         L.collectives.push_back(CollectiveRecord{NodeId{static_cast<int32_t>(L.graph.nodes.size() - 1)}, origin,
-                                                 pl.reason(cn, st, v)});
+                                                 pl.reason(st, v)});
       if (reduction && f32 && orig != DType::f32) {
         note_nodes(origin);
         x = cast(x, orig);
@@ -827,7 +826,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
     for (int k = 0; k < cn.nin; ++k) {
       const auto ks = static_cast<size_t>(k);
       const int32_t from = lowered_of(cn.in[ks], p.in_from[ks]);
-      in_ids[ks] = emit_steps(cn.in[ks], from, p.in_from[ks], p.in_steps[ks], false, n.id, cn);
+      in_ids[ks] = emit_steps(cn.in[ks], from, p.in_from[ks], p.in_steps[ks], false, n.id);
       inputs.push_back(ValueId{in_ids[ks].empty() ? from : in_ids[ks].back()});
     }
     const Shape local_out = cn.nout > 0 ? local_shape(g.type(n.outputs[0]).shape, p.computed[0], mesh) : Shape{};
@@ -845,7 +844,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
       SY_CHECK(outs[os].shape() == local_shape(global, p.computed[os], mesh), "lower: {} output {} is {}, expected {}",
                g.describe(n.id), o, to_string(outs[os].type()), describe_sharding(global, p.computed[os], mesh));
       note_value(outs[os].id, global, p.computed[os]);
-      out_ids[os] = emit_steps(cn.out[os], outs[os].id.v, p.computed[os], p.out_steps[os], p.f32_reduce, n.id, cn);
+      out_ids[os] = emit_steps(cn.out[os], outs[os].id.v, p.computed[os], p.out_steps[os], p.f32_reduce, n.id);
       if (out_ids[os].empty()) out_ids[os].push_back(outs[os].id.v);
       L.value_of[static_cast<size_t>(n.outputs[os].v)] = ValueId{out_ids[os].back()};
     }
@@ -866,7 +865,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
       if (steps.n > 0) {
         const NodeId origin = v.producer;
         ScopeGuard scope(b, origin.valid() ? g.node(origin).scope : std::string());
-        const auto ids = emit_steps(gid, lowered.v, from, steps, false, origin, c.nodes[static_cast<size_t>(std::max(0, origin.v))]);
+        const auto ids = emit_steps(gid, lowered.v, from, steps, false, origin);
         lowered = ValueId{ids.back()};
       }
       L.graph.value(lowered).grad_of = L.value_of[static_cast<size_t>(v.grad_of.v)];
@@ -971,7 +970,7 @@ std::string LoweringPlanner::legality(const Layout& layout) const {
     if (const std::string* ax = layout.axis_of(m.c.dim_names[d])) rule[d] = static_cast<int16_t>(*m.mesh.axis_index(*ax));
   for (const LayoutRule& r : layout.rules)
     if (std::find(m.c.dim_names.begin(), m.c.dim_names.end(), r.dim) == m.c.dim_names.end())
-      return legality_message(m.c, m.g, m.mesh, layout);
+      return legality_message(m.g, m.mesh, layout);
   for (int32_t id : m.c.distinct_shapes) {
     const CValue& v = m.c.values[static_cast<size_t>(id)];
     uint32_t used = 0;
@@ -979,7 +978,7 @@ std::string LoweringPlanner::legality(const Layout& layout) const {
       const int16_t a = rule[static_cast<size_t>(v.dim[static_cast<size_t>(i)])];
       if (a < 0) continue;
       if ((used & (1u << a)) || m.c.sizes[static_cast<size_t>(id)][static_cast<size_t>(i)] % m.mesh.axes[static_cast<size_t>(a)].size != 0)
-        return legality_message(m.c, m.g, m.mesh, layout);
+        return legality_message(m.g, m.mesh, layout);
       used |= 1u << a;
     }
   }

@@ -52,7 +52,9 @@ double HardwareSpec::peak_flops(OpClass c, DType t) const {
   return t == DType::bf16 ? matmul_flops_bf16 : matmul_flops_f32;
 }
 
-const ClassEfficiency& HardwareSpec::efficiency_of(OpKind k) const {
+const ClassEfficiency& HardwareSpec::efficiency_of(OpKind k, bool broadcast) const {
+  if (broadcast)
+    if (auto b = broadcast_efficiency.find(k); b != broadcast_efficiency.end()) return b->second;
   auto it = kind_efficiency.find(k);
   return it != kind_efficiency.end() ? it->second : efficiency_of(op_def(k).op_class);
 }
@@ -251,8 +253,10 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
     s.efficiency[static_cast<size_t>(c)] = ClassEfficiency{t.curve("compute"), t.curve("memory")};
     t.finish();
   }
-  if (const toml::table* ops = effs.subtable("op")) {
-    Table kinds(file, ops, "efficiency.op");
+  for (const char* group : {"op", "broadcast"}) {
+    const toml::table* ops = effs.subtable(group);
+    if (!ops) continue;
+    Table kinds(file, ops, fmt::format("efficiency.{}", group));
     for (const auto& [key, node] : *ops) {
       const std::string name(key.str());
       auto kind = op_from_name(name);
@@ -261,8 +265,9 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
         for (OpKind k : kAllOpKinds) known += fmt::format("{}{}", known.empty() ? "" : ", ", op_name(k));
         kinds.fail(name, fmt::format("unknown op kind (known: {})", known));
       }
-      Table t(file, kinds.subtable(name), "efficiency.op." + name);
-      s.kind_efficiency[*kind] = ClassEfficiency{t.curve("compute"), t.curve("memory")};
+      Table t(file, kinds.subtable(name), fmt::format("efficiency.{}.{}", group, name));
+      (std::string_view(group) == "op" ? s.kind_efficiency : s.broadcast_efficiency)[*kind] =
+          ClassEfficiency{t.curve("compute"), t.curve("memory")};
       t.finish();
     }
     kinds.finish();
@@ -318,11 +323,12 @@ std::string to_toml(const HardwareSpec& s) {
     if (!e.compute.points.empty()) r += fmt::format("compute = {}\n", curve(e.compute));
     if (!e.memory.points.empty()) r += fmt::format("memory = {}\n", curve(e.memory));
   }
-  for (const auto& [k, e] : s.kind_efficiency) {
-    r += fmt::format("\n[efficiency.op.{}]\n", op_name(k));
-    if (!e.compute.points.empty()) r += fmt::format("compute = {}\n", curve(e.compute));
-    if (!e.memory.points.empty()) r += fmt::format("memory = {}\n", curve(e.memory));
-  }
+  for (const char* group : {"op", "broadcast"})
+    for (const auto& [k, e] : std::string_view(group) == "op" ? s.kind_efficiency : s.broadcast_efficiency) {
+      r += fmt::format("\n[efficiency.{}.{}]\n", group, op_name(k));
+      if (!e.compute.points.empty()) r += fmt::format("compute = {}\n", curve(e.compute));
+      if (!e.memory.points.empty()) r += fmt::format("memory = {}\n", curve(e.memory));
+    }
   return r;
 }
 

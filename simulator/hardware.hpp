@@ -35,7 +35,10 @@
 //                                       log-linear between points, clamped outside; a missing
 //                                       curve is 1 everywhere
 //   [efficiency.op.<op kind>]           the same for one op kind (e.g. efficiency.op.gather),
-//                                       replacing its class's curves. Calibration
+//                                       replacing its class's curves
+//   [efficiency.broadcast.<op kind>]    the same for a binary element-wise kind whose second
+//                                       operand broadcasts (fewer elements than the first: a
+//                                       different kernel on most hardware). Calibration
 //                                       (experiments/calibrate) writes measured tables.
 //
 // Errors are InputError naming the file, the key (with its line), the value and what is allowed.
@@ -98,14 +101,16 @@ struct HardwareSpec {
 
   std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass
   std::map<OpKind, ClassEfficiency> kind_efficiency;      // per op kind, replacing its class's
+  std::map<OpKind, ClassEfficiency> broadcast_efficiency; // per binary kind when its operand broadcasts
 
   int64_t pod_chips() const;
   int64_t pod_devices() const { return pod_chips() * devices_per_chip; }
   // Peak FLOP/s for an op of class c whose operands are dtype t.
   double peak_flops(OpClass c, DType t) const;
   const ClassEfficiency& efficiency_of(OpClass c) const { return efficiency[static_cast<size_t>(c)]; }
-  // The kind's own curves if the spec has them, else its class's.
-  const ClassEfficiency& efficiency_of(OpKind k) const;
+  // The kind's own curves if the spec has them (its broadcast curves for a broadcasting binary
+  // op, when present), else its class's.
+  const ClassEfficiency& efficiency_of(OpKind k, bool broadcast = false) const;
 };
 
 // Reads a hardware file. `name_or_path`: a path to a .toml file, or a chip name looked up as

@@ -18,8 +18,17 @@ OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& co
   return roofline(hw, c, dtype, cost, hw.efficiency_of(c));
 }
 
-OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost) {
-  return roofline(hw, op_def(k).op_class, dtype, cost, hw.efficiency_of(k));
+OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost, bool broadcast) {
+  return roofline(hw, op_def(k).op_class, dtype, cost, hw.efficiency_of(k, broadcast));
+}
+
+bool is_broadcast(OpKind k, const std::vector<TensorType>& in) {
+  const bool binary = k == OpKind::add || k == OpKind::sub || k == OpKind::mul || k == OpKind::div ||
+                      k == OpKind::greater || k == OpKind::where;
+  if (!binary || in.size() < 2) return false;
+  // where(cond, a, b): cond broadcasts into a.
+  return num_elements(in[1].shape) < num_elements(in[0].shape) ||
+         (k == OpKind::where && num_elements(in[0].shape) < num_elements(in[1].shape));
 }
 
 OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost, const ClassEfficiency& eff) {

@@ -9,6 +9,7 @@
 #include "simulator/hardware.hpp"
 
 #include <string_view>
+#include <vector>
 
 namespace sy {
 
@@ -33,6 +34,11 @@ struct OpTime {
 OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost);
 OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& cost, const ClassEfficiency& eff);
 // By op kind: its class's peak, and its own efficiency curves when the spec has them.
-OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost);
+// `broadcast`: a binary element-wise op whose second operand broadcasts (is_broadcast).
+OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost, bool broadcast = false);
+
+// A binary element-wise op (add, sub, mul, div, greater, where's values) whose second operand has
+// fewer elements than its first.
+bool is_broadcast(OpKind k, const std::vector<TensorType>& in);
 
 }  // namespace sy

@@ -132,7 +132,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
           r.comm_bytes_by_axis[ax] += op.cost.collective_bytes;
         }
     } else {
-      op.roof = roofline(hw, n.kind, op.dtype, op.cost);
+      op.roof = roofline(hw, n.kind, op.dtype, op.cost, is_broadcast(n.kind, in));
       op.duration = op.roof.time;
       op.bound = op.roof.bound;
     }

@@ -48,6 +48,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   std::vector<double> weight;         // per node
   std::vector<double> leaf_weight;    // per value (leaves)
   std::vector<OpKind> kind;           // per node
+  std::vector<char> broadcast;        // per node: is_broadcast
   std::vector<DType> dtype;           // per node: operand dtype
   std::vector<char> backward;         // per node
   std::vector<char> read_by_backward; // per value
@@ -63,6 +64,9 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     read_by_backward.assign(g.values.size(), 0);
     for (const Node& n : g.nodes) {
       kind.push_back(n.kind);
+      std::vector<TensorType> in;
+      for (ValueId v : n.inputs) in.push_back(g.type(v));
+      broadcast.push_back(is_broadcast(n.kind, in) ? 1 : 0);
       dtype.push_back(!n.inputs.empty() ? g.type(n.inputs[0]).dtype : g.type(n.outputs.at(0)).dtype);
       backward.push_back(n.backward ? 1 : 0);
       for (ValueId v : n.inputs) {
@@ -84,7 +88,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     std::vector<double>& cache = time_of[i];  // roofline time per local-shape variant
     if (variant >= cache.size()) cache.resize(variant + 1, -1.0);
     double& t = cache[variant];
-    if (t < 0) t = roofline(hw, kind[i], dtype[i], c).time;
+    if (t < 0) t = roofline(hw, kind[i], dtype[i], c, broadcast[i]).time;
     cur.compute += w * t;
     if (backward[i]) cur.backward_compute += w * t;
     cur.memory.transient = std::max(cur.memory.transient, c.bytes_read + c.bytes_written);

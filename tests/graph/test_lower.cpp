@@ -481,3 +481,41 @@ TEST_CASE("the planner reports what lower() emits, with the same costs", "[lower
     CHECK(s.collectives == collectives);
   }
 }
+
+TEST_CASE("bf16 partial sums of parameter gradients are all-reduced in f32", "[lower]") {
+  // x, w in bf16 (a bf16 model's parameters): dw = einsum(x, dy) sums over the batch (split over
+  // data), so its partial sums are reduced, in f32 (ST-MoE), between two casts.
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"batch", 8}, {"d_model", 4}}, DType::bf16);
+  Expr w = b.parameter("w", {{"d_model", 4}, {"d_ff", 8}}, DType::bf16);
+  Expr y = cast(einsum(x, w, {"batch", "d_ff"}), DType::f32);
+  Expr loss = mean(y * y, {"batch", "d_ff"});
+  b.set_loss(loss);
+  gradients(g);
+  const Mesh mesh = parse_mesh("data:2");
+  const Lowered L = lower(g, mesh, parse_layout("batch:data", mesh));
+  verify(L.graph);
+  int f32_grad_reduces = 0;
+  for (const CollectiveRecord& c : L.collectives) {
+    const Node& n = L.graph.node(c.node);
+    if (n.kind != OpKind::all_reduce || !n.backward) continue;
+    const TensorType& t = L.graph.type(n.inputs[0]);
+    if (t.shape == Shape{{"d_model", 4}, {"d_ff", 8}}) {
+      CHECK(t.dtype == DType::f32);
+      const Node& before = L.graph.node(L.graph.value(n.inputs[0]).producer);
+      CHECK(before.kind == OpKind::cast);
+      ++f32_grad_reduces;
+    }
+  }
+  CHECK(f32_grad_reduces == 1);
+  for (const GraphOutput& o : L.graph.outputs)
+    if (o.name == "grad/w") CHECK(L.graph.type(o.value).dtype == DType::bf16);
+  // Without the option the reduction runs in bf16.
+  LowerOptions opts;
+  opts.f32_gradient_reduce = false;
+  const Lowered plain = lower(g, mesh, parse_layout("batch:data", mesh), opts);
+  for (const Node& n : plain.graph.nodes)
+    if (n.kind == OpKind::all_reduce && plain.graph.type(n.inputs[0]).shape.size() == 2)
+      CHECK(plain.graph.type(n.inputs[0]).dtype == DType::bf16);
+}
