@@ -302,7 +302,6 @@ int run(const Args& a) {
     running[st.pid] = i;
   };
 
-  bool any_crashed = false;
   auto finish = [&](size_t i, int wait_status) {
     RunState& st = state[i];
     const Run& r = runs[i];
@@ -310,7 +309,14 @@ int run(const Args& a) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started).count();
     const std::string status = train_status(dir);
     st.pid = 0;
-    if (exited_normally(wait_status) && status == "interrupted") return;  // stopped with us; continued next time
+    if (exited_normally(wait_status) && status == "interrupted") {  // continued by the next sweep
+      if (!g_signal) {
+        progress.clear();
+        fmt::print(stderr, "run_ablation: {} seed {} was interrupted from outside the sweep; re-run to continue it\n",
+                   spec.arms[r.arm].name, r.seed);
+      }
+      return;
+    }
     if (st.resumed && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == sy::kExitBadInput && !g_signal) {
       // The checkpoint could not be continued (corrupt, other config): start the run afresh.
       progress.clear();
@@ -328,7 +334,6 @@ int run(const Args& a) {
       }());
     st.result = read_train_run(dir, seconds, reason);
     write_atomically(dir / "result.json", result_json(*st.result).dump(2) + "\n");
-    any_crashed |= st.result->status == "crashed";
     steps_done += st.result->steps - st.start_step;
     progress.run_finished(fmt::format("{} seed {}: {}", spec.arms[r.arm].name, r.seed, outcome_text(*st.result, seconds)));
     write_tables();
@@ -376,7 +381,7 @@ int run(const Args& a) {
   }
   fmt::print("{}\nresults: {}\nsummary: {}\n", summary_markdown(spec, runs, results(), extra), (out / "results.csv").string(),
              (out / "summary.md").string());
-  if (any_crashed || counts("crashed") > 0) {
+  if (counts("crashed") > 0) {
     fmt::print(stderr, "run_ablation: {} runs crashed (see their train.log); running the sweep again retries them\n",
                counts("crashed"));
     return 1;

@@ -108,8 +108,10 @@ class PlanVisitor {
   virtual void collective(const PlannedCollective& c) = 0;
 };
 
-// Compiles a graph for one mesh once; then plans any layout quickly (local costs are memoized by
-// node and local shapes). Not thread-safe: use one planner per thread.
+// Compiles a graph for one mesh once; then plans any layout quickly: each node's plan is cached
+// under what it depends on (its inputs' shardings and the shardings its outputs want), and local
+// costs under the node's local shapes, so a sweep re-plans only what a layout changes. Not
+// thread-safe: use one planner per thread.
 class LoweringPlanner {
  public:
   LoweringPlanner(const Graph& g, const Mesh& mesh, const LowerOptions& opts = {});

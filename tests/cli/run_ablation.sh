@@ -149,13 +149,14 @@ pid=$!
 pids+=("$pid")
 first="$work/k/runs/baseline/seed_1"
 second="$work/k/runs/z-loss_1e-2/seed_1"
-for _ in $(seq 1 600); do
+for _ in $(seq 1 600); do [ -f "$work/k/sweep.json" ] && break; sleep 0.05; done
+expect_exit 2 "$work/long.toml" "${data[@]}" --out "$work/k"  # the directory is in use
+expect_in "$work/err.txt" "another run_ablation is running this sweep"
+for _ in $(seq 1 1200); do
   [ -f "$first/result.json" ] && [ -f "$second/checkpoint.safetensors" ] && break
   sleep 0.05
 done
 [ -f "$second/checkpoint.safetensors" ] || { cat "$work/k.err" >&2; fail "the sweep did not get to its second run"; }
-expect_exit 2 "$work/long.toml" "${data[@]}" --out "$work/k"  # the directory is in use
-expect_in "$work/err.txt" "another run_ablation is running this sweep"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 [ ! -f "$second/result.json" ] || fail "the second run finished before the kill; the test needs it in flight"
