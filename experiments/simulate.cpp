@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <iostream>
 #include <numeric>
+#include <thread>
 
 namespace {
 
@@ -57,6 +58,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> overrides;
   bool sweep = false, sweep_meshes = false;
   int refine = 3;
+  int threads = 0;
   app.add_option("--model", model_path, "model config (TOML), e.g. experiments/configs/models/st_moe_32b.toml")->required();
   app.add_option("--set", overrides, "override a config key, e.g. --set moe.cf_train=2.0 (repeatable)");
   app.add_option("--hardware", hardware, "chip name (tpu_v2, tpu_v3, tpu_v4, tpu_v5e, tpu_v5p, ...) or a .toml file")
@@ -73,6 +75,8 @@ int run(int argc, char** argv) {
   app.add_flag("--sweep-meshes", sweep_meshes,
                "sweep: also every mesh with the same axis names and device count (data:256 -> data:16,model:16, ...)");
   app.add_option("--refine", refine, "sweep: simulate this many of the best fitting layouts event by event")
+      ->capture_default_str();
+  app.add_option("--threads", threads, "sweep: workers (one mesh at a time each; 0: all cores); results do not depend on it")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -122,27 +126,16 @@ int run(int argc, char** argv) {
       }
     }
   }
-  std::vector<sy::LayoutScore> scores;
-  size_t illegal = 0, tried = 0;
-  std::vector<std::string> dims;
-  sy::OptimizerModel opt = sy::OptimizerModel::adafactor;
-  for (const sy::Mesh& m : meshes) {
-    int64_t split = 1;
-    for (const sy::MeshAxis& a : m.axes) split = std::lcm(split, a.size);
-    sy::TrainingStep reduced = sy::build_training_step(config, split, /*reduced=*/true);
-    opt = optimizer_from(optimizer, reduced.optimizer);
-    if (dims.empty()) dims = dims_text.empty() ? sy::default_sweep_dims(reduced.model.graph) : split_commas(dims_text);
-    sy::LayoutEvaluator eval(reduced.model.graph, m, hw, opt, reduced.weights);
-    for (const sy::Layout& l : sy::enumerate_layouts(dims, m)) {
-      ++tried;
-      if (!eval.legality(l).empty()) {
-        ++illegal;
-        continue;
-      }
-      scores.push_back(eval.evaluate(l));
-    }
-  }
-  sy::rank_layouts(scores);
+  sy::SweepOptions sweep_opts;
+  sweep_opts.dims = split_commas(dims_text);
+  sweep_opts.optimizer_from_config = optimizer == "config";
+  if (!sweep_opts.optimizer_from_config) sweep_opts.optimizer = optimizer_from(optimizer, sy::OptimizerModel::adafactor);
+  sweep_opts.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  sy::SweepResult swept = sy::sweep(config, hw, meshes, sweep_opts);
+  std::vector<sy::LayoutScore>& scores = swept.scores;
+  const std::vector<std::string>& dims = swept.dims;
+  const size_t tried = swept.tried, illegal = swept.illegal;
+  const sy::OptimizerModel opt = swept.optimizer;
   int refined = 0;
   for (sy::LayoutScore& s : scores) {
     if (refined >= refine || !s.memory.fits()) break;

@@ -30,8 +30,8 @@ bool is_collective(OpKind k) {
 namespace {
 
 constexpr int kMaxRank = 8;
-constexpr int kMaxIn = 4;
-constexpr int kMaxOut = 2;
+constexpr int kMaxIn = 8;   // optimizer updates: param, grad, 2 state slots, lr, step, clip scale
+constexpr int kMaxOut = 4;  // optimizer updates: the new param and state
 constexpr int kMaxSteps = 2 * static_cast<int>(kMaxMeshAxes);
 
 using DimId = int16_t;
@@ -969,7 +969,7 @@ struct LoweringPlanner::Impl {
     std::array<Sharding, kMaxOut> final_{};
   };
   std::vector<std::vector<Effect>> effects;                       // per node
-  std::vector<std::unordered_map<uint64_t, uint32_t>> effect_hash;  // per node: hash_of(key) -> entry
+  std::vector<std::vector<uint64_t>> effect_hash;  // per node: hash_of(key) of each entry, in entry order (scanned)
   static constexpr size_t kMaxEffects = 256;  // per node; beyond, plans are computed, not cached
 
   // The cache key of node n now; false when an input has too many variants to key.
@@ -1047,14 +1047,14 @@ struct LoweringPlanner::Impl {
     const bool keyed = plan_key(cn, key_scratch);
     const uint64_t h = keyed ? hash_of(key_scratch) : 0;
     if (keyed) {
-      auto it = effect_hash[i].find(h);
-      if (it != effect_hash[i].end() && effects[i][it->second].key == key_scratch)
-        return replay(n, cn, effects[i][it->second], v);
+      const std::vector<uint64_t>& hashes = effect_hash[i];
+      for (size_t e = 0; e < hashes.size(); ++e)
+        if (hashes[e] == h && effects[i][e].key == key_scratch) return replay(n, cn, effects[i][e], v);
     }
     Effect e = effect_of(n, cn, pl.plan_node(cn));
     replay(n, cn, e, v);
-    if (keyed && effects[i].size() < kMaxEffects && !effect_hash[i].count(h)) {
-      effect_hash[i].emplace(h, static_cast<uint32_t>(effects[i].size()));
+    if (keyed && effects[i].size() < kMaxEffects) {
+      effect_hash[i].push_back(h);
       e.key = key_scratch;
       effects[i].push_back(std::move(e));
     }
@@ -1066,17 +1066,16 @@ LoweringPlanner::LoweringPlanner(const Graph& g, const Mesh& mesh, const LowerOp
     : impl_(std::make_unique<Impl>(g, mesh, opts)) {}
 LoweringPlanner::~LoweringPlanner() = default;
 
-std::string LoweringPlanner::legality(const Layout& layout) const {
+bool LoweringPlanner::legal(const Layout& layout) const {
   // The checks of check_layout over the distinct shapes of the graph.
   const Impl& m = *impl_;
   for (const LayoutRule& r : layout.rules)
-    if (!m.mesh.axis_index(r.axis)) return legality_message(m.g, m.mesh, layout);
+    if (!m.mesh.axis_index(r.axis)) return false;
   std::vector<int16_t> rule(m.c.dim_names.size(), -1);
   for (size_t d = 0; d < m.c.dim_names.size(); ++d)
     if (const std::string* ax = layout.axis_of(m.c.dim_names[d])) rule[d] = static_cast<int16_t>(*m.mesh.axis_index(*ax));
   for (const LayoutRule& r : layout.rules)
-    if (std::find(m.c.dim_names.begin(), m.c.dim_names.end(), r.dim) == m.c.dim_names.end())
-      return legality_message(m.g, m.mesh, layout);
+    if (std::find(m.c.dim_names.begin(), m.c.dim_names.end(), r.dim) == m.c.dim_names.end()) return false;
   for (int32_t id : m.c.distinct_shapes) {
     const CValue& v = m.c.values[static_cast<size_t>(id)];
     uint32_t used = 0;
@@ -1084,16 +1083,20 @@ std::string LoweringPlanner::legality(const Layout& layout) const {
       const int16_t a = rule[static_cast<size_t>(v.dim[static_cast<size_t>(i)])];
       if (a < 0) continue;
       if ((used & (1u << a)) || m.c.sizes[static_cast<size_t>(id)][static_cast<size_t>(i)] % m.mesh.axes[static_cast<size_t>(a)].size != 0)
-        return legality_message(m.g, m.mesh, layout);
+        return false;
       used |= 1u << a;
     }
   }
-  return {};
+  return true;
+}
+
+std::string LoweringPlanner::legality(const Layout& layout) const {
+  return legal(layout) ? std::string() : legality_message(impl_->g, impl_->mesh, layout);
 }
 
 const std::vector<Sharding>& LoweringPlanner::plan(const Layout& layout, PlanVisitor& v) {
   Impl& m = *impl_;
-  if (std::string err = legality(layout); !err.empty()) throw InputError(err);
+  if (!legal(layout)) throw InputError(legality_message(m.g, m.mesh, layout));
   m.pl.set_layout(layout);
   for (size_t i = 0; i < m.c.values.size(); ++i)
     if (m.c.values[i].leaf) {

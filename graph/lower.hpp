@@ -125,6 +125,8 @@ class LoweringPlanner {
 
   // Legality alone (check_layout's rules), without throwing: empty when legal, else the message.
   std::string legality(const Layout& layout) const;
+  // The same as a yes/no, without building a message (fast: for sweeps over many illegal layouts).
+  bool legal(const Layout& layout) const;
 
  private:
   struct Impl;

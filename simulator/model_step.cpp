@@ -56,12 +56,15 @@ TrainingStep build_training_step(const ModelConfig& c, int64_t split, bool reduc
   gradients(step.model.graph);
   step.optimizer = c.optimizer.kind == OptimizerKind::adamw ? OptimizerModel::adamw : OptimizerModel::adafactor;
 
-  // Published FLOPs of the full model (a forward-only count of the full config).
-  StatsOptions so;
-  so.training = false;
-  const ModelStats stats = model_stats(c, so);
-  step.model_flops = stats.published_training_flops * static_cast<double>(stats.batch);
-  step.tokens = static_cast<double>(stats.batch * stats.tokens_per_sequence);
+  // Published FLOPs of the full model (a forward-only count of the full config; it builds the whole
+  // forward graph, so a reduced build, made for layout search, skips it).
+  if (!reduced) {
+    StatsOptions so;
+    so.training = false;
+    const ModelStats stats = model_stats(c, so);
+    step.model_flops = stats.published_training_flops * static_cast<double>(stats.batch);
+    step.tokens = static_cast<double>(stats.batch * stats.tokens_per_sequence);
+  }
 
   step.weights.assign(step.model.graph.nodes.size(), 1.0);
   if (reduced)

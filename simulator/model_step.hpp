@@ -15,8 +15,8 @@ namespace sy {
 
 struct TrainingStep {
   ModelGraph model;              // forward + backward (gradients of every parameter)
-  double model_flops = 0;        // published training FLOPs of the whole step (all sequences)
-  double tokens = 0;             // tokens of the step (batch × tokens per sequence)
+  double model_flops = 0;        // published training FLOPs of the whole step (all sequences); 0 when reduced
+  double tokens = 0;             // tokens of the step (batch × tokens per sequence); 0 when reduced
   std::vector<double> weights;   // per node: how many layers of the full model it stands for
   OptimizerModel optimizer = OptimizerModel::adafactor;  // from the config
 };

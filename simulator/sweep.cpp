@@ -1,12 +1,16 @@
 #include "simulator/sweep.hpp"
 
 #include "graph/error.hpp"
+#include "simulator/model_step.hpp"
 #include "simulator/roofline.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
+#include <numeric>
+#include <thread>
 
 namespace sy {
 
@@ -77,9 +81,27 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     for (double& w2 : leaf_weight)
       if (w2 < 0) w2 = 1.0;
     time_of.resize(g.nodes.size());
+    updates.resize(g.values.size());
     for (const Value& v : g.values)
       if (v.role != ValueRole::computed || (read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward))
         held.push_back(v.id.v);
+  }
+
+  // The optimizer update of a parameter on its local block, per sharding seen (few per parameter).
+  struct Update {
+    uint64_t sharding = 0;  // Sharding::bits()
+    double state_bytes = 0, time = 0;
+  };
+  std::vector<std::vector<Update>> updates;  // per value
+  const Update& update_of(const Value& v, const Sharding& sh) {
+    std::vector<Update>& seen = updates[static_cast<size_t>(v.id.v)];
+    for (const Update& u : seen)
+      if (u.sharding == sh.bits()) return u;
+    const TensorType local{local_shape(v.type.shape, sh, mesh), v.type.dtype};
+    const UpdateCost u = optimizer_update(optimizer, local);
+    const double t = optimizer != OptimizerModel::none ? roofline(hw, OpClass::elementwise, v.type.dtype, u.cost).time : 0.0;
+    seen.push_back(Update{sh.bits(), u.state_bytes, t});
+    return seen.back();
   }
 
   void node(NodeId n, const OpCost& c, uint32_t variant) override {
@@ -122,6 +144,7 @@ LayoutEvaluator::LayoutEvaluator(const Graph& g, const Mesh& mesh, const Hardwar
 LayoutEvaluator::~LayoutEvaluator() = default;
 
 std::string LayoutEvaluator::legality(const Layout& layout) const { return impl_->planner.legality(layout); }
+bool LayoutEvaluator::legal(const Layout& layout) const { return impl_->planner.legal(layout); }
 
 LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
   Impl& m = *impl_;
@@ -145,10 +168,10 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
       const double b = local_bytes(v);
       mem.parameters += w * b;
       mem.gradients += w * b;  // at the parameter's dtype, as the lowered gradient outputs
-      const TensorType local{local_shape(v.type.shape, shard[static_cast<size_t>(v.id.v)], m.mesh), v.type.dtype};
-      const UpdateCost u = optimizer_update(m.optimizer, local);
+      const Sharding& sh = shard[static_cast<size_t>(v.id.v)];
+      const Impl::Update& u = m.update_of(v, sh);
       mem.optimizer += w * u.state_bytes;
-      if (m.optimizer != OptimizerModel::none) m.cur.compute += w * roofline(m.hw, OpClass::elementwise, v.type.dtype, u.cost).time;
+      m.cur.compute += w * u.time;
     } else if (v.role == ValueRole::input) {
       mem.inputs += local_bytes(v);
     } else if (m.read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward) {
@@ -182,6 +205,61 @@ std::vector<Mesh> meshes_like(const Mesh& mesh) {
   };
   if (!mesh.axes.empty()) go(0, total);
   return out;
+}
+
+SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::vector<Mesh>& meshes,
+                  const SweepOptions& opts) {
+  struct PerMesh {
+    std::vector<LayoutScore> scores;
+    size_t tried = 0, illegal = 0;
+    std::string error;  // InputError of this mesh's build, rethrown in mesh order
+  };
+  SweepResult r;
+  r.dims = opts.dims;
+  r.optimizer = opts.optimizer;
+  if (meshes.empty()) return r;
+  if (r.dims.empty() || opts.optimizer_from_config) {  // both come from the model: build it once for them
+    const TrainingStep probe = build_training_step(config, 1, /*reduced=*/true);
+    if (r.dims.empty()) r.dims = default_sweep_dims(probe.model.graph);
+    if (opts.optimizer_from_config) r.optimizer = probe.optimizer;
+  }
+  std::vector<PerMesh> per(meshes.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < meshes.size(); i = next++) {
+      const Mesh& m = meshes[i];
+      PerMesh& out = per[i];
+      try {
+        int64_t split = 1;
+        for (const MeshAxis& a : m.axes) split = std::lcm(split, a.size);
+        const TrainingStep reduced = build_training_step(config, split, /*reduced=*/true);
+        LayoutEvaluator eval(reduced.model.graph, m, hw, r.optimizer, reduced.weights);
+        for (const Layout& l : enumerate_layouts(r.dims, m)) {
+          ++out.tried;
+          if (!eval.legal(l)) {
+            ++out.illegal;
+            continue;
+          }
+          out.scores.push_back(eval.evaluate(l));
+        }
+      } catch (const InputError& e) {
+        out.error = e.what();
+      }
+    }
+  };
+  const int threads = std::max(1, std::min<int>(opts.threads, static_cast<int>(meshes.size())));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  for (PerMesh& p : per) {  // mesh order: the result does not depend on the thread count
+    if (!p.error.empty()) throw InputError(p.error);
+    r.tried += p.tried;
+    r.illegal += p.illegal;
+    for (LayoutScore& s : p.scores) r.scores.push_back(std::move(s));
+  }
+  rank_layouts(r.scores);
+  return r;
 }
 
 void rank_layouts(std::vector<LayoutScore>& scores) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "graph/lower.hpp"
+#include "graph/model_config.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/simulate.hpp"
 #include "simulator/topology.hpp"
@@ -56,6 +57,8 @@ class LayoutEvaluator {
 
   // Empty when legal, else why not.
   std::string legality(const Layout& layout) const;
+  // The same as a yes/no, without building a message.
+  bool legal(const Layout& layout) const;
   // Throws InputError for an illegal layout.
   LayoutScore evaluate(const Layout& layout);
 
@@ -67,6 +70,23 @@ class LayoutEvaluator {
 // The meshes with the axis names of `mesh` and the same number of devices (every factorization
 // over its axes, in a fixed order; one axis: the mesh itself).
 std::vector<Mesh> meshes_like(const Mesh& mesh);
+
+// A whole sweep: every layout of `dims` on every mesh of `meshes`, each mesh with the reduced
+// training step of `config` grouped by the lcm of its axes (simulator/model_step.hpp).
+struct SweepOptions {
+  std::vector<std::string> dims;  // empty: default_sweep_dims of the model
+  OptimizerModel optimizer = OptimizerModel::adafactor;
+  bool optimizer_from_config = true;  // price the config's optimizer (else `optimizer`)
+  int threads = 1;                    // workers, one mesh at a time each; results do not depend on it
+};
+struct SweepResult {
+  std::vector<std::string> dims;
+  OptimizerModel optimizer = OptimizerModel::adafactor;  // the optimizer priced
+  std::vector<LayoutScore> scores;  // every legal layout, ranked (rank_layouts)
+  size_t tried = 0, illegal = 0;
+};
+SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::vector<Mesh>& meshes,
+                  const SweepOptions& opts = {});
 
 // Fitting layouts first by step, then the rest by step (stable).
 void rank_layouts(std::vector<LayoutScore>& scores);

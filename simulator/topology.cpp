@@ -88,21 +88,25 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
 
 CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpKind kind, uint32_t axes,
                                double local_in_bytes, double local_out_bytes) {
-  std::vector<const AxisSegment*> segs;
-  for (size_t a = 0; a < topo.axes.size(); ++a)
-    if (axes & (1u << a))
-      for (const AxisSegment& s : topo.axes[a].segments) segs.push_back(&s);
+  // The torus segments of the collective's mesh axes (no allocation: a sweep calls this often).
+  auto for_each_segment = [&](auto&& f) {
+    for (size_t a = 0; a < topo.axes.size(); ++a)
+      if (axes & (1u << a))
+        for (const AxisSegment& s : topo.axes[a].segments) f(&s);
+  };
   CollectiveTime t;
   t.latency = hw.collective_overhead;
   if (kind == OpKind::shard_slice) return t;
   double n = 1, ring_bw = 0, hops = 0;
-  for (const AxisSegment* s : segs) {
+  size_t segments = 0;
+  for_each_segment([&](const AxisSegment* s) {
+    ++segments;
     n *= static_cast<double>(s->size);
     ring_bw += (s->wraparound ? 2.0 : 1.0) * s->link_bandwidth;
     hops += static_cast<double>(s->stride) *
             (s->wraparound ? static_cast<double>(s->size) / 2.0 : static_cast<double>(s->size - 1));
-  }
-  if (segs.empty() || n <= 1) {
+  });
+  if (segments == 0 || n <= 1) {
     t.total = t.latency;
     return t;
   }
@@ -120,11 +124,11 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
   } else if (kind == OpKind::all_to_all) {
     t.latency += alpha;
     const double crossing = n * local_in_bytes / 4.0;
-    for (const AxisSegment* s : segs) {
-      if (s->size < 2) continue;
+    for_each_segment([&](const AxisSegment* s) {
+      if (s->size < 2) return;
       const double links = (n / static_cast<double>(s->size)) * (s->wraparound ? 2.0 : 1.0);
       t.bandwidth = std::max(t.bandwidth, crossing / (links * s->link_bandwidth));
-    }
+    });
   } else {
     SY_CHECK(false, "collective_time: {} is not a collective", op_name(kind));
   }

@@ -192,7 +192,8 @@ TEST_CASE("the analytical evaluation prices what the event simulation runs", "[s
   CHECK(sr.compute == Approx(sb.compute).epsilon(1e-6));
   CHECK(sr.comm == Approx(sb.comm).epsilon(1e-6));
   CHECK(sr.memory.parameters == Approx(sb.memory.parameters).epsilon(1e-6));
-  CHECK(reduced.model_flops == big.model_flops);
+  CHECK(big.model_flops > 0);
+  CHECK(reduced.model_flops == 0);  // not computed for layout search (it builds the full model)
 }
 
 TEST_CASE("sweep: every legal layout, ranked by step time, those that fit first", "[simulator][sweep]") {
