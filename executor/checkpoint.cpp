@@ -200,6 +200,7 @@ void save_checkpoint(const fs::path& path, const std::vector<StateTensor>& state
       {"data_epoch", std::to_string(run.data.epoch)},
       {"data_example", std::to_string(run.data.example)},
       {"loss_ema", fmt::format("{}", run.loss_ema)},
+      {"loss_ema_best", fmt::format("{}", run.loss_ema_best)},
       {"config", run.config_json},
       {"model_path", run.model_path},
       {"model_toml", run.model_toml},
@@ -236,6 +237,12 @@ Checkpoint read_checkpoint(const fs::path& path) {
     char* end = nullptr;
     c.run.loss_ema = std::strtod(s.c_str(), &end);
     if (s.empty() || *end != '\0') bad_file(path, fmt::format("metadata loss_ema = '{}' is not a number", s));
+    c.run.loss_ema_best = c.run.loss_ema;  // checkpoints from before the key existed
+    if (auto it = m.find("loss_ema_best"); it != m.end()) {
+      c.run.loss_ema_best = std::strtod(it->second.c_str(), &end);
+      if (it->second.empty() || *end != '\0')
+        bad_file(path, fmt::format("metadata loss_ema_best = '{}' is not a number", it->second));
+    }
   }
   c.run.config_json = get("config");
   c.run.model_path = get("model_path");

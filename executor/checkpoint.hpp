@@ -15,6 +15,7 @@
 //   step          updates done
 //   data_epoch, data_example   the training batch source's position (data_batches.hpp)
 //   loss_ema      the divergence detector's running mean of the loss (shortest round-trip decimal)
+//   loss_ema_best the lowest loss_ema so far, the spike reference (optional: = loss_ema when absent)
 //   config        the resolved ModelConfig as JSON (graph/model_config.hpp to_json)
 //   model_path, model_toml, overrides (JSON array)   the config file as given, to resume without it
 //   dims          JSON {tensor name: [dim names]}: the named dims behind each shape
@@ -81,6 +82,7 @@ struct RunState {
   std::string model_path;
   std::string model_toml;
   std::vector<std::string> overrides;
+  double loss_ema_best = 0;  // the lowest loss_ema so far (executor/divergence.hpp); = loss_ema when absent
 };
 
 // Saves the trainer's parameters and optimizer state with `run` to `path` (atomically).

@@ -1,10 +1,13 @@
 #include "executor/executor.hpp"
 
+#include "executor/communicator.hpp"
 #include "executor/einsum.hpp"
 #include "executor/kernels.hpp"
 #include "executor/memory_plan.hpp"
 #include "executor/optimizer_kernels.hpp"
+#include "executor/sparse_einsum.hpp"
 #include "graph/error.hpp"
+#include "graph/lower.hpp"
 #include "graph/op_def.hpp"
 
 #include <omp.h>
@@ -92,6 +95,7 @@ struct Executor::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::vector<std::optional<exec::EinsumKernel>> einsum;  // per node: the oneDNN plan, if any
+  std::optional<exec::SparseEinsums> sparse;              // einsums over mostly-zero operands
   exec::MemoryPlan plan;
   Bytes arena;
   std::vector<Bytes> leaf;        // per value: storage of leaves (null for computed values)
@@ -133,6 +137,7 @@ struct Executor::Impl {
     }
     plan = exec::plan_memory(g, workspace);
     arena = alloc_bytes(plan.arena_bytes);
+    if (opts.fast_kernels) sparse.emplace(g, plan.kept);
 
     leaf.resize(nv);
     leaf_set.assign(nv, false);
@@ -174,6 +179,9 @@ struct Executor::Impl {
   // The one dispatcher: every kind says whether it has a fast kernel. A fast kernel returns false
   // for shapes it does not cover, and the reference forward runs instead.
   void run_node(const Node& n) {
+    if (opts.communicator && is_collective(n.kind))  // across the mesh (executor/communicator.hpp)
+      return run_collective(*opts.communicator, n.kind, std::get<CollectiveAttrs>(n.attrs), g.type(n.inputs.at(0)),
+                            ptr(n.inputs.at(0)), g.type(n.outputs.at(0)), ptr(n.outputs.at(0)));
     if (!opts.fast_kernels) return run_reference(n);
     auto in = [&](size_t i) { return exec::ConstView{ptr(n.inputs.at(i)), g.type(n.inputs.at(i))}; };
     auto out = [&](size_t i) { return exec::View{ptr(n.outputs.at(i)), g.type(n.outputs.at(i))}; };
@@ -205,11 +213,20 @@ struct Executor::Impl {
       case OpKind::exp: done = unary(exec::UnaryOp::exp); break;
       case OpKind::log: done = unary(exec::UnaryOp::log); break;
       case OpKind::rsqrt: done = unary(exec::UnaryOp::rsqrt); break;
-      case OpKind::cast: done = unary(exec::UnaryOp::cast); break;
+      case OpKind::cast:
+        done = (sparse && sparse->run_cast(n, [&](ValueId v) { return ptr(v); })) || unary(exec::UnaryOp::cast);
+        break;
       case OpKind::reduce_sum: done = reduce(exec::ReduceOp::sum); break;
       case OpKind::reduce_mean: done = reduce(exec::ReduceOp::mean); break;
       case OpKind::reduce_max: done = reduce(exec::ReduceOp::max); break;
       case OpKind::softmax: done = exec::softmax(std::get<DimAttrs>(n.attrs).dim.name, in(0), out(0)); break;
+      case OpKind::cross_entropy: done = exec::cross_entropy(std::get<DimAttrs>(n.attrs).dim.name, in(0), in(1), out(0)); break;
+      case OpKind::one_hot: done = exec::one_hot(in(0), out(0)); break;
+      case OpKind::rms_norm: {
+        const auto& a = std::get<RmsNormAttrs>(n.attrs);
+        done = exec::rms_norm(a.dim, a.eps, in(0), in(1), out(0));
+        break;
+      }
       case OpKind::transpose:
         if (in(0).type.dtype == out(0).type.dtype) {
           exec::permute_copy(in(0), out(0));
@@ -224,7 +241,9 @@ struct Executor::Impl {
         break;
       // Fast: oneDNN matmul (executor/einsum.cpp), planned at construction.
       case OpKind::einsum:
-        if (const auto& k = einsum[static_cast<size_t>(n.id.v)]) {
+        if (sparse && sparse->run(n, [&](ValueId v) { return ptr(v); })) {
+          done = true;
+        } else if (const auto& k = einsum[static_cast<size_t>(n.id.v)]) {
           const auto& off = plan.workspace_offset[static_cast<size_t>(n.id.v)];
           std::array<std::byte*, 3> ws{};
           for (size_t i = 0; i < ws.size(); ++i) ws[i] = off[i] >= 0 ? arena.get() + off[i] : nullptr;
@@ -240,16 +259,14 @@ struct Executor::Impl {
       case OpKind::random:
       case OpKind::broadcast:
       case OpKind::logsumexp:
-      case OpKind::rms_norm:
-      case OpKind::cross_entropy:
       case OpKind::embedding:
       case OpKind::embedding_grad:
-      case OpKind::one_hot:
       case OpKind::top_k:
       case OpKind::cumsum:
       case OpKind::gather:
       case OpKind::scatter_add:
-      // Collectives: the identity over mesh axes of size 1 (the MPI implementation replaces these).
+      // Collectives: without a communicator, the identity over mesh axes of size 1 (with one, they
+      // never get here).
       case OpKind::all_reduce:
       case OpKind::all_gather:
       case OpKind::reduce_scatter:
@@ -309,6 +326,7 @@ void Executor::run() {
       throw InputError(fmt::format("executor run: leaf '{}' {} was never set (call set() or write through data())", v.name,
                                    to_string(v.type)));
   omp_set_num_threads(m.threads);
+  if (m.sparse) m.sparse->begin_run();
   if (m.opts.on_op) {
     using Clock = std::chrono::steady_clock;
     auto us = [](Clock::time_point t) { return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count(); };

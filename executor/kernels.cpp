@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <bit>
 #include <type_traits>
 
 namespace sy::exec {
@@ -47,14 +48,149 @@ bool all_float(std::initializer_list<DType> ts) {
   return std::all_of(ts.begin(), ts.end(), [](DType t) { return is_float(t); });
 }
 
-float gelu_f(float x) {
-  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
-  return 0.5f * x * (1.0f + std::tanh(c * (x + a * x * x * x)));
-}
 float gelu_grad_f(float x) {
   const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
   const float t = std::tanh(c * (x + a * x * x * x));
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * a * x * x);
+}
+
+// ---- f32 array math, compiled for AVX-512, AVX2 and baseline x86-64 (picked at load time) ----
+// Plain loops the compiler vectorises; no reassociation or FMA contraction (ISO C++ mode), so
+// every variant gives the same bits.
+#define SY_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+// exp(x) (Cephes expf polynomial, within 2 ulp): 0 below -87.3 (where expf leaves the normal
+// range), +inf above 88.7, NaN stays NaN.
+inline float exp_poly(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;
+  const float xc = x < lo ? lo : (x > hi ? hi : x);
+  const float t = xc * 1.44269504088896341f;
+  const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
+  const float f = (xc - r * 0.693359375f) + r * 2.12194440e-4f;
+  const float z = f * f;
+  float p = 1.9875691500e-4f;
+  p = p * f + 1.3981999507e-3f;
+  p = p * f + 8.3334519073e-3f;
+  p = p * f + 4.1665795894e-2f;
+  p = p * f + 1.6666665459e-1f;
+  p = p * f + 5.0000001201e-1f;
+  p = p * z + f + 1.0f;
+  // p · 2^r with r in [-126, 128], as two exact power-of-two scalings (2^128 is not a float).
+  const int32_t ri = static_cast<int32_t>(r), h = ri / 2;
+  const float s1 = std::bit_cast<float>(static_cast<uint32_t>(h + 127) << 23);
+  const float s2 = std::bit_cast<float>(static_cast<uint32_t>(ri - h + 127) << 23);
+  const float y = (p * s1) * s2;
+  return x < lo ? 0.0f : (x > hi ? std::numeric_limits<float>::infinity() : (x != x ? x : y));
+}
+
+// 1 + tanh(u) and 1 - tanh(u) without cancellation: with e = exp(-2|u|), they are 2/(1+e) and
+// 2e/(1+e) (swapped for u < 0); each within a few ulp.
+struct TanhParts {
+  float plus, minus;
+};
+inline TanhParts tanh_parts(float u) {
+  const float e = exp_poly(-2.0f * (u < 0 ? -u : u));
+  const float big = 2.0f / (1.0f + e), small = 2.0f * e / (1.0f + e);
+  return u < 0 ? TanhParts{small, big} : TanhParts{big, small};
+}
+
+SY_VECTOR_CLONES void vec_exp_shifted(const float* x, float shift, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(x[i] - shift);
+}
+SY_VECTOR_CLONES float vec_max(const float* x, int64_t n) {
+  float m[16];
+  for (int l = 0; l < 16; ++l) m[l] = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  float r = m[0];
+  for (int l = 1; l < 16; ++l) r = m[l] > r ? m[l] : r;
+  return r;
+}
+SY_VECTOR_CLONES double vec_sum(const float* x, int64_t n) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += x[i + l];
+  for (; i < n; ++i) acc[0] += x[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+SY_VECTOR_CLONES double vec_sum_squares(const float* x, int64_t n) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += static_cast<double>(x[i + l]) * x[i + l];
+  for (; i < n; ++i) acc[0] += static_cast<double>(x[i]) * x[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+SY_VECTOR_CLONES void vec_scale(const float* x, float s, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
+}
+SY_VECTOR_CLONES void vec_gelu(const float* x, float* y, int64_t n) {
+  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * tanh_parts(c * (v + a * v * v * v)).plus;
+  }
+}
+SY_VECTOR_CLONES void vec_gelu_grad(const float* x, const float* dy, float* y, int64_t n) {
+  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const TanhParts t = tanh_parts(c * (v + a * v * v * v));  // gelu' = (1+t)/2 + x (1-t)(1+t) c (1 + 3a x²) / 2
+    y[i] = dy[i] * (0.5f * t.plus + 0.5f * v * (t.minus * t.plus) * c * (1.0f + 3.0f * a * v * v));
+  }
+}
+SY_VECTOR_CLONES void vec_rms_scale(const float* x, float inv, const float* g, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv * g[i];
+}
+
+// Loads n elements of x from i0 as f32: a pointer into x itself for f32 storage, else converted
+// into `buf` (n <= kBlock).
+constexpr int64_t kBlock = 1024;
+inline const float* as_f32(const float* x, int64_t i0, int64_t, float*) { return x + i0; }
+inline const float* as_f32(const uint16_t* x, int64_t i0, int64_t n, float* buf) {
+  for (int64_t i = 0; i < n; ++i) buf[i] = bf16_to_f32(x[i0 + i]);
+  return buf;
+}
+// Where to write n f32 results for y from i0, and the store after writing them there.
+inline float* out_f32(float* y, int64_t i0, float*) { return y + i0; }
+inline float* out_f32(uint16_t*, int64_t, float* buf) { return buf; }
+inline void flush_f32(float*, int64_t, int64_t, const float*) {}
+inline void flush_f32(uint16_t* y, int64_t i0, int64_t n, const float* buf) {
+  for (int64_t i = 0; i < n; ++i) y[i0 + i] = f32_to_bf16(buf[i]);
+}
+
+// A row of n elements of x from i0 as f32 (buf holds n floats for bf16 storage).
+inline const float* as_f32_row(const float* x, int64_t i0, int64_t, float*) { return x + i0; }
+inline const float* as_f32_row(const uint16_t* x, int64_t i0, int64_t n, float* buf) { return as_f32(x, i0, n, buf); }
+
+// y[i] = f(x[i]) by blocks of f32: f(const float* x, float* y, n).
+template <typename X, typename Y, typename F>
+void map1_blocks(const X* x, Y* y, int64_t n, F f) {
+  tbb::parallel_for(Range(0, (n + kBlock - 1) / kBlock, std::max<int64_t>(1, kGrain / kBlock)), [&](const Range& r) {
+    float bx[kBlock], by[kBlock];
+    for (int64_t b = r.begin(); b < r.end(); ++b) {
+      const int64_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
+      float* yo = out_f32(y, i0, by);
+      f(as_f32(x, i0, len, bx), yo, len);
+      flush_f32(y, i0, len, yo);
+    }
+  });
+}
+// y[i] = f(a[i], b[i]) by blocks of f32.
+template <typename A, typename B, typename Y, typename F>
+void map2_blocks(const A* a, const B* b, Y* y, int64_t n, F f) {
+  tbb::parallel_for(Range(0, (n + kBlock - 1) / kBlock, std::max<int64_t>(1, kGrain / kBlock)), [&](const Range& r) {
+    float ba[kBlock], bb[kBlock], by[kBlock];
+    for (int64_t k = r.begin(); k < r.end(); ++k) {
+      const int64_t i0 = k * kBlock, len = std::min(kBlock, n - i0);
+      float* yo = out_f32(y, i0, by);
+      f(as_f32(a, i0, len, ba), as_f32(b, i0, len, bb), yo, len);
+      flush_f32(y, i0, len, yo);
+    }
+  });
 }
 
 template <typename X, typename Y, typename F>
@@ -76,6 +212,33 @@ void map2(const A* a, const B* b, Y* y, int64_t n, int64_t nb, F f) {
     for (int64_t i = r.begin(); i < r.end(); ++i) {
       st(y, i, f(ld(a, i), ld(b, j)));
       if (++j == nb) j = 0;
+    }
+  });
+}
+
+// y[i] = f(a[i], b[offset of i]) where b's offset moves by bstride[k] along dim k of a's shape
+// `as`. Rows of a's last dim are the unit of work: one offset computation per row.
+template <typename A, typename B, typename Y, typename F>
+void map2_strided(const A* a, const B* b, Y* y, const Shape& as, const std::vector<int64_t>& bstride, F f) {
+  const size_t nd = as.size();
+  const int64_t inner = as[nd - 1].size, inner_step = bstride[nd - 1];
+  const int64_t rows = num_elements(as) / inner;
+  tbb::parallel_for(Range(0, rows, row_grain(inner)), [&](const Range& r) {
+    for (int64_t row = r.begin(); row < r.end(); ++row) {
+      int64_t rem = row, off = 0;
+      for (size_t k = nd - 1; k-- > 0;) {
+        off += (rem % as[k].size) * bstride[k];
+        rem /= as[k].size;
+      }
+      const int64_t base = row * inner;
+      if (inner_step == 0) {
+        const float bv = ld(b, off);
+        for (int64_t j = 0; j < inner; ++j) st(y, base + j, f(ld(a, base + j), bv));
+      } else if (inner_step == 1) {
+        for (int64_t j = 0; j < inner; ++j) st(y, base + j, f(ld(a, base + j), ld(b, off + j)));
+      } else {
+        for (int64_t j = 0; j < inner; ++j) st(y, base + j, f(ld(a, base + j), ld(b, off + j * inner_step)));
+      }
     }
   });
 }
@@ -113,8 +276,10 @@ bool unary(UnaryOp op, const ScaleAttrs& s, ConstView x, View y) {
           map1(xp, yp, n, [f = s.factor, o = s.offset](float v) { return static_cast<float>(v * f + o); });
           return;
         case UnaryOp::relu: map1(xp, yp, n, [](float v) { return v > 0.0f ? v : 0.0f; }); return;
-        case UnaryOp::gelu: map1(xp, yp, n, gelu_f); return;
-        case UnaryOp::exp: map1(xp, yp, n, [](float v) { return std::exp(v); }); return;
+        case UnaryOp::gelu: map1_blocks(xp, yp, n, vec_gelu); return;
+        case UnaryOp::exp:
+          map1_blocks(xp, yp, n, [](const float* a, float* b, int64_t len) { vec_exp_shifted(a, 0.0f, b, len); });
+          return;
         case UnaryOp::log: map1(xp, yp, n, [](float v) { return std::log(v); }); return;
         case UnaryOp::rsqrt: map1(xp, yp, n, [](float v) { return 1.0f / std::sqrt(v); }); return;
         case UnaryOp::cast: map1(xp, yp, n, [](float v) { return v; }); return;
@@ -126,26 +291,40 @@ bool unary(UnaryOp op, const ScaleAttrs& s, ConstView x, View y) {
 
 bool binary(BinaryOp op, ConstView a, ConstView b, View y) {
   if (!all_float({a.type.dtype, b.type.dtype, y.type.dtype})) return false;
-  if (y.type.shape != a.type.shape || !is_suffix(a.type.shape, b.type.shape)) return false;
-  const int64_t n = num_elements(a.type.shape);
-  const int64_t nb = num_elements(b.type.shape);
+  const Shape& as = a.type.shape;
+  const Shape& bs = b.type.shape;
+  if (y.type.shape != as) return false;
+  const int64_t n = num_elements(as);
+  const int64_t nb = num_elements(bs);
+  const bool suffix = is_suffix(as, bs);
+  // General broadcast: b's stride along each dim of a (0 where b lacks the dim).
+  std::vector<int64_t> bstride(as.size(), 0);
+  if (!suffix) {
+    const auto bst = strides_of(bs);
+    for (size_t k = 0; k < bs.size(); ++k) {
+      auto i = dim_index(as, bs[k].name);
+      if (!i || as[*i].size != bs[k].size) return false;
+      bstride[*i] = bst[k];
+    }
+  }
   visit_float(a.type.dtype, [&](auto* at) {
     visit_float(b.type.dtype, [&](auto* bt) {
       visit_float(y.type.dtype, [&](auto* yt) {
         const auto* ap = static_cast<const Storage<decltype(at)>*>(a.data);
         const auto* bp = static_cast<const Storage<decltype(bt)>*>(b.data);
         auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+        if (op == BinaryOp::gelu_grad && nb == n) return map2_blocks(ap, bp, yp, n, vec_gelu_grad);
+        auto run = [&](auto f) {
+          if (suffix) map2(ap, bp, yp, n, nb, f);
+          else map2_strided(ap, bp, yp, as, bstride, f);
+        };
         switch (op) {
-          case BinaryOp::add: map2(ap, bp, yp, n, nb, [](float u, float v) { return u + v; }); return;
-          case BinaryOp::sub: map2(ap, bp, yp, n, nb, [](float u, float v) { return u - v; }); return;
-          case BinaryOp::mul: map2(ap, bp, yp, n, nb, [](float u, float v) { return u * v; }); return;
-          case BinaryOp::div: map2(ap, bp, yp, n, nb, [](float u, float v) { return u / v; }); return;
-          case BinaryOp::relu_grad:
-            map2(ap, bp, yp, n, nb, [](float x, float dy) { return x > 0.0f ? dy : 0.0f; });
-            return;
-          case BinaryOp::gelu_grad:
-            map2(ap, bp, yp, n, nb, [](float x, float dy) { return dy * gelu_grad_f(x); });
-            return;
+          case BinaryOp::add: run([](float u, float v) { return u + v; }); return;
+          case BinaryOp::sub: run([](float u, float v) { return u - v; }); return;
+          case BinaryOp::mul: run([](float u, float v) { return u * v; }); return;
+          case BinaryOp::div: run([](float u, float v) { return u / v; }); return;
+          case BinaryOp::relu_grad: run([](float x, float dy) { return x > 0.0f ? dy : 0.0f; }); return;
+          case BinaryOp::gelu_grad: run([](float x, float dy) { return dy * gelu_grad_f(x); }); return;
         }
       });
     });
@@ -232,18 +411,94 @@ bool softmax(const std::string& dim, ConstView x, View y) {
       const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
       auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
       tbb::parallel_for(Range(0, rows, row_grain(cols)), [&](const Range& r) {
-        std::vector<float> e(static_cast<size_t>(cols));  // exp(x - max) of one row
-        for (int64_t row = r.begin(); row < r.end(); ++row) {
-          const int64_t base = row * cols;
-          float m = ld(xp, base);
-          for (int64_t j = 1; j < cols; ++j) m = std::max(m, ld(xp, base + j));
-          double s = 0;
-          for (int64_t j = 0; j < cols; ++j) {
-            e[static_cast<size_t>(j)] = std::exp(ld(xp, base + j) - m);
-            s += e[static_cast<size_t>(j)];
-          }
-          for (int64_t j = 0; j < cols; ++j) st(yp, base + j, static_cast<float>(e[static_cast<size_t>(j)] / s));
+        std::vector<float> row(static_cast<size_t>(cols)), e(static_cast<size_t>(cols));  // x, then exp(x - max)
+        for (int64_t i = r.begin(); i < r.end(); ++i) {
+          const int64_t base = i * cols;
+          const float* xr = as_f32_row(xp, base, cols, row.data());
+          const float m = vec_max(xr, cols);
+          vec_exp_shifted(xr, m, e.data(), cols);
+          const double sum = vec_sum(e.data(), cols);
+          float* yo = out_f32(yp, base, row.data());
+          vec_scale(e.data(), static_cast<float>(1.0 / sum), yo, cols);
+          flush_f32(yp, base, cols, yo);
         }
+      });
+    });
+  });
+  return true;
+}
+
+bool cross_entropy(const std::string& dim, ConstView logits, ConstView labels, View loss) {
+  const Shape& xs = logits.type.shape;
+  if (!all_float({logits.type.dtype, loss.type.dtype}) || labels.type.dtype != DType::i32 || xs.empty() ||
+      xs.back().name != dim)
+    return false;
+  const int64_t cols = xs.back().size;
+  const int64_t rows = num_elements(xs) / cols;
+  const auto* lab = static_cast<const int32_t*>(labels.data);
+  for (int64_t i = 0; i < rows; ++i)
+    if (lab[i] < 0 || lab[i] >= cols) return false;  // the reference names the bad label
+  visit_float(logits.type.dtype, [&](auto* xt) {
+    visit_float(loss.type.dtype, [&](auto* yt) {
+      const auto* xp = static_cast<const Storage<decltype(xt)>*>(logits.data);
+      auto* yp = static_cast<Storage<decltype(yt)>*>(loss.data);
+      tbb::parallel_for(Range(0, rows, row_grain(cols)), [&](const Range& r) {
+        std::vector<float> row(static_cast<size_t>(cols)), e(static_cast<size_t>(cols));
+        for (int64_t i = r.begin(); i < r.end(); ++i) {
+          const float* xr = as_f32_row(xp, i * cols, cols, row.data());
+          const float m = vec_max(xr, cols);
+          vec_exp_shifted(xr, m, e.data(), cols);
+          const double lse = static_cast<double>(m) + std::log(vec_sum(e.data(), cols));
+          st(yp, i, static_cast<float>(lse - static_cast<double>(xr[lab[i]])));
+        }
+      });
+    });
+  });
+  return true;
+}
+
+bool one_hot(ConstView ids, View y) {
+  if (ids.type.dtype != DType::i32 || !is_float(y.type.dtype) || y.type.shape.empty()) return false;
+  const int64_t n = y.type.shape.back().size;
+  const int64_t rows = num_elements(ids.type.shape);
+  const auto* id = static_cast<const int32_t*>(ids.data);
+  visit_float(y.type.dtype, [&](auto* yt) {
+    auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+    tbb::parallel_for(Range(0, rows, row_grain(n)), [&](const Range& r) {
+      std::fill(yp + r.begin() * n, yp + r.end() * n, Storage<decltype(yt)>{0});
+      for (int64_t i = r.begin(); i < r.end(); ++i)
+        if (id[i] >= 0 && id[i] < n) st(yp, i * n + id[i], 1.0f);  // out of range: an all-zero row
+    });
+  });
+  return true;
+}
+
+bool rms_norm(const std::string& dim, double eps, ConstView x, ConstView g, View y) {
+  const Shape& xs = x.type.shape;
+  if (!all_float({x.type.dtype, g.type.dtype, y.type.dtype}) || xs.empty() || xs.back().name != dim ||
+      y.type.shape != xs)
+    return false;
+  const int64_t cols = xs.back().size;
+  const int64_t rows = num_elements(xs) / cols;
+  visit_float(x.type.dtype, [&](auto* xt) {
+    visit_float(g.type.dtype, [&](auto* gt) {
+      visit_float(y.type.dtype, [&](auto* yt) {
+        const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
+        const auto* gp = static_cast<const Storage<decltype(gt)>*>(g.data);
+        auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+        std::vector<float> gf(static_cast<size_t>(cols));
+        for (int64_t j = 0; j < cols; ++j) gf[static_cast<size_t>(j)] = ld(gp, j);
+        tbb::parallel_for(Range(0, rows, row_grain(cols)), [&](const Range& r) {
+          std::vector<float> row(static_cast<size_t>(cols)), out(static_cast<size_t>(cols));
+          for (int64_t i = r.begin(); i < r.end(); ++i) {
+            const int64_t base = i * cols;
+            const float* xr = as_f32_row(xp, base, cols, row.data());
+            const double inv = 1.0 / std::sqrt(vec_sum_squares(xr, cols) / static_cast<double>(cols) + eps);
+            float* yo = out_f32(yp, base, out.data());
+            vec_rms_scale(xr, static_cast<float>(inv), gf.data(), yo, cols);
+            flush_f32(yp, base, cols, yo);
+          }
+        });
       });
     });
   });

@@ -3,7 +3,8 @@
 //
 // Each kernel computes in f32 (sums accumulate in double) and rounds on store to the output
 // dtype, matching the reference forwards in ops/*.cpp, which compute in double and round on
-// store. A kernel returns false when its fast path does not cover the shapes or dtypes at hand;
+// store. exp, tanh (gelu) and softmax use a vectorised f32 exp (Cephes polynomial, within 2 ulp),
+// compiled for AVX-512, AVX2 and baseline x86-64; the variants give identical bits. A kernel returns false when its fast path does not cover the shapes or dtypes at hand;
 // the caller then runs the reference forward instead.
 #pragma once
 
@@ -36,8 +37,10 @@ enum class ReduceOp { sum, mean, max };
 // y = op(x); `s` is used by UnaryOp::scale only. Float dtypes.
 bool unary(UnaryOp op, const ScaleAttrs& s, ConstView x, View y);
 
-// y = op(a, b) with y shaped like a. Fast cases: b has a's shape, or b's dims are a trailing
-// suffix of a's dims (b repeats along a's leading dims; a scalar b is the empty suffix).
+// y = op(a, b) with y shaped like a and b broadcast into a by name (b's dims are a subset of a's,
+// in any order). Every such case is fast: b's dims a trailing suffix of a's (b repeats along a's
+// leading dims; a scalar b is the empty suffix) is one flat loop; otherwise per row of a's last
+// dim, with b's offset from its strides.
 bool binary(BinaryOp op, ConstView a, ConstView b, View y);
 
 // y = op over `dims` of x, y = x without `dims` (order kept). Fast case: `dims` are contiguous in
@@ -46,6 +49,16 @@ bool reduce(ReduceOp op, const std::vector<std::string>& dims, ConstView x, View
 
 // Softmax over `dim`. Fast case: `dim` is x's last dim.
 bool softmax(const std::string& dim, ConstView x, View y);
+
+// Per-row loss logsumexp(logits) - logits[label] over `dim`, labels i32. Fast case: `dim` is the
+// last dim and every label is in range (else the reference reports the bad label).
+bool cross_entropy(const std::string& dim, ConstView logits, ConstView labels, View loss);
+
+// y [ids..., n] = one-hot rows of the i32 ids (an id outside [0, n) gives a zero row).
+bool one_hot(ConstView ids, View y);
+
+// y = x * rsqrt(mean_dim x² + eps) * g. Fast case: `dim` is x's last dim.
+bool rms_norm(const std::string& dim, double eps, ConstView x, ConstView g, View y);
 
 // dst = src with its dims reordered to dst's order (matched by name), converting the dtype
 // (f32 <-> bf16) on the way. Requires dst's dims to be a permutation of src's.

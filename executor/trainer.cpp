@@ -1,5 +1,6 @@
 #include "executor/trainer.hpp"
 
+#include "executor/mesh_executor.hpp"
 #include "executor/schedule.hpp"
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
@@ -39,7 +40,7 @@ ValueId output_of(const Graph& g, const std::string& name) {
   return *v;
 }
 
-double scalar(const Executor& ex, ValueId v) { return ex.get(v).data.at(0); }
+double scalar(const MeshExecutor& ex, ValueId v) { return ex.get(v).data.at(0); }
 
 // The names the optimizer gives the state of `param` (see ops/optimizer.cpp), with their shapes.
 std::vector<std::pair<std::string, Shape>> state_slots(const OptimizerConfig& o, const Shape& param) {
@@ -53,7 +54,7 @@ std::vector<std::pair<std::string, Shape>> state_slots(const OptimizerConfig& o,
 
 // The step's model inputs: tokens from `batch`, targets padded to the model's length, and the
 // per-target weights normalised to sum to 1 over the real targets.
-void feed(Executor& ex, const ModelGraph& m, const ModelConfig& c, const data::Batch& batch) {
+void feed(MeshExecutor& ex, const ModelGraph& m, const ModelConfig& c, const data::Batch& batch) {
   const int64_t B = m.batch;
   const int64_t t_out = c.target_length;
   const bool enc_dec = c.has_encoder();
@@ -84,9 +85,9 @@ void feed(Executor& ex, const ModelGraph& m, const ModelConfig& c, const data::B
     std::memcpy(ex.data(m.encoder_input_tokens), batch.inputs.data(), batch.inputs.size() * sizeof(int32_t));
 }
 
-std::vector<double> tensor_values(const Executor& ex, ValueId v) { return ex.get(v).data; }
+std::vector<double> tensor_values(const MeshExecutor& ex, ValueId v) { return ex.get(v).data; }
 
-std::vector<MoeLayerMetrics> read_moe(const Executor& ex, const ModelGraph& m) {
+std::vector<MoeLayerMetrics> read_moe(const MeshExecutor& ex, const ModelGraph& m) {
   std::vector<MoeLayerMetrics> out;
   for (const MoeLayerInfo& l : m.moe_layers) {
     const std::string p = l.scope + "/metrics/";
@@ -103,9 +104,36 @@ std::vector<MoeLayerMetrics> read_moe(const Executor& ex, const ModelGraph& m) {
   return out;
 }
 
-void copy_value(Executor& ex, ValueId dst, ValueId src, const Graph& g) {
-  std::memcpy(ex.data(dst), ex.data(src), static_cast<size_t>(num_bytes(g.type(dst))));
+// Adds each MoE layer's tokens by (POS, top expert) of one evaluation batch. The layer's tokens
+// are its stream's [B, T] flattened row-major into [G, S]: the encoder's (or a decoder-only
+// model's) inputs, or an encoder-decoder's decoder inputs, which are the targets shifted right.
+void count_by_pos(const MeshExecutor& ex, const ModelGraph& m, const data::Batch& batch, std::vector<MoeLayerMetrics>& layers) {
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const MoeLayerInfo& l = m.moe_layers[i];
+    const auto top = m.graph.find_output(l.scope + "/metrics/top_expert");
+    if (!top) continue;
+    const std::vector<double> expert = tensor_values(ex, *top);  // [G, S, 1]
+    const bool shifted = l.decoder && batch.objective != data::Objective::kNextToken;
+    const int64_t T_batch = shifted ? batch.targets_length : batch.inputs_length;  // the model's T may be longer (padding)
+    const std::vector<int32_t>& pos = shifted ? batch.targets_pos : batch.inputs_pos;
+    SY_CHECK(batch.batch > 0 && static_cast<int64_t>(expert.size()) % batch.batch == 0 &&
+                 static_cast<int64_t>(expert.size()) / batch.batch >= T_batch,
+             "{}: {} top experts for {} rows of {} tokens", l.scope, expert.size(), batch.batch, T_batch);
+    const int64_t T = static_cast<int64_t>(expert.size()) / batch.batch;
+    auto& counts = layers[i].tokens_by_pos;
+    for (int64_t j = 0; j < batch.batch * T; ++j) {
+      const int64_t row = j / T, t = j % T;
+      const int64_t src = shifted ? t - 1 : t;  // the decoder's input t is target t - 1
+      if (src < 0 || src >= T_batch) continue;
+      const int32_t p = pos[static_cast<size_t>(row * T_batch + src)];
+      if (p < 0) continue;
+      if (counts.size() <= static_cast<size_t>(p)) counts.resize(static_cast<size_t>(p) + 1, std::vector<int64_t>(layers[i].expert_load.size(), 0));
+      ++counts[static_cast<size_t>(p)][static_cast<size_t>(expert[static_cast<size_t>(j)])];
+    }
+  }
 }
+
+void copy_value(MeshExecutor& ex, ValueId dst, ValueId src, const Graph&) { ex.copy(dst, src); }
 
 }  // namespace
 
@@ -113,28 +141,41 @@ struct Trainer::Impl {
   ModelConfig config;
   int64_t total_steps;
   ExecutorOptions exec;
+  Layout layout;  // with exec.communicator: how the programs split over its mesh
   ModelGraph train;
-  std::unique_ptr<Executor> ex;
-  std::vector<ParamSlot> slots;
+  std::unique_ptr<MeshExecutor> ex;
+  std::vector<ParamSlot> slots;  // the trainable parameters
+  std::vector<ValueId> frozen;    // the others (train.trainable), in id order
   ValueId lr, grad_norm_squared, clip_scale, loss;
   ModelGraph eval;
-  std::unique_ptr<Executor> eval_ex;
+  std::unique_ptr<MeshExecutor> eval_ex;
   int64_t step = 0;
   std::function<void(NodeId, double, double)> observer;
 
-  Impl(const ModelConfig& c, int64_t total, ExecutorOptions e) : config(c), total_steps(total), exec(std::move(e)) {
+  Impl(const ModelConfig& c, int64_t total, ExecutorOptions e, const Layout& l)
+      : config(c), total_steps(total), exec(std::move(e)), layout(l) {
     train = build_model(config, model_options(Mode::train, config.batch));
     Graph& g = train.graph;
-    const std::vector<ValueId> params = g.parameters();
+    // Frozen parameters (train.trainable) are left out of gradients() and the optimizer: no
+    // backward work for their weights, no state, no update.
+    std::vector<ValueId> params;
+    for (ValueId p : g.parameters())
+      if (parameter_is_trainable(config.trainable, g.value(p).name)) params.push_back(p);
+    if (params.empty())
+      throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
+                                   config.source.empty() ? config.name : config.source, config.trainable));
     const auto grads = gradients(g, params);
     build_optimizer(g, params, grads);
+    for (ValueId p : g.parameters())
+      if (std::none_of(slots.begin(), slots.end(), [&](const ParamSlot& s) { return s.param == p; }))
+        frozen.push_back(p);
     loss = output_of(g, "loss");
 
     ExecutorOptions opts = exec;
     opts.on_op = [this](NodeId n, double t0, double t1) {
       if (observer) observer(n, t0, t1);
     };
-    ex = std::make_unique<Executor>(g, opts);
+    ex = std::make_unique<MeshExecutor>(g, layout, opts);
     initialise();
   }
 
@@ -212,30 +253,42 @@ struct Trainer::Impl {
       ex->set(s.param, initial_value(init.at(v.name), v.type, config.seed));
       for (ValueId st : s.state) std::memset(ex->data(st), 0, static_cast<size_t>(num_bytes(g.type(st))));
     }
+    for (ValueId p : frozen) {
+      const Value& v = g.value(p);
+      ex->set(p, initial_value(init.at(v.name), v.type, config.seed));
+    }
   }
 
-  Executor& evaluator() {
+  // Every parameter, trainable or frozen, in id order.
+  std::vector<ValueId> all_parameters() const { return train.graph.parameters(); }
+
+  MeshExecutor& evaluator() {
     if (!eval_ex) {
       eval = build_model(config, model_options(Mode::eval, config.batch));
-      eval_ex = std::make_unique<Executor>(eval.graph, exec);
+      eval_ex = std::make_unique<MeshExecutor>(eval.graph, layout, exec);
     }
     const Graph& g = train.graph;
-    for (const ParamSlot& s : slots) {
-      auto leaf = eval.graph.find_leaf(g.value(s.param).name);
-      SY_CHECK(leaf.has_value(), "eval graph has no parameter '{}'", g.value(s.param).name);
-      std::memcpy(eval_ex->data(*leaf), ex->data(s.param), static_cast<size_t>(num_bytes(g.type(s.param))));
+    for (ValueId p : all_parameters()) {
+      auto leaf = eval.graph.find_leaf(g.value(p).name);
+      SY_CHECK(leaf.has_value(), "eval graph has no parameter '{}'", g.value(p).name);
+      eval_ex->copy_from(*ex, p, *leaf);
     }
     *static_cast<int32_t*>(eval_ex->data(eval.step)) = 0;
     return *eval_ex;
   }
 };
 
-Trainer::Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec)
-    : impl_(std::make_unique<Impl>(config, total_steps, std::move(exec))) {}
+void check_training_layout(const ModelConfig& config, const Mesh& mesh, const Layout& layout) {
+  check_layout(build_model(config, model_options(Mode::train, config.batch)).graph, mesh, layout);
+}
+
+Trainer::Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec, const Layout& layout)
+    : impl_(std::make_unique<Impl>(config, total_steps, std::move(exec), layout)) {}
 Trainer::~Trainer() = default;
 
 const ModelConfig& Trainer::config() const { return impl_->config; }
 const Graph& Trainer::graph() const { return impl_->train.graph; }
+const Graph& Trainer::program() const { return impl_->ex->program(); }
 int64_t Trainer::step() const { return impl_->step; }
 void Trainer::set_step(int64_t step) { impl_->step = step; }
 int64_t Trainer::inputs_length() const {
@@ -250,12 +303,13 @@ int64_t Trainer::tokens_per_step() const {
 
 StepMetrics Trainer::train_step(const data::Batch& batch) {
   Impl& m = *impl_;
-  Executor& ex = *m.ex;
+  MeshExecutor& ex = *m.ex;
   const Graph& g = m.train.graph;
   const int64_t t = m.step;
-  const double lr = learning_rate(m.config.optimizer, t, m.total_steps);
+  const int64_t global = m.config.step_offset + t;  // train.step_offset: the step a fine-tuning run continues from
+  const double lr = learning_rate(m.config.optimizer, global, m.total_steps);
   feed(ex, m.train, m.config, batch);
-  *static_cast<int32_t*>(ex.data(m.train.step)) = static_cast<int32_t>(t);
+  *static_cast<int32_t*>(ex.data(m.train.step)) = static_cast<int32_t>(global);
   *static_cast<float*>(ex.data(m.lr)) = static_cast<float>(lr);
   ex.run();
 
@@ -281,12 +335,16 @@ StepMetrics Trainer::train_step(const data::Batch& batch) {
 }
 
 EvalMetrics Trainer::evaluate(data::BatchSource& source, int64_t max_batches) {
+  return evaluate([&](data::Batch& b) { return source.next(b); }, max_batches);
+}
+
+EvalMetrics Trainer::evaluate(const std::function<bool(data::Batch&)>& next, int64_t max_batches) {
   Impl& m = *impl_;
-  Executor& ex = m.evaluator();
+  MeshExecutor& ex = m.evaluator();
   EvalMetrics r;
   double nll = 0, right = 0;
   data::Batch batch;
-  while ((max_batches == 0 || r.batches < max_batches) && source.next(batch)) {
+  while ((max_batches == 0 || r.batches < max_batches) && next(batch)) {
     const int64_t n = batch.target_tokens();
     if (n == 0) continue;
     feed(ex, m.eval, m.config, batch);
@@ -294,7 +352,8 @@ EvalMetrics Trainer::evaluate(data::BatchSource& source, int64_t max_batches) {
     nll += scalar(ex, m.eval.cross_entropy) * static_cast<double>(n);
     right += scalar(ex, output_of(m.eval.graph, "accuracy")) * static_cast<double>(n);
     r.target_tokens += n;
-    const auto layers = read_moe(ex, m.eval);
+    auto layers = read_moe(ex, m.eval);
+    count_by_pos(ex, m.eval, batch, layers);
     if (r.moe.empty()) {
       r.moe = layers;
     } else {
@@ -306,6 +365,10 @@ EvalMetrics Trainer::evaluate(data::BatchSource& source, int64_t max_batches) {
         acc.max_logit = std::max(acc.max_logit, layers[i].max_logit);
         for (size_t k = 0; k < acc.fraction_dropped.size(); ++k) acc.fraction_dropped[k] += layers[i].fraction_dropped[k];
         for (size_t e = 0; e < acc.expert_load.size(); ++e) acc.expert_load[e] += layers[i].expert_load[e];
+        const auto& pos = layers[i].tokens_by_pos;
+        if (acc.tokens_by_pos.size() < pos.size()) acc.tokens_by_pos.resize(pos.size(), std::vector<int64_t>(acc.expert_load.size(), 0));
+        for (size_t p = 0; p < pos.size(); ++p)
+          for (size_t e = 0; e < pos[p].size(); ++e) acc.tokens_by_pos[p][e] += pos[p][e];
       }
     }
     ++r.batches;
@@ -329,8 +392,7 @@ std::vector<StateTensor> Trainer::state() {
   Impl& m = *impl_;
   const Graph& g = m.train.graph;
   std::vector<StateTensor> out;
-  for (const ParamSlot& s : m.slots)
-    out.push_back({g.value(s.param).name, g.type(s.param), static_cast<float*>(m.ex->data(s.param))});
+  for (ValueId p : m.all_parameters()) out.push_back({g.value(p).name, g.type(p), static_cast<float*>(m.ex->data(p))});
   for (const ParamSlot& s : m.slots)
     for (ValueId st : s.state) out.push_back({g.value(st).name, g.type(st), static_cast<float*>(m.ex->data(st))});
   return out;

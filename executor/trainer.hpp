@@ -17,12 +17,18 @@
 // its own Executor and the current parameters: negative log perplexity = -(Σ target NLL) / (number
 // of real targets) over the validation batches (the paper's quality metric, nats per token).
 //
+// Fine-tuning (executor/finetune.hpp): train.trainable freezes parameters: they stay in the
+// graph and in state(), but gradients() is asked only for the trainable ones and only those get
+// optimizer state and updates. train.step_offset shifts the step the model, the optimizer and the
+// schedule see (global step = step_offset + updates done).
+//
 // Everything a step computes is a pure function of (parameters, optimizer state, step, batch):
 // loading the state of step k and feeding the batches from k on repeats a run bit for bit.
 #pragma once
 
 #include "executor/data_batches.hpp"
 #include "executor/executor.hpp"
+#include "graph/layout.hpp"
 #include "graph/model_config.hpp"
 #include "graph/transformer.hpp"
 
@@ -41,6 +47,10 @@ struct MoeLayerMetrics {
   double router_entropy = 0, max_logit = 0;
   std::vector<double> fraction_dropped;  // [k] per choice rank
   std::vector<double> expert_load;       // [experts]
+  // Evaluation only: tokens by part of speech and top expert (the expert of highest router
+  // probability), [POS id][expert], POS ids of data::Corpus::pos_tags; tokens without a POS
+  // (sentinels, padding, the decoder's first input) are not counted. Empty for the hash router.
+  std::vector<std::vector<int64_t>> tokens_by_pos;
 };
 
 struct StepMetrics {
@@ -72,17 +82,27 @@ struct StateTensor {
   float* data;  // the executor's leaf storage: read to save, written to restore
 };
 
+// Throws InputError naming the tensor, the dims and the rule broken when `layout` is illegal on
+// `mesh` for the training graph of `config` (graph/layout.hpp check_layout). Builds the model
+// graph only: cheap enough to run before any other work.
+void check_training_layout(const ModelConfig& config, const Mesh& mesh, const Layout& layout);
+
 class Trainer {
  public:
   // `total_steps` resolves a cosine schedule without decay_steps. Throws InputError for a config
   // the model builder refuses.
-  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {});
+  // With exec.communicator set, every device of its mesh constructs a Trainer and makes the same
+  // calls: the graphs are lowered for the mesh and `layout` (executor/mesh_executor.hpp), batches
+  // and state are global (each device keeps its block), metrics are global values. Throws
+  // InputError for an illegal layout.
+  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {}, const Layout& layout = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
   const ModelConfig& config() const;
   const Graph& graph() const;       // the training graph (forward, backward, optimizer)
+  const Graph& program() const;     // the graph the executor runs: graph(), or its lowering for the mesh
   int64_t step() const;             // updates done
   void set_step(int64_t step);      // after restoring a checkpoint's state
   int64_t tokens_per_step() const;  // B·(T_in + T_out)
@@ -100,11 +120,15 @@ class Trainer {
   // Evaluates the current parameters on up to `max_batches` batches of `source` (0: until it is
   // exhausted), from its current position.
   EvalMetrics evaluate(data::BatchSource& source, int64_t max_batches);
+  // The same over batches from `next` (false: no more), e.g. a fine-tuning task's batches.
+  EvalMetrics evaluate(const std::function<bool(data::Batch&)>& next, int64_t max_batches);
 
-  // Parameters (by their graph names) then optimizer state, in leaf id order.
+  // Parameters (by their graph names, frozen ones included) then the optimizer state of the
+  // trainable ones, in leaf id order. On a mesh the tensors are global (gathered from the
+  // devices' blocks: every device calls state()); writes reach the devices at the next step.
   std::vector<StateTensor> state();
 
-  // Called after every op of the training graph with (node, begin µs, end µs); empty: none.
+  // Called after every op of the program (program()) with (node, begin µs, end µs); empty: none.
   void set_op_observer(std::function<void(NodeId, double, double)> f);
 
  private:

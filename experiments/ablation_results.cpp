@@ -135,24 +135,42 @@ RunResult read_train_run(const fs::path& dir, double wall_seconds, const std::st
   r.aux_loss = mean(aux);
   r.fraction_dropped = mean(dropped);
   r.tokens_per_s = median(rates);
+  const Json ft = read_json_file(dir / "finetune.json");  // fine-tuning runs (train --task)
+  if (ft.is_object() && r.status == "ok") {
+    r.exact_match = number(ft, "exact_match");
+    r.target_nll = number(ft, "target_nll");
+    r.fraction_dropped_eval = number(ft, "fraction_dropped_eval");
+    if (ft.contains("majority_baseline") && ft["majority_baseline"].is_object()) {
+      r.majority_accuracy = number(ft["majority_baseline"], "accuracy");
+      r.majority_target = ft["majority_baseline"].value("target", std::string());
+    }
+  }
   return r;
 }
 
 nlohmann::ordered_json result_json(const RunResult& r) {
   auto opt = [](const std::optional<double>& v) { return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(); };
-  return {{"status", r.status},
-          {"steps", r.steps},
-          {"diverged_step", r.diverged_step ? nlohmann::ordered_json(*r.diverged_step) : nlohmann::ordered_json()},
-          {"reason", r.reason},
-          {"final_quality", opt(r.final_quality)},
-          {"best_quality", opt(r.best_quality)},
-          {"final_loss", opt(r.final_loss)},
-          {"max_router_logit", opt(r.max_router_logit)},
-          {"z_loss", opt(r.z_loss)},
-          {"aux_loss", opt(r.aux_loss)},
-          {"fraction_dropped", opt(r.fraction_dropped)},
-          {"tokens_per_s", opt(r.tokens_per_s)},
-          {"wall_seconds", r.wall_seconds}};
+  nlohmann::ordered_json j = {{"status", r.status},
+                              {"steps", r.steps},
+                              {"diverged_step", r.diverged_step ? nlohmann::ordered_json(*r.diverged_step) : nlohmann::ordered_json()},
+                              {"reason", r.reason},
+                              {"final_quality", opt(r.final_quality)},
+                              {"best_quality", opt(r.best_quality)},
+                              {"final_loss", opt(r.final_loss)},
+                              {"max_router_logit", opt(r.max_router_logit)},
+                              {"z_loss", opt(r.z_loss)},
+                              {"aux_loss", opt(r.aux_loss)},
+                              {"fraction_dropped", opt(r.fraction_dropped)},
+                              {"tokens_per_s", opt(r.tokens_per_s)},
+                              {"wall_seconds", r.wall_seconds}};
+  if (r.exact_match || r.target_nll) {  // fine-tuning runs only, so other sweeps' records read as before
+    j["exact_match"] = opt(r.exact_match);
+    j["target_nll"] = opt(r.target_nll);
+    j["fraction_dropped_eval"] = opt(r.fraction_dropped_eval);
+    j["majority_accuracy"] = opt(r.majority_accuracy);
+    j["majority_target"] = r.majority_target;
+  }
+  return j;
 }
 
 RunResult result_from_json(const Json& j) {
@@ -174,6 +192,11 @@ RunResult result_from_json(const Json& j) {
   r.fraction_dropped = number(j, "fraction_dropped");
   r.tokens_per_s = number(j, "tokens_per_s");
   r.wall_seconds = number(j, "wall_seconds").value_or(0);
+  r.exact_match = number(j, "exact_match");
+  r.target_nll = number(j, "target_nll");
+  r.fraction_dropped_eval = number(j, "fraction_dropped_eval");
+  r.majority_accuracy = number(j, "majority_accuracy");
+  r.majority_target = j.value("majority_target", std::string());
   return r;
 }
 
@@ -184,6 +207,8 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
   out +=
       ",seed,status,diverged_step,steps,final_quality,best_quality,final_loss,max_router_logit,z_loss,aux_loss,"
       "fraction_dropped,tokens_per_s,wall_seconds,dir";
+  const bool task = !spec.settings.task.empty();
+  if (task) out += ",exact_match,target_nll,fraction_dropped_eval,majority_accuracy";
   for (const std::string& c : extra.csv_names) out += fmt::format(",{}", csv_field(c));
   out += "\n";
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -198,6 +223,9 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
                        fmt_opt(r.best_quality), fmt_opt(r.final_loss), fmt_opt(r.max_router_logit), fmt_opt(r.z_loss),
                        fmt_opt(r.aux_loss), fmt_opt(r.fraction_dropped), fmt_opt(r.tokens_per_s), r.wall_seconds,
                        csv_field(run.dir));
+    if (task)
+      out += fmt::format(",{},{},{},{}", fmt_opt(r.exact_match), fmt_opt(r.target_nll), fmt_opt(r.fraction_dropped_eval),
+                         fmt_opt(r.majority_accuracy));
     if (!extra.csv_values.empty())
       for (const std::string& v : extra.csv_values[run.arm]) out += fmt::format(",{}", csv_field(v));
     out += "\n";
@@ -205,8 +233,94 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
   return out;
 }
 
+namespace {
+
+std::string mean_std(const std::vector<double>& v, double scale, int digits) {
+  if (v.empty()) return "–";
+  const double m = *mean(v);
+  if (v.size() == 1) return fmt::format("{:.{}f}", m * scale, digits);
+  double var = 0;
+  for (double x : v) var += (x - m) * (x - m);
+  return fmt::format("{:.{}f} ± {:.{}f}", m * scale, digits, std::sqrt(var / static_cast<double>(v.size() - 1)) * scale, digits);
+}
+
+// The fine-tuning table (ST-MoE §4 layout): per arm, the swept settings, exact match (%) and
+// target NLL mean ± std over the finished runs, dropped tokens in training and evaluation.
+std::string finetune_summary(const Spec& spec, const std::vector<Run>& runs, const std::vector<std::optional<RunResult>>& results) {
+  const Settings& s = spec.settings;
+  std::string out = fmt::format("# {}{}\n\n", spec.name, spec.scale.empty() ? "" : fmt::format(" (scale {})", spec.scale));
+  if (!spec.description.empty()) out += spec.description + "\n\n";
+  std::string stages;
+  for (const PretrainStage& st : spec.pretrain)
+    stages += fmt::format("{}`{}`: {}", stages.empty() ? "" : "; ", st.name,
+                          st.checkpoint.empty() ? fmt::format("{} pre-trained {} steps", st.model, st.steps)
+                                                : fmt::format("checkpoint {}", st.checkpoint));
+  std::string common;
+  for (const Override& o : s.common) common += fmt::format("{}`{}={}`", common.empty() ? "" : ", ", o.key, o.text);
+  std::optional<double> majority;
+  std::string majority_target;
+  for (const auto& r : results)
+    if (r && r->majority_accuracy) {
+      majority = r->majority_accuracy;
+      majority_target = r->majority_target;
+    }
+  out += fmt::format("Task `{}`; pre-training: {}. Fine-tuning {} steps{}. Exact match: greedy decoding of the "
+                     "validation targets after the last step, mean ± std over the finished runs (majority-class "
+                     "baseline: {}). Target NLL: nats per target token, teacher forced. Dropped: first choices over "
+                     "capacity, in training (train CF) and in the final evaluation (eval CF).\n\n",
+                     s.task, stages.empty() ? "none" : stages, s.steps, common.empty() ? "" : " with " + common,
+                     majority ? fmt::format("\"{}\" {:.1f}%", majority_target, 100 * *majority) : "–");
+  std::vector<std::string> columns;
+  for (const std::string& k : spec.swept_keys) columns.push_back(k.substr(k.rfind('.') + 1));
+  out += "| Arm |";
+  if (!spec.pretrain.empty()) out += " Pre-trained |";
+  for (const std::string& c : columns) out += fmt::format(" {} |", c);
+  out += " Exact match % (↑) | Target NLL (↓) | Dropped train | Dropped eval | Runs | Notes |\n|---|";
+  for (size_t i = 0; i < columns.size() + (spec.pretrain.empty() ? 0 : 1); ++i) out += "---|";
+  out += "---|---|---|---|---|---|\n";
+  for (size_t a = 0; a < spec.arms.size(); ++a) {
+    const Arm& arm = spec.arms[a];
+    std::vector<double> em, nll, dtrain, deval;
+    int64_t ok = 0, bad = 0, pending = 0;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (runs[i].arm != a) continue;
+      if (!results[i]) {
+        ++pending;
+        continue;
+      }
+      const RunResult& r = *results[i];
+      if (r.status != "ok") {
+        ++bad;
+        continue;
+      }
+      ++ok;
+      if (r.exact_match) em.push_back(*r.exact_match);
+      if (r.target_nll) nll.push_back(*r.target_nll);
+      if (r.fraction_dropped) dtrain.push_back(*r.fraction_dropped);
+      if (r.fraction_dropped_eval) deval.push_back(*r.fraction_dropped_eval);
+    }
+    std::string notes;
+    if (bad) notes += fmt::format("{} diverged or crashed", bad);
+    if (pending) notes += fmt::format("{}{} pending", notes.empty() ? "" : ", ", pending);
+    out += fmt::format("| {} |", arm.name);
+    if (!spec.pretrain.empty())
+      out += fmt::format(" {} |", arm.pretrain >= 0 ? spec.pretrain[static_cast<size_t>(arm.pretrain)].name : "–");
+    for (const std::string& k : spec.swept_keys) {
+      const size_t i = static_cast<size_t>(std::find(spec.keys.begin(), spec.keys.end(), k) - spec.keys.begin());
+      out += fmt::format(" {} |", arm.key_values[i]);
+    }
+    auto pct = [](const std::vector<double>& v) { return v.empty() ? std::string("–") : fmt::format("{:.1f}%", 100 * *mean(v)); };
+    out += fmt::format(" {} | {} | {} | {} | {} | {} |\n", mean_std(em, 100, 1), mean_std(nll, 1, 3), pct(dtrain), pct(deval),
+                       ok, notes);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string summary_markdown(const Spec& spec, const std::vector<Run>& runs,
                              const std::vector<std::optional<RunResult>>& results, const ArmColumns& extra) {
+  if (!spec.settings.task.empty()) return finetune_summary(spec, runs, results);
   const Settings& s = spec.settings;
   std::string out = fmt::format("# {}{}\n\n", spec.name, spec.scale.empty() ? "" : fmt::format(" (scale {})", spec.scale));
   if (!spec.description.empty()) out += spec.description + "\n\n";

@@ -24,6 +24,14 @@
 //   tokens_per_s      the median over steps (the first step excluded)
 //   wall_seconds      wall-clock time of the train process that finished the run (a run continued
 //                     from a checkpoint counts its last session only)
+// Fine-tuning sweeps (a spec with a task) also record, from the run's finetune.json:
+//   exact_match       greedy-decoding exact match on the task's validation file after the last step
+//   target_nll        teacher-forced target negative log-likelihood, nats per target token
+//   fraction_dropped_eval   dropped first choices in that evaluation (eval CF), mean over MoE layers
+//   majority_accuracy the validation accuracy of always answering the most frequent training target
+// and results.csv gets these columns after the others; summary.md is then a fine-tuning table:
+// per arm exact match (%) mean ± std over the finished runs, target NLL, dropped tokens in
+// training (train CF, mean over the last 10% of steps) and in evaluation (eval CF).
 #pragma once
 
 #include "experiments/ablation_spec.hpp"
@@ -46,6 +54,8 @@ struct RunResult {
   std::optional<double> final_quality, best_quality, final_loss, max_router_logit, z_loss, aux_loss,
       fraction_dropped, tokens_per_s;
   double wall_seconds = 0;
+  std::optional<double> exact_match, target_nll, fraction_dropped_eval, majority_accuracy;  // fine-tuning runs
+  std::string majority_target;
 };
 
 // The status train left in DIR/status.json ("completed", "diverged", "interrupted", "running"),

@@ -19,11 +19,13 @@ namespace fs = std::filesystem;
 namespace sy::ablation {
 namespace {
 
-constexpr const char* kTopKeys = "[sweep], [scale.<name>], [[arm]]";
+constexpr const char* kTopKeys = "[sweep], [scale.<name>], [pretrain.<name>], [[arm]]";
 constexpr const char* kSweepKeys =
-    "name, description, model, steps, eval_every, checkpoint_every, seeds, vocab, threads, scale, simulate_model, set";
-constexpr const char* kScaleKeys = "model, steps, eval_every, checkpoint_every, seeds, vocab, threads, simulate_model, set";
-constexpr const char* kArmKeys = "name, seeds, set, grid, zip";
+    "name, description, model, steps, eval_every, checkpoint_every, seeds, vocab, threads, scale, simulate_model, set, task";
+constexpr const char* kScaleKeys =
+    "model, steps, eval_every, checkpoint_every, seeds, vocab, threads, simulate_model, set, task, pretrain";
+constexpr const char* kArmKeys = "name, seeds, set, grid, zip, pretrain";
+constexpr const char* kPretrainKeys = "model, steps, seed, set, checkpoint";
 
 // A value as TOML writes it, for messages.
 std::string toml_text(const toml::node& v) {
@@ -181,11 +183,13 @@ struct ModelRef {
 };
 
 void apply_settings(const Where& w, const toml::table& t, const std::string& table_name, Settings& s, ModelRef& model,
-                    ModelRef& simulate_model) {
+                    ModelRef& simulate_model, ModelRef& task) {
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
     const std::string name = table_name + " " + key;
-    if (key == "model") {
+    if (key == "task") {
+      task = {string_value(w, v, name), line_of(v)};
+    } else if (key == "model") {
       model = {string_value(w, v, name), line_of(v)};
     } else if (key == "simulate_model") {
       simulate_model = {string_value(w, v, name), line_of(v)};
@@ -208,6 +212,37 @@ void apply_settings(const Where& w, const toml::table& t, const std::string& tab
           *it = o;
         else
           s.common.push_back(o);
+      }
+    }
+  }
+}
+
+// ---- pre-training stages ----
+
+struct StageRefs {
+  ModelRef model, checkpoint;
+};
+
+void apply_stage(const Where& w, const toml::table& t, const std::string& table_name, PretrainStage& st, StageRefs& refs) {
+  check_keys(w, t, table_name, kPretrainKeys);
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string name = table_name + " " + key;
+    if (key == "model") {
+      refs.model = {string_value(w, v, name), line_of(v)};
+    } else if (key == "checkpoint") {
+      refs.checkpoint = {string_value(w, v, name), line_of(v)};
+    } else if (key == "steps") {
+      st.steps = positive_or_zero(w, v, name, false);
+    } else if (key == "seed") {
+      st.seed = positive_or_zero(w, v, name, true);
+    } else if (key == "set") {
+      for (Override& o : overrides_of(w, v, table_name + " set")) {
+        auto it = std::find_if(st.sets.begin(), st.sets.end(), [&](const Override& c) { return c.key == o.key; });
+        if (it != st.sets.end())
+          *it = o;
+        else
+          st.sets.push_back(o);
       }
     }
   }
@@ -266,14 +301,27 @@ std::string short_key(const std::string& key, const std::vector<std::string>& al
   return last;
 }
 
-std::vector<Arm> expand_arm(const Where& w, const toml::table& t, const Settings& settings) {
+std::vector<Arm> expand_arm(const Where& w, const toml::table& t, const Settings& settings,
+                            const std::vector<PretrainStage>& stages) {
   check_keys(w, t, "[[arm]]", kArmKeys);
   Arm base;
   base.line = line_of(t);
   base.seeds = settings.seeds;
+  base.model = settings.model;
+  base.model_text = settings.model_text;
   std::set<std::string> keys;
+  std::string stage_names;
+  for (const PretrainStage& st : stages) stage_names += (stage_names.empty() ? "" : ", ") + st.name;
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
+    if (key == "pretrain") {
+      const std::string name = string_value(w, v, "[[arm]] pretrain");
+      auto it = std::find_if(stages.begin(), stages.end(), [&](const PretrainStage& st) { return st.name == name; });
+      if (it == stages.end())
+        fail(w.at(v), fmt::format("[[arm]] pretrain = \"{}\": no [pretrain.{}] stage; allowed: {}", name, name,
+                                  stage_names.empty() ? "none (the spec has no [pretrain.<name>] stages)" : stage_names));
+      base.pretrain = it - stages.begin();
+    }
     if (key == "name") base.name = string_value(w, v, "[[arm]] name");
     if (key == "seeds") base.seeds = seeds_value(w, v, "[[arm]] seeds");
     if (key == "set") {
@@ -282,6 +330,13 @@ std::vector<Arm> expand_arm(const Where& w, const toml::table& t, const Settings
         base.overrides.push_back(std::move(o));
       }
     }
+  }
+  if (base.pretrain < 0 && stages.size() == 1) base.pretrain = 0;
+  if (base.pretrain < 0 && stages.size() > 1)
+    fail(w.at(base.line), fmt::format("[[arm]] needs pretrain = \"<stage>\" (the spec has several stages: {})", stage_names));
+  if (base.pretrain >= 0) {
+    base.model = stages[static_cast<size_t>(base.pretrain)].model;
+    base.model_text = stages[static_cast<size_t>(base.pretrain)].model_text;
   }
   const std::vector<SweepAxis> axes = sweep_axes(w, t, keys);
   if (axes.empty()) {
@@ -388,7 +443,7 @@ Spec load_spec(const std::string& path, const std::string& scale) {
 
   for (auto&& [k, v] : doc) {
     const std::string key(k.str());
-    if (key != "sweep" && key != "scale" && key != "arm")
+    if (key != "sweep" && key != "scale" && key != "arm" && key != "pretrain")
       fail(w.at(v), fmt::format("unknown key '{}' at the top level; allowed: {}", key, kTopKeys));
   }
   const toml::node* sweep_node = doc.get("sweep");
@@ -398,7 +453,7 @@ Spec load_spec(const std::string& path, const std::string& scale) {
 
   spec.name = fs::path(path).stem().string();
   std::string default_scale;
-  ModelRef model{"", line_of(sweep)}, simulate_model;
+  ModelRef model{"", line_of(sweep)}, simulate_model, task;
   int64_t scale_line = 0;
   if (const toml::node* n = sweep.get("name")) spec.name = string_value(w, *n, "[sweep] name");
   if (const toml::node* n = sweep.get("description")) spec.description = string_value(w, *n, "[sweep] description");
@@ -406,7 +461,7 @@ Spec load_spec(const std::string& path, const std::string& scale) {
     default_scale = string_value(w, *n, "[sweep] scale");
     scale_line = line_of(*n);
   }
-  apply_settings(w, sweep, "[sweep]", spec.settings, model, simulate_model);
+  apply_settings(w, sweep, "[sweep]", spec.settings, model, simulate_model, task);
 
   // Scale presets.
   std::map<std::string, const toml::table*> scales;
@@ -429,7 +484,8 @@ Spec load_spec(const std::string& path, const std::string& scale) {
   if (!spec.scale.empty()) {
     if (!scales.count(spec.scale))
       fail(path, fmt::format("--scale {}: no [scale.{}] in this spec; allowed: {}", spec.scale, spec.scale, allowed_scales));
-    apply_settings(w, *scales.at(spec.scale), fmt::format("[scale.{}]", spec.scale), spec.settings, model, simulate_model);
+    apply_settings(w, *scales.at(spec.scale), fmt::format("[scale.{}]", spec.scale), spec.settings, model, simulate_model,
+                   task);
   }
   const std::string scale_name = spec.scale.empty() ? "[sweep]" : fmt::format("[sweep] and [scale.{}]", spec.scale);
   if (model.given.empty()) fail(path, fmt::format("{} give no model (the base model config, e.g. model = \"../configs/models/small.toml\")", scale_name));
@@ -449,6 +505,64 @@ Spec load_spec(const std::string& path, const std::string& scale) {
   if (!simulate_model.given.empty())
     read_model(simulate_model, "simulate_model", spec.settings.simulate_model, spec.settings.simulate_model_text);
   const int64_t model_line = model.line;
+  const fs::path spec_dir = fs::path(path).parent_path();
+  if (!task.given.empty()) {  // a directory relative to the spec's folder, else a name under DATA/tasks
+    const fs::path dir = fs::path(task.given).is_absolute() ? fs::path(task.given) : spec_dir / task.given;
+    spec.settings.task = fs::is_directory(dir) ? fs::absolute(dir).lexically_normal().string() : task.given;
+    if (task.given.find('/') != std::string::npos && !fs::is_directory(dir))
+      fail(w.at(task.line), fmt::format("task = \"{}\": no directory {} (a task is a directory holding train.tsv and "
+                                        "validation.tsv, or a name under DATA/tasks such as brown_genre)",
+                                        task.given, dir.string()));
+  }
+
+  // Pre-training stages, merged with the scale's.
+  std::vector<StageRefs> stage_refs;
+  if (const toml::node* n = doc.get("pretrain")) {
+    for (auto&& [k, v] : table_value(w, *n, "[pretrain]", "[pretrain.sparse] with steps = 300")) {
+      PretrainStage st;
+      st.name = std::string(k.str());
+      st.line = line_of(v);
+      StageRefs refs;
+      apply_stage(w, table_value(w, v, fmt::format("[pretrain.{}]", st.name), "[pretrain.sparse] with steps = 300"),
+                  fmt::format("[pretrain.{}]", st.name), st, refs);
+      spec.pretrain.push_back(std::move(st));
+      stage_refs.push_back(refs);
+    }
+  }
+  if (!spec.scale.empty())
+    if (const toml::node* n = scales.at(spec.scale)->get("pretrain")) {
+      for (auto&& [k, v] : table_value(w, *n, fmt::format("[scale.{}.pretrain]", spec.scale), "[scale.tiny.pretrain.sparse]")) {
+        const std::string name(k.str());
+        auto it = std::find_if(spec.pretrain.begin(), spec.pretrain.end(), [&](const PretrainStage& st) { return st.name == name; });
+        if (it == spec.pretrain.end())
+          fail(w.at(v), fmt::format("[scale.{}.pretrain.{}]: the spec has no [pretrain.{}] stage", spec.scale, name, name));
+        const std::string table = fmt::format("[scale.{}.pretrain.{}]", spec.scale, name);
+        apply_stage(w, table_value(w, v, table, table), table, *it, stage_refs[static_cast<size_t>(it - spec.pretrain.begin())]);
+      }
+    }
+  for (size_t i = 0; i < spec.pretrain.size(); ++i) {
+    PretrainStage& st = spec.pretrain[i];
+    const StageRefs& refs = stage_refs[i];
+    if (refs.model.given.empty()) {
+      st.model = spec.settings.model;
+      st.model_text = spec.settings.model_text;
+    } else {
+      read_model(refs.model, "model", st.model, st.model_text);
+    }
+    if (!refs.checkpoint.given.empty()) {
+      const fs::path c = fs::path(refs.checkpoint.given).is_absolute() ? fs::path(refs.checkpoint.given) : spec_dir / refs.checkpoint.given;
+      if (!fs::exists(c))
+        fail(w.at(refs.checkpoint.line), fmt::format("[pretrain.{}] checkpoint = \"{}\": {} does not exist", st.name,
+                                                     refs.checkpoint.given, c.string()));
+      st.checkpoint = fs::absolute(c).lexically_normal().string();
+    } else if (st.steps == 0) {
+      fail(w.at(st.line), fmt::format("[pretrain.{}] gives no steps (pre-training steps, e.g. steps = 300) and no checkpoint "
+                                      "to reuse", st.name));
+    }
+    std::vector<const Override*> given;
+    for (const Override& o : st.sets) given.push_back(&o);
+    check_against_model(w, st.model, st.model_text, st.set_args(), given, st.line, fmt::format("[pretrain.{}] set", st.name));
+  }
 
   // The common overrides alone, then each arm.
   Settings& s = spec.settings;
@@ -466,7 +580,7 @@ Spec load_spec(const std::string& path, const std::string& scale) {
     fail(arms_node ? w.at(*arms_node) : path,
          fmt::format("the spec has no arms; add at least one [[arm]] table (allowed keys: {})", kArmKeys));
   for (const toml::node& t : *arms_node->as_array())
-    for (Arm& a : expand_arm(w, *t.as_table(), s)) spec.arms.push_back(std::move(a));
+    for (Arm& a : expand_arm(w, *t.as_table(), s, spec.pretrain)) spec.arms.push_back(std::move(a));
 
   // Names and directories unique; every arm accepted by the model config.
   std::map<std::string, int64_t> names, slugs;
@@ -490,7 +604,7 @@ Spec load_spec(const std::string& path, const std::string& scale) {
     for (const Override& o : a.overrides) given.push_back(&o);
     std::vector<std::string> sets = arm_sets(s, a);
     sets.push_back(fmt::format("train.seed={}", a.seeds.front()));
-    const ModelConfig cfg = check_against_model(w, s.model, s.model_text, sets, given, a.line, fmt::format("arm \"{}\"", a.name));
+    const ModelConfig cfg = check_against_model(w, a.model, a.model_text, sets, given, a.line, fmt::format("arm \"{}\"", a.name));
     if (!s.simulate_model.empty()) {
       std::vector<const Override*> own;
       for (const Override& o : a.overrides) own.push_back(&o);
@@ -534,11 +648,30 @@ std::vector<Run> plan_runs(const Spec& spec) {
 
 nlohmann::ordered_json Run::key(const Spec& spec) const {
   // The resolved config, so editing a comment in the model file does not orphan finished runs.
-  return {{"config", to_json(parse_model_config(spec.settings.model_text, spec.settings.model, sets))},
-          {"sets", sets},
-          {"steps", spec.settings.steps},
-          {"eval_every", spec.settings.eval_every},
-          {"vocab", spec.settings.vocab}};
+  const Arm& a = spec.arms[arm];
+  nlohmann::ordered_json k = {{"config", to_json(parse_model_config(a.model_text, a.model, sets))},
+                              {"sets", sets},
+                              {"steps", spec.settings.steps},
+                              {"eval_every", spec.settings.eval_every},
+                              {"vocab", spec.settings.vocab}};
+  if (a.pretrain >= 0) k["pretrain"] = spec.pretrain[static_cast<size_t>(a.pretrain)].key(spec.settings.vocab);
+  if (!spec.settings.task.empty()) k["task"] = spec.settings.task;
+  return k;
+}
+
+std::vector<std::string> PretrainStage::set_args() const {
+  std::vector<std::string> out;
+  for (const Override& o : sets) out.push_back(o.set_arg());
+  out.push_back(fmt::format("train.seed={}", seed));
+  return out;
+}
+
+nlohmann::ordered_json PretrainStage::key(int64_t vocab) const {
+  if (!checkpoint.empty()) return {{"checkpoint", checkpoint}};
+  return {{"config", to_json(parse_model_config(model_text, model, set_args()))},
+          {"sets", set_args()},
+          {"steps", steps},
+          {"vocab", vocab}};
 }
 
 nlohmann::ordered_json spec_json(const Spec& spec, const std::vector<Run>& runs) {
@@ -557,19 +690,28 @@ nlohmann::ordered_json spec_json(const Spec& spec, const std::vector<Run>& runs)
   J run_list = J::array();
   for (const Run& r : runs)
     run_list.push_back({{"arm", spec.arms[r.arm].name}, {"seed", r.seed}, {"dir", r.dir}, {"sets", r.sets}});
-  return {{"name", spec.name},
-          {"description", spec.description},
-          {"spec", spec.path},
-          {"scale", spec.scale},
-          {"model", s.model},
-          {"steps", s.steps},
-          {"eval_every", s.eval_every},
-          {"vocab", s.vocab},
-          {"common", common},
-          {"keys", spec.keys},
-          {"swept_keys", spec.swept_keys},
-          {"arms", arms},
+  J stages = J::array();
+  for (const PretrainStage& st : spec.pretrain)
+    stages.push_back({{"name", st.name}, {"dir", st.checkpoint.empty() ? st.dir() : ""}, {"model", st.model},
+                      {"steps", st.steps}, {"seed", st.seed}, {"checkpoint", st.checkpoint}});
+  for (size_t i = 0; i < spec.arms.size(); ++i)
+    if (spec.arms[i].pretrain >= 0) arms[i]["pretrain"] = spec.pretrain[static_cast<size_t>(spec.arms[i].pretrain)].name;
+  J out = {{"name", spec.name},
+            {"description", spec.description},
+            {"spec", spec.path},
+            {"scale", spec.scale},
+            {"model", s.model},
+            {"steps", s.steps},
+            {"eval_every", s.eval_every},
+            {"vocab", s.vocab},
+            {"common", common},
+            {"keys", spec.keys},
+            {"swept_keys", spec.swept_keys},
+            {"arms", arms},
           {"runs", run_list}};
+  if (!s.task.empty()) out["task"] = s.task;
+  if (!stages.empty()) out["pretrain"] = stages;
+  return out;
 }
 
 }  // namespace sy::ablation

@@ -18,14 +18,32 @@
 //                                 --simulate prices per arm, with the arm's own overrides (not the
 //                                 sweep's or the scale's: those shrink the model for the CPU)
 //   set = { "train.precision" = "bf16", "moe.z_coef" = 0.0 }   overrides for every run
+//   task = "brown_genre"          fine-tune every arm on this text-to-text task (train --task: a
+//                                 name under DATA/tasks, or a directory holding train.tsv and
+//                                 validation.tsv, relative to the spec's folder); the summary then
+//                                 reports exact match, target NLL and dropped tokens
+//
+//   [pretrain.sparse]             a pre-training stage: one train run (in DIR/pretrain/<name>/)
+//   model = "../configs/models/small.toml"   default: the sweep's model
+//   steps = 300                   required unless checkpoint is given
+//   seed = 1
+//   set = { "train.learning_rate" = 0.01 }   overrides of this run only (not the sweep's set)
+//   checkpoint = "runs/pre/checkpoint.safetensors"   reuse this checkpoint (file or run directory,
+//                                 relative to the spec's folder) instead of pre-training
+//                                 Arms fine-tune from their stage (train --init-from); the stage's
+//                                 model is the arm's base model. An arm names its stage with
+//                                 pretrain = "sparse" (optional when there is one stage). Stages
+//                                 run first, one at a time; a finished stage is reused by re-runs.
 //
 //   [scale.tiny]                  a scale preset: any of model, steps, eval_every,
 //   model = "../configs/models/tiny.toml"    checkpoint_every, seeds, vocab, threads,
-//   steps = 20                    simulate_model, set (merged over [sweep].set key by key)
+//   steps = 20                    simulate_model, task, set (merged over [sweep].set key by key)
+//   [scale.tiny.pretrain.sparse]  and per stage any of its keys (set merged key by key)
 //
 //   [[arm]]                       one or more arms; each runs once per seed
 //   name = "router z-loss"        required unless grid/zip name it
 //   seeds = 6                     default: the sweep's seeds
+//   pretrain = "sparse"           the stage it fine-tunes from (with [pretrain.<name>] stages)
 //   set = { "moe.z_coef" = 1e-3 }
 //   grid = { "moe.cf_train" = [1.0, 2.0], "moe.k" = [1, 2] }    one arm per combination, and/or
 //   zip = { "moe.cf_train" = [1.0, 2.0], "moe.cf_eval" = [2.0, 4.0] }   one per position (equal
@@ -63,6 +81,8 @@ struct Arm {
   std::vector<int64_t> seeds;       // train.seed of its runs
   bool swept = false;               // expanded from a grid or zip
   int64_t line = 0;                 // its [[arm]] line
+  int64_t pretrain = -1;            // index into Spec::pretrain; -1: no stage
+  std::string model, model_text;    // its base model: its stage's, else the sweep's
   // Resolved value (as text) of every key in Spec::keys for this arm: from the arm or the sweep's
   // overrides, else the base config's value.
   std::vector<std::string> key_values;
@@ -81,6 +101,22 @@ struct Settings {
   std::vector<Override> common;  // [sweep].set merged with [scale.X].set
   std::string simulate_model;    // the full-scale model for --simulate ("" when none)
   std::string simulate_model_text;
+  std::string task;              // train --task for every arm ("" when none): a name or an absolute directory
+};
+
+// One [pretrain.<name>] stage, merged with its [scale.X.pretrain.<name>].
+struct PretrainStage {
+  std::string name;
+  std::string model, model_text;  // the model config (path relative to the working directory)
+  int64_t steps = 0;
+  int64_t seed = 1;
+  std::vector<Override> sets;
+  std::string checkpoint;         // reuse this checkpoint ("" : pre-train)
+  int64_t line = 0;
+  std::string dir() const { return "pretrain/" + name; }
+  std::vector<std::string> set_args() const;  // --set arguments, train.seed last
+  // What decides the stage's checkpoint (as Run::key): a directory holding another is refused.
+  nlohmann::ordered_json key(int64_t vocab) const;
 };
 
 struct Spec {
@@ -91,6 +127,7 @@ struct Spec {
   std::string scale;        // the chosen preset; "" when the spec has none chosen
   std::vector<std::string> scales;  // the presets it defines
   Settings settings;
+  std::vector<PretrainStage> pretrain;  // in spec order
   std::vector<Arm> arms;    // grid/zip arms expanded, in spec order
   std::vector<std::string> keys;        // every overridden key (common, then arms), first seen first
   std::vector<std::string> swept_keys;  // the keys some grid/zip sweeps (summary.md columns)

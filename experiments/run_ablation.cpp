@@ -14,6 +14,12 @@
 // their last checkpoint, else from the start). A terminal gets a progress line for the whole
 // sweep; at the end the summary table goes to stdout.
 //
+// Fine-tuning sweeps: [pretrain.<name>] stages run first, one at a time, as train processes in
+// DIR/pretrain/<name>/ (a finished stage is reused when the sweep runs again; one with other
+// settings is refused; a stage that fails stops the sweep with exit 1); or a stage names a
+// checkpoint to reuse. Every arm then runs `train --init-from <its stage's checkpoint>`, with
+// `--task TASK` when the spec names a task (experiments/ablation_spec.hpp).
+//
 // --simulate HARDWARE:MESH:LAYOUT also prices every arm at full scale with the simulator
 // (experiments/simulate.cpp) before training: the spec's simulate_model with the arm's own
 // overrides, on that chip, mesh and layout (DIR/simulate/<arm>/). results.csv and summary.md get
@@ -166,6 +172,14 @@ int run(const Args& a) {
   if (a.dry_run) {
     fmt::print("{}: {} arms, {} runs of {} steps on {} (scale {}); output {}\n", spec.path, spec.arms.size(), runs.size(),
                s.steps, s.model, spec.scale.empty() ? "-" : spec.scale, out.string());
+    for (const PretrainStage& st : spec.pretrain) {
+      std::string sets;
+      for (const std::string& x : st.set_args()) sets += " --set " + x;
+      if (st.checkpoint.empty())
+        fmt::print("  pretrain {:<31} {} steps on {} {}{}\n", st.name, st.steps, st.model, st.dir(), sets);
+      else
+        fmt::print("  pretrain {:<31} reuses {}\n", st.name, st.checkpoint);
+    }
     for (const Run& r : runs) {
       std::string sets;
       for (const std::string& x : r.sets) sets += " --set " + x;
@@ -247,6 +261,50 @@ int run(const Args& a) {
     write_atomically(out / "summary.md", summary_markdown(spec, runs, results(), extra));
   };
 
+  // Pre-training stages, one at a time, before any arm. A signal here ends run_ablation and so
+  // (PR_SET_PDEATHSIG) the stage's train process; the next run continues the stage from its last
+  // checkpoint.
+  std::vector<fs::path> stage_checkpoints;
+  for (const PretrainStage& st : spec.pretrain) {
+    if (!st.checkpoint.empty()) {
+      stage_checkpoints.push_back(st.checkpoint);
+      continue;
+    }
+    const fs::path dir = fs::absolute(out / st.dir());
+    const std::string key = st.key(s.vocab).dump(2) + "\n";
+    const std::string old_key = read_text(dir / "run.json");
+    if (!old_key.empty() && old_key != key)
+      throw sy::InputError(fmt::format("--out {}: {} was pre-trained with other settings than {} gives it now (see {}); use "
+                                       "another --out, or delete that directory to redo it",
+                                       out.string(), st.dir(), spec.path, (dir / "run.json").string()));
+    stage_checkpoints.push_back(dir / "checkpoint.safetensors");
+    if (!old_key.empty() && train_status(dir) == "completed") continue;
+    const bool resume = !old_key.empty() && fs::exists(dir / "checkpoint.safetensors") &&
+                        (train_status(dir) == "interrupted" || train_status(dir) == "running");
+    if (!resume) {
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+      write_atomically(dir / "run.json", key);
+    }
+    std::vector<std::string> argv = {train.string(), "--model", fs::absolute(st.model).string()};
+    for (const std::string& x : st.set_args()) argv.insert(argv.end(), {"--set", x});
+    argv.insert(argv.end(), {"--steps", std::to_string(st.steps), "--out", dir.string(), "--data", data.string(), "--vocab",
+                             std::to_string(s.vocab), "--threads", std::to_string(threads), "--checkpoint-every",
+                             std::to_string(std::max<int64_t>(1, st.steps / 4))});
+    if (resume) argv.insert(argv.end(), {"--resume", dir.string()});
+    fmt::print(stderr, "run_ablation: pre-training stage {} ({} steps on {}){}\n", st.name, st.steps, st.model,
+               resume ? ", continuing its checkpoint" : "");
+    const auto t0 = std::chrono::steady_clock::now();
+    const int status = wait_for(spawn_process(argv, dir / "train.log"));
+    if (!exited_normally(status) || train_status(dir) != "completed") {
+      fmt::print(stderr, "run_ablation: pre-training stage {} failed ({}, status {}): {}\n", st.name,
+                 wait_status_text(status), train_status(dir), last_line(dir / "train.log"));
+      return 1;
+    }
+    fmt::print(stderr, "run_ablation: pre-training stage {} done ({})\n", st.name,
+               duration_text(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+  }
+
   // The queue: first seeds of every arm, then second seeds, ... so early results cover every arm.
   std::vector<size_t> queue;
   for (size_t k = 0;; ++k) {
@@ -284,8 +342,12 @@ int run(const Args& a) {
       fs::create_directories(dir);
       write_atomically(dir / "run.json", r.key(spec).dump(2) + "\n");
     }
-    std::vector<std::string> argv = {train.string(), "--model", fs::absolute(s.model).string()};
+    const Arm& arm = spec.arms[r.arm];
+    std::vector<std::string> argv = {train.string(), "--model", fs::absolute(arm.model).string()};
     for (const std::string& x : r.sets) argv.insert(argv.end(), {"--set", x});
+    if (arm.pretrain >= 0)
+      argv.insert(argv.end(), {"--init-from", stage_checkpoints[static_cast<size_t>(arm.pretrain)].string()});
+    if (!s.task.empty()) argv.insert(argv.end(), {"--task", s.task});
     argv.insert(argv.end(), {"--steps", std::to_string(s.steps), "--out", dir.string(), "--data", data.string(), "--vocab",
                              std::to_string(s.vocab), "--threads", std::to_string(threads)});
     if (s.eval_every > 0) argv.insert(argv.end(), {"--eval-every", std::to_string(s.eval_every)});

@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <regex>
 #include <sstream>
 
 namespace sy {
@@ -465,10 +466,39 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
   c.divergence_factor = train.number("divergence_factor", c.divergence_factor,
                                      [](double v) { return v == 0 || v > 1; }, "0 (off) or > 1");
   c.eval_batches = train.integer("eval_batches", c.eval_batches, 0);
+  c.trainable = train.string("trainable", c.trainable);
+  try {
+    parameter_is_trainable(c.trainable, "");
+  } catch (const InputError& e) {
+    train.fail("trainable", e.what());
+  }
+  c.reset_optimizer = train.boolean("reset_optimizer", c.reset_optimizer);
+  c.step_offset = train.integer("step_offset", c.step_offset, 0);
   if (o.schedule != LrSchedule::cosine && train.has("decay_steps"))
     train.fail("decay_steps", fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(o.schedule)));
   train.finish();
   return c;
+}
+
+bool parameter_is_trainable(const std::string& trainable, const std::string& name) {
+  auto has = [&](std::string_view part) { return name.find(part) != std::string::npos; };
+  const bool moe = has("/moe/");
+  if (trainable == "all") return true;
+  if (trainable == "moe") return moe;
+  if (trainable == "non_moe") return !moe;
+  if (trainable == "attention") return has("/attention/") || has("/cross_attention/") || has("relative_position_bias/");
+  if (trainable == "ffn") return has("/ffn/") || has("/extra_ffn/");
+  std::regex re;
+  try {
+    re = std::regex(trainable, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    std::string presets;
+    for (const char* p : kTrainablePresets) presets += fmt::format("{}{}", presets.empty() ? "" : ", ", p);
+    throw InputError(fmt::format("not a preset and not a valid regular expression ({}); allowed: {} or an ECMAScript "
+                                 "regex over parameter names",
+                                 e.what(), presets));
+  }
+  return std::regex_search(name, re);
 }
 
 ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides) {
@@ -570,6 +600,10 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
   }
   train["divergence_factor"] = c.divergence_factor;
   train["eval_batches"] = c.eval_batches;
+  // Fine-tuning keys only when set, so the configs (and checkpoints) of other runs read as before.
+  if (c.trainable != "all") train["trainable"] = c.trainable;
+  if (c.reset_optimizer) train["reset_optimizer"] = true;
+  if (c.step_offset != 0) train["step_offset"] = c.step_offset;
   out["train"] = train;
   return out;
 }

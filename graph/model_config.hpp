@@ -70,8 +70,32 @@
 //   epsilon1 = 1e-30, epsilon2 = 1e-3   Adafactor
 //   beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weight_decay = 0.0     AdamW
 //   divergence_factor = 4.0             the run stops as diverged when a loss exceeds this factor
-//                                       times the running mean of earlier losses (0: only NaN/Inf)
+//                                       times the lowest running mean of earlier losses (0: only NaN/Inf)
 //   eval_batches = 0                    validation batches per evaluation; 0: the whole split
+//   trainable = "all"                   which parameters train (fine-tuning, ST-MoE Fig. 5); the
+//                                       others are frozen: no gradient, no optimizer state, never
+//                                       written. Presets, by parameter name (graph/transformer.hpp):
+//                                         all        every parameter
+//                                         moe        the MoE layers' expert weights and router:
+//                                                    names with a "/moe/" component
+//                                                    (.../moe/experts/wi_0, .../moe/router/w);
+//                                                    not the moe_norm before the layer
+//                                         non_moe    every parameter that moe does not match
+//                                         attention  self- and cross-attention projections and
+//                                                    the relative position bias tables: names
+//                                                    with "/attention/", "/cross_attention/" or
+//                                                    "relative_position_bias/" (not their norms)
+//                                         ffn        the dense FFNs: names with "/ffn/" or
+//                                                    "/extra_ffn/" (not the experts, not norms)
+//                                       anything else is an ECMAScript regular expression searched
+//                                       in each name (std::regex_search): "router|_norm/scale"
+//   reset_optimizer = false             with train --init-from: start the optimizer state at zero
+//                                       (ST-MoE Table 20) instead of the checkpoint's
+//   step_offset = 0                     the global step the run starts from: the model's and the
+//                                       optimizer's step input and the schedule see step_offset + t
+//                                       (train --init-from sets it to the checkpoint's step, so
+//                                       kept Adafactor moments keep their weight, as in T5
+//                                       fine-tuning where the global step continues)
 //
 // Errors are sy::InputError naming the file, the key (and its line, or the --set override that
 // gave it), the bad value and what is allowed. Unknown keys and sections are errors listing the
@@ -164,12 +188,22 @@ struct ModelConfig {
   OptimizerConfig optimizer;
   double divergence_factor = 4.0;
   int64_t eval_batches = 0;
+  std::string trainable = "all";  // a preset or a regex (see the schema and parameter_is_trainable)
+  bool reset_optimizer = false;
+  int64_t step_offset = 0;
 
   bool has_encoder() const { return architecture == Architecture::encoder_decoder; }
   bool is_moe() const { return moe_every > 0; }
   // Layer `index` (0-based) of a stack is sparse: layers every, 2·every, ... counted from 1.
   bool is_sparse_layer(int64_t index) const { return moe_every > 0 && (index + 1) % moe_every == 0; }
 };
+
+// The presets of train.trainable, in the order the schema lists them.
+inline constexpr const char* kTrainablePresets[] = {"all", "moe", "non_moe", "attention", "ffn"};
+
+// Whether train.trainable = `trainable` (a preset or a regex, see the schema) trains the parameter
+// named `name`. Throws InputError for a regex that does not compile.
+bool parameter_is_trainable(const std::string& trainable, const std::string& name);
 
 // Reads `path` and applies `overrides` ("section.key=value", e.g. "moe.cf_train=2.0" or
 // "moe.decoder.group_size=456"; the value is TOML, a bare word is taken as a string), then

@@ -470,6 +470,12 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
     b.output(prefix + "expert_load", out.expert_load);
     b.output(prefix + "router_entropy", out.router_entropy);
     b.output(prefix + "max_logit", out.max_logit);
+    // Evaluation: each token's expert of highest router probability (top-k's first choice), for
+    // routing analysis by token class (ST-MoE Table 13); the hash router has no probabilities.
+    if (!ctx.training && out.router_probs.b != nullptr) {
+      ScopeGuard scope(b, "router");
+      b.output(prefix + "top_expert", top_k(out.router_probs, kExperts, Dim{"top_expert", 1}).second);  // [G, S, 1] i32
+    }
   }
   return out;
 }

@@ -131,6 +131,11 @@ class TransformerBuilder {
       Expr right = where(wrong, zeros, ones);                                      // [B, L]
       b_.output("accuracy", o_.loss_weights ? sum(right * weights_, {"batch", "length"}) : mean(right, {"batch", "length"}));
     }
+    if (o_.predictions) {
+      ScopeGuard s(b_, "predictions");
+      Expr predicted = top_k(logits, "vocab", {"top", 1}).second;  // i32 [B, L, top=1]
+      b_.output("predictions", reshape(predicted, targets.shape()));  // i32 [B, L]
+    }
     complete_init();
   }
 

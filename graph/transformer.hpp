@@ -71,6 +71,9 @@ struct BuildOptions {
   // The "accuracy" output (an argmax over the vocabulary per target: a full pass over the logits;
   // executor/trainer leaves it out of training steps and keeps it for evaluation).
   bool accuracy = true;
+  // A "predictions" output i32 [batch, length]: the argmax over the vocabulary per position (greedy
+  // decoding, executor/finetune.hpp). Off by default; the graph is unchanged without it.
+  bool predictions = false;
 };
 
 // How to initialise one parameter (recorded beside the graph, not in it).

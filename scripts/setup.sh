@@ -8,7 +8,7 @@ packages=(
   libtbb-dev libboost-graph-dev libdnnl-dev ocl-icd-opencl-dev opencl-headers libopenmpi-dev openmpi-bin
   libfmt-dev catch2 graphviz libgraphviz-dev libtomlplusplus-dev nlohmann-json3-dev
   libcli11-dev
-  python3-numpy
+  python3-numpy python3-torch libopenblas0-openmp
   python3-nbconvert python3-ipykernel python3-matplotlib python3-pandas
   libsentencepiece-dev
 )

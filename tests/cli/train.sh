@@ -177,6 +177,19 @@ EOF
 expect_exit 0 --model "$work/dec.toml" "${common[@]}" --steps 5 --out "$work/dec"
 expect_in "$work/dec/status.json" '"completed"'
 expect_in "$work/dec/metrics.jsonl" '"decoder/layer_01/moe"'
+# Routing by part of speech at the final evaluation: the corpus's tags (with universal classes), a
+# [tag][expert] count per MoE layer, every tag of the synthetic corpus routed somewhere.
+"$py" - "$work/dec/routing_pos.json" <<'PYEOF' || fail "routing_pos.json"
+import json, sys
+j = json.load(open(sys.argv[1]))
+tags = [t["tag"] for t in j["pos_tags"]]
+assert tags == sorted(["at", "jj", "nn", "vbd", "in", "."]), tags
+assert [t["universal"] for t in j["pos_tags"]] == [".", "DET", "ADP", "ADJ", "NOUN", "VERB"], j["pos_tags"]
+assert [l["scope"] for l in j["layers"]] == ["decoder/layer_01/moe"], j["layers"]
+counts = j["layers"][0]["counts"]
+assert len(counts) == len(tags) and all(len(row) == 4 and min(row) >= 0 for row in counts), counts
+assert all(sum(row) > 0 for row in counts), counts
+PYEOF
 
 # ---- divergence ----
 expect_exit 0 "${model[@]}" --set train.optimizer=adamw --set train.schedule=constant --set train.learning_rate=1e30 \

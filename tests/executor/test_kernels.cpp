@@ -15,10 +15,15 @@
 
 #include "executor/einsum.hpp"
 #include "executor/kernels.hpp"
+#include "executor/memory_plan.hpp"
+#include "executor/sparse_einsum.hpp"
+#include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
+#include "graph/moe.hpp"
 #include "graph/op_def.hpp"
 
 #include <cmath>
+#include <map>
 
 namespace sy {
 namespace {
@@ -73,7 +78,9 @@ TEST_CASE("executor einsum: oneDNN matmul matches the reference forward", "[exec
     INFO(s.name);
     const auto k = exec::EinsumKernel::make(x.type(), y.type(), z.type(), EinsumAttrs{s.out}, engine);
     CHECK(k.has_value() == s.fast);
-    if (k) CHECK((k->workspace_bytes() == std::array<int64_t, 3>{0, 0, 0}) == s.in_place);
+    // bf16 without AMX: the operands are widened to f32 in a workspace (never in place).
+    const bool in_place = s.in_place && (dt == DType::f32 || exec::bf16_matmul_native());
+    if (k) CHECK((k->workspace_bytes() == std::array<int64_t, 3>{0, 0, 0}) == in_place);
   }
   test::expect_outputs_match(g, kTolEinsumF32, kTolBf16 + kTolEinsumF32);
 }
@@ -128,7 +135,10 @@ Graph elementwise_graph(DType dt) {
   b.output("add same shape", x + y);
   b.output("sub suffix [d]", x - y_d);
   b.output("mul suffix [t,d]", x * y_td);
-  b.output("mul not a suffix [b] (reference)", x * y_b);
+  b.output("mul leading [b]", x * y_b);
+  b.output("sub leading [b,t]", x - b.input("y_bt", {B, T}, dt));
+  b.output("mul reordered [d,t]", x * b.input("y_dt", {D, T}, dt));
+  b.output("div not contiguous [b,d]", x / scale(b.input("y_bd", {B, D}, dt), 0.5, 1.5));
   b.output("add scalar", x + y_s);
   b.output("div", x / pos);
   b.output("div suffix [d]", x / scale(y_d, 0.5, 1.5));
@@ -152,7 +162,7 @@ TEST_CASE("executor elementwise: TBB kernels with broadcasting match the referen
   test::expect_outputs_match(elementwise_graph(dt), kTolF32, kTolBf16);
 }
 
-TEST_CASE("executor elementwise: fast path covers same shape and trailing-suffix broadcast", "[executor][elementwise]") {
+TEST_CASE("executor elementwise: fast path covers every broadcast by name", "[executor][elementwise]") {
   const TensorType a{{{"b", 2}, {"t", 3}, {"d", 4}}, DType::f32};
   std::vector<std::byte> buf_a(static_cast<size_t>(num_bytes(a))), buf_y(buf_a.size()), buf_b(buf_a.size());
   auto fast = [&](Shape b_shape) {
@@ -163,8 +173,12 @@ TEST_CASE("executor elementwise: fast path covers same shape and trailing-suffix
   CHECK(fast({{"d", 4}}));
   CHECK(fast({{"t", 3}, {"d", 4}}));
   CHECK(fast({}));
-  CHECK_FALSE(fast({{"b", 2}}));            // leading dim: reference
-  CHECK_FALSE(fast({{"d", 4}, {"t", 3}}));  // dims reordered: reference
+  CHECK(fast({{"b", 2}}));                  // leading dim
+  CHECK(fast({{"b", 2}, {"t", 3}}));        // leading dims (a row broadcast)
+  CHECK(fast({{"b", 2}, {"d", 4}}));        // not contiguous
+  CHECK(fast({{"d", 4}, {"t", 3}}));        // dims reordered
+  CHECK_FALSE(fast({{"d", 5}}));            // size mismatch: the reference reports it
+  CHECK_FALSE(fast({{"e", 4}}));            // not a dim of a
 }
 
 Graph reduce_graph(DType dt) {
@@ -216,6 +230,354 @@ TEST_CASE("executor transpose and reshape are exact copies", "[executor][layout]
   b.output("transpose bf16 [t,d,b]", transpose(h, {"t", "d", "b"}));
   b.output("reshape", reshape(x, {{"bt", 150}, {"d", 130}}));
   test::expect_outputs_match(g, 0.0, 0.0);
+}
+
+// ---- sparse einsums (executor/sparse_einsum.hpp) ----
+
+// The reference einsum of two tensors into `out` dims.
+Tensor reference_einsum(const Tensor& a, const Tensor& b, const TensorType& out) {
+  std::vector<std::string> names;
+  for (const Dim& d : out.shape) names.push_back(d.name);
+  const Attrs attrs = EinsumAttrs{names};
+  const TensorType t = op_def(OpKind::einsum).infer({a.type, b.type}, attrs).at(0);
+  REQUIRE(t.shape == out.shape);
+  Tensor r(out);
+  const std::vector<const Tensor*> in = {&a, &b};
+  const std::vector<Tensor*> outs = {&r};
+  op_def(OpKind::einsum).forward(attrs, in, outs, false);
+  return r;
+}
+
+// A hand-made routing of G = 2 groups of S = 6 tokens to E = 3 experts with C = 2 slots and K = 2
+// choices: group 0 has a token with two choices, one with one, tokens dropped entirely (their
+// rows are zero) and an empty expert (e2); group 1 sends two tokens to e2 and leaves e0, e1 empty.
+struct Routing {
+  static constexpr int64_t G = 2, S = 6, E = 3, C = 2, K = 2, D = 5;
+  Shape gsec{{"group", G}, {"group_size", S}, {"experts", E}, {"capacity", C}};
+  Shape gskc{{"group", G}, {"group_size", S}, {"k", K}, {"capacity", C}};
+  Shape gske{{"group", G}, {"group_size", S}, {"k", K}, {"experts", E}};
+  struct Choice {
+    int64_t g, s, k, e, c;
+    double gate;
+  };
+  std::vector<Choice> choices = {{0, 0, 0, 0, 0, 0.75}, {0, 0, 1, 1, 0, 0.25}, {0, 1, 0, 0, 1, 1.0},
+                                 {0, 3, 0, 1, 1, 0.6},  {1, 0, 0, 2, 0, 0.5},  {1, 1, 1, 2, 1, 0.125}};
+
+  Tensor combine(DType dt) const {  // [G, S, E, C]: the gates at the kept slots
+    Tensor t(TensorType{gsec, dt});
+    for (const Choice& x : choices) t.data[static_cast<size_t>(((x.g * S + x.s) * E + x.e) * C + x.c)] = x.gate;
+    return t;
+  }
+  Tensor slots(DType dt) const {  // [G, S, K, C] one-hot slot per kept choice
+    Tensor t(TensorType{gskc, dt});
+    for (const Choice& x : choices) t.data[static_cast<size_t>(((x.g * S + x.s) * K + x.k) * C + x.c)] = 1.0;
+    return t;
+  }
+};
+
+std::vector<std::byte> storage_of(const Tensor& t) { return test::to_storage(t); }
+
+exec::Nonzeros nonzeros_of(const Tensor& t) {
+  const auto st = storage_of(t);
+  exec::Nonzeros nz;
+  REQUIRE(exec::find_nonzeros({st.data(), t.type}, num_elements(t.type.shape), nz));
+  return nz;
+}
+
+// einsum_sparse_dense(p, q) against the reference einsum of the dense tensors.
+Tensor sparse_dense(const Tensor& p, const Tensor& q, const TensorType& out) {
+  const auto qs = storage_of(q);
+  std::vector<std::byte> os(static_cast<size_t>(num_bytes(out)), std::byte{0x7f});  // garbage: must be overwritten
+  REQUIRE(exec::einsum_sparse_dense(nonzeros_of(p), p.type, {qs.data(), q.type}, {os.data(), out}));
+  return test::from_storage(os, out);
+}
+
+TEST_CASE("sparse einsum: find_nonzeros lists nonzeros in order and gives up past the limit", "[executor][sparse]") {
+  Tensor t(TensorType{{{"n", 200000}}, DType::f32});
+  t.data[3] = 1.5;
+  t.data[70000] = -2.0;
+  t.data[70001] = -0.0;  // a zero
+  t.data[199999] = std::nan("");
+  const auto st = storage_of(t);
+  exec::Nonzeros nz;
+  REQUIRE(exec::find_nonzeros({st.data(), t.type}, 3, nz));
+  CHECK(nz.index == std::vector<int64_t>{3, 70000, 199999});
+  CHECK(nz.value[0] == 1.5f);
+  CHECK(nz.value[1] == -2.0f);
+  CHECK(std::isnan(nz.value[2]));
+  CHECK_FALSE(exec::find_nonzeros({st.data(), t.type}, 2, nz));
+}
+
+TEST_CASE("sparse einsum: dispatch and combine match the dense einsum (drops, empty experts)", "[executor][sparse]") {
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  const double tol = dt == DType::f32 ? kTolEinsumF32 : kTolBf16;
+  const Routing r;
+  std::mt19937_64 rng(3);
+  const Dim g{"group", r.G}, s{"group_size", r.S}, e{"experts", r.E}, c{"capacity", r.C}, d{"d_model", r.D};
+  const Tensor combine = r.combine(dt);
+  const Tensor x = test::random_tensor({{g, s, d}, dt}, rng);      // [G, S, D]
+  const Tensor eo = test::random_tensor({{e, g, c, d}, dt}, rng);  // [E, G, C, D]
+  const TensorType egcd{{e, g, c, d}, dt}, gsd{{g, s, d}, dt};
+
+  SECTION("dispatch: [G,S,E,C] x [G,S,D] -> [E,G,C,D]") {
+    const Tensor got = sparse_dense(combine, x, egcd);
+    CHECK(test::max_rel_err(got, reference_einsum(combine, x, egcd)) <= tol);
+    // Slots nobody took (e2 in group 0, e0 and e1 in group 1) are zero.
+    for (int64_t di = 0; di < r.D; ++di) {
+      CHECK(got.data[static_cast<size_t>(((2 * r.G + 0) * r.C + 0) * r.D + di)] == 0.0);
+      CHECK(got.data[static_cast<size_t>(((0 * r.G + 1) * r.C + 1) * r.D + di)] == 0.0);
+    }
+  }
+  SECTION("combine: [G,S,E,C] x [E,G,C,D] -> [G,S,D]; dropped tokens get zero") {
+    const Tensor got = sparse_dense(combine, eo, gsd);
+    CHECK(test::max_rel_err(got, reference_einsum(combine, eo, gsd)) <= tol);
+    for (int64_t di = 0; di < r.D; ++di) CHECK(got.data[static_cast<size_t>((0 * r.S + 2) * r.D + di)] == 0.0);
+  }
+  SECTION("one nonzero per row gives the dense f32 result bit for bit") {
+    if (dt == DType::f32) {
+      const Tensor got = sparse_dense(combine, x, egcd);
+      for (const Routing::Choice& ch : r.choices)
+        for (int64_t di = 0; di < r.D; ++di) {
+          const auto i = static_cast<size_t>(((ch.e * r.G + ch.g) * r.C + ch.c) * r.D + di);
+          CHECK(got.data[i] == static_cast<double>(static_cast<float>(ch.gate) *
+                                                   static_cast<float>(x.data[static_cast<size_t>((ch.g * r.S + ch.s) * r.D + di)])));
+        }
+    }
+  }
+  SECTION("the rows walked are strided in out: [G,S,K,C] x [G,S,K,E] -> [G,S,E,C]") {
+    const Tensor slots = r.slots(dt);
+    const Tensor assign = test::random_tensor({r.gske, dt}, rng);
+    const TensorType out{r.gsec, dt};
+    CHECK(test::max_rel_err(sparse_dense(slots, assign, out), reference_einsum(slots, assign, out)) <= tol);
+  }
+  SECTION("a dim of q summed within q alone is refused") {
+    const Tensor q = test::random_tensor({{g, s, d, {"extra", 2}}, dt}, rng);
+    const auto qs = storage_of(q);
+    std::vector<std::byte> os(static_cast<size_t>(num_bytes(egcd)));
+    CHECK_FALSE(exec::einsum_sparse_dense(nonzeros_of(combine), combine.type, {qs.data(), q.type}, {os.data(), egcd}));
+  }
+}
+
+TEST_CASE("sparse einsum: a masked output feeds its sparse reader exactly as the dense one", "[executor][sparse]") {
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  const double tol = dt == DType::f32 ? kTolEinsumF32 : kTolBf16;
+  const Routing r;
+  std::mt19937_64 rng(4);
+  const Dim g{"group", r.G}, s{"group_size", r.S}, e{"experts", r.E}, c{"capacity", r.C}, d{"d_model", r.D};
+  const Tensor dy = test::random_tensor({{g, s, d}, dt}, rng);     // [G, S, D]
+  const Tensor eo = test::random_tensor({{e, g, c, d}, dt}, rng);  // [E, G, C, D]
+  const Tensor slots = r.slots(DType::f32);                        // [G, S, K, C]
+  const TensorType gsec{r.gsec, dt};
+  // dcombine = einsum(dy, eo) [G, S, E, C], read only by einsum(dcombine, slots) -> [G, S, K, E].
+  const auto as = storage_of(dy), bs = storage_of(eo);
+  std::vector<std::byte> os(static_cast<size_t>(num_bytes(gsec)), std::byte{0x7f});
+  REQUIRE(exec::einsum_masked({as.data(), dy.type}, {bs.data(), eo.type}, nonzeros_of(slots), slots.type, {os.data(), gsec}));
+  const Tensor got = test::from_storage(os, gsec);
+  const Tensor want = reference_einsum(dy, eo, gsec);
+  const TensorType gske{r.gske, DType::f32};
+  Tensor got32(TensorType{r.gsec, DType::f32}), want32(TensorType{r.gsec, DType::f32});
+  got32.data = got.data;
+  want32.data = want.data;
+  CHECK(test::max_rel_err(reference_einsum(got32, slots, gske), reference_einsum(want32, slots, gske)) <= tol);
+  // Entries at a kept (g, s, c) hold the dense value for every expert; the rest are zero.
+  for (int64_t gi = 0; gi < r.G; ++gi)
+    for (int64_t si = 0; si < r.S; ++si)
+      for (int64_t ci = 0; ci < r.C; ++ci) {
+        bool needed = false;
+        for (const Routing::Choice& ch : r.choices) needed = needed || (ch.g == gi && ch.s == si && ch.c == ci);
+        for (int64_t ei = 0; ei < r.E; ++ei) {
+          const auto i = static_cast<size_t>(((gi * r.S + si) * r.E + ei) * r.C + ci);
+          if (needed) CHECK(std::abs(got.data[i] - want.data[i]) <= tol * std::max(1.0, std::abs(want.data[i])));
+          else CHECK(got.data[i] == 0.0);
+        }
+      }
+}
+
+TEST_CASE("sparse einsum: a cast of a one-hot tensor feeds a sparse einsum (bf16)", "[executor][sparse]") {
+  Graph g;
+  Builder b(g);
+  Expr ids = b.input("ids", {{"s", 256}, {"k", 2}}, DType::i32);
+  Expr x = b.input("x", {{"s", 256}, {"d", 16}}, DType::bf16);
+  Expr onehot = cast(one_hot(ids, Dim{"e", 64}), DType::bf16);  // [s, k, e], 1/64 nonzero
+  b.output("dispatch", einsum(onehot, x, {"k", "e", "d"}));
+  b.output("onehot", onehot);
+  verify(g);
+  const exec::MemoryPlan plan = exec::plan_memory(g, std::vector<std::vector<int64_t>>(g.nodes.size()));
+  CHECK(exec::SparseEinsums(g, plan.kept).maybe_sparse(onehot.id));
+  std::mt19937_64 rng(9);
+  std::map<ValueId, Tensor> leaves;
+  Tensor t(g.type(ids.id));
+  std::uniform_int_distribution<int> e(-1, 64);  // -1 and 64: no expert (a zero row)
+  for (double& v : t.data) v = e(rng);
+  leaves[ids.id] = t;
+  leaves[x.id] = test::random_tensor(g.type(x.id), rng);
+  Executor ex(g);
+  for (const auto& [id, v] : leaves) ex.set(id, v);
+  for (int run = 0; run < 2; ++run) {  // the second run must not reuse the first run's nonzeros
+    if (run == 1) {
+      for (double& v : leaves[ids.id].data) v = e(rng);
+      ex.set(ids.id, leaves[ids.id]);
+    }
+    ex.run();
+    const auto ref = interpret(g, leaves);
+    for (const GraphOutput& o : g.outputs) {
+      INFO("run " << run << " output '" << o.name << "'");
+      CHECK(test::max_rel_err(ex.get(o.value), ref[static_cast<size_t>(o.value.v)]) <= kTolBf16);
+    }
+  }
+}
+
+// A training graph of one MoE layer (forward, backward) whose capacity overflows: tokens drop.
+Graph moe_training_graph(int64_t experts, double cf) {
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"batch", 2}, {"length", 16}, {"d_model", 8}}) * b.parameter("scale", {{"d_model", 8}});
+  MoeConfig cfg;
+  cfg.experts = experts;
+  cfg.k = 2;
+  cfg.policy_train = SecondPolicy::all;
+  cfg.d_ff = 12;
+  cfg.cf_train = cf;
+  cfg.min_capacity = 1;
+  cfg.group_size = 16;
+  MoeContext ctx;
+  ctx.training = true;
+  ctx.output_metrics = false;
+  MoeLayer m;
+  {
+    ScopeGuard sg(b, "moe");
+    m = moe_layer(b, x, cfg, ctx);
+  }
+  Expr loss = mean(m.y * m.y, {"batch", "length", "d_model"}) + m.aux_loss + m.z_loss;
+  b.output("y", m.y);
+  b.output("loss", loss);
+  b.set_loss(loss);
+  gradients(g);  // outputs "grad/<parameter>"
+  return g;
+}
+
+TEST_CASE("sparse einsum: the executor plans every dispatch/combine einsum of an MoE layer", "[executor][sparse]") {
+  const Graph g = moe_training_graph(4, 1.25);
+  const exec::MemoryPlan plan = exec::plan_memory(g, std::vector<std::vector<int64_t>>(g.nodes.size()));
+  const exec::SparseEinsums sparse(g, plan.kept);
+  int covered = 0, masked = 0;
+  for (const Node& n : g.nodes) {
+    if (n.kind != OpKind::einsum) continue;
+    bool touches_gsec = false;  // reads or writes a [group, group_size, experts, capacity] tensor
+    for (ValueId v : n.inputs) touches_gsec = touches_gsec || has_dim(g.type(v).shape, "capacity");
+    touches_gsec = touches_gsec || has_dim(g.type(n.outputs[0]).shape, "capacity");
+    if (!touches_gsec || n.scope.find("dispatch") == std::string::npos) continue;
+    INFO(g.describe(n.id));
+    const bool sparse_in = sparse.maybe_sparse(n.inputs[0]) || sparse.maybe_sparse(n.inputs[1]);
+    CHECK((sparse_in || sparse.mask_of(n.id).valid()));
+    ++covered;
+    masked += sparse.mask_of(n.id).valid() ? 1 : 0;
+  }
+  CHECK(covered >= 5);  // forward dispatch and combine; backward d expert_out, d x, d combine
+  CHECK(masked == 1);   // d combine = einsum(dy, expert_out): read only where the slots are set
+}
+
+TEST_CASE("sparse einsum: an MoE layer's forward and backward match the reference", "[executor][sparse]") {
+  // E = 4, CF 1.25: C = 5 of 16 tokens x 2 choices (overflow); E = 8, CF 0.5: C = 1 (most choices
+  // drop, and experts are left empty).
+  const int64_t experts = GENERATE(4, 8);
+  const double cf = experts == 4 ? 1.25 : 0.5;
+  INFO("experts " << experts << " cf " << cf);
+  test::expect_outputs_match(moe_training_graph(experts, cf), 1e-4, kTolBf16);
+}
+
+// ---- loss, normalisation and vectorised transcendental kernels ----
+
+TEST_CASE("executor loss and norm kernels: cross_entropy, one_hot, rms_norm, softmax match the reference",
+          "[executor][loss]") {
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  Graph g;
+  Builder b(g);
+  const Dim B{"b", 6}, T{"t", 7}, V{"v", 1000}, D{"d", 96};
+  Expr logits = b.input("logits", {B, T, V}, dt);
+  Expr labels = b.input("labels", {B, T}, DType::i32);
+  Expr ids = b.input("ids", {B, T}, DType::i32);  // some outside [0, V): zero rows
+  Expr x = b.input("x", {B, T, D}, dt);
+  Expr gain = b.input("gain", {D}, dt);
+  b.output("cross_entropy (last dim)", cross_entropy(logits, labels, "v"));
+  b.output("cross_entropy (class dim not last: reference)", cross_entropy(transpose(logits, {"v", "b", "t"}), labels, "v"));
+  b.output("one_hot f32", one_hot(ids, V));
+  b.output("one_hot bf16", one_hot(ids, V, DType::bf16));
+  b.output("rms_norm (last dim)", rms_norm(x, gain, "d"));
+  b.output("rms_norm (middle dim: reference)", rms_norm(x, b.input("gain_t", {T}, dt), "t"));
+  b.output("softmax over a long row", softmax(scale(logits, 30.0), "v"));  // wide range: exp far below 1
+  verify(g);
+
+  std::mt19937_64 rng(11);
+  std::map<ValueId, Tensor> leaves;
+  for (const Value& v : g.values) {
+    if (v.role == ValueRole::computed) continue;
+    if (v.type.dtype != DType::i32) {
+      leaves[v.id] = test::random_tensor(v.type, rng, -3.0, 3.0);
+      continue;
+    }
+    Tensor t(v.type);
+    std::uniform_int_distribution<int> id(0, static_cast<int>(V.size) - 1);
+    for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = v.name == "ids" && i % 5 == 0 ? (i % 10 == 0 ? -1 : V.size + 3) : id(rng);
+    leaves[v.id] = t;
+  }
+  Executor ex(g);
+  for (const auto& [id, t] : leaves) ex.set(id, t);
+  ex.run();
+  const auto ref = interpret(g, leaves);
+  for (const GraphOutput& o : g.outputs) {
+    const Tensor got = ex.get(o.value);
+    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+    INFO("output '" << o.name << "'");
+    CHECK(test::max_rel_err(got, want) <= (got.dtype() == DType::bf16 ? kTolBf16 : kTolF32));
+  }
+}
+
+TEST_CASE("executor cross_entropy: an out-of-range label goes to the reference, which names it", "[executor][loss]") {
+  const TensorType lt{{{"t", 2}, {"v", 4}}, DType::f32};
+  const TensorType it{{{"t", 2}}, DType::i32};
+  const TensorType ot{{{"t", 2}}, DType::f32};
+  std::vector<float> logits(8, 0.5f), loss(2);
+  std::vector<int32_t> labels = {1, 4};
+  CHECK_FALSE(exec::cross_entropy("v", {logits.data(), lt}, {labels.data(), it}, {loss.data(), ot}));
+  labels[1] = 3;
+  REQUIRE(exec::cross_entropy("v", {logits.data(), lt}, {labels.data(), it}, {loss.data(), ot}));
+  CHECK(loss[0] == Approx(std::log(4.0)).epsilon(1e-6));
+}
+
+TEST_CASE("executor exp and gelu: the vectorised f32 versions at the edges of the range", "[executor][loss]") {
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"n", 4096}});
+  b.output("exp", exp(x));
+  b.output("gelu", gelu(x));
+  b.output("gelu_grad", gelu_grad(x, b.input("dy", {{"n", 4096}})));
+  std::map<ValueId, Tensor> leaves;
+  Tensor xs(g.type(x.id));
+  for (size_t i = 0; i < xs.data.size(); ++i)  // -110 .. 95: exp underflows to 0 and overflows to inf
+    xs.data[i] = round_to(DType::f32, -110.0 + 205.0 * static_cast<double>(i) / static_cast<double>(xs.data.size()));
+  xs.data[100] = 0.0;
+  xs.data[101] = -1e-30;
+  leaves[x.id] = xs;
+  std::mt19937_64 rng(5);
+  leaves[*g.find_leaf("dy")] = test::random_tensor(g.type(*g.find_leaf("dy")), rng);
+  Executor ex(g);
+  for (const auto& [id, t] : leaves) ex.set(id, t);
+  ex.run();
+  const auto ref = interpret(g, leaves);
+  for (const GraphOutput& o : g.outputs) {
+    const Tensor got = ex.get(o.value);
+    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+    INFO("output '" << o.name << "'");
+    for (size_t i = 0; i < got.data.size(); ++i) {
+      INFO("x = " << xs.data[i]);
+      if (std::isinf(want.data[i])) CHECK(got.data[i] == want.data[i]);
+      else CHECK(std::abs(got.data[i] - want.data[i]) <= 4e-7 * std::max(1.0, std::abs(want.data[i])));
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,482 @@
+#include "executor/sparse_einsum.hpp"
+
+#include "graph/error.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <numeric>
+#include <type_traits>
+
+namespace sy::exec {
+namespace {
+
+using Range = tbb::blocked_range<int64_t>;
+
+inline float ld(const float* p, int64_t i) { return p[i]; }
+inline float ld(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
+inline void st(float* p, int64_t i, float v) { p[i] = v; }
+inline void st(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16(v); }
+
+// Calls f with a null pointer of the storage type of float dtype t (float or uint16_t).
+template <typename F>
+void visit_float(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(static_cast<float*>(nullptr)); return;
+    case DType::bf16: f(static_cast<uint16_t*>(nullptr)); return;
+    case DType::i32: break;
+  }
+  SY_CHECK(false, "sparse einsum: {} is not a float dtype", dtype_name(t));
+}
+template <typename Tag>
+using Storage = std::remove_pointer_t<Tag>;
+
+// Zeroes n bytes with TBB (large outputs: one thread cannot saturate memory bandwidth).
+void zero_bytes(void* p, int64_t n) {
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  tbb::parallel_for(Range(0, (n + kChunk - 1) / kChunk, 1), [&](const Range& r) {
+    for (int64_t c = r.begin(); c < r.end(); ++c) {
+      const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
+      std::memset(static_cast<std::byte*>(p) + b, 0, static_cast<size_t>(e - b));
+    }
+  });
+}
+
+// A set of dims walked together: per element, its offsets into up to three tensors. Adjacent dims
+// that are contiguous in every tensor are merged first, so the common case is one strided run.
+struct Walk {
+  std::vector<int64_t> size;                 // per dim, outermost first
+  std::vector<std::array<int64_t, 3>> step;  // per dim: stride in tensors 0, 1, 2 (0: absent)
+
+  void add(int64_t n, std::array<int64_t, 3> s) {
+    if (n == 1) return;
+    if (!size.empty()) {  // merge with the previous dim when it is the outer part of one run
+      const auto& p = step.back();
+      if (p[0] == s[0] * n && p[1] == s[1] * n && p[2] == s[2] * n) {
+        size.back() *= n;
+        step.back() = s;
+        return;
+      }
+    }
+    size.push_back(n);
+    step.push_back(s);
+  }
+  int64_t count() const { return std::accumulate(size.begin(), size.end(), int64_t{1}, std::multiplies<>()); }
+  // Offsets of every element, in row-major order of the dims.
+  std::vector<std::array<int64_t, 3>> offsets() const {
+    std::vector<std::array<int64_t, 3>> r(static_cast<size_t>(count()));
+    std::vector<int64_t> idx(size.size(), 0);
+    std::array<int64_t, 3> off{};
+    for (auto& o : r) {
+      o = off;
+      for (size_t k = size.size(); k-- > 0;) {
+        for (int t = 0; t < 3; ++t) off[static_cast<size_t>(t)] += step[k][static_cast<size_t>(t)];
+        if (++idx[k] < size[k]) break;
+        for (int t = 0; t < 3; ++t) off[static_cast<size_t>(t)] -= step[k][static_cast<size_t>(t)] * size[k];
+        idx[k] = 0;
+      }
+    }
+    return r;
+  }
+};
+
+// Offsets of the nonzeros of a tensor of shape `s` in up to three others: stride[t][k] is the step
+// of dim k of s in tensor t (0 when absent).
+std::vector<std::array<int64_t, 3>> nonzero_offsets(const Nonzeros& nz, const Shape& s,
+                                                    const std::array<std::vector<int64_t>, 3>& stride) {
+  std::vector<std::array<int64_t, 3>> r(nz.index.size());
+  tbb::parallel_for(Range(0, static_cast<int64_t>(nz.index.size()), 4096), [&](const Range& rr) {
+    for (int64_t j = rr.begin(); j < rr.end(); ++j) {
+      int64_t rem = nz.index[static_cast<size_t>(j)];
+      std::array<int64_t, 3> off{};
+      for (size_t k = s.size(); k-- > 0;) {
+        const int64_t i = rem % s[k].size;
+        rem /= s[k].size;
+        for (size_t t = 0; t < 3; ++t) off[t] += i * stride[t][k];
+      }
+      r[static_cast<size_t>(j)] = off;
+    }
+  });
+  return r;
+}
+
+// Stride of each dim of `s` in `in` (0 when `in` lacks it).
+std::vector<int64_t> strides_in(const Shape& s, const Shape& in) {
+  const auto st = strides_of(in);
+  std::vector<int64_t> r(s.size(), 0);
+  for (size_t k = 0; k < s.size(); ++k)
+    if (auto i = dim_index(in, s[k].name)) r[k] = st[*i];
+  return r;
+}
+
+}  // namespace
+
+bool find_nonzeros(ConstView x, int64_t max_count, Nonzeros& out) {
+  if (!is_float(x.type.dtype)) return false;
+  const int64_t n = num_elements(x.type.shape);
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<Nonzeros> part(static_cast<size_t>(chunks));
+  std::atomic<int64_t> total{0};
+  std::atomic<bool> over{false};
+  visit_float(x.type.dtype, [&](auto* tag) {
+    using T = Storage<decltype(tag)>;
+    const T* p = static_cast<const T*>(x.data);
+    using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>;
+    constexpr U kMagnitude = sizeof(T) == 4 ? U(0x7fffffffu) : U(0x7fffu);  // bits without the sign
+    tbb::parallel_for(Range(0, chunks, 1), [&](const Range& r) {
+      for (int64_t c = r.begin(); c < r.end() && !over.load(std::memory_order_relaxed); ++c) {
+        const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
+        Nonzeros& nz = part[static_cast<size_t>(c)];
+        for (int64_t i0 = b; i0 < e; i0 += 64) {  // blocks of 64: test a whole block for zero first
+          const int64_t i1 = std::min(e, i0 + 64);
+          uint32_t any = 0;
+          for (int64_t i = i0; i < i1; ++i) {
+            U bits;
+            std::memcpy(&bits, p + i, sizeof(U));
+            any |= static_cast<uint32_t>(bits & kMagnitude);
+          }
+          if (!any) continue;
+          for (int64_t i = i0; i < i1; ++i) {
+            U bits;
+            std::memcpy(&bits, p + i, sizeof(U));
+            if (bits & kMagnitude) {
+              nz.index.push_back(i);
+              nz.value.push_back(ld(p, i));
+            }
+          }
+        }
+        if (total.fetch_add(static_cast<int64_t>(nz.index.size())) + static_cast<int64_t>(nz.index.size()) > max_count)
+          over = true;
+      }
+    });
+  });
+  if (over) return false;
+  out.index.clear();
+  out.value.clear();
+  out.index.reserve(static_cast<size_t>(total.load()));
+  out.value.reserve(static_cast<size_t>(total.load()));
+  for (const Nonzeros& nz : part) {
+    out.index.insert(out.index.end(), nz.index.begin(), nz.index.end());
+    out.value.insert(out.value.end(), nz.value.begin(), nz.value.end());
+  }
+  return true;
+}
+
+bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstView q, View out) {
+  const Shape& ps = p_type.shape;
+  const Shape& qs = q.type.shape;
+  const Shape& os = out.type.shape;
+  if (!is_float(p_type.dtype) || !is_float(q.type.dtype) || !is_float(out.type.dtype)) return false;
+  for (const Dim& d : os)
+    if (!has_dim(ps, d.name) && !has_dim(qs, d.name)) return false;
+  // Y: q's dims not in p, walked per nonzero (offsets in out and q), in out's order.
+  Walk y;
+  const auto ostr = strides_of(os);
+  const auto qstr = strides_of(qs);
+  for (size_t k = 0; k < os.size(); ++k) {
+    if (has_dim(ps, os[k].name)) continue;
+    y.add(os[k].size, {ostr[k], qstr[*dim_index(qs, os[k].name)], 0});
+  }
+  for (const Dim& d : qs)
+    if (!has_dim(ps, d.name) && !has_dim(os, d.name)) return false;  // summed within q alone
+
+  // Per nonzero: its row of out and of q; rows of out in increasing order, nonzeros of one row in
+  // p's order (a stable sort).
+  const auto off = nonzero_offsets(p_nz, ps, {strides_in(ps, os), strides_in(ps, qs), std::vector<int64_t>(ps.size(), 0)});
+  std::vector<int64_t> order(off.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t i, int64_t j) { return off[static_cast<size_t>(i)][0] < off[static_cast<size_t>(j)][0]; });
+  std::vector<int64_t> group;  // start of each run of equal out rows in `order`, then order.size()
+  for (size_t i = 0; i < order.size(); ++i)
+    if (i == 0 || off[static_cast<size_t>(order[i])][0] != off[static_cast<size_t>(order[i - 1])][0])
+      group.push_back(static_cast<int64_t>(i));
+  const auto groups = static_cast<int64_t>(group.size());
+  group.push_back(static_cast<int64_t>(order.size()));
+
+  zero_bytes(out.data, num_bytes(out.type));
+  const bool contiguous = y.size.size() <= 1 && (y.size.empty() || (y.step[0][0] == 1 && y.step[0][1] == 1));
+  const auto y_off = contiguous ? std::vector<std::array<int64_t, 3>>{} : y.offsets();
+  const int64_t ny = y.count();
+  visit_float(q.type.dtype, [&](auto* qt) {
+    visit_float(out.type.dtype, [&](auto* ot) {
+      const auto* qp = static_cast<const Storage<decltype(qt)>*>(q.data);
+      auto* op = static_cast<Storage<decltype(ot)>*>(out.data);
+      const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, ny));
+      tbb::parallel_for(Range(0, groups, grain), [&](const Range& r) {
+        std::vector<float> acc(static_cast<size_t>(ny));
+        for (int64_t gi = r.begin(); gi < r.end(); ++gi) {
+          const int64_t first = group[static_cast<size_t>(gi)], last = group[static_cast<size_t>(gi) + 1];
+          const int64_t orow = off[static_cast<size_t>(order[static_cast<size_t>(first)])][0];
+          std::fill(acc.begin(), acc.end(), 0.0f);
+          for (int64_t j = first; j < last; ++j) {
+            const auto nzi = static_cast<size_t>(order[static_cast<size_t>(j)]);
+            const float v = p_nz.value[nzi];
+            const auto* qrow = qp + off[nzi][1];
+            if (contiguous) {
+              for (int64_t i = 0; i < ny; ++i) acc[static_cast<size_t>(i)] += v * ld(qrow, i);
+            } else {
+              for (int64_t i = 0; i < ny; ++i) acc[static_cast<size_t>(i)] += v * ld(qrow, y_off[static_cast<size_t>(i)][1]);
+            }
+          }
+          if (contiguous) {
+            for (int64_t i = 0; i < ny; ++i) st(op, orow + i, acc[static_cast<size_t>(i)]);
+          } else {
+            for (int64_t i = 0; i < ny; ++i) st(op, orow + y_off[static_cast<size_t>(i)][0], acc[static_cast<size_t>(i)]);
+          }
+        }
+      });
+    });
+  });
+  return true;
+}
+
+bool einsum_masked(ConstView a, ConstView b, const Nonzeros& mask_nz, const TensorType& mask_type, View out) {
+  const Shape& as = a.type.shape;
+  const Shape& bs = b.type.shape;
+  const Shape& os = out.type.shape;
+  const Shape& ms = mask_type.shape;
+  if (!is_float(a.type.dtype) || !is_float(b.type.dtype) || !is_float(out.type.dtype)) return false;
+  for (const Dim& d : os)
+    if (!has_dim(as, d.name) && !has_dim(bs, d.name)) return false;
+  // K: the summed dims (in a and b, not in out), in a's order.
+  Walk k;
+  const auto astr = strides_of(as), bstr = strides_of(bs), ostr = strides_of(os);
+  for (size_t i = 0; i < as.size(); ++i) {
+    if (has_dim(os, as[i].name)) continue;
+    auto j = dim_index(bs, as[i].name);
+    if (!j) return false;  // summed within a alone
+    k.add(as[i].size, {astr[i], bstr[*j], 0});
+  }
+  for (const Dim& d : bs)
+    if (!has_dim(os, d.name) && !has_dim(as, d.name)) return false;  // summed within b alone
+  // Z: out's dims not in the mask, walked in full for every needed row (offsets in out, a, b).
+  Walk z;
+  for (size_t i = 0; i < os.size(); ++i) {
+    if (has_dim(ms, os[i].name)) continue;
+    const auto ia = dim_index(as, os[i].name), ib = dim_index(bs, os[i].name);
+    z.add(os[i].size, {ostr[i], ia ? astr[*ia] : 0, ib ? bstr[*ib] : 0});
+  }
+  // The needed rows: the mask's nonzeros projected on the dims out shares with it (offsets in
+  // out, a, b), each once.
+  std::array<std::vector<int64_t>, 3> mstride{std::vector<int64_t>(ms.size(), 0), std::vector<int64_t>(ms.size(), 0),
+                                              std::vector<int64_t>(ms.size(), 0)};
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const auto io = dim_index(os, ms[i].name);
+    if (!io) continue;  // not a dim of out: any value of it reads the same row
+    const auto ia = dim_index(as, ms[i].name), ib = dim_index(bs, ms[i].name);
+    mstride[0][i] = ostr[*io];
+    mstride[1][i] = ia ? astr[*ia] : 0;
+    mstride[2][i] = ib ? bstr[*ib] : 0;
+  }
+  auto rows = nonzero_offsets(mask_nz, ms, mstride);
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+
+  zero_bytes(out.data, num_bytes(out.type));
+  const auto z_off = z.offsets();
+  const bool k_run = k.size.size() <= 1;  // one strided run (or nothing) to sum over
+  const auto k_off = k_run ? std::vector<std::array<int64_t, 3>>{} : k.offsets();
+  const int64_t nk = k.count();
+  const int64_t ka = k.size.empty() ? 0 : k.step[0][0], kb = k.size.empty() ? 0 : k.step[0][1];
+  visit_float(a.type.dtype, [&](auto* at) {
+    visit_float(b.type.dtype, [&](auto* bt) {
+      visit_float(out.type.dtype, [&](auto* ot) {
+        const auto* ap = static_cast<const Storage<decltype(at)>*>(a.data);
+        const auto* bp = static_cast<const Storage<decltype(bt)>*>(b.data);
+        auto* op = static_cast<Storage<decltype(ot)>*>(out.data);
+        // Σ_k a[ao + k] · b[bo + k] in f32 with 8 partial sums (the order oneDNN-like kernels use
+        // is not reproduced exactly; see the header).
+        auto dot = [&](int64_t ao, int64_t bo) {
+          float part[8] = {};
+          if (k_run && ka == 1 && kb == 1) {
+            const auto* x = ap + ao;
+            const auto* w = bp + bo;
+            int64_t i = 0;
+            for (; i + 8 <= nk; i += 8)
+              for (int l = 0; l < 8; ++l) part[l] += ld(x, i + l) * ld(w, i + l);
+            for (; i < nk; ++i) part[0] += ld(x, i) * ld(w, i);
+          } else if (k_run) {
+            for (int64_t i = 0; i < nk; ++i) part[i & 7] += ld(ap, ao + i * ka) * ld(bp, bo + i * kb);
+          } else {
+            for (int64_t i = 0; i < nk; ++i) {
+              const auto& o = k_off[static_cast<size_t>(i)];
+              part[i & 7] += ld(ap, ao + o[0]) * ld(bp, bo + o[1]);
+            }
+          }
+          return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        };
+        const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, nk * static_cast<int64_t>(z_off.size())));
+        tbb::parallel_for(Range(0, static_cast<int64_t>(rows.size()), grain), [&](const Range& r) {
+          for (int64_t ri = r.begin(); ri < r.end(); ++ri) {
+            const auto& row = rows[static_cast<size_t>(ri)];
+            for (const auto& zo : z_off) st(op, row[0] + zo[0], dot(row[1] + zo[1], row[2] + zo[2]));
+          }
+        });
+      });
+    });
+  });
+  return true;
+}
+
+// ---- the executor's plan ----
+
+namespace {
+
+// Whether n's output may be mostly zero given which inputs may be: kinds whose output is zero
+// wherever a sparse input is (for finite other inputs), and einsums of two sparse operands (an
+// einsum of a sparse and a dense operand usually sums the zeros away: combine's output is dense).
+bool keeps_zeros(const Node& n, int sparse_inputs) {
+  switch (n.kind) {
+    case OpKind::einsum: return sparse_inputs == 2;
+    case OpKind::mul:
+    case OpKind::cast:
+    case OpKind::transpose:
+    case OpKind::reshape:
+    case OpKind::broadcast:
+      return true;
+    case OpKind::scale: return std::get<ScaleAttrs>(n.attrs).offset == 0.0;
+    default: return false;
+  }
+}
+
+// A sparse path pays off when its work (nonzeros times the walked row, plus zeroing the output)
+// is well below the dense contraction's multiply-adds.
+constexpr int64_t kDenseAdvantage = 4;
+
+}  // namespace
+
+SparseEinsums::SparseEinsums(const Graph& g, const std::vector<bool>& kept) : g_(g) {
+  const size_t nv = g.values.size();
+  maybe_sparse_.assign(nv, false);
+  mask_.assign(g.nodes.size(), ValueId{});
+  found_.assign(nv, Found::unknown);
+  nz_.resize(nv);
+  std::vector<int> readers(nv, 0);
+  std::vector<NodeId> reader(nv);
+  for (const Node& n : g.nodes) {
+    int sparse_in = 0;
+    for (ValueId v : n.inputs) {
+      sparse_in += maybe_sparse_[static_cast<size_t>(v.v)] ? 1 : 0;
+      ++readers[static_cast<size_t>(v.v)];
+      reader[static_cast<size_t>(v.v)] = n.id;
+    }
+    const bool out_sparse = n.kind == OpKind::one_hot || (sparse_in > 0 && keeps_zeros(n, sparse_in));
+    if (out_sparse && n.outputs.size() == 1 && is_float(g.type(n.outputs[0]).dtype))
+      maybe_sparse_[static_cast<size_t>(n.outputs[0].v)] = true;
+  }
+  // Masked outputs: an einsum without sparse operands whose output reaches exactly one einsum
+  // (through casts with one reader each) whose other operand may be sparse and exists by then.
+  for (const Node& n : g.nodes) {
+    if (n.kind != OpKind::einsum || n.outputs.size() != 1) continue;
+    if (maybe_sparse_[static_cast<size_t>(n.inputs[0].v)] || maybe_sparse_[static_cast<size_t>(n.inputs[1].v)]) continue;
+    ValueId v = n.outputs[0];
+    const Shape& shape = g.type(v).shape;
+    while (!kept[static_cast<size_t>(v.v)] && readers[static_cast<size_t>(v.v)] == 1) {
+      const Node& r = g.node(reader[static_cast<size_t>(v.v)]);
+      if (r.kind == OpKind::cast) {
+        v = r.outputs[0];
+        continue;
+      }
+      if (r.kind == OpKind::einsum && r.inputs[0] != r.inputs[1]) {
+        const ValueId other = r.inputs[0] == v ? r.inputs[1] : r.inputs[0];
+        const Value& ov = g.value(other);
+        const bool ready = ov.role != ValueRole::computed || ov.producer.v < n.id.v;
+        if (maybe_sparse_[static_cast<size_t>(other.v)] && ready && g.type(v).shape == shape)
+          mask_[static_cast<size_t>(n.id.v)] = other;
+      }
+      break;
+    }
+  }
+}
+
+void SparseEinsums::begin_run() { std::fill(found_.begin(), found_.end(), Found::unknown); }
+
+const Nonzeros* SparseEinsums::nonzeros(ValueId v, const std::function<std::byte*(ValueId)>& ptr) {
+  const auto i = static_cast<size_t>(v.v);
+  if (!maybe_sparse_[i]) return nullptr;
+  if (found_[i] == Found::unknown) {
+    const TensorType& t = g_.type(v);
+    const int64_t n = num_elements(t.shape);
+    const bool sparse = n >= 1024 && find_nonzeros(ConstView{ptr(v), t}, n / 4, nz_[i]);
+    found_[i] = sparse ? Found::sparse : Found::dense;
+  }
+  return found_[i] == Found::sparse ? &nz_[i] : nullptr;
+}
+
+bool SparseEinsums::run_cast(const Node& n, const std::function<std::byte*(ValueId)>& ptr) {
+  const ValueId x = n.inputs.at(0), y = n.outputs.at(0);
+  const TensorType& yt = g_.type(y);
+  if (!maybe_sparse_[static_cast<size_t>(y.v)] || !is_float(yt.dtype)) return false;
+  const Nonzeros* nz = nonzeros(x, ptr);
+  if (!nz) return false;
+  Nonzeros& out = nz_[static_cast<size_t>(y.v)];
+  out.index = nz->index;
+  out.value.resize(nz->value.size());
+  zero_bytes(ptr(y), num_bytes(yt));
+  visit_float(yt.dtype, [&](auto* tag) {
+    auto* yp = reinterpret_cast<Storage<decltype(tag)>*>(ptr(y));
+    for (size_t j = 0; j < nz->index.size(); ++j) {
+      st(yp, nz->index[j], nz->value[j]);
+      out.value[j] = ld(yp, nz->index[j]);  // the value as stored
+    }
+  });
+  found_[static_cast<size_t>(y.v)] = Found::sparse;
+  return true;
+}
+
+bool SparseEinsums::run(const Node& n, const std::function<std::byte*(ValueId)>& ptr) {
+  const TensorType& ot = g_.type(n.outputs.at(0));
+  const TensorType& at = g_.type(n.inputs.at(0));
+  const TensorType& bt = g_.type(n.inputs.at(1));
+  const View out{ptr(n.outputs[0]), ot};
+  // Multiply-adds of the dense contraction: |out| times the summed dims.
+  int64_t summed = 1;
+  for (const Dim& d : at.shape)
+    if (!has_dim(ot.shape, d.name)) summed *= d.size;
+  const double dense = static_cast<double>(num_elements(ot.shape)) * static_cast<double>(summed);
+
+  if (const ValueId m = mask_[static_cast<size_t>(n.id.v)]; m.valid()) {
+    const Nonzeros* nz = nonzeros(m, ptr);
+    if (!nz) return false;
+    const Shape& ms = g_.type(m).shape;
+    int64_t free = 1;  // out's elements per needed row
+    for (const Dim& d : ot.shape)
+      if (!has_dim(ms, d.name)) free *= d.size;
+    const double work = static_cast<double>(nz->index.size()) * static_cast<double>(free) * static_cast<double>(summed) +
+                        static_cast<double>(num_elements(ot.shape));
+    if (work * kDenseAdvantage > dense) return false;
+    return einsum_masked(ConstView{ptr(n.inputs[0]), at}, ConstView{ptr(n.inputs[1]), bt}, *nz, g_.type(m), out);
+  }
+
+  // Sparse x dense: of the operands with few nonzeros, the one with the least work.
+  double best = dense / kDenseAdvantage;
+  int pick = -1;
+  const Nonzeros* pick_nz = nullptr;
+  for (int i = 0; i < 2; ++i) {
+    const Nonzeros* nz = nonzeros(n.inputs[static_cast<size_t>(i)], ptr);
+    if (!nz) continue;
+    const TensorType& pt = i == 0 ? at : bt;
+    const TensorType& qt = i == 0 ? bt : at;
+    int64_t row = 1;  // q's dims not in p
+    for (const Dim& d : qt.shape)
+      if (!has_dim(pt.shape, d.name)) row *= d.size;
+    const double work = static_cast<double>(nz->index.size()) * static_cast<double>(row) +
+                        static_cast<double>(num_elements(ot.shape));
+    if (work < best) {
+      best = work;
+      pick = i;
+      pick_nz = nz;
+    }
+  }
+  if (pick < 0) return false;
+  const auto p = static_cast<size_t>(pick);
+  return einsum_sparse_dense(*pick_nz, g_.type(n.inputs[p]), ConstView{ptr(n.inputs[1 - p]), g_.type(n.inputs[1 - p])},
+                             out);
+}
+
+}  // namespace sy::exec

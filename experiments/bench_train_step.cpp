@@ -1,0 +1,216 @@
+// Times training steps of a model config in Switchyard (the Trainer: forward, backward, optimizer
+// in one graph on the CPU executor) on seeded random tokens, and prints tokens/s and FLOP/s.
+// experiments/bench_train runs it beside the PyTorch model of experiments/bench_train_torch.py.
+//
+//   build/bin/bench_train_step                               # bench_moe, f32, AdamW, 2 threads
+//   build/bin/bench_train_step --precision bf16 --steps 5 --warmup 2
+//   build/bin/bench_train_step --profile 30                  # plus the 30 slowest ops and time per op kind
+//
+// FLOPs per step come from the ops' analytic costs (OpDef::cost) over the training graph, in two
+// counts: "graph" counts every op as the graph states it, including the Mesh-TF-style dense
+// dispatch/combine einsums over one-hot [G, S, E, C] tensors (what the simulator prices); "model"
+// leaves out the einsums of the MoE dispatch scopes (the routing bookkeeping: PyTorch-style
+// implementations gather and scatter instead), i.e. it counts the transformer's matmuls, the
+// expert FFNs at capacity and the elementwise work. Both are reported; "model" is the one to
+// compare with a peak.
+//
+// Output: a human-readable block, then one line `RESULT {json}` for scripts.
+#include "executor/trainer.hpp"
+#include "graph/error.hpp"
+#include "graph/json.hpp"
+#include "graph/model_config.hpp"
+#include "graph/op_def.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Args {
+  std::string model = "experiments/configs/models/bench_moe.toml";
+  std::vector<std::string> sets;
+  std::string precision = "f32";
+  std::string optimizer = "adamw";
+  int steps = 3;
+  int warmup = 1;
+  int threads = 2;
+  int profile = 0;
+  uint64_t seed = 1;
+};
+
+// A next-token batch of uniformly random token ids in [4, vocab) (ids below 4 are special).
+sy::data::Batch random_batch(int64_t B, int64_t T, int64_t vocab, std::mt19937_64& rng) {
+  sy::data::Batch b;
+  b.objective = sy::data::Objective::kNextToken;
+  b.batch = B;
+  b.inputs_length = b.targets_length = T;
+  std::uniform_int_distribution<int32_t> tok(4, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> seq(static_cast<size_t>(B * (T + 1)));
+  for (int32_t& x : seq) x = tok(rng);
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      b.inputs.push_back(seq[static_cast<size_t>(r * (T + 1) + t)]);
+      b.targets.push_back(seq[static_cast<size_t>(r * (T + 1) + t + 1)]);
+    }
+  b.inputs_pos.assign(b.inputs.size(), 0);
+  b.targets_pos.assign(b.targets.size(), 0);
+  b.weights.assign(b.targets.size(), 1.0f);
+  return b;
+}
+
+bool in_dispatch_scope(const std::string& scope) {
+  const std::string tail = "/dispatch";
+  return scope.size() >= tail.size() && scope.compare(scope.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+std::string node_signature(const sy::Graph& g, const sy::Node& n) {
+  std::string s;
+  for (sy::ValueId v : n.inputs) s += (s.empty() ? "" : ", ") + sy::to_string(g.type(v));
+  s += " -> ";
+  for (size_t i = 0; i < n.outputs.size(); ++i) s += (i ? ", " : "") + sy::to_string(g.type(n.outputs[i]));
+  return s;
+}
+
+int run(const Args& a) {
+  std::vector<std::string> sets = a.sets;
+  sets.push_back("train.precision=" + a.precision);
+  sets.push_back("train.optimizer=" + a.optimizer);
+  const sy::ModelConfig cfg = sy::parse_model_config(sy::read_file(a.model), a.model, sets);
+  if (cfg.has_encoder())
+    throw sy::InputError(fmt::format("{}: bench_train_step times decoder-only models (next-token batches); this one has an encoder",
+                                     a.model));
+  sy::ExecutorOptions eopts;
+  eopts.threads = a.threads;
+  sy::Trainer trainer(cfg, a.warmup + a.steps, eopts);
+  const sy::Graph& g = trainer.graph();
+
+  // FLOPs per step from the ops' costs.
+  double graph_flops = 0, dispatch_flops = 0;
+  std::vector<double> node_flops(g.nodes.size());
+  for (const sy::Node& n : g.nodes) {
+    std::vector<sy::TensorType> in, out;
+    for (sy::ValueId v : n.inputs) in.push_back(g.type(v));
+    for (sy::ValueId v : n.outputs) out.push_back(g.type(v));
+    const double f = sy::op_def(n.kind).cost(in, out, n.attrs).flops;
+    node_flops[static_cast<size_t>(n.id.v)] = f;
+    graph_flops += f;
+    if (n.kind == sy::OpKind::einsum && in_dispatch_scope(n.scope)) dispatch_flops += f;
+  }
+  const double model_flops = graph_flops - dispatch_flops;
+
+  std::mt19937_64 rng(a.seed);
+  const int64_t B = cfg.batch, T = trainer.inputs_length();
+  std::vector<double> op_us(g.nodes.size(), 0.0);
+  double timed = 0, last_loss = 0;
+  for (int s = 0; s < a.warmup + a.steps; ++s) {
+    const sy::data::Batch batch = random_batch(B, T, cfg.vocab, rng);
+    const bool measured = s >= a.warmup;
+    if (measured && a.profile > 0)
+      trainer.set_op_observer([&](sy::NodeId n, double t0, double t1) { op_us[static_cast<size_t>(n.v)] += t1 - t0; });
+    const auto t0 = std::chrono::steady_clock::now();
+    const sy::StepMetrics m = trainer.train_step(batch);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    trainer.set_op_observer({});
+    last_loss = m.loss;
+    fmt::print("step {:>3} {:<7} {:>8.3f} s  {:>8.0f} tokens/s  loss {:.4f}\n", s + 1, measured ? "" : "(warm)", sec,
+               static_cast<double>(trainer.tokens_per_step()) / sec, m.loss);
+    std::fflush(stdout);
+    if (measured) timed += sec;
+  }
+  const double sec_per_step = timed / a.steps;
+  const double tokens_per_s = static_cast<double>(trainer.tokens_per_step()) / sec_per_step;
+  fmt::print("switchyard {} {}: {:.3f} s/step, {:.0f} tokens/s, graph {:.1f} GFLOP/step ({:.1f} GFLOP/s), "
+             "model {:.1f} GFLOP/step ({:.1f} GFLOP/s)\n",
+             cfg.name, a.precision, sec_per_step, tokens_per_s, graph_flops * 1e-9, graph_flops / sec_per_step * 1e-9,
+             model_flops * 1e-9, model_flops / sec_per_step * 1e-9);
+
+  if (a.profile > 0) {
+    const double total_us = std::max(1e-9, [&] {
+      double t = 0;
+      for (double x : op_us) t += x;
+      return t;
+    }());
+    std::map<std::string, std::pair<double, int>> by_kind;
+    for (const sy::Node& n : g.nodes) {
+      auto& k = by_kind[std::string(sy::op_name(n.kind))];
+      k.first += op_us[static_cast<size_t>(n.id.v)];
+      ++k.second;
+    }
+    std::vector<std::pair<std::string, std::pair<double, int>>> kinds(by_kind.begin(), by_kind.end());
+    std::sort(kinds.begin(), kinds.end(), [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
+    fmt::print("\nop kind            ms/step   share  calls\n");
+    for (const auto& [k, v] : kinds)
+      if (v.first > 0)
+        fmt::print("{:<16} {:>9.1f} {:>6.1f}% {:>6}\n", k, v.first / a.steps * 1e-3, 100 * v.first / total_us, v.second);
+    std::vector<const sy::Node*> order;
+    for (const sy::Node& n : g.nodes) order.push_back(&n);
+    std::sort(order.begin(), order.end(), [&](const sy::Node* x, const sy::Node* y) {
+      return op_us[static_cast<size_t>(x->id.v)] > op_us[static_cast<size_t>(y->id.v)];
+    });
+    fmt::print("\nslowest ops (ms/step, GFLOP/s, node, kind, scope, types)\n");
+    for (int i = 0; i < a.profile && i < static_cast<int>(order.size()); ++i) {
+      const sy::Node& n = *order[static_cast<size_t>(i)];
+      const double us = op_us[static_cast<size_t>(n.id.v)] / a.steps;
+      fmt::print("{:>9.2f} {:>8.1f}  n{:<5} {:<14} {:<36} {}\n", us * 1e-3,
+                 node_flops[static_cast<size_t>(n.id.v)] / std::max(us, 1e-9) * 1e-3, n.id.v, sy::op_name(n.kind), n.scope,
+                 node_signature(g, n));
+    }
+  }
+
+  nlohmann::json r;
+  r["impl"] = "switchyard";
+  r["model"] = cfg.name;
+  r["precision"] = a.precision;
+  r["threads"] = a.threads;
+  r["steps"] = a.steps;
+  r["seconds_per_step"] = sec_per_step;
+  r["tokens_per_s"] = tokens_per_s;
+  r["graph_gflop_per_step"] = graph_flops * 1e-9;
+  r["model_gflop_per_step"] = model_flops * 1e-9;
+  r["graph_gflops"] = graph_flops / sec_per_step * 1e-9;
+  r["model_gflops"] = model_flops / sec_per_step * 1e-9;
+  r["loss"] = last_loss;
+  fmt::print("RESULT {}\n", r.dump());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Times training steps of a decoder-only model config in Switchyard on random tokens; prints tokens/s "
+               "and FLOP/s (see experiments/bench_train for the side-by-side comparison with PyTorch)"};
+  Args a;
+  app.add_option("--model", a.model, "model config (TOML)")->capture_default_str();
+  app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable)");
+  app.add_option("--precision", a.precision, "f32 or bf16 (ST-MoE selective precision)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--optimizer", a.optimizer, "adamw or adafactor")->check(CLI::IsMember({"adamw", "adafactor"}))->capture_default_str();
+  app.add_option("--steps", a.steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--threads", a.threads, "threads for the kernels (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--profile", a.profile, "also print time per op kind and the N slowest ops")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--seed", a.seed, "seed of the random tokens")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : sy::kExitBadInput;
+  }
+  try {
+    return run(a);
+  } catch (const sy::InputError& e) {
+    fmt::print(stderr, "bench_train_step: {}\n", e.what());
+    return sy::kExitBadInput;
+  }
+}
