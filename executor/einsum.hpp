@@ -9,7 +9,7 @@
 // (for W: [batch, K, C] or [batch, C, K]) is read in place through oneDNN strides; otherwise a
 // TBB copy permutes it into a workspace. The result is permuted into out's order when that
 // differs. Dtypes: f32 x f32 -> f32, bf16 x bf16 -> bf16 or f32 (oneDNN accumulates in f32; bf16
-// matmuls run on AMX where the CPU has it, elsewhere the bf16 operands are widened to f32 while
+// matmuls run natively where the CPU has bf16 dot products (AVX-512 BF16, AMX), elsewhere the bf16 operands are widened to f32 while
 // packing, which is exact, and the f32 matmul's result is rounded to the output dtype); other
 // mixes are converted to f32 while permuting.
 #pragma once
@@ -25,7 +25,7 @@
 
 namespace sy::exec {
 
-// Whether bf16 x bf16 einsums run as oneDNN bf16 matmuls (CPUs with AMX) rather than widened to
+// Whether bf16 x bf16 einsums run as oneDNN bf16 matmuls (CPUs with AVX-512 BF16 or AMX) rather than widened to
 // f32 (see einsum.cpp).
 bool bf16_matmul_native();
 

@@ -1,4 +1,4 @@
-// Runs a graph on this process: memory planned by liveness, oneDNN matmuls (f32, bf16 on AMX),
+// Runs a graph on this process: memory planned by liveness, oneDNN matmuls (f32; bf16 on AVX-512 BF16 / AMX),
 // TBB-parallel elementwise ops and reductions, and the reference kernels from ops/ for the rest.
 #pragma once
 

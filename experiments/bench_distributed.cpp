@@ -10,7 +10,8 @@
 //
 // The tool starts `mpiexec -n R` on itself (--worker) for the MPI run; as root it sets Open
 // MPI's OMPI_ALLOW_RUN_AS_ROOT variables for that child. Batches are random token ids (no corpus
-// needed); both runs see the same ones. Writes nothing.
+// needed); both runs see the same ones. A model routing its whole batch as one group (bench_moe)
+// is run with one routing group per rank in both runs (Mesh-TF's grouping). Writes nothing.
 #include "executor/mpi_run.hpp"
 #include "executor/trainer.hpp"
 #include "graph/error.hpp"
@@ -133,22 +134,32 @@ int worker(const Args& a) {
   return 0;
 }
 
-std::string quoted(const std::string& s) {
+std::string shell_quoted(const std::string& s) {
   std::string r = "'";
   for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return r + "'";
 }
 
-int driver(const Args& a, const std::string& self) {
-  const sy::ModelConfig cfg = load(a);
+int driver(Args a, const std::string& self) {
+  sy::ModelConfig cfg = load(a);
+  // Mesh-TF's grouping rule (REFERENCE.md): the number of routing groups is a multiple of the mesh
+  // axis that splits the batch. bench_moe routes its whole batch as one group (the PyTorch
+  // comparison's semantics), which no rank could split; here both runs route one group per rank.
+  if (cfg.moe_every > 0 && cfg.moe_decoder.group_size == 0) {
+    const int64_t tokens = cfg.batch * cfg.target_length;
+    if (tokens % a.ranks != 0)
+      throw sy::InputError(fmt::format("{}: {} tokens per batch do not split into {} routing groups; set moe.group_size",
+                                       a.model, tokens, a.ranks));
+    a.sets.push_back(fmt::format("moe.group_size={}", tokens / a.ranks));
+    cfg = load(a);
+    fmt::print("routing groups: moe.group_size = {} ({} groups, one per rank; the config's single group cannot split)\n",
+               tokens / a.ranks, a.ranks);
+  }
   // Check the layout here first: a bad one is reported once, before anything runs.
   const sy::Mesh mesh = sy::parse_mesh(fmt::format("data:{}", a.ranks));
   sy::check_training_layout(cfg, mesh, sy::parse_layout(a.layout, mesh));
   fmt::print("model {} ({}), global batch {} x {} tokens; {} timed steps after {} warm-up\n", cfg.name, a.model, cfg.batch,
              cfg.target_length, a.steps, a.warmup);
-  if (cfg.moe_every > 0 && cfg.moe_decoder.group_size == 0)
-    fmt::print("note: one routing group (moe.group_size = 0) does not split over the ranks: each rank routes the "
-               "gathered batch; Mesh-TF groups (e.g. --set moe.group_size=2048) split it\n");
 
   // 1 process x R threads.
   Timing threaded;
@@ -169,9 +180,9 @@ int driver(const Args& a, const std::string& self) {
   // Not bound to cores, like the threads of the single process; a rank waiting in a collective
   // yields its core (the machine may be shared).
   std::string cmd = fmt::format("mpiexec -n {} --bind-to none --mca mpi_yield_when_idle 1 {} {} --worker --model {} --ranks {} --steps {} --warmup {} --layout {}",
-                                a.ranks, a.ranks > 2 ? "--oversubscribe" : "", quoted(self), quoted(a.model), a.ranks,
-                                a.steps, a.warmup, quoted(a.layout));
-  for (const std::string& s : a.sets) cmd += " --set " + quoted(s);
+                                a.ranks, a.ranks > 2 ? "--oversubscribe" : "", shell_quoted(self), shell_quoted(a.model), a.ranks,
+                                a.steps, a.warmup, shell_quoted(a.layout));
+  for (const std::string& s : a.sets) cmd += " --set " + shell_quoted(s);
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw sy::InputError(fmt::format("cannot start '{}'", cmd));
   std::string out;
