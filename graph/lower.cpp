@@ -912,7 +912,8 @@ struct LoweringPlanner::Impl {
 
   Impl(const Graph& graph, const Mesh& m, const LowerOptions& o)
       : g(graph), mesh(m), opts(o), c(compile(graph)), pl(c, mesh, o), memo(graph.nodes.size()),
-        memo_hash(graph.nodes.size()), effects(graph.nodes.size()), effect_hash(graph.nodes.size()) {}
+        memo_hash(graph.nodes.size()), effects(graph.nodes.size()), effect_hash(graph.nodes.size()),
+        effect_index(graph.nodes.size()) {}
 
   // The node's cost on its local blocks, and the index of those local shapes among the node's.
   std::pair<const OpCost*, uint32_t> local_cost(const Node& n, const NodePlan& p) {
@@ -969,7 +970,11 @@ struct LoweringPlanner::Impl {
     std::array<Sharding, kMaxOut> final_{};
   };
   std::vector<std::vector<Effect>> effects;                       // per node
-  std::vector<std::vector<uint64_t>> effect_hash;  // per node: hash_of(key) of each entry, in entry order (scanned)
+  std::vector<std::vector<uint64_t>> effect_hash;  // per node: hash_of(key) of each entry, in entry order
+  // Per node with many entries: hash_of(key) -> the first entry of that hash (a sweep of thousands
+  // of layouts fills up to kMaxEffects entries per node; scanning them all was a third of its time).
+  std::vector<std::unordered_map<uint64_t, uint32_t>> effect_index;
+  static constexpr size_t kScanEffects = 16;  // up to this many entries a node's hashes are scanned
   static constexpr size_t kMaxEffects = 256;  // per node; beyond, plans are computed, not cached
 
   // The cache key of node n now; false when an input has too many variants to key.
@@ -1048,8 +1053,17 @@ struct LoweringPlanner::Impl {
     const uint64_t h = keyed ? hash_of(key_scratch) : 0;
     if (keyed) {
       const std::vector<uint64_t>& hashes = effect_hash[i];
-      for (size_t e = 0; e < hashes.size(); ++e)
-        if (hashes[e] == h && effects[i][e].key == key_scratch) return replay(n, cn, effects[i][e], v);
+      if (hashes.size() > kScanEffects) {
+        const auto it = effect_index[i].find(h);
+        if (it != effect_index[i].end() && effects[i][it->second].key == key_scratch)
+          return replay(n, cn, effects[i][it->second], v);
+        if (it != effect_index[i].end())  // two keys of one hash (never seen): scan them all
+          for (size_t e = 0; e < hashes.size(); ++e)
+            if (hashes[e] == h && effects[i][e].key == key_scratch) return replay(n, cn, effects[i][e], v);
+      } else {
+        for (size_t e = 0; e < hashes.size(); ++e)
+          if (hashes[e] == h && effects[i][e].key == key_scratch) return replay(n, cn, effects[i][e], v);
+      }
     }
     Effect e = effect_of(n, cn, pl.plan_node(cn));
     replay(n, cn, e, v);
@@ -1057,6 +1071,10 @@ struct LoweringPlanner::Impl {
       effect_hash[i].push_back(h);
       e.key = key_scratch;
       effects[i].push_back(std::move(e));
+      if (effects[i].size() == kScanEffects + 1)  // from now on looked up by hash
+        for (size_t k = 0; k < effect_hash[i].size(); ++k) effect_index[i].emplace(effect_hash[i][k], static_cast<uint32_t>(k));
+      else if (effects[i].size() > kScanEffects + 1)
+        effect_index[i].emplace(h, static_cast<uint32_t>(effects[i].size() - 1));
     }
   }
   std::vector<uint64_t> key_scratch;
