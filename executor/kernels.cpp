@@ -1,5 +1,6 @@
 #include "executor/kernels.hpp"
 
+#include "executor/float_storage.hpp"
 #include "graph/error.hpp"
 #include "ops/common.hpp"
 
@@ -24,25 +25,6 @@ using Range = tbb::blocked_range<int64_t>;
 // Rows per task when each row holds `row` elements.
 int64_t row_grain(int64_t row) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, row)); }
 
-// Load as f32 / store from f32, rounding to nearest even for bf16.
-inline float ld(const float* p, int64_t i) { return p[i]; }
-inline float ld(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
-inline void st(float* p, int64_t i, float v) { p[i] = v; }
-inline void st(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16(v); }
-
-// Calls f with a null pointer of the storage type of float dtype t (float or uint16_t).
-template <typename F>
-void visit_float(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(static_cast<float*>(nullptr)); return;
-    case DType::bf16: f(static_cast<uint16_t*>(nullptr)); return;
-    case DType::i32: break;
-  }
-  SY_CHECK(false, "visit_float: {} is not a float dtype", dtype_name(t));
-}
-
-template <typename Tag>
-using Storage = std::remove_pointer_t<Tag>;
 
 bool all_float(std::initializer_list<DType> ts) {
   return std::all_of(ts.begin(), ts.end(), [](DType t) { return is_float(t); });

@@ -1,5 +1,6 @@
 #include "executor/sparse_einsum.hpp"
 
+#include "executor/float_storage.hpp"
 #include "graph/error.hpp"
 
 #include <tbb/blocked_range.h>
@@ -16,23 +17,6 @@ namespace {
 
 using Range = tbb::blocked_range<int64_t>;
 
-inline float ld(const float* p, int64_t i) { return p[i]; }
-inline float ld(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
-inline void st(float* p, int64_t i, float v) { p[i] = v; }
-inline void st(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16(v); }
-
-// Calls f with a null pointer of the storage type of float dtype t (float or uint16_t).
-template <typename F>
-void visit_float(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(static_cast<float*>(nullptr)); return;
-    case DType::bf16: f(static_cast<uint16_t*>(nullptr)); return;
-    case DType::i32: break;
-  }
-  SY_CHECK(false, "sparse einsum: {} is not a float dtype", dtype_name(t));
-}
-template <typename Tag>
-using Storage = std::remove_pointer_t<Tag>;
 
 // Zeroes n bytes with TBB (large outputs: one thread cannot saturate memory bandwidth).
 void zero_bytes(void* p, int64_t n) {
