@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -525,7 +528,10 @@ void save_graph(const Graph& g, const std::string& path) { write_file_atomic(pat
 Graph load_graph(const std::string& path) { return graph_from_text(read_file(path), path); }
 
 void write_file_atomic(const std::string& path, std::string_view text) {
-  const std::string tmp = path + ".tmp";
+  // A temporary name of this process and call: writers racing for one path (parallel runs that
+  // each create a missing task or cache file) never share a temporary; the last rename wins.
+  static std::atomic<uint64_t> calls{0};
+  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), calls++);
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) throw InputError(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)));

@@ -55,8 +55,9 @@ void save_graph(const Graph& g, const std::string& path);
 // Reads, parses and verifies; errors name `path`.
 Graph load_graph(const std::string& path);
 
-// Writes `text` to `path` + ".tmp", then renames it over `path`: readers never see a partial
-// file, and on failure `path` is untouched. Throws InputError naming the path and the reason.
+// Writes `text` to a temporary `path`.tmp.<pid>.<n>, then renames it over `path`: readers never
+// see a partial file, writers racing for one path never share a temporary (the last rename wins),
+// and on failure `path` is untouched. Throws InputError naming the path and the reason.
 void write_file_atomic(const std::string& path, std::string_view text);
 // The whole file; throws InputError naming the path if it cannot be read.
 std::string read_file(const std::string& path);

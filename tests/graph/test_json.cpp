@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -222,16 +224,21 @@ TEST_CASE("load_graph names a file it cannot open", "[json]") {
 TEST_CASE("save_graph writes atomically and leaves nothing behind on failure", "[json]") {
   const fs::path dir = scratch_dir("atomic");
   const std::string path = (dir / "g.json").string();
+  auto files = [&] {  // what the directory holds
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    return names;
+  };
   save_graph(small_graph(), path);
-  CHECK(fs::exists(path));
-  CHECK_FALSE(fs::exists(path + ".tmp"));
+  CHECK(files() == std::set<std::string>{"g.json"});  // no temporary left behind
   save_graph(small_graph(), path);  // overwrite
   CHECK(read_file(path) == graph_to_text(small_graph()));
+  CHECK(files() == std::set<std::string>{"g.json"});
 
   const std::string bad = (dir / "missing_dir" / "g.json").string();
   CHECK_THROWS_AS(save_graph(small_graph(), bad), InputError);
   CHECK_FALSE(fs::exists(bad));
-  CHECK_FALSE(fs::exists(bad + ".tmp"));
+  CHECK(files() == std::set<std::string>{"g.json"});
   fs::remove_all(dir);
 }
 
