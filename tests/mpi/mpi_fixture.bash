@@ -23,22 +23,11 @@ mpi_setup() {
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   train="$bin/train"
-  # A small corpus in Brown format: 30 documents, two per genre (as tests/cli/train.sh).
+  # A small corpus in Brown format: 30 documents, two per genre (tests/cli/run_ablation_fixture.bash).
   local synth="$work/synth"
-  mkdir -p "$synth/corpus-brown"
-  local dets=(the/at a/at every/at) adjs=(big/jj old/jj green/jj quiet/jj) nouns=(cat/nn river/nn city/nn idea/nn letter/nn)
-  local verbs=(saw/vbd crossed/vbd wrote/vbd found/vbd) preps=(in/in near/in of/in)
-  local genres=(a b c d e f g h j k l m n p r)
-  local d s k file
-  for d in $(seq 0 29); do
-    file="$synth/corpus-brown/c${genres[$((d % 15))]}0$((d / 15 + 1))"
-    for s in $(seq 0 7); do
-      k=$((d * 7 + s * 3))
-      printf '\n\n\t%s %s %s %s %s %s %s %s ./.\n' "${dets[$((k % 3))]}" "${adjs[$((k % 4))]}" "${nouns[$((k % 5))]}" \
-        "${verbs[$((k % 4))]}" "${dets[$(((k + 1) % 3))]}" "${nouns[$(((k + 2) % 5))]}" "${preps[$((k % 3))]}" \
-        "${nouns[$(((k + s) % 5))]}" >>"$file"
-    done
-  done
+  # shellcheck source=tests/cli/run_ablation_fixture.bash
+  source "$root/tests/cli/run_ablation_fixture.bash"
+  make_corpus "$synth"
   # tiny (encoder-decoder, 4 experts, top-2, no dropout) with a global batch of 4 in routing
   # groups of 8 tokens (4 groups per stack: they split over 2 or 4 devices), AdamW (per element:
   # exact on any split; Adafactor's RMS terms are per block, graph/lower.hpp).
