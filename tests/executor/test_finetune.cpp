@@ -10,6 +10,8 @@
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 
+#include "tests/executor/tiny_configs.hpp"
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -306,31 +308,8 @@ TEST_CASE("finetune: greedy decoding of a learnt task matches the targets and th
 }
 
 TEST_CASE("finetune: greedy decoding of a decoder-only model continues each row's prompt", "[finetune]") {
-  const char* text = R"(
-[model]
-architecture = "decoder_only"
-vocab = 64
-d_model = 16
-d_ff = 32
-heads = 2
-d_kv = 8
-layers = 2
-position_buckets = 8
-position_max_distance = 16
-[moe]
-every = 2
-experts = 4
-k = 2
-min_capacity = 1
-[train]
-batch = 2
-length = 10
-seed = 3
-optimizer = "adamw"
-learning_rate = 0.01
-schedule = "constant"
-)";
-  const ModelConfig cfg = parse_model_config(text, "tiny_decoder.toml");
+  const ModelConfig cfg = test::tiny_decoder(
+      {"train.length=10", "train.optimizer=adamw", "train.learning_rate=0.01", "train.schedule=constant"});
   const data::TaskSplit task = make_task(4);  // prompts of 4 to 7 tokens (input + eos) before the target
   Trainer t(cfg, 100);
   train_steps(t, task, 80);

@@ -8,6 +8,8 @@
 #include "executor/trainer.hpp"
 #include "graph/error.hpp"
 
+#include "tests/executor/tiny_configs.hpp"
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -17,6 +19,7 @@
 #include <filesystem>
 
 using namespace sy;
+using sy::test::tiny_decoder;
 namespace fs = std::filesystem;
 
 namespace {
@@ -29,31 +32,6 @@ ModelConfig tiny(std::vector<std::string> sets = {}) {
   return load_model_config((source_root() / "experiments/configs/models/tiny.toml").string(), sets);
 }
 
-// The same sizes as a decoder-only model (next-token objective), sequences of 8.
-ModelConfig tiny_decoder(std::vector<std::string> sets = {}) {
-  const char* text = R"(
-[model]
-architecture = "decoder_only"
-vocab = 64
-d_model = 16
-d_ff = 32
-heads = 2
-d_kv = 8
-layers = 2
-position_buckets = 8
-position_max_distance = 16
-[moe]
-every = 2
-experts = 4
-k = 2
-min_capacity = 1
-[train]
-batch = 2
-length = 8
-seed = 3
-)";
-  return parse_model_config(text, "tiny_decoder.toml", sets);
-}
 
 // 64 ids: sentinels 63 (<extra_id_0>) down to 56; words 3..55.
 constexpr data::SpecialTokens kSpecial{64, 8};
