@@ -4,6 +4,7 @@
 #include "graph/error.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace sy::exec {
 namespace {
@@ -33,7 +34,8 @@ dnnl::memory::data_type dnnl_type(DType t) {
 // A matmul argument viewed as [g0, g1, g2] at dtype dt: read in place when x is stored as
 // g0+g1+g2 or g0+g2+g1 at dt (oneDNN strides), otherwise permuted into packed g0+g1+g2.
 template <typename Operand>
-Operand make_operand(const TensorType& x, const Shape& g0, const Shape& g1, const Shape& g2, DType dt) {
+Operand make_operand(const TensorType& x, const Shape& g0, const Shape& g1, const Shape& g2, DType dt,
+                     std::array<int64_t, 3>& strides_out) {
   const int64_t n0 = num_elements(g0), n1 = num_elements(g1), n2 = num_elements(g2);
   Operand op;
   op.graph = x;
@@ -44,8 +46,35 @@ Operand make_operand(const TensorType& x, const Shape& g0, const Shape& g1, cons
   else if (x.shape == concat(g0, g2, g1)) strides = {n1 * n2, 1, n1};
   else op.permute = true;
   op.md = dnnl::memory::desc({n0, n1, n2}, dnnl_type(dt), strides);
+  strides_out = {strides[0], strides[1], strides[2]};
   return op;
 }
+
+// Whether the element at p is zero (+0 or -0) at dtype dt (f32 or bf16 storage).
+bool is_zero_at(const std::byte* p, DType dt) {
+  if (dt == DType::bf16) {
+    uint16_t bits;
+    std::memcpy(&bits, p, sizeof bits);
+    return (bits & 0x7fffu) == 0;
+  }
+  uint32_t bits;
+  std::memcpy(&bits, p, sizeof bits);
+  return (bits & 0x7fffffffu) == 0;
+}
+
+// 1 + the last index i < n along stride `outer` whose `inner` elements (stride `step`) are not all
+// zero, scanning from the end; 0 when all are zero. Strides in elements of `bytes` bytes.
+int64_t nonzero_extent(const std::byte* base, int64_t n, int64_t outer, int64_t inner, int64_t step,
+                       DType dt, int64_t bytes) {
+  for (int64_t i = n - 1; i >= 0; --i) {
+    const std::byte* row = base + i * outer * bytes;
+    for (int64_t j = 0; j < inner; ++j)
+      if (!is_zero_at(row + j * step * bytes, dt)) return i + 1;
+  }
+  return 0;
+}
+
+int64_t round_up(int64_t x, int64_t m, int64_t cap) { return std::min(cap, (x + m - 1) / m * m); }
 
 }  // namespace
 
@@ -94,8 +123,10 @@ std::optional<EinsumKernel> EinsumKernel::make(const TensorType& a, const Tensor
   // CPU has bf16 dot products; else f32 (see bf16_matmul_native).
   const DType in_dt = a.dtype == DType::bf16 && b.dtype == DType::bf16 && bf16_matmul_native() ? DType::bf16 : DType::f32;
   const DType c_dt = in_dt == DType::bf16 ? out.dtype : DType::f32;
-  e.s_ = make_operand<Operand>(s, sb, sr, sk, in_dt);
-  e.w_ = make_operand<Operand>(w, sb, sk, sc, in_dt);
+  e.s_ = make_operand<Operand>(s, sb, sr, sk, in_dt, e.s_strides_);
+  e.w_ = make_operand<Operand>(w, sb, sk, sc, in_dt, e.w_strides_);
+  e.in_dt_ = in_dt;
+  e.c_dt_ = c_dt;
   e.c_.graph = out;
   e.c_.packed = TensorType{concat(sb, sr, sc), c_dt};
   e.c_.permute = e.c_.packed != out;
@@ -129,13 +160,55 @@ void EinsumKernel::run(const void* a, const void* b, void* out, const std::array
     permute_copy(ConstView{pw, w_.graph}, View{ws[1], w_.packed});
     pw = ws[1];
   }
-  // oneDNN takes non-const handles; it only reads src and weights.
-  dnnl::memory ms(s_.md, engine_, const_cast<void*>(ps));
-  dnnl::memory mw(w_.md, engine_, const_cast<void*>(pw));
-  dnnl::memory mc(c_.md, engine_, pc);
-  matmul_.execute(stream, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}});
-  stream.wait();
+  if (!run_trimmed(ps, pw, pc, stream)) {
+    // oneDNN takes non-const handles; it only reads src and weights.
+    dnnl::memory ms(s_.md, engine_, const_cast<void*>(ps));
+    dnnl::memory mw(w_.md, engine_, const_cast<void*>(pw));
+    dnnl::memory mc(c_.md, engine_, pc);
+    matmul_.execute(stream, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}});
+    stream.wait();
+  }
   if (c_.permute) permute_copy(ConstView{ws[2], c_.packed}, View{out, c_.graph});
+}
+
+bool EinsumKernel::run_trimmed(const void* ps, const void* pw, void* pc, dnnl::stream& stream) const {
+  constexpr int64_t kRound = 64;  // extents are rounded up to this, so few distinct primitives
+  if (rows_ < 2 * kRound && summed_ < 2 * kRound) return false;
+  const int64_t sb = dtype_bytes(in_dt_), cb = dtype_bytes(c_dt_);  // bytes per element
+  const auto* s = static_cast<const std::byte*>(ps);
+  // S[b] is [R, K] with strides (s_strides_[1], s_strides_[2]).
+  std::vector<std::array<int64_t, 2>> ext(static_cast<size_t>(batch_));  // per b: {m_b, k_b}
+  int64_t kept = 0;
+  for (int64_t b = 0; b < batch_; ++b) {
+    const std::byte* sb0 = s + b * s_strides_[0] * sb;
+    int64_t m = nonzero_extent(sb0, rows_, s_strides_[1], summed_, s_strides_[2], in_dt_, sb);
+    int64_t k = m == 0 ? 0 : nonzero_extent(sb0, summed_, s_strides_[2], m, s_strides_[1], in_dt_, sb);
+    m = m == 0 ? 0 : round_up(m, kRound, rows_);
+    k = k == 0 ? 0 : round_up(k, kRound, summed_);
+    ext[static_cast<size_t>(b)] = {m, k};
+    kept += m * k;
+  }
+  if (10 * kept > 9 * rows_ * summed_ * batch_) return false;  // saves less than a tenth
+
+  auto* c = static_cast<std::byte*>(pc);
+  const auto* w = static_cast<const std::byte*>(pw);
+  for (int64_t b = 0; b < batch_; ++b) {
+    const auto [m, k] = ext[static_cast<size_t>(b)];
+    std::byte* cb0 = c + b * rows_ * cols_ * cb;
+    if (m < rows_) std::memset(cb0 + m * cols_ * cb, 0, static_cast<size_t>((rows_ - m) * cols_ * cb));
+    if (m == 0) continue;  // S[b] is all zero (then k == 0 too)
+    const dnnl::memory::desc smd({1, m, k}, dnnl_type(in_dt_), {s_strides_[0], s_strides_[1], s_strides_[2]});
+    const dnnl::memory::desc wmd({1, k, cols_}, dnnl_type(in_dt_), {w_strides_[0], w_strides_[1], w_strides_[2]});
+    const dnnl::memory::desc cmd({1, m, cols_}, dnnl_type(c_dt_), {m * cols_, cols_, 1});
+    // Served from oneDNN's primitive cache after the first step with these extents.
+    const dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(smd, wmd, cmd), engine_));
+    dnnl::memory ms(smd, engine_, const_cast<std::byte*>(s + b * s_strides_[0] * sb));
+    dnnl::memory mw(wmd, engine_, const_cast<std::byte*>(w + b * w_strides_[0] * sb));
+    dnnl::memory mc(cmd, engine_, cb0);
+    mm.execute(stream, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}});
+  }
+  stream.wait();
+  return true;
 }
 
 }  // namespace sy::exec

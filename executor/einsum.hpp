@@ -12,6 +12,16 @@
 // matmuls run natively where the CPU has bf16 dot products (AVX-512 BF16, AMX), elsewhere the bf16 operands are widened to f32 while
 // packing, which is exact, and the f32 matmul's result is rounded to the output dtype); other
 // mixes are converted to f32 while permuting.
+//
+// Zero tails. MoE expert buffers [E, G, C, D] fill their capacity slots in order, so each expert's
+// rows past its token count are zero. Before the matmul, run() finds per batch index b the extent
+// of S that is not all zero: m_b = 1 + the last row r of S[b, r, :] with a nonzero, and k_b = 1 + the
+// last summed index k of S[b, :, k] with a nonzero (a scan from the end that stops at the first
+// nonzero, so dense data costs one row and one column). When that removes at least a tenth of the
+// multiply-adds, each b runs as its own matmul [m_b, k_b] x [k_b, C] (m_b, k_b rounded up to a
+// multiple of 64 so oneDNN's primitive cache serves later steps) and out rows past m_b are zeroed.
+// The skipped products are 0 · W: the result equals the full matmul's for finite W (an Inf or NaN
+// in W stays out of the zero rows, as in the sparse einsums).
 #pragma once
 
 #include "graph/attrs.hpp"
@@ -61,10 +71,16 @@ class EinsumKernel {
 
   EinsumKernel() = default;
 
+  // Runs the matmul per batch index over the nonzero extent of S when that saves enough (see
+  // "Zero tails"); false: nothing was run.
+  bool run_trimmed(const void* ps, const void* pw, void* pc, dnnl::stream& stream) const;
+
   Operand s_, w_, c_;
   bool swap_ = false;
   std::array<int64_t, 3> ws_bytes_{};
   int64_t batch_ = 1, rows_ = 1, cols_ = 1, summed_ = 1;
+  std::array<int64_t, 3> s_strides_{}, w_strides_{};  // elements, of the [batch, R, K] / [batch, K, C] views
+  DType in_dt_ = DType::f32, c_dt_ = DType::f32;
   dnnl::engine engine_;
   dnnl::matmul matmul_;
 };

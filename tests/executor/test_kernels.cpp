@@ -119,6 +119,92 @@ TEST_CASE("executor einsum: bf16 inputs with an f32 output", "[executor][einsum]
   CHECK(test::max_rel_err(test::from_storage(rout, out), want) <= kTolEinsumF32);
 }
 
+// Runs kernel k (made on engine) on storage a, b into out (prefilled with NaN, so every element must be written).
+std::vector<std::byte> run_kernel(const exec::EinsumKernel& k, const Tensor& a, const Tensor& b, const TensorType& out,
+                                  const dnnl::engine& engine) {
+  dnnl::stream stream(engine);
+  auto ra = test::to_storage(a), rb = test::to_storage(b);
+  Tensor nan(out);
+  std::fill(nan.data.begin(), nan.data.end(), std::nan(""));
+  auto rout = test::to_storage(nan);
+  std::array<std::vector<std::byte>, 3> ws;
+  std::array<std::byte*, 3> ws_ptr{};
+  for (size_t i = 0; i < 3; ++i) {
+    ws[i].resize(static_cast<size_t>(k.workspace_bytes()[i]));
+    ws_ptr[i] = ws[i].data();
+  }
+  k.run(ra.data(), rb.data(), rout.data(), ws_ptr, stream);
+  return rout;
+}
+
+TEST_CASE("executor einsum: zero tails of expert buffers are skipped, the result unchanged", "[executor][einsum]") {
+  // Expert buffers [e, c, d] whose slots past each expert's count are zero, as dispatch leaves
+  // them: counts 300 (full), 130, 0 (an empty expert) and 7 of capacity 300. The forward
+  // [e,c,d] x [e,d,f] -> [e,c,f] skips rows, the weight gradient [e,c,f] x [e,c,d] -> [e,f,d]
+  // skips summed slots. A NaN in the other operand's row 0 shows which products were skipped:
+  // the full matmul spreads it into every row of out (0 · NaN = NaN); past the (64-rounded)
+  // extent out must be exactly zero. Elsewhere out matches the reference einsum within the f32
+  // matmul tolerance (or bf16's).
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  const int64_t E = 4, C = 300, D = 70, F = 90;
+  const std::vector<int64_t> count = {300, 130, 0, 7};
+  const Dim e{"e", E}, c{"c", C}, d{"d", D}, f{"f", F};
+  std::mt19937_64 rng(11);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  auto zero_tails = [&](Tensor& x) {  // x [e, c, ...]: slots >= count[e] set to zero
+    const int64_t row = static_cast<int64_t>(x.data.size()) / (E * C);
+    for (int64_t i = 0; i < E; ++i)
+      for (int64_t j = count[static_cast<size_t>(i)]; j < C; ++j)
+        std::fill_n(x.data.begin() + (i * C + j) * row, row, 0.0);
+  };
+  const double tol = dt == DType::f32 ? kTolEinsumF32 : kTolBf16 + kTolEinsumF32;
+  auto check = [&](const Tensor& a, const Tensor& b, const TensorType& out_t, const std::vector<std::string>& out,
+                   bool rows_skipped) {
+    const auto k = exec::EinsumKernel::make(a.type, b.type, out_t, EinsumAttrs{out}, engine);
+    REQUIRE(k.has_value());
+    const Tensor got = test::from_storage(run_kernel(*k, a, b, out_t, engine), out_t);
+    Tensor want(out_t);
+    const std::vector<const Tensor*> in = {&a, &b};
+    const std::vector<Tensor*> outs = {&want};
+    op_def(OpKind::einsum).forward(EinsumAttrs{out}, in, outs, false);
+    const int64_t row = num_elements(out_t.shape) / (E * (rows_skipped ? C : F));
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < E; ++i) {
+      const int64_t n = count[static_cast<size_t>(i)];
+      const int64_t extent = n == 0 ? 0 : std::min<int64_t>(C, (n + 63) / 64 * 64);
+      for (int64_t j = 0; j < (rows_skipped ? C : F); ++j)
+        for (int64_t l = 0; l < row; ++l) {
+          const size_t at = static_cast<size_t>((i * (rows_skipped ? C : F) + j) * row + l);
+          if (rows_skipped && j >= extent) {
+            zeros += got.data[at] == 0.0;
+          } else if (!rows_skipped && n == 0) {
+            zeros += got.data[at] == 0.0;  // an empty expert's gradient: nothing summed
+          } else if (!std::isnan(want.data[at])) {
+            CHECK(std::abs(got.data[at] - want.data[at]) <= tol * std::max(1.0, std::abs(want.data[at])));
+          }
+        }
+    }
+    return zeros;
+  };
+  SECTION("forward: rows past the count") {
+    Tensor x = test::random_tensor({{e, c, d}, dt}, rng);
+    zero_tails(x);
+    Tensor w = test::random_tensor({{e, d, f}, dt}, rng);
+    for (int64_t i = 0; i < E; ++i) w.data[static_cast<size_t>(i * D * F)] = std::nan("");  // w[i, 0, 0]
+    // Skipped rows: expert 1 past 192, expert 2 all, expert 3 past 64; each row has F elements.
+    CHECK(check(x, w, {{e, c, f}, dt}, {"e", "c", "f"}, true) == (C - 192 + C + C - 64) * F);
+  }
+  SECTION("weight gradient: summed slots past the count") {
+    Tensor h = test::random_tensor({{e, c, f}, dt}, rng);
+    zero_tails(h);
+    Tensor x = test::random_tensor({{e, c, d}, dt}, rng);
+    for (int64_t i = 0; i < E; ++i) x.data[static_cast<size_t>((i * C + C - 1) * D)] = std::nan("");  // x[i, C-1, 0]
+    // Only expert 0 (full) sums slot C-1: the others' gradients hold no NaN, the empty one is zero.
+    CHECK(check(h, x, {{e, f, d}, dt}, {"e", "f", "d"}, false) == F * D);
+  }
+}
+
 // Graph over x [B, T, D] (24576 elements: several TBB tasks) with one output per op and
 // broadcast shape, each computed from leaves so errors do not compound.
 Graph elementwise_graph(DType dt) {
