@@ -85,40 +85,6 @@ TEST_CASE("executor einsum: oneDNN matmul matches the reference forward", "[exec
   test::expect_outputs_match(g, kTolEinsumF32, kTolBf16 + kTolEinsumF32);
 }
 
-TEST_CASE("executor einsum: bf16 inputs with an f32 output", "[executor][einsum]") {
-  // The graph's einsum takes its output dtype from its inputs, so this kernel mode is checked
-  // directly: bf16 x bf16 accumulated and stored in f32.
-  const TensorType a{{{"b", 2}, {"m", 17}, {"k", 40}}, DType::bf16};
-  const TensorType w{{{"k", 40}, {"n", 23}, {"b", 2}}, DType::bf16};
-  const TensorType out{{{"b", 2}, {"n", 23}, {"m", 17}}, DType::f32};
-  const EinsumAttrs attrs{{"b", "n", "m"}};
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  dnnl::stream stream(engine);
-  auto k = exec::EinsumKernel::make(a, w, out, attrs, engine);
-  REQUIRE(k.has_value());
-  // out is [b, n, m], so w is the matmul source: [b, n, k] x [b, k, m].
-  CHECK(k->swapped());
-  CHECK((k->batch() == 2 && k->rows() == 23 && k->cols() == 17 && k->summed() == 40));
-
-  std::mt19937_64 rng(3);
-  const Tensor ta = test::random_tensor(a, rng), tw = test::random_tensor(w, rng);
-  auto ra = test::to_storage(ta), rw = test::to_storage(tw);
-  std::vector<std::byte> rout(static_cast<size_t>(num_bytes(out)));
-  std::array<std::vector<std::byte>, 3> ws;
-  std::array<std::byte*, 3> ws_ptr{};
-  for (size_t i = 0; i < 3; ++i) {
-    ws[i].resize(static_cast<size_t>(k->workspace_bytes()[i]));
-    ws_ptr[i] = ws[i].data();
-  }
-  k->run(ra.data(), rw.data(), rout.data(), ws_ptr, stream);
-
-  Tensor want(out);
-  const std::vector<const Tensor*> in = {&ta, &tw};
-  const std::vector<Tensor*> outs = {&want};
-  op_def(OpKind::einsum).forward(attrs, in, outs, false);
-  CHECK(test::max_rel_err(test::from_storage(rout, out), want) <= kTolEinsumF32);
-}
-
 // Runs kernel k (made on engine) on storage a, b into out (prefilled with NaN, so every element must be written).
 std::vector<std::byte> run_kernel(const exec::EinsumKernel& k, const Tensor& a, const Tensor& b, const TensorType& out,
                                   const dnnl::engine& engine) {
@@ -135,6 +101,31 @@ std::vector<std::byte> run_kernel(const exec::EinsumKernel& k, const Tensor& a, 
   }
   k.run(ra.data(), rb.data(), rout.data(), ws_ptr, stream);
   return rout;
+}
+
+TEST_CASE("executor einsum: bf16 inputs with an f32 output", "[executor][einsum]") {
+  // The graph's einsum takes its output dtype from its inputs, so this kernel mode is checked
+  // directly: bf16 x bf16 accumulated and stored in f32.
+  const TensorType a{{{"b", 2}, {"m", 17}, {"k", 40}}, DType::bf16};
+  const TensorType w{{{"k", 40}, {"n", 23}, {"b", 2}}, DType::bf16};
+  const TensorType out{{{"b", 2}, {"n", 23}, {"m", 17}}, DType::f32};
+  const EinsumAttrs attrs{{"b", "n", "m"}};
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  auto k = exec::EinsumKernel::make(a, w, out, attrs, engine);
+  REQUIRE(k.has_value());
+  // out is [b, n, m], so w is the matmul source: [b, n, k] x [b, k, m].
+  CHECK(k->swapped());
+  CHECK((k->batch() == 2 && k->rows() == 23 && k->cols() == 17 && k->summed() == 40));
+
+  std::mt19937_64 rng(3);
+  const Tensor ta = test::random_tensor(a, rng), tw = test::random_tensor(w, rng);
+  const auto rout = run_kernel(*k, ta, tw, out, engine);
+
+  Tensor want(out);
+  const std::vector<const Tensor*> in = {&ta, &tw};
+  const std::vector<Tensor*> outs = {&want};
+  op_def(OpKind::einsum).forward(attrs, in, outs, false);
+  CHECK(test::max_rel_err(test::from_storage(rout, out), want) <= kTolEinsumF32);
 }
 
 TEST_CASE("executor einsum: zero tails of expert buffers are skipped, the result unchanged", "[executor][einsum]") {
