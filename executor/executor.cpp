@@ -1,13 +1,13 @@
 #include "executor/executor.hpp"
 
-#include "executor/communicator.hpp"
+#include "executor/mpi/communicator.hpp"
 #include "executor/einsum.hpp"
 #include "executor/kernels.hpp"
 #include "executor/memory_plan.hpp"
-#include "executor/optimizer_kernels.hpp"
+#include "executor/train/optimizer_kernels.hpp"
 #include "executor/sparse_einsum.hpp"
 #include "graph/error.hpp"
-#include "graph/lower.hpp"
+#include "graph/parallel/lower.hpp"
 #include "graph/op_def.hpp"
 
 #include <omp.h>
@@ -179,7 +179,7 @@ struct Executor::Impl {
   // The one dispatcher: every kind says whether it has a fast kernel. A fast kernel returns false
   // for shapes it does not cover, and the reference forward runs instead.
   void run_node(const Node& n) {
-    if (opts.communicator && is_collective(n.kind))  // across the mesh (executor/communicator.hpp)
+    if (opts.communicator && is_collective(n.kind))  // across the mesh (executor/mpi/communicator.hpp)
       return run_collective(*opts.communicator, n.kind, std::get<CollectiveAttrs>(n.attrs), g.type(n.inputs.at(0)),
                             ptr(n.inputs.at(0)), g.type(n.outputs.at(0)), ptr(n.outputs.at(0)));
     if (!opts.fast_kernels) return run_reference(n);
@@ -273,7 +273,7 @@ struct Executor::Impl {
       case OpKind::all_to_all:
       case OpKind::shard_slice:
         break;
-      // Fast: optimizer updates (executor/optimizer_kernels.cpp).
+      // Fast: optimizer updates (executor/train/optimizer_kernels.cpp).
       case OpKind::adafactor_update: done = exec::adafactor_update(std::get<AdafactorAttrs>(n.attrs), ins(), outs()); break;
       case OpKind::adamw_update: done = exec::adamw_update(std::get<AdamWAttrs>(n.attrs), ins(), outs()); break;
     }

@@ -14,7 +14,7 @@
 
 namespace sy {
 
-class Communicator;  // executor/communicator.hpp
+class Communicator;  // executor/mpi/communicator.hpp
 
 struct ExecutorOptions {
   int threads = 0;               // 0: all cores. Shared by oneDNN (OpenMP) and TBB, never both at once

@@ -1,6 +1,6 @@
 // Einsums over mostly-zero operands, without the dense contraction. Private to executor/.
 //
-// The MoE layer is built Mesh-TF style (graph/moe.cpp): routing produces one-hot dispatch and
+// The MoE layer is built Mesh-TF style (graph/models/moe.cpp): routing produces one-hot dispatch and
 // combine tensors [G, S, E, C], and dense einsums move tokens into and out of expert buffers
 // (G·S·E·C·D multiply-adds each, forward and backward). The graph keeps that form, because it is
 // what the simulator prices; the executor recognises it at run time:

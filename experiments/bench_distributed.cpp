@@ -12,11 +12,11 @@
 // MPI's OMPI_ALLOW_RUN_AS_ROOT variables for that child. Batches are random token ids (no corpus
 // needed); both runs see the same ones. A model routing its whole batch as one group (bench_moe)
 // is run with one routing group per rank in both runs (Mesh-TF's grouping). Writes nothing.
-#include "executor/mpi_run.hpp"
-#include "executor/trainer.hpp"
+#include "executor/mpi/mpi_run.hpp"
+#include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
-#include "graph/lower.hpp"
+#include "graph/parallel/lower.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>

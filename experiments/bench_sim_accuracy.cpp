@@ -10,9 +10,9 @@
 // predicted time by op kind next to its share, to show where a gap comes from.
 #include "executor/executor.hpp"
 #include "graph/error.hpp"
-#include "graph/lower.hpp"
-#include "graph/model_config.hpp"
-#include "graph/transformer.hpp"
+#include "graph/parallel/lower.hpp"
+#include "graph/models/model_config.hpp"
+#include "graph/models/transformer.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/report.hpp"

@@ -11,8 +11,8 @@
 //   2. the full event-driven step: build + autodiff, lowering, pricing and scheduling of the whole
 //      ST-MoE-32B training step on the same 1,024-device mesh (target < 1 s).
 #include "graph/error.hpp"
-#include "graph/lower.hpp"
-#include "graph/model_config.hpp"
+#include "graph/parallel/lower.hpp"
+#include "graph/models/model_config.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/simulate.hpp"

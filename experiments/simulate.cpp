@@ -12,8 +12,8 @@
 // input (a model or hardware file, a mesh larger than the pod, an illegal layout) prints one
 // message on stderr and exits 2 before writing anything.
 #include "graph/error.hpp"
-#include "graph/lower.hpp"
-#include "graph/model_config.hpp"
+#include "graph/parallel/lower.hpp"
+#include "graph/models/model_config.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/report.hpp"

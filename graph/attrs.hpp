@@ -108,7 +108,7 @@ struct ScatterAttrs {
 // How a collective combines the devices' values (all_reduce, reduce_scatter).
 enum class ReduceOp : uint8_t { sum, mean, max };
 
-// Collectives over mesh axes (graph/lower.cpp inserts them; ops/collective.cpp defines them).
+// Collectives over mesh axes (graph/parallel/lower.cpp inserts them; ops/collective.cpp defines them).
 // N = the product of the axes' sizes; devices are ordered row-major over `axes` as listed.
 struct CollectiveAttrs {
   std::vector<Dim> axes;        // mesh axes the collective runs over, with their sizes: {"data", 64}

@@ -27,7 +27,7 @@
 //   shard_slice     collective_bytes 0
 // Local bytes: the input read once and the output written once, except shard_slice, which reads
 // only the block it keeps.
-#include "graph/lower.hpp"
+#include "graph/parallel/lower.hpp"
 #include "ops/common.hpp"
 #include "ops/defs.hpp"
 

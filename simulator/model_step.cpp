@@ -1,7 +1,7 @@
 #include "simulator/model_step.hpp"
 
 #include "graph/autodiff.hpp"
-#include "graph/model_stats.hpp"
+#include "graph/models/model_stats.hpp"
 
 #include <fmt/format.h>
 

@@ -3,9 +3,9 @@
 // reduced build with one layer of each kind standing for the whole stack.
 #pragma once
 
-#include "graph/layout.hpp"
-#include "graph/model_config.hpp"
-#include "graph/transformer.hpp"
+#include "graph/parallel/layout.hpp"
+#include "graph/models/model_config.hpp"
+#include "graph/models/transformer.hpp"
 #include "simulator/simulate.hpp"
 
 #include <cstdint>

@@ -16,7 +16,7 @@
 //              the largest op's working set; "does not fit" is a result (MemoryUse::fits).
 #pragma once
 
-#include "graph/lower.hpp"
+#include "graph/parallel/lower.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/roofline.hpp"
 #include "simulator/topology.hpp"

@@ -16,8 +16,8 @@
 // full model (graph nodes of a layer weighted by the number of layers it stands for).
 #pragma once
 
-#include "graph/lower.hpp"
-#include "graph/model_config.hpp"
+#include "graph/parallel/lower.hpp"
+#include "graph/models/model_config.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/simulate.hpp"
 #include "simulator/topology.hpp"

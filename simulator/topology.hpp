@@ -25,7 +25,7 @@
 #pragma once
 
 #include "graph/ir.hpp"
-#include "graph/mesh.hpp"
+#include "graph/parallel/mesh.hpp"
 #include "simulator/hardware.hpp"
 
 #include <cstdint>

@@ -1,8 +1,9 @@
-// Safetensors checkpoints (executor/checkpoint.hpp): round trip, the layout other readers expect,
+// Safetensors checkpoints (executor/train/checkpoint.hpp): round trip, the layout other readers expect,
 // corrupt and truncated files refused with the path named, atomic replacement, restore checks,
 // and a trainer checkpoint read by the NumPy reader (tests/reference/read_safetensors.py).
-#include "executor/checkpoint.hpp"
+#include "executor/train/checkpoint.hpp"
 #include "graph/error.hpp"
+#include "tests/source_root.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -21,7 +22,7 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-fs::path source_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+using sy::test::source_root;
 
 // A fresh scratch directory per test case, removed at the end.
 struct TempDir {

@@ -1,7 +1,7 @@
 // The objectives and the batch source: T5 span corruption (lengths, noise fraction, sentinels,
 // reconstruction), next-token batches, determinism per seed, and exact resume by position/seek.
 // Token splits are made by hand: no tokenizer, no files.
-#include "executor/data_batches.hpp"
+#include "executor/data/batches.hpp"
 #include "graph/error.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,7 +1,7 @@
 // The SentencePiece tokenizer, POS alignment of its pieces, and the token cache (built once,
 // loaded after, keyed by settings, every damaged file an InputError naming it). Everything runs on
 // a tiny synthetic corpus: no network, a tokenizer trains in a few milliseconds.
-#include "executor/data_cache.hpp"
+#include "executor/data/cache.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 

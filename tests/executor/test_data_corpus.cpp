@@ -1,6 +1,6 @@
 // The tagged corpus: Brown-format parsing (words and POS tags aligned), the synthetic corpus,
 // the coarse POS map and the train/validation split by document.
-#include "executor/data_corpus.hpp"
+#include "executor/data/corpus.hpp"
 #include "graph/error.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,5 +1,5 @@
-// The loss-spike rule of the training loop (executor/divergence.hpp).
-#include "executor/divergence.hpp"
+// The loss-spike rule of the training loop (executor/train/divergence.hpp).
+#include "executor/train/divergence.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,14 +1,15 @@
-// Fine-tuning (executor/finetune.hpp, executor/data_tsv.hpp): freezing presets are exact,
+// Fine-tuning (executor/train/finetune.hpp, executor/data/tsv.hpp): freezing presets are exact,
 // --init-from loads parameters by name across configs and keeps or resets the optimizer state,
 // TSV tasks parse and refuse malformed lines naming file and line, task batches have the
 // documented layout, greedy decoding reproduces a learnt task, and the Brown genre task is
 // split by document. Token ids are made by hand (no tokenizer).
-#include "executor/checkpoint.hpp"
-#include "executor/data_tsv.hpp"
-#include "executor/finetune.hpp"
-#include "executor/trainer.hpp"
+#include "executor/train/checkpoint.hpp"
+#include "executor/data/tsv.hpp"
+#include "executor/train/finetune.hpp"
+#include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "tests/source_root.hpp"
 
 #include "tests/executor/tiny_configs.hpp"
 
@@ -27,7 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path source_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+using sy::test::source_root;
 
 // tiny.toml: encoder-decoder, vocab 64, MoE on layer 2 of each stack (+ extra dense FFN), batch 2,
 // 8 input / 6 target tokens.

@@ -19,7 +19,7 @@
 #include "executor/sparse_einsum.hpp"
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
-#include "graph/moe.hpp"
+#include "graph/models/moe.hpp"
 #include "graph/op_def.hpp"
 
 #include <cmath>

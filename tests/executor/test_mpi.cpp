@@ -8,13 +8,13 @@
 // collective returned over MPI.
 #include "exec_test_util.hpp"
 
-#include "executor/communicator.hpp"
-#include "executor/mesh_executor.hpp"
-#include "executor/mpi_communicator.hpp"
+#include "executor/mpi/communicator.hpp"
+#include "executor/mpi/mesh_executor.hpp"
+#include "executor/mpi/mpi_communicator.hpp"
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
-#include "graph/lower.hpp"
-#include "graph/moe.hpp"
+#include "graph/parallel/lower.hpp"
+#include "graph/models/moe.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,12 +1,13 @@
-// The trainer (executor/trainer.hpp): the training graph learns, fast kernels agree with the
+// The trainer (executor/train/trainer.hpp): the training graph learns, fast kernels agree with the
 // reference, a restored state continues bit for bit, global-norm clipping, bf16 selective
 // precision, learning-rate schedules, evaluation. Token splits are made by hand (no tokenizer).
-#include "executor/checkpoint.hpp"
-#include "executor/metrics.hpp"
-#include "executor/schedule.hpp"
+#include "executor/train/checkpoint.hpp"
+#include "executor/train/metrics.hpp"
+#include "executor/train/schedule.hpp"
 #include "executor/trace.hpp"
-#include "executor/trainer.hpp"
+#include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
+#include "tests/source_root.hpp"
 
 #include "tests/executor/tiny_configs.hpp"
 
@@ -24,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path source_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+using sy::test::source_root;
 
 // tiny.toml: encoder-decoder, vocab 64, MoE every 2nd layer, batch 2, 8 input / 6 target tokens.
 ModelConfig tiny(std::vector<std::string> sets = {}) {

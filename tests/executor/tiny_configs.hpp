@@ -1,7 +1,7 @@
 // Model configs shared by the executor tests.
 #pragma once
 
-#include "graph/model_config.hpp"
+#include "graph/models/model_config.hpp"
 
 #include <string>
 #include <vector>

@@ -5,6 +5,8 @@
 //   loss = mean_{B,D} (y - target)^2, plus its gradients (autodiff)
 #pragma once
 
+#include "tests/source_root.hpp"
+
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
 
@@ -35,9 +37,5 @@ inline Graph build_mlp() {
   return g;
 }
 
-// Repository root, found from this file's path (tests/graph/mlp_graph.hpp).
-inline std::filesystem::path source_root() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
-}
 
 }  // namespace sy::test

@@ -1,5 +1,5 @@
 // Parameter and FLOP counting from the graph, in total and per top-level scope.
-#include "graph/count.hpp"
+#include "graph/models/count.hpp"
 
 #include "graph/builder.hpp"
 #include "graph/op_def.hpp"

@@ -7,8 +7,8 @@
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
-#include "graph/lower.hpp"
-#include "graph/moe.hpp"
+#include "graph/parallel/lower.hpp"
+#include "graph/models/moe.hpp"
 #include "graph/verify.hpp"
 #include "ops/interpret.hpp"
 

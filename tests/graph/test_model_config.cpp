@@ -2,7 +2,7 @@
 // overrides apply, and every bad config in tests/data/bad_configs/ is refused with an InputError
 // naming the file, the key (with its line) and what is allowed. Each bad config lists the
 // fragments its message must contain in its first line: "# expect: a | b | c".
-#include "graph/model_config.hpp"
+#include "graph/models/model_config.hpp"
 
 #include "graph/error.hpp"
 #include "graph/json.hpp"

@@ -1,9 +1,9 @@
 // Parameter and FLOP counts from the model graphs: the published totals of ST-MoE-32B, T5-XXL and
 // Switch-C (issue 3, acceptance 1), the published-convention formula on tiny by hand, agreement
 // with the generic graph counter, the split by component, and the report formats.
-#include "graph/model_stats.hpp"
+#include "graph/models/model_stats.hpp"
 
-#include "graph/count.hpp"
+#include "graph/models/count.hpp"
 #include "tests/graph/mlp_graph.hpp"
 
 #include <catch2/catch.hpp>

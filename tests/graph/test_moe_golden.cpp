@@ -5,9 +5,10 @@
 //
 // Regenerate the file with: /usr/bin/python3 tests/reference/moe_reference.py
 #include "graph/autodiff.hpp"
-#include "graph/moe.hpp"
+#include "graph/models/moe.hpp"
 #include "graph/verify.hpp"
 #include "ops/interpret.hpp"
+#include "tests/source_root.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -21,7 +22,7 @@ using nlohmann::json;
 namespace {
 
 std::filesystem::path golden_path() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "moe_golden.json";
+  return sy::test::source_root() / "tests" / "data" / "moe_golden.json";
 }
 
 json load_golden() {

@@ -1,4 +1,4 @@
-// Router library (graph/moe.hpp): hand-computed cases. Each case builds a tiny MoE layer whose
+// Router library (graph/models/moe.hpp): hand-computed cases. Each case builds a tiny MoE layer whose
 // router weight is the identity, so the router logits are the input rows themselves, runs it with
 // the reference interpreter and compares with numbers worked out in the comments.
 //
@@ -6,7 +6,7 @@
 // softmax(ln p + c) = p, so the router probabilities are the p written in each case.
 #include "graph/autodiff.hpp"
 #include "graph/error.hpp"
-#include "graph/moe.hpp"
+#include "graph/models/moe.hpp"
 #include "graph/verify.hpp"
 #include "ops/interpret.hpp"
 

@@ -1,7 +1,7 @@
 // The model builders: graph structure (scopes, parameters, inputs, outputs), relative position
 // buckets, causal masking, dropout per mode, the initialiser table, and a forward + backward run
 // of the tiny model through the reference interpreter.
-#include "graph/transformer.hpp"
+#include "graph/models/transformer.hpp"
 
 #include "graph/autodiff.hpp"
 #include "graph/error.hpp"

@@ -7,7 +7,7 @@
 #include "tests/ops/op_case.hpp"
 
 #include "graph/error.hpp"
-#include "graph/lower.hpp"
+#include "graph/parallel/lower.hpp"
 #include "ops/interpret.hpp"
 
 #include <catch2/catch.hpp>

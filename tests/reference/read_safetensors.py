@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reads a safetensors file (a Switchyard checkpoint, executor/checkpoint.hpp) with NumPy only.
+"""Reads a safetensors file (a Switchyard checkpoint, executor/train/checkpoint.hpp) with NumPy only.
 
     /usr/bin/python3 tests/reference/read_safetensors.py FILE            names, dtypes, shapes
     /usr/bin/python3 tests/reference/read_safetensors.py FILE --json     everything as JSON, values included

@@ -1,0 +1,81 @@
+#include "executor/mpi/mpi_run.hpp"
+
+#include "graph/error.hpp"
+
+#include <fmt/format.h>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <system_error>
+
+namespace sy {
+
+MpiRun::MpiRun(const Mesh& mesh, const Layout& layout) : layout_(layout) {
+  if (mesh.devices() == 1 && !MpiSession::launched()) return;  // one device: the program needs no MPI
+  session_ = std::make_unique<MpiSession>(nullptr, nullptr);
+  rank_ = session_->rank();
+  ranks_ = session_->size();
+  comm_ = std::make_shared<MpiCommunicator>(mesh);
+  if (rank_ != 0) (void)std::freopen("/dev/null", "w", stdout);
+}
+
+MpiRun::~MpiRun() {
+  if (!scratch_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch_, ec);
+  }
+  comm_.reset();
+  // Unwinding from an error: MPI stays up for abort_mpi_job (finalizing alone would wait for the
+  // other ranks forever).
+  if (std::uncaught_exceptions() > 0) (void)session_.release();
+}
+
+std::filesystem::path MpiRun::output_dir(const std::filesystem::path& out) {
+  if (writer()) return out;
+  if (scratch_.empty()) {
+    scratch_ = std::filesystem::temp_directory_path() / fmt::format("switchyard-rank{}-{}", rank_, ::getpid());
+    std::filesystem::create_directories(scratch_);
+  }
+  return scratch_;
+}
+
+int MpiRun::agree_max(int value) const {
+  if (!session_) return value;
+  int r = value;
+  MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return r;
+}
+
+double MpiRun::agree_max(double value) const {
+  if (!session_) return value;
+  double r = value;
+  MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return r;
+}
+
+void MpiRun::barrier() const {
+  if (session_) session_->barrier();
+}
+
+void abort_mpi_job(int code) {
+  int initialised = 0, finalised = 0;
+  MPI_Initialized(&initialised);
+  MPI_Finalized(&finalised);
+  if (!initialised || finalised) return;
+  int size = 1, rank = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (size == 1) {
+    MPI_Finalize();
+    return;
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr, "rank %d of %d: ending the job (exit code %d)\n", rank, size, code);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace sy

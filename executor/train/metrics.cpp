@@ -1,0 +1,84 @@
+#include "executor/train/metrics.hpp"
+
+#include "graph/error.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+namespace sy {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json number(double x) { return std::isfinite(x) ? Json(x) : Json(nullptr); }
+
+Json numbers(const std::vector<double>& v) {
+  Json a = Json::array();
+  for (double x : v) a.push_back(number(x));
+  return a;
+}
+
+Json moe_json(const std::vector<MoeLayerMetrics>& layers) {
+  Json j = Json::object();
+  for (const MoeLayerMetrics& l : layers)
+    j[l.scope] = {{"aux_loss", number(l.aux_loss)},
+                  {"z_loss", number(l.z_loss)},
+                  {"router_entropy", number(l.router_entropy)},
+                  {"max_logit", number(l.max_logit)},
+                  {"fraction_dropped", numbers(l.fraction_dropped)},
+                  {"expert_load", numbers(l.expert_load)}};
+  return j;
+}
+
+Json eval_json(const EvalMetrics& eval) {
+  Json e = {{"neg_log_perplexity", number(eval.neg_log_perplexity)},
+            {"accuracy", number(eval.accuracy)},
+            {"target_tokens", eval.target_tokens},
+            {"batches", eval.batches}};
+  if (!eval.moe.empty()) e["moe"] = moe_json(eval.moe);
+  return e;
+}
+
+}  // namespace
+
+std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics* eval, const StepTiming& t) {
+  Json j = {{"step", m.step},
+            {"epoch", epoch},
+            {"loss", number(m.loss)},
+            {"cross_entropy", number(m.cross_entropy)},
+            {"aux_loss", number(m.aux_loss)},
+            {"z_loss", number(m.z_loss)},
+            {"grad_norm", number(m.grad_norm)},
+            {"clip_scale", number(m.clip_scale)},
+            {"learning_rate", number(m.learning_rate)},
+            {"tokens", m.tokens},
+            {"target_tokens", m.target_tokens}};
+  if (!m.moe.empty()) j["moe"] = moe_json(m.moe);
+  if (eval) j["eval"] = eval_json(*eval);
+  j[std::string(kTimingKeys[0])] = number(t.step_seconds);
+  j[std::string(kTimingKeys[1])] = number(t.tokens_per_s);
+  j[std::string(kTimingKeys[2])] = number(t.elapsed_seconds);
+  return j.dump();
+}
+
+void write_status(const std::filesystem::path& dir, std::string_view status, int64_t step, std::string_view reason,
+                  const EvalMetrics* eval) {
+  Json j = {{"status", status}, {"step", step}};
+  if (!reason.empty()) j["reason"] = reason;
+  if (eval) j["eval"] = eval_json(*eval);
+  const std::filesystem::path path = dir / "status.json";
+  const std::filesystem::path tmp = dir / "status.json.tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) throw InputError(fmt::format("cannot write {}", tmp.string()));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw InputError(fmt::format("cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message()));
+}
+
+}  // namespace sy

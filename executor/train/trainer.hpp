@@ -1,0 +1,139 @@
+// The training step as one graph, run by the Executor:
+//
+//   build_model(config) ─► gradients() ─► "optimizer" scope:
+//     grad_norm_squared = Σ_params Σ g²                                        f32 []
+//     clip_scale = grad_clip > 0 and ‖g‖ > grad_clip ? grad_clip / ‖g‖ : 1      (global-norm clipping)
+//     per parameter: adafactor_update or adamw_update (param, grad, state..., lr, step, clip_scale)
+//
+// Graph inputs besides the model's: "optimizer/lr" f32 [] (executor/schedule) and the optimizer
+// state leaves "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32,
+// zero at the start. The model's "step" input is the 0-based step t for both the model's
+// randomness and the optimizer. Graph outputs besides the model's: "optimizer/grad_norm_squared",
+// "optimizer/clip_scale", "update/<param>" and "update/optimizer/<param>/<slot>". After each run
+// the new parameters and state are copied into their leaves. Parameters start from initial_value() with the config's seed, drawn by the ids of
+// the f32 graph, so f32 and bf16 runs of one seed start from the same weights.
+//
+// Evaluation builds the eval-mode graph of the same config (eval CF and policy, no dropout) with
+// its own Executor and the current parameters: negative log perplexity = -(Σ target NLL) / (number
+// of real targets) over the validation batches (the paper's quality metric, nats per token).
+//
+// Fine-tuning (executor/train/finetune.hpp): train.trainable freezes parameters: they stay in the
+// graph and in state(), but gradients() is asked only for the trainable ones and only those get
+// optimizer state and updates. train.step_offset shifts the step the model, the optimizer and the
+// schedule see (global step = step_offset + updates done).
+//
+// Everything a step computes is a pure function of (parameters, optimizer state, step, batch):
+// loading the state of step k and feeding the batches from k on repeats a run bit for bit.
+#pragma once
+
+#include "executor/data/batches.hpp"
+#include "executor/executor.hpp"
+#include "graph/parallel/layout.hpp"
+#include "graph/models/model_config.hpp"
+#include "graph/models/transformer.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sy {
+
+// One MoE layer's metrics (graph/models/moe.hpp MoeLayer), raw (not multiplied by coefficients).
+struct MoeLayerMetrics {
+  std::string scope;                     // "decoder/layer_01/moe"
+  double aux_loss = 0, z_loss = 0;
+  double router_entropy = 0, max_logit = 0;
+  std::vector<double> fraction_dropped;  // [k] per choice rank
+  std::vector<double> expert_load;       // [experts]
+  // Evaluation only: tokens by part of speech and top expert (the expert of highest router
+  // probability), [POS id][expert], POS ids of data::Corpus::pos_tags; tokens without a POS
+  // (sentinels, padding, the decoder's first input) are not counted. Empty for the hash router.
+  std::vector<std::vector<int64_t>> tokens_by_pos;
+};
+
+struct StepMetrics {
+  int64_t step = 0;           // updates done, this one included (1-based)
+  double loss = 0;            // cross_entropy + aux_loss + z_loss (the differentiated total)
+  double cross_entropy = 0;   // mean over the batch's real targets, nats
+  double aux_loss = 0;        // weighted sums over the MoE layers (0 for a dense model)
+  double z_loss = 0;
+  double grad_norm = 0;       // global norm before clipping
+  double clip_scale = 1;      // factor applied to the gradients: min(1, grad_clip / grad_norm), 1 without clipping
+  double learning_rate = 0;
+  int64_t tokens = 0;         // B·(T_in + T_out) fed to the model
+  int64_t target_tokens = 0;  // real (non-padding) targets
+  std::vector<MoeLayerMetrics> moe;
+};
+
+struct EvalMetrics {
+  double neg_log_perplexity = 0;  // -(Σ NLL) / target_tokens
+  double accuracy = 0;            // over the real targets
+  int64_t target_tokens = 0;
+  int64_t batches = 0;
+  std::vector<MoeLayerMetrics> moe;  // means over the batches
+};
+
+// A named f32 tensor of the training state (parameters and optimizer state), for checkpoints.
+struct StateTensor {
+  std::string name;
+  TensorType type;
+  float* data;  // the executor's leaf storage: read to save, written to restore
+};
+
+// Throws InputError naming the tensor, the dims and the rule broken when `layout` is illegal on
+// `mesh` for the training graph of `config` (graph/parallel/layout.hpp check_layout). Builds the model
+// graph only: cheap enough to run before any other work.
+void check_training_layout(const ModelConfig& config, const Mesh& mesh, const Layout& layout);
+
+class Trainer {
+ public:
+  // `total_steps` resolves a cosine schedule without decay_steps. Throws InputError for a config
+  // the model builder refuses.
+  // With exec.communicator set, every device of its mesh constructs a Trainer and makes the same
+  // calls: the graphs are lowered for the mesh and `layout` (executor/mpi/mesh_executor.hpp), batches
+  // and state are global (each device keeps its block), metrics are global values. Throws
+  // InputError for an illegal layout.
+  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {}, const Layout& layout = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const ModelConfig& config() const;
+  const Graph& graph() const;       // the training graph (forward, backward, optimizer)
+  const Graph& program() const;     // the graph the executor runs: graph(), or its lowering for the mesh
+  int64_t step() const;             // updates done
+  void set_step(int64_t step);      // after restoring a checkpoint's state
+  int64_t tokens_per_step() const;  // B·(T_in + T_out)
+
+  // Token lengths a batch source must produce: T_in (encoder, or the one sequence of a
+  // decoder-only model) and the most targets the model takes.
+  int64_t inputs_length() const;
+  int64_t targets_length() const;
+
+  // One update on `batch` (objective matching the architecture; targets up to targets_length(),
+  // padded with weight 0). Returns the step's metrics; the update is applied even when they are
+  // not finite (the caller decides to stop).
+  StepMetrics train_step(const data::Batch& batch);
+
+  // Evaluates the current parameters on up to `max_batches` batches of `source` (0: until it is
+  // exhausted), from its current position.
+  EvalMetrics evaluate(data::BatchSource& source, int64_t max_batches);
+  // The same over batches from `next` (false: no more), e.g. a fine-tuning task's batches.
+  EvalMetrics evaluate(const std::function<bool(data::Batch&)>& next, int64_t max_batches);
+
+  // Parameters (by their graph names, frozen ones included) then the optimizer state of the
+  // trainable ones, in leaf id order. On a mesh the tensors are global (gathered from the
+  // devices' blocks: every device calls state()); writes reach the devices at the next step.
+  std::vector<StateTensor> state();
+
+  // Called after every op of the program (program()) with (node, begin µs, end µs); empty: none.
+  void set_op_observer(std::function<void(NodeId, double, double)> f);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sy
