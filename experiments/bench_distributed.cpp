@@ -18,6 +18,8 @@
 #include "graph/json.hpp"
 #include "graph/parallel/lower.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -227,28 +229,19 @@ int driver(Args a, const std::string& self) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"bench_distributed: training steps on R MPI ranks x 1 thread against 1 process x R threads (same global "
-               "batch): scaling efficiency and the time share of each collective"};
-  Args a;
-  app.add_option("--model", a.model, "model config (TOML), decoder_only")->capture_default_str();
-  app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable)");
-  app.add_option("--ranks", a.ranks, "MPI ranks (and threads of the single process)")->capture_default_str()->check(CLI::Range(1, 64));
-  app.add_option("--steps", a.steps, "timed steps")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--warmup", a.warmup, "untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--layout", a.layout, "layout over the mesh data:R")->capture_default_str();
-  app.add_flag("--worker", a.worker, "internal: one rank of the MPI run (started by the tool under mpiexec)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : sy::kExitBadInput;
-  }
-  try {
+  return sy::tool_main("bench_distributed", [&] {
+    CLI::App app{"bench_distributed: training steps on R MPI ranks x 1 thread against 1 process x R threads (same global "
+                 "batch): scaling efficiency and the time share of each collective"};
+    Args a;
+    app.add_option("--model", a.model, "model config (TOML), decoder_only")->capture_default_str();
+    app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable)");
+    app.add_option("--ranks", a.ranks, "MPI ranks (and threads of the single process)")->capture_default_str()->check(CLI::Range(1, 64));
+    app.add_option("--steps", a.steps, "timed steps")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--warmup", a.warmup, "untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+    app.add_option("--layout", a.layout, "layout over the mesh data:R")->capture_default_str();
+    app.add_flag("--worker", a.worker, "internal: one rank of the MPI run (started by the tool under mpiexec)");
+    sy::parse_command_line(app, argc, argv);
     if (a.worker) return worker(a);
     return driver(a, std::filesystem::read_symlink("/proc/self/exe").string());
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "bench_distributed: {}\n", e.what());
-    if (a.worker) sy::abort_mpi_job(sy::kExitBadInput);
-    return sy::kExitBadInput;
-  }
+  });
 }

@@ -8,6 +8,8 @@
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -49,16 +51,16 @@ double time_einsum(int64_t size, sy::DType dt, int reps, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Times a size^3 einsum (oneDNN matmul via the Executor) in f32 and bf16 and prints GFLOP/s."};
-  std::vector<int64_t> sizes = {1024, 2048};
-  int reps = 5;
-  int threads = 0;
-  app.add_option("--sizes", sizes, "matrix sizes m = n = k")->check(CLI::PositiveNumber);
-  app.add_option("--reps", reps, "timed runs per size (best is reported)")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
-  CLI11_PARSE(app, argc, argv);
+  return sy::tool_main("bench_matmul", [&] {
+    CLI::App app{"Times a size^3 einsum (oneDNN matmul via the Executor) in f32 and bf16 and prints GFLOP/s."};
+    std::vector<int64_t> sizes = {1024, 2048};
+    int reps = 5;
+    int threads = 0;
+    app.add_option("--sizes", sizes, "matrix sizes m = n = k")->check(CLI::PositiveNumber);
+    app.add_option("--reps", reps, "timed runs per size (best is reported)")->check(CLI::PositiveNumber);
+    app.add_option("--threads", threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+    sy::parse_command_line(app, argc, argv);
 
-  try {
     fmt::print("{:>6} {:>5} {:>10} {:>10}\n", "size", "dtype", "ms", "GFLOP/s");
     for (int64_t size : sizes)
       for (sy::DType dt : {sy::DType::f32, sy::DType::bf16}) {
@@ -67,9 +69,6 @@ int main(int argc, char** argv) {
         fmt::print("{:>6} {:>5} {:>10.3f} {:>10.1f}\n", size, sy::dtype_name(dt), s * 1e3, flops / s * 1e-9);
         std::fflush(stdout);
       }
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "bench_matmul: {}\n", e.what());
-    return sy::kExitBadInput;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -18,6 +18,8 @@
 #include "simulator/report.hpp"
 #include "simulator/simulate.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -45,7 +47,7 @@ int run(int argc, char** argv) {
   app.add_option("--clock", clock, "wall, or cpu: this process's CPU time (one thread; for a shared machine)")
       ->check(CLI::IsMember({"wall", "cpu"}))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  sy::parse_command_line(app, argc, argv);
   if (clock == "cpu" && threads != 1) throw sy::InputError("--clock cpu measures one thread: use --threads 1");
   auto now = [&] {
     if (clock == "cpu") {
@@ -114,10 +116,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const sy::InputError& e) {
-    std::cerr << "bench_sim_accuracy: " << e.what() << "\n";
-    return sy::kExitBadInput;
-  }
+  return sy::tool_main("bench_sim_accuracy", [&] { return run(argc, argv); });
 }

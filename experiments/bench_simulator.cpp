@@ -18,6 +18,8 @@
 #include "simulator/simulate.hpp"
 #include "simulator/sweep.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -96,7 +98,7 @@ int run(int argc, char** argv) {
   app.add_option("--seconds", seconds, "how long to evaluate layouts")->capture_default_str();
   app.add_option("--threads", threads, "workers for the sweep and the parallel rate")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_option("--repeat", repeat, "cold sweeps run (the best is reported)")->capture_default_str()->check(CLI::Range(1, 100));
-  CLI11_PARSE(app, argc, argv);
+  sy::parse_command_line(app, argc, argv);
 
   const sy::ModelConfig config = sy::load_model_config(model);
   const sy::HardwareSpec hw = sy::load_hardware(hardware, sy::default_hardware_dir());
@@ -184,10 +186,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const sy::InputError& e) {
-    std::cerr << "bench_simulator: " << e.what() << "\n";
-    return sy::kExitBadInput;
-  }
+  return sy::tool_main("bench_simulator", [&] { return run(argc, argv); });
 }

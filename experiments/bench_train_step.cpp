@@ -21,6 +21,8 @@
 #include "graph/models/model_config.hpp"
 #include "graph/op_def.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -185,32 +187,24 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Times training steps of a decoder-only model config in Switchyard on random tokens; prints tokens/s "
-               "and FLOP/s (see experiments/bench_train for the side-by-side comparison with PyTorch)"};
-  Args a;
-  app.add_option("--model", a.model, "model config (TOML)")->capture_default_str();
-  app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable)");
-  app.add_option("--precision", a.precision, "f32 or bf16 (ST-MoE selective precision)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
-      ->capture_default_str();
-  app.add_option("--optimizer", a.optimizer, "adamw or adafactor")->check(CLI::IsMember({"adamw", "adafactor"}))->capture_default_str();
-  app.add_option("--steps", a.steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--threads", a.threads, "threads for the kernels (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--profile", a.profile, "also print time per op kind and the N slowest ops")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--seed", a.seed, "seed of the random tokens")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : sy::kExitBadInput;
-  }
-  try {
+  return sy::tool_main("bench_train_step", [&] {
+    CLI::App app{"Times training steps of a decoder-only model config in Switchyard on random tokens; prints tokens/s "
+                 "and FLOP/s (see experiments/bench_train for the side-by-side comparison with PyTorch)"};
+    Args a;
+    app.add_option("--model", a.model, "model config (TOML)")->capture_default_str();
+    app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable)");
+    app.add_option("--precision", a.precision, "f32 or bf16 (ST-MoE selective precision)")
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
+    app.add_option("--optimizer", a.optimizer, "adamw or adafactor")->check(CLI::IsMember({"adamw", "adafactor"}))->capture_default_str();
+    app.add_option("--steps", a.steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--threads", a.threads, "threads for the kernels (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--profile", a.profile, "also print time per op kind and the N slowest ops")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--seed", a.seed, "seed of the random tokens")->capture_default_str();
+    sy::parse_command_line(app, argc, argv);
     return run(a);
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "bench_train_step: {}\n", e.what());
-    return sy::kExitBadInput;
-  }
+  });
 }

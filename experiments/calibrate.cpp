@@ -29,6 +29,8 @@
 #include "simulator/roofline.hpp"
 #include "simulator/report.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -229,7 +231,7 @@ int run(int argc, char** argv) {
   app.add_option("--model", model_path, "also time every distinct op of this model's training step (TOML) alone");
   app.add_option("--set", overrides, "override a key of --model's config (repeatable)");
   app.add_flag("--smoke", smoke, "tiny sizes only: checks the plumbing in seconds (the table is not worth using)");
-  CLI11_PARSE(app, argc, argv);
+  sy::parse_command_line(app, argc, argv);
   quick = quick || smoke;
   use_cpu_clock = clock == "cpu";
   if (use_cpu_clock && threads != 1) throw sy::InputError("--clock cpu measures one thread: use --threads 1");
@@ -376,10 +378,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const sy::InputError& e) {
-    std::cerr << "calibrate: " << e.what() << "\n";
-    return sy::kExitBadInput;
-  }
+  return sy::tool_main("calibrate", [&] { return run(argc, argv); });
 }

@@ -15,6 +15,8 @@
 #include "graph/json.hpp"
 #include "graph/models/model_stats.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -60,24 +62,19 @@ sy::Json counts_json(const std::string& path, const sy::GraphCounts& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"inspect: print the counts of a Switchyard graph file (.json) or model config (.toml)"};
-  std::string graph_path, dot_path;
-  std::vector<std::string> overrides;
-  bool as_json = false, eval = false, forward_only = false;
-  app.add_option("file", graph_path, "graph file (.json, as written by save_graph) or model config (.toml)")->required();
-  app.add_option("--dot", dot_path, "also draw the graph: SVG via Graphviz, or DOT text if the name ends in .dot");
-  app.add_flag("--json", as_json, "print the counts as JSON instead of a table");
-  app.add_option("--set", overrides, "model config override key=value (repeatable), e.g. moe.cf_train=2");
-  app.add_flag("--eval", eval, "model config: count the eval graph (eval capacity factor, no dropout)");
-  app.add_flag("--forward-only", forward_only, "model config: skip the backward pass (faster for huge models)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : sy::kExitBadInput;
-  }
+  return sy::tool_main("inspect", [&] {
+    CLI::App app{"inspect: print the counts of a Switchyard graph file (.json) or model config (.toml)"};
+    std::string graph_path, dot_path;
+    std::vector<std::string> overrides;
+    bool as_json = false, eval = false, forward_only = false;
+    app.add_option("file", graph_path, "graph file (.json, as written by save_graph) or model config (.toml)")->required();
+    app.add_option("--dot", dot_path, "also draw the graph: SVG via Graphviz, or DOT text if the name ends in .dot");
+    app.add_flag("--json", as_json, "print the counts as JSON instead of a table");
+    app.add_option("--set", overrides, "model config override key=value (repeatable), e.g. moe.cf_train=2");
+    app.add_flag("--eval", eval, "model config: count the eval graph (eval capacity factor, no dropout)");
+    app.add_flag("--forward-only", forward_only, "model config: skip the backward pass (faster for huge models)");
+    sy::parse_command_line(app, argc, argv);
 
-  try {
     const bool want_dot_text = dot_path.ends_with(".dot");
     if (!dot_path.empty() && !want_dot_text && !dot_path.ends_with(".svg"))
       throw sy::InputError(fmt::format("--dot {}: the file name must end in .svg (Graphviz drawing) or .dot (DOT text)",
@@ -113,11 +110,5 @@ int main(int argc, char** argv) {
     else
       print_text(graph_path, counts);
     return 0;
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "inspect: {}\n", e.what());
-    return sy::kExitBadInput;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "inspect: internal error: {}\n", e.what());
-    return 1;
-  }
+  });
 }

