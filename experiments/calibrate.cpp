@@ -21,6 +21,7 @@
 #include "executor/executor.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 #include "graph/json.hpp"
 #include "graph/parallel/lower.hpp"
 #include "graph/models/model_config.hpp"
@@ -369,7 +370,7 @@ int run(int argc, char** argv) {
                                  "# [ici] is a placeholder (one process: nothing to measure).\n");
   text += sy::to_toml(h);
   sy::parse_hardware(text, out_path);  // what we write must read back
-  sy::write_file_atomically(out_path, text);
+  sy::write_file_atomic(out_path, text);
   fmt::print("wrote {}: f32 {:.0f} GFLOP/s, bf16 {:.0f} GFLOP/s, {:.1f} GB/s, {:.2f} µs per op\n", out_path,
              h.matmul_flops_f32 / 1e9, h.matmul_flops_bf16 / 1e9, h.hbm_bandwidth / 1e9, h.op_overhead * 1e6);
   return 0;

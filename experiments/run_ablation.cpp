@@ -32,6 +32,7 @@
 #include "experiments/ablation/runner.hpp"
 #include "experiments/ablation/spec.hpp"
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 #include "graph/json.hpp"
 
 #include "experiments/tool/tool_main.hpp"
@@ -244,14 +245,14 @@ int run(const Args& a) {
       const std::string st = train_status(dir);  // train finished, the sweep died before recording it
       if (st == "completed" || st == "diverged") {
         state[i].result = read_train_run(dir, 0, "");
-        write_atomically(dir / "result.json", result_json(*state[i].result).dump(2) + "\n");
+        sy::write_file_atomic(dir / "result.json", result_json(*state[i].result).dump(2) + "\n");
         ++finished_before;
       }
     }
   }
   const ArmColumns extra = sim_target ? simulate_arms(spec, *sim_target, simulate, out) : ArmColumns{};
-  write_atomically(out / "sweep.json", spec_json(spec, runs).dump(2) + "\n");
-  write_atomically(out / "spec.toml", spec.text);
+  sy::write_file_atomic(out / "sweep.json", spec_json(spec, runs).dump(2) + "\n");
+  sy::write_file_atomic(out / "spec.toml", spec.text);
 
   auto results = [&] {
     std::vector<std::optional<RunResult>> r;
@@ -259,8 +260,8 @@ int run(const Args& a) {
     return r;
   };
   auto write_tables = [&] {
-    write_atomically(out / "results.csv", results_csv(spec, runs, results(), extra));
-    write_atomically(out / "summary.md", summary_markdown(spec, runs, results(), extra));
+    sy::write_file_atomic(out / "results.csv", results_csv(spec, runs, results(), extra));
+    sy::write_file_atomic(out / "summary.md", summary_markdown(spec, runs, results(), extra));
   };
 
   // Pre-training stages, one at a time, before any arm. A signal here ends run_ablation and so
@@ -286,7 +287,7 @@ int run(const Args& a) {
     if (!resume) {
       fs::remove_all(dir);
       fs::create_directories(dir);
-      write_atomically(dir / "run.json", key);
+      sy::write_file_atomic(dir / "run.json", key);
     }
     std::vector<std::string> argv = {train.string(), "--model", fs::absolute(st.model).string()};
     for (const std::string& x : st.set_args()) argv.insert(argv.end(), {"--set", x});
@@ -342,7 +343,7 @@ int run(const Args& a) {
     if (!st.resumed) {
       fs::remove_all(dir);
       fs::create_directories(dir);
-      write_atomically(dir / "run.json", r.key(spec).dump(2) + "\n");
+      sy::write_file_atomic(dir / "run.json", r.key(spec).dump(2) + "\n");
     }
     const Arm& arm = spec.arms[r.arm];
     std::vector<std::string> argv = {train.string(), "--model", fs::absolute(arm.model).string()};
@@ -397,7 +398,7 @@ int run(const Args& a) {
         return last.empty() ? std::string() : ": " + last;
       }());
     st.result = read_train_run(dir, seconds, reason);
-    write_atomically(dir / "result.json", result_json(*st.result).dump(2) + "\n");
+    sy::write_file_atomic(dir / "result.json", result_json(*st.result).dump(2) + "\n");
     steps_done += st.result->steps - st.start_step;
     progress.run_finished(fmt::format("{} seed {}: {}", spec.arms[r.arm].name, r.seed, outcome_text(*st.result, seconds)));
     write_tables();

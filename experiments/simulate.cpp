@@ -12,6 +12,7 @@
 // input (a model or hardware file, a mesh larger than the pod, an illegal layout) prints one
 // message on stderr and exits 2 before writing anything.
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 #include "graph/parallel/lower.hpp"
 #include "graph/models/model_config.hpp"
 #include "simulator/hardware.hpp"
@@ -151,7 +152,7 @@ int run(int argc, char** argv) {
     ++refined;
   }
   std::filesystem::create_directories(out_dir);
-  sy::write_file_atomically(out_dir + "/sweep.csv", sy::sweep_csv(scores));
+  sy::write_file_atomic(out_dir + "/sweep.csv", sy::sweep_csv(scores));
   const size_t fit = static_cast<size_t>(std::count_if(scores.begin(), scores.end(), [](const sy::LayoutScore& s) { return s.memory.fits(); }));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print("{} on {} ({} mesh{}): {} layouts of [{}], {} legal ({} fit, {} illegal); best {} on {} (step {}); wrote "

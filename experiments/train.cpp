@@ -58,6 +58,7 @@
 #include "executor/trace.hpp"
 #include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 #include "graph/json.hpp"
 
 #include "experiments/tool/tool_main.hpp"
@@ -161,9 +162,7 @@ void truncate_metrics(const fs::path& file, int64_t step) {
     kept += line + "\n";
   }
   in.close();
-  const fs::path tmp = file.string() + ".tmp";
-  std::ofstream(tmp) << kept;
-  fs::rename(tmp, file);
+  sy::write_file_atomic(file, kept);
 }
 
 int run(const Args& a) {

@@ -527,36 +527,5 @@ void save_graph(const Graph& g, const std::string& path) { write_file_atomic(pat
 
 Graph load_graph(const std::string& path) { return graph_from_text(read_file(path), path); }
 
-void write_file_atomic(const std::string& path, std::string_view text) {
-  // A temporary name of this process and call: writers racing for one path (parallel runs that
-  // each create a missing task or cache file) never share a temporary; the last rename wins.
-  static std::atomic<uint64_t> calls{0};
-  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), calls++);
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)));
-    f.write(text.data(), static_cast<std::streamsize>(text.size()));
-    f.close();
-    if (!f) {
-      const int err = errno;
-      std::remove(tmp.c_str());
-      throw InputError(fmt::format("cannot write '{}': {}", tmp, std::strerror(err)));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw InputError(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err)));
-  }
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
-  std::ostringstream s;
-  s << f.rdbuf();
-  if (f.bad() || s.bad()) throw InputError(fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
-  return s.str();
-}
 
 }  // namespace sy

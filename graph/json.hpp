@@ -22,6 +22,8 @@
 // sy::InputError naming the source, the value/node index and the key; then it runs verify().
 #pragma once
 
+#include "graph/file_io.hpp"
+
 #include "graph/ir.hpp"
 
 #include <nlohmann/json.hpp>
@@ -55,11 +57,5 @@ void save_graph(const Graph& g, const std::string& path);
 // Reads, parses and verifies; errors name `path`.
 Graph load_graph(const std::string& path);
 
-// Writes `text` to a temporary `path`.tmp.<pid>.<n>, then renames it over `path`: readers never
-// see a partial file, writers racing for one path never share a temporary (the last rename wins),
-// and on failure `path` is untouched. Throws InputError naming the path and the reason.
-void write_file_atomic(const std::string& path, std::string_view text);
-// The whole file; throws InputError naming the path if it cannot be read.
-std::string read_file(const std::string& path);
 
 }  // namespace sy

@@ -1,5 +1,7 @@
 #include "simulator/report.hpp"
 
+#include "graph/file_io.hpp"
+
 #include "graph/error.hpp"
 
 #include <fmt/format.h>
@@ -281,29 +283,14 @@ std::string trace_json(const SimResult& r) {
   return s;
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::filesystem::path p(path);
-  const std::filesystem::path tmp = p.parent_path() / fmt::format(".{}.tmp", p.filename().string());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
-    out << text;
-    out.close();
-    if (!out) throw InputError(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, p, ec);
-  if (ec) throw InputError(fmt::format("cannot rename {} to {}: {}", tmp.string(), path, ec.message()));
-}
-
 void write_reports(const std::string& dir, const SimResult& r, const ReportInfo& info) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw InputError(fmt::format("--out {}: cannot create the directory: {}", dir, ec.message()));
-  write_file_atomically(dir + "/report.md", report_markdown(r, info));
-  write_file_atomically(dir + "/ops.csv", ops_csv(r));
-  write_file_atomically(dir + "/summary.json", summary_json(r, info).dump(2) + "\n");
-  write_file_atomically(dir + "/trace.json", trace_json(r));
+  write_file_atomic(dir + "/report.md", report_markdown(r, info));
+  write_file_atomic(dir + "/ops.csv", ops_csv(r));
+  write_file_atomic(dir + "/summary.json", summary_json(r, info).dump(2) + "\n");
+  write_file_atomic(dir + "/trace.json", trace_json(r));
 }
 
 }  // namespace sy

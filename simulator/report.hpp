@@ -33,9 +33,6 @@ std::string trace_json(const SimResult& r);
 // Writes the four files into `dir` (created if missing). Throws InputError when it cannot.
 void write_reports(const std::string& dir, const SimResult& r, const ReportInfo& info);
 
-// Writes `text` to `path` through a temporary file and a rename.
-void write_file_atomically(const std::string& path, const std::string& text);
-
 // "1.234 s", "12.35 ms", "4.56 µs", "789 ns"
 std::string format_seconds(double s);
 // "1.50 GiB", "12.0 MiB", "512 B"

@@ -2,6 +2,7 @@
 
 #include "executor/data/random.hpp"
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -71,39 +72,34 @@ void write_safetensors(const fs::path& path, const std::vector<TensorBytes>& ten
   std::string text = top.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  const fs::path tmp = path.string() + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw InputError(fmt::format("checkpoint {}: cannot write {}: {}", path.string(), tmp.string(), std::strerror(errno)));
-  bool ok = true;
-  const uint64_t n = text.size();
-  unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-  ok = ok && std::fwrite(len, 1, 8, f) == 8;
-  ok = ok && std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  for (const TensorBytes& t : tensors) {
-    const size_t bytes = static_cast<size_t>(element_count(t.shape) * dtype_bytes(t.dtype));
-    ok = ok && (bytes == 0 || std::fwrite(t.data, 1, bytes, f) == bytes);
-  }
-  ok = std::fflush(f) == 0 && ok;
-  ok = ::fsync(fileno(f)) == 0 && ok;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    const std::string err = std::strerror(errno);
-    fs::remove(tmp);
-    throw InputError(fmt::format("checkpoint {}: writing {} failed: {} (the previous checkpoint is kept)", path.string(),
-                                 tmp.string(), err));
-  }
+  const auto write = [&](std::FILE* f) {
+    bool ok = true;
+    const uint64_t n = text.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+    ok = ok && std::fwrite(len, 1, 8, f) == 8;
+    ok = ok && std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    for (const TensorBytes& t : tensors) {
+      const size_t bytes = static_cast<size_t>(element_count(t.shape) * dtype_bytes(t.dtype));
+      ok = ok && (bytes == 0 || std::fwrite(t.data, 1, bytes, f) == bytes);
+    }
+    return ok;
+  };
+  const auto reads_back = [&](const fs::path& tmp) {  // what was written reads back whole
+    try {
+      read_safetensors(tmp);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("checkpoint {}: the new file does not read back ({}); the previous checkpoint is kept",
+                                   path.string(), e.what()));
+    }
+  };
   try {
-    read_safetensors(tmp);  // what was written reads back whole
+    write_file_atomic(path, write, reads_back);
   } catch (const InputError& e) {
-    fs::remove(tmp);
-    throw InputError(fmt::format("checkpoint {}: the new file does not read back ({}); the previous checkpoint is kept",
-                                 path.string(), e.what()));
+    const std::string what = e.what();
+    if (what.rfind("checkpoint ", 0) == 0) throw;
+    throw InputError(fmt::format("checkpoint: {} (the previous checkpoint is kept)", what));
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec)
-    throw InputError(fmt::format("checkpoint {}: cannot rename {} into place: {}", path.string(), tmp.string(), ec.message()));
 }
 
 Safetensors read_safetensors(const fs::path& path) {

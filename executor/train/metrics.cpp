@@ -1,6 +1,7 @@
 #include "executor/train/metrics.hpp"
 
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -69,16 +70,7 @@ void write_status(const std::filesystem::path& dir, std::string_view status, int
   Json j = {{"status", status}, {"step", step}};
   if (!reason.empty()) j["reason"] = reason;
   if (eval) j["eval"] = eval_json(*eval);
-  const std::filesystem::path path = dir / "status.json";
-  const std::filesystem::path tmp = dir / "status.json.tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw InputError(fmt::format("cannot write {}", tmp.string()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw InputError(fmt::format("cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message()));
+  write_file_atomic(dir / "status.json", j.dump(2) + "\n");
 }
 
 }  // namespace sy

@@ -1,6 +1,7 @@
 #include "experiments/ablation/results.hpp"
 
 #include "graph/error.hpp"
+#include "graph/file_io.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -404,19 +405,6 @@ std::string summary_markdown(const Spec& spec, const std::vector<Run>& runs,
     out += ".\n";
   }
   return out;
-}
-
-void write_atomically(const fs::path& path, const std::string& contents) {
-  const fs::path tmp = path.string() + fmt::format(".tmp.{}", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << contents;
-    out.flush();
-    if (!out) throw InputError(fmt::format("cannot write {}", tmp.string()));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw InputError(fmt::format("cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message()));
 }
 
 }  // namespace sy::ablation

@@ -83,7 +83,4 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
 std::string summary_markdown(const Spec& spec, const std::vector<Run>& runs,
                              const std::vector<std::optional<RunResult>>& results, const ArmColumns& extra = {});
 
-// Writes `path` through a temporary file and a rename: a reader sees the old or the new contents.
-void write_atomically(const std::filesystem::path& path, const std::string& contents);
-
 }  // namespace sy::ablation

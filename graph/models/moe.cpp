@@ -1,5 +1,5 @@
 // The MoE layer by composition of primitive ops (see graph/models/moe.hpp for the data flow and
-// ../shared/REFERENCE.md for the formulas). Integer routing state (expert choices, slots) is i32;
+// docs/formulas.md for the formulas). Integer routing state (expert choices, slots) is i32;
 // everything differentiable (gates, losses) is f32; the expert FFN runs in x's dtype.
 #include "graph/models/moe.hpp"
 

@@ -1,5 +1,5 @@
 // The MoE layer and its router library, built from primitive ops (Mesh-TF style: dense dispatch
-// and combine tensors [G, S, E, C]). Formulas and conventions: ../shared/REFERENCE.md.
+// and combine tensors [G, S, E, C]). Formulas and conventions: docs/formulas.md.
 //
 // moe_layer() data flow (legend: T tokens, D d_model, E experts, K top-k, F d_ff, C capacity,
 // G groups, S group size):
