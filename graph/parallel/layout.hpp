@@ -9,7 +9,7 @@
 // Violations throw InputError naming the tensor (its leaf name, or the node producing it), the
 // dims and the rule broken.
 //
-// A Sharding says, for one value, which of its dims each mesh axis splits (graph/parallel/lower.cpp
+// A Sharding says, for one value, which of its dims each mesh axis splits (graph/parallel/planner.hpp
 // decides it from the rules and from the shardings of the op's inputs).
 #pragma once
 
