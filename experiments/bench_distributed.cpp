@@ -10,12 +10,14 @@
 //
 // The tool starts `mpiexec -n R` on itself (--worker) for the MPI run; as root it sets Open
 // MPI's OMPI_ALLOW_RUN_AS_ROOT variables for that child. Batches are random token ids (no corpus
-// needed); both runs see the same ones. A model routing its whole batch as one group (bench_moe)
-// is run with one routing group per rank in both runs (Mesh-TF's grouping). Writes nothing.
+// needed); both runs see the same ones, and route them alike: the single process builds the
+// training graph for the mesh and layout (graph/models/training_graph.hpp: one routing group per
+// data-parallel shard unless moe.group_size is set) and runs it whole. Writes nothing.
 #include "executor/mpi/mpi_run.hpp"
 #include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "graph/models/training_graph.hpp"
 #include "graph/parallel/lower.hpp"
 
 #include "experiments/tool/tool_main.hpp"
@@ -143,23 +145,19 @@ std::string shell_quoted(const std::string& s) {
 }
 
 int driver(Args a, const std::string& self) {
-  sy::ModelConfig cfg = load(a);
-  // Mesh-TF's grouping rule (REFERENCE.md): the number of routing groups is a multiple of the mesh
-  // axis that splits the batch. bench_moe routes its whole batch as one group (the PyTorch
-  // comparison's semantics), which no rank could split; here both runs route one group per rank.
-  if (cfg.moe_every > 0 && cfg.moe_decoder.group_size == 0) {
-    const int64_t tokens = cfg.batch * cfg.target_length;
-    if (tokens % a.ranks != 0)
-      throw sy::InputError(fmt::format("{}: {} tokens per batch do not split into {} routing groups; set moe.group_size",
-                                       a.model, tokens, a.ranks));
-    a.sets.push_back(fmt::format("moe.group_size={}", tokens / a.ranks));
-    cfg = load(a);
-    fmt::print("routing groups: moe.group_size = {} ({} groups, one per rank; the config's single group cannot split)\n",
-               tokens / a.ranks, a.ranks);
-  }
+  const sy::ModelConfig cfg = load(a);
   // Check the layout here first: a bad one is reported once, before anything runs.
   const sy::Mesh mesh = sy::parse_mesh(fmt::format("data:{}", a.ranks));
-  sy::check_training_layout(cfg, mesh, sy::parse_layout(a.layout, mesh));
+  const sy::Layout layout = sy::parse_layout(a.layout, mesh);
+  sy::check_training_layout(cfg, mesh, layout);
+  sy::TrainingGraphOptions built;
+  built.mesh = mesh;
+  built.layout = layout;
+  built.optimizer = false;
+  const sy::ModelGraph routed = sy::build_training_graph(cfg, built).model;
+  if (!routed.moe_layers.empty())
+    fmt::print("routing groups: {} of {} tokens per MoE layer in both runs\n", routed.moe_layers.front().groups,
+               routed.moe_layers.front().group_size);
   fmt::print("model {} ({}), global batch {} x {} tokens; {} timed steps after {} warm-up\n", cfg.name, a.model, cfg.batch,
              cfg.target_length, a.steps, a.warmup);
 
@@ -168,7 +166,7 @@ int driver(Args a, const std::string& self) {
   {
     sy::ExecutorOptions opts;
     opts.threads = a.ranks;
-    sy::Trainer trainer(cfg, a.warmup + a.steps, opts);
+    sy::Trainer trainer(cfg, a.warmup + a.steps, opts, layout, mesh);  // routed as on the mesh: the same math
     threaded = time_steps(trainer, cfg, a);
   }
   fmt::print("1 process x {} threads: {:.3f} s/step fastest, {:.3f} median (loss {:.4f})\n", a.ranks,

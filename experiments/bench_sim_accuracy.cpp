@@ -60,21 +60,21 @@ int run(int argc, char** argv) {
 
   const sy::ModelConfig config = sy::load_model_config(model, overrides);
   const sy::HardwareSpec hw = sy::load_hardware(hardware, sy::default_hardware_dir());
-  sy::TrainingStep step = sy::build_training_step(config, 1);
-  const sy::Graph& g = step.model.graph;
+  sy::TrainingGraphOptions built;
+  built.optimizer = false;  // forward + backward: the optimizer's state would need values of its own
+  const sy::TrainingStep step = sy::build_training_step(config, built);
+  const sy::Graph& g = step.graph();
 
   // Predicted: one device, nothing split.
   const sy::Mesh mesh = sy::parse_mesh("data:1");
-  sy::SimOptions opts;
-  opts.optimizer = sy::OptimizerModel::none;
-  const sy::SimResult r = sy::simulate(sy::lower(g, mesh, sy::Layout{}), hw, opts);
+  const sy::SimResult r = sy::simulate(sy::lower(g, mesh, sy::Layout{}), hw);
 
   // Measured: the Executor on the same graph.
   sy::ExecutorOptions eo;
   eo.threads = threads;
   sy::Executor ex(g, eo);
   std::mt19937_64 rng(3);
-  for (const sy::ParamInit& p : step.model.init) ex.set(p.param, sy::initial_value(p, g.type(p.param), config.seed));
+  for (const sy::ParamInit& p : step.training.model.init) ex.set(p.param, sy::initial_value(p, g.type(p.param), config.seed));
   for (sy::ValueId v : g.inputs()) {
     sy::Tensor t(g.type(v));
     const std::string& name = g.value(v).name;
@@ -96,7 +96,7 @@ int run(int argc, char** argv) {
   const double predicted = r.step_time;
   const double error = (predicted - measured) / measured;
 
-  fmt::print("{} training step (forward + backward, batch {}), {} nodes, on {} ({})\n", config.name, step.model.batch,
+  fmt::print("{} training step (forward + backward, batch {}), {} nodes, on {} ({})\n", config.name, step.training.model.batch,
              g.nodes.size(), hw.name, hw.description);
   fmt::print("predicted {}  measured {} (median of {}, {} threads, {} clock)  error {:+.1f} %  ({})\n",
              sy::format_seconds(predicted), sy::format_seconds(measured), steps, threads, clock, 100 * error,

@@ -65,7 +65,7 @@ Rate layouts_per_second(const sy::TrainingStep& step, const sy::Mesh& mesh, cons
   const auto t0 = Clock::now();
   for (int w = 0; w < threads; ++w)
     pool.emplace_back([&, w] {
-      sy::LayoutEvaluator eval(step.model.graph, mesh, hw, step.optimizer, step.weights);
+      sy::LayoutEvaluator eval(step.graph(), mesh, hw, step.weights);
       for (const sy::Layout& l : layouts) eval.evaluate(l);  // warm the memo (as a sweep would)
       const double c0 = thread_cpu_seconds();
       long n = 0;
@@ -132,22 +132,27 @@ int run(int argc, char** argv) {
              meshes.size(), mesh.devices(), tried, evaluated, threads, threads == 1 ? "" : "s", best_wall,
              static_cast<double>(evaluated) / best_wall, static_cast<double>(evaluated) / cpu_of_best, std::max(1, repeat));
 
-  // 1b. Re-evaluation with the memo warm.
+  // 1b. Re-evaluation with the memo warm: the layouts of --layout's data-parallel split (one
+  // reduced build routes for one split; graph/models/training_graph.hpp).
+  const sy::Layout layout = sy::parse_layout(layout_text, mesh);
   auto t = Clock::now();
-  int64_t split = 1;
-  for (const sy::MeshAxis& a : mesh.axes) split = std::lcm(split, a.size);
-  const sy::TrainingStep reduced = sy::build_training_step(config, split, /*reduced=*/true);
+  sy::TrainingGraphOptions built;
+  built.mesh = mesh;
+  built.layout = layout;
+  const sy::TrainingStep reduced = sy::build_training_step(config, built, /*reduced=*/true);
   const double build_s = since(t);
-  sy::LayoutEvaluator probe(reduced.model.graph, mesh, hw, reduced.optimizer, reduced.weights);
-  const auto all = sy::enumerate_layouts(sy::default_sweep_dims(reduced.model.graph), mesh);
+  sy::LayoutEvaluator probe(reduced.graph(), mesh, hw, reduced.weights);
+  std::vector<sy::Layout> all;
+  for (sy::Layout& l : sy::enumerate_layouts(sy::default_sweep_dims(reduced.graph()), mesh))
+    if (sy::routing_batch_split(mesh, l) == sy::routing_batch_split(mesh, layout)) all.push_back(std::move(l));
   t = Clock::now();
   std::vector<sy::Layout> legal;
   for (const sy::Layout& l : all)
     if (probe.legality(l).empty()) legal.push_back(l);
   const double legality_rate = static_cast<double>(all.size()) / since(t);
-  fmt::print("analytical: reduced graph of {} nodes (for {} layers) built in {:.3f} s; {} layouts, {} legal; legality "
-             "checks {:.0f}/s\n",
-             reduced.model.graph.nodes.size(), config.encoder_layers + config.decoder_layers, build_s, all.size(),
+  fmt::print("analytical: reduced graph of {} nodes (for {} layers) built in {:.3f} s; {} layouts of its data-parallel "
+             "split, {} legal; legality checks {:.0f}/s\n",
+             reduced.graph().nodes.size(), config.encoder_layers + config.decoder_layers, build_s, all.size(),
              legal.size(), legality_rate);
   const Rate one = layouts_per_second(reduced, mesh, hw, legal, 1, seconds);
   fmt::print("re-evaluation (memo warm), 1 thread:  {:.0f} layouts/s wall-clock, {:.0f} layouts per CPU-second\n",
@@ -162,23 +167,21 @@ int run(int argc, char** argv) {
   if (getloadavg(load, 3) > 0) fmt::print("(machine load average {:.1f} on {} cores)\n", load[0], std::thread::hardware_concurrency());
 
   // 2. The full event-driven step.
-  const sy::Layout layout = sy::parse_layout(layout_text, mesh);
   t = Clock::now();
-  sy::TrainingStep full = sy::build_training_step(config, sy::batch_split(mesh, layout));
+  const sy::TrainingStep full = sy::build_training_step(config, built);
   const double t_build = since(t);
   t = Clock::now();
-  const sy::Lowered lowered = sy::lower(full.model.graph, mesh, layout);
+  const sy::Lowered lowered = sy::lower(full.graph(), mesh, layout);
   const double t_lower = since(t);
   t = Clock::now();
   sy::SimOptions opts;
-  opts.optimizer = full.optimizer;
   opts.model_flops_per_step = full.model_flops;
   opts.tokens_per_step = full.tokens;
   const sy::SimResult r = sy::simulate(lowered, hw, opts);
   const double t_sim = since(t);
   fmt::print("full event-driven step [{}]: {} global nodes -> {} ops per device ({} collectives); build + autodiff "
              "{:.3f} s, lower {:.3f} s, price + schedule {:.3f} s, total {:.3f} s; simulated step {:.3f} s\n",
-             layout_text, full.model.graph.nodes.size(), r.ops.size(), lowered.collectives.size(), t_build, t_lower, t_sim,
+             layout_text, full.graph().nodes.size(), r.ops.size(), lowered.collectives.size(), t_build, t_lower, t_sim,
              t_build + t_lower + t_sim, r.step_time);
   return 0;
 }

@@ -323,13 +323,13 @@ int run(int argc, char** argv) {
   // curves are then made of these points only (the shapes the simulator will price).
   if (!model_path.empty()) {
     const sy::ModelConfig config = sy::load_model_config(model_path, overrides);
-    const sy::TrainingStep step = sy::build_training_step(config, 1);
+    const sy::TrainingStep step = sy::build_training_step(config, {});
     std::map<std::string, bool> seen;
     std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
     int timed = 0;
-    for (const sy::Node& n : step.model.graph.nodes) {
+    for (const sy::Node& n : step.graph().nodes) {
       if (is_collective(n.kind)) continue;
-      const sy::Graph g = copy_of_node(step.model.graph, n);
+      const sy::Graph g = copy_of_node(step.graph(), n);
       std::string key(sy::op_name(n.kind));
       for (const sy::Value& v : g.values) key += sy::to_string(v.type);
       key += sy::attrs_to_json(n.attrs).dump();
@@ -353,7 +353,7 @@ int run(int argc, char** argv) {
     for (auto& [k, pts] : m_bcast) bcast[k] = pts;
     for (auto& [k, pts] : m_flops) h.kind_efficiency[k].compute = curve_of(pts);
     fmt::print("{}: timed {} distinct ops of {} nodes alone; their kinds' curves come from these\n", config.name, timed,
-               step.model.graph.nodes.size());
+               step.graph().nodes.size());
   }
   for (auto& [k, pts] : plain) h.kind_efficiency[k].memory = curve_of(pts);
   for (auto& [k, pts] : bcast) h.broadcast_efficiency[k].memory = curve_of(pts);

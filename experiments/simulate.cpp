@@ -29,15 +29,19 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <numeric>
 #include <thread>
 
 namespace {
 
-sy::OptimizerModel optimizer_from(const std::string& name, sy::OptimizerModel from_config) {
-  if (name == "config") return from_config;
-  for (auto o : {sy::OptimizerModel::adafactor, sy::OptimizerModel::adamw, sy::OptimizerModel::none})
-    if (name == sy::optimizer_model_name(o)) return o;
+// --optimizer: "config" keeps the model's; adafactor or adamw replaces it; none prices forward
+// and backward only. Returns whether the step has an optimizer.
+bool apply_optimizer(const std::string& name, sy::ModelConfig& config) {
+  if (name == "config") return true;
+  if (name == "none") return false;
+  if (name == "adafactor" || name == "adamw") {
+    config.optimizer.kind = name == "adamw" ? sy::OptimizerKind::adamw : sy::OptimizerKind::adafactor;
+    return true;
+  }
   throw sy::InputError(fmt::format("--optimizer '{}' is not allowed (allowed: config, adafactor, adamw, none)", name));
 }
 
@@ -83,7 +87,8 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   sy::parse_command_line(app, argc, argv);
 
-  const sy::ModelConfig config = sy::load_model_config(model_path, overrides);
+  sy::ModelConfig config = sy::load_model_config(model_path, overrides);
+  const bool with_optimizer = apply_optimizer(optimizer, config);
   const sy::HardwareSpec hw = sy::load_hardware(hardware, hardware_dir);
   const sy::Mesh mesh = sy::parse_mesh(mesh_text);
   sy::place_mesh(hw, mesh);  // a mesh larger than the pod fails here, before any work
@@ -91,17 +96,20 @@ int run(int argc, char** argv) {
 
   if (!sweep) {
     const sy::Layout layout = sy::parse_layout(layout_text, mesh);
-    sy::TrainingStep step = sy::build_training_step(config, sy::batch_split(mesh, layout));
-    const sy::Lowered lowered = sy::lower(step.model.graph, mesh, layout);
+    sy::TrainingGraphOptions built;
+    built.mesh = mesh;
+    built.layout = layout;
+    built.optimizer = with_optimizer;
+    const sy::TrainingStep step = sy::build_training_step(config, built);
+    const sy::Lowered lowered = sy::lower(step.graph(), mesh, layout);
     sy::SimOptions opts;
-    opts.optimizer = optimizer_from(optimizer, step.optimizer);
     opts.model_flops_per_step = step.model_flops;
     opts.tokens_per_step = step.tokens;
     const sy::SimResult r = sy::simulate(lowered, hw, opts);
     sy::ReportInfo info;
     info.model = config.name;
     info.facts = {{"model config", model_path},
-                  {"batch", fmt::format("{} sequences, {} tokens", step.model.batch, step.tokens)},
+                  {"batch", fmt::format("{} sequences, {} tokens", step.training.model.batch, step.tokens)},
                   {"precision", std::string(sy::dtype_name(config.precision))},
                   {"ops per device", fmt::format("{} ({} collectives)", r.ops.size(), lowered.collectives.size())}};
     for (const std::string& o : overrides) info.facts.emplace_back("--set", o);
@@ -115,8 +123,8 @@ int run(int argc, char** argv) {
     return 0;
   }
 
-  // Sweep: a reduced build (one layer of each kind) evaluated analytically for every layout; the
-  // grouping splits the batch by the lcm of the axes so every candidate axis divides it.
+  // Sweep: a reduced build (one layer of each kind) evaluated analytically for every layout, built
+  // per mesh and data-parallel split (the routing groups follow the layout).
   if (!layout_text.empty()) throw sy::InputError("--layout and --sweep exclude each other (the sweep tries every layout)");
   std::vector<sy::Mesh> meshes{mesh};
   if (sweep_meshes) {
@@ -131,24 +139,21 @@ int run(int argc, char** argv) {
   }
   sy::SweepOptions sweep_opts;
   sweep_opts.dims = split_commas(dims_text);
-  sweep_opts.optimizer_from_config = optimizer == "config";
-  if (!sweep_opts.optimizer_from_config) sweep_opts.optimizer = optimizer_from(optimizer, sy::OptimizerModel::adafactor);
+  sweep_opts.optimizer = with_optimizer;
   sweep_opts.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   sy::SweepResult swept = sy::sweep(config, hw, meshes, sweep_opts);
   std::vector<sy::LayoutScore>& scores = swept.scores;
   const std::vector<std::string>& dims = swept.dims;
   const size_t tried = swept.tried, illegal = swept.illegal;
-  const sy::OptimizerModel opt = swept.optimizer;
   int refined = 0;
   for (sy::LayoutScore& s : scores) {
     if (refined >= refine || !s.memory.fits()) break;
-    const sy::Mesh m = sy::parse_mesh(s.mesh);
-    int64_t split = 1;
-    for (const sy::MeshAxis& a : m.axes) split = std::lcm(split, a.size);
-    sy::TrainingStep full = sy::build_training_step(config, split);
-    sy::SimOptions opts;
-    opts.optimizer = opt;
-    s.simulated_step = sy::simulate(sy::lower(full.model.graph, m, s.layout), hw, opts).step_time;
+    sy::TrainingGraphOptions built;
+    built.mesh = sy::parse_mesh(s.mesh);
+    built.layout = s.layout;
+    built.optimizer = with_optimizer;
+    const sy::TrainingStep full = sy::build_training_step(config, built);
+    s.simulated_step = sy::simulate(sy::lower(full.graph(), built.mesh, s.layout), hw).step_time;
     ++refined;
   }
   std::filesystem::create_directories(out_dir);

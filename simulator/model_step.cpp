@@ -1,6 +1,5 @@
 #include "simulator/model_step.hpp"
 
-#include "graph/autodiff.hpp"
 #include "graph/models/model_stats.hpp"
 
 #include <fmt/format.h>
@@ -8,13 +7,6 @@
 #include <numeric>
 
 namespace sy {
-
-int64_t batch_split(const Mesh& mesh, const Layout& layout) {
-  const std::string* axis = layout.axis_of("batch");
-  if (!axis) return 1;
-  const auto i = mesh.axis_index(*axis);
-  return i ? mesh.axes[*i].size : 1;
-}
 
 namespace {
 
@@ -28,8 +20,10 @@ bool reducible(const ModelConfig& c) {
 }
 int64_t kept_layers(const ModelConfig& c) { return c.moe_every > 1 ? 2 : 1; }
 
-// "encoder/layer_03/moe/experts" -> ("encoder", 3); anything else -> ("", -1).
-std::pair<std::string, int64_t> layer_of(const std::string& scope) {
+// "encoder/layer_03/moe/experts" -> ("encoder", 3); an optimizer scope names its parameter:
+// "optimizer/encoder/layer_03/moe/experts/wi" -> ("encoder", 3); anything else -> ("", -1).
+std::pair<std::string, int64_t> layer_of(std::string scope) {
+  if (scope.starts_with("optimizer/")) scope = scope.substr(10);
   const size_t slash = scope.find('/');
   if (slash == std::string::npos) return {"", -1};
   const std::string rest = scope.substr(slash + 1);
@@ -40,7 +34,7 @@ std::pair<std::string, int64_t> layer_of(const std::string& scope) {
 
 }  // namespace
 
-TrainingStep build_training_step(const ModelConfig& c, int64_t split, bool reduced) {
+TrainingStep build_training_step(const ModelConfig& c, const TrainingGraphOptions& opts, bool reduced) {
   ModelConfig cfg = c;
   reduced = reduced && reducible(c);
   if (reduced) {
@@ -48,13 +42,8 @@ TrainingStep build_training_step(const ModelConfig& c, int64_t split, bool reduc
     cfg.decoder_layers = std::min(c.decoder_layers, kept_layers(c));
     if (c.moe_every > 1) cfg.moe_every = 2;
   }
-  BuildOptions opts;
-  opts.batch_split = split;
-  opts.moe_metrics = false;
   TrainingStep step;
-  step.model = build_model(cfg, opts);
-  gradients(step.model.graph);
-  step.optimizer = c.optimizer.kind == OptimizerKind::adamw ? OptimizerModel::adamw : OptimizerModel::adafactor;
+  step.training = build_training_graph(cfg, opts);
 
   // Published FLOPs of the full model (a forward-only count of the full config; it builds the whole
   // forward graph, so a reduced build, made for layout search, skips it).
@@ -66,9 +55,9 @@ TrainingStep build_training_step(const ModelConfig& c, int64_t split, bool reduc
     step.tokens = static_cast<double>(stats.batch * stats.tokens_per_sequence);
   }
 
-  step.weights.assign(step.model.graph.nodes.size(), 1.0);
+  step.weights.assign(step.graph().nodes.size(), 1.0);
   if (reduced)
-    for (const Node& n : step.model.graph.nodes) {
+    for (const Node& n : step.graph().nodes) {
       const auto [stack, index] = layer_of(n.scope);
       if (index < 0) continue;
       // Layer `index` of the reduced stack stands for the full stack's layers of its kind.

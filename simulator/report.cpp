@@ -53,8 +53,10 @@ std::string axes_text(const SimResult& r, uint32_t axes) {
 }
 
 // "encoder/layer_03/moe/experts" -> "encoder/layer_03"; "logits" -> "logits"; "" -> "(root)".
-std::string layer_of(const std::string& scope) {
+std::string layer_of(std::string scope) {
   if (scope.empty()) return "(root)";
+  // A parameter's update (scope "optimizer/<parameter>") counts in its parameter's layer.
+  if (scope.starts_with("optimizer/")) scope = scope.substr(10);
   size_t pos = 0;
   while (true) {
     const size_t slash = scope.find('/', pos);
@@ -81,7 +83,7 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
   s += fmt::format("| mesh | {} ({} devices, {} chips) |\n", to_string(r.mesh), r.mesh.devices(), r.topology.chips);
   s += fmt::format("| placement on the torus | {} |\n", r.topology.describe());
   s += fmt::format("| layout | {} |\n", r.layout.rules.empty() ? "(everything replicated)" : to_string(r.layout));
-  s += fmt::format("| optimizer | {} |\n", optimizer_model_name(r.optimizer));
+  s += fmt::format("| optimizer | {} |\n", r.optimizer);
   for (const auto& [k, v] : info.facts) s += fmt::format("| {} | {} |\n", k, v);
 
   const double step = r.step_time;
@@ -220,7 +222,7 @@ nlohmann::ordered_json summary_json(const SimResult& r, const ReportInfo& info) 
            {"chips", r.topology.chips},
            {"placement", r.topology.describe()},
            {"layout", to_string(r.layout)},
-           {"optimizer", optimizer_model_name(r.optimizer)},
+           {"optimizer", r.optimizer},
            {"facts", facts},
            {"step_time_s", r.step_time},
            {"tokens_per_step", r.tokens_per_step},

@@ -1,6 +1,7 @@
 #include "simulator/simulate.hpp"
 
 #include "graph/error.hpp"
+#include "graph/models/training_graph.hpp"
 
 #include <fmt/format.h>
 
@@ -18,42 +19,13 @@ std::string_view phase_name(Phase p) {
   return "?";
 }
 
-std::string_view optimizer_model_name(OptimizerModel o) {
-  switch (o) {
-    case OptimizerModel::adafactor: return "adafactor";
-    case OptimizerModel::adamw: return "adamw";
-    case OptimizerModel::none: return "none";
-  }
-  return "?";
-}
-
 namespace {
 
 bool is_optimizer_kind(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::adamw_update; }
+// Clipping and updates (graph/models/training_graph.hpp): scope "optimizer" or "optimizer/<param>".
+bool is_optimizer_scope(const std::string& s) { return s == "optimizer" || s.starts_with("optimizer/"); }
 
 }  // namespace
-
-UpdateCost optimizer_update(OptimizerModel o, const TensorType& t) {
-  const double e = static_cast<double>(num_elements(t.shape));
-  const double p = static_cast<double>(dtype_bytes(t.dtype));
-  UpdateCost u;
-  if (o == OptimizerModel::adamw) {
-    u.state_bytes = 2 * e * 4;  // m, v in f32
-    u.cost = OpCost{14 * e, e * p + e * 4 + u.state_bytes, e * p + u.state_bytes, 0};
-  } else if (o == OptimizerModel::adafactor) {
-    // Factored second moments over the last two dims (rank >= 2): one row and one column vector.
-    if (t.shape.size() >= 2) {
-      const double rows = e / static_cast<double>(t.shape.back().size);
-      const double cols = e / static_cast<double>(t.shape[t.shape.size() - 2].size);
-      u.state_bytes = (rows + cols) * 4;
-    } else {
-      u.state_bytes = e * 4;
-    }
-    // g², the moment update, rsqrt, the update's RMS and clipping, the parameter's RMS, the step.
-    u.cost = OpCost{12 * e, e * p + e * 4 + u.state_bytes, e * p + u.state_bytes, 0};
-  }
-  return u;
-}
 
 namespace {
 
@@ -96,15 +68,15 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   r.mesh = L.mesh;
   r.layout = L.layout;
   r.topology = place_mesh(hw, L.mesh);
-  r.optimizer = opts.optimizer;
+  r.optimizer = "none";
   r.streams.push_back("compute");
   for (const MeshAxis& a : L.mesh.axes) r.streams.push_back("ici:" + a.name);
   r.comm_bytes_by_axis.assign(L.mesh.axes.size(), 0.0);
   const Graph& g = L.graph;
 
   // ---- ops and their dependencies
-  bool graph_has_optimizer = false;
-  for (const Node& n : g.nodes) graph_has_optimizer = graph_has_optimizer || is_optimizer_kind(n.kind);
+  for (const Node& n : g.nodes)
+    if (is_optimizer_kind(n.kind)) r.optimizer = op_name(n.kind) == "adamw_update" ? "adamw" : "adafactor";
   std::vector<std::vector<int32_t>> deps;
   r.ops.reserve(g.nodes.size());
   for (const Node& n : g.nodes) {
@@ -113,7 +85,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     op.kind = n.kind;
     op.label = std::string(op_name(n.kind));
     op.scope = n.scope;
-    op.phase = is_optimizer_kind(n.kind) ? Phase::optimizer : n.backward ? Phase::backward : Phase::forward;
+    op.phase = is_optimizer_scope(n.scope) ? Phase::optimizer : n.backward ? Phase::backward : Phase::forward;
     op.collective = is_collective(n.kind) && n.kind != OpKind::shard_slice;
     std::vector<TensorType> in, out;
     for (ValueId v : n.inputs) in.push_back(g.type(v));
@@ -142,29 +114,6 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     deps.push_back(std::move(d));
     r.ops.push_back(std::move(op));
   }
-  std::vector<double> state_bytes_of;  // optimizer state per update op
-  if (!graph_has_optimizer && opts.optimizer != OptimizerModel::none) {
-    for (const GraphOutput& o : g.outputs) {
-      const Value& v = g.value(o.value);
-      if (!v.grad_of.valid() || g.value(v.grad_of).role != ValueRole::parameter) continue;
-      const Value& param = g.value(v.grad_of);
-      const UpdateCost u = optimizer_update(opts.optimizer, param.type);
-      SimOp op;
-      op.kind = OpKind::mul;
-      op.label = "update " + param.name;
-      op.scope = v.producer.valid() ? g.node(v.producer).scope : std::string();
-      op.phase = Phase::optimizer;
-      op.cost = u.cost;
-      op.dtype = param.type.dtype;
-      op.roof = roofline(hw, OpClass::elementwise, op.dtype, op.cost);
-      op.duration = op.roof.time;
-      op.bound = op.roof.bound;
-      r.memory.optimizer += u.state_bytes;
-      deps.push_back(v.producer.valid() ? std::vector<int32_t>{v.producer.v} : std::vector<int32_t>{});
-      r.ops.push_back(std::move(op));
-    }
-  }
-
   // ---- event-driven schedule
   const size_t nops = r.ops.size();
   std::vector<std::vector<int32_t>> users(nops);
@@ -287,7 +236,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   for (const Value& v : g.values) {
     const double b = static_cast<double>(num_bytes(v.type));
     if (v.role == ValueRole::parameter) r.memory.parameters += b;
-    if (v.role == ValueRole::input) r.memory.inputs += b;
+    if (v.role == ValueRole::input) (is_optimizer_state(v.name) ? r.memory.optimizer : r.memory.inputs) += b;
     if (v.role == ValueRole::computed && read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward)
       r.memory.activations += b;
   }

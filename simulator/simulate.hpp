@@ -1,9 +1,8 @@
 // The simulator: a lowered training step (graph/lower) priced on a HardwareSpec.
 //
-//   ops        every node of the per-device program: compute ops by roofline (roofline.hpp),
-//              collectives by the torus model (topology.hpp); plus, when the graph has no
-//              optimizer nodes, one update per parameter (Adafactor or AdamW element-wise work
-//              on the parameter's block, after its gradient).
+//   ops        every node of the per-device program, the optimizer's update nodes included
+//              (graph/models/training_graph.hpp): compute ops by roofline (roofline.hpp) on
+//              their OpDef::cost, collectives by the torus model (topology.hpp).
 //   schedule   event-driven, one compute stream and one communication stream per mesh axis
 //              (a collective over several axes runs on the stream of its first axis). An op
 //              starts when its inputs are done and its stream is free; among ready ops a stream
@@ -31,31 +30,15 @@ namespace sy {
 enum class Phase : uint8_t { forward, backward, optimizer };
 std::string_view phase_name(Phase p);
 
-enum class OptimizerModel : uint8_t {
-  adafactor,  // β1 = 0, factored second moments for rank >= 2 (Mesh-TF): state ≈ rows + columns
-  adamw,      // two moments per element
-  none,       // no update priced, no state
-};
-std::string_view optimizer_model_name(OptimizerModel o);
-
-// One parameter's update on its local block `param`: the element-wise work, and the optimizer
-// state it keeps (bytes).
-struct UpdateCost {
-  OpCost cost;
-  double state_bytes = 0;
-};
-UpdateCost optimizer_update(OptimizerModel o, const TensorType& param);
-
 struct SimOptions {
-  OptimizerModel optimizer = OptimizerModel::adafactor;
   double model_flops_per_step = 0;  // global FLOPs of a step for MFU (0: the graph's own count)
   double tokens_per_step = 0;       // global tokens of a step (for tokens/s; 0: not reported)
 };
 
 struct SimOp {
-  int32_t node = -1;  // node of the lowered graph; -1 for a priced optimizer update
+  int32_t node = -1;  // node of the lowered graph
   OpKind kind = OpKind::add;
-  std::string label;  // op kind name, or "update <parameter>"
+  std::string label;  // op kind name
   std::string scope;
   Phase phase = Phase::forward;
   bool collective = false;
@@ -73,7 +56,7 @@ struct SimOp {
 struct MemoryUse {
   double parameters = 0;
   double gradients = 0;
-  double optimizer = 0;
+  double optimizer = 0;    // optimizer state leaves ("optimizer/<param>/<slot>")
   double activations = 0;  // forward values read by the backward pass
   double inputs = 0;
   double transient = 0;    // the largest op's inputs + outputs
@@ -87,9 +70,9 @@ struct SimResult {
   Mesh mesh;
   Layout layout;
   Topology topology;
-  OptimizerModel optimizer = OptimizerModel::adafactor;
+  std::string optimizer;              // the update nodes' kind: "adafactor", "adamw", or "none"
   std::vector<std::string> streams;  // "compute", "ici:data", ...
-  std::vector<SimOp> ops;            // program order, then optimizer updates
+  std::vector<SimOp> ops;            // program order
 
   double step_time = 0;
   // Op time by kind (sums of durations, seconds).

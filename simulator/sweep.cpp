@@ -1,6 +1,7 @@
 #include "simulator/sweep.hpp"
 
 #include "graph/error.hpp"
+#include "graph/models/training_graph.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/roofline.hpp"
 
@@ -9,7 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
-#include <numeric>
+#include <map>
+#include <optional>
 #include <thread>
 
 namespace sy {
@@ -47,7 +49,6 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   Mesh mesh;
   const HardwareSpec& hw;
   Topology topo;
-  OptimizerModel optimizer;
   LoweringPlanner planner;
   std::vector<double> weight;         // per node
   std::vector<double> leaf_weight;    // per value (leaves)
@@ -60,8 +61,8 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   std::vector<int32_t> held;  // values in memory across the step: leaves, and forward values the backward reads
   LayoutScore cur;
 
-  Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, OptimizerModel o, std::vector<double> w)
-      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), optimizer(o), planner(graph, m), weight(std::move(w)) {
+  Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, std::vector<double> w)
+      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)) {
     if (weight.empty()) weight.assign(g.nodes.size(), 1.0);
     SY_CHECK(weight.size() == g.nodes.size(), "LayoutEvaluator: {} weights for {} nodes", weight.size(), g.nodes.size());
     leaf_weight.assign(g.values.size(), -1.0);
@@ -81,27 +82,9 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     for (double& w2 : leaf_weight)
       if (w2 < 0) w2 = 1.0;
     time_of.resize(g.nodes.size());
-    updates.resize(g.values.size());
     for (const Value& v : g.values)
       if (v.role != ValueRole::computed || (read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward))
         held.push_back(v.id.v);
-  }
-
-  // The optimizer update of a parameter on its local block, per sharding seen (few per parameter).
-  struct Update {
-    uint64_t sharding = 0;  // Sharding::bits()
-    double state_bytes = 0, time = 0;
-  };
-  std::vector<std::vector<Update>> updates;  // per value
-  const Update& update_of(const Value& v, const Sharding& sh) {
-    std::vector<Update>& seen = updates[static_cast<size_t>(v.id.v)];
-    for (const Update& u : seen)
-      if (u.sharding == sh.bits()) return u;
-    const TensorType local{local_shape(v.type.shape, sh, mesh), v.type.dtype};
-    const UpdateCost u = optimizer_update(optimizer, local);
-    const double t = optimizer != OptimizerModel::none ? roofline(hw, OpClass::elementwise, v.type.dtype, u.cost).time : 0.0;
-    seen.push_back(Update{sh.bits(), u.state_bytes, t});
-    return seen.back();
   }
 
   void node(NodeId n, const OpCost& c, uint32_t variant) override {
@@ -138,9 +121,8 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   }
 };
 
-LayoutEvaluator::LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, OptimizerModel optimizer,
-                                 std::vector<double> weights)
-    : impl_(std::make_unique<Impl>(g, mesh, hw, optimizer, std::move(weights))) {}
+LayoutEvaluator::LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, std::vector<double> weights)
+    : impl_(std::make_unique<Impl>(g, mesh, hw, std::move(weights))) {}
 LayoutEvaluator::~LayoutEvaluator() = default;
 
 std::string LayoutEvaluator::legality(const Layout& layout) const { return impl_->planner.legality(layout); }
@@ -168,10 +150,8 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
       const double b = local_bytes(v);
       mem.parameters += w * b;
       mem.gradients += w * b;  // at the parameter's dtype, as the lowered gradient outputs
-      const Sharding& sh = shard[static_cast<size_t>(v.id.v)];
-      const Impl::Update& u = m.update_of(v, sh);
-      mem.optimizer += w * u.state_bytes;
-      m.cur.compute += w * u.time;
+    } else if (v.role == ValueRole::input && is_optimizer_state(v.name)) {
+      mem.optimizer += w * local_bytes(v);
     } else if (v.role == ValueRole::input) {
       mem.inputs += local_bytes(v);
     } else if (m.read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward) {
@@ -212,17 +192,14 @@ SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::
   struct PerMesh {
     std::vector<LayoutScore> scores;
     size_t tried = 0, illegal = 0;
-    std::string error;  // InputError of this mesh's build, rethrown in mesh order
+    std::string error;  // InputError of this mesh, rethrown in mesh order
   };
   SweepResult r;
   r.dims = opts.dims;
-  r.optimizer = opts.optimizer;
   if (meshes.empty()) return r;
-  if (r.dims.empty() || opts.optimizer_from_config) {  // both come from the model: build it once for them
-    const TrainingStep probe = build_training_step(config, 1, /*reduced=*/true);
-    if (r.dims.empty()) r.dims = default_sweep_dims(probe.model.graph);
-    if (opts.optimizer_from_config) r.optimizer = probe.optimizer;
-  }
+  TrainingGraphOptions built;
+  built.optimizer = opts.optimizer;
+  if (r.dims.empty()) r.dims = default_sweep_dims(build_training_step(config, built, /*reduced=*/true).graph());
   std::vector<PerMesh> per(meshes.size());
   std::atomic<size_t> next{0};
   auto work = [&] {
@@ -230,18 +207,30 @@ SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::
       const Mesh& m = meshes[i];
       PerMesh& out = per[i];
       try {
-        int64_t split = 1;
-        for (const MeshAxis& a : m.axes) split = std::lcm(split, a.size);
-        const TrainingStep reduced = build_training_step(config, split, /*reduced=*/true);
-        LayoutEvaluator eval(reduced.model.graph, m, hw, r.optimizer, reduced.weights);
-        for (const Layout& l : enumerate_layouts(r.dims, m)) {
-          ++out.tried;
-          if (!eval.legal(l)) {
-            ++out.illegal;
+        // Layouts by data-parallel split (the routing groups differ): one build and evaluator each;
+        // results in enumeration order.
+        const std::vector<Layout> layouts = enumerate_layouts(r.dims, m);
+        std::map<int64_t, std::vector<size_t>> by_split;
+        for (size_t k = 0; k < layouts.size(); ++k) by_split[routing_batch_split(m, layouts[k])].push_back(k);
+        std::vector<std::optional<LayoutScore>> scored(layouts.size());
+        for (const auto& [split, indices] : by_split) {
+          TrainingGraphOptions o = built;
+          o.mesh = m;
+          o.layout = layouts[indices.front()];
+          TrainingStep reduced;
+          try {
+            reduced = build_training_step(config, o, /*reduced=*/true);
+          } catch (const InputError&) {  // the tokens do not split into `split` routing groups: illegal
             continue;
           }
-          out.scores.push_back(eval.evaluate(l));
+          LayoutEvaluator eval(reduced.graph(), m, hw, reduced.weights);
+          for (size_t k : indices)
+            if (eval.legal(layouts[k])) scored[k] = eval.evaluate(layouts[k]);
         }
+        out.tried = layouts.size();
+        for (std::optional<LayoutScore>& sc : scored)
+          if (sc) out.scores.push_back(std::move(*sc));
+          else ++out.illegal;
       } catch (const InputError& e) {
         out.error = e.what();
       }

@@ -9,8 +9,10 @@
 //   step       compute + comm − overlap, where only gradient synchronisation (the reductions of
 //              parameter gradients) overlaps, with the backward compute:
 //              overlap = min(gradient comm, backward compute)
-//   memory     parameters, gradients, optimizer state, forward values read by the backward pass,
-//              inputs and the largest op's working set, per device
+//   memory     parameters, gradients, optimizer state (its leaves, split as the layout says),
+//              forward values read by the backward pass, inputs and the largest op's working
+//              set, per device
+// The optimizer is priced from its update nodes like every other op.
 // Layouts that fit rank first, by estimated step time; then those that do not fit, by step time.
 // Per-node weights let a caller evaluate a reduced graph (one layer of each kind) standing for the
 // full model (graph nodes of a layer weighted by the number of layers it stands for).
@@ -49,8 +51,7 @@ std::vector<std::string> default_sweep_dims(const Graph& g);
 class LayoutEvaluator {
  public:
   // `weights`: per node of g (empty: all 1); leaves take the weight of the first node reading them.
-  LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, OptimizerModel optimizer,
-                  std::vector<double> weights = {});
+  LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, std::vector<double> weights = {});
   ~LayoutEvaluator();
   LayoutEvaluator(const LayoutEvaluator&) = delete;
   LayoutEvaluator& operator=(const LayoutEvaluator&) = delete;
@@ -71,17 +72,17 @@ class LayoutEvaluator {
 // over its axes, in a fixed order; one axis: the mesh itself).
 std::vector<Mesh> meshes_like(const Mesh& mesh);
 
-// A whole sweep: every layout of `dims` on every mesh of `meshes`, each mesh with the reduced
-// training step of `config` grouped by the lcm of its axes (simulator/model_step.hpp).
+// A whole sweep: every layout of `dims` on every mesh of `meshes`, each evaluated on the reduced
+// training step of `config` (simulator/model_step.hpp) built for its mesh and layout, so the
+// routing groups follow the one rule (graph/models/training_graph.hpp): one build per mesh and
+// data-parallel split.
 struct SweepOptions {
   std::vector<std::string> dims;  // empty: default_sweep_dims of the model
-  OptimizerModel optimizer = OptimizerModel::adafactor;
-  bool optimizer_from_config = true;  // price the config's optimizer (else `optimizer`)
-  int threads = 1;                    // workers, one mesh at a time each; results do not depend on it
+  bool optimizer = true;          // price the config's optimizer (false: forward and backward only)
+  int threads = 1;                // workers, one mesh at a time each; results do not depend on it
 };
 struct SweepResult {
   std::vector<std::string> dims;
-  OptimizerModel optimizer = OptimizerModel::adafactor;  // the optimizer priced
   std::vector<LayoutScore> scores;  // every legal layout, ranked (rank_layouts)
   size_t tried = 0, illegal = 0;
 };

@@ -2,6 +2,7 @@
 
 #include "executor/train/checkpoint.hpp"
 #include "graph/error.hpp"
+#include "graph/models/training_graph.hpp"
 #include "graph/models/transformer.hpp"
 
 #include <fmt/format.h>
@@ -15,10 +16,6 @@ namespace fs = std::filesystem;
 
 namespace sy {
 namespace {
-
-constexpr std::string_view kOptimizerPrefix = "optimizer/";
-
-bool is_optimizer_state(const std::string& name) { return name.starts_with(kOptimizerPrefix); }
 
 std::string shape_text(const std::vector<int64_t>& shape) { return nlohmann::json(shape).dump(); }
 

@@ -1,9 +1,9 @@
 #include "executor/train/trainer.hpp"
 
+#include "executor/mpi/communicator.hpp"
 #include "executor/mpi/mesh_executor.hpp"
 #include "executor/train/schedule.hpp"
-#include "graph/autodiff.hpp"
-#include "graph/builder.hpp"
+#include "graph/models/training_graph.hpp"
 #include "graph/error.hpp"
 
 #include <fmt/format.h>
@@ -16,24 +16,6 @@
 namespace sy {
 namespace {
 
-// A parameter, its optimizer state leaves and the values the update node writes.
-struct ParamSlot {
-  ValueId param, new_param;
-  std::vector<ValueId> state, new_state;
-};
-
-// Training steps leave out the accuracy metric (a full argmax pass over the logits); evaluation
-// reports it.
-BuildOptions model_options(Mode mode, int64_t batch) {
-  BuildOptions o;
-  o.mode = mode;
-  o.batch = batch;
-  o.loss_weights = true;
-  o.moe_metrics = true;
-  o.accuracy = mode == Mode::eval;
-  return o;
-}
-
 ValueId output_of(const Graph& g, const std::string& name) {
   auto v = g.find_output(name);
   SY_CHECK(v.has_value(), "training graph has no output '{}'", name);
@@ -41,16 +23,6 @@ ValueId output_of(const Graph& g, const std::string& name) {
 }
 
 double scalar(const MeshExecutor& ex, ValueId v) { return ex.get(v).data.at(0); }
-
-// The names the optimizer gives the state of `param` (see ops/optimizer.cpp), with their shapes.
-std::vector<std::pair<std::string, Shape>> state_slots(const OptimizerConfig& o, const Shape& param) {
-  if (o.kind == OptimizerKind::adamw) return {{"m", param}, {"v", param}};
-  if (!o.factored || param.size() < 2) return {{"v", param}};
-  Shape row = param, col = param;
-  row.pop_back();
-  col.erase(col.end() - 2);
-  return {{"v_row", row}, {"v_col", col}};
-}
 
 // The step's model inputs: tokens from `batch`, targets padded to the model's length, and the
 // per-target weights normalised to sum to 1 over the real targets.
@@ -135,6 +107,16 @@ void count_by_pos(const MeshExecutor& ex, const ModelGraph& m, const data::Batch
 
 void copy_value(MeshExecutor& ex, ValueId dst, ValueId src, const Graph&) { ex.copy(dst, src); }
 
+// The training graph's options on the communicator's mesh (without one: `routing_mesh`, whose
+// data-parallel split then only sets the routing groups).
+TrainingGraphOptions graph_options(Mode mode, const ExecutorOptions& exec, const Layout& layout, const Mesh& routing_mesh) {
+  TrainingGraphOptions o;
+  o.mode = mode;
+  o.mesh = exec.communicator ? exec.communicator->mesh() : routing_mesh;
+  o.layout = layout;
+  return o;
+}
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -142,98 +124,24 @@ struct Trainer::Impl {
   int64_t total_steps;
   ExecutorOptions exec;
   Layout layout;  // with exec.communicator: how the programs split over its mesh
-  ModelGraph train;
+  Mesh routing_mesh;  // without one: the mesh whose data-parallel split sets the routing groups
+  TrainingGraph tg;   // graph/models/training_graph.hpp
+  ModelGraph& train;  // tg.model
   std::unique_ptr<MeshExecutor> ex;
-  std::vector<ParamSlot> slots;  // the trainable parameters
-  std::vector<ValueId> frozen;    // the others (train.trainable), in id order
-  ValueId lr, grad_norm_squared, clip_scale, loss;
   ModelGraph eval;
   std::unique_ptr<MeshExecutor> eval_ex;
   int64_t step = 0;
   std::function<void(NodeId, double, double)> observer;
 
-  Impl(const ModelConfig& c, int64_t total, ExecutorOptions e, const Layout& l)
-      : config(c), total_steps(total), exec(std::move(e)), layout(l) {
-    train = build_model(config, model_options(Mode::train, config.batch));
-    Graph& g = train.graph;
-    // Frozen parameters (train.trainable) are left out of gradients() and the optimizer: no
-    // backward work for their weights, no state, no update.
-    std::vector<ValueId> params;
-    for (ValueId p : g.parameters())
-      if (parameter_is_trainable(config.trainable, g.value(p).name)) params.push_back(p);
-    if (params.empty())
-      throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
-                                   config.source.empty() ? config.name : config.source, config.trainable));
-    const auto grads = gradients(g, params);
-    build_optimizer(g, params, grads);
-    for (ValueId p : g.parameters())
-      if (std::none_of(slots.begin(), slots.end(), [&](const ParamSlot& s) { return s.param == p; }))
-        frozen.push_back(p);
-    loss = output_of(g, "loss");
-
+  Impl(const ModelConfig& c, int64_t total, ExecutorOptions e, const Layout& l, const Mesh& rm)
+      : config(c), total_steps(total), exec(std::move(e)), layout(l), routing_mesh(rm),
+        tg(build_training_graph(config, graph_options(Mode::train, exec, layout, routing_mesh))), train(tg.model) {
     ExecutorOptions opts = exec;
     opts.on_op = [this](NodeId n, double t0, double t1) {
       if (observer) observer(n, t0, t1);
     };
-    ex = std::make_unique<MeshExecutor>(g, layout, opts);
+    ex = std::make_unique<MeshExecutor>(train.graph, layout, opts);
     initialise();
-  }
-
-  // Global-norm clipping and one update node per parameter, in scope "optimizer".
-  void build_optimizer(Graph& g, const std::vector<ValueId>& params, const std::map<ValueId, ValueId>& grads) {
-    const OptimizerConfig& o = config.optimizer;
-    Builder b(g);
-    ScopeGuard scope(b, "optimizer");
-    Expr lr_in = b.input("optimizer/lr", {});
-    lr = lr_in.id;
-    Expr step_in = b.wrap(train.step);
-    Expr ss;  // Σ g² over every gradient, f32 []
-    for (ValueId p : params) {
-      Expr gp = b.wrap(grads.at(p));
-      std::vector<std::string> dims;
-      for (const Dim& d : gp.shape()) dims.push_back(d.name);
-      Expr term = dims.empty() ? gp * gp : sum(gp * gp, dims);
-      ss = ss.b ? ss + term : term;
-    }
-    grad_norm_squared = ss.id;
-    b.output("optimizer/grad_norm_squared", ss);
-    Expr clip = fill(b, {}, 1.0);
-    if (o.grad_clip > 0) {
-      Expr over = greater(ss, fill(b, {}, o.grad_clip * o.grad_clip));
-      clip = where(over, scale(rsqrt(ss), o.grad_clip), clip);
-    }
-    clip_scale = clip.id;
-    b.output("optimizer/clip_scale", clip);
-    AdafactorAttrs af;
-    af.decay_exponent = o.decay_exponent;
-    af.clip_threshold = o.clip_threshold;
-    af.epsilon1 = o.epsilon1;
-    af.epsilon2 = o.epsilon2;
-    af.parameter_scale = o.parameter_scale;
-    af.factored = o.factored;
-    const AdamWAttrs aw{o.beta1, o.beta2, o.epsilon, o.weight_decay};
-    for (ValueId p : params) {
-      const std::string name = g.value(p).name;
-      const Shape shape = g.type(p).shape;
-      ParamSlot slot;
-      slot.param = p;
-      std::vector<Expr> state;
-      const auto slots_of = state_slots(o, shape);
-      for (const auto& [slot_name, slot_shape] : slots_of) {
-        state.push_back(b.input(fmt::format("optimizer/{}/{}", name, slot_name), slot_shape));
-        slot.state.push_back(state.back().id);
-      }
-      const std::vector<Expr> outs =
-          o.kind == OptimizerKind::adafactor ? adafactor_update(b.wrap(p), b.wrap(grads.at(p)), state, lr_in, step_in, clip, af)
-                                             : adamw_update(b.wrap(p), b.wrap(grads.at(p)), state, lr_in, step_in, clip, aw);
-      slot.new_param = outs[0].id;
-      b.output("update/" + name, outs[0]);
-      for (size_t i = 0; i < slots_of.size(); ++i) {
-        slot.new_state.push_back(outs[i + 1].id);
-        b.output(fmt::format("update/optimizer/{}/{}", name, slots_of[i].first), outs[i + 1]);
-      }
-      slots.push_back(std::move(slot));
-    }
   }
 
   // Parameters from initial_value (by the f32 graph's ids), optimizer state zero.
@@ -245,15 +153,15 @@ struct Trainer::Impl {
     } else {
       ModelConfig f32 = config;
       f32.precision = DType::f32;
-      const ModelGraph m = build_model(f32, model_options(Mode::train, config.batch));
+      const ModelGraph m = build_training_graph(f32, graph_options(Mode::train, exec, layout, routing_mesh)).model;
       for (const ParamInit& p : m.init) init[m.graph.value(p.param).name] = p;
     }
-    for (const ParamSlot& s : slots) {
+    for (const OptimizerSlot& s : tg.slots) {
       const Value& v = g.value(s.param);
       ex->set(s.param, initial_value(init.at(v.name), v.type, config.seed));
       for (ValueId st : s.state) std::memset(ex->data(st), 0, static_cast<size_t>(num_bytes(g.type(st))));
     }
-    for (ValueId p : frozen) {
+    for (ValueId p : tg.frozen) {
       const Value& v = g.value(p);
       ex->set(p, initial_value(init.at(v.name), v.type, config.seed));
     }
@@ -264,7 +172,7 @@ struct Trainer::Impl {
 
   MeshExecutor& evaluator() {
     if (!eval_ex) {
-      eval = build_model(config, model_options(Mode::eval, config.batch));
+      eval = build_training_graph(config, graph_options(Mode::eval, exec, layout, routing_mesh)).model;
       eval_ex = std::make_unique<MeshExecutor>(eval.graph, layout, exec);
     }
     const Graph& g = train.graph;
@@ -279,11 +187,16 @@ struct Trainer::Impl {
 };
 
 void check_training_layout(const ModelConfig& config, const Mesh& mesh, const Layout& layout) {
-  check_layout(build_model(config, model_options(Mode::train, config.batch)).graph, mesh, layout);
+  // Built for one device: a layout that does not divide the batch is reported as such, before
+  // the routing groups (which follow the split) could not be formed.
+  TrainingGraphOptions o;
+  o.optimizer = false;
+  check_layout(build_training_graph(config, o).model.graph, mesh, layout);
 }
 
-Trainer::Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec, const Layout& layout)
-    : impl_(std::make_unique<Impl>(config, total_steps, std::move(exec), layout)) {}
+Trainer::Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec, const Layout& layout,
+                 const Mesh& routing_mesh)
+    : impl_(std::make_unique<Impl>(config, total_steps, std::move(exec), layout, routing_mesh)) {}
 Trainer::~Trainer() = default;
 
 const ModelConfig& Trainer::config() const { return impl_->config; }
@@ -310,23 +223,23 @@ StepMetrics Trainer::train_step(const data::Batch& batch) {
   const double lr = learning_rate(m.config.optimizer, global, m.total_steps);
   feed(ex, m.train, m.config, batch);
   *static_cast<int32_t*>(ex.data(m.train.step)) = static_cast<int32_t>(global);
-  *static_cast<float*>(ex.data(m.lr)) = static_cast<float>(lr);
+  *static_cast<float*>(ex.data(m.tg.lr)) = static_cast<float>(lr);
   ex.run();
 
   StepMetrics r;
   r.step = t + 1;
-  r.loss = scalar(ex, m.loss);
+  r.loss = scalar(ex, m.tg.loss);
   r.cross_entropy = scalar(ex, m.train.cross_entropy);
   if (m.train.aux_loss.valid()) r.aux_loss = scalar(ex, m.train.aux_loss);
   if (m.train.z_loss.valid()) r.z_loss = scalar(ex, m.train.z_loss);
-  r.grad_norm = std::sqrt(scalar(ex, m.grad_norm_squared));
-  r.clip_scale = scalar(ex, m.clip_scale);
+  r.grad_norm = std::sqrt(scalar(ex, m.tg.grad_norm_squared));
+  r.clip_scale = scalar(ex, m.tg.clip_scale);
   r.learning_rate = static_cast<float>(lr);
   r.tokens = tokens_per_step();
   r.target_tokens = batch.target_tokens();
   r.moe = read_moe(ex, m.train);
 
-  for (const ParamSlot& s : m.slots) {
+  for (const OptimizerSlot& s : m.tg.slots) {
     copy_value(ex, s.param, s.new_param, g);
     for (size_t i = 0; i < s.state.size(); ++i) copy_value(ex, s.state[i], s.new_state[i], g);
   }
@@ -393,7 +306,7 @@ std::vector<StateTensor> Trainer::state() {
   const Graph& g = m.train.graph;
   std::vector<StateTensor> out;
   for (ValueId p : m.all_parameters()) out.push_back({g.value(p).name, g.type(p), static_cast<float*>(m.ex->data(p))});
-  for (const ParamSlot& s : m.slots)
+  for (const OptimizerSlot& s : m.tg.slots)
     for (ValueId st : s.state) out.push_back({g.value(st).name, g.type(st), static_cast<float*>(m.ex->data(st))});
   return out;
 }

@@ -1,16 +1,10 @@
-// The training step as one graph, run by the Executor:
-//
-//   build_model(config) ─► gradients() ─► "optimizer" scope:
-//     grad_norm_squared = Σ_params Σ g²                                        f32 []
-//     clip_scale = grad_clip > 0 and ‖g‖ > grad_clip ? grad_clip / ‖g‖ : 1      (global-norm clipping)
-//     per parameter: adafactor_update or adamw_update (param, grad, state..., lr, step, clip_scale)
-//
-// Graph inputs besides the model's: "optimizer/lr" f32 [] (executor/schedule) and the optimizer
-// state leaves "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32,
-// zero at the start. The model's "step" input is the 0-based step t for both the model's
-// randomness and the optimizer. Graph outputs besides the model's: "optimizer/grad_norm_squared",
-// "optimizer/clip_scale", "update/<param>" and "update/optimizer/<param>/<slot>". After each run
-// the new parameters and state are copied into their leaves. Parameters start from initial_value() with the config's seed, drawn by the ids of
+// The training step, run by the Executor: the graph of graph/models/training_graph.hpp (forward,
+// backward, global-norm clipping, one adafactor_update or adamw_update per trainable parameter),
+// the same graph the simulator prices, with routing groups set by the communicator's mesh and the
+// layout. The trainer feeds "optimizer/lr" (executor/train/schedule) and the model's "step" input
+// (the 0-based step t, for both the model's randomness and the optimizer); the optimizer state
+// leaves start at zero. After each run the new parameters and state are copied into their leaves.
+// Parameters start from initial_value() with the config's seed, drawn by the ids of
 // the f32 graph, so f32 and bf16 runs of one seed start from the same weights.
 //
 // Evaluation builds the eval-mode graph of the same config (eval CF and policy, no dropout) with
@@ -95,7 +89,11 @@ class Trainer {
   // calls: the graphs are lowered for the mesh and `layout` (executor/mpi/mesh_executor.hpp), batches
   // and state are global (each device keeps its block), metrics are global values. Throws
   // InputError for an illegal layout.
-  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {}, const Layout& layout = {});
+  // `routing_mesh` (single process only): run the graph routed as on that mesh with `layout`
+  // (its data-parallel split sets the routing groups; graph/models/training_graph.hpp), e.g. to
+  // compare one process with a mesh run of the same math; empty: one device.
+  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {}, const Layout& layout = {},
+          const Mesh& routing_mesh = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

@@ -91,15 +91,15 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
-e9cde78482b98b9c9ff1a8a237e5a728fed038536614ed8597f1d43a976dd64e  moe/report.md
-a76c5d9f35af7f14a10eb89e1c9ba8cf18a567b111fcdbbc1531b2b39ecc51ca  moe/ops.csv
-b3a13885b2aca8ab5e8cd035cbfbb77348039b14299a809233973c990c495fc6  moe/summary.json
-d566e712d8de00b56e316c8c7cd6f369dbe5f2981352d38fd2de87d750c660ea  moe/trace.json
-e5f94f9ed678797c09e9640d51645ed348f38537d386de457bd7b3a2c903976d  dense/report.md
-d952a9fa6ccb95a78686f3d59d749c4abb160e44d4b22fdf94b95ee801e56244  dense/ops.csv
-f2e13c18fd15e94476770bb3e9f6f9f75990c618fb89432c623c9398f2703cc8  dense/summary.json
-2b0f9ae4935f7d1f6efad118cd6e8af0c47d21acd7836306450ac8da3278f0cf  dense/trace.json
-ca6183e007b053f061bdfa86f78937acc1f1d78fc361574dcafa6dd2f6966aef  sweep/sweep.csv
+21151d99d5bd2ee2345a2da723b5555ae659d64adba9dae1fbc9d9f5818eaa3b  moe/report.md
+1557378d523228dd0537c67d723ad0a54d9157943752737acd261524c80e2e23  moe/ops.csv
+ebdbf0e8b3a252c5fac71e268fa8ac8e810d4d5af6832baed14c6f6c367de53d  moe/summary.json
+7838f982ec63d88314899a1ee391626930429f2d6b4a153b97220d6387c321dc  moe/trace.json
+ae77814e3423158aa40e6de173f1cc0187e050be09530e9d7333ac0a35ed9b63  dense/report.md
+f7fbc5123a1173e3767c151a9e0fda6ec9ff488613a0bbe27b30fa99eeaa374f  dense/ops.csv
+c7799556de88cf045bd39e29bca5b8579708ceb5318efad3a24758410641854d  dense/summary.json
+0d0242cdd497ec96d3a5287936e3bfc2b85b06f28fe9025c3185c1a84db136bb  dense/trace.json
+9515a449ce43cd0066416acfb660be1e6bb966047459b30b4b93ba6a8f55903e  sweep/sweep.csv
 SUMS
 )
 if [ "$sums" != "$expected" ]; then

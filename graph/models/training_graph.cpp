@@ -1,0 +1,137 @@
+#include "graph/models/training_graph.hpp"
+
+#include "graph/autodiff.hpp"
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+
+namespace sy {
+
+int64_t routing_batch_split(const Mesh& mesh, const Layout& layout) {
+  const std::string* axis = layout.axis_of("batch");
+  if (!axis) return 1;
+  const auto i = mesh.axis_index(*axis);
+  return i ? mesh.axes[*i].size : 1;
+}
+
+std::vector<std::pair<std::string, Shape>> optimizer_state_slots(const OptimizerConfig& o, const Shape& param) {
+  if (o.kind == OptimizerKind::adamw) return {{"m", param}, {"v", param}};
+  if (!o.factored || param.size() < 2) return {{"v", param}};
+  Shape row = param, col = param;
+  row.pop_back();
+  col.erase(col.end() - 2);
+  return {{"v_row", row}, {"v_col", col}};
+}
+
+bool is_optimizer_state(const std::string& name) { return name.starts_with("optimizer/") && name != "optimizer/lr"; }
+
+namespace {
+
+ValueId output_of(const Graph& g, const std::string& name) {
+  auto v = g.find_output(name);
+  SY_CHECK(v.has_value(), "training graph has no output '{}'", name);
+  return *v;
+}
+
+// Global-norm clipping and one update node per trainable parameter (see the header).
+void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector<ValueId>& params,
+                   const std::map<ValueId, ValueId>& grads) {
+  Graph& g = t.model.graph;
+  Builder b(g);
+  Expr lr, ss;  // ss: Σ g² over every gradient, f32 []
+  {
+    ScopeGuard scope(b, "optimizer");
+    lr = b.input("optimizer/lr", {});
+  }
+  for (ValueId p : params) {
+    ScopeGuard scope(b, "optimizer/" + g.value(p).name);
+    Expr gp = b.wrap(grads.at(p));
+    std::vector<std::string> dims;
+    for (const Dim& d : gp.shape()) dims.push_back(d.name);
+    Expr term = dims.empty() ? gp * gp : sum(gp * gp, dims);
+    ss = ss.b ? ss + term : term;
+  }
+  Expr clip;
+  {
+    ScopeGuard scope(b, "optimizer");
+    b.output("optimizer/grad_norm_squared", ss);
+    clip = fill(b, {}, 1.0);
+    if (o.grad_clip > 0) {
+      Expr over = greater(ss, fill(b, {}, o.grad_clip * o.grad_clip));
+      clip = where(over, scale(rsqrt(ss), o.grad_clip), clip);
+    }
+    b.output("optimizer/clip_scale", clip);
+  }
+  t.lr = lr.id;
+  t.grad_norm_squared = ss.id;
+  t.clip_scale = clip.id;
+
+  AdafactorAttrs af;
+  af.decay_exponent = o.decay_exponent;
+  af.clip_threshold = o.clip_threshold;
+  af.epsilon1 = o.epsilon1;
+  af.epsilon2 = o.epsilon2;
+  af.parameter_scale = o.parameter_scale;
+  af.factored = o.factored;
+  const AdamWAttrs aw{o.beta1, o.beta2, o.epsilon, o.weight_decay};
+  Expr step = b.wrap(t.model.step);
+  for (ValueId p : params) {
+    const std::string name = g.value(p).name;
+    ScopeGuard scope(b, "optimizer/" + name);
+    OptimizerSlot slot;
+    slot.param = p;
+    std::vector<Expr> state;
+    const auto slots = optimizer_state_slots(o, g.type(p).shape);
+    for (const auto& [slot_name, slot_shape] : slots) {
+      state.push_back(b.input(fmt::format("optimizer/{}/{}", name, slot_name), slot_shape));
+      slot.state.push_back(state.back().id);
+    }
+    const std::vector<Expr> outs = o.kind == OptimizerKind::adafactor
+                                       ? adafactor_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, af)
+                                       : adamw_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, aw);
+    slot.new_param = outs[0].id;
+    b.output("update/" + name, outs[0]);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      slot.new_state.push_back(outs[i + 1].id);
+      b.output(fmt::format("update/optimizer/{}/{}", name, slots[i].first), outs[i + 1]);
+    }
+    t.slots.push_back(std::move(slot));
+  }
+}
+
+}  // namespace
+
+TrainingGraph build_training_graph(const ModelConfig& config, const TrainingGraphOptions& opts) {
+  BuildOptions bo;
+  bo.mode = opts.mode;
+  bo.batch = config.batch;
+  bo.batch_split = routing_batch_split(opts.mesh, opts.layout);
+  bo.loss_weights = true;
+  bo.moe_metrics = opts.moe_metrics;
+  bo.accuracy = opts.mode == Mode::eval;  // a full argmax pass over the logits: evaluation only
+  TrainingGraph t;
+  t.model = build_model(config, bo);
+  Graph& g = t.model.graph;
+  t.loss = output_of(g, "loss");
+  if (opts.mode == Mode::eval) {
+    t.frozen = g.parameters();
+    return t;
+  }
+  // Frozen parameters (train.trainable) are left out of gradients() and the optimizer: no
+  // backward work for their weights, no state, no update.
+  std::vector<ValueId> params;
+  for (ValueId p : g.parameters())
+    if (parameter_is_trainable(config.trainable, g.value(p).name)) params.push_back(p);
+    else t.frozen.push_back(p);
+  if (params.empty())
+    throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
+                                 config.source.empty() ? config.name : config.source, config.trainable));
+  const auto grads = gradients(g, params);
+  if (opts.optimizer) add_optimizer(t, config.optimizer, params, grads);
+  return t;
+}
+
+}  // namespace sy

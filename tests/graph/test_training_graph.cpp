@@ -1,0 +1,89 @@
+// graph/models/training_graph: the one builder of the training step (executor and simulator).
+#include "graph/models/training_graph.hpp"
+#include "tests/source_root.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+using namespace sy;
+
+namespace {
+
+ModelConfig tiny(std::vector<std::string> sets = {}) {
+  return load_model_config((test::source_root() / "experiments/configs/models/tiny.toml").string(), sets);
+}
+
+// Routing groups of the first MoE layer (the encoder's: 2 x 8 tokens) of `c` on the mesh.
+int64_t groups_of(const ModelConfig& c, const std::string& mesh_text, const std::string& layout_text) {
+  const Mesh mesh = parse_mesh(mesh_text);
+  TrainingGraphOptions o;
+  o.mesh = mesh;
+  o.layout = parse_layout(layout_text, mesh);
+  const TrainingGraph t = build_training_graph(c, o);
+  REQUIRE_FALSE(t.model.moe_layers.empty());
+  return t.model.moe_layers.front().groups;  // the encoder's sparse layer
+}
+
+int64_t count_kind(const Graph& g, OpKind k) {
+  return std::count_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.kind == k; });
+}
+
+}  // namespace
+
+TEST_CASE("training graph: one routing group per data-parallel shard unless group_size is set", "[training_graph]") {
+  // tiny: 16 encoder tokens per step, no group_size.
+  CHECK(routing_batch_split(parse_mesh("data:2"), parse_layout("batch:data", parse_mesh("data:2"))) == 2);
+  CHECK(routing_batch_split(parse_mesh("data:2"), parse_layout("experts:data", parse_mesh("data:2"))) == 1);
+  CHECK(routing_batch_split(Mesh{}, Layout{}) == 1);
+  CHECK(groups_of(tiny(), "data:1", "") == 1);
+  CHECK(groups_of(tiny(), "data:2", "batch:data") == 2);
+  CHECK(groups_of(tiny(), "data:2", "batch:data,experts:data") == 2);
+  CHECK(groups_of(tiny(), "data:2", "experts:data") == 1);  // batch not split: one shard
+  CHECK(groups_of(tiny(), "model:2", "d_ff:model,heads:model") == 1);
+  CHECK(groups_of(tiny(), "data:2,model:2", "batch:data,d_ff:model") == 2);
+  // group_size fixes G wherever it can (tokens / group_size, rounded up to a multiple of the split).
+  CHECK(groups_of(tiny({"moe.group_size=4"}), "data:1", "") == 4);
+  CHECK(groups_of(tiny({"moe.group_size=4"}), "data:2", "batch:data") == 4);
+  CHECK(groups_of(tiny({"moe.group_size=16"}), "data:2", "batch:data") == 2);
+}
+
+TEST_CASE("training graph: one update per trainable parameter, frozen ones get none", "[training_graph]") {
+  const TrainingGraph all = build_training_graph(tiny());
+  const Graph& g = all.model.graph;
+  CHECK(static_cast<size_t>(count_kind(g, OpKind::adafactor_update)) == g.parameters().size());
+  CHECK(all.slots.size() == g.parameters().size());
+  CHECK(all.frozen.empty());
+  CHECK(all.lr.valid());
+  CHECK(g.find_output("optimizer/clip_scale").has_value());
+  // Each update sits in its parameter's scope (a reduced build weighs it by its layer).
+  for (const OptimizerSlot& s : all.slots) CHECK(g.node(g.value(s.new_param).producer).scope == "optimizer/" + g.value(s.param).name);
+  // Factored Adafactor state of a matrix: v_row drops the last dim, v_col the one before.
+  const auto slots = optimizer_state_slots(OptimizerConfig{}, {{"d_model", 16}, {"d_ff", 32}});
+  REQUIRE(slots.size() == 2);
+  CHECK(slots[0].first == "v_row");
+  CHECK(slots[0].second == Shape{{"d_model", 16}});
+  CHECK(slots[1].second == Shape{{"d_ff", 32}});
+  CHECK(is_optimizer_state("optimizer/decoder/layer_00/ffn/wi/v_row"));
+  CHECK_FALSE(is_optimizer_state("optimizer/lr"));
+  CHECK_FALSE(is_optimizer_state("decoder/layer_00/ffn/wi"));
+
+  const TrainingGraph adamw = build_training_graph(tiny({"train.optimizer=adamw"}));
+  CHECK(static_cast<size_t>(count_kind(adamw.model.graph, OpKind::adamw_update)) == adamw.model.graph.parameters().size());
+
+  const TrainingGraph frozen = build_training_graph(tiny({"train.trainable=moe"}));
+  CHECK_FALSE(frozen.frozen.empty());
+  CHECK(frozen.slots.size() + frozen.frozen.size() == frozen.model.graph.parameters().size());
+  CHECK(static_cast<size_t>(count_kind(frozen.model.graph, OpKind::adafactor_update)) == frozen.slots.size());
+
+  TrainingGraphOptions no_opt;
+  no_opt.optimizer = false;
+  const TrainingGraph bare = build_training_graph(tiny(), no_opt);
+  CHECK(count_kind(bare.model.graph, OpKind::adafactor_update) == 0);
+  CHECK_FALSE(bare.lr.valid());
+  TrainingGraphOptions eval;
+  eval.mode = Mode::eval;
+  const TrainingGraph e = build_training_graph(tiny(), eval);
+  CHECK(std::none_of(e.model.graph.nodes.begin(), e.model.graph.nodes.end(), [](const Node& n) { return n.backward; }));
+  CHECK(e.model.graph.find_output("accuracy").has_value());
+}
