@@ -1,4 +1,4 @@
-// Loss-spike detection for the training loop (experiments/train.cpp).
+// Loss-spike detection for the training loop (executor/train/training_run.hpp).
 //
 // A step's loss is a spike when it exceeds `factor` times the LOWEST running mean of the loss seen
 // so far (the running mean: 0.9 · mean + 0.1 · loss over the accepted steps, starting at the first

@@ -1,5 +1,6 @@
 #include "executor/train/metrics.hpp"
 
+#include "executor/data/corpus.hpp"
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
 
@@ -71,6 +72,36 @@ void write_status(const std::filesystem::path& dir, std::string_view status, int
   if (!reason.empty()) j["reason"] = reason;
   if (eval) j["eval"] = eval_json(*eval);
   write_file_atomic(dir / "status.json", j.dump(2) + "\n");
+}
+
+void truncate_metrics(const std::filesystem::path& file, int64_t step) {
+  if (!std::filesystem::exists(file)) return;
+  std::ifstream in(file);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer() || j["step"].get<int64_t>() > step) break;
+    kept += line + "\n";
+  }
+  in.close();
+  write_file_atomic(file, kept);
+}
+
+void write_routing_by_pos(const std::filesystem::path& file, const EvalMetrics& eval, const std::vector<std::string>& pos_tags) {
+  Json layers = Json::array();
+  for (const MoeLayerMetrics& l : eval.moe) {
+    if (l.tokens_by_pos.empty()) continue;
+    std::vector<std::vector<int64_t>> counts = l.tokens_by_pos;
+    counts.resize(pos_tags.size(), std::vector<int64_t>(l.expert_load.size(), 0));
+    layers.push_back({{"scope", l.scope}, {"experts", l.expert_load.size()}, {"counts", counts}});
+  }
+  if (layers.empty()) return;
+  Json tags = Json::array();
+  for (const std::string& t : pos_tags)
+    tags.push_back({{"tag", t}, {"universal", std::string(data::universal_pos_name(data::universal_pos(t)))}});
+  Json j = {{"pos_tags", tags}, {"layers", layers}};
+  write_file_atomic(file.string(), j.dump() + "\n");
 }
 
 }  // namespace sy

@@ -11,6 +11,10 @@
 //   status.json    {"status": running | completed | diverged | interrupted, "step": N,
 //                   "reason": "..." (diverged, interrupted), "eval": {...} (completed: the
 //                   evaluation of the final parameters, as in metrics.jsonl)}, rewritten atomically.
+//   routing_pos.json  per MoE layer, validation tokens by part of speech and top expert (ST-MoE
+//                   Table 13's view), with each Brown tag's universal POS class:
+//     {"pos_tags": [{"tag": "nn", "universal": "NOUN"}, ...],
+//      "layers": [{"scope": "...", "experts": E, "counts": [[tokens of tag 0 at expert 0, ...], ...]}]}
 #pragma once
 
 #include "executor/train/trainer.hpp"
@@ -19,6 +23,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sy {
 
@@ -37,5 +42,13 @@ std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics*
 // Writes DIR/status.json atomically (tmp + rename).
 void write_status(const std::filesystem::path& dir, std::string_view status, int64_t step, std::string_view reason = {},
                   const EvalMetrics* eval = nullptr);
+
+// Keeps the lines of a metrics.jsonl `file` for steps <= `step` (a resume into the same directory
+// drops what an interrupted run wrote after its last checkpoint). No file: nothing to do.
+void truncate_metrics(const std::filesystem::path& file, int64_t step);
+
+// Writes routing_pos.json to `file` from an evaluation's MoE layers; `pos_tags` are the corpus's
+// (data::PreparedData::pos_tags). Nothing is written when no layer counted tokens by POS.
+void write_routing_by_pos(const std::filesystem::path& file, const EvalMetrics& eval, const std::vector<std::string>& pos_tags);
 
 }  // namespace sy
