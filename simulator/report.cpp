@@ -115,11 +115,12 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
                    percent(r.other_comm, total));
   s += fmt::format("\nOptimizer updates: {} of the memory-bound time.\n", format_seconds(r.optimizer_time));
 
-  s += "\n## Memory per device\n\n| part | bytes |\n|---|---:|\n";
-  s += fmt::format("| parameters | {} |\n| gradients | {} |\n| optimizer state | {} |\n", format_bytes(r.memory.parameters),
-                   format_bytes(r.memory.gradients), format_bytes(r.memory.optimizer));
-  s += fmt::format("| activations kept for backward | {} |\n| inputs | {} |\n| largest op's working set | {} |\n",
-                   format_bytes(r.memory.activations), format_bytes(r.memory.inputs), format_bytes(r.memory.transient));
+  s += "\n## Memory per device\n\nBy liveness in the schedule's order: leaves for the whole step, computed values from "
+       "their op to their last reader; the last three rows are what is live at the peak.\n\n| part | bytes |\n|---|---:|\n";
+  s += fmt::format("| parameters | {} |\n| optimizer state | {} |\n| inputs | {} |\n", format_bytes(r.memory.parameters),
+                   format_bytes(r.memory.optimizer), format_bytes(r.memory.inputs));
+  s += fmt::format("| activations kept for backward | {} |\n| gradients | {} |\n| other live values | {} |\n",
+                   format_bytes(r.memory.activations), format_bytes(r.memory.gradients), format_bytes(r.memory.transient));
   s += fmt::format("| **total** | **{}** |\n| HBM available | {} |\n", format_bytes(r.memory.total()),
                    format_bytes(r.memory.capacity));
   if (!r.memory.fits())

@@ -1,7 +1,6 @@
 #include "simulator/simulate.hpp"
 
 #include "graph/error.hpp"
-#include "graph/models/training_graph.hpp"
 
 #include <fmt/format.h>
 
@@ -228,26 +227,19 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     r.flops += op.cost.flops;
   }
 
-  // ---- memory per device
-  std::vector<char> read_by_backward(g.values.size(), 0);
-  for (const Node& n : g.nodes)
-    if (n.backward)
-      for (ValueId v : n.inputs) read_by_backward[static_cast<size_t>(v.v)] = 1;
-  for (const Value& v : g.values) {
-    const double b = static_cast<double>(num_bytes(v.type));
-    if (v.role == ValueRole::parameter) r.memory.parameters += b;
-    if (v.role == ValueRole::input) (is_optimizer_state(v.name) ? r.memory.optimizer : r.memory.inputs) += b;
-    if (v.role == ValueRole::computed && read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward)
-      r.memory.activations += b;
+  // ---- memory per device: liveness in the schedule's order (simulator/memory.hpp)
+  {
+    std::vector<double> bytes;
+    bytes.reserve(g.values.size());
+    for (const Value& v : g.values) bytes.push_back(static_cast<double>(num_bytes(v.type)));
+    std::vector<int32_t> order(nops);
+    for (size_t i = 0; i < nops; ++i) order[i] = static_cast<int32_t>(i);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+      return r.ops[static_cast<size_t>(a)].start < r.ops[static_cast<size_t>(b)].start;
+    });
+    for (int32_t& i : order) i = r.ops[static_cast<size_t>(i)].node;
+    r.memory = MemoryModel(g).evaluate(bytes, order, hw.hbm_bytes * (1.0 - hw.memory_reserve));
   }
-  for (const GraphOutput& o : g.outputs) {
-    const Value& v = g.value(o.value);
-    if (v.grad_of.valid() && g.value(v.grad_of).role == ValueRole::parameter)
-      r.memory.gradients += static_cast<double>(num_bytes(v.type));
-  }
-  for (const SimOp& op : r.ops)
-    if (!op.collective) r.memory.transient = std::max(r.memory.transient, op.cost.bytes_read + op.cost.bytes_written);
-  r.memory.capacity = hw.hbm_bytes * (1.0 - hw.memory_reserve);
 
   // ---- throughput
   const double devices = static_cast<double>(L.mesh.devices());

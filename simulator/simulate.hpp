@@ -10,13 +10,14 @@
 //              communication overlaps compute.
 //   results    step time, the critical path (walking back along whichever of data or stream
 //              order set each start), communication busy time split into overlapped (compute
-//              running meanwhile) and exposed, the time split by kind, and memory per device:
-//              parameters, gradients, optimizer state, activations kept for backward, inputs and
-//              the largest op's working set; "does not fit" is a result (MemoryUse::fits).
+//              running meanwhile) and exposed, the time split by kind, and memory per device by
+//              liveness in the schedule's order (simulator/memory.hpp); "does not fit" is a
+//              result (MemoryUse::fits).
 #pragma once
 
 #include "graph/parallel/lower.hpp"
 #include "simulator/hardware.hpp"
+#include "simulator/memory.hpp"
 #include "simulator/roofline.hpp"
 #include "simulator/topology.hpp"
 
@@ -51,18 +52,6 @@ struct SimOp {
   Bound bound = Bound::memory;
   double duration = 0, start = 0, end = 0;
   bool critical = false;
-};
-
-struct MemoryUse {
-  double parameters = 0;
-  double gradients = 0;
-  double optimizer = 0;    // optimizer state leaves ("optimizer/<param>/<slot>")
-  double activations = 0;  // forward values read by the backward pass
-  double inputs = 0;
-  double transient = 0;    // the largest op's inputs + outputs
-  double capacity = 0;     // HBM per device less the reserve
-  double total() const { return parameters + gradients + optimizer + activations + inputs + transient; }
-  bool fits() const { return total() <= capacity; }
 };
 
 struct SimResult {

@@ -1,7 +1,6 @@
 #include "simulator/sweep.hpp"
 
 #include "graph/error.hpp"
-#include "graph/models/training_graph.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/roofline.hpp"
 
@@ -51,22 +50,20 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   Topology topo;
   LoweringPlanner planner;
   std::vector<double> weight;         // per node
-  std::vector<double> leaf_weight;    // per value (leaves)
   std::vector<OpKind> kind;           // per node
   std::vector<char> broadcast;        // per node: is_broadcast
   std::vector<DType> dtype;           // per node: operand dtype
   std::vector<char> backward;         // per node
-  std::vector<char> read_by_backward; // per value
   std::vector<std::vector<double>> time_of;  // per node and local-shape variant: roofline time
-  std::vector<int32_t> held;  // values in memory across the step: leaves, and forward values the backward reads
+  MemoryModel memory;                 // liveness in program order (simulator/memory.hpp)
+  std::vector<double> bytes;          // per value: local bytes under the layout being evaluated
   LayoutScore cur;
 
   Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, std::vector<double> w)
-      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)) {
+      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)), memory(graph, weight) {
     if (weight.empty()) weight.assign(g.nodes.size(), 1.0);
     SY_CHECK(weight.size() == g.nodes.size(), "LayoutEvaluator: {} weights for {} nodes", weight.size(), g.nodes.size());
-    leaf_weight.assign(g.values.size(), -1.0);
-    read_by_backward.assign(g.values.size(), 0);
+    bytes.resize(g.values.size());
     for (const Node& n : g.nodes) {
       kind.push_back(n.kind);
       std::vector<TensorType> in;
@@ -74,17 +71,8 @@ struct LayoutEvaluator::Impl : PlanVisitor {
       broadcast.push_back(is_broadcast(n.kind, in) ? 1 : 0);
       dtype.push_back(!n.inputs.empty() ? g.type(n.inputs[0]).dtype : g.type(n.outputs.at(0)).dtype);
       backward.push_back(n.backward ? 1 : 0);
-      for (ValueId v : n.inputs) {
-        if (leaf_weight[static_cast<size_t>(v.v)] < 0) leaf_weight[static_cast<size_t>(v.v)] = weight[static_cast<size_t>(n.id.v)];
-        if (n.backward) read_by_backward[static_cast<size_t>(v.v)] = 1;
-      }
     }
-    for (double& w2 : leaf_weight)
-      if (w2 < 0) w2 = 1.0;
     time_of.resize(g.nodes.size());
-    for (const Value& v : g.values)
-      if (v.role != ValueRole::computed || (read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward))
-        held.push_back(v.id.v);
   }
 
   void node(NodeId n, const OpCost& c, uint32_t variant) override {
@@ -96,7 +84,6 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     if (t < 0) t = roofline(hw, kind[i], dtype[i], c, broadcast[i]).time;
     cur.compute += w * t;
     if (backward[i]) cur.backward_compute += w * t;
-    cur.memory.transient = std::max(cur.memory.transient, c.bytes_read + c.bytes_written);
   }
 
   void collective(const PlannedCollective& c) override {
@@ -135,30 +122,14 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
   m.cur.layout = layout;
   const std::vector<Sharding>& shard = m.planner.plan(layout, m);
   const Graph& g = m.g;
-  auto local_bytes = [&](const Value& v) {
+  for (const Value& v : g.values) {
     double b = static_cast<double>(num_bytes(v.type));
     const Sharding& s = shard[static_cast<size_t>(v.id.v)];
     for (size_t a = 0; a < m.mesh.axes.size(); ++a)
       if (s.dim[a] >= 0) b /= static_cast<double>(m.mesh.axes[a].size);
-    return b;
-  };
-  MemoryUse& mem = m.cur.memory;
-  for (int32_t id : m.held) {
-    const Value& v = g.values[static_cast<size_t>(id)];
-    const double w = v.role == ValueRole::computed ? m.weight[static_cast<size_t>(v.producer.v)] : m.leaf_weight[static_cast<size_t>(v.id.v)];
-    if (v.role == ValueRole::parameter) {
-      const double b = local_bytes(v);
-      mem.parameters += w * b;
-      mem.gradients += w * b;  // at the parameter's dtype, as the lowered gradient outputs
-    } else if (v.role == ValueRole::input && is_optimizer_state(v.name)) {
-      mem.optimizer += w * local_bytes(v);
-    } else if (v.role == ValueRole::input) {
-      mem.inputs += local_bytes(v);
-    } else if (m.read_by_backward[static_cast<size_t>(v.id.v)] && !g.node(v.producer).backward) {
-      mem.activations += w * local_bytes(v);
-    }
+    m.bytes[static_cast<size_t>(v.id.v)] = b;
   }
-  mem.capacity = m.hw.hbm_bytes * (1.0 - m.hw.memory_reserve);
+  m.cur.memory = m.memory.evaluate(m.bytes, m.memory.program_order(), m.hw.hbm_bytes * (1.0 - m.hw.memory_reserve));
   const double overlap = std::min(m.cur.gradient_comm, m.cur.backward_compute);
   m.cur.step = m.cur.compute + m.cur.comm - overlap;
   return m.cur;

@@ -9,9 +9,8 @@
 //   step       compute + comm − overlap, where only gradient synchronisation (the reductions of
 //              parameter gradients) overlaps, with the backward compute:
 //              overlap = min(gradient comm, backward compute)
-//   memory     parameters, gradients, optimizer state (its leaves, split as the layout says),
-//              forward values read by the backward pass, inputs and the largest op's working
-//              set, per device
+//   memory     per device, the one memory model (simulator/memory.hpp) in program order, every
+//              value at its local size under the layout
 // The optimizer is priced from its update nodes like every other op.
 // Layouts that fit rank first, by estimated step time; then those that do not fit, by step time.
 // Per-node weights let a caller evaluate a reduced graph (one layer of each kind) standing for the

@@ -91,15 +91,15 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
-21151d99d5bd2ee2345a2da723b5555ae659d64adba9dae1fbc9d9f5818eaa3b  moe/report.md
+ae706914d7c64563d26bab8da1c1e2d2926769763e02aae6e0b88dbc96c7f7ea  moe/report.md
 1557378d523228dd0537c67d723ad0a54d9157943752737acd261524c80e2e23  moe/ops.csv
-ebdbf0e8b3a252c5fac71e268fa8ac8e810d4d5af6832baed14c6f6c367de53d  moe/summary.json
+64dd609cdbafd2348654284ce9e6b7c9b459f6b4fca313239b61fe9a9fa4fc04  moe/summary.json
 7838f982ec63d88314899a1ee391626930429f2d6b4a153b97220d6387c321dc  moe/trace.json
-ae77814e3423158aa40e6de173f1cc0187e050be09530e9d7333ac0a35ed9b63  dense/report.md
+b7a1ce1d9512613e31680e2d72d48fd50c8619531c70535ce14258d1236ffa16  dense/report.md
 f7fbc5123a1173e3767c151a9e0fda6ec9ff488613a0bbe27b30fa99eeaa374f  dense/ops.csv
-c7799556de88cf045bd39e29bca5b8579708ceb5318efad3a24758410641854d  dense/summary.json
+887f5284f7f32c00ab776da4c28d43ff4b29fc72e77df75a29266cfa336e04f6  dense/summary.json
 0d0242cdd497ec96d3a5287936e3bfc2b85b06f28fe9025c3185c1a84db136bb  dense/trace.json
-9515a449ce43cd0066416acfb660be1e6bb966047459b30b4b93ba6a8f55903e  sweep/sweep.csv
+23ea1234aa159c8e9f9202ef14e80d72727606184712ea6dabe68a0f3216f44e  sweep/sweep.csv
 SUMS
 )
 if [ "$sums" != "$expected" ]; then

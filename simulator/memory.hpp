@@ -1,0 +1,63 @@
+// Memory per device of a training step, from the graph and the order its ops run in: one model
+// for `simulate` (the lowered program in its event schedule's order) and the sweep (the global
+// graph in program order, each value at its local size under the layout).
+//
+//   persistent   parameters, optimizer state (leaves "optimizer/<param>/<slot>",
+//                graph/models/training_graph.hpp) and the other inputs: held for the whole step
+//   live         every computed value from the op that writes it to the last op that reads it
+//                (graph outputs to the end of the step), walked in execution order; the peak of
+//                the live bytes is taken while each op runs (its inputs and outputs both live)
+//   at the peak  the live bytes are split into activations (forward values a backward op
+//                reads), gradients (of parameters) and transient (everything else)
+// An optimizer update writes its parameter and state in place (XLA donates the step's
+// parameter buffers; the executor copies them back into the leaves), so its outputs add nothing.
+//
+// A reduced graph (simulator/model_step.hpp: one layer standing for several) weighs parameters and
+// optimizer state by the weight of the first node reading them, activations and gradients by
+// their producer's weight: all layers' activations are live together between
+// the forward and the backward pass, and all gradients before the updates. Transient values are
+// not weighted (the layers run one after another).
+#pragma once
+
+#include "graph/ir.hpp"
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace sy {
+
+struct MemoryUse {
+  double parameters = 0;
+  double optimizer = 0;    // optimizer state leaves
+  double inputs = 0;       // other leaves (tokens, targets, loss weights, step, learning rate)
+  double activations = 0;  // at the peak: forward values the backward pass reads
+  double gradients = 0;    // at the peak: parameter gradients
+  double transient = 0;    // at the peak: every other live value
+  double capacity = 0;     // HBM per device less the reserve
+  double total() const { return parameters + optimizer + inputs + activations + gradients + transient; }
+  bool fits() const { return total() <= capacity; }
+};
+
+class MemoryModel {
+ public:
+  // `weights`: per node of g (empty: all 1).
+  explicit MemoryModel(const Graph& g, std::vector<double> weights = {});
+
+  // `bytes`: per value of g, its bytes on one device; `order`: every node of g once, in the order
+  // they run. capacity is copied into the result.
+  MemoryUse evaluate(std::span<const double> bytes, std::span<const int32_t> order, double capacity) const;
+
+  // The nodes of g in program order (0, 1, ...), for callers without a schedule.
+  const std::vector<int32_t>& program_order() const { return program_order_; }
+
+ private:
+  enum class Kind : uint8_t { parameter, optimizer, input, activation, gradient, transient, in_place };
+  const Graph& g_;
+  std::vector<Kind> kind_;       // per value
+  std::vector<double> weight_;   // per value: its layer weight (see above), else 1
+  std::vector<int32_t> readers_;  // per value: how many node inputs read it (graph outputs: +1, never freed)
+  std::vector<int32_t> program_order_;
+};
+
+}  // namespace sy
