@@ -1,15 +1,13 @@
 #include "simulator/hardware.hpp"
 
 #include "graph/error.hpp"
+#include "graph/toml_schema.hpp"
 
 #include <fmt/format.h>
-#include <toml++/toml.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <set>
 #include <sstream>
 
 #ifndef SY_SOURCE_DIR
@@ -66,210 +64,89 @@ namespace {
 constexpr std::array<OpClass, kOpClassCount> kClasses = {OpClass::matmul, OpClass::elementwise, OpClass::reduction,
                                                           OpClass::index, OpClass::layout};
 
-// One table of the file; each getter names its key, so unread keys are reported as unknown.
-class Table {
- public:
-  Table(std::string file, const toml::table* t, std::string name) : file_(std::move(file)), t_(t), name_(std::move(name)) {}
-
-  [[noreturn]] void fail(std::string_view key, const std::string& what) const {
-    const toml::node* n = t_ ? t_->get(key) : nullptr;
-    const auto line = n ? n->source().begin.line : (t_ ? t_->source().begin.line : 0);
-    const std::string where = line > 0 ? fmt::format("{}:{}", file_, line) : file_;
-    throw InputError(fmt::format("{}: key '{}{}': {}", where, name_.empty() ? "" : name_ + ".", key, what));
+// An efficiency curve: [[size, fraction], ...] with sizes increasing and fractions in (0, 1].
+EfficiencyCurve read_curve(TomlSection& t, std::string_view key) {
+  EfficiencyCurve c;
+  const toml::node* n = t.node(key);
+  if (!n) return c;
+  const char* form = "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], e.g. "
+                     "[[1e6, 0.2], [1e9, 0.7]]";
+  const toml::array* a = n->as_array();
+  if (!a || a->empty()) t.fail(key, form);
+  auto num = [](const toml::node* x) -> std::optional<double> {
+    if (x && x->is_floating_point()) return x->value_exact<double>();
+    if (x && x->is_integer()) return static_cast<double>(*x->value_exact<int64_t>());
+    return std::nullopt;
+  };
+  for (const toml::node& e : *a) {
+    const toml::array* p = e.as_array();
+    auto sz = p && p->size() == 2 ? num(p->get(0)) : std::nullopt;
+    auto fr = p && p->size() == 2 ? num(p->get(1)) : std::nullopt;
+    if (!sz || !fr || *sz <= 0 || *fr <= 0 || *fr > 1 || (!c.points.empty() && *sz <= c.points.back().first))
+      t.fail(key, fmt::format("point {} is not allowed; {}", TomlDocument::value_text(e), form));
+    c.points.emplace_back(*sz, *fr);
   }
+  return c;
+}
 
-  // A missing required key is reported by finish(), after unknown keys (a misspelt key is both).
-  const toml::node* get(std::string_view key, bool required) {
-    allowed_.insert(std::string(key));
-    const toml::node* n = t_ ? t_->get(key) : nullptr;
-    if (!n && required && missing_.empty()) missing_ = std::string(key);
-    return n;
-  }
+ClassEfficiency read_efficiency(const TomlDocument& doc, const toml::table* table, const std::string& path) {
+  TomlSection t(doc, table, path);
+  ClassEfficiency e{read_curve(t, "compute"), read_curve(t, "memory")};
+  t.finish();
+  return e;
+}
 
-  static std::string text(const toml::node& n) {
-    std::ostringstream os;
-    n.visit([&](const auto& v) { os << v; });
-    return os.str();
-  }
-
-  double number(std::string_view key, std::optional<double> fallback, const std::function<bool(double)>& ok,
-                std::string_view allowed) {
-    const toml::node* n = get(key, !fallback);
-    if (!n) return fallback.value_or(0.0);
-    std::optional<double> v;
-    if (n->is_floating_point()) v = n->value_exact<double>();
-    if (n->is_integer()) v = static_cast<double>(*n->value_exact<int64_t>());
-    if (!v) fail(key, fmt::format("expected a number, got {}", text(*n)));
-    if (!ok(*v)) fail(key, fmt::format("{} is not allowed (allowed: {})", text(*n), allowed));
-    return *v;
-  }
-
-  double positive(std::string_view key) { return number(key, std::nullopt, [](double x) { return x > 0; }, "a number > 0"); }
-
-  int64_t integer(std::string_view key, std::optional<int64_t> fallback, int64_t lo) {
-    const toml::node* n = get(key, !fallback);
-    if (!n) return fallback.value_or(lo);
-    auto v = n->value_exact<int64_t>();
-    if (!v) fail(key, fmt::format("expected an integer, got {}", text(*n)));
-    if (*v < lo) fail(key, fmt::format("{} is not allowed (allowed: integers >= {})", *v, lo));
-    return *v;
-  }
-
-  std::string string(std::string_view key, std::optional<std::string> fallback) {
-    const toml::node* n = get(key, !fallback);
-    if (!n) return fallback.value_or(std::string());
-    auto v = n->value_exact<std::string>();
-    if (!v) fail(key, fmt::format("expected a string, got {}", text(*n)));
-    return *v;
-  }
-
-  std::vector<int64_t> integers(std::string_view key) {
-    const toml::node* n = get(key, true);
-    if (!n) return {1};
-    const toml::array* a = n->as_array();
-    if (!a || a->empty()) fail(key, "expected a non-empty array of integers, e.g. [16, 16, 16]");
-    std::vector<int64_t> r;
-    for (const toml::node& e : *a) {
-      auto v = e.value_exact<int64_t>();
-      if (!v || *v < 1) fail(key, fmt::format("element {} is not an integer >= 1", text(e)));
-      r.push_back(*v);
-    }
-    return r;
-  }
-
-  EfficiencyCurve curve(std::string_view key) {
-    EfficiencyCurve c;
-    const toml::node* n = get(key, false);
-    if (!n) return c;
-    const toml::array* a = n->as_array();
-    const char* form = "an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], e.g. "
-                       "[[1e6, 0.2], [1e9, 0.7]]";
-    if (!a || a->empty()) fail(key, fmt::format("expected {}", form));
-    for (const toml::node& e : *a) {
-      const toml::array* p = e.as_array();
-      auto num = [](const toml::node& x) -> std::optional<double> {
-        if (x.is_floating_point()) return x.value_exact<double>();
-        if (x.is_integer()) return static_cast<double>(*x.value_exact<int64_t>());
-        return std::nullopt;
-      };
-      if (!p || p->size() != 2) fail(key, fmt::format("point {} is not a [size, fraction] pair (expected {})", text(e), form));
-      auto sz = num(*p->get(0));
-      auto fr = num(*p->get(1));
-      if (!sz || !fr || *sz <= 0 || *fr <= 0 || *fr > 1 || (!c.points.empty() && *sz <= c.points.back().first))
-        fail(key, fmt::format("point {} is not allowed (expected {})", text(e), form));
-      c.points.emplace_back(*sz, *fr);
-    }
-    return c;
-  }
-
-  const toml::table* subtable(std::string_view key) {
-    const toml::node* n = get(key, false);
-    if (!n) return nullptr;
-    if (!n->is_table()) fail(key, "expected a table");
-    return n->as_table();
-  }
-
-  void finish() const {
-    if (t_)
-      for (const auto& [k, v] : *t_) {
-        if (allowed_.count(std::string(k.str()))) continue;
-        std::string allowed;
-        for (const std::string& a : allowed_) allowed += (allowed.empty() ? "" : ", ") + a;
-        fail(k.str(), fmt::format("unknown key (allowed: {})", allowed));
-      }
-    if (!missing_.empty()) {
-      const auto line = t_ ? t_->source().begin.line : 0;
-      throw InputError(fmt::format("{}{}: key '{}{}' is missing (required)", file_,
-                                   line > 0 ? fmt::format(":{}", line) : std::string(), name_.empty() ? "" : name_ + ".",
-                                   missing_));
-    }
-  }
-
- private:
-  std::string file_;
-  const toml::table* t_;
-  std::string name_;
-  std::set<std::string> allowed_;
-  std::string missing_;  // the first required key not found
-};
+constexpr std::pair<Wraparound, std::string_view> kWraparounds[] = {
+    {Wraparound::always, "always"}, {Wraparound::full_axis, "full_axis"}, {Wraparound::multiple_of, "multiple_of"}};
 
 }  // namespace
 
 HardwareSpec parse_hardware(std::string_view text, std::string_view source_name) {
-  const std::string file(source_name);
-  toml::table root;
-  try {
-    root = toml::parse(text, source_name);
-  } catch (const toml::parse_error& e) {
-    throw InputError(fmt::format("{}:{}: not valid TOML: {}", file, e.source().begin.line, e.description()));
-  }
+  const TomlDocument doc = TomlDocument::parse(text, std::string(source_name));
   HardwareSpec s;
-  s.source = file;
-  Table top(file, &root, "");
-  const toml::table* chip_table = top.subtable("chip");
-  const toml::table* ici_table = top.subtable("ici");
-  const toml::table* eff = top.subtable("efficiency");
-  if (!chip_table) top.get("chip", true);
-  if (!ici_table) top.get("ici", true);
+  s.source = doc.file;
+  TomlSection top(doc, &doc.root, "");
+  TomlSection chip(doc, top.table("chip", true), "chip");
+  TomlSection ici(doc, top.table("ici", true), "ici");
+  TomlSection effs(doc, top.table("efficiency"), "efficiency");
   top.finish();
-  Table chip(file, chip_table, "chip");
-  Table ici(file, ici_table, "ici");
 
-  auto fraction = [](double x) { return x >= 0 && x < 1; };
-  s.name = chip.string("name", std::nullopt);
-  s.description = chip.string("description", std::string());
-  s.devices_per_chip = chip.integer("devices_per_chip", std::nullopt, 1);
-  s.matmul_flops_bf16 = chip.positive("matmul_flops_bf16");
-  s.matmul_flops_f32 = chip.positive("matmul_flops_f32");
-  s.vector_flops = chip.positive("vector_flops");
-  s.hbm_bytes = chip.positive("hbm_bytes");
-  s.hbm_bandwidth = chip.positive("hbm_bandwidth");
-  s.op_overhead = chip.number("op_overhead", 0.0, [](double x) { return x >= 0; }, "seconds >= 0");
-  s.memory_reserve = chip.number("memory_reserve", 0.0, fraction, "a fraction in [0, 1)");
+  s.name = chip.string("name", kRequired);
+  s.description = chip.string("description", "");
+  s.devices_per_chip = chip.integer("devices_per_chip", kRequired, 1);
+  s.matmul_flops_bf16 = chip.number("matmul_flops_bf16", kRequired, above(0));
+  s.matmul_flops_f32 = chip.number("matmul_flops_f32", kRequired, above(0));
+  s.vector_flops = chip.number("vector_flops", kRequired, above(0));
+  s.hbm_bytes = chip.number("hbm_bytes", kRequired, above(0));
+  s.hbm_bandwidth = chip.number("hbm_bandwidth", kRequired, above(0));
+  s.op_overhead = chip.number("op_overhead", 0.0, at_least(0, "seconds"));
+  s.memory_reserve = chip.number("memory_reserve", 0.0, interval(0, 1, "[)", "a fraction"));
   chip.finish();
 
-  s.link_bandwidth = ici.positive("link_bandwidth");
-  s.hop_latency = ici.number("hop_latency", std::nullopt, [](double x) { return x >= 0; }, "seconds >= 0");
-  s.collective_overhead = ici.number("collective_overhead", 0.0, [](double x) { return x >= 0; }, "seconds >= 0");
-  s.ici_efficiency = ici.number("efficiency", 1.0, [](double x) { return x > 0 && x <= 1; }, "a fraction in (0, 1]");
-  s.torus = ici.integers("torus");
-  if (s.torus.size() > 3) ici.fail("torus", fmt::format("{} axes given (allowed: 1 to 3)", s.torus.size()));
-  const std::string wrap = ici.string("wraparound", std::nullopt);
-  bool known = false;
-  for (Wraparound w : {Wraparound::always, Wraparound::full_axis, Wraparound::multiple_of})
-    if (wrap == wraparound_name(w)) s.wraparound = w, known = true;
-  if (!known) ici.fail("wraparound", fmt::format("'{}' is not allowed (allowed: always, full_axis, multiple_of)", wrap));
-  s.wraparound_multiple = s.wraparound == Wraparound::multiple_of ? ici.integer("wraparound_multiple", std::nullopt, 1)
-                                                                  : ici.integer("wraparound_multiple", 1, 1);
-  s.core_link_bandwidth = s.devices_per_chip > 1 ? ici.positive("core_link_bandwidth")
-                                                 : ici.number("core_link_bandwidth", 0.0, [](double x) { return x >= 0; },
-                                                              "a number >= 0");
+  s.link_bandwidth = ici.number("link_bandwidth", kRequired, above(0));
+  s.hop_latency = ici.number("hop_latency", kRequired, at_least(0, "seconds"));
+  s.collective_overhead = ici.number("collective_overhead", 0.0, at_least(0, "seconds"));
+  s.ici_efficiency = ici.number("efficiency", 1.0, interval(0, 1, "(]", "a fraction"));
+  s.torus = ici.integers("torus", kRequired, 1);
+  if (s.torus.size() > 3) ici.fail("torus", fmt::format("{} axes; allowed: 1 to 3 axes", s.torus.size()));
+  s.wraparound = ici.choice("wraparound", kRequired, kWraparounds);
+  // Required with multiple_of; core links with several devices per chip.
+  s.wraparound_multiple = ici.integer("wraparound_multiple",
+                                      s.wraparound == Wraparound::multiple_of ? std::nullopt : std::optional<int64_t>(1), 1);
+  s.core_link_bandwidth = s.devices_per_chip > 1 ? ici.number("core_link_bandwidth", kRequired, above(0))
+                                                 : ici.number("core_link_bandwidth", 0.0, at_least(0));
   ici.finish();
 
-  Table effs(file, eff, "efficiency");
   for (OpClass c : kClasses) {
     const std::string cname(op_class_name(c));
-    Table t(file, effs.subtable(cname), "efficiency." + cname);
-    s.efficiency[static_cast<size_t>(c)] = ClassEfficiency{t.curve("compute"), t.curve("memory")};
-    t.finish();
+    s.efficiency[static_cast<size_t>(c)] = read_efficiency(doc, effs.table(cname), "efficiency." + cname);
   }
   for (const char* group : {"op", "broadcast"}) {
-    const toml::table* ops = effs.subtable(group);
-    if (!ops) continue;
-    Table kinds(file, ops, fmt::format("efficiency.{}", group));
-    for (const auto& [key, node] : *ops) {
-      const std::string name(key.str());
-      auto kind = op_from_name(name);
-      if (!kind) {
-        std::string known;
-        for (OpKind k : kAllOpKinds) known += fmt::format("{}{}", known.empty() ? "" : ", ", op_name(k));
-        kinds.fail(name, fmt::format("unknown op kind (known: {})", known));
-      }
-      Table t(file, kinds.subtable(name), fmt::format("efficiency.{}.{}", group, name));
-      (std::string_view(group) == "op" ? s.kind_efficiency : s.broadcast_efficiency)[*kind] =
-          ClassEfficiency{t.curve("compute"), t.curve("memory")};
-      t.finish();
-    }
+    TomlSection kinds(doc, effs.table(group), fmt::format("efficiency.{}", group));
+    for (OpKind k : kAllOpKinds)
+      if (const toml::table* t = kinds.table(op_name(k)))
+        (std::string_view(group) == "op" ? s.kind_efficiency : s.broadcast_efficiency)[k] =
+            read_efficiency(doc, t, fmt::format("efficiency.{}.{}", group, op_name(k)));
     kinds.finish();
   }
   effs.finish();

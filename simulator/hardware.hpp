@@ -41,7 +41,8 @@
 //                                       different kernel on most hardware). Calibration
 //                                       (experiments/calibrate) writes measured tables.
 //
-// Errors are InputError naming the file, the key (with its line), the value and what is allowed.
+// Errors are InputError naming the file, the key (with its line), the value and what is allowed,
+// in the wording of graph/toml_schema.hpp.
 #pragma once
 
 #include "graph/dtype.hpp"

@@ -52,7 +52,9 @@
 // Override keys are model config keys (graph/models/model_config.hpp) written "section.key"; nested tables
 // work too (set.moe.cf_train = 2.0). train.seed comes from seeds, never from set. Every arm is
 // checked against the base model config of the chosen scale before anything runs: a bad spec is an
-// InputError naming the spec file, the line, the key and what is allowed.
+// InputError naming the spec file, the line, the key and what is allowed, in the wording of
+// graph/toml_schema.hpp (keys of an [[arm]] are arm.KEY). Every [scale.X] is read and checked,
+// not only the chosen one.
 #pragma once
 
 #include <nlohmann/json.hpp>

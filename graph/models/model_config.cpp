@@ -2,18 +2,13 @@
 
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "graph/toml_schema.hpp"
 
 #include <fmt/format.h>
-#include <toml++/toml.h>
 
 #include <cmath>
 #include <filesystem>
-#include <functional>
-#include <limits>
-#include <map>
-#include <optional>
 #include <regex>
-#include <sstream>
 
 namespace sy {
 namespace {
@@ -21,238 +16,81 @@ namespace {
 // ---- names of enum values, as written in the files ----
 
 template <typename E>
-struct NamedValue {
-  std::string_view name;
-  E value;
-};
+using Names = std::pair<E, std::string_view>;
 
-constexpr NamedValue<Architecture> kArchitectures[] = {{"encoder_decoder", Architecture::encoder_decoder},
-                                                       {"decoder_only", Architecture::decoder_only}};
-constexpr NamedValue<DType> kRouterDtypes[] = {{"f32", DType::f32}, {"bf16", DType::bf16}};
-constexpr NamedValue<OptimizerKind> kOptimizers[] = {{"adafactor", OptimizerKind::adafactor},
-                                                     {"adamw", OptimizerKind::adamw}};
-constexpr NamedValue<LrSchedule> kSchedules[] = {
-    {"inverse_sqrt", LrSchedule::inverse_sqrt}, {"constant", LrSchedule::constant}, {"cosine", LrSchedule::cosine}};
+constexpr Names<Architecture> kArchitectures[] = {{Architecture::encoder_decoder, "encoder_decoder"},
+                                                  {Architecture::decoder_only, "decoder_only"}};
+constexpr Names<DType> kRouterDtypes[] = {{DType::f32, "f32"}, {DType::bf16, "bf16"}};
+constexpr Names<OptimizerKind> kOptimizers[] = {{OptimizerKind::adafactor, "adafactor"}, {OptimizerKind::adamw, "adamw"}};
+constexpr Names<LrSchedule> kSchedules[] = {
+    {LrSchedule::inverse_sqrt, "inverse_sqrt"}, {LrSchedule::constant, "constant"}, {LrSchedule::cosine, "cosine"}};
 
 template <typename E, size_t N>
-std::string_view name_of(const NamedValue<E> (&table)[N], E v) {
-  for (const auto& nv : table)
-    if (nv.value == v) return nv.name;
+std::string_view name_of(const Names<E> (&table)[N], E v) {
+  for (const auto& [value, name] : table)
+    if (value == v) return name;
   return "?";
 }
 
-template <typename E, size_t N>
-std::string names_of(const NamedValue<E> (&table)[N]) {
-  std::string s;
-  for (const auto& nv : table) s += (s.empty() ? "" : ", ") + std::string(nv.name);
-  return s;
+// A setting named by the router library's spellings (graph/models/moe.hpp EnumNames).
+template <typename E>
+E named(TomlSection& s, std::string_view key, E fallback) {
+  return s.choice(key, fallback, EnumNames<E>::names);
 }
-
-// ---- where a key came from ----
-
-// The parsed document and the overrides applied to it: every message names the file and either
-// the key's line or the --set argument that gave it.
-struct Document {
-  std::string file;
-  toml::table root;
-  std::map<std::string, std::string> overridden;  // dotted key -> the --set argument
-
-  std::string where(const std::string& dotted) const {
-    if (auto it = overridden.find(dotted); it != overridden.end()) return fmt::format("{} (--set {})", file, it->second);
-    toml::node_view<const toml::node> n = toml::at_path(root, dotted);
-    if (n && n.node()->source().begin.line > 0) return fmt::format("{}:{}", file, n.node()->source().begin.line);
-    return file;
-  }
-
-  std::string value_text(const std::string& dotted) const {
-    toml::node_view<const toml::node> n = toml::at_path(root, dotted);
-    if (!n) return "(unset)";
-    if (auto str = n.value_exact<std::string>()) return fmt::format("\"{}\"", *str);  // as written, not TOML's 'x'
-    std::ostringstream os;
-    os << n;
-    return os.str();
-  }
-};
-
-[[noreturn]] void fail_at(const Document& doc, const std::string& dotted, const std::string& what) {
-  throw InputError(fmt::format("{}: {}", doc.where(dotted), what));
-}
-
-// One table of the document ([model], [moe], ...). Each getter names the key it reads, so after
-// reading, every key of the table that nobody asked for is unknown: finish() reports it with the
-// list of keys that were asked for (the allowed keys).
-class Section {
- public:
-  Section(const Document& doc, const toml::table* table, std::string name)
-      : doc_(doc), table_(table), name_(std::move(name)) {}
-
-  bool has(std::string_view key) {
-    allow(key);
-    return table_ && table_->contains(key);
-  }
-
-  int64_t integer(std::string_view key, int64_t fallback, int64_t lo,
-                  int64_t hi = std::numeric_limits<int64_t>::max()) {
-    const toml::node* n = node(key);
-    if (!n) return fallback;
-    auto v = n->value_exact<int64_t>();
-    if (!v) fail(key, "expected an integer");
-    if (*v < lo || *v > hi) {
-      if (hi == std::numeric_limits<int64_t>::max()) fail(key, fmt::format("allowed: integers >= {}", lo));
-      fail(key, fmt::format("allowed: integers {}..{}", lo, hi));
-    }
-    return *v;
-  }
-
-  // A real number; `ok` tells whether it is allowed, `allowed` says so in words.
-  double number(std::string_view key, double fallback, const std::function<bool(double)>& ok, std::string_view allowed) {
-    const toml::node* n = node(key);
-    if (!n) return fallback;
-    std::optional<double> v;
-    if (n->is_floating_point()) v = n->value_exact<double>();
-    if (n->is_integer()) v = static_cast<double>(*n->value_exact<int64_t>());
-    if (!v) fail(key, "expected a number");
-    if (!ok(*v)) fail(key, fmt::format("allowed: {}", allowed));
-    return *v;
-  }
-
-  bool boolean(std::string_view key, bool fallback) {
-    const toml::node* n = node(key);
-    if (!n) return fallback;
-    auto v = n->value_exact<bool>();
-    if (!v) fail(key, "expected true or false");
-    return *v;
-  }
-
-  std::string string(std::string_view key, std::string fallback) {
-    const toml::node* n = node(key);
-    if (!n) return fallback;
-    auto v = n->value_exact<std::string>();
-    if (!v) fail(key, "expected a string");
-    return *v;
-  }
-
-  template <typename E, size_t N>
-  E choice(std::string_view key, E fallback, const NamedValue<E> (&table)[N]) {
-    const toml::node* n = node(key);
-    if (!n) return fallback;
-    auto v = n->value_exact<std::string>();
-    if (v)
-      for (const auto& nv : table)
-        if (nv.name == *v) return nv.value;
-    fail(key, fmt::format("allowed: {}", names_of(table)));
-  }
-
-  // A setting named by the router library's spellings (graph/models/moe.hpp EnumNames).
-  template <typename E>
-  E named(std::string_view key, E fallback) {
-    const toml::node* n = node(key);
-    if (!n) return fallback;
-    auto v = n->value_exact<std::string>();
-    if (v)
-      if (auto e = enum_from_name<E>(*v)) return *e;
-    fail(key, fmt::format("allowed: {}", enum_allowed<E>()));
-  }
-
-  // A sub-table such as [moe.decoder]: known, read by its own Section.
-  const toml::table* table(std::string_view key) {
-    const toml::node* n = node(key);
-    if (!n) return nullptr;
-    if (!n->is_table()) fail(key, fmt::format("expected a table [{}.{}]", name_, key));
-    return n->as_table();
-  }
-
-  // Unknown keys are errors naming the allowed ones.
-  void finish() const {
-    if (!table_) return;
-    for (const auto& [key, value] : *table_) {
-      const std::string k(key.str());
-      if (std::find(allowed_.begin(), allowed_.end(), k) != allowed_.end()) continue;
-      std::string list;
-      for (const std::string& a : allowed_) list += (list.empty() ? "" : ", ") + a;
-      throw InputError(fmt::format("{}: unknown key {}; allowed keys in [{}]: {}", doc_.where(dotted(k)), dotted(k),
-                                   name_, list));
-    }
-  }
-
-  std::string dotted(std::string_view key) const { return fmt::format("{}.{}", name_, key); }
-
-  [[noreturn]] void fail(std::string_view key, const std::string& what) const {
-    fail_at(doc_, dotted(key), fmt::format("{} = {}: {}", dotted(key), doc_.value_text(dotted(key)), what));
-  }
-
- private:
-  void allow(std::string_view key) {
-    if (std::find(allowed_.begin(), allowed_.end(), key) == allowed_.end()) allowed_.emplace_back(key);
-  }
-  const toml::node* node(std::string_view key) {
-    allow(key);
-    return table_ ? table_->get(key) : nullptr;
-  }
-
-  const Document& doc_;
-  const toml::table* table_;
-  std::string name_;
-  std::vector<std::string> allowed_;
-};
-
-bool positive(double v) { return v > 0; }
-bool non_negative(double v) { return v >= 0; }
-bool unit_interval_open(double v) { return v >= 0 && v < 1; }  // [0, 1)
 
 // The MoeConfig keys of one table, over `base` (the defaults, or [moe] for a stack's table).
-MoeConfig read_moe(Section& s, MoeConfig m) {
+MoeConfig read_moe(TomlSection& s, MoeConfig m) {
   m.experts = s.integer("experts", m.experts, 1);
   m.k = s.integer("k", m.k, 1);
-  m.router = s.named<RouterKind>("router", m.router);
-  m.policy_train = s.named<SecondPolicy>("policy_train", m.policy_train);
-  m.policy_eval = s.named<SecondPolicy>("policy_eval", m.policy_eval);
-  m.policy_threshold = s.number("policy_threshold", m.policy_threshold, [](double v) { return v > 0 && v <= 1; }, "(0, 1]");
-  m.cf_train = s.number("cf_train", m.cf_train, positive, "> 0");
-  m.cf_eval = s.number("cf_eval", m.cf_eval, positive, "> 0");
+  m.router = named<RouterKind>(s, "router", m.router);
+  m.policy_train = named<SecondPolicy>(s, "policy_train", m.policy_train);
+  m.policy_eval = named<SecondPolicy>(s, "policy_eval", m.policy_eval);
+  m.policy_threshold = s.number("policy_threshold", m.policy_threshold, interval(0, 1, "(]"));
+  m.cf_train = s.number("cf_train", m.cf_train, above(0));
+  m.cf_eval = s.number("cf_eval", m.cf_eval, above(0));
   m.min_capacity = s.integer("min_capacity", m.min_capacity, 1);
   m.group_size = s.integer("group_size", m.group_size, 0);
-  m.capacity = s.named<CapacityRule>("capacity", m.capacity);
+  m.capacity = named<CapacityRule>(s, "capacity", m.capacity);
   m.dropless = s.boolean("dropless", m.dropless);
   m.batch_prioritized = s.boolean("batch_prioritized", m.batch_prioritized);
   m.router_dtype = s.choice("router_dtype", m.router_dtype, kRouterDtypes);
-  m.jitter = s.number("jitter", m.jitter, unit_interval_open, "[0, 1)");
-  m.balance = s.named<BalanceLoss>("balance", m.balance);
-  m.balance_coef = s.number("balance_coef", m.balance_coef, non_negative, ">= 0");
-  m.z_rule = s.named<ZLossRule>("z_rule", m.z_rule);
-  m.z_coef = s.number("z_coef", m.z_coef, non_negative, ">= 0");
-  m.mesh_tf_loss_coef = s.number("mesh_tf_loss_coef", m.mesh_tf_loss_coef, non_negative, ">= 0");
-  m.expert_ffn = s.named<FfnKind>("expert_ffn", m.expert_ffn);
+  m.jitter = s.number("jitter", m.jitter, interval(0, 1, "[)"));
+  m.balance = named<BalanceLoss>(s, "balance", m.balance);
+  m.balance_coef = s.number("balance_coef", m.balance_coef, at_least(0));
+  m.z_rule = named<ZLossRule>(s, "z_rule", m.z_rule);
+  m.z_coef = s.number("z_coef", m.z_coef, at_least(0));
+  m.mesh_tf_loss_coef = s.number("mesh_tf_loss_coef", m.mesh_tf_loss_coef, at_least(0));
+  m.expert_ffn = named<FfnKind>(s, "expert_ffn", m.expert_ffn);
   m.d_ff = s.integer("d_ff", m.d_ff, 1);
-  m.expert_dropout = s.number("expert_dropout", m.expert_dropout, unit_interval_open, "[0, 1)");
+  m.expert_dropout = s.number("expert_dropout", m.expert_dropout, interval(0, 1, "[)"));
   m.expert_bias = s.boolean("expert_bias", m.expert_bias);
   m.renormalize_gates = s.boolean("renormalize_gates", m.renormalize_gates);
-  m.hash = s.named<HashKind>("hash", m.hash);
+  m.hash = named<HashKind>(s, "hash", m.hash);
   return m;
 }
 
 // The dotted key of the table that set `key` for a stack: "moe.decoder.k" if the stack's table
 // has it, else "moe.k".
-std::string moe_key(const Document& doc, const char* stack, std::string_view key) {
+std::string moe_key(const TomlDocument& doc, const char* stack, std::string_view key) {
   const std::string own = fmt::format("moe.{}.{}", stack, key);
   return toml::at_path(doc.root, own) ? own : fmt::format("moe.{}", key);
 }
 
 // Checks that involve several keys of one stack's MoE settings.
-void check_moe(const Document& doc, const MoeConfig& m, const char* stack, bool decoder) {
+void check_moe(const TomlDocument& doc, const MoeConfig& m, const char* stack, bool decoder) {
   auto key = [&](std::string_view k) { return moe_key(doc, stack, k); };
   const bool has_k = m.router == RouterKind::top_k || m.router == RouterKind::noisy_top_k;
   if (has_k && m.k > m.experts)
-    fail_at(doc, key("k"),
+    doc.fail(key("k"),
             fmt::format("{} = {} in the {}: more experts per token than experts ({} = {}); allowed: 1..{}", key("k"), m.k,
                         stack, key("experts"), m.experts, m.experts));
   if (m.batch_prioritized && !has_k)
-    fail_at(doc, key("batch_prioritized"),
+    doc.fail(key("batch_prioritized"),
             fmt::format("{} = true with {} = \"{}\" in the {}: batch-prioritized routing orders top-k choices; "
                         "allowed with router top_k or noisy_top_k",
                         key("batch_prioritized"), key("router"), enum_name(m.router), stack));
   if (decoder && m.batch_prioritized)
-    fail_at(doc, key("batch_prioritized"),
+    doc.fail(key("batch_prioritized"),
             fmt::format("{} = true applies to the decoder's MoE layers: batch-prioritized routing sorts a group by "
                         "router probability and so leaks future tokens in a decoder; allowed in the encoder only "
                         "(set it under [moe.encoder] of an encoder_decoder model)",
@@ -267,10 +105,10 @@ void check_moe(const Document& doc, const MoeConfig& m, const char* stack, bool 
 
 // "a.b.c=value" applied to the document. The value is parsed as TOML; a bare word (not valid
 // TOML) is taken as a string, so --set moe.router=hash works without quotes.
-void apply_override(Document& doc, const std::string& arg) {
+void apply_override(TomlDocument& doc, const std::string& arg) {
   const size_t eq = arg.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw InputError(fmt::format("{}: --set {}: expected section.key=value (e.g. moe.cf_train=2.0)", doc.file, arg));
+    throw InputError(fmt::format("{} (--set {}): expected section.key=value (e.g. moe.cf_train=2.0)", doc.file, arg));
   const std::string dotted = arg.substr(0, eq);
   const std::string text = arg.substr(eq + 1);
   std::vector<std::string> parts;
@@ -281,9 +119,9 @@ void apply_override(Document& doc, const std::string& arg) {
     start = dot + 1;
   }
   if (parts.size() < 2)
-    throw InputError(fmt::format("{}: --set {}: the key must name its section (e.g. model.d_model, moe.k)", doc.file, arg));
+    throw InputError(fmt::format("{} (--set {}): the key must name its section (e.g. model.d_model, moe.k)", doc.file, arg));
   for (const std::string& p : parts)
-    if (p.empty()) throw InputError(fmt::format("{}: --set {}: empty part in key '{}'", doc.file, arg, dotted));
+    if (p.empty()) throw InputError(fmt::format("{} (--set {}): empty part in key '{}'", doc.file, arg, dotted));
 
   toml::table value_doc;
   try {
@@ -296,7 +134,7 @@ void apply_override(Document& doc, const std::string& arg) {
     toml::node* n = t->get(parts[i]);
     if (!n) n = &t->insert_or_assign(parts[i], toml::table{}).first->second;
     if (!n->is_table())
-      throw InputError(fmt::format("{}: --set {}: '{}' is a value, not a section", doc.file, arg, parts[i]));
+      throw InputError(fmt::format("{} (--set {}): '{}' is a value, not a section", doc.file, arg, parts[i]));
     t = n->as_table();
   }
   t->insert_or_assign(parts.back(), *value_doc.get("v"));
@@ -313,33 +151,19 @@ std::string_view schedule_name(LrSchedule s) { return name_of(kSchedules, s); }
 
 ModelConfig parse_model_config(std::string_view text, std::string_view source_name,
                                const std::vector<std::string>& overrides) {
-  Document doc;
-  doc.file = std::string(source_name);
-  try {
-    doc.root = toml::parse(text, source_name);
-  } catch (const toml::parse_error& e) {
-    throw InputError(fmt::format("{}:{}: TOML syntax error: {}", doc.file, e.source().begin.line, e.description()));
-  }
+  TomlDocument doc = TomlDocument::parse(text, std::string(source_name));
   for (const std::string& o : overrides) apply_override(doc, o);
 
   ModelConfig c;
   c.source = doc.file;
-  // Sections: checked by hand so the message names the section.
-  for (const auto& [key, value] : doc.root) {
-    const std::string k(key.str());
-    if (k != "model" && k != "moe" && k != "train")
-      throw InputError(fmt::format("{}: unknown section [{}]; allowed sections: [model], [moe] (with [moe.encoder], "
-                                   "[moe.decoder]), [train]",
-                                   doc.where(k), k));
-    if (!value.is_table())
-      throw InputError(fmt::format("{}: '{}' must be a section [{}], not a value", doc.where(k), k, k));
-  }
-  const toml::table* model_t = doc.root["model"].as_table();
-  const toml::table* moe_t = doc.root["moe"].as_table();
-  const toml::table* train_t = doc.root["train"].as_table();
+  TomlSection top(doc, &doc.root, "");
+  const toml::table* model_t = top.table("model");
+  const toml::table* moe_t = top.table("moe");
+  const toml::table* train_t = top.table("train");
+  top.finish();
 
   // ---- [model] ----
-  Section model(doc, model_t, "model");
+  TomlSection model(doc, model_t, "model");
   c.name = model.string("name", std::filesystem::path(doc.file).stem().string());
   c.architecture = model.choice("architecture", c.architecture, kArchitectures);
   const bool enc_dec = c.has_encoder();
@@ -351,7 +175,7 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     c.d_kv = model.integer("d_kv", c.d_kv, 1);
   } else {
     if (c.d_model % c.heads != 0)
-      fail_at(doc, "model.heads",
+      doc.fail("model.heads",
               fmt::format("model.heads = {} does not divide model.d_model = {} and model.d_kv is not set; allowed: a "
                           "divisor of d_model, or set d_kv explicitly",
                           c.heads, c.d_model));
@@ -372,10 +196,10 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     c.encoder_layers = 0;
     c.decoder_layers = model.integer("layers", c.decoder_layers, 1);
   }
-  c.ffn = model.named<FfnKind>("ffn", c.ffn);
+  c.ffn = named<FfnKind>(model, "ffn", c.ffn);
   c.relu_matches_geglu_flops = model.boolean("relu_matches_geglu_flops", c.relu_matches_geglu_flops);
   c.norm_scale = model.boolean("norm_scale", c.norm_scale);
-  c.norm_eps = model.number("norm_eps", c.norm_eps, positive, "> 0");
+  c.norm_eps = model.number("norm_eps", c.norm_eps, above(0));
   c.position_bias = model.boolean("position_bias", c.position_bias);
   c.position_buckets = model.integer("position_buckets", c.position_buckets, 4);
   if (c.position_buckets % 2 != 0)
@@ -383,13 +207,13 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
                                    "directions)");
   c.position_max_distance = model.integer("position_max_distance", c.position_max_distance, c.position_buckets);
   c.tied_embeddings = model.boolean("tied_embeddings", c.tied_embeddings);
-  c.dropout = model.number("dropout", c.dropout, unit_interval_open, "[0, 1)");
-  c.init_scale = model.number("init_scale", c.init_scale, positive, "> 0");
+  c.dropout = model.number("dropout", c.dropout, interval(0, 1, "[)"));
+  c.init_scale = model.number("init_scale", c.init_scale, above(0));
   model.finish();
   c.d_ff = (c.ffn == FfnKind::relu && c.relu_matches_geglu_flops) ? matched_relu_d_ff(d_ff_given) : d_ff_given;
 
   // ---- [moe] ----
-  Section moe(doc, moe_t, "moe");
+  TomlSection moe(doc, moe_t, "moe");
   if (moe_t) {
     c.moe_every = moe.integer("every", 1, 1);
     c.moe_extra_dense_ffn = moe.boolean("extra_dense_ffn", c.moe_extra_dense_ffn);
@@ -401,17 +225,17 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     const toml::table* dec_t = moe.table("decoder");
     moe.finish();
     if (!enc_dec && enc_t)
-      fail_at(doc, "moe.encoder",
+      doc.fail("moe.encoder",
               "[moe.encoder] in a decoder_only model, which has no encoder; allowed: [moe], [moe.decoder]");
-    Section enc(doc, enc_t, "moe.encoder");
-    Section dec(doc, dec_t, "moe.decoder");
+    TomlSection enc(doc, enc_t, "moe.encoder");
+    TomlSection dec(doc, dec_t, "moe.decoder");
     c.moe_encoder = read_moe(enc, base);
     c.moe_decoder = read_moe(dec, base);
     enc.finish();
     dec.finish();
     const int64_t deepest = std::max(c.encoder_layers, c.decoder_layers);
     if (c.moe_every > deepest)
-      fail_at(doc, "moe.every",
+      doc.fail("moe.every",
               fmt::format("moe.every = {} makes no layer sparse (the deepest stack has {} layers); allowed: 1..{}",
                           c.moe_every, deepest, deepest));
     if (enc_dec) check_moe(doc, c.moe_encoder, "encoder", false);
@@ -424,12 +248,12 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
                         (c.is_moe() && (c.moe_decoder.expert_ffn == FfnKind::relu ||
                                         (enc_dec && c.moe_encoder.expert_ffn == FfnKind::relu)));
   if (c.relu_matches_geglu_flops && !any_relu)
-    fail_at(doc, "model.relu_matches_geglu_flops",
+    doc.fail("model.relu_matches_geglu_flops",
             "model.relu_matches_geglu_flops = true but no FFN is relu (model.ffn and moe.expert_ffn are geglu); "
             "allowed: true only with a relu FFN");
 
   // ---- [train] ----
-  Section train(doc, train_t, "train");
+  TomlSection train(doc, train_t, "train");
   c.batch = train.integer("batch", c.batch, 1);
   if (enc_dec) {
     if (train.has("length"))
@@ -448,21 +272,21 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
   OptimizerConfig& o = c.optimizer;
   o.kind = train.choice("optimizer", o.kind, kOptimizers);
   o.schedule = train.choice("schedule", o.schedule, kSchedules);
-  o.learning_rate = train.number("learning_rate", o.learning_rate, positive, "> 0");
+  o.learning_rate = train.number("learning_rate", o.learning_rate, above(0));
   o.warmup_steps = train.integer("warmup_steps", o.warmup_steps, 0);
   o.decay_steps = train.integer("decay_steps", o.decay_steps, 0);
-  o.min_learning_rate = train.number("min_learning_rate", o.min_learning_rate, non_negative, ">= 0");
-  o.grad_clip = train.number("grad_clip", o.grad_clip, non_negative, ">= 0 (0: no clipping)");
-  o.clip_threshold = train.number("clip_threshold", o.clip_threshold, non_negative, ">= 0 (0: no update clipping)");
-  o.decay_exponent = train.number("decay_exponent", o.decay_exponent, positive, "> 0");
+  o.min_learning_rate = train.number("min_learning_rate", o.min_learning_rate, at_least(0));
+  o.grad_clip = train.number("grad_clip", o.grad_clip, at_least(0, "0: no clipping"));
+  o.clip_threshold = train.number("clip_threshold", o.clip_threshold, at_least(0, "0: no update clipping"));
+  o.decay_exponent = train.number("decay_exponent", o.decay_exponent, above(0));
   o.parameter_scale = train.boolean("parameter_scale", o.parameter_scale);
   o.factored = train.boolean("factored", o.factored);
-  o.epsilon1 = train.number("epsilon1", o.epsilon1, non_negative, ">= 0");
-  o.epsilon2 = train.number("epsilon2", o.epsilon2, non_negative, ">= 0");
-  o.beta1 = train.number("beta1", o.beta1, unit_interval_open, "[0, 1)");
-  o.beta2 = train.number("beta2", o.beta2, unit_interval_open, "[0, 1)");
-  o.epsilon = train.number("epsilon", o.epsilon, positive, "> 0");
-  o.weight_decay = train.number("weight_decay", o.weight_decay, non_negative, ">= 0");
+  o.epsilon1 = train.number("epsilon1", o.epsilon1, at_least(0));
+  o.epsilon2 = train.number("epsilon2", o.epsilon2, at_least(0));
+  o.beta1 = train.number("beta1", o.beta1, interval(0, 1, "[)"));
+  o.beta2 = train.number("beta2", o.beta2, interval(0, 1, "[)"));
+  o.epsilon = train.number("epsilon", o.epsilon, above(0));
+  o.weight_decay = train.number("weight_decay", o.weight_decay, at_least(0));
   c.divergence_factor = train.number("divergence_factor", c.divergence_factor,
                                      [](double v) { return v == 0 || v > 1; }, "0 (off) or > 1");
   c.eval_batches = train.integer("eval_batches", c.eval_batches, 0);

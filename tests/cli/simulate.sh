@@ -112,9 +112,9 @@ for m in data:1,model:8 data:2,model:4 data:4,model:2 data:8,model:1; do expect_
 for f in negative_bandwidth missing_link_bandwidth unknown_key bad_wraparound not_toml; do
   expect_exit2 "$f.toml" --model "$model" --hardware "$root/tests/data/bad_hw/$f.toml" --mesh data:4 --out "$work/never"
 done
-expect_exit2 "key 'chip.hbm_bandwidth': -1200000000000.0 is not allowed (allowed: a number > 0)" \
+expect_exit2 "negative_bandwidth.toml:16: chip.hbm_bandwidth = -1200000000000.0: allowed: > 0" \
   --model "$model" --hardware "$root/tests/data/bad_hw/negative_bandwidth.toml" --mesh data:4 --out "$work/never"
-expect_exit2 "key 'ici.hop_latancy': unknown key" \
+expect_exit2 "unknown_key.toml:21: unknown key ici.hop_latancy; allowed keys in [ici]: link_bandwidth, hop_latency" \
   --model "$model" --hardware "$root/tests/data/bad_hw/unknown_key.toml" --mesh data:4 --out "$work/never"
 expect_exit2 "hardware 'tpu_v9': cannot read" --model "$model" --hardware tpu_v9 --mesh data:4 --out "$work/never"
 expect_exit2 "mesh 'data:64,model:16' has 1024 devices, more than the pod: a tpu_v5e pod has 256 devices" \

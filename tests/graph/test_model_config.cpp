@@ -226,7 +226,7 @@ TEST_CASE("model config: architecture-specific keys are refused in the other arc
              Catch::Contains("train.input_length"));
   CHECK_THAT(parse_error("[model]\narchitecture = \"decoder_only\"\n[moe]\n[moe.encoder]\nk = 1\n"),
              Catch::Contains("[moe.encoder] in a decoder_only model"));
-  CHECK_THAT(parse_error("model = 3\n"), Catch::Contains("'model' must be a section"));
+  CHECK_THAT(parse_error("model = 3\n"), Catch::Contains("inline.toml:1: model = 3: expected a table [model]"));
   CHECK_THAT(parse_error("[moe]\ndecoder = 3\n"), Catch::Contains("expected a table [moe.decoder]"));
 }
 

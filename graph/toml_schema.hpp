@@ -1,0 +1,159 @@
+// The one TOML schema reader: model configs (graph/models/model_config), hardware files
+// (simulator/hardware) and ablation specs (experiments/ablation/spec) read their tables through it,
+// so every bad file gets the same one-line InputError:
+//
+//   FILE:LINE: KEY = VALUE: WHAT            a bad value, e.g.
+//                                           tiny.toml:4: moe.k = 9: allowed: 1..4
+//                                           tiny.toml:3: model.d_model = "big": expected an
+//                                           integer; allowed: integers >= 1
+//   FILE:LINE: unknown key KEY; allowed keys in [TABLE]: a, b, ...
+//   FILE:LINE: missing key KEY (required in [TABLE])
+//                                           (at the top level: "allowed keys at the top level")
+//   FILE:LINE: TOML syntax error: ...
+//
+// FILE:LINE is the key's line (toml++'s source region); a key given by a --set override reads
+// `FILE (--set moe.k=9)` instead, and a key with no line reads FILE alone. KEY is the dotted path
+// from the top of the file (moe.encoder.cf_eval). VALUE is written as TOML writes it, strings in
+// double quotes. WHAT says what is allowed: "allowed: ..." for a value out of range or not among
+// the choices, "expected <type>; allowed: ..." for a value of the wrong type ("expected true or
+// false" and "expected a string" need no more), and checks of several keys end with "allowed: ...".
+//
+// Usage: parse a TomlDocument, then read each table with a TomlSection. Every getter names its key,
+// which makes the key allowed; finish() then reports the first key nobody asked for (a misspelt
+// key), then the first missing required key.
+//
+//   TomlDocument doc = TomlDocument::parse(text, path);
+//   TomlSection chip(doc, doc.root["chip"].as_table(), "chip");
+//   double bw = chip.number("hbm_bandwidth", kRequired, above(0));
+//   int64_t n = chip.integer("devices_per_chip", 1, 1);
+//   chip.finish();
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sy {
+
+// The fallback of a key that must be given.
+inline constexpr std::nullopt_t kRequired = std::nullopt;
+
+// A parsed file and the overrides applied to it (model configs' --set).
+struct TomlDocument {
+  std::string file;
+  toml::table root;
+  std::map<std::string, std::string> overridden;  // dotted key -> the --set argument that gave it
+
+  // Parses `text`; a syntax error is an InputError "FILE:LINE: TOML syntax error: ...".
+  static TomlDocument parse(std::string_view text, std::string file);
+
+  // "FILE (--set ARG)" for an overridden key, else "FILE:LINE" from `node` (or, without one, the
+  // node at `dotted` in root), else "FILE".
+  std::string where(std::string_view dotted, const toml::node* node = nullptr) const;
+  std::string at_line(int64_t line) const;  // "FILE:LINE", or "FILE" for line 0
+
+  // A value as the file writes it: strings in double quotes, the rest as toml++ prints them.
+  static std::string value_text(const toml::node& node);
+
+  // "WHERE: DOTTED = VALUE: WHAT" (the value of `node`, else of the node at `dotted`).
+  [[noreturn]] void fail_value(std::string_view dotted, const toml::node* node, std::string_view what) const;
+  // "WHERE: WHAT", for checks that involve several keys (the message names them).
+  [[noreturn]] void fail(std::string_view dotted, std::string_view what) const;
+  // "FILE:LINE: WHAT" ("FILE: WHAT" for line 0), for what belongs to a line or to the whole file.
+  [[noreturn]] void fail_at_line(int64_t line, std::string_view what) const;
+};
+
+// The allowed real numbers of a key: an interval, and its words for messages.
+struct Range {
+  double lo = -std::numeric_limits<double>::infinity();
+  double hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false;
+  bool hi_open = false;
+  std::string note;  // appended in parentheses: ">= 0 (0: no clipping)"
+
+  bool contains(double v) const;
+  std::string text() const;  // "> 0", ">= 0", "[0, 1)", "(0, 1]", with the note
+};
+Range above(double lo, std::string note = {});     // > lo
+Range at_least(double lo, std::string note = {});  // >= lo
+// lo..hi with the ends as `brackets` says: "[]", "[)", "(]" or "()".
+Range interval(double lo, double hi, std::string_view brackets, std::string note = {});
+
+// One table of a document ([model], [moe.encoder], an [[arm]], ...). `table` may be null (the
+// table is absent): getters then return their fallbacks and required keys are reported missing.
+class TomlSection {
+ public:
+  // `path`: the table's dotted path ("" for the top level); keys in messages are `path.key`.
+  // `header`: how messages name the table; default "[path]" ("the top level" for "").
+  TomlSection(const TomlDocument& doc, const toml::table* table, std::string path, std::string header = {});
+
+  // ---- typed keys: the value, or `fallback` when the key is absent (kRequired: missing) ----
+  int64_t integer(std::string_view key, std::optional<int64_t> fallback, int64_t lo,
+                  int64_t hi = std::numeric_limits<int64_t>::max());
+  double number(std::string_view key, std::optional<double> fallback, const Range& allowed);
+  // A number that `ok` accepts; `allowed` says which in words ("0 (off) or > 1").
+  double number(std::string_view key, std::optional<double> fallback, const std::function<bool(double)>& ok,
+                std::string_view allowed);
+  bool boolean(std::string_view key, std::optional<bool> fallback);
+  std::string string(std::string_view key, std::optional<std::string> fallback);
+  // A string naming one of `names` (value, spelling), e.g. EnumNames<RouterKind>::names.
+  template <typename E, size_t N>
+  E choice(std::string_view key, std::type_identity_t<std::optional<E>> fallback,
+           const std::pair<E, std::string_view> (&names)[N]) {
+    std::vector<std::string_view> spellings;
+    for (const auto& [value, name] : names) spellings.push_back(name);
+    const std::optional<size_t> i = choice_index(key, fallback.has_value(), spellings);
+    return i ? names[*i].first : fallback.value_or(names[0].first);
+  }
+  // A non-empty array of integers >= lo (e.g. torus = [16, 16, 16]).
+  std::vector<int64_t> integers(std::string_view key, std::optional<std::vector<int64_t>> fallback, int64_t lo);
+
+  // ---- tables ----
+  // A sub-table [path.key] (or key = { ... }); null when absent.
+  const toml::table* table(std::string_view key, bool required = false);
+  // A table of named tables, [path.key.<name>], in file order (e.g. [scale.tiny], [scale.small]).
+  std::vector<std::pair<std::string, const toml::table*>> named_tables(std::string_view key);
+  // An array of tables [[path.key]], in file order.
+  std::vector<const toml::table*> tables(std::string_view key);
+
+  // ---- anything else: the caller checks the value and reports with fail() ----
+  const toml::node* node(std::string_view key);
+  bool has(std::string_view key);  // allows `key` too
+  int64_t line(std::string_view key) const;  // the key's line, else the table's (0: none)
+  int64_t line() const;                      // the table's line (0: none)
+
+  std::string dotted(std::string_view key) const;  // "path.key"
+  const std::string& header() const { return header_; }
+  std::string place() const;  // "in [path]", or "at the top level"
+  const toml::table* raw() const { return table_; }
+  const TomlDocument& document() const { return doc_; }
+
+  // "WHERE: path.key = VALUE: WHAT".
+  [[noreturn]] void fail(std::string_view key, std::string_view what) const;
+
+  // Unknown keys (naming the allowed ones), then the first missing required key.
+  void finish() const;
+
+ private:
+  std::optional<size_t> choice_index(std::string_view key, bool has_fallback, const std::vector<std::string_view>& names);
+  const toml::node* get(std::string_view key, bool required, std::string shown = {});
+
+  const TomlDocument& doc_;
+  const toml::table* table_;
+  std::string path_;
+  std::string header_;
+  // Each key, and how messages list it: by name; a table at the top level as [k], named tables
+  // as [k.<name>], an array of tables as [[k]].
+  std::vector<std::pair<std::string, std::string>> allowed_;
+  std::string missing_;  // the first required key not given
+};
+
+}  // namespace sy
