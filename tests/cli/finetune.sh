@@ -33,9 +33,9 @@ expect_exit() {  # expect_exit CODE PROGRAM ARGS...: stdout/stderr to $work/{out
 
 make_corpus "$work/synth"
 tiny="$root/experiments/configs/models/tiny.toml"
-common=(--data "$work/synth" --vocab 130 --threads 1)
-# The synthetic 130-id vocabulary spells genre labels in up to 16 pieces: targets of 20.
-model=(--model "$tiny" --set model.vocab=130)
+common=(--data "$work/synth" --vocab "$SY_TEST_VOCAB" --threads 1)
+# The synthetic $SY_TEST_VOCAB-id vocabulary spells genre labels in up to 16 pieces: targets of 20.
+model=(--model "$tiny" --set model.vocab="$SY_TEST_VOCAB")
 ft=(--set train.target_length=20 --set train.schedule=constant --set train.learning_rate=1e-3)
 
 expect_exit 0 "$train" --help
@@ -109,14 +109,14 @@ name = "ft_test"
 model = "$tiny"
 task = "brown_genre"
 steps = 3
-vocab = 130
+vocab = $SY_TEST_VOCAB
 threads = 1
 seeds = 1
-set = { "model.vocab" = 130, "train.target_length" = 20, "train.eval_batches" = 2 }
+set = { "model.vocab" = $SY_TEST_VOCAB, "train.target_length" = 20, "train.eval_batches" = 2 }
 
 [pretrain.sparse]
 steps = 3
-set = { "model.vocab" = 130, "train.target_length" = 8 }
+set = { "model.vocab" = $SY_TEST_VOCAB, "train.target_length" = 8 }
 
 [[arm]]
 name = "updated"

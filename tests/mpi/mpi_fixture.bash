@@ -31,8 +31,8 @@ mpi_setup() {
   # tiny (encoder-decoder, 4 experts, top-2, no dropout) with a global batch of 4 in routing
   # groups of 8 tokens (4 groups per stack: they split over 2 or 4 devices), AdamW (per element:
   # exact on any split; Adafactor's RMS terms are per block, graph/parallel/lower.hpp).
-  data=(--data "$synth" --vocab 130 --threads 1)
-  model=(--model "$root/experiments/configs/models/tiny.toml" --set model.vocab=130 --set train.target_length=8
+  data=(--data "$synth" --vocab "$SY_TEST_VOCAB" --threads 1)
+  model=(--model "$root/experiments/configs/models/tiny.toml" --set model.vocab="$SY_TEST_VOCAB" --set train.target_length=8
          --set train.batch=4 --set moe.group_size=8 --set train.optimizer=adamw)
   "$train" "${model[@]}" "${data[@]}" --steps 20 --out "$work/single" >"$work/log.txt" 2>&1 \
     || { cat "$work/log.txt" >&2; fail "the single-process run failed"; }
