@@ -1,5 +1,6 @@
 // The op registry interface. Each op kind has exactly one OpDef, defined in ops/<family>.cpp and
-// looked up here by kind; the executor, the simulator and autodiff never re-implement an op.
+// looked up here by kind; the executor, the simulator, autodiff and lowering never re-implement an
+// op or switch over kinds for what an op is.
 #pragma once
 
 #include "graph/ir.hpp"
@@ -27,6 +28,32 @@ struct OpCost {
   bool operator==(const OpCost&) const = default;
 };
 
+// How lowering (graph/parallel/) may split an op's dims over a mesh, from what OpDef::roles says.
+// Every dim not named here is free: any mesh axis may split it and each device runs the op on its
+// block. Lowering adds one rule of its own (graph/parallel/compile.cpp): an input dim that no
+// output has must stay whole unless `sums_absent_dims`.
+struct LoweringRoles {
+  // Dims the op needs entire (softmax's dim, top_k's dim and k, ...): lowering gathers them first.
+  std::vector<std::string> whole;
+  // Input dims absent from every output are summed out (einsum contractions, reduce_*): a split of
+  // one leaves partial results, combined by `reduce` (all_reduce, or reduce_scatter).
+  bool sums_absent_dims = false;
+  ReduceOp reduce = ReduceOp::sum;
+  // Reshape-like: a split carries over between an input dim and the output dim with the same
+  // row-major prefix (batch -> group); the input's other splits are gathered.
+  bool reshape = false;
+  // Linear in every input as-is (cast, add, scale, reshape, transpose): when the output is (part
+  // of) a parameter gradient, so are the inputs, and their bf16 partial sums are reduced in f32.
+  bool carries_gradient = false;
+};
+
+// The default roles, for ops that work per element by dim name (most elementwise ops, the
+// optimizer updates): every dim free.
+inline LoweringRoles per_element_roles(const std::vector<TensorType>&, const Attrs&) { return {}; }
+
+// The default attribute localisation: attributes name no shape, so the local block's are the same.
+inline Attrs same_attrs(const Attrs& attrs, const Shape&) { return attrs; }
+
 struct OpDef {
   const char* name;
   OpClass op_class;
@@ -49,6 +76,24 @@ struct OpDef {
 
   // Analytic cost from types.
   OpCost (*cost)(const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& attrs);
+
+  // ---- lowering (graph/parallel/); the defaults fit ops that work per element by dim name
+
+  // Which dims the op needs whole, sums out, or carries through a reshape, from its input types
+  // and attributes. nullptr for the collectives: they are what lowering inserts, and a graph that
+  // holds them is already lowered.
+  LoweringRoles (*roles)(const std::vector<TensorType>& in, const Attrs& attrs) = per_element_roles;
+
+  // The attributes of the op run on one device's block, whose output shape is `local_out`:
+  // attributes holding a shape (fill, random, broadcast, reshape) take the local shape.
+  Attrs (*local_attrs)(const Attrs& attrs, const Shape& local_out) = same_attrs;
+
+  // Collectives only (nullptr otherwise): the cost of one execution over a group of `devices`
+  // devices from the local input's bytes and elements and the local output's bytes (ring
+  // algorithms, ops/collective.cpp). `cost` is this applied to the op's types; lowering's planner
+  // calls it directly when it prices a resharding step without building the op.
+  OpCost (*collective_cost)(double devices, ReduceOp reduce, double local_in_bytes, double local_in_elems,
+                            double local_out_bytes) = nullptr;
 };
 
 const OpDef& op_def(OpKind k);

@@ -18,7 +18,8 @@
 // concatenation of the blocks' gradients). max reductions have no adjoint over N > 1 devices.
 //
 // Cost (ring algorithms, as the α-β model of REFERENCE.md; L = bytes of the local input, E its
-// elements):
+// elements), each kind's OpDef::collective_cost: its OpDef::cost applies it to the op's types, and
+// lowering's planner calls it directly to price a resharding step before (or without) emitting it:
 //   all_reduce      collective_bytes 2(N−1)/N·L (a reduce-scatter then an all-gather);
 //                   flops (N−1)/N·E reduction adds (+ E divides for mean)
 //   all_gather      collective_bytes (N−1)·L = (N−1)/N·V, V the bytes of the gathered array
@@ -27,47 +28,16 @@
 //   shard_slice     collective_bytes 0
 // Local bytes: the input read once and the output written once, except shard_slice, which reads
 // only the block it keeps.
-#include "graph/parallel/lower.hpp"
+//
+// Lowering: no roles (OpDef::roles is nullptr). Lowering inserts collectives and never splits one;
+// a graph holding them is already lowered.
 #include "ops/common.hpp"
 #include "ops/defs.hpp"
 
 #include <algorithm>
 #include <cstring>
 
-namespace sy {
-
-OpCost collective_cost(OpKind kind, const CollectiveAttrs& a, double local_in_bytes, double local_in_elems,
-                       double local_out_bytes) {
-  double n = 1;
-  for (const Dim& ax : a.axes) n *= static_cast<double>(ax.size);
-  return collective_cost(kind, n, a.reduce, local_in_bytes, local_in_elems, local_out_bytes);
-}
-
-OpCost collective_cost(OpKind kind, double n, ReduceOp reduce, double local_in_bytes, double local_in_elems,
-                       double local_out_bytes) {
-  const double share = (n - 1.0) / n;  // of the data, the part that lives on other devices
-  OpCost c;
-  c.bytes_read = local_in_bytes;
-  c.bytes_written = local_out_bytes;
-  if (kind == OpKind::all_reduce) {
-    c.collective_bytes = 2.0 * share * local_in_bytes;
-    c.flops = share * local_in_elems + (reduce == ReduceOp::mean ? local_in_elems : 0.0);
-  } else if (kind == OpKind::all_gather) {
-    c.collective_bytes = (n - 1.0) * local_in_bytes;
-  } else if (kind == OpKind::reduce_scatter) {
-    c.collective_bytes = share * local_in_bytes;
-    c.flops = share * local_in_elems + (reduce == ReduceOp::mean ? local_in_elems / n : 0.0);
-  } else if (kind == OpKind::all_to_all) {
-    c.collective_bytes = share * local_in_bytes;
-  } else if (kind == OpKind::shard_slice) {
-    c.bytes_read = local_out_bytes;
-  } else {
-    SY_CHECK(false, "collective_cost: {} is not a collective", op_name(kind));
-  }
-  return c;
-}
-
-namespace ops {
+namespace sy::ops {
 namespace {
 
 int64_t group_size(const CollectiveAttrs& a) {
@@ -125,8 +95,56 @@ void identity_forward(const char* name, const Attrs& attrs, std::span<const Tens
   out[0]->data = in[0]->data;
 }
 
-OpCost cost_of(OpKind kind, const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
-  return collective_cost(kind, std::get<CollectiveAttrs>(a), bytes(in[0]), elems(in[0]), bytes(out[0]));
+// ---- cost: each kind's OpDef::collective_cost (the formulas above; n devices, the local input's
+// bytes L and elements E, the local output's bytes)
+
+OpCost read_and_written(double in_bytes, double out_bytes) {
+  OpCost c;
+  c.bytes_read = in_bytes;
+  c.bytes_written = out_bytes;
+  return c;
+}
+
+OpCost all_reduce_cost(double n, ReduceOp reduce, double in_bytes, double in_elems, double out_bytes) {
+  const double share = (n - 1.0) / n;  // of the data, the part that lives on other devices
+  OpCost c = read_and_written(in_bytes, out_bytes);
+  c.collective_bytes = 2.0 * share * in_bytes;
+  c.flops = share * in_elems + (reduce == ReduceOp::mean ? in_elems : 0.0);
+  return c;
+}
+
+OpCost all_gather_cost(double n, ReduceOp, double in_bytes, double, double out_bytes) {
+  OpCost c = read_and_written(in_bytes, out_bytes);
+  c.collective_bytes = (n - 1.0) * in_bytes;
+  return c;
+}
+
+OpCost reduce_scatter_cost(double n, ReduceOp reduce, double in_bytes, double in_elems, double out_bytes) {
+  const double share = (n - 1.0) / n;
+  OpCost c = read_and_written(in_bytes, out_bytes);
+  c.collective_bytes = share * in_bytes;
+  c.flops = share * in_elems + (reduce == ReduceOp::mean ? in_elems / n : 0.0);
+  return c;
+}
+
+OpCost all_to_all_cost(double n, ReduceOp, double in_bytes, double, double out_bytes) {
+  const double share = (n - 1.0) / n;
+  OpCost c = read_and_written(in_bytes, out_bytes);
+  c.collective_bytes = share * in_bytes;
+  return c;
+}
+
+OpCost shard_slice_cost(double, ReduceOp, double, double, double out_bytes) {
+  return read_and_written(out_bytes, out_bytes);  // reads only the block it keeps
+}
+
+// OpDef::cost of a collective: its collective_cost over the devices of its axes.
+OpCost cost_of(decltype(OpDef::collective_cost) collective_cost, const std::vector<TensorType>& in,
+               const std::vector<TensorType>& out, const Attrs& attrs) {
+  const auto& a = std::get<CollectiveAttrs>(attrs);
+  double n = 1;
+  for (const Dim& ax : a.axes) n *= static_cast<double>(ax.size);
+  return collective_cost(n, a.reduce, bytes(in[0]), elems(in[0]), bytes(out[0]));
 }
 
 CollectiveAttrs attrs_of(const Node& n) { return std::get<CollectiveAttrs>(n.attrs); }
@@ -152,8 +170,9 @@ const OpDef& def_all_reduce() {
         return {all_reduce(b.wrap(dy[0]), a.axes, a.reduce).id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
-        return cost_of(OpKind::all_reduce, in, out, a);
-      }};
+        return cost_of(all_reduce_cost, in, out, a);
+      },
+      nullptr, same_attrs, all_reduce_cost};
   return d;
 }
 
@@ -173,8 +192,9 @@ const OpDef& def_all_gather() {
         return {reduce_scatter(b.wrap(dy[0]), a.axes, a.gather_dim, ReduceOp::sum).id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
-        return cost_of(OpKind::all_gather, in, out, a);
-      }};
+        return cost_of(all_gather_cost, in, out, a);
+      },
+      nullptr, same_attrs, all_gather_cost};
   return d;
 }
 
@@ -198,8 +218,9 @@ const OpDef& def_reduce_scatter() {
         return {g.id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
-        return cost_of(OpKind::reduce_scatter, in, out, a);
-      }};
+        return cost_of(reduce_scatter_cost, in, out, a);
+      },
+      nullptr, same_attrs, reduce_scatter_cost};
   return d;
 }
 
@@ -220,8 +241,9 @@ const OpDef& def_all_to_all() {
         return {all_to_all(b.wrap(dy[0]), a.axes, a.scatter_dim, a.gather_dim).id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
-        return cost_of(OpKind::all_to_all, in, out, a);
-      }};
+        return cost_of(all_to_all_cost, in, out, a);
+      },
+      nullptr, same_attrs, all_to_all_cost};
   return d;
 }
 
@@ -241,10 +263,10 @@ const OpDef& def_shard_slice() {
         return {all_gather(b.wrap(dy[0]), a.axes, a.scatter_dim).id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
-        return cost_of(OpKind::shard_slice, in, out, a);
-      }};
+        return cost_of(shard_slice_cost, in, out, a);
+      },
+      nullptr, same_attrs, shard_slice_cost};
   return d;
 }
 
-}  // namespace ops
-}  // namespace sy
+}  // namespace sy::ops

@@ -58,6 +58,15 @@ inline double elems(const TensorType& t) { return static_cast<double>(num_elemen
 // Reads/writes of every input and output once; flops given.
 OpCost streaming_cost(const std::vector<TensorType>& in, const std::vector<TensorType>& out, double flops);
 
+// Lowering roles of an op that passes partial sums of its inputs through to its output unchanged
+// in kind (cast, add, scale, transpose): every dim free, and a parameter gradient flows through it
+// (LoweringRoles::carries_gradient).
+inline LoweringRoles linear_roles(const std::vector<TensorType>&, const Attrs&) {
+  LoweringRoles r;
+  r.carries_gradient = true;
+  return r;
+}
+
 // Sums `g` over the dims it has beyond `target` so its shape equals target's (reordered to
 // target's order): the gradient of a broadcast input.
 ValueId sum_to(Builder& b, ValueId g, Shape target);  // target by value: emitting nodes may move g.values

@@ -75,7 +75,7 @@ const OpDef& def_add() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {dy[0], sum_to(b, dy[0], input_value(b, n, 1).type.shape)};
       },
-      cost_per_output<1>};
+      cost_per_output<1>, linear_roles};
   return d;
 }
 
@@ -169,7 +169,7 @@ const OpDef& def_scale() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {scale(b.wrap(dy[0]), std::get<ScaleAttrs>(n.attrs).factor).id};
       },
-      cost_per_output<2>};
+      cost_per_output<2>, linear_roles};
   return d;
 }
 
@@ -270,7 +270,7 @@ const OpDef& def_cast() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {cast(b.wrap(dy[0]), input_value(b, n, 0).type.dtype).id};
       },
-      cost_per_output<0>};
+      cost_per_output<0>, linear_roles};
   return d;
 }
 

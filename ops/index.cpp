@@ -64,6 +64,13 @@ OpCost cost_gather(const std::vector<TensorType>& in, const std::vector<TensorTy
   return OpCost{0.0, bytes(in[1]) + bytes(out[0]), bytes(out[0])};
 }
 
+// ---- lowering roles: an index along a dim needs that dim whole on every device ----
+LoweringRoles whole_dims(std::vector<std::string> dims) {
+  LoweringRoles r;
+  r.whole = std::move(dims);
+  return r;
+}
+
 }  // namespace
 
 // embedding(table [V, D], ids i32 [...]) -> [..., D]: out[.., :] = table[ids[..], :].
@@ -102,7 +109,10 @@ const OpDef& def_embedding() {
         // d(table) [V, D] = rows of dy scatter-added at ids; ids: none.
         return {embedding_grad(b.wrap(n.inputs[1]), b.wrap(dy[0]), table.shape[0]).id, ValueId{}};
       },
-      cost_gather};
+      cost_gather,
+      [](const std::vector<TensorType>& in, const Attrs&) {  // the table's vocab: an id may read any row
+        return whole_dims({in.at(0).shape.at(0).name});
+      }};
   return d;
 }
 
@@ -145,6 +155,11 @@ const OpDef& def_embedding_grad() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return OpCost{elems(in[1]), bytes(in[0]) + bytes(in[1]), bytes(out[0])};
+      },
+      [](const std::vector<TensorType>&, const Attrs& a) {  // the vocab whole; the ids' dims summed out
+        LoweringRoles r = whole_dims({std::get<DimAttrs>(a).dim.name});
+        r.sums_absent_dims = true;
+        return r;
       }};
   return d;
 }
@@ -176,7 +191,8 @@ const OpDef& def_one_hot() {
       },
       // Piecewise constant in nothing differentiable: ids are integers.
       [](Builder&, const Node&, std::span<const ValueId>) -> std::vector<ValueId> { return {ValueId{}}; },
-      cost_stream};
+      cost_stream,
+      [](const std::vector<TensorType>&, const Attrs& a) { return whole_dims({std::get<OneHotAttrs>(a).dim.name}); }};
   return d;
 }
 
@@ -231,7 +247,11 @@ const OpDef& def_top_k() {
         const auto& tk = std::get<TopKAttrs>(n.attrs);
         return {scatter_add(b.wrap(dout[0]), b.wrap(n.outputs[1]), tk.k.name, x.shape.back()).id};
       },
-      cost_stream};
+      cost_stream,
+      [](const std::vector<TensorType>&, const Attrs& a) {
+        const auto& tk = std::get<TopKAttrs>(a);
+        return whole_dims({tk.dim, tk.k.name});
+      }};
   return d;
 }
 
@@ -276,7 +296,8 @@ const OpDef& def_cumsum() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, elems(in[0]));
-      }};
+      },
+      [](const std::vector<TensorType>&, const Attrs& a) { return whole_dims({std::get<CumsumAttrs>(a).dim}); }};
   return d;
 }
 
@@ -331,7 +352,14 @@ const OpDef& def_gather() {
         const std::string& idx_dim = b.graph().type(n.inputs[1]).shape[p].name;
         return {scatter_add(b.wrap(dy[0]), b.wrap(n.inputs[1]), idx_dim, x.shape[p]).id, ValueId{}};
       },
-      cost_gather};
+      cost_gather,
+      [](const std::vector<TensorType>& in, const Attrs& a) {  // x's dim, and idx's dim in its place
+        const std::string& d = std::get<DimAttrs>(a).dim.name;
+        LoweringRoles r = whole_dims({d});
+        const auto p = dim_index(in.at(0).shape, d);
+        if (p && *p < in.at(1).shape.size()) r.whole.push_back(in.at(1).shape[*p].name);
+        return r;
+      }};
   return d;
 }
 
@@ -383,6 +411,10 @@ const OpDef& def_scatter_add() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, elems(in[0]));
+      },
+      [](const std::vector<TensorType>&, const Attrs& a) {
+        const auto& sa = std::get<ScatterAttrs>(a);
+        return whole_dims({sa.index_dim, sa.out_dim.name});
       }};
   return d;
 }

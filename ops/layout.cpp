@@ -9,6 +9,9 @@ OpCost cost_move(const std::vector<TensorType>& in, const std::vector<TensorType
   return streaming_cost(in, out, 0.0);
 }
 
+// Lowering: broadcast and reshape run on a block with the block's shape as their target.
+Attrs local_shape_attrs(const Attrs&, const Shape& local_out) { return ShapeAttrs{local_out}; }
+
 }  // namespace
 
 const OpDef& def_fill() {
@@ -26,7 +29,12 @@ const OpDef& def_fill() {
         round_all(*out[0], exact);
       },
       [](Builder&, const Node&, std::span<const ValueId>) -> std::vector<ValueId> { return {}; },
-      cost_move};
+      cost_move, per_element_roles,
+      [](const Attrs& a, const Shape& local_out) -> Attrs {  // each device fills its block
+        FillAttrs f = std::get<FillAttrs>(a);
+        f.shape = local_out;
+        return f;
+      }};
   return d;
 }
 
@@ -59,6 +67,12 @@ const OpDef& def_random() {
       [](Builder&, const Node&, std::span<const ValueId>) -> std::vector<ValueId> { return {ValueId{}}; },
       [](const std::vector<TensorType>&, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost({}, out, 0.0);
+      },
+      per_element_roles,
+      [](const Attrs& a, const Shape& local_out) -> Attrs {  // each device draws its block (lower.hpp: limits)
+        RandomAttrs r = std::get<RandomAttrs>(a);
+        r.shape = local_out;
+        return r;
       }};
   return d;
 }
@@ -81,7 +95,7 @@ const OpDef& def_broadcast() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {sum_to(b, dy[0], b.graph().type(n.inputs[0]).shape)};
       },
-      cost_move};
+      cost_move, per_element_roles, local_shape_attrs};
   return d;
 }
 
@@ -112,7 +126,7 @@ const OpDef& def_transpose() {
         for (const Dim& dim : b.graph().type(n.inputs[0]).shape) back.push_back(dim.name);
         return {transpose(b.wrap(dy[0]), back).id};
       },
-      cost_move};
+      cost_move, linear_roles};
   return d;
 }
 
@@ -133,7 +147,14 @@ const OpDef& def_reshape() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {reshape(b.wrap(dy[0]), b.graph().type(n.inputs[0]).shape).id};
       },
-      cost_move};
+      cost_move,
+      [](const std::vector<TensorType>&, const Attrs&) {
+        LoweringRoles r;
+        r.reshape = true;
+        r.carries_gradient = true;
+        return r;
+      },
+      local_shape_attrs};
   return d;
 }
 

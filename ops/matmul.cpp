@@ -111,6 +111,11 @@ const OpDef& def_einsum() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, 2.0 * static_cast<double>(num_elements(union_dims(in[0].shape, in[1].shape))));
+      },
+      [](const std::vector<TensorType>&, const Attrs&) {  // dims absent from `out` are contracted
+        LoweringRoles r;
+        r.sums_absent_dims = true;
+        return r;
       }};
   return d;
 }

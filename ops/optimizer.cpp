@@ -30,6 +30,10 @@
 //                     bias corrections (2), sqrt, + epsilon and divide (3), weight decay (2), the
 //                     lr multiply and subtract (2)
 // Bytes: every input read once and every output written once.
+//
+// Lowering: the default roles (OpDef::roles). An update runs per element on the parameter's
+// block: Adafactor's factored moments follow the parameter's dims by name, and its RMS terms are
+// then per block.
 #include "ops/common.hpp"
 #include "ops/defs.hpp"
 

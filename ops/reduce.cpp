@@ -105,6 +105,23 @@ void reduce_forward(const Tensor& x, Tensor& y, double init, F combine) {
 Expr in_expr(Builder& b, const Node& n, size_t i) { return b.wrap(n.inputs.at(i)); }
 Expr out_expr(Builder& b, const Node& n) { return b.wrap(n.outputs.at(0)); }
 
+// ---- lowering roles ----
+// reduce_*: the dims a reduction drops are summed out, so splitting one leaves partial results,
+// combined by `Op` across devices.
+template <ReduceOp Op>
+LoweringRoles reduction_roles(const std::vector<TensorType>&, const Attrs&) {
+  LoweringRoles r;
+  r.sums_absent_dims = true;
+  r.reduce = Op;
+  return r;
+}
+// softmax, logsumexp, cross_entropy: the dim of the DimAttrs is normalised over, so it stays whole.
+LoweringRoles whole_dim_roles(const std::vector<TensorType>&, const Attrs& a) {
+  LoweringRoles r;
+  r.whole = {std::get<DimAttrs>(a).dim.name};
+  return r;
+}
+
 }  // namespace
 
 const OpDef& def_reduce_sum() {
@@ -121,7 +138,8 @@ const OpDef& def_reduce_sum() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, elems(in[0]));
-      }};
+      },
+      reduction_roles<ReduceOp::sum>};
   return d;
 }
 
@@ -143,7 +161,8 @@ const OpDef& def_reduce_mean() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, elems(in[0]) + elems(out[0]));
-      }};
+      },
+      reduction_roles<ReduceOp::mean>};
   return d;
 }
 
@@ -165,7 +184,8 @@ const OpDef& def_reduce_max() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, elems(in[0]));
-      }};
+      },
+      reduction_roles<ReduceOp::max>};
   return d;
 }
 
@@ -200,7 +220,8 @@ const OpDef& def_softmax() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, 5 * elems(in[0]));
-      }};
+      },
+      whole_dim_roles};
   return d;
 }
 
@@ -226,7 +247,8 @@ const OpDef& def_logsumexp() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, 4 * elems(in[0]) + 2 * elems(out[0]));
-      }};
+      },
+      whole_dim_roles};
   return d;
 }
 
@@ -278,6 +300,11 @@ const OpDef& def_rms_norm() {
         const int64_t d_size = in[0].shape[dim_index(in[0].shape, std::get<RmsNormAttrs>(a).dim).value()].size;
         const double rows = elems(in[0]) / static_cast<double>(d_size);
         return streaming_cost(in, out, 4 * elems(in[0]) + 3 * rows);
+      },
+      [](const std::vector<TensorType>&, const Attrs& a) {  // normalises over its dim
+        LoweringRoles r;
+        r.whole = {std::get<RmsNormAttrs>(a).dim};
+        return r;
       }};
   return d;
 }
@@ -323,7 +350,8 @@ const OpDef& def_cross_entropy() {
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
         return streaming_cost(in, out, 4 * elems(in[0]) + 3 * elems(out[0]));
-      }};
+      },
+      whole_dim_roles};
   return d;
 }
 

@@ -126,7 +126,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
     const Shape local_out = cn.nout > 0 ? local_shape(g.type(n.outputs[0]).shape, p.computed[0], mesh) : Shape{};
     std::vector<Expr> outs;
     try {
-      outs = b.op(n.kind, local_attrs(n.attrs, local_out), inputs);
+      outs = b.op(n.kind, op_def(n.kind).local_attrs(n.attrs, local_out), inputs);
     } catch (const InputError& e) {
       throw InternalError(fmt::format("lower: {} does not run on its local blocks: {}", g.describe(n.id), e.what()));
     }

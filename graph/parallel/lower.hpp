@@ -24,9 +24,9 @@
 //               or reduce_scatter when the output wants that axis on one of its dims. Partial
 //               sums of a parameter gradient in bf16 are reduced in f32 (cast, reduce, cast back:
 //               ST-MoE). Then the output is resharded to what it wants.
-//   whole dims  an op that needs a dim entire (softmax, logsumexp, cross_entropy, rms_norm,
-//               top_k, cumsum, one_hot, gather, scatter_add, the vocab of embedding and
-//               embedding_grad) all-gathers it first.
+//   whole dims  an op that needs a dim entire (its OpDef::roles: softmax, logsumexp,
+//               cross_entropy, rms_norm, top_k, cumsum, one_hot, gather, scatter_add, the vocab
+//               of embedding and embedding_grad) all-gathers it first.
 //   gradients   graph outputs that are gradients of parameters end split like their parameter
 //               (so the optimizer update is local).
 //
@@ -52,14 +52,6 @@ namespace sy {
 
 // Kinds of the collective family (op_kinds.def).
 bool is_collective(OpKind k);
-
-// Cost of one collective from its local input (bytes, elements) and output bytes; what the
-// collectives' OpDef::cost returns (formulas in ops/collective.cpp).
-OpCost collective_cost(OpKind kind, const CollectiveAttrs& a, double local_in_bytes, double local_in_elems,
-                       double local_out_bytes);
-// The same for a group of `devices` devices.
-OpCost collective_cost(OpKind kind, double devices, ReduceOp reduce, double local_in_bytes, double local_in_elems,
-                       double local_out_bytes);
 
 struct LowerOptions {
   bool f32_gradient_reduce = true;  // all-reduce bf16 partial sums of parameter gradients in f32
@@ -92,7 +84,7 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
 struct PlannedCollective {
   OpKind kind = OpKind::all_reduce;
   uint32_t axes = 0;        // bit a: mesh axis a takes part
-  OpCost cost;              // collective_cost of the op lower() would emit
+  OpCost cost;              // of the op lower() would emit (its OpDef::collective_cost)
   NodeId origin;            // the global node it serves
   bool gradient = false;    // reduces partial sums of a parameter gradient
 };

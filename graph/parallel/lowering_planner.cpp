@@ -68,7 +68,7 @@ struct LoweringPlanner::Impl {
       out.push_back(TensorType{local_shape(t.shape, p.computed[static_cast<size_t>(o)], mesh), t.dtype});
     }
     Attrs a = n.attrs;
-    if (!out.empty()) a = local_attrs(n.attrs, out[0].shape);
+    if (!out.empty()) a = op_def(n.kind).local_attrs(n.attrs, out[0].shape);
     seen.push_back(MemoEntry{key, op_def(n.kind).cost(in, out, a)});
     return {&seen.back().cost, static_cast<uint32_t>(seen.size() - 1)};
   }
@@ -79,7 +79,7 @@ struct LoweringPlanner::Impl {
       PlannedCollective pc;
       pc.kind = st.kind;
       pc.axes = st.axes;
-      pc.cost = collective_cost(st.kind, pl.group(st.axes), st.reduce, st.in_bytes, st.in_elems, st.out_bytes);
+      pc.cost = op_def(st.kind).collective_cost(pl.group(st.axes), st.reduce, st.in_bytes, st.in_elems, st.out_bytes);
       pc.origin = origin;
       pc.gradient = gradient && (st.kind == OpKind::all_reduce || st.kind == OpKind::reduce_scatter);
       out.push_back(pc);

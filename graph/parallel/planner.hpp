@@ -304,7 +304,8 @@ struct Planner {
     double b = 0;
     for (int i = 0; i < l.n; ++i) {
       const Step& st = l.s[static_cast<size_t>(i)];
-      b += collective_cost(st.kind, group(st.axes), st.reduce, st.in_bytes, st.in_elems, st.out_bytes).collective_bytes;
+      const OpCost cost = op_def(st.kind).collective_cost(group(st.axes), st.reduce, st.in_bytes, st.in_elems, st.out_bytes);
+      b += cost.collective_bytes;
     }
     return b;
   }
@@ -527,24 +528,6 @@ inline std::string legality_message(const Graph& g, const Mesh& mesh, const Layo
     return e.what();
   }
   return {};
-}
-
-
-// Localized attributes: shapes in attributes (fill, random, broadcast, reshape) become the local
-// block's shape.
-inline Attrs local_attrs(const Attrs& a, const Shape& local_out) {
-  if (const auto* f = std::get_if<FillAttrs>(&a)) {
-    FillAttrs r = *f;
-    r.shape = local_out;
-    return r;
-  }
-  if (const auto* r0 = std::get_if<RandomAttrs>(&a)) {
-    RandomAttrs r = *r0;
-    r.shape = local_out;
-    return r;
-  }
-  if (std::holds_alternative<ShapeAttrs>(a)) return ShapeAttrs{local_out};
-  return a;
 }
 
 }  // namespace sy::lowering

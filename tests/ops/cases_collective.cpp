@@ -84,9 +84,9 @@ TEST_CASE("collectives over real groups: shapes and ring costs by hand", "[ops][
   // Two axes at once: N = 4 · 2 = 8.
   const Built ar2 = build(x, [&](Expr e) { return all_reduce(e, {{"data", 4}, {"model", 2}}); });
   CHECK(ar2.cost.collective_bytes == Approx(2 * 7.0 / 8 * 384));
-  // The one formula lower() and the planner share.
-  CHECK(collective_cost(OpKind::all_gather, CollectiveAttrs{data4, "group", "", ReduceOp::sum}, 384, 192, 4 * 384) ==
-        ag.cost);
+  // The one formula lower() and the planner share: OpDef::cost is OpDef::collective_cost over the
+  // op's 4 devices.
+  CHECK(op_def(OpKind::all_gather).collective_cost(4, ReduceOp::sum, 384, 192, 4 * 384) == ag.cost);
 }
 
 TEST_CASE("collectives refuse bad attributes and a one-device forward over several devices", "[ops][collective]") {
