@@ -1,27 +1,18 @@
 #include "executor/trace.hpp"
 
 #include "graph/error.hpp"
-#include "graph/op_def.hpp"
+#include "graph/file_io.hpp"
+#include "graph/trace_schema.hpp"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <charconv>
-#include <fstream>
 #include <map>
 
 namespace sy {
 namespace {
-
-using Json = nlohmann::ordered_json;
-
-std::string_view phase(const Node& n) {
-  if (n.kind == OpKind::adafactor_update || n.kind == OpKind::adamw_update || n.scope.starts_with("optimizer"))
-    return "optimizer";
-  return n.backward ? "backward" : "forward";
-}
 
 double now_us() {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -59,15 +50,9 @@ std::set<int64_t> parse_step_list(std::string_view text) {
   return steps;
 }
 
-TraceRecorder::TraceRecorder(const Graph& g) : g_(g) {
-  for (const Node& n : g.nodes) {
-    std::vector<TensorType> in, out;
-    for (ValueId v : n.inputs) in.push_back(g.type(v));
-    for (ValueId v : n.outputs) out.push_back(g.type(v));
-    const OpCost c = op_def(n.kind).cost(in, out, n.attrs);
-    flops_.push_back(c.flops);
-    bytes_.push_back(c.bytes_read + c.bytes_written);
-  }
+TraceRecorder::TraceRecorder(const Graph& g, int device, std::string process)
+    : g_(g), device_(device), process_(std::move(process)) {
+  for (const Node& n : g.nodes) costs_.push_back(node_cost(g, n));
 }
 
 void TraceRecorder::begin_step(int64_t step) {
@@ -87,33 +72,23 @@ void TraceRecorder::end_step() {
 
 void TraceRecorder::write(const std::filesystem::path& path) const {
   const double origin = steps_.empty() ? 0.0 : steps_.front().begin;
-  Json events = Json::array();
-  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 1}, {"args", {{"name", "switchyard train"}}}});
-  events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", 0}, {"args", {{"name", "steps"}}}});
-  events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", 1}, {"args", {{"name", "ops"}}}});
-  for (const Step& s : steps_)
-    events.push_back({{"name", fmt::format("step {}", s.step)},
-                      {"cat", "step"},
-                      {"ph", "X"},
-                      {"ts", s.begin - origin},
-                      {"dur", s.end - s.begin},
-                      {"pid", 1},
-                      {"tid", 0}});
+  TraceWriter w("measured", device_, process_, {std::string(kComputeStream)});
+  for (const Step& s : steps_) w.step(s.step, s.begin - origin, s.end - s.begin);
   for (const Event& e : events_) {
     const Node& n = g_.node(e.node);
-    const auto i = static_cast<size_t>(e.node.v);
-    events.push_back({{"name", op_name(n.kind)},
-                      {"cat", phase(n)},
-                      {"ph", "X"},
-                      {"ts", e.begin - origin},
-                      {"dur", e.end - e.begin},
-                      {"pid", 1},
-                      {"tid", 1},
-                      {"args", {{"node", e.node.v}, {"scope", n.scope}, {"step", e.step}, {"flops", flops_[i]}, {"bytes", bytes_[i]}}}});
+    const std::string axes = collective_axes(n);
+    w.op(TraceOp{.node = e.node.v,
+                 .name = op_name(n.kind),
+                 .phase = trace_phase(n),
+                 .scope = n.scope,
+                 .stream = 0,
+                 .step = e.step,
+                 .start_us = e.begin - origin,
+                 .dur_us = e.end - e.begin,
+                 .cost = costs_[static_cast<size_t>(e.node.v)],
+                 .axes = axes});
   }
-  std::ofstream out(path);
-  out << Json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() << "\n";
-  if (!out) throw InputError(fmt::format("cannot write the trace {}", path.string()));
+  write_file_atomic(path, w.finish());
 }
 
 std::string TraceRecorder::summary() const {
@@ -127,9 +102,9 @@ std::string TraceRecorder::summary() const {
     const Node& n = g_.node(e.node);
     const double us = e.end - e.begin;
     const auto i = static_cast<size_t>(e.node.v);
-    for (Row* r : {&by_kind[std::string(op_name(n.kind))], &by_phase[std::string(phase(n))]}) {
+    for (Row* r : {&by_kind[std::string(op_name(n.kind))], &by_phase[std::string(trace_phase(n))]}) {
       r->us += us;
-      r->flops += flops_[i];
+      r->flops += costs_[i].flops;
       ++r->calls;
     }
     total += us;

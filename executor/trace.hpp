@@ -1,11 +1,15 @@
-// Chrome trace of selected training steps: one complete ("X") event per executed op, viewable in
-// Perfetto (ui.perfetto.dev) or chrome://tracing, plus one event per step on its own track.
-// Event name: the op kind; category: forward, backward or optimizer; args: node id, scope, step,
-// flops and bytes (OpDef::cost). summary() aggregates the recorded time by op kind and by phase,
-// with the achieved FLOP/s, to see where a step's time goes.
+// Chrome trace of selected training steps as measured by the executor, in the schema the simulator
+// writes too (graph/trace_schema.hpp, "switchyard.trace v1", source "measured"): one "X" event per
+// step on the "steps" track and one per executed op on the "compute" track (the executor runs every
+// op, collectives included, one after another on one thread), named by op kind, categorised by
+// phase (forward, backward, optimizer), with args node (id in the program the executor runs),
+// scope, step, flops and bytes (OpDef::cost), and axes and collective_bytes for collectives.
+// scripts/trace_diff.py compares it with `simulate`'s trace.json. summary() aggregates the
+// recorded time by op kind and by phase, with the achieved FLOP/s, to see where a step's time goes.
 #pragma once
 
 #include "graph/ir.hpp"
+#include "graph/op_def.hpp"
 
 #include <cstdint>
 #include <filesystem>
@@ -21,7 +25,9 @@ std::set<int64_t> parse_step_list(std::string_view text);
 
 class TraceRecorder {
  public:
-  explicit TraceRecorder(const Graph& g);  // g must outlive the recorder
+  // g: the program the executor runs (it must outlive the recorder); process: the process
+  // track's name (trace_process_name: "device 0 of data:2 (measured on the CPU executor)").
+  TraceRecorder(const Graph& g, int device, std::string process);
 
   // Ops recorded between begin_step and end_step belong to `step`.
   void begin_step(int64_t step);
@@ -31,7 +37,7 @@ class TraceRecorder {
   int64_t steps() const { return static_cast<int64_t>(steps_.size()); }
   bool empty() const { return events_.empty(); }
 
-  // Writes the Chrome trace JSON.
+  // Writes the Chrome trace JSON (atomically). Times count from the first traced step's start.
   void write(const std::filesystem::path& path) const;
   // A plain-text table: time per op kind and per phase (forward/backward/optimizer), share of the
   // traced time, calls, GFLOP/s.
@@ -48,7 +54,9 @@ class TraceRecorder {
     double begin = 0, end = 0;
   };
   const Graph& g_;
-  std::vector<double> flops_, bytes_;  // per node
+  int device_;
+  std::string process_;
+  std::vector<OpCost> costs_;  // per node
   std::vector<Event> events_;
   std::vector<Step> steps_;
   int64_t current_ = -1;

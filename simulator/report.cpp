@@ -3,6 +3,7 @@
 #include "graph/file_io.hpp"
 
 #include "graph/error.hpp"
+#include "graph/trace_schema.hpp"
 
 #include <fmt/format.h>
 
@@ -260,30 +261,25 @@ nlohmann::ordered_json summary_json(const SimResult& r, const ReportInfo& info) 
 }
 
 std::string trace_json(const SimResult& r) {
-  // Written by hand (not via a JSON tree): thousands of events, fixed formatting, deterministic.
-  auto esc = [](const std::string& x) {
-    std::string o;
-    for (char c : x) {
-      if (c == '"' || c == '\\') o += '\\';
-      o += c;
-    }
-    return o;
-  };
-  std::string s = "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
-  s += fmt::format("{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":0,\"args\":{{\"name\":\"device 0 of {} ({})\"}}}}",
-                   to_string(r.mesh), esc(r.hardware));
-  for (size_t i = 0; i < r.streams.size(); ++i)
-    s += fmt::format(",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":0,\"tid\":{},\"args\":{{\"name\":\"{}\"}}}}", i,
-                     esc(r.streams[i]));
+  // The schema of graph/trace_schema.hpp, as the executor's measured trace: one step, numbered 1,
+  // on device 0 (SPMD: every device runs the same program), its ops on their streams.
+  TraceWriter w("simulated", 0, trace_process_name(0, to_string(r.mesh), "simulated on " + r.hardware), r.streams);
+  w.step(1, 0.0, r.step_time * 1e6);
   for (const SimOp& op : r.ops) {
-    s += fmt::format(
-        ",\n{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"pid\":0,\"tid\":{},\"ts\":{:.4f},\"dur\":{:.4f},"
-        "\"args\":{{\"scope\":\"{}\",\"flops\":{:.6g},\"bytes\":{:.6g},\"bound\":\"{}\"}}}}",
-        esc(op_title(r, op)), phase_name(op.phase), op.stream, op.start * 1e6, op.duration * 1e6, esc(op.scope), op.cost.flops,
-        op.collective ? op.cost.collective_bytes : op.cost.bytes_read + op.cost.bytes_written, bound_name(op.bound));
+    const std::string axes = op.collective ? axes_text(r, op.axes) : "";
+    w.op(TraceOp{.node = op.node,
+                 .name = op_name(op.kind),
+                 .phase = phase_name(op.phase),
+                 .scope = op.scope,
+                 .stream = op.stream,
+                 .step = 1,
+                 .start_us = op.start * 1e6,
+                 .dur_us = op.duration * 1e6,
+                 .cost = op.cost,
+                 .axes = axes,
+                 .bound = bound_name(op.bound)});
   }
-  s += "\n]}\n";
-  return s;
+  return w.finish();
 }
 
 void write_reports(const std::string& dir, const SimResult& r, const ReportInfo& info) {

@@ -5,7 +5,12 @@
 //                 table of the top ops by time (flops, bytes, intensity, bound)
 //   ops.csv       one row per op of the step, in program order
 //   summary.json  the summary numbers, machine-readable
-//   trace.json    Chrome trace (chrome://tracing, Perfetto): one track per stream
+//   trace.json    Chrome trace (chrome://tracing, Perfetto) in the schema the executor's
+//                 `train --trace` writes too (graph/trace_schema.hpp, source "simulated"): the
+//                 step as "step 1" on the "steps" track, one event per op on its stream ("compute",
+//                 "ici:<axis>") named by op kind, cat = phase, args node, scope, step, flops, bytes,
+//                 (collectives) axes and collective_bytes, and bound; scripts/trace_diff.py diffs
+//                 it against a measured trace of the same program
 // Output is deterministic: the same inputs give byte-identical files. Files are written to a
 // temporary name in DIR and renamed into place, so a reader never sees half a file.
 #pragma once

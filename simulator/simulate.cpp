@@ -1,6 +1,7 @@
 #include "simulator/simulate.hpp"
 
 #include "graph/error.hpp"
+#include "graph/trace_schema.hpp"
 
 #include <fmt/format.h>
 
@@ -21,8 +22,6 @@ std::string_view phase_name(Phase p) {
 namespace {
 
 bool is_optimizer_kind(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::adamw_update; }
-// Clipping and updates (graph/models/training_graph.hpp): scope "optimizer" or "optimizer/<param>".
-bool is_optimizer_scope(const std::string& s) { return s == "optimizer" || s.starts_with("optimizer/"); }
 
 }  // namespace
 
@@ -68,8 +67,8 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   r.layout = L.layout;
   r.topology = place_mesh(hw, L.mesh);
   r.optimizer = "none";
-  r.streams.push_back("compute");
-  for (const MeshAxis& a : L.mesh.axes) r.streams.push_back("ici:" + a.name);
+  r.streams.push_back(std::string(kComputeStream));  // stream names as in the trace (graph/trace_schema.hpp)
+  for (const MeshAxis& a : L.mesh.axes) r.streams.push_back(comm_stream_name(a.name));
   r.comm_bytes_by_axis.assign(L.mesh.axes.size(), 0.0);
   const Graph& g = L.graph;
 
@@ -84,8 +83,9 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     op.kind = n.kind;
     op.label = std::string(op_name(n.kind));
     op.scope = n.scope;
+    // The phase and which ops communicate: the rules the executor's trace uses too.
     op.phase = is_optimizer_scope(n.scope) ? Phase::optimizer : n.backward ? Phase::backward : Phase::forward;
-    op.collective = is_collective(n.kind) && n.kind != OpKind::shard_slice;
+    op.collective = communicates(n);
     std::vector<TensorType> in, out;
     for (ValueId v : n.inputs) in.push_back(g.type(v));
     for (ValueId v : n.outputs) out.push_back(g.type(v));

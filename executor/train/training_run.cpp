@@ -4,6 +4,7 @@
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
 #include "graph/json.hpp"
+#include "graph/trace_schema.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -232,7 +233,10 @@ void TrainingRun::build_trainer() {
   if (task_train_) decoder_.emplace(cfg, eopts);
   run_state_ = RunState{0, {}, 0, config_json_, model_path_, model_toml_, overrides_};
   trace_steps_ = options_.trace.empty() ? std::set<int64_t>{} : parse_step_list(options_.trace);
-  recorder_.emplace(trainer_->program());
+  // The trace's process: this rank's device of the mesh (as the simulator names its device 0).
+  const std::string mesh = options_.mesh.empty() ? "1" : to_string(parse_mesh(options_.mesh));
+  recorder_.emplace(trainer_->program(), mpi_->rank(),
+                    trace_process_name(mpi_->rank(), mesh, "measured on the CPU executor"));
   resume_.reset();  // its tensors are in the trainer now
 }
 

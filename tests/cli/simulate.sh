@@ -69,9 +69,13 @@ assert s["step_time_s"] > 0 and s["devices"] == 8 and s["time_split_s"]["all_to_
 t = json.load(open(d + "/trace.json"))
 ev = t["traceEvents"]
 names = {e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
-assert names == {"compute", "ici:data", "ici:model"}, names
-spans = [e for e in ev if e["ph"] == "X"]
+assert names == {"steps", "compute", "ici:data", "ici:model"}, names
+assert t["otherData"] == {"schema": "switchyard.trace v1", "source": "simulated"}, t["otherData"]
+spans = [e for e in ev if e["ph"] == "X" and e["cat"] != "step"]
 assert len(spans) == s["ops"] and all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans)
+assert [e["args"]["node"] for e in spans] == list(range(s["ops"])), "one event per node, in program order"
+step = [e for e in ev if e["ph"] == "X" and e["cat"] == "step"]
+assert len(step) == 1 and step[0]["name"] == "step 1" and abs(step[0]["dur"] - s["step_time_s"] * 1e6) < 1e-3, step
 assert max(e["ts"] + e["dur"] for e in spans) <= s["step_time_s"] * 1e6 * (1 + 1e-9) + 1e-3
 PY
 # Deterministic: a second run gives byte-identical files.

@@ -261,7 +261,7 @@ TEST_CASE("trainer: the op observer sees every node of a step once, in order, an
   CHECK(std::is_sorted(seen.begin(), seen.end()));
   CHECK(ordered);
 
-  TraceRecorder rec(t.graph());
+  TraceRecorder rec(t.graph(), 0, "device 0 of 1 (test)");
   t.set_op_observer([&](NodeId n, double b, double e) { rec.record(n, b, e); });
   rec.begin_step(2);
   t.train_step(batch);
