@@ -35,7 +35,7 @@ make_corpus "$work/synth"
 cat >"$work/dec.toml" <<'EOF'
 [model]
 architecture = "decoder_only"
-vocab = 130
+vocab = 160  # $SY_TEST_VOCAB (tests/cli/run_ablation_fixture.bash)
 d_model = 16
 d_ff = 32
 heads = 2
@@ -62,7 +62,7 @@ compare() {
   local name=$1 model=$2
   shift 2
   local sets=("$@")
-  "$bin/train" --model "$model" "${sets[@]}" --data "$work/synth" --vocab 130 --threads 1 --steps 2 --trace 1-2 \
+  "$bin/train" --model "$model" "${sets[@]}" --data "$work/synth" --vocab "$SY_TEST_VOCAB" --threads 1 --steps 2 --trace 1-2 \
     --out "$work/$name/run" >"$work/$name.train.txt" 2>&1 || { cat "$work/$name.train.txt" >&2; fail "$name: train failed"; }
   "$bin/simulate" --model "$model" "${sets[@]}" --hardware tpu_v4 --mesh data:1 --out "$work/$name/sim" \
     >"$work/$name.sim.txt" 2>&1 || { cat "$work/$name.sim.txt" >&2; fail "$name: simulate failed"; }
@@ -111,7 +111,7 @@ EOF
   for row in forward backward optimizer einsum "all ops"; do expect_in "$work/$name.diff.txt" "$row "; done
 }
 
-compare tiny "$root/experiments/configs/models/tiny.toml" --set model.vocab=130 --set train.target_length=8
+compare tiny "$root/experiments/configs/models/tiny.toml" --set model.vocab="$SY_TEST_VOCAB" --set train.target_length=8
 compare decoder "$work/dec.toml"
 expect_in "$work/decoder.diff.txt" "adamw_update"
 
@@ -121,7 +121,7 @@ m="$work/tiny/run/trace.json" s="$work/tiny/sim/trace.json"
 expect_in "$work/nodes.txt" "step 2"
 expect_in "$work/nodes.txt" "adafactor_update     optimizer/"
 # A different program (another batch size) is reported and fails --check.
-"$bin/simulate" --model "$root/experiments/configs/models/tiny.toml" --set model.vocab=130 --set train.target_length=8 \
+"$bin/simulate" --model "$root/experiments/configs/models/tiny.toml" --set model.vocab="$SY_TEST_VOCAB" --set train.target_length=8 \
   --set train.batch=4 --hardware tpu_v4 --mesh data:1 --out "$work/other" >/dev/null
 code=0
 "$py" "$diff_py" "$m" "$work/other/trace.json" --check >"$work/out.txt" 2>"$work/err.txt" || code=$?
