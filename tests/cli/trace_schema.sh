@@ -32,30 +32,7 @@ expect_diff_exit2() {  # expect_diff_exit2 TEXT ARGS...: trace_diff exits 2 with
 source "$root/tests/cli/run_ablation_fixture.bash"  # make_corpus
 make_corpus "$work/synth"
 
-cat >"$work/dec.toml" <<'EOF'
-[model]
-architecture = "decoder_only"
-vocab = 160  # $SY_TEST_VOCAB (tests/cli/run_ablation_fixture.bash)
-d_model = 16
-d_ff = 32
-heads = 2
-d_kv = 8
-layers = 2
-position_buckets = 8
-position_max_distance = 16
-[moe]
-every = 2
-experts = 4
-k = 2
-min_capacity = 1
-[train]
-batch = 2
-length = 12
-optimizer = "adamw"
-schedule = "cosine"
-learning_rate = 0.003
-warmup_steps = 2
-EOF
+cp "$root/tests/data/tiny_decoder_160.toml" "$work/dec.toml"
 
 # compare NAME MODEL SETS...: train 2 steps (both traced) and simulate the same config on data:1.
 compare() {

@@ -140,30 +140,7 @@ expect_exit 0 "${model[@]}" "${common[@]}" --steps $((k + 2)) --out "$work/f"
 same_metrics "$work/f/metrics.jsonl" "$work/e/metrics.jsonl" || fail "metrics after SIGKILL and resume differ"
 
 # ---- decoder-only: next-token objective ----
-cat >"$work/dec.toml" <<'EOF'
-[model]
-architecture = "decoder_only"
-vocab = 160
-d_model = 16
-d_ff = 32
-heads = 2
-d_kv = 8
-layers = 2
-position_buckets = 8
-position_max_distance = 16
-[moe]
-every = 2
-experts = 4
-k = 2
-min_capacity = 1
-[train]
-batch = 2
-length = 12
-optimizer = "adamw"
-schedule = "cosine"
-learning_rate = 0.003
-warmup_steps = 2
-EOF
+cp "$root/tests/data/tiny_decoder_160.toml" "$work/dec.toml"
 expect_exit 0 --model "$work/dec.toml" "${common[@]}" --steps 5 --out "$work/dec"
 expect_in "$work/dec/status.json" '"completed"'
 expect_in "$work/dec/metrics.jsonl" '"decoder/layer_01/moe"'
