@@ -13,23 +13,16 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <initializer_list>
+#include <optional>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 #include <variant>
 
 namespace sy {
 namespace {
 
 // ---------------------------------------------------------------- writing
-
-const char* distribution_name(Distribution d) {
-  switch (d) {
-    case Distribution::uniform: return "uniform";
-    case Distribution::normal: return "normal";
-  }
-  return "?";
-}
 
 Json id_or_null(int32_t id) { return id >= 0 ? Json(id) : Json(nullptr); }
 
@@ -54,55 +47,33 @@ Json strings_json(const std::vector<std::string>& v) {
   return r;
 }
 
-// One overload per attribute struct (graph/attrs.hpp); std::visit below fails to compile if one
-// is missing. Keys are the struct's field names.
-Json attrs_json(const NoAttrs&) { return Json::object(); }
-Json attrs_json(const ScaleAttrs& a) { return {{"factor", number(a.factor)}, {"offset", number(a.offset)}}; }
-Json attrs_json(const CastAttrs& a) { return {{"to", dtype_name(a.to)}}; }
-Json attrs_json(const DropoutAttrs& a) { return {{"rate", number(a.rate)}, {"seed", a.seed}}; }
-Json attrs_json(const FillAttrs& a) {
-  return {{"shape", shape_json(a.shape)}, {"dtype", dtype_name(a.dtype)}, {"value", number(a.value)}};
-}
-Json attrs_json(const RandomAttrs& a) {
-  return {{"shape", shape_json(a.shape)}, {"dtype", dtype_name(a.dtype)}, {"dist", distribution_name(a.dist)},
-          {"a", number(a.a)},           {"b", number(a.b)},           {"seed", a.seed}};
-}
-Json attrs_json(const ShapeAttrs& a) { return {{"shape", shape_json(a.shape)}}; }
-Json attrs_json(const DimsAttrs& a) { return {{"dims", strings_json(a.dims)}}; }
-Json attrs_json(const DimAttrs& a) { return {{"dim", dim_json(a.dim)}}; }
-Json attrs_json(const RmsNormAttrs& a) { return {{"dim", a.dim}, {"eps", number(a.eps)}}; }
-Json attrs_json(const EinsumAttrs& a) { return {{"out", strings_json(a.out)}}; }
-Json attrs_json(const OneHotAttrs& a) { return {{"dim", dim_json(a.dim)}, {"dtype", dtype_name(a.dtype)}}; }
-Json attrs_json(const TopKAttrs& a) { return {{"dim", a.dim}, {"k", dim_json(a.k)}}; }
-Json attrs_json(const CumsumAttrs& a) {
-  return {{"dim", a.dim}, {"exclusive", a.exclusive}, {"reverse", a.reverse}};
-}
-Json attrs_json(const ScatterAttrs& a) { return {{"index_dim", a.index_dim}, {"out_dim", dim_json(a.out_dim)}}; }
-const char* reduce_op_name(ReduceOp r) {
-  switch (r) {
-    case ReduceOp::sum: return "sum";
-    case ReduceOp::mean: return "mean";
-    case ReduceOp::max: return "max";
+// One attribute field as JSON (its type's form; a new field type fails to compile here).
+template <typename T>
+Json field_json(const T& m) {
+  if constexpr (std::is_same_v<T, double>) {
+    return number(m);
+  } else if constexpr (std::is_same_v<T, DType>) {
+    return dtype_name(m);
+  } else if constexpr (std::is_enum_v<T>) {
+    return enum_name(m);
+  } else if constexpr (std::is_same_v<T, Dim>) {
+    return dim_json(m);
+  } else if constexpr (std::is_same_v<T, Shape>) {
+    return shape_json(m);
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    return strings_json(m);
+  } else {
+    static_assert(std::is_same_v<T, bool> || std::is_same_v<T, uint64_t> || std::is_same_v<T, std::string>);
+    return m;
   }
-  return "?";
-}
-Json attrs_json(const CollectiveAttrs& a) {
-  return {{"axes", shape_json(a.axes)},
-          {"gather_dim", a.gather_dim},
-          {"scatter_dim", a.scatter_dim},
-          {"reduce", reduce_op_name(a.reduce)}};
 }
 
-Json attrs_json(const AdafactorAttrs& a) {
-  return {{"decay_exponent", number(a.decay_exponent)}, {"clip_threshold", number(a.clip_threshold)},
-          {"epsilon1", number(a.epsilon1)},             {"epsilon2", number(a.epsilon2)},
-          {"parameter_scale", a.parameter_scale},       {"factored", a.factored}};
-}
-Json attrs_json(const AdamWAttrs& a) {
-  return {{"beta1", number(a.beta1)},
-          {"beta2", number(a.beta2)},
-          {"epsilon", number(a.epsilon)},
-          {"weight_decay", number(a.weight_decay)}};
+// An attribute struct as an object: one key per field, as its fields() list names them (graph/attrs.hpp).
+template <typename A>
+Json attrs_json(const A& a) {
+  Json j = Json::object();
+  for_each_field(a, [&](std::string_view key, const auto& m) { j[std::string(key)] = field_json(m); });
+  return j;
 }
 
 Json ids_json(const std::vector<ValueId>& ids) {
@@ -138,25 +109,25 @@ std::string got(const Json& j) {
   return fmt::format("{} {}", j.type_name(), text);
 }
 
-std::string join(std::initializer_list<const char*> keys) {
+std::string join(const std::vector<std::string_view>& keys) {
   std::string r;
-  for (const char* k : keys) r += fmt::format("{}{}", r.empty() ? "" : ", ", k);
+  for (std::string_view k : keys) r += fmt::format("{}{}", r.empty() ? "" : ", ", k);
   return r;
 }
 
 // `obj` (at key path `path`; "" for the entry itself) must be an object with exactly `keys`.
-void expect_keys(const Reader& r, const Json& obj, const std::string& path, std::initializer_list<const char*> keys) {
+void expect_keys(const Reader& r, const Json& obj, const std::string& path, const std::vector<std::string_view>& keys) {
   if (!obj.is_object()) {
     if (path.empty()) r.fail_entry(fmt::format("expected an object, got {}", got(obj)));
     r.fail(path, fmt::format("expected an object, got {}", got(obj)));
   }
-  for (const char* k : keys)
+  for (std::string_view k : keys)
     if (!obj.contains(k))
-      r.fail(path.empty() ? std::string(k) : path + "." + k,
+      r.fail(path.empty() ? std::string(k) : path + "." + std::string(k),
              fmt::format("missing (required keys: {})", keys.size() ? join(keys) : "none"));
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     bool known = false;
-    for (const char* k : keys) known = known || it.key() == k;
+    for (std::string_view k : keys) known = known || it.key() == k;
     if (!known)
       r.fail(path.empty() ? it.key() : path + "." + it.key(),
              fmt::format("unknown key (allowed: {})", keys.size() ? join(keys) : "none"));
@@ -248,114 +219,45 @@ std::vector<ValueId> as_ids(const Reader& r, const std::string& key, const Json&
   return v;
 }
 
-// One overload per attribute struct, mirroring attrs_json.
-void read_attrs(const Reader& r, const Json& j, NoAttrs&) { expect_keys(r, j, "attrs", {}); }
-void read_attrs(const Reader& r, const Json& j, ScaleAttrs& a) {
-  expect_keys(r, j, "attrs", {"factor", "offset"});
-  a.factor = as_double(r, "attrs.factor", j["factor"]);
-  a.offset = as_double(r, "attrs.offset", j["offset"]);
-}
-void read_attrs(const Reader& r, const Json& j, CastAttrs& a) {
-  expect_keys(r, j, "attrs", {"to"});
-  a.to = as_dtype(r, "attrs.to", j["to"]);
-}
-void read_attrs(const Reader& r, const Json& j, DropoutAttrs& a) {
-  expect_keys(r, j, "attrs", {"rate", "seed"});
-  a.rate = as_double(r, "attrs.rate", j["rate"]);
-  a.seed = as_u64(r, "attrs.seed", j["seed"]);
-}
-void read_attrs(const Reader& r, const Json& j, FillAttrs& a) {
-  expect_keys(r, j, "attrs", {"shape", "dtype", "value"});
-  a.shape = as_shape(r, "attrs.shape", j["shape"]);
-  a.dtype = as_dtype(r, "attrs.dtype", j["dtype"]);
-  a.value = as_double(r, "attrs.value", j["value"]);
-}
-void read_attrs(const Reader& r, const Json& j, RandomAttrs& a) {
-  expect_keys(r, j, "attrs", {"shape", "dtype", "dist", "a", "b", "seed"});
-  a.shape = as_shape(r, "attrs.shape", j["shape"]);
-  a.dtype = as_dtype(r, "attrs.dtype", j["dtype"]);
-  const std::string dist = as_string(r, "attrs.dist", j["dist"]);
-  if (dist == distribution_name(Distribution::uniform)) {
-    a.dist = Distribution::uniform;
-  } else if (dist == distribution_name(Distribution::normal)) {
-    a.dist = Distribution::normal;
+// How messages name the values of an attribute enum: "unknown reduction 'x' (allowed: ...)".
+std::string_view enum_noun(Distribution) { return "distribution"; }
+std::string_view enum_noun(ReduceOp) { return "reduction"; }
+
+// One attribute field from JSON, mirroring field_json.
+template <typename T>
+void read_field(const Reader& r, const std::string& key, const Json& j, T& m) {
+  if constexpr (std::is_same_v<T, double>) {
+    m = as_double(r, key, j);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    m = as_bool(r, key, j);
+  } else if constexpr (std::is_same_v<T, uint64_t>) {
+    m = as_u64(r, key, j);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    m = as_string(r, key, j);
+  } else if constexpr (std::is_same_v<T, DType>) {
+    m = as_dtype(r, key, j);
+  } else if constexpr (std::is_enum_v<T>) {
+    const std::string name = as_string(r, key, j);
+    const std::optional<T> v = enum_from_name<T>(name);
+    if (!v) r.fail(key, fmt::format("unknown {} '{}' (allowed: {})", enum_noun(T{}), name, enum_allowed<T>()));
+    m = *v;
+  } else if constexpr (std::is_same_v<T, Dim>) {
+    m = as_dim(r, key, j);
+  } else if constexpr (std::is_same_v<T, Shape>) {
+    m = as_shape(r, key, j);
   } else {
-    r.fail("attrs.dist", fmt::format("unknown distribution '{}' (allowed: uniform, normal)", dist));
+    static_assert(std::is_same_v<T, std::vector<std::string>>);
+    m = as_strings(r, key, j);
   }
-  a.a = as_double(r, "attrs.a", j["a"]);
-  a.b = as_double(r, "attrs.b", j["b"]);
-  a.seed = as_u64(r, "attrs.seed", j["seed"]);
-}
-void read_attrs(const Reader& r, const Json& j, ShapeAttrs& a) {
-  expect_keys(r, j, "attrs", {"shape"});
-  a.shape = as_shape(r, "attrs.shape", j["shape"]);
-}
-void read_attrs(const Reader& r, const Json& j, DimsAttrs& a) {
-  expect_keys(r, j, "attrs", {"dims"});
-  a.dims = as_strings(r, "attrs.dims", j["dims"]);
-}
-void read_attrs(const Reader& r, const Json& j, DimAttrs& a) {
-  expect_keys(r, j, "attrs", {"dim"});
-  a.dim = as_dim(r, "attrs.dim", j["dim"]);
-}
-void read_attrs(const Reader& r, const Json& j, RmsNormAttrs& a) {
-  expect_keys(r, j, "attrs", {"dim", "eps"});
-  a.dim = as_string(r, "attrs.dim", j["dim"]);
-  a.eps = as_double(r, "attrs.eps", j["eps"]);
-}
-void read_attrs(const Reader& r, const Json& j, EinsumAttrs& a) {
-  expect_keys(r, j, "attrs", {"out"});
-  a.out = as_strings(r, "attrs.out", j["out"]);
-}
-void read_attrs(const Reader& r, const Json& j, OneHotAttrs& a) {
-  expect_keys(r, j, "attrs", {"dim", "dtype"});
-  a.dim = as_dim(r, "attrs.dim", j["dim"]);
-  a.dtype = as_dtype(r, "attrs.dtype", j["dtype"]);
-}
-void read_attrs(const Reader& r, const Json& j, TopKAttrs& a) {
-  expect_keys(r, j, "attrs", {"dim", "k"});
-  a.dim = as_string(r, "attrs.dim", j["dim"]);
-  a.k = as_dim(r, "attrs.k", j["k"]);
-}
-void read_attrs(const Reader& r, const Json& j, CumsumAttrs& a) {
-  expect_keys(r, j, "attrs", {"dim", "exclusive", "reverse"});
-  a.dim = as_string(r, "attrs.dim", j["dim"]);
-  a.exclusive = as_bool(r, "attrs.exclusive", j["exclusive"]);
-  a.reverse = as_bool(r, "attrs.reverse", j["reverse"]);
-}
-void read_attrs(const Reader& r, const Json& j, ScatterAttrs& a) {
-  expect_keys(r, j, "attrs", {"index_dim", "out_dim"});
-  a.index_dim = as_string(r, "attrs.index_dim", j["index_dim"]);
-  a.out_dim = as_dim(r, "attrs.out_dim", j["out_dim"]);
 }
 
-void read_attrs(const Reader& r, const Json& j, CollectiveAttrs& a) {
-  expect_keys(r, j, "attrs", {"axes", "gather_dim", "scatter_dim", "reduce"});
-  a.axes = as_shape(r, "attrs.axes", j["axes"]);
-  a.gather_dim = as_string(r, "attrs.gather_dim", j["gather_dim"]);
-  a.scatter_dim = as_string(r, "attrs.scatter_dim", j["scatter_dim"]);
-  const std::string op = as_string(r, "attrs.reduce", j["reduce"]);
-  bool known = false;
-  for (ReduceOp x : {ReduceOp::sum, ReduceOp::mean, ReduceOp::max})
-    if (op == reduce_op_name(x)) a.reduce = x, known = true;
-  if (!known) r.fail("attrs.reduce", fmt::format("unknown reduction '{}' (allowed: sum, mean, max)", op));
-}
-
-void read_attrs(const Reader& r, const Json& j, AdafactorAttrs& a) {
-  expect_keys(r, j, "attrs", {"decay_exponent", "clip_threshold", "epsilon1", "epsilon2", "parameter_scale", "factored"});
-  a.decay_exponent = as_double(r, "attrs.decay_exponent", j["decay_exponent"]);
-  a.clip_threshold = as_double(r, "attrs.clip_threshold", j["clip_threshold"]);
-  a.epsilon1 = as_double(r, "attrs.epsilon1", j["epsilon1"]);
-  a.epsilon2 = as_double(r, "attrs.epsilon2", j["epsilon2"]);
-  a.parameter_scale = as_bool(r, "attrs.parameter_scale", j["parameter_scale"]);
-  a.factored = as_bool(r, "attrs.factored", j["factored"]);
-}
-void read_attrs(const Reader& r, const Json& j, AdamWAttrs& a) {
-  expect_keys(r, j, "attrs", {"beta1", "beta2", "epsilon", "weight_decay"});
-  a.beta1 = as_double(r, "attrs.beta1", j["beta1"]);
-  a.beta2 = as_double(r, "attrs.beta2", j["beta2"]);
-  a.epsilon = as_double(r, "attrs.epsilon", j["epsilon"]);
-  a.weight_decay = as_double(r, "attrs.weight_decay", j["weight_decay"]);
+// An attribute struct from its object: exactly the keys of its fields() list.
+template <typename A>
+void read_attrs(const Reader& r, const Json& j, A& a) {
+  std::vector<std::string_view> keys;
+  for_each_field(a, [&](std::string_view key, const auto&) { keys.push_back(key); });
+  expect_keys(r, j, "attrs", keys);
+  for_each_field(a, [&](std::string_view key, auto& m) { read_field(r, "attrs." + std::string(key), j[std::string(key)], m); });
 }
 
 Attrs read_attrs_of(const Reader& r, OpKind kind, const Json& j) {

@@ -27,7 +27,11 @@
 //   double bw = chip.number("hbm_bandwidth", kRequired, above(0));
 //   int64_t n = chip.integer("devices_per_chip", 1, 1);
 //   chip.finish();
+//
+// A struct with a fields() list (graph/fields.hpp) is read in one call: read_fields(section, moe).
 #pragma once
+
+#include "graph/fields.hpp"
 
 #include <toml++/toml.h>
 
@@ -38,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -70,22 +75,6 @@ struct TomlDocument {
   // "FILE:LINE: WHAT" ("FILE: WHAT" for line 0), for what belongs to a line or to the whole file.
   [[noreturn]] void fail_at_line(int64_t line, std::string_view what) const;
 };
-
-// The allowed real numbers of a key: an interval, and its words for messages.
-struct Range {
-  double lo = -std::numeric_limits<double>::infinity();
-  double hi = std::numeric_limits<double>::infinity();
-  bool lo_open = false;
-  bool hi_open = false;
-  std::string note;  // appended in parentheses: ">= 0 (0: no clipping)"
-
-  bool contains(double v) const;
-  std::string text() const;  // "> 0", ">= 0", "[0, 1)", "(0, 1]", with the note
-};
-Range above(double lo, std::string note = {});     // > lo
-Range at_least(double lo, std::string note = {});  // >= lo
-// lo..hi with the ends as `brackets` says: "[]", "[)", "(]" or "()".
-Range interval(double lo, double hi, std::string_view brackets, std::string note = {});
 
 // One table of a document ([model], [moe.encoder], an [[arm]], ...). `table` may be null (the
 // table is absent): getters then return their fallbacks and required keys are reported missing.
@@ -155,5 +144,51 @@ class TomlSection {
   std::vector<std::pair<std::string, std::string>> allowed_;
   std::string missing_;  // the first required key not given
 };
+
+// Reads the fields of `s` (its fields() list, graph/fields.hpp) from table `t`: each key is
+// optional, its fallback the member's current value, its allowed values the list's.
+template <typename S>
+void read_fields(TomlSection& t, S& s);
+
+// ---- implementation ----
+
+namespace fields_detail {
+
+struct TomlFieldReader {
+  TomlSection& t;
+
+  template <typename T, typename A = Any>
+  void operator()(std::string_view key, T& m, const A& allowed = A{}, bool /*shown*/ = true) const {
+    if constexpr (std::is_same_v<T, bool>) {
+      static_assert(std::is_same_v<A, Any>);
+      m = t.boolean(key, m);
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      static_assert(std::is_same_v<A, Any>);
+      m = t.string(key, m);
+    } else if constexpr (std::is_enum_v<T> && std::is_same_v<A, Any>) {
+      m = t.choice(key, m, EnumNames<T>::names);
+    } else if constexpr (std::is_enum_v<T>) {
+      m = t.choice(key, m, allowed);  // a (value, spelling) array
+    } else if constexpr (std::is_integral_v<T>) {
+      static_assert(std::is_same_v<A, Range>, "integers take a Range: at_least(lo), interval(lo, hi, \"[]\"), ...");
+      const int64_t lo = static_cast<int64_t>(allowed.lo) + (allowed.lo_open ? 1 : 0);
+      const int64_t hi = allowed.hi == Range{}.hi ? std::numeric_limits<int64_t>::max()
+                                                  : static_cast<int64_t>(allowed.hi) - (allowed.hi_open ? 1 : 0);
+      m = static_cast<T>(t.integer(key, static_cast<int64_t>(m), lo, hi));
+    } else if constexpr (std::is_same_v<A, Predicate>) {
+      m = t.number(key, m, allowed.ok, allowed.allowed);
+    } else {
+      static_assert(std::is_same_v<T, double> && std::is_same_v<A, Range>, "numbers take a Range or a Predicate");
+      m = t.number(key, m, allowed);
+    }
+  }
+};
+
+}  // namespace fields_detail
+
+template <typename S>
+void read_fields(TomlSection& t, S& s) {
+  for_each_field(s, fields_detail::TomlFieldReader{t});
+}
 
 }  // namespace sy

@@ -13,60 +13,27 @@
 namespace sy {
 namespace {
 
-// ---- names of enum values, as written in the files ----
+// The config JSON of a fields() list (graph/fields.hpp): enums by their spellings, the rest as
+// they are; a field whose `shown` is false is left out.
+struct JsonFieldWriter {
+  nlohmann::ordered_json& out;
 
-template <typename E>
-using Names = std::pair<E, std::string_view>;
+  template <typename T, typename A = Any>
+  void operator()(std::string_view key, const T& m, const A& /*allowed*/ = A{}, bool shown = true) const {
+    if (!shown) return;
+    if constexpr (std::is_same_v<T, DType>) {
+      out[std::string(key)] = dtype_name(m);
+    } else if constexpr (std::is_enum_v<T>) {
+      out[std::string(key)] = enum_name(m);
+    } else {
+      out[std::string(key)] = m;
+    }
+  }
+};
 
-constexpr Names<Architecture> kArchitectures[] = {{Architecture::encoder_decoder, "encoder_decoder"},
-                                                  {Architecture::decoder_only, "decoder_only"}};
-constexpr Names<DType> kRouterDtypes[] = {{DType::f32, "f32"}, {DType::bf16, "bf16"}};
-constexpr Names<OptimizerKind> kOptimizers[] = {{OptimizerKind::adafactor, "adafactor"}, {OptimizerKind::adamw, "adamw"}};
-constexpr Names<LrSchedule> kSchedules[] = {
-    {LrSchedule::inverse_sqrt, "inverse_sqrt"}, {LrSchedule::constant, "constant"}, {LrSchedule::cosine, "cosine"}};
-
-template <typename E, size_t N>
-std::string_view name_of(const Names<E> (&table)[N], E v) {
-  for (const auto& [value, name] : table)
-    if (value == v) return name;
-  return "?";
-}
-
-// A setting named by the router library's spellings (graph/models/moe.hpp EnumNames).
-template <typename E>
-E named(TomlSection& s, std::string_view key, E fallback) {
-  return s.choice(key, fallback, EnumNames<E>::names);
-}
-
-// The MoeConfig keys of one table, over `base` (the defaults, or [moe] for a stack's table).
-MoeConfig read_moe(TomlSection& s, MoeConfig m) {
-  m.experts = s.integer("experts", m.experts, 1);
-  m.k = s.integer("k", m.k, 1);
-  m.router = named<RouterKind>(s, "router", m.router);
-  m.policy_train = named<SecondPolicy>(s, "policy_train", m.policy_train);
-  m.policy_eval = named<SecondPolicy>(s, "policy_eval", m.policy_eval);
-  m.policy_threshold = s.number("policy_threshold", m.policy_threshold, interval(0, 1, "(]"));
-  m.cf_train = s.number("cf_train", m.cf_train, above(0));
-  m.cf_eval = s.number("cf_eval", m.cf_eval, above(0));
-  m.min_capacity = s.integer("min_capacity", m.min_capacity, 1);
-  m.group_size = s.integer("group_size", m.group_size, 0);
-  m.capacity = named<CapacityRule>(s, "capacity", m.capacity);
-  m.dropless = s.boolean("dropless", m.dropless);
-  m.batch_prioritized = s.boolean("batch_prioritized", m.batch_prioritized);
-  m.router_dtype = s.choice("router_dtype", m.router_dtype, kRouterDtypes);
-  m.jitter = s.number("jitter", m.jitter, interval(0, 1, "[)"));
-  m.balance = named<BalanceLoss>(s, "balance", m.balance);
-  m.balance_coef = s.number("balance_coef", m.balance_coef, at_least(0));
-  m.z_rule = named<ZLossRule>(s, "z_rule", m.z_rule);
-  m.z_coef = s.number("z_coef", m.z_coef, at_least(0));
-  m.mesh_tf_loss_coef = s.number("mesh_tf_loss_coef", m.mesh_tf_loss_coef, at_least(0));
-  m.expert_ffn = named<FfnKind>(s, "expert_ffn", m.expert_ffn);
-  m.d_ff = s.integer("d_ff", m.d_ff, 1);
-  m.expert_dropout = s.number("expert_dropout", m.expert_dropout, interval(0, 1, "[)"));
-  m.expert_bias = s.boolean("expert_bias", m.expert_bias);
-  m.renormalize_gates = s.boolean("renormalize_gates", m.renormalize_gates);
-  m.hash = named<HashKind>(s, "hash", m.hash);
-  return m;
+template <typename S>
+void write_fields(nlohmann::ordered_json& out, const S& s) {
+  for_each_field(s, JsonFieldWriter{out});
 }
 
 // The dotted key of the table that set `key` for a stack: "moe.decoder.k" if the stack's table
@@ -145,9 +112,9 @@ int64_t matched_relu_d_ff(int64_t geglu_d_ff) { return std::llround(1.5 * static
 
 }  // namespace
 
-std::string_view architecture_name(Architecture a) { return name_of(kArchitectures, a); }
-std::string_view optimizer_name(OptimizerKind k) { return name_of(kOptimizers, k); }
-std::string_view schedule_name(LrSchedule s) { return name_of(kSchedules, s); }
+std::string_view architecture_name(Architecture a) { return enum_name(a); }
+std::string_view optimizer_name(OptimizerKind k) { return enum_name(k); }
+std::string_view schedule_name(LrSchedule s) { return enum_name(s); }
 
 ModelConfig parse_model_config(std::string_view text, std::string_view source_name,
                                const std::vector<std::string>& overrides) {
@@ -165,7 +132,7 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
   // ---- [model] ----
   TomlSection model(doc, model_t, "model");
   c.name = model.string("name", std::filesystem::path(doc.file).stem().string());
-  c.architecture = model.choice("architecture", c.architecture, kArchitectures);
+  c.architecture = model.choice("architecture", c.architecture, EnumNames<Architecture>::names);
   const bool enc_dec = c.has_encoder();
   c.vocab = model.integer("vocab", c.vocab, 2);
   c.d_model = model.integer("d_model", c.d_model, 1);
@@ -196,7 +163,7 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     c.encoder_layers = 0;
     c.decoder_layers = model.integer("layers", c.decoder_layers, 1);
   }
-  c.ffn = named<FfnKind>(model, "ffn", c.ffn);
+  c.ffn = model.choice("ffn", c.ffn, EnumNames<FfnKind>::names);
   c.relu_matches_geglu_flops = model.boolean("relu_matches_geglu_flops", c.relu_matches_geglu_flops);
   c.norm_scale = model.boolean("norm_scale", c.norm_scale);
   c.norm_eps = model.number("norm_eps", c.norm_eps, above(0));
@@ -220,7 +187,7 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     MoeConfig base;
     base.expert_ffn = c.ffn;
     base.d_ff = d_ff_given;
-    base = read_moe(moe, base);
+    read_fields(moe, base);
     const toml::table* enc_t = moe.table("encoder");
     const toml::table* dec_t = moe.table("decoder");
     moe.finish();
@@ -229,8 +196,10 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
               "[moe.encoder] in a decoder_only model, which has no encoder; allowed: [moe], [moe.decoder]");
     TomlSection enc(doc, enc_t, "moe.encoder");
     TomlSection dec(doc, dec_t, "moe.decoder");
-    c.moe_encoder = read_moe(enc, base);
-    c.moe_decoder = read_moe(dec, base);
+    c.moe_encoder = base;
+    c.moe_decoder = base;
+    read_fields(enc, c.moe_encoder);
+    read_fields(dec, c.moe_decoder);
     enc.finish();
     dec.finish();
     const int64_t deepest = std::max(c.encoder_layers, c.decoder_layers);
@@ -268,25 +237,8 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
     c.target_length = train.integer("length", 256, 1);
   }
   c.seed = static_cast<uint64_t>(train.integer("seed", 0, 0));
-  c.precision = train.choice("precision", c.precision, kRouterDtypes);
-  OptimizerConfig& o = c.optimizer;
-  o.kind = train.choice("optimizer", o.kind, kOptimizers);
-  o.schedule = train.choice("schedule", o.schedule, kSchedules);
-  o.learning_rate = train.number("learning_rate", o.learning_rate, above(0));
-  o.warmup_steps = train.integer("warmup_steps", o.warmup_steps, 0);
-  o.decay_steps = train.integer("decay_steps", o.decay_steps, 0);
-  o.min_learning_rate = train.number("min_learning_rate", o.min_learning_rate, at_least(0));
-  o.grad_clip = train.number("grad_clip", o.grad_clip, at_least(0, "0: no clipping"));
-  o.clip_threshold = train.number("clip_threshold", o.clip_threshold, at_least(0, "0: no update clipping"));
-  o.decay_exponent = train.number("decay_exponent", o.decay_exponent, above(0));
-  o.parameter_scale = train.boolean("parameter_scale", o.parameter_scale);
-  o.factored = train.boolean("factored", o.factored);
-  o.epsilon1 = train.number("epsilon1", o.epsilon1, at_least(0));
-  o.epsilon2 = train.number("epsilon2", o.epsilon2, at_least(0));
-  o.beta1 = train.number("beta1", o.beta1, interval(0, 1, "[)"));
-  o.beta2 = train.number("beta2", o.beta2, interval(0, 1, "[)"));
-  o.epsilon = train.number("epsilon", o.epsilon, above(0));
-  o.weight_decay = train.number("weight_decay", o.weight_decay, at_least(0));
+  c.precision = train.choice("precision", c.precision, kFloatDTypes);
+  read_fields(train, c.optimizer);
   c.divergence_factor = train.number("divergence_factor", c.divergence_factor,
                                      [](double v) { return v == 0 || v > 1; }, "0 (off) or > 1");
   c.eval_batches = train.integer("eval_batches", c.eval_batches, 0);
@@ -298,8 +250,9 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
   }
   c.reset_optimizer = train.boolean("reset_optimizer", c.reset_optimizer);
   c.step_offset = train.integer("step_offset", c.step_offset, 0);
-  if (o.schedule != LrSchedule::cosine && train.has("decay_steps"))
-    train.fail("decay_steps", fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(o.schedule)));
+  if (c.optimizer.schedule != LrSchedule::cosine && train.has("decay_steps"))
+    train.fail("decay_steps",
+               fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(c.optimizer.schedule)));
   train.finish();
   return c;
 }
@@ -356,32 +309,9 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
   model["init_scale"] = c.init_scale;
 
   auto moe_json = [](const MoeConfig& m) {
-    return J{{"experts", m.experts},
-             {"k", m.k},
-             {"router", enum_name(m.router)},
-             {"policy_train", enum_name(m.policy_train)},
-             {"policy_eval", enum_name(m.policy_eval)},
-             {"policy_threshold", m.policy_threshold},
-             {"cf_train", m.cf_train},
-             {"cf_eval", m.cf_eval},
-             {"min_capacity", m.min_capacity},
-             {"group_size", m.group_size},
-             {"capacity", enum_name(m.capacity)},
-             {"dropless", m.dropless},
-             {"batch_prioritized", m.batch_prioritized},
-             {"router_dtype", dtype_name(m.router_dtype)},
-             {"jitter", m.jitter},
-             {"balance", enum_name(m.balance)},
-             {"balance_coef", m.balance_coef},
-             {"z_rule", enum_name(m.z_rule)},
-             {"z_coef", m.z_coef},
-             {"mesh_tf_loss_coef", m.mesh_tf_loss_coef},
-             {"expert_ffn", enum_name(m.expert_ffn)},
-             {"d_ff", m.d_ff},
-             {"expert_dropout", m.expert_dropout},
-             {"expert_bias", m.expert_bias},
-             {"renormalize_gates", m.renormalize_gates},
-             {"hash", enum_name(m.hash)}};
+    J j = J::object();
+    write_fields(j, m);
+    return j;
   };
   J out = {{"model", model}};
   if (c.is_moe()) {
@@ -399,29 +329,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
   }
   train["seed"] = c.seed;
   train["precision"] = dtype_name(c.precision);
-  const OptimizerConfig& o = c.optimizer;
-  train["optimizer"] = optimizer_name(o.kind);
-  train["schedule"] = schedule_name(o.schedule);
-  train["learning_rate"] = o.learning_rate;
-  train["warmup_steps"] = o.warmup_steps;
-  if (o.schedule == LrSchedule::cosine) {
-    train["decay_steps"] = o.decay_steps;
-    train["min_learning_rate"] = o.min_learning_rate;
-  }
-  train["grad_clip"] = o.grad_clip;
-  if (o.kind == OptimizerKind::adafactor) {
-    train["clip_threshold"] = o.clip_threshold;
-    train["decay_exponent"] = o.decay_exponent;
-    train["parameter_scale"] = o.parameter_scale;
-    train["factored"] = o.factored;
-    train["epsilon1"] = o.epsilon1;
-    train["epsilon2"] = o.epsilon2;
-  } else {
-    train["beta1"] = o.beta1;
-    train["beta2"] = o.beta2;
-    train["epsilon"] = o.epsilon;
-    train["weight_decay"] = o.weight_decay;
-  }
+  write_fields(train, c.optimizer);
   train["divergence_factor"] = c.divergence_factor;
   train["eval_batches"] = c.eval_batches;
   // Fine-tuning keys only when set, so the configs (and checkpoints) of other runs read as before.

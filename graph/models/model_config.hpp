@@ -104,7 +104,9 @@
 // other architecture (layers in an encoder-decoder), ...
 #pragma once
 
+#include "graph/attrs.hpp"
 #include "graph/dtype.hpp"
+#include "graph/fields.hpp"
 #include "graph/models/moe.hpp"
 
 #include <nlohmann/json.hpp>
@@ -117,15 +119,22 @@
 namespace sy {
 
 enum class Architecture : uint8_t { encoder_decoder, decoder_only };
+SY_ENUM_NAMES(Architecture, {Architecture::encoder_decoder, "encoder_decoder"},
+              {Architecture::decoder_only, "decoder_only"})
 std::string_view architecture_name(Architecture a);
 
 enum class OptimizerKind : uint8_t { adafactor, adamw };
+SY_ENUM_NAMES(OptimizerKind, {OptimizerKind::adafactor, "adafactor"}, {OptimizerKind::adamw, "adamw"})
 std::string_view optimizer_name(OptimizerKind k);
 
 enum class LrSchedule : uint8_t { inverse_sqrt, constant, cosine };
+SY_ENUM_NAMES(LrSchedule, {LrSchedule::inverse_sqrt, "inverse_sqrt"}, {LrSchedule::constant, "constant"},
+              {LrSchedule::cosine, "cosine"})
 std::string_view schedule_name(LrSchedule s);
 
 // [train] optimizer keys (see the schema above; executor/schedule and ops/optimizer use them).
+// The update rules' settings are the op attributes themselves (graph/attrs.hpp), so the
+// optimizer nodes take them as they are.
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::adafactor;
   LrSchedule schedule = LrSchedule::inverse_sqrt;
@@ -134,18 +143,33 @@ struct OptimizerConfig {
   int64_t decay_steps = 0;
   double min_learning_rate = 0.0;
   double grad_clip = 0.0;
-  // Adafactor
-  double clip_threshold = 1.0;
-  double decay_exponent = 0.8;
-  bool parameter_scale = true;
-  bool factored = true;
-  double epsilon1 = 1e-30;
-  double epsilon2 = 1e-3;
-  // AdamW
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double epsilon = 1e-8;
-  double weight_decay = 0.0;
+  AdafactorAttrs adafactor;
+  AdamWAttrs adamw;
+
+  // The [train] keys, in file and JSON order. The config JSON shows the schedule's and the
+  // optimizer's own keys only (decay_steps under cosine, beta1 under adamw, ...).
+  static void fields(auto& s, auto&& v) {
+    v("optimizer", s.kind);
+    v("schedule", s.schedule);
+    v("learning_rate", s.learning_rate, above(0));
+    v("warmup_steps", s.warmup_steps, at_least(0));
+    const bool cosine = s.schedule == LrSchedule::cosine;  // (a reader has read `schedule` by now)
+    v("decay_steps", s.decay_steps, at_least(0), cosine);
+    v("min_learning_rate", s.min_learning_rate, at_least(0), cosine);
+    v("grad_clip", s.grad_clip, at_least(0, "0: no clipping"));
+    const bool adafactor = s.kind == OptimizerKind::adafactor;
+    v("clip_threshold", s.adafactor.clip_threshold, at_least(0, "0: no update clipping"), adafactor);
+    v("decay_exponent", s.adafactor.decay_exponent, above(0), adafactor);
+    v("parameter_scale", s.adafactor.parameter_scale, kAny, adafactor);
+    v("factored", s.adafactor.factored, kAny, adafactor);
+    v("epsilon1", s.adafactor.epsilon1, at_least(0), adafactor);
+    v("epsilon2", s.adafactor.epsilon2, at_least(0), adafactor);
+    v("beta1", s.adamw.beta1, interval(0, 1, "[)"), !adafactor);
+    v("beta2", s.adamw.beta2, interval(0, 1, "[)"), !adafactor);
+    v("epsilon", s.adamw.epsilon, above(0), !adafactor);
+    v("weight_decay", s.adamw.weight_decay, at_least(0), !adafactor);
+  }
+  bool operator==(const OptimizerConfig&) const = default;
 };
 
 struct ModelConfig {

@@ -23,6 +23,7 @@
 #pragma once
 
 #include "graph/builder.hpp"
+#include "graph/fields.hpp"
 
 #include <array>
 #include <cstdint>
@@ -96,6 +97,37 @@ struct MoeConfig {
   // Added by the router library:
   bool renormalize_gates = true;          // top_k router, k ≥ 2: gates g/(Σ_k g + 1e-9) before drops (Mesh-TF)
   HashKind hash = HashKind::mod;          // hash router only
+
+  // The keys of [moe], [moe.encoder], [moe.decoder] and of the config JSON, in this order.
+  static void fields(auto& s, auto&& v) {
+    v("experts", s.experts, at_least(1));
+    v("k", s.k, at_least(1));
+    v("router", s.router);
+    v("policy_train", s.policy_train);
+    v("policy_eval", s.policy_eval);
+    v("policy_threshold", s.policy_threshold, interval(0, 1, "(]"));
+    v("cf_train", s.cf_train, above(0));
+    v("cf_eval", s.cf_eval, above(0));
+    v("min_capacity", s.min_capacity, at_least(1));
+    v("group_size", s.group_size, at_least(0));
+    v("capacity", s.capacity);
+    v("dropless", s.dropless);
+    v("batch_prioritized", s.batch_prioritized);
+    v("router_dtype", s.router_dtype, kFloatDTypes);
+    v("jitter", s.jitter, interval(0, 1, "[)"));
+    v("balance", s.balance);
+    v("balance_coef", s.balance_coef, at_least(0));
+    v("z_rule", s.z_rule);
+    v("z_coef", s.z_coef, at_least(0));
+    v("mesh_tf_loss_coef", s.mesh_tf_loss_coef, at_least(0));
+    v("expert_ffn", s.expert_ffn);
+    v("d_ff", s.d_ff, at_least(1));
+    v("expert_dropout", s.expert_dropout, interval(0, 1, "[)"));
+    v("expert_bias", s.expert_bias);
+    v("renormalize_gates", s.renormalize_gates);
+    v("hash", s.hash);
+  }
+  bool operator==(const MoeConfig&) const = default;
 };
 
 // Throws InputError naming the setting (the MoeConfig field name), its bad value and what is
@@ -104,17 +136,7 @@ struct MoeConfig {
 // router_dtype f32 or bf16; coefficients ≥ 0; BPR only with top_k or noisy_top_k.
 void check_moe_config(const MoeConfig& cfg);
 
-// ---- names of the settings (the spellings a config file uses) ----
-// enum_name(RouterKind::top_k) == "top_k"; enum_from_name<RouterKind>("hash") == RouterKind::hash;
-// enum_allowed<RouterKind>() == "top_k, expert_choice, hash, noisy_top_k" (for error messages).
-template <typename Enum>
-struct EnumNames;  // specialised below: a static `names` array of (value, spelling)
-
-#define SY_ENUM_NAMES(Enum, ...)                                          \
-  template <>                                                             \
-  struct EnumNames<Enum> {                                                \
-    static constexpr std::pair<Enum, std::string_view> names[] = {__VA_ARGS__}; \
-  };
+// The spellings of the settings in config files (graph/fields.hpp EnumNames).
 SY_ENUM_NAMES(RouterKind, {RouterKind::top_k, "top_k"}, {RouterKind::expert_choice, "expert_choice"},
               {RouterKind::hash, "hash"}, {RouterKind::noisy_top_k, "noisy_top_k"})
 SY_ENUM_NAMES(SecondPolicy, {SecondPolicy::all, "all"}, {SecondPolicy::none, "none"},
@@ -126,28 +148,6 @@ SY_ENUM_NAMES(BalanceLoss, {BalanceLoss::none, "none"}, {BalanceLoss::switch_top
 SY_ENUM_NAMES(ZLossRule, {ZLossRule::paper, "paper"}, {ZLossRule::mesh_tf, "mesh_tf"})
 SY_ENUM_NAMES(FfnKind, {FfnKind::geglu, "geglu"}, {FfnKind::relu, "relu"})
 SY_ENUM_NAMES(HashKind, {HashKind::mod, "mod"}, {HashKind::random, "random"})
-#undef SY_ENUM_NAMES
-
-template <typename Enum>
-constexpr std::string_view enum_name(Enum v) {
-  for (const auto& [value, name] : EnumNames<Enum>::names)
-    if (value == v) return name;
-  return "?";
-}
-
-template <typename Enum>
-std::optional<Enum> enum_from_name(std::string_view s) {
-  for (const auto& [value, name] : EnumNames<Enum>::names)
-    if (name == s) return value;
-  return std::nullopt;
-}
-
-template <typename Enum>
-std::string enum_allowed() {
-  std::string out;
-  for (const auto& [value, name] : EnumNames<Enum>::names) out += (out.empty() ? "" : ", ") + std::string(name);
-  return out;
-}
 
 // ---- pure helpers (tested directly) ----
 

@@ -19,7 +19,7 @@ int64_t routing_batch_split(const Mesh& mesh, const Layout& layout) {
 
 std::vector<std::pair<std::string, Shape>> optimizer_state_slots(const OptimizerConfig& o, const Shape& param) {
   if (o.kind == OptimizerKind::adamw) return {{"m", param}, {"v", param}};
-  if (!o.factored || param.size() < 2) return {{"v", param}};
+  if (!o.adafactor.factored || param.size() < 2) return {{"v", param}};
   Shape row = param, col = param;
   row.pop_back();
   col.erase(col.end() - 2);
@@ -69,14 +69,6 @@ void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector
   t.grad_norm_squared = ss.id;
   t.clip_scale = clip.id;
 
-  AdafactorAttrs af;
-  af.decay_exponent = o.decay_exponent;
-  af.clip_threshold = o.clip_threshold;
-  af.epsilon1 = o.epsilon1;
-  af.epsilon2 = o.epsilon2;
-  af.parameter_scale = o.parameter_scale;
-  af.factored = o.factored;
-  const AdamWAttrs aw{o.beta1, o.beta2, o.epsilon, o.weight_decay};
   Expr step = b.wrap(t.model.step);
   for (ValueId p : params) {
     const std::string name = g.value(p).name;
@@ -90,8 +82,8 @@ void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector
       slot.state.push_back(state.back().id);
     }
     const std::vector<Expr> outs = o.kind == OptimizerKind::adafactor
-                                       ? adafactor_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, af)
-                                       : adamw_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, aw);
+                                       ? adafactor_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, o.adafactor)
+                                       : adamw_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, o.adamw);
     slot.new_param = outs[0].id;
     b.output("update/" + name, outs[0]);
     for (size_t i = 0; i < slots.size(); ++i) {
