@@ -96,26 +96,33 @@ void TrainingRun::resolve_config() {
     throw InputError("--model is required (or --resume DIR to continue a run)");
   }
   config_ = parse_model_config(model_toml_, model_path_, overrides_);
-  // --init-from: the global step continues from the checkpoint's; --reset-optimizer is the key's
-  // shortcut. Both become overrides, so a resumed fine-tuning run has the same config.
+  // Settings derived in code, not given by the user: set on the config (and so recorded in its JSON
+  // in the checkpoint), never added to the --set list. A run resumed without --model takes them
+  // from its checkpoint's config. (Checkpoints written before this carry them as overrides too;
+  // the values agree.)
+  if (resume_ && a.model.empty()) {
+    const nlohmann::json train = nlohmann::json::parse(resume_->run.config_json).value("train", nlohmann::json::object());
+    config_.step_offset = train.value("step_offset", config_.step_offset);
+    config_.reset_optimizer = train.value("reset_optimizer", config_.reset_optimizer);
+    if (config_.optimizer.schedule == LrSchedule::cosine)
+      config_.optimizer.decay_steps = train.value("decay_steps", config_.optimizer.decay_steps);
+  }
+  // --init-from: the global step continues from the checkpoint's (unless train.step_offset is
+  // set); --reset-optimizer is train.reset_optimizer's shortcut.
   if (!a.init_from.empty()) {
     if (!resume_ && a.model.empty()) throw InputError("--init-from needs --model (the config to fine-tune)");
     init_file_ = fs::is_directory(a.init_from) ? fs::path(a.init_from) / kCheckpointFile : fs::path(a.init_from);
-    if (!a.model.empty()) {  // (resuming without --model: the checkpoint's overrides already hold these)
+    if (!a.model.empty()) {  // (resuming without --model: the checkpoint's config holds these)
       const bool has_offset = std::any_of(overrides_.begin(), overrides_.end(),
                                           [](const std::string& o) { return o.starts_with("train.step_offset="); });
-      if (!has_offset) overrides_.push_back(fmt::format("train.step_offset={}", read_checkpoint(init_file_).run.step));
-      if (a.reset_optimizer) overrides_.push_back("train.reset_optimizer=true");
-      config_ = parse_model_config(model_toml_, model_path_, overrides_);
+      if (!has_offset) config_.step_offset = read_checkpoint(init_file_).run.step;
+      if (a.reset_optimizer) config_.reset_optimizer = true;
     }
   } else if (a.reset_optimizer) {
     throw InputError("--reset-optimizer applies with --init-from only");
   }
-  if (config_.optimizer.schedule == LrSchedule::cosine && config_.optimizer.decay_steps == 0) {
-    // the decay ends at the last step
-    overrides_.push_back(fmt::format("train.decay_steps={}", config_.step_offset + a.steps));
-    config_ = parse_model_config(model_toml_, model_path_, overrides_);
-  }
+  if (config_.optimizer.schedule == LrSchedule::cosine && config_.optimizer.decay_steps == 0)
+    config_.optimizer.decay_steps = config_.step_offset + a.steps;  // the decay ends at the last step
   config_json_ = to_json(config_).dump();
   if (resume_ && config_json_ != resume_->run.config_json)
     throw InputError(fmt::format("--resume {}: {} was trained with another config: {}", a.resume, resume_file_.string(),

@@ -158,7 +158,7 @@ class TrainingRun {
   std::filesystem::path resume_file_;
   std::filesystem::path init_file_;   // --init-from's checkpoint file
   std::string model_path_, model_toml_;
-  std::vector<std::string> overrides_;  // --set, plus the settings derived in code
+  std::vector<std::string> overrides_;  // the user's --set list (derived settings are set on config_, not here)
   ModelConfig config_;
   std::string config_json_;           // to_json(config_), as checkpoints hold it
 
