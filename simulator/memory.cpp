@@ -12,23 +12,23 @@ bool is_update(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::
 
 }  // namespace
 
-MemoryModel::MemoryModel(const Graph& g, std::vector<double> weights) : g_(g) {
+MemoryModel::MemoryModel(const Graph& g, std::span<const int32_t> order, std::vector<double> weights) {
   if (weights.empty()) weights.assign(g.nodes.size(), 1.0);
   SY_CHECK(weights.size() == g.nodes.size(), "MemoryModel: {} weights for {} nodes", weights.size(), g.nodes.size());
   const size_t nv = g.values.size();
   kind_.assign(nv, Kind::transient);
   weight_.assign(nv, 1.0);
-  readers_.assign(nv, 0);
+  std::vector<int32_t> readers(nv, 0);  // per value: node inputs reading it (graph outputs: +1, never freed)
   std::vector<char> read_by_backward(nv, 0);
   std::vector<double> first_reader(nv, -1.0);  // weight of the first node reading each value
   for (const Node& n : g.nodes)
     for (ValueId v : n.inputs) {
       const auto i = static_cast<size_t>(v.v);
-      ++readers_[i];
+      ++readers[i];
       if (n.backward) read_by_backward[i] = 1;
       if (first_reader[i] < 0) first_reader[i] = weights[static_cast<size_t>(n.id.v)];
     }
-  for (const GraphOutput& o : g.outputs) ++readers_[static_cast<size_t>(o.value.v)];
+  for (const GraphOutput& o : g.outputs) ++readers[static_cast<size_t>(o.value.v)];
   for (const Value& v : g.values) {
     const auto i = static_cast<size_t>(v.id.v);
     if (v.role == ValueRole::parameter) {
@@ -48,45 +48,59 @@ MemoryModel::MemoryModel(const Graph& g, std::vector<double> weights) : g_(g) {
         kind_[i] = Kind::activation, weight_[i] = w;
       }
     }
+    if (kind_[i] == Kind::parameter || kind_[i] == Kind::optimizer || kind_[i] == Kind::input)
+      persistent_.push_back(static_cast<int32_t>(i));
   }
-  program_order_.resize(g.nodes.size());
-  for (size_t i = 0; i < program_order_.size(); ++i) program_order_[i] = static_cast<int32_t>(i);
+
+  std::vector<int32_t> program;
+  if (order.empty()) {
+    program.resize(g.nodes.size());
+    for (size_t i = 0; i < program.size(); ++i) program[i] = static_cast<int32_t>(i);
+    order = program;
+  }
+  SY_CHECK(order.size() == g.nodes.size(), "MemoryModel: an order of {} nodes for {}", order.size(), g.nodes.size());
+  auto live = [&](ValueId v) { return kind_[static_cast<size_t>(v.v)] <= Kind::transient; };
+  for (int32_t id : order) {
+    const Node& n = g.node(NodeId{id});
+    bool wrote = false;
+    for (ValueId v : n.outputs)
+      if (live(v)) events_.push_back(2 * v.v), wrote = true;
+    // Without a write the live bytes only fell since the last op that wrote: no new peak.
+    if (wrote || events_.empty()) events_.push_back(kPeak);
+    for (ValueId v : n.inputs)
+      if (--readers[static_cast<size_t>(v.v)] == 0 && live(v)) events_.push_back(2 * v.v + 1);
+    for (ValueId v : n.outputs)
+      if (readers[static_cast<size_t>(v.v)] == 0 && live(v)) events_.push_back(2 * v.v + 1);  // written, never read
+  }
 }
 
-MemoryUse MemoryModel::evaluate(std::span<const double> bytes, std::span<const int32_t> order, double capacity) const {
-  SY_CHECK(bytes.size() == g_.values.size(), "MemoryModel: {} sizes for {} values", bytes.size(), g_.values.size());
+MemoryUse MemoryModel::evaluate(std::span<const double> bytes, double capacity) const {
+  SY_CHECK(bytes.size() == kind_.size(), "MemoryModel: {} sizes for {} values", bytes.size(), kind_.size());
   MemoryUse m;
   m.capacity = capacity;
-  for (const Value& v : g_.values) {
-    const auto i = static_cast<size_t>(v.id.v);
-    if (kind_[i] == Kind::parameter) m.parameters += bytes[i] * weight_[i];
-    if (kind_[i] == Kind::optimizer) m.optimizer += bytes[i] * weight_[i];
+  for (int32_t v : persistent_) {
+    const auto i = static_cast<size_t>(v);
+    const double b = bytes[i] * weight_[i];
+    if (kind_[i] == Kind::parameter) m.parameters += b;
+    if (kind_[i] == Kind::optimizer) m.optimizer += b;
     if (kind_[i] == Kind::input) m.inputs += bytes[i];
   }
-  // Live bytes by kind while walking the schedule; the split at the peak is kept.
-  double act = 0, grad = 0, other = 0, peak = -1;
-  std::vector<int32_t> left(readers_);
-  auto add = [&](ValueId v, double sign) {
-    const auto i = static_cast<size_t>(v.v);
-    const double b = sign * bytes[i] * weight_[i];
-    switch (kind_[i]) {
-      case Kind::activation: act += b; break;
-      case Kind::gradient: grad += b; break;
-      case Kind::transient: other += b; break;
-      default: break;  // leaves are persistent; in-place outputs add nothing
+  // Live bytes by kind (activation, gradient, transient) while walking the events; the split at
+  // the peak is kept.
+  double live[3] = {0, 0, 0};
+  double peak = -1;
+  for (int32_t e : events_) {
+    if (e == kPeak) {
+      const double total = live[0] + live[1] + live[2];
+      if (total > peak) {
+        peak = total;
+        m.activations = live[0], m.gradients = live[1], m.transient = live[2];
+      }
+      continue;
     }
-  };
-  for (int32_t id : order) {
-    const Node& n = g_.node(NodeId{id});
-    for (ValueId v : n.outputs) add(v, +1);
-    if (act + grad + other > peak) {
-      peak = act + grad + other;
-      m.activations = act, m.gradients = grad, m.transient = other;
-    }
-    for (ValueId v : n.inputs)
-      if (--left[static_cast<size_t>(v.v)] == 0) add(v, -1);
-    for (ValueId v : n.outputs)
-      if (left[static_cast<size_t>(v.v)] == 0) add(v, -1);  // written, never read
+    const auto i = static_cast<size_t>(e >> 1);
+    const double b = bytes[i] * weight_[i];
+    live[static_cast<size_t>(kind_[i])] += (e & 1) ? -b : b;
   }
   return m;
 }

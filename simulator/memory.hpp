@@ -1,6 +1,7 @@
 // Memory per device of a training step, from the graph and the order its ops run in: one model
 // for `simulate` (the lowered program in its event schedule's order) and the sweep (the global
-// graph in program order, each value at its local size under the layout).
+// graph in program order, each value at its local size under the layout). The liveness events
+// of the order are worked out once per graph; a layout only brings its sizes.
 //
 //   persistent   parameters, optimizer state (leaves "optimizer/<param>/<slot>",
 //                graph/models/training_graph.hpp) and the other inputs: held for the whole step
@@ -41,23 +42,23 @@ struct MemoryUse {
 
 class MemoryModel {
  public:
-  // `weights`: per node of g (empty: all 1).
-  explicit MemoryModel(const Graph& g, std::vector<double> weights = {});
+  // `order`: every node of g once, in the order they run (empty: program order 0, 1, ...);
+  // `weights`: per node of g (empty: all 1). The liveness events of that order are worked out
+  // here once, so evaluating a layout is one pass over them with its sizes.
+  explicit MemoryModel(const Graph& g, std::span<const int32_t> order = {}, std::vector<double> weights = {});
 
-  // `bytes`: per value of g, its bytes on one device; `order`: every node of g once, in the order
-  // they run. capacity is copied into the result.
-  MemoryUse evaluate(std::span<const double> bytes, std::span<const int32_t> order, double capacity) const;
-
-  // The nodes of g in program order (0, 1, ...), for callers without a schedule.
-  const std::vector<int32_t>& program_order() const { return program_order_; }
+  // `bytes`: per value of g, its bytes on one device. capacity is copied into the result.
+  MemoryUse evaluate(std::span<const double> bytes, double capacity) const;
 
  private:
-  enum class Kind : uint8_t { parameter, optimizer, input, activation, gradient, transient, in_place };
-  const Graph& g_;
-  std::vector<Kind> kind_;       // per value
-  std::vector<double> weight_;   // per value: its layer weight (see above), else 1
-  std::vector<int32_t> readers_;  // per value: how many node inputs read it (graph outputs: +1, never freed)
-  std::vector<int32_t> program_order_;
+  enum class Kind : uint8_t { activation, gradient, transient, parameter, optimizer, input, in_place };
+  std::vector<Kind> kind_;      // per value
+  std::vector<double> weight_;  // per value: its layer weight (see above), else 1
+  // Live-byte events in execution order: 2·value (written), 2·value + 1 (freed), kPeak (an op
+  // runs: its inputs and outputs are live). Only activations, gradients and transients appear.
+  static constexpr int32_t kPeak = -1;
+  std::vector<int32_t> events_;
+  std::vector<int32_t> persistent_;  // parameters, optimizer state and inputs
 };
 
 }  // namespace sy

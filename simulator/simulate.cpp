@@ -238,7 +238,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       return r.ops[static_cast<size_t>(a)].start < r.ops[static_cast<size_t>(b)].start;
     });
     for (int32_t& i : order) i = r.ops[static_cast<size_t>(i)].node;
-    r.memory = MemoryModel(g).evaluate(bytes, order, hw.hbm_bytes * (1.0 - hw.memory_reserve));
+    r.memory = MemoryModel(g, order).evaluate(bytes, hw.hbm_bytes * (1.0 - hw.memory_reserve));
   }
 
   // ---- throughput

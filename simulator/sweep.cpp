@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -60,7 +61,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   LayoutScore cur;
 
   Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, std::vector<double> w)
-      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)), memory(graph, weight) {
+      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)), memory(graph, {}, weight) {
     if (weight.empty()) weight.assign(g.nodes.size(), 1.0);
     SY_CHECK(weight.size() == g.nodes.size(), "LayoutEvaluator: {} weights for {} nodes", weight.size(), g.nodes.size());
     bytes.resize(g.values.size());
@@ -129,7 +130,7 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
       if (s.dim[a] >= 0) b /= static_cast<double>(m.mesh.axes[a].size);
     m.bytes[static_cast<size_t>(v.id.v)] = b;
   }
-  m.cur.memory = m.memory.evaluate(m.bytes, m.memory.program_order(), m.hw.hbm_bytes * (1.0 - m.hw.memory_reserve));
+  m.cur.memory = m.memory.evaluate(m.bytes, m.hw.hbm_bytes * (1.0 - m.hw.memory_reserve));
   const double overlap = std::min(m.cur.gradient_comm, m.cur.backward_compute);
   m.cur.step = m.cur.compute + m.cur.comm - overlap;
   return m.cur;
@@ -158,6 +159,23 @@ std::vector<Mesh> meshes_like(const Mesh& mesh) {
   return out;
 }
 
+namespace {
+
+// Runs work(i) for i in [0, n) on `threads` workers (the calling thread among them).
+void parallel_for(size_t n, int threads, const std::function<void(size_t)>& work) {
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < n; i = next++) work(i);
+  };
+  const int t = std::max(1, std::min<int>(threads, static_cast<int>(n)));
+  std::vector<std::thread> pool;
+  for (int k = 1; k < t; ++k) pool.emplace_back(worker);
+  worker();
+  for (std::thread& th : pool) th.join();
+}
+
+}  // namespace
+
 SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::vector<Mesh>& meshes,
                   const SweepOptions& opts) {
   struct PerMesh {
@@ -170,48 +188,53 @@ SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::
   if (meshes.empty()) return r;
   TrainingGraphOptions built;
   built.optimizer = opts.optimizer;
-  if (r.dims.empty()) r.dims = default_sweep_dims(build_training_step(config, built, /*reduced=*/true).graph());
-  std::vector<PerMesh> per(meshes.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < meshes.size(); i = next++) {
-      const Mesh& m = meshes[i];
-      PerMesh& out = per[i];
-      try {
-        // Layouts by data-parallel split (the routing groups differ): one build and evaluator each;
-        // results in enumeration order.
-        const std::vector<Layout> layouts = enumerate_layouts(r.dims, m);
-        std::map<int64_t, std::vector<size_t>> by_split;
-        for (size_t k = 0; k < layouts.size(); ++k) by_split[routing_batch_split(m, layouts[k])].push_back(k);
-        std::vector<std::optional<LayoutScore>> scored(layouts.size());
-        for (const auto& [split, indices] : by_split) {
-          TrainingGraphOptions o = built;
-          o.mesh = m;
-          o.layout = layouts[indices.front()];
-          TrainingStep reduced;
-          try {
-            reduced = build_training_step(config, o, /*reduced=*/true);
-          } catch (const InputError&) {  // the tokens do not split into `split` routing groups: illegal
-            continue;
-          }
-          LayoutEvaluator eval(reduced.graph(), m, hw, reduced.weights);
-          for (size_t k : indices)
-            if (eval.legal(layouts[k])) scored[k] = eval.evaluate(layouts[k]);
-        }
-        out.tried = layouts.size();
-        for (std::optional<LayoutScore>& sc : scored)
-          if (sc) out.scores.push_back(std::move(*sc));
-          else ++out.illegal;
-      } catch (const InputError& e) {
-        out.error = e.what();
+
+  // The training graph depends on the mesh and layout only through the routing groups (the
+  // data-parallel split of the batch, graph/models/training_graph.hpp): one reduced build per
+  // split, shared by every mesh. nullopt: the tokens do not split that way (its layouts are illegal).
+  std::map<int64_t, std::optional<TrainingStep>> steps;
+  if (r.dims.empty()) {
+    steps[1] = build_training_step(config, built, /*reduced=*/true);
+    r.dims = default_sweep_dims(steps[1]->graph());
+  }
+  std::vector<std::vector<Layout>> layouts(meshes.size());
+  std::vector<std::vector<int64_t>> split_of(meshes.size());  // per mesh and layout
+  std::vector<TrainingGraphOptions> to_build;                 // the first mesh and layout of each new split
+  for (size_t i = 0; i < meshes.size(); ++i) {
+    layouts[i] = enumerate_layouts(r.dims, meshes[i]);
+    for (const Layout& l : layouts[i])
+      if (steps.try_emplace(split_of[i].emplace_back(routing_batch_split(meshes[i], l))).second) {
+        TrainingGraphOptions& o = to_build.emplace_back(built);
+        o.mesh = meshes[i], o.layout = l;
       }
+  }
+  parallel_for(to_build.size(), opts.threads, [&](size_t k) {
+    const TrainingGraphOptions& o = to_build[k];
+    std::optional<TrainingStep>& step = steps.at(routing_batch_split(o.mesh, o.layout));  // one entry per k: no race
+    try {
+      step = build_training_step(config, o, /*reduced=*/true);
+    } catch (const InputError&) {
     }
-  };
-  const int threads = std::max(1, std::min<int>(opts.threads, static_cast<int>(meshes.size())));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
+  });
+
+  std::vector<PerMesh> per(meshes.size());
+  parallel_for(meshes.size(), opts.threads, [&](size_t i) {
+    PerMesh& out = per[i];
+    try {
+      // One evaluator per split in use; results in enumeration order.
+      std::map<int64_t, std::unique_ptr<LayoutEvaluator>> evals;
+      out.tried = layouts[i].size();
+      for (size_t k = 0; k < layouts[i].size(); ++k) {
+        const std::optional<TrainingStep>& step = steps.at(split_of[i][k]);
+        std::unique_ptr<LayoutEvaluator>& eval = evals[split_of[i][k]];
+        if (step && !eval) eval = std::make_unique<LayoutEvaluator>(step->graph(), meshes[i], hw, step->weights);
+        if (step && eval->legal(layouts[i][k])) out.scores.push_back(eval->evaluate(layouts[i][k]));
+        else ++out.illegal;
+      }
+    } catch (const InputError& e) {
+      out.error = e.what();
+    }
+  });
   for (PerMesh& p : per) {  // mesh order: the result does not depend on the thread count
     if (!p.error.empty()) throw InputError(p.error);
     r.tried += p.tried;

@@ -45,7 +45,7 @@ TEST_CASE("memory: the peak of live values in execution order, split by kind at 
   Chain c = chain();
   REQUIRE(c.g.nodes.size() == 4);
   const MemoryModel model(c.g);
-  const MemoryUse m = model.evaluate(bytes_of(c.g), model.program_order(), 1e9);
+  const MemoryUse m = model.evaluate(bytes_of(c.g), 1e9);
   CHECK(m.parameters == 400);
   CHECK(m.inputs == 400);
   CHECK(m.optimizer == 0);
@@ -56,7 +56,7 @@ TEST_CASE("memory: the peak of live values in execution order, split by kind at 
   CHECK(m.gradients == 0);
   CHECK(m.total() == 2000);
   CHECK(m.fits());
-  CHECK_FALSE(model.evaluate(bytes_of(c.g), model.program_order(), 1999).fits());
+  CHECK_FALSE(model.evaluate(bytes_of(c.g), 1999).fits());
 }
 
 TEST_CASE("memory: gradients, and weights for a reduced graph", "[simulator][memory]") {
@@ -64,8 +64,8 @@ TEST_CASE("memory: gradients, and weights for a reduced graph", "[simulator][mem
   c.g.value(c.d).grad_of = c.g.find_leaf("w").value();  // d stands for w's gradient
   // Nodes 0 and 1 stand for 2 layers; node 3 for 3. Parameters weigh as their first reader (node
   // 0: 2), activations and gradients as their producer.
-  const MemoryModel model(c.g, {2, 2, 1, 3});
-  const MemoryUse m = model.evaluate(bytes_of(c.g), model.program_order(), 1e9);
+  const MemoryModel model(c.g, {}, {2, 2, 1, 3});
+  const MemoryUse m = model.evaluate(bytes_of(c.g), 1e9);
   CHECK(m.parameters == 800);
   CHECK(m.inputs == 400);  // not weighted
   // Node 2: a, b (2 x 400 each) + c = 2000. Node 3 (b freed): a 800 + c 400 + d 3 x 400 = 2400.
