@@ -115,7 +115,15 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.description = chip.string("description", "");
   s.devices_per_chip = chip.integer("devices_per_chip", kRequired, 1);
   s.matmul_flops_bf16 = chip.number("matmul_flops_bf16", kRequired, above(0));
-  s.matmul_flops_f32 = chip.number("matmul_flops_f32", kRequired, above(0));
+  if (chip.has("f32_matmul_passes")) {  // an MXU of bf16 multipliers: an f32 dot is bf16 passes
+    if (chip.has("matmul_flops_f32"))
+      chip.fail("matmul_flops_f32", "give matmul_flops_f32 (a native f32 rate) or f32_matmul_passes (f32 dots as bf16 "
+                                    "passes at matmul_flops_bf16), not both");
+    s.f32_matmul_passes = chip.integer("f32_matmul_passes", kRequired, 1, 6);
+    s.matmul_flops_f32 = s.matmul_flops_bf16 / static_cast<double>(s.f32_matmul_passes);
+  } else {
+    s.matmul_flops_f32 = chip.number("matmul_flops_f32", kRequired, above(0));
+  }
   s.vector_flops = chip.number("vector_flops", kRequired, above(0));
   s.hbm_bytes = chip.number("hbm_bytes", kRequired, above(0));
   s.hbm_bandwidth = chip.number("hbm_bandwidth", kRequired, above(0));
@@ -179,8 +187,10 @@ std::string to_toml(const HardwareSpec& s) {
   std::string r;
   r += fmt::format("[chip]\nname = \"{}\"\ndescription = \"{}\"\ndevices_per_chip = {}\n", s.name, s.description,
                    s.devices_per_chip);
-  r += fmt::format("matmul_flops_bf16 = {}\nmatmul_flops_f32 = {}\nvector_flops = {}\n", num(s.matmul_flops_bf16),
-                   num(s.matmul_flops_f32), num(s.vector_flops));
+  r += fmt::format("matmul_flops_bf16 = {}\n", num(s.matmul_flops_bf16));
+  if (s.f32_matmul_passes > 0) r += fmt::format("f32_matmul_passes = {}\n", s.f32_matmul_passes);
+  else r += fmt::format("matmul_flops_f32 = {}\n", num(s.matmul_flops_f32));
+  r += fmt::format("vector_flops = {}\n", num(s.vector_flops));
   r += fmt::format("hbm_bytes = {}\nhbm_bandwidth = {}\nop_overhead = {}\nmemory_reserve = {}\n", num(s.hbm_bytes),
                    num(s.hbm_bandwidth), num(s.op_overhead), num(s.memory_reserve));
   std::string torus;

@@ -9,7 +9,16 @@
 //   description = "..."                 default ""
 //   devices_per_chip = 1                mesh devices per chip (TensorCores for v2/v3)
 //   matmul_flops_bf16 = 275e12          peak matmul FLOP/s per device, bf16 operands
-//   matmul_flops_f32 = 68.75e12         peak matmul FLOP/s per device, f32 operands
+//   matmul_flops_f32 = 68.75e12         peak matmul FLOP/s per device, f32 operands (a chip with
+//                                       native f32 multipliers, e.g. a CPU measured by calibrate)
+//   f32_matmul_passes = 1               instead of matmul_flops_f32, for a matrix unit of bf16
+//                                       multipliers (TPU MXU): an f32 dot runs as this many bf16
+//                                       passes with f32 accumulation, at matmul_flops_bf16 / passes.
+//                                       XLA:TPU's DEFAULT precision, what TF/Mesh-TF and JAX use
+//                                       unless a dot asks for more, is 1 pass (operands rounded to
+//                                       bf16); HIGH is 3 (bf16_3x), HIGHEST 6 (bf16_6x). Sources:
+//                                       docs.jax.dev "Matmul precision"; google/jax#1856, #7859.
+//                                       Operand bytes stay f32 (read from HBM as stored).
 //   vector_flops = 17.2e12              peak FLOP/s of non-matmul ops (vector unit) per device
 //   hbm_bytes = 34359738368             memory per device
 //   hbm_bandwidth = 1.2e12              B/s per device
@@ -83,7 +92,8 @@ struct HardwareSpec {
   // [chip], per device
   int64_t devices_per_chip = 1;
   double matmul_flops_bf16 = 0;
-  double matmul_flops_f32 = 0;
+  double matmul_flops_f32 = 0;   // f32_matmul_passes > 0: matmul_flops_bf16 / passes
+  int64_t f32_matmul_passes = 0;  // 0: matmul_flops_f32 is the chip's own f32 rate
   double vector_flops = 0;
   double hbm_bytes = 0;
   double hbm_bandwidth = 0;

@@ -39,6 +39,32 @@ TEST_CASE("the shipped TPU specs load with REFERENCE.md's figures", "[simulator]
   }
 }
 
+TEST_CASE("TPU f32 dots run as bf16 passes of the MXU: one at XLA's DEFAULT precision", "[simulator][hardware]") {
+  // Every shipped TPU prices an f32 matmul at the bf16 rate (XLA:TPU DEFAULT precision rounds f32
+  // operands to bf16 for one MXU pass, f32 accumulation); before, it was an assumed bf16 / 4.
+  for (const char* name : {"tpu_v2", "tpu_v3", "tpu_v4", "tpu_v5e", "tpu_v5p"}) {
+    INFO(name);
+    const HardwareSpec h = load_hardware(name, default_hardware_dir());
+    CHECK(h.f32_matmul_passes == 1);
+    CHECK(h.peak_flops(OpClass::matmul, DType::f32) == h.peak_flops(OpClass::matmul, DType::bf16));
+    CHECK(parse_hardware(to_toml(h), "<round trip>").f32_matmul_passes == 1);
+  }
+  // HIGHEST precision (bf16_6x): six passes, a sixth of the rate.
+  std::string text = to_toml(load_hardware("tpu_v3", default_hardware_dir()));
+  text.replace(text.find("f32_matmul_passes = 1"), 21, "f32_matmul_passes = 6");
+  const HardwareSpec highest = parse_hardware(text, "highest.toml");
+  CHECK(highest.matmul_flops_f32 == Approx(highest.matmul_flops_bf16 / 6));
+  // A native rate and a pass count together are refused, naming both.
+  text.replace(text.find("f32_matmul_passes = 6"), 21, "f32_matmul_passes = 6\nmatmul_flops_f32 = 1e12");
+  CHECK_THROWS_WITH(parse_hardware(text, "both.toml"),
+                    Contains("both.toml") && Contains("matmul_flops_f32") && Contains("f32_matmul_passes"));
+  // A CPU keeps its measured native f32 rate.
+  std::string cpu = to_toml(load_hardware("tpu_v3", default_hardware_dir()));
+  cpu.replace(cpu.find("f32_matmul_passes = 1"), 21, "matmul_flops_f32 = 3e11");
+  CHECK(parse_hardware(cpu, "cpu.toml").matmul_flops_f32 == 3e11);
+  CHECK(parse_hardware(cpu, "cpu.toml").f32_matmul_passes == 0);
+}
+
 TEST_CASE("efficiency curves interpolate log-linearly and clamp", "[simulator][hardware]") {
   EfficiencyCurve c{{{1e3, 0.2}, {1e5, 0.6}}};
   CHECK(c.at(1) == 0.2);
