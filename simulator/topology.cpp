@@ -97,12 +97,18 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
   CollectiveTime t;
   t.latency = hw.collective_overhead;
   if (kind == OpKind::shard_slice) return t;
-  double n = 1, ring_bw = 0, hops = 0;
+  // n devices in a group: n_core of each chip (its "core" segments) on chips = n / n_core chips.
+  double n = 1, n_core = 1, chip_ring_bw = 0, core_bw = 0, hops = 0;
   size_t segments = 0;
   for_each_segment([&](const AxisSegment* s) {
     ++segments;
     n *= static_cast<double>(s->size);
-    ring_bw += (s->wraparound ? 2.0 : 1.0) * s->link_bandwidth;
+    if (topo.torus_axes[static_cast<size_t>(s->torus_axis)].name == "core") {
+      n_core *= static_cast<double>(s->size);
+      core_bw = s->link_bandwidth;
+    } else {
+      chip_ring_bw += (s->wraparound ? 2.0 : 1.0) * s->link_bandwidth;
+    }
     hops += static_cast<double>(s->stride) *
             (s->wraparound ? static_cast<double>(s->size) / 2.0 : static_cast<double>(s->size - 1));
   });
@@ -110,24 +116,38 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
     t.total = t.latency;
     return t;
   }
+  const double chips = n / n_core;
+  // Every device runs the collective at once, so a chip's links carry the traffic of
+  // devices_per_chip / n_core groups side by side: each group gets that share of them.
+  const double sharing = static_cast<double>(hw.devices_per_chip) / n_core;
+  chip_ring_bw /= sharing;
+  // Ring phases of V bytes (the gathered array, or the array reduced): among the chips over ICI,
+  // then among the group's cores of each chip over the core link.
+  auto ring_phases = [&](double V) {
+    return (chips > 1 ? (chips - 1.0) / chips * V / chip_ring_bw : 0.0) +
+           (n_core > 1 ? (n_core - 1.0) / n_core * V / core_bw : 0.0);
+  };
   const double alpha = hw.hop_latency * hops;
-  const double share = (n - 1.0) / n;
   if (kind == OpKind::all_gather) {
     t.latency += alpha;
-    t.bandwidth = share * local_out_bytes / ring_bw;
+    t.bandwidth = ring_phases(local_out_bytes);
   } else if (kind == OpKind::reduce_scatter) {
     t.latency += alpha;
-    t.bandwidth = share * local_in_bytes / ring_bw;
+    t.bandwidth = ring_phases(local_in_bytes);
   } else if (kind == OpKind::all_reduce) {
     t.latency += 2.0 * alpha;
-    t.bandwidth = 2.0 * share * local_in_bytes / ring_bw;
+    t.bandwidth = 2.0 * ring_phases(local_in_bytes);
   } else if (kind == OpKind::all_to_all) {
     t.latency += alpha;
     const double crossing = n * local_in_bytes / 4.0;
     for_each_segment([&](const AxisSegment* s) {
       if (s->size < 2) return;
-      const double links = (n / static_cast<double>(s->size)) * (s->wraparound ? 2.0 : 1.0);
-      t.bandwidth = std::max(t.bandwidth, crossing / (links * s->link_bandwidth));
+      const bool core = topo.torus_axes[static_cast<size_t>(s->torus_axis)].name == "core";
+      // Links crossing the cut that halves this segment: one core link per chip, or one link per
+      // ring of chips along it (two with wraparound), shared as above.
+      const double links = core ? chips : (chips / static_cast<double>(s->size)) * (s->wraparound ? 2.0 : 1.0);
+      const double bw = core ? s->link_bandwidth : s->link_bandwidth / sharing;
+      t.bandwidth = std::max(t.bandwidth, crossing / (links * bw));
     });
   } else {
     SY_CHECK(false, "collective_time: {} is not a collective", op_name(kind));

@@ -11,17 +11,30 @@
 // the slice's length on that axis (HardwareSpec::wraparound). Only the outermost mesh segment on a
 // torus axis closes its ring with them; an inner segment is a line.
 //
-// Costs, for a collective over the segments i of its mesh axes (N = Π n_i devices; w_i one-way
-// link bandwidth × ICI efficiency; W_i = 2·w_i with wraparound, w_i without; α per hop):
-//   all_gather       α·Σ_i s_i·h_i + ((N−1)/N)·V / Σ_i W_i       V = bytes of the gathered array
+// Costs, for a collective over the segments i of its mesh axes: N = Π n_i devices, of which
+// c = Π of its "core" segments share each chip, on C = N / c chips; d = devices_per_chip; w_i one-way
+// link bandwidth × ICI efficiency; α per hop.
+//
+// Chips with several devices (TPU v2/v3: two TensorCores per chip). The ICI links belong to the
+// chip (four per v2/v3 chip, Jouppi et al., CACM 63(7), 2020), not to a core. Every device runs a
+// collective at the same time (SPMD), so the d/c groups that have devices on one chip share its
+// links: each gets w_i·c/d. A group spanning a chip's cores moves data among chips over ICI, then
+// between the cores over the on-chip link (w_core): the on-chip link is a second phase, not extra
+// ring bandwidth, and bisection is counted in chips.
+//
+//   ring(V)          (C−1)/C · V / (Σ_chip axes W_i · c/d) + (c−1)/c · V / w_core
+//                    W_i = 2·w_i with wraparound, w_i without
+//   all_gather       α·Σ_i s_i·h_i + ring(V)        V = bytes of the gathered array
 //   reduce_scatter   the same with V = bytes of the input
 //   all_reduce       2 × reduce_scatter
-//   all_to_all       α·Σ_i s_i·h_i + max_j (N·S/4) / (c_j · w_j)  S = bytes per device, c_j = links
-//                    crossing the cut that halves axis j: N/n_j rings, × 2 with wraparound
-//                    (the bisection bound; a ring with wraparound gives V/(4W))
+//   all_to_all       α·Σ_i s_i·h_i + max_j (N·S/4) / (L_j · b_j)   S = bytes per device; the cut
+//                    halving segment j is crossed by L_j = C/n_j rings of chips (× 2 with
+//                    wraparound) of b_j = w_j·c/d each, or for a core segment by C on-chip links of
+//                    w_core (the bisection bound; a ring with wraparound gives V/(4W))
 // where h_i = n_i/2 hops with wraparound, n_i − 1 without, and s_i the segment's stride. Every
 // collective adds HardwareSpec::collective_overhead. A collective is latency-bound when its α
-// part exceeds its bandwidth part.
+// part exceeds its bandwidth part. With one device per chip (d = c = 1) the formulas are the
+// plain torus ones.
 #pragma once
 
 #include "graph/ir.hpp"

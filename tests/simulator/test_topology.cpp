@@ -149,3 +149,34 @@ TEST_CASE("collectives over a mesh axis spanning two torus axes", "[simulator][t
   const Topology cube = place_mesh(load_hardware("tpu_v4", default_hardware_dir()), parse_mesh("x:4,y:4,z:4"));
   CHECK(cube.describe() == "x:4 = z4 (wrap) | y:4 = y4 (wrap) | z:4 = x4 (wrap)");
 }
+
+TEST_CASE("two cores per chip share the chip's ICI links; the core link is a phase, not ring bandwidth",
+          "[simulator][topology]") {
+  // TPU v3: 2 TensorCores per chip, 4 ICI links per chip (w one-way each), a core link w_core.
+  const HardwareSpec v3 = chip("tpu_v3");
+  const double w = v3.link_bandwidth * v3.ici_efficiency, w_core = v3.core_link_bandwidth * v3.ici_efficiency;
+  const double V = 64e6;
+  // data:4,model:2: model = the chip's two cores, data = 4 chips along x (a line: 4 < the pod's 32).
+  const Topology t = place_mesh(v3, parse_mesh("data:4,model:2"));
+  REQUIRE(t.describe() == "data:4 = x4 | model:2 = core2");
+  // Over the cores alone: one on-chip exchange of half the array.
+  CHECK(collective_time(v3, t, OpKind::all_gather, 2, V / 2, V).bandwidth == Approx(0.5 * V / w_core));
+  // Over data: both cores' groups cross the same chip links at once, each at w/2 (was w).
+  CHECK(collective_time(v3, t, OpKind::all_gather, 1, V / 4, V).bandwidth == Approx(0.75 * V / (w / 2)));
+  // data:8 = core2 · x4: a chip phase over 4 chips at the full w (both cores in one group), then the
+  // on-chip phase; before, the core link was counted as extra ring bandwidth: (7/8)·V / (w + w_core).
+  const Topology u = place_mesh(v3, parse_mesh("data:8"));
+  REQUIRE(u.describe() == "data:8 = core2 · x4");
+  const CollectiveTime ag = collective_time(v3, u, OpKind::all_gather, 1, V / 8, V);
+  CHECK(ag.bandwidth == Approx(0.75 * V / w + 0.5 * V / w_core));
+  CHECK(ag.bandwidth > 3.0 * (7.0 / 8.0) * V / (w + w_core));
+  // all_to_all: the bisection in chips. Cutting x4 in half crosses 1 link (a line of 4 chips):
+  // N·S/4 = 8·S/4 bytes over w; before it counted 2 rings (one per core).
+  const double S = V / 8;
+  CHECK(collective_time(v3, u, OpKind::all_to_all, 1, S, S).bandwidth == Approx(8 * S / 4 / w));
+  // With one device per chip the plain torus formulas hold: v4, data:4 along one axis is w per ring.
+  const HardwareSpec v4 = chip("tpu_v4");
+  const Topology f = place_mesh(v4, parse_mesh("data:4"));
+  CHECK(collective_time(v4, f, OpKind::all_gather, 1, V / 4, V).bandwidth ==
+        Approx(0.75 * V / ((f.axes[0].segments[0].wraparound ? 2.0 : 1.0) * v4.link_bandwidth * v4.ici_efficiency)));
+}
