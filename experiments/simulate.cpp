@@ -160,11 +160,19 @@ int run(int argc, char** argv) {
   sy::write_file_atomic(out_dir + "/sweep.csv", sy::sweep_csv(scores));
   const size_t fit = static_cast<size_t>(std::count_if(scores.begin(), scores.end(), [](const sy::LayoutScore& s) { return s.memory.fits(); }));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("{} on {} ({} mesh{}): {} layouts of [{}], {} legal ({} fit, {} illegal); best {} on {} (step {}); wrote "
-             "{}/sweep.csv in {:.2f} s\n",
-             config.name, hw.name, meshes.size(), meshes.size() == 1 ? " " + sy::to_string(mesh) : "es", tried,
-             fmt::join(dims, ", "), scores.size(), fit, illegal, scores.empty() ? "-" : sy::to_string(scores[0].layout),
-             scores.empty() ? "-" : scores[0].mesh, scores.empty() ? "-" : sy::format_seconds(scores[0].step), out_dir, secs);
+  const std::string meshes_text = meshes.size() == 1 ? " " + sy::to_string(mesh) : "es";
+  std::string outcome = "-";
+  if (fit > 0) {
+    outcome = fmt::format("best {} on {} (step {})", sy::to_string(scores[0].layout), scores[0].mesh,
+                          sy::format_seconds(scores[0].step));
+  } else if (!scores.empty()) {  // ranked by memory: the first is the nearest to fitting
+    outcome = fmt::format("none fits in {} per device; the smallest is {} on {} ({})",
+                          sy::format_bytes(scores[0].memory.capacity), sy::to_string(scores[0].layout), scores[0].mesh,
+                          sy::format_bytes(scores[0].memory.total()));
+  }
+  fmt::print("{} on {} ({} mesh{}): {} layouts of [{}], {} legal ({} fit, {} illegal); {}; wrote {}/sweep.csv in {:.2f} s\n",
+             config.name, hw.name, meshes.size(), meshes_text, tried, fmt::join(dims, ", "), scores.size(), fit, illegal,
+             outcome, out_dir, secs);
   return 0;
 }
 

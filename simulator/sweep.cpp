@@ -248,6 +248,7 @@ SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::
 void rank_layouts(std::vector<LayoutScore>& scores) {
   std::stable_sort(scores.begin(), scores.end(), [](const LayoutScore& a, const LayoutScore& b) {
     if (a.memory.fits() != b.memory.fits()) return a.memory.fits();
+    if (!a.memory.fits()) return a.memory.total() < b.memory.total();
     return a.step < b.step;
   });
 }

@@ -88,7 +88,9 @@ struct SweepResult {
 SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::vector<Mesh>& meshes,
                   const SweepOptions& opts = {});
 
-// Fitting layouts first by step, then the rest by step (stable).
+// Fitting layouts first, fastest step first; then the layouts that do not fit, smallest memory
+// per device first (the nearest to fitting; a step time means nothing for a layout that cannot run).
+// Stable.
 void rank_layouts(std::vector<LayoutScore>& scores);
 
 // sweep.csv: rank,mesh,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,

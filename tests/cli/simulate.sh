@@ -95,17 +95,28 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 print(int(statistics.median(float(r["memory_bytes"]) for r in rows)))' "$work/s/sweep.csv")
 sed "s/^hbm_bytes = .*/hbm_bytes = $median/" "$root/simulator/hardware/tpu_v4.toml" >"$work/half_hbm.toml"
 "$sim" --model "$model" --hardware "$work/half_hbm.toml" --mesh data:4,model:2 --sweep --refine 0 --out "$work/t" >/dev/null
-/usr/bin/python3 - "$work/t/sweep.csv" <<'PY' || fail "sweep.csv must mark misfits and rank fitting layouts first, by step time"
+/usr/bin/python3 - "$work/t/sweep.csv" <<'PY' || fail "sweep.csv must mark misfits and rank fitting layouts first by step time, the rest by memory"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 fits = [r["fits"] for r in rows]
 assert "yes" in fits and "no" in fits, fits
 assert fits == sorted(fits, key=lambda f: f == "no"), "a layout that does not fit ranks above one that fits"
-for group in ("yes", "no"):
-    steps = [float(r["step_s"]) for r in rows if r["fits"] == group]
-    assert steps == sorted(steps), group
+steps = [float(r["step_s"]) for r in rows if r["fits"] == "yes"]
+assert steps == sorted(steps)
+memory = [float(r["memory_bytes"]) for r in rows if r["fits"] == "no"]
+assert memory == sorted(memory)
 assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
 PY
+# With HBM for none: no layout is called the best; the summary names the smallest.
+smallest=$(/usr/bin/python3 -c '
+import csv, sys
+print(int(min(float(r["memory_bytes"]) for r in csv.DictReader(open(sys.argv[1]))) / 2))' "$work/s/sweep.csv")
+sed "s/^hbm_bytes = .*/hbm_bytes = $smallest/" "$root/simulator/hardware/tpu_v4.toml" >"$work/no_hbm.toml"
+"$sim" --model "$model" --hardware "$work/no_hbm.toml" --mesh data:4,model:2 --sweep --refine 1 --out "$work/n" >"$work/out.txt"
+expect_in "$work/out.txt" "(0 fit,"
+expect_in "$work/out.txt" "none fits in"
+expect_in "$work/out.txt" "the smallest is"
+grep -q "best" "$work/out.txt" && fail "a sweep where nothing fits must not name a best layout: $(cat "$work/out.txt")"
 
 # --sweep-meshes: every factorization of the 8 devices over data and model.
 "$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --sweep --sweep-meshes --refine 0 --out "$work/m" >"$work/out.txt"

@@ -219,7 +219,7 @@ TEST_CASE("the analytical evaluation prices what the event simulation runs", "[s
   CHECK(reduced.model_flops == 0);  // not computed for layout search (it builds the full model)
 }
 
-TEST_CASE("sweep: every legal layout, ranked by step time, those that fit first", "[simulator][sweep]") {
+TEST_CASE("sweep: every legal layout; those that fit first by step time, the rest by memory", "[simulator][sweep]") {
   const Mesh mesh = parse_mesh("data:4,model:2");
   const auto all = enumerate_layouts({"batch", "d_ff"}, mesh);
   CHECK(all.size() == 9);
@@ -245,9 +245,17 @@ TEST_CASE("sweep: every legal layout, ranked by step time, those that fit first"
   for (size_t i = 0; i < scores.size(); ++i) {
     if (!scores[i].memory.fits()) seen_misfit = true;
     if (seen_misfit) CHECK_FALSE(scores[i].memory.fits());
-    if (i > 0 && scores[i].memory.fits() == scores[i - 1].memory.fits()) CHECK(scores[i - 1].step <= scores[i].step);
+    if (i > 0 && scores[i].memory.fits() && scores[i - 1].memory.fits()) CHECK(scores[i - 1].step <= scores[i].step);
+    if (i > 0 && !scores[i].memory.fits() && !scores[i - 1].memory.fits())
+      CHECK(scores[i - 1].memory.total() <= scores[i].memory.total());
   }
   CHECK(seen_misfit);
+  {  // Nothing fits: no step time makes a layout "best"; the first is the one needing least memory.
+    std::vector<LayoutScore> none = scores;
+    for (LayoutScore& s : none) s.memory.capacity = totals.front() / 2;
+    rank_layouts(none);
+    CHECK(none.front().memory.total() == totals.front());
+  }
   const std::string csv = sweep_csv(scores);
   CHECK_THAT(csv, Contains("rank,mesh,layout,fits,step_s"));
   CHECK_THAT(csv, Contains(",\"data:4,model:2\",\""));
