@@ -82,6 +82,29 @@ SimResult simulate_model(const ModelConfig& c, const std::string& mesh_text, con
 
 }  // namespace
 
+TEST_CASE("schedule: a collective on the data path that nothing can overlap is all exposed", "[simulator][schedule]") {
+  // a = x·2 -> r = all_reduce(a) over data:4 -> d = relu(r): the compute stream has nothing to do
+  // while r runs, so its whole time is exposed and adds to the step.
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"n", 1000}});
+  Expr a = scale(x, 2.0);
+  Expr r = all_reduce(a, {{"data", 4}});
+  Expr d = relu(r);
+  b.output("d", d);
+  Lowered L;
+  L.graph = g;
+  L.mesh = parse_mesh("data:4");
+  const SimResult s = simulate(L, simple_chip());
+  const SimOp &A = op_of(s, g, a.id), &R = op_of(s, g, r.id), &D = op_of(s, g, d.id);
+  CHECK(R.duration == Approx(3e-6));
+  CHECK(D.start == Approx(R.end));
+  CHECK(s.step_time == Approx(A.duration + R.duration + D.duration));
+  CHECK(s.exposed_comm == Approx(R.duration));
+  CHECK(s.overlapped_comm == 0);
+  CHECK(s.critical_comm == Approx(R.duration));
+}
+
 TEST_CASE("schedule: independent communication overlaps compute, dependent work waits for it", "[simulator][schedule]") {
   // a = x·2 -> r = all_reduce(a) over data:4 --+
   // b = relu(x) -> c = relu(b) -----------------+-> d = r + c
