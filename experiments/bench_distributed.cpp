@@ -51,14 +51,14 @@ struct Args {
 };
 
 // Random next-token batch over the model's vocabulary (the same for every run of a seed).
-sy::data::Batch random_batch(const sy::ModelConfig& c, int64_t step) {
+sy::data::Batch random_batch(const sy::RunConfig& c, int64_t step) {
   sy::data::Batch b;
   b.objective = sy::data::Objective::kNextToken;
-  b.batch = c.batch;
-  b.inputs_length = b.targets_length = c.target_length;
+  b.batch = c.train.batch;
+  b.inputs_length = b.targets_length = c.train.target_length;
   std::mt19937_64 rng(static_cast<uint64_t>(1000 + step));
-  std::uniform_int_distribution<int32_t> id(2, static_cast<int32_t>(c.vocab - 1));
-  const auto n = static_cast<size_t>(c.batch * c.target_length);
+  std::uniform_int_distribution<int32_t> id(2, static_cast<int32_t>(c.model.vocab - 1));
+  const auto n = static_cast<size_t>(c.train.batch * c.train.target_length);
   b.inputs.resize(n);
   b.targets.resize(n);
   for (size_t i = 0; i < n; ++i) b.inputs[i] = id(rng);
@@ -77,7 +77,7 @@ struct Timing {
 
 // Runs warmup + steps training steps and times each of the last `steps` (op times by kind
 // through the executor's per-op observer). `agree`: the step time every rank uses (the slowest).
-Timing time_steps(sy::Trainer& trainer, const sy::ModelConfig& cfg, const Args& a,
+Timing time_steps(sy::Trainer& trainer, const sy::RunConfig& cfg, const Args& a,
                   const std::function<double(double)>& agree = [](double x) { return x; }) {
   Timing t;
   const sy::Graph& program = trainer.program();
@@ -109,19 +109,19 @@ Timing time_steps(sy::Trainer& trainer, const sy::ModelConfig& cfg, const Args& 
   return t;
 }
 
-sy::ModelConfig load(const Args& a) {
-  sy::ModelConfig cfg = sy::parse_model_config(sy::read_file(a.model), a.model, a.sets);
-  if (cfg.has_encoder())
+sy::RunConfig load(const Args& a) {
+  sy::RunConfig cfg = sy::parse_run_config(sy::read_file(a.model), a.model, a.sets);
+  if (cfg.model.has_encoder())
     throw sy::InputError(fmt::format("{}: bench_distributed feeds next-token batches; the model must be decoder_only", a.model));
   return cfg;
 }
 
 // One rank of the MPI run: prints rank 0's timing as one JSON line.
 int worker(const Args& a) {
-  const sy::ModelConfig cfg = load(a);
+  const sy::RunConfig cfg = load(a);
   const sy::Mesh mesh = sy::parse_mesh(fmt::format("data:{}", a.ranks));
   const sy::Layout layout = sy::parse_layout(a.layout, mesh);
-  sy::check_training_layout(cfg, mesh, layout);
+  sy::check_training_layout(cfg.model, cfg.train, mesh, layout);
   sy::MpiRun run(mesh, layout);
   sy::ExecutorOptions opts;
   opts.threads = 1;
@@ -145,21 +145,21 @@ std::string shell_quoted(const std::string& s) {
 }
 
 int driver(Args a, const std::string& self) {
-  const sy::ModelConfig cfg = load(a);
+  const sy::RunConfig cfg = load(a);
   // Check the layout here first: a bad one is reported once, before anything runs.
   const sy::Mesh mesh = sy::parse_mesh(fmt::format("data:{}", a.ranks));
   const sy::Layout layout = sy::parse_layout(a.layout, mesh);
-  sy::check_training_layout(cfg, mesh, layout);
+  sy::check_training_layout(cfg.model, cfg.train, mesh, layout);
   sy::TrainingGraphOptions built;
   built.mesh = mesh;
   built.layout = layout;
   built.optimizer = false;
-  const sy::ModelGraph routed = sy::build_training_graph(cfg, built).model;
+  const sy::ModelGraph routed = sy::build_training_graph(cfg.model, cfg.train, built).model;
   if (!routed.moe_layers.empty())
     fmt::print("routing groups: {} of {} tokens per MoE layer in both runs\n", routed.moe_layers.front().groups,
                routed.moe_layers.front().group_size);
-  fmt::print("model {} ({}), global batch {} x {} tokens; {} timed steps after {} warm-up\n", cfg.name, a.model, cfg.batch,
-             cfg.target_length, a.steps, a.warmup);
+  fmt::print("model {} ({}), global batch {} x {} tokens; {} timed steps after {} warm-up\n", cfg.model.name, a.model,
+             cfg.train.batch, cfg.train.target_length, a.steps, a.warmup);
 
   // 1 process x R threads.
   Timing threaded;

@@ -58,11 +58,12 @@ int run(int argc, char** argv) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   };
 
-  const sy::ModelConfig config = sy::load_model_config(model, overrides);
+  const sy::RunConfig run_config = sy::load_run_config(model, overrides);
+  const sy::ModelConfig& config = run_config.model;
   const sy::HardwareSpec hw = sy::load_hardware(hardware, sy::default_hardware_dir());
   sy::TrainingGraphOptions built;
   built.optimizer = false;  // forward + backward: the optimizer's state would need values of its own
-  const sy::TrainingStep step = sy::build_training_step(config, built);
+  const sy::TrainingStep step = sy::build_training_step(config, run_config.train, built);
   const sy::Graph& g = step.graph();
 
   // Predicted: one device, nothing split.
@@ -74,7 +75,8 @@ int run(int argc, char** argv) {
   eo.threads = threads;
   sy::Executor ex(g, eo);
   std::mt19937_64 rng(3);
-  for (const sy::ParamInit& p : step.training.model.init) ex.set(p.param, sy::initial_value(p, g.type(p.param), config.seed));
+  for (const sy::ParamInit& p : step.training.model.init)
+    ex.set(p.param, sy::initial_value(p, g.type(p.param), run_config.train.seed));
   for (sy::ValueId v : g.inputs()) {
     sy::Tensor t(g.type(v));
     const std::string& name = g.value(v).name;

@@ -100,7 +100,8 @@ int run(int argc, char** argv) {
   app.add_option("--repeat", repeat, "cold sweeps run (the best is reported)")->capture_default_str()->check(CLI::Range(1, 100));
   sy::parse_command_line(app, argc, argv);
 
-  const sy::ModelConfig config = sy::load_model_config(model);
+  const sy::RunConfig run_config = sy::load_run_config(model);
+  const sy::ModelConfig& config = run_config.model;
   const sy::HardwareSpec hw = sy::load_hardware(hardware, sy::default_hardware_dir());
   const sy::Mesh mesh = sy::parse_mesh(mesh_text);
   fmt::print("{} on {} {} ({} devices)\n", config.name, hw.name, sy::to_string(mesh), mesh.devices());
@@ -121,7 +122,7 @@ int run(int argc, char** argv) {
   for (int r = 0; r < std::max(1, repeat); ++r) {
     const double c0 = process_cpu_seconds();
     const auto w0 = Clock::now();
-    const sy::SweepResult swept = sy::sweep(config, hw, meshes, sweep_opts);
+    const sy::SweepResult swept = sy::sweep(config, run_config.train, hw, meshes, sweep_opts);
     const double wall = since(w0), cpu = process_cpu_seconds() - c0;
     evaluated = swept.scores.size();
     tried = swept.tried;
@@ -139,7 +140,7 @@ int run(int argc, char** argv) {
   sy::TrainingGraphOptions built;
   built.mesh = mesh;
   built.layout = layout;
-  const sy::TrainingStep reduced = sy::build_training_step(config, built, /*reduced=*/true);
+  const sy::TrainingStep reduced = sy::build_training_step(config, run_config.train, built, /*reduced=*/true);
   const double build_s = since(t);
   sy::LayoutEvaluator probe(reduced.graph(), mesh, hw, reduced.weights);
   std::vector<sy::Layout> all;
@@ -168,7 +169,7 @@ int run(int argc, char** argv) {
 
   // 2. The full event-driven step.
   t = Clock::now();
-  const sy::TrainingStep full = sy::build_training_step(config, built);
+  const sy::TrainingStep full = sy::build_training_step(config, run_config.train, built);
   const double t_build = since(t);
   t = Clock::now();
   const sy::Lowered lowered = sy::lower(full.graph(), mesh, layout);

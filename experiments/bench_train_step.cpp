@@ -82,16 +82,17 @@ std::string node_signature(const sy::Graph& g, const sy::Node& n) {
 }
 
 int run(const Args& a) {
-  std::vector<std::string> sets = a.sets;
-  sets.push_back("train.precision=" + a.precision);
-  sets.push_back("train.optimizer=" + a.optimizer);
-  const sy::ModelConfig cfg = sy::parse_model_config(sy::read_file(a.model), a.model, sets);
+  sy::RunConfig run_config = sy::parse_run_config(sy::read_file(a.model), a.model, a.sets);
+  // --precision and --optimizer (checked by the command line) replace the config's.
+  run_config.train.precision = a.precision == "bf16" ? sy::DType::bf16 : sy::DType::f32;
+  run_config.train.optimizer.kind = *sy::enum_from_name<sy::OptimizerKind>(a.optimizer);
+  const sy::ModelConfig& cfg = run_config.model;
   if (cfg.has_encoder())
     throw sy::InputError(fmt::format("{}: bench_train_step times decoder-only models (next-token batches); this one has an encoder",
                                      a.model));
   sy::ExecutorOptions eopts;
   eopts.threads = a.threads;
-  sy::Trainer trainer(cfg, a.warmup + a.steps, eopts);
+  sy::Trainer trainer(run_config, a.warmup + a.steps, eopts);
   const sy::Graph& g = trainer.graph();
 
   // FLOPs per step from the ops' costs.
@@ -109,7 +110,7 @@ int run(const Args& a) {
   const double model_flops = graph_flops - dispatch_flops;
 
   std::mt19937_64 rng(a.seed);
-  const int64_t B = cfg.batch, T = trainer.inputs_length();
+  const int64_t B = run_config.train.batch, T = trainer.inputs_length();
   std::vector<double> op_us(g.nodes.size(), 0.0);
   double timed = 0, last_loss = 0;
   for (int s = 0; s < a.warmup + a.steps; ++s) {

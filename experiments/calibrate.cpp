@@ -322,8 +322,9 @@ int run(int argc, char** argv) {
   // The model's own ops: every distinct node of its training step, timed alone; its kinds'
   // curves are then made of these points only (the shapes the simulator will price).
   if (!model_path.empty()) {
-    const sy::ModelConfig config = sy::load_model_config(model_path, overrides);
-    const sy::TrainingStep step = sy::build_training_step(config, {});
+    const sy::RunConfig run_config = sy::load_run_config(model_path, overrides);
+    const sy::ModelConfig& config = run_config.model;
+    const sy::TrainingStep step = sy::build_training_step(config, run_config.train, {});
     std::map<std::string, bool> seen;
     std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
     int timed = 0;

@@ -80,15 +80,15 @@ int main(int argc, char** argv) {
       throw sy::InputError(fmt::format("--dot {}: the file name must end in .svg (Graphviz drawing) or .dot (DOT text)",
                                        dot_path));
     if (graph_path.ends_with(".toml")) {
-      const sy::ModelConfig cfg = sy::load_model_config(graph_path, overrides);
+      const sy::RunConfig cfg = sy::load_run_config(graph_path, overrides);
       sy::StatsOptions opts;
       opts.mode = eval ? sy::Mode::eval : sy::Mode::train;
       opts.training = !forward_only;
-      const sy::ModelStats stats = sy::model_stats(cfg, opts);
+      const sy::ModelStats stats = sy::model_stats(cfg.model, cfg.train, opts);
       if (!dot_path.empty()) {
         sy::BuildOptions bo;
         bo.mode = opts.mode;
-        const std::string dot = sy::to_dot(sy::build_model(cfg, bo).graph);
+        const std::string dot = sy::to_dot(sy::build_model(cfg.model, cfg.train, bo).graph);
         sy::write_file_atomic(dot_path, want_dot_text ? dot : sy::render_svg(dot));
       }
       if (as_json)

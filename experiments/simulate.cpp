@@ -35,11 +35,11 @@ namespace {
 
 // --optimizer: "config" keeps the model's; adafactor or adamw replaces it; none prices forward
 // and backward only. Returns whether the step has an optimizer.
-bool apply_optimizer(const std::string& name, sy::ModelConfig& config) {
+bool apply_optimizer(const std::string& name, sy::TrainConfig& train) {
   if (name == "config") return true;
   if (name == "none") return false;
   if (name == "adafactor" || name == "adamw") {
-    config.optimizer.kind = name == "adamw" ? sy::OptimizerKind::adamw : sy::OptimizerKind::adafactor;
+    train.optimizer.kind = name == "adamw" ? sy::OptimizerKind::adamw : sy::OptimizerKind::adafactor;
     return true;
   }
   throw sy::InputError(fmt::format("--optimizer '{}' is not allowed (allowed: config, adafactor, adamw, none)", name));
@@ -87,8 +87,9 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   sy::parse_command_line(app, argc, argv);
 
-  sy::ModelConfig config = sy::load_model_config(model_path, overrides);
-  const bool with_optimizer = apply_optimizer(optimizer, config);
+  sy::RunConfig run_config = sy::load_run_config(model_path, overrides);
+  const sy::ModelConfig& config = run_config.model;
+  const bool with_optimizer = apply_optimizer(optimizer, run_config.train);
   const sy::HardwareSpec hw = sy::load_hardware(hardware, hardware_dir);
   const sy::Mesh mesh = sy::parse_mesh(mesh_text);
   sy::place_mesh(hw, mesh);  // a mesh larger than the pod fails here, before any work
@@ -100,7 +101,7 @@ int run(int argc, char** argv) {
     built.mesh = mesh;
     built.layout = layout;
     built.optimizer = with_optimizer;
-    const sy::TrainingStep step = sy::build_training_step(config, built);
+    const sy::TrainingStep step = sy::build_training_step(config, run_config.train, built);
     const sy::Lowered lowered = sy::lower(step.graph(), mesh, layout);
     sy::SimOptions opts;
     opts.model_flops_per_step = step.model_flops;
@@ -110,7 +111,7 @@ int run(int argc, char** argv) {
     info.model = config.name;
     info.facts = {{"model config", model_path},
                   {"batch", fmt::format("{} sequences, {} tokens", step.training.model.batch, step.tokens)},
-                  {"precision", std::string(sy::dtype_name(config.precision))},
+                  {"precision", std::string(sy::dtype_name(run_config.train.precision))},
                   {"ops per device", fmt::format("{} ({} collectives)", r.ops.size(), lowered.collectives.size())}};
     for (const std::string& o : overrides) info.facts.emplace_back("--set", o);
     sy::write_reports(out_dir, r, info);
@@ -141,7 +142,7 @@ int run(int argc, char** argv) {
   sweep_opts.dims = split_commas(dims_text);
   sweep_opts.optimizer = with_optimizer;
   sweep_opts.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  sy::SweepResult swept = sy::sweep(config, hw, meshes, sweep_opts);
+  sy::SweepResult swept = sy::sweep(config, run_config.train, hw, meshes, sweep_opts);
   std::vector<sy::LayoutScore>& scores = swept.scores;
   const std::vector<std::string>& dims = swept.dims;
   const size_t tried = swept.tried, illegal = swept.illegal;
@@ -152,7 +153,7 @@ int run(int argc, char** argv) {
     built.mesh = sy::parse_mesh(s.mesh);
     built.layout = s.layout;
     built.optimizer = with_optimizer;
-    const sy::TrainingStep full = sy::build_training_step(config, built);
+    const sy::TrainingStep full = sy::build_training_step(config, run_config.train, built);
     s.simulated_step = sy::simulate(sy::lower(full.graph(), built.mesh, s.layout), hw).step_time;
     ++refined;
   }

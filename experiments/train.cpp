@@ -26,7 +26,7 @@ namespace {
 
 // Diverged: one line on stderr; interrupted or completed: the closing summary on stdout.
 void print_summary(const sy::TrainingOptions& o, const sy::TrainingRun& run, const sy::TrainingSummary& s) {
-  const sy::ModelConfig& cfg = run.config();
+  const sy::ModelConfig& cfg = run.config().model;
   const std::string checkpoint = run.checkpoint_file().string();
   if (s.status == "diverged") {
     fmt::print(stderr, "train: diverged: {}; the last good checkpoint (if any) is kept in {}\n", s.reason,
@@ -51,7 +51,7 @@ void print_summary(const sy::TrainingOptions& o, const sy::TrainingRun& run, con
                "{:.4f} nats/token; fraction dropped {:.4f} train, {:.4f} eval; {} of {} parameters trained ({})\n",
                o.task, t.eval.exact_match, t.eval.examples, t.majority.target, t.majority.accuracy, t.eval.target_nll,
                t.fraction_dropped_train, t.fraction_dropped_eval, t.trainable.trainable_elements,
-               t.trainable.trainable_elements + t.trainable.frozen_elements, cfg.trainable);
+               t.trainable.trainable_elements + t.trainable.frozen_elements, run.config().train.trainable);
   }
   fmt::print("checkpoint: {}\n", checkpoint);
 }

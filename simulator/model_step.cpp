@@ -34,7 +34,8 @@ std::pair<std::string, int64_t> layer_of(std::string scope) {
 
 }  // namespace
 
-TrainingStep build_training_step(const ModelConfig& c, const TrainingGraphOptions& opts, bool reduced) {
+TrainingStep build_training_step(const ModelConfig& c, const TrainConfig& train, const TrainingGraphOptions& opts,
+                                 bool reduced) {
   ModelConfig cfg = c;
   reduced = reduced && reducible(c);
   if (reduced) {
@@ -43,14 +44,14 @@ TrainingStep build_training_step(const ModelConfig& c, const TrainingGraphOption
     if (c.moe_every > 1) cfg.moe_every = 2;
   }
   TrainingStep step;
-  step.training = build_training_graph(cfg, opts);
+  step.training = build_training_graph(cfg, train, opts);
 
   // Published FLOPs of the full model (a forward-only count of the full config; it builds the whole
   // forward graph, so a reduced build, made for layout search, skips it).
   if (!reduced) {
     StatsOptions so;
     so.training = false;
-    const ModelStats stats = model_stats(c, so);
+    const ModelStats stats = model_stats(c, train, so);
     step.model_flops = stats.published_training_flops * static_cast<double>(stats.batch);
     step.tokens = static_cast<double>(stats.batch * stats.tokens_per_sequence);
   }

@@ -20,11 +20,12 @@ struct TrainingStep {
   const Graph& graph() const { return training.model.graph; }
 };
 
-// Builds the training graph of `c` for `opts` (its mesh and layout set the routing groups).
+// Builds the training graph of `c` trained as `train` says for `opts` (its mesh and layout set the routing groups).
 // reduced: each stack keeps one layer of each kind (one dense and one sparse layer; one layer
 // when all are alike), and the nodes of a kept layer, and the optimizer nodes of its parameters,
 // weigh as many layers of the full stack as are of its kind (all other nodes weigh 1). A stack
 // whose layer count is not a multiple of moe.every is built whole.
-TrainingStep build_training_step(const ModelConfig& c, const TrainingGraphOptions& opts, bool reduced = false);
+TrainingStep build_training_step(const ModelConfig& c, const TrainConfig& train, const TrainingGraphOptions& opts,
+                                 bool reduced = false);
 
 }  // namespace sy

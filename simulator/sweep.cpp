@@ -176,8 +176,8 @@ void parallel_for(size_t n, int threads, const std::function<void(size_t)>& work
 
 }  // namespace
 
-SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::vector<Mesh>& meshes,
-                  const SweepOptions& opts) {
+SweepResult sweep(const ModelConfig& config, const TrainConfig& train, const HardwareSpec& hw,
+                  const std::vector<Mesh>& meshes, const SweepOptions& opts) {
   struct PerMesh {
     std::vector<LayoutScore> scores;
     size_t tried = 0, illegal = 0;
@@ -194,7 +194,7 @@ SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::
   // split, shared by every mesh. nullopt: the tokens do not split that way (its layouts are illegal).
   std::map<int64_t, std::optional<TrainingStep>> steps;
   if (r.dims.empty()) {
-    steps[1] = build_training_step(config, built, /*reduced=*/true);
+    steps[1] = build_training_step(config, train, built, /*reduced=*/true);
     r.dims = default_sweep_dims(steps[1]->graph());
   }
   std::vector<std::vector<Layout>> layouts(meshes.size());
@@ -212,7 +212,7 @@ SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::
     const TrainingGraphOptions& o = to_build[k];
     std::optional<TrainingStep>& step = steps.at(routing_batch_split(o.mesh, o.layout));  // one entry per k: no race
     try {
-      step = build_training_step(config, o, /*reduced=*/true);
+      step = build_training_step(config, train, o, /*reduced=*/true);
     } catch (const InputError&) {
     }
   });

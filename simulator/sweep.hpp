@@ -72,12 +72,12 @@ class LayoutEvaluator {
 std::vector<Mesh> meshes_like(const Mesh& mesh);
 
 // A whole sweep: every layout of `dims` on every mesh of `meshes`, each evaluated on the reduced
-// training step of `config` (simulator/model_step.hpp) built for its mesh and layout, so the
-// routing groups follow the one rule (graph/models/training_graph.hpp): one build per mesh and
-// data-parallel split.
+// training step of `config` trained as `train` says (simulator/model_step.hpp) built for its mesh
+// and layout, so the routing groups follow the one rule (graph/models/training_graph.hpp): one
+// build per mesh and data-parallel split.
 struct SweepOptions {
   std::vector<std::string> dims;  // empty: default_sweep_dims of the model
-  bool optimizer = true;          // price the config's optimizer (false: forward and backward only)
+  bool optimizer = true;          // price train.optimizer (false: forward and backward only)
   int threads = 1;                // workers, one mesh at a time each; results do not depend on it
 };
 struct SweepResult {
@@ -85,8 +85,8 @@ struct SweepResult {
   std::vector<LayoutScore> scores;  // every legal layout, ranked (rank_layouts)
   size_t tried = 0, illegal = 0;
 };
-SweepResult sweep(const ModelConfig& config, const HardwareSpec& hw, const std::vector<Mesh>& meshes,
-                  const SweepOptions& opts = {});
+SweepResult sweep(const ModelConfig& config, const TrainConfig& train, const HardwareSpec& hw,
+                  const std::vector<Mesh>& meshes, const SweepOptions& opts = {});
 
 // Fitting layouts first, fastest step first; then the layouts that do not fit, smallest memory
 // per device first (the nearest to fitting; a step time means nothing for a layout that cannot run).

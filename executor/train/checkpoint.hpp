@@ -16,7 +16,7 @@
 //   data_epoch, data_example   the training batch source's position (batches.hpp)
 //   loss_ema      the divergence detector's running mean of the loss (shortest round-trip decimal)
 //   loss_ema_best the lowest loss_ema so far, the spike reference (optional: = loss_ema when absent)
-//   config        the resolved ModelConfig as JSON (graph/models/model_config.hpp to_json)
+//   config        the resolved RunConfig as JSON (graph/models/model_config.hpp to_json)
 //   model_path, model_toml, overrides (JSON array)   the config file as given, to resume without it
 //   dims          JSON {tensor name: [dim names]}: the named dims behind each shape
 //
@@ -78,7 +78,7 @@ struct RunState {
   int64_t step = 0;
   data::BatchPosition data;
   double loss_ema = 0;
-  std::string config_json;  // to_json(ModelConfig).dump()
+  std::string config_json;  // to_json(RunConfig).dump()
   std::string model_path;
   std::string model_toml;
   std::vector<std::string> overrides;

@@ -84,13 +84,14 @@ TrainableCount count_trainable(const Graph& g, const std::string& trainable) {
   return c;
 }
 
-data::TaskBatchOptions task_batch_options(const ModelConfig& c, bool train) {
+data::TaskBatchOptions task_batch_options(const RunConfig& c, bool train) {
+  const TrainConfig& t = c.train;
   data::TaskBatchOptions o;
-  o.encoder_decoder = c.has_encoder();
-  o.batch = c.batch;
-  o.inputs_length = c.has_encoder() ? c.input_length : c.target_length;
-  o.targets_length = c.target_length;
-  o.seed = c.seed;
+  o.encoder_decoder = c.model.has_encoder();
+  o.batch = t.batch;
+  o.inputs_length = c.model.has_encoder() ? t.input_length : t.target_length;
+  o.targets_length = t.target_length;
+  o.seed = t.seed;
   o.shuffle = train;
   o.repeat = train;
   return o;
@@ -99,19 +100,19 @@ data::TaskBatchOptions task_batch_options(const ModelConfig& c, bool train) {
 // ---- greedy decoding ----
 
 struct TaskDecoder::Impl {
-  ModelConfig config;
+  RunConfig config;
   ModelGraph model;
   std::unique_ptr<Executor> ex;
   ValueId predictions;
 
-  Impl(const ModelConfig& c, ExecutorOptions exec) : config(c) {
+  Impl(const RunConfig& c, ExecutorOptions exec) : config(c) {
     BuildOptions o;
     o.mode = Mode::eval;
-    o.batch = c.batch;
+    o.batch = c.train.batch;
     o.moe_metrics = false;
     o.accuracy = false;
     o.predictions = true;
-    model = build_model(config, o);
+    model = build_model(config.model, config.train, o);
     auto p = model.graph.find_output("predictions");
     SY_CHECK(p.has_value(), "decoding graph has no predictions output");
     predictions = *p;
@@ -129,15 +130,15 @@ struct TaskDecoder::Impl {
   }
 };
 
-TaskDecoder::TaskDecoder(const ModelConfig& config, ExecutorOptions exec)
+TaskDecoder::TaskDecoder(const RunConfig& config, ExecutorOptions exec)
     : impl_(std::make_unique<Impl>(config, std::move(exec))) {}
 TaskDecoder::~TaskDecoder() = default;
 
 std::vector<std::vector<int32_t>> TaskDecoder::decode(Trainer& trainer, const data::TaskSplit& split, int64_t max_batches) {
   Impl& m = *impl_;
   m.load_parameters(trainer);
-  const ModelConfig& c = m.config;
-  const data::TaskBatchOptions opts = task_batch_options(c, false);
+  const ModelConfig& c = m.config.model;
+  const data::TaskBatchOptions opts = task_batch_options(m.config, false);
   data::TaskBatchSource source(split, opts);
   const int64_t B = opts.batch, T_in = opts.inputs_length, T_out = opts.targets_length;
   size_t longest = 0;
@@ -202,7 +203,7 @@ TaskEval evaluate_task(Trainer& trainer, TaskDecoder& decoder, const data::TaskS
   }
   r.target_nll = -r.teacher_forced.neg_log_perplexity;
   const std::vector<std::vector<int32_t>> gen = decoder.decode(trainer, split, max_batches);
-  const int64_t B = trainer.config().batch;
+  const int64_t B = trainer.config().train.batch;
   const auto n = static_cast<size_t>(max_batches == 0 ? static_cast<int64_t>(split.examples.size())
                                                       : std::min<int64_t>(static_cast<int64_t>(split.examples.size()),
                                                                           max_batches * B));

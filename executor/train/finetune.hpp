@@ -61,7 +61,7 @@ struct TaskEval {
 
 class TaskDecoder {
  public:
-  TaskDecoder(const ModelConfig& config, ExecutorOptions exec = {});
+  TaskDecoder(const RunConfig& config, ExecutorOptions exec = {});
   ~TaskDecoder();
   TaskDecoder(const TaskDecoder&) = delete;
   TaskDecoder& operator=(const TaskDecoder&) = delete;
@@ -75,8 +75,9 @@ class TaskDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
-// The task batch options for a model config: its batch and lengths.
-data::TaskBatchOptions task_batch_options(const ModelConfig& c, bool train);
+// The task batch options for a model config: its architecture, and the [train] batch, lengths and
+// seed.
+data::TaskBatchOptions task_batch_options(const RunConfig& c, bool train);
 
 // Teacher-forced NLL (Trainer::evaluate on the task's batches) and greedy exact match, over the
 // first `max_batches` batches of the split in file order (0: all).

@@ -1,4 +1,4 @@
-// Learning-rate schedules (the [train] keys in graph/models/model_config.hpp). t is the 0-based step: the
+// Learning-rate schedules (the [train] keys in graph/models/train_config.hpp). t is the 0-based step: the
 // value the graph's "step" input holds while the update of step t runs.
 //
 //   inverse_sqrt  lr · sqrt(W / max(t, W))     W = max(1, warmup_steps); with lr = 0.01 and

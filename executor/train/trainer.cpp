@@ -26,11 +26,11 @@ double scalar(const MeshExecutor& ex, ValueId v) { return ex.get(v).data.at(0); 
 
 // The step's model inputs: tokens from `batch`, targets padded to the model's length, and the
 // per-target weights normalised to sum to 1 over the real targets.
-void feed(MeshExecutor& ex, const ModelGraph& m, const ModelConfig& c, const data::Batch& batch) {
+void feed(MeshExecutor& ex, const ModelGraph& m, const ModelConfig& c, const TrainConfig& train, const data::Batch& batch) {
   const int64_t B = m.batch;
-  const int64_t t_out = c.target_length;
+  const int64_t t_out = train.target_length;
   const bool enc_dec = c.has_encoder();
-  const int64_t t_in = enc_dec ? c.input_length : c.target_length;
+  const int64_t t_in = enc_dec ? train.input_length : train.target_length;
   SY_CHECK(batch.batch == B, "batch has {} rows, the model takes {}", batch.batch, B);
   SY_CHECK(batch.inputs_length == t_in, "batch inputs have length {}, the model takes {}", batch.inputs_length, t_in);
   SY_CHECK(batch.targets_length <= t_out, "batch targets have length {}, the model takes at most {}",
@@ -120,7 +120,7 @@ TrainingGraphOptions graph_options(Mode mode, const ExecutorOptions& exec, const
 }  // namespace
 
 struct Trainer::Impl {
-  ModelConfig config;
+  RunConfig config;
   int64_t total_steps;
   ExecutorOptions exec;
   Layout layout;  // with exec.communicator: how the programs split over its mesh
@@ -133,9 +133,10 @@ struct Trainer::Impl {
   int64_t step = 0;
   std::function<void(NodeId, double, double)> observer;
 
-  Impl(const ModelConfig& c, int64_t total, ExecutorOptions e, const Layout& l, const Mesh& rm)
+  Impl(const RunConfig& c, int64_t total, ExecutorOptions e, const Layout& l, const Mesh& rm)
       : config(c), total_steps(total), exec(std::move(e)), layout(l), routing_mesh(rm),
-        tg(build_training_graph(config, graph_options(Mode::train, exec, layout, routing_mesh))), train(tg.model) {
+        tg(build_training_graph(config.model, config.train, graph_options(Mode::train, exec, layout, routing_mesh))),
+        train(tg.model) {
     ExecutorOptions opts = exec;
     opts.on_op = [this](NodeId n, double t0, double t1) {
       if (observer) observer(n, t0, t1);
@@ -148,22 +149,23 @@ struct Trainer::Impl {
   void initialise() {
     const Graph& g = train.graph;
     std::map<std::string, ParamInit> init;
-    if (config.precision == DType::f32) {
+    if (config.train.precision == DType::f32) {
       for (const ParamInit& p : train.init) init[g.value(p.param).name] = p;
     } else {
-      ModelConfig f32 = config;
+      TrainConfig f32 = config.train;
       f32.precision = DType::f32;
-      const ModelGraph m = build_training_graph(f32, graph_options(Mode::train, exec, layout, routing_mesh)).model;
+      const ModelGraph m =
+          build_training_graph(config.model, f32, graph_options(Mode::train, exec, layout, routing_mesh)).model;
       for (const ParamInit& p : m.init) init[m.graph.value(p.param).name] = p;
     }
     for (const OptimizerSlot& s : tg.slots) {
       const Value& v = g.value(s.param);
-      ex->set(s.param, initial_value(init.at(v.name), v.type, config.seed));
+      ex->set(s.param, initial_value(init.at(v.name), v.type, config.train.seed));
       for (ValueId st : s.state) std::memset(ex->data(st), 0, static_cast<size_t>(num_bytes(g.type(st))));
     }
     for (ValueId p : tg.frozen) {
       const Value& v = g.value(p);
-      ex->set(p, initial_value(init.at(v.name), v.type, config.seed));
+      ex->set(p, initial_value(init.at(v.name), v.type, config.train.seed));
     }
   }
 
@@ -172,7 +174,7 @@ struct Trainer::Impl {
 
   MeshExecutor& evaluator() {
     if (!eval_ex) {
-      eval = build_training_graph(config, graph_options(Mode::eval, exec, layout, routing_mesh)).model;
+      eval = build_training_graph(config.model, config.train, graph_options(Mode::eval, exec, layout, routing_mesh)).model;
       eval_ex = std::make_unique<MeshExecutor>(eval.graph, layout, exec);
     }
     const Graph& g = train.graph;
@@ -186,32 +188,32 @@ struct Trainer::Impl {
   }
 };
 
-void check_training_layout(const ModelConfig& config, const Mesh& mesh, const Layout& layout) {
+void check_training_layout(const ModelConfig& config, const TrainConfig& train, const Mesh& mesh, const Layout& layout) {
   // Built for one device: a layout that does not divide the batch is reported as such, before
   // the routing groups (which follow the split) could not be formed.
   TrainingGraphOptions o;
   o.optimizer = false;
-  check_layout(build_training_graph(config, o).model.graph, mesh, layout);
+  check_layout(build_training_graph(config, train, o).model.graph, mesh, layout);
 }
 
-Trainer::Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec, const Layout& layout,
+Trainer::Trainer(const RunConfig& config, int64_t total_steps, ExecutorOptions exec, const Layout& layout,
                  const Mesh& routing_mesh)
     : impl_(std::make_unique<Impl>(config, total_steps, std::move(exec), layout, routing_mesh)) {}
 Trainer::~Trainer() = default;
 
-const ModelConfig& Trainer::config() const { return impl_->config; }
+const RunConfig& Trainer::config() const { return impl_->config; }
 const Graph& Trainer::graph() const { return impl_->train.graph; }
 const Graph& Trainer::program() const { return impl_->ex->program(); }
 int64_t Trainer::step() const { return impl_->step; }
 void Trainer::set_step(int64_t step) { impl_->step = step; }
 int64_t Trainer::inputs_length() const {
-  const ModelConfig& c = impl_->config;
-  return c.has_encoder() ? c.input_length : c.target_length;
+  const RunConfig& c = impl_->config;
+  return c.model.has_encoder() ? c.train.input_length : c.train.target_length;
 }
-int64_t Trainer::targets_length() const { return impl_->config.target_length; }
+int64_t Trainer::targets_length() const { return impl_->config.train.target_length; }
 int64_t Trainer::tokens_per_step() const {
-  const ModelConfig& c = impl_->config;
-  return c.batch * (c.input_length + c.target_length);
+  const TrainConfig& t = impl_->config.train;
+  return t.batch * (t.input_length + t.target_length);
 }
 
 StepMetrics Trainer::train_step(const data::Batch& batch) {
@@ -219,9 +221,9 @@ StepMetrics Trainer::train_step(const data::Batch& batch) {
   MeshExecutor& ex = *m.ex;
   const Graph& g = m.train.graph;
   const int64_t t = m.step;
-  const int64_t global = m.config.step_offset + t;  // train.step_offset: the step a fine-tuning run continues from
-  const double lr = learning_rate(m.config.optimizer, global, m.total_steps);
-  feed(ex, m.train, m.config, batch);
+  const int64_t global = m.config.train.step_offset + t;  // the step a fine-tuning run continues from
+  const double lr = learning_rate(m.config.train.optimizer, global, m.total_steps);
+  feed(ex, m.train, m.config.model, m.config.train, batch);
   *static_cast<int32_t*>(ex.data(m.train.step)) = static_cast<int32_t>(global);
   *static_cast<float*>(ex.data(m.tg.lr)) = static_cast<float>(lr);
   ex.run();
@@ -260,7 +262,7 @@ EvalMetrics Trainer::evaluate(const std::function<bool(data::Batch&)>& next, int
   while ((max_batches == 0 || r.batches < max_batches) && next(batch)) {
     const int64_t n = batch.target_tokens();
     if (n == 0) continue;
-    feed(ex, m.eval, m.config, batch);
+    feed(ex, m.eval, m.config.model, m.config.train, batch);
     ex.run();
     nll += scalar(ex, m.eval.cross_entropy) * static_cast<double>(n);
     right += scalar(ex, output_of(m.eval.graph, "accuracy")) * static_cast<double>(n);

@@ -4,7 +4,7 @@
 // layout. The trainer feeds "optimizer/lr" (executor/train/schedule) and the model's "step" input
 // (the 0-based step t, for both the model's randomness and the optimizer); the optimizer state
 // leaves start at zero. After each run the new parameters and state are copied into their leaves.
-// Parameters start from initial_value() with the config's seed, drawn by the ids of
+// Parameters start from initial_value() with train.seed, drawn by the ids of
 // the f32 graph, so f32 and bf16 runs of one seed start from the same weights.
 //
 // Evaluation builds the eval-mode graph of the same config (eval CF and policy, no dropout) with
@@ -77,13 +77,14 @@ struct StateTensor {
 };
 
 // Throws InputError naming the tensor, the dims and the rule broken when `layout` is illegal on
-// `mesh` for the training graph of `config` (graph/parallel/layout.hpp check_layout). Builds the model
-// graph only: cheap enough to run before any other work.
-void check_training_layout(const ModelConfig& config, const Mesh& mesh, const Layout& layout);
+// `mesh` for the training graph of `config` and `train` (graph/parallel/layout.hpp check_layout).
+// Builds the model graph only: cheap enough to run before any other work.
+void check_training_layout(const ModelConfig& config, const TrainConfig& train, const Mesh& mesh, const Layout& layout);
 
 class Trainer {
  public:
-  // `total_steps` resolves a cosine schedule without decay_steps. Throws InputError for a config
+  // `config`: the model and its [train] settings (batch shape, seed, precision, optimizer,
+  // trainable, step_offset). `total_steps` resolves a cosine schedule without decay_steps. Throws InputError for a config
   // the model builder refuses.
   // With exec.communicator set, every device of its mesh constructs a Trainer and makes the same
   // calls: the graphs are lowered for the mesh and `layout` (executor/mpi/mesh_executor.hpp), batches
@@ -92,13 +93,13 @@ class Trainer {
   // `routing_mesh` (single process only): run the graph routed as on that mesh with `layout`
   // (its data-parallel split sets the routing groups; graph/models/training_graph.hpp), e.g. to
   // compare one process with a mesh run of the same math; empty: one device.
-  Trainer(const ModelConfig& config, int64_t total_steps, ExecutorOptions exec = {}, const Layout& layout = {},
+  Trainer(const RunConfig& config, int64_t total_steps, ExecutorOptions exec = {}, const Layout& layout = {},
           const Mesh& routing_mesh = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  const ModelConfig& config() const;
+  const RunConfig& config() const;  // .model, .train
   const Graph& graph() const;       // the training graph (forward, backward, optimizer)
   const Graph& program() const;     // the graph the executor runs: graph(), or its lowering for the mesh
   int64_t step() const;             // updates done

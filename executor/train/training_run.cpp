@@ -95,17 +95,18 @@ void TrainingRun::resolve_config() {
   } else {
     throw InputError("--model is required (or --resume DIR to continue a run)");
   }
-  config_ = parse_model_config(model_toml_, model_path_, overrides_);
+  config_ = parse_run_config(model_toml_, model_path_, overrides_);
+  TrainConfig& train = config_.train;
   // Settings derived in code, not given by the user: set on the config (and so recorded in its JSON
   // in the checkpoint), never added to the --set list. A run resumed without --model takes them
   // from its checkpoint's config. (Checkpoints written before this carry them as overrides too;
   // the values agree.)
   if (resume_ && a.model.empty()) {
-    const nlohmann::json train = nlohmann::json::parse(resume_->run.config_json).value("train", nlohmann::json::object());
-    config_.step_offset = train.value("step_offset", config_.step_offset);
-    config_.reset_optimizer = train.value("reset_optimizer", config_.reset_optimizer);
-    if (config_.optimizer.schedule == LrSchedule::cosine)
-      config_.optimizer.decay_steps = train.value("decay_steps", config_.optimizer.decay_steps);
+    const nlohmann::json saved = nlohmann::json::parse(resume_->run.config_json).value("train", nlohmann::json::object());
+    train.step_offset = saved.value("step_offset", train.step_offset);
+    train.reset_optimizer = saved.value("reset_optimizer", train.reset_optimizer);
+    if (train.optimizer.schedule == LrSchedule::cosine)
+      train.optimizer.decay_steps = saved.value("decay_steps", train.optimizer.decay_steps);
   }
   // --init-from: the global step continues from the checkpoint's (unless train.step_offset is
   // set); --reset-optimizer is train.reset_optimizer's shortcut.
@@ -115,14 +116,14 @@ void TrainingRun::resolve_config() {
     if (!a.model.empty()) {  // (resuming without --model: the checkpoint's config holds these)
       const bool has_offset = std::any_of(overrides_.begin(), overrides_.end(),
                                           [](const std::string& o) { return o.starts_with("train.step_offset="); });
-      if (!has_offset) config_.step_offset = read_checkpoint(init_file_).run.step;
-      if (a.reset_optimizer) config_.reset_optimizer = true;
+      if (!has_offset) train.step_offset = read_checkpoint(init_file_).run.step;
+      if (a.reset_optimizer) train.reset_optimizer = true;
     }
   } else if (a.reset_optimizer) {
     throw InputError("--reset-optimizer applies with --init-from only");
   }
-  if (config_.optimizer.schedule == LrSchedule::cosine && config_.optimizer.decay_steps == 0)
-    config_.optimizer.decay_steps = config_.step_offset + a.steps;  // the decay ends at the last step
+  if (train.optimizer.schedule == LrSchedule::cosine && train.optimizer.decay_steps == 0)
+    train.optimizer.decay_steps = train.step_offset + a.steps;  // the decay ends at the last step
   config_json_ = to_json(config_).dump();
   if (resume_ && config_json_ != resume_->run.config_json)
     throw InputError(fmt::format("--resume {}: {} was trained with another config: {}", a.resume, resume_file_.string(),
@@ -143,7 +144,7 @@ void TrainingRun::start_mesh() {
   } else {
     const Mesh mesh = parse_mesh(a.mesh);
     const Layout layout = parse_layout(a.layout, mesh);
-    check_training_layout(config_, mesh, layout);
+    check_training_layout(config_.model, config_.train, mesh, layout);
     mpi_.emplace(mesh, layout);
   }
 }
@@ -151,7 +152,8 @@ void TrainingRun::start_mesh() {
 // ---- 3. the data: the corpus (tokenized once into DATA/cache), or a fine-tuning task ----
 void TrainingRun::prepare_data() {
   const TrainingOptions& a = options_;
-  const ModelConfig& cfg = config_;
+  const ModelConfig& cfg = config_.model;
+  const TrainConfig& train = config_.train;
   terminal_ = ::isatty(STDERR_FILENO);
   data::PrepareOptions popts;
   popts.tokenizer.vocab_size = a.vocab;
@@ -179,20 +181,20 @@ void TrainingRun::prepare_data() {
   }
   data::BatchOptions& bopts = batch_options_;
   bopts.objective = cfg.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
-  bopts.batch = cfg.batch;
-  bopts.length = cfg.has_encoder() ? cfg.input_length : cfg.target_length;
-  bopts.seed = cfg.seed;
+  bopts.batch = train.batch;
+  bopts.length = cfg.has_encoder() ? train.input_length : train.target_length;
+  bopts.seed = train.seed;
   if (cfg.has_encoder() && !task_train_) {
-    const auto lengths = data::span_corruption_lengths(cfg.input_length, bopts.noise_density, bopts.mean_noise_span_length);
-    if (lengths.targets_length > cfg.target_length)
+    const auto lengths = data::span_corruption_lengths(train.input_length, bopts.noise_density, bopts.mean_noise_span_length);
+    if (lengths.targets_length > train.target_length)
       throw InputError(fmt::format("{}: train.target_length = {} is shorter than the span-corruption targets of "
                                    "input_length {} ({} tokens); allowed: >= {}",
-                                   model_path_, cfg.target_length, cfg.input_length, lengths.targets_length,
+                                   model_path_, train.target_length, train.input_length, lengths.targets_length,
                                    lengths.targets_length));
   }
   if (task_train_) {
-    train_source_.task.emplace(*task_train_, task_batch_options(cfg, true));
-    data::TaskBatchSource check(*task_validation_, task_batch_options(cfg, false));  // targets fit
+    train_source_.task.emplace(*task_train_, task_batch_options(config_, true));
+    data::TaskBatchSource check(*task_validation_, task_batch_options(config_, false));  // targets fit
   } else {
     train_source_.corpus.emplace(data_->train, special, bopts);
   }
@@ -219,12 +221,12 @@ void TrainingRun::open_output_dir() {
 
 // ---- 5. the trainer: restored (--resume) or initialised (--init-from); the trace ----
 void TrainingRun::build_trainer() {
-  const ModelConfig& cfg = config_;
+  const TrainConfig& train = config_.train;
   ExecutorOptions eopts;
   eopts.threads = options_.threads;
   eopts.communicator = mpi_->communicator();
-  trainer_.emplace(cfg, options_.steps, eopts, mpi_->layout());
-  spikes_.factor = cfg.divergence_factor;
+  trainer_.emplace(config_, options_.steps, eopts, mpi_->layout());
+  spikes_.factor = train.divergence_factor;
   if (resume_) {
     restore_state(*resume_, trainer_->state(), resume_file_);
     trainer_->set_step(resume_->run.step);
@@ -232,12 +234,12 @@ void TrainingRun::build_trainer() {
     spikes_.mean = resume_->run.loss_ema;
     spikes_.best_mean = resume_->run.loss_ema_best;
   } else if (!init_file_.empty()) {
-    const InitFrom init = init_from_checkpoint(*trainer_, init_file_, cfg.reset_optimizer);
+    const InitFrom init = init_from_checkpoint(*trainer_, init_file_, train.reset_optimizer);
     fmt::print(stderr, "train: initialised from {} (step {}): {} parameters, optimizer state {}\n", init.file.string(),
-               init.step, init.parameters, cfg.reset_optimizer ? "reset to zero" : fmt::format("kept ({} tensors)", init.optimizer_state));
+               init.step, init.parameters, train.reset_optimizer ? "reset to zero" : fmt::format("kept ({} tensors)", init.optimizer_state));
   }
-  trainable_ = count_trainable(trainer_->graph(), cfg.trainable);
-  if (task_train_) decoder_.emplace(cfg, eopts);
+  trainable_ = count_trainable(trainer_->graph(), train.trainable);
+  if (task_train_) decoder_.emplace(config_, eopts);
   run_state_ = RunState{0, {}, 0, config_json_, model_path_, model_toml_, overrides_};
   trace_steps_ = options_.trace.empty() ? std::set<int64_t>{} : parse_step_list(options_.trace);
   // The trace's process: this rank's device of the mesh (as the simulator names its device 0).
@@ -265,7 +267,7 @@ bool TrainingRun::save() {
 // decoded, one line appended to DIR/task_eval.jsonl).
 EvalMetrics TrainingRun::evaluate() {
   if (task_train_) {
-    last_task_eval_ = evaluate_task(*trainer_, *decoder_, *task_validation_, data_->tokenizer, config_.eval_batches);
+    last_task_eval_ = evaluate_task(*trainer_, *decoder_, *task_validation_, data_->tokenizer, config_.train.eval_batches);
     nlohmann::ordered_json line = {{"step", trainer_->step()},
                                    {"exact_match", last_task_eval_->exact_match},
                                    {"target_nll", last_task_eval_->target_nll},
@@ -277,7 +279,7 @@ EvalMetrics TrainingRun::evaluate() {
   eval_opts.shuffle = false;
   eval_opts.repeat = false;
   data::BatchSource eval_source(data_->validation, data_->tokenizer.special_tokens(), eval_opts);
-  return trainer_->evaluate(eval_source, config_.eval_batches);
+  return trainer_->evaluate(eval_source, config_.train.eval_batches);
 }
 
 // DIR/trace.json and trace_summary.txt, and the summary on stdout, when a step was traced.
@@ -423,7 +425,7 @@ TaskSummary TrainingRun::finish_task() {
       {"fraction_dropped_train", s.fraction_dropped_train},
       {"fraction_dropped_eval", s.fraction_dropped_eval},
       {"init_from", init_file_.string()},
-      {"trainable", config_.trainable},
+      {"trainable", config_.train.trainable},
       {"trainable_parameters", trainable_.trainable_elements},
       {"frozen_parameters", trainable_.frozen_elements}};
   write_file_atomic((out_ / "finetune.json").string(), j.dump(2) + "\n");

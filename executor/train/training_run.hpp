@@ -125,7 +125,7 @@ class TrainingRun {
   // Call once.
   TrainingSummary run();
 
-  const ModelConfig& config() const { return config_; }
+  const RunConfig& config() const { return config_; }
   const std::filesystem::path& output_dir() const { return out_; }  // DIR on rank 0, else a scratch directory
   const std::filesystem::path& checkpoint_file() const { return checkpoint_file_; }
 
@@ -159,7 +159,7 @@ class TrainingRun {
   std::filesystem::path init_file_;   // --init-from's checkpoint file
   std::string model_path_, model_toml_;
   std::vector<std::string> overrides_;  // the user's --set list (derived settings are set on config_, not here)
-  ModelConfig config_;
+  RunConfig config_;
   std::string config_json_;           // to_json(config_), as checkpoints hold it
 
   // ---- 2. the mesh (declared before what uses it: MPI ends last) ----

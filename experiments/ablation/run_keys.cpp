@@ -14,7 +14,7 @@ namespace sy::ablation {
 nlohmann::ordered_json Run::key(const Spec& spec) const {
   // The resolved config, so editing a comment in the model file does not orphan finished runs.
   const Arm& a = spec.arms[arm];
-  nlohmann::ordered_json k = {{"config", to_json(parse_model_config(a.model_text, a.model, sets))},
+  nlohmann::ordered_json k = {{"config", to_json(parse_run_config(a.model_text, a.model, sets))},
                               {"sets", sets},
                               {"steps", spec.settings.steps},
                               {"eval_every", spec.settings.eval_every},
@@ -33,7 +33,7 @@ std::vector<std::string> PretrainStage::set_args() const {
 
 nlohmann::ordered_json PretrainStage::key(int64_t vocab) const {
   if (!checkpoint.empty()) return {{"checkpoint", checkpoint}};
-  return {{"config", to_json(parse_model_config(model_text, model, set_args()))},
+  return {{"config", to_json(parse_run_config(model_text, model, set_args()))},
           {"sets", set_args()},
           {"steps", steps},
           {"vocab", vocab}};

@@ -355,11 +355,11 @@ std::vector<std::string> arm_sets(const Settings& s, const Arm& arm) {
 
 // Parses the base model with `sets`; an InputError is re-thrown naming the spec line of the
 // override it blames (the model config names the --set argument), else `fallback_line`.
-ModelConfig check_against_model(const TomlDocument& doc, const std::string& model, const std::string& model_text,
+RunConfig check_against_model(const TomlDocument& doc, const std::string& model, const std::string& model_text,
                                 const std::vector<std::string>& sets, const std::vector<const Override*>& given,
                                 int64_t fallback_line, const std::string& what) {
   try {
-    return parse_model_config(model_text, model, sets);
+    return parse_run_config(model_text, model, sets);
   } catch (const InputError& e) {
     const std::string msg = e.what();
     int64_t line = fallback_line;
@@ -522,7 +522,7 @@ Spec load_spec(const std::string& path, const std::string& scale) {
     for (const Override& o : a.overrides) given.push_back(&o);
     std::vector<std::string> sets = arm_sets(s, a);
     sets.push_back(fmt::format("train.seed={}", a.seeds.front()));
-    const ModelConfig cfg = check_against_model(doc, a.model, a.model_text, sets, given, a.line, fmt::format("arm \"{}\"", a.name));
+    const RunConfig cfg = check_against_model(doc, a.model, a.model_text, sets, given, a.line, fmt::format("arm \"{}\"", a.name));
     if (!s.simulate_model.empty()) {
       std::vector<const Override*> own;
       for (const Override& o : a.overrides) own.push_back(&o);

@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <regex>
 
 namespace sy {
 namespace {
@@ -113,15 +112,15 @@ int64_t matched_relu_d_ff(int64_t geglu_d_ff) { return std::llround(1.5 * static
 }  // namespace
 
 std::string_view architecture_name(Architecture a) { return enum_name(a); }
-std::string_view optimizer_name(OptimizerKind k) { return enum_name(k); }
-std::string_view schedule_name(LrSchedule s) { return enum_name(s); }
 
-ModelConfig parse_model_config(std::string_view text, std::string_view source_name,
-                               const std::vector<std::string>& overrides) {
+RunConfig parse_run_config(std::string_view text, std::string_view source_name,
+                           const std::vector<std::string>& overrides) {
   TomlDocument doc = TomlDocument::parse(text, std::string(source_name));
   for (const std::string& o : overrides) apply_override(doc, o);
 
-  ModelConfig c;
+  RunConfig run;
+  ModelConfig& c = run.model;
+  TrainConfig& t = run.train;
   c.source = doc.file;
   TomlSection top(doc, &doc.root, "");
   const toml::table* model_t = top.table("model");
@@ -223,67 +222,45 @@ ModelConfig parse_model_config(std::string_view text, std::string_view source_na
 
   // ---- [train] ----
   TomlSection train(doc, train_t, "train");
-  c.batch = train.integer("batch", c.batch, 1);
+  // The batch shape by hand (see TrainConfig): the length keys depend on the architecture.
+  t.batch = train.integer("batch", t.batch, 1);
   if (enc_dec) {
     if (train.has("length"))
       train.fail("length", "an encoder_decoder model has input_length and target_length; allowed keys: "
                            "input_length, target_length");
-    c.input_length = train.integer("input_length", c.input_length, 1);
-    c.target_length = train.integer("target_length", c.target_length, 1);
+    t.input_length = train.integer("input_length", t.input_length, 1);
+    t.target_length = train.integer("target_length", t.target_length, 1);
   } else {
     if (train.has("input_length")) train.fail("input_length", "a decoder_only model has one sequence; use train.length");
     if (train.has("target_length")) train.fail("target_length", "a decoder_only model has one sequence; use train.length");
-    c.input_length = 0;
-    c.target_length = train.integer("length", 256, 1);
+    t.input_length = 0;
+    t.target_length = train.integer("length", 256, 1);
   }
-  c.seed = static_cast<uint64_t>(train.integer("seed", 0, 0));
-  c.precision = train.choice("precision", c.precision, kFloatDTypes);
-  read_fields(train, c.optimizer);
-  c.divergence_factor = train.number("divergence_factor", c.divergence_factor,
-                                     [](double v) { return v == 0 || v > 1; }, "0 (off) or > 1");
-  c.eval_batches = train.integer("eval_batches", c.eval_batches, 0);
-  c.trainable = train.string("trainable", c.trainable);
+  read_fields(train, t);
   try {
-    parameter_is_trainable(c.trainable, "");
+    parameter_is_trainable(t.trainable, "");
   } catch (const InputError& e) {
     train.fail("trainable", e.what());
   }
-  c.reset_optimizer = train.boolean("reset_optimizer", c.reset_optimizer);
-  c.step_offset = train.integer("step_offset", c.step_offset, 0);
-  if (c.optimizer.schedule != LrSchedule::cosine && train.has("decay_steps"))
+  if (t.optimizer.schedule != LrSchedule::cosine && train.has("decay_steps"))
     train.fail("decay_steps",
-               fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(c.optimizer.schedule)));
+               fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(t.optimizer.schedule)));
   train.finish();
-  return c;
+  return run;
 }
 
-bool parameter_is_trainable(const std::string& trainable, const std::string& name) {
-  auto has = [&](std::string_view part) { return name.find(part) != std::string::npos; };
-  const bool moe = has("/moe/");
-  if (trainable == "all") return true;
-  if (trainable == "moe") return moe;
-  if (trainable == "non_moe") return !moe;
-  if (trainable == "attention") return has("/attention/") || has("/cross_attention/") || has("relative_position_bias/");
-  if (trainable == "ffn") return has("/ffn/") || has("/extra_ffn/");
-  std::regex re;
-  try {
-    re = std::regex(trainable, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    std::string presets;
-    for (const char* p : kTrainablePresets) presets += fmt::format("{}{}", presets.empty() ? "" : ", ", p);
-    throw InputError(fmt::format("not a preset and not a valid regular expression ({}); allowed: {} or an ECMAScript "
-                                 "regex over parameter names",
-                                 e.what(), presets));
-  }
-  return std::regex_search(name, re);
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_run_config(read_file(path), path, overrides);
 }
 
 ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return parse_model_config(read_file(path), path, overrides);
+  return load_run_config(path, overrides).model;
 }
 
-nlohmann::ordered_json to_json(const ModelConfig& c) {
+nlohmann::ordered_json to_json(const RunConfig& run) {
   using J = nlohmann::ordered_json;
+  const ModelConfig& c = run.model;
+  const TrainConfig& t = run.train;
   J model = {{"name", c.name},
              {"architecture", architecture_name(c.architecture)},
              {"vocab", c.vocab},
@@ -320,22 +297,14 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
     moe["decoder"] = moe_json(c.moe_decoder);
     out["moe"] = moe;
   }
-  J train = {{"batch", c.batch}};
+  J train = {{"batch", t.batch}};
   if (c.has_encoder()) {
-    train["input_length"] = c.input_length;
-    train["target_length"] = c.target_length;
+    train["input_length"] = t.input_length;
+    train["target_length"] = t.target_length;
   } else {
-    train["length"] = c.target_length;
+    train["length"] = t.target_length;
   }
-  train["seed"] = c.seed;
-  train["precision"] = dtype_name(c.precision);
-  write_fields(train, c.optimizer);
-  train["divergence_factor"] = c.divergence_factor;
-  train["eval_batches"] = c.eval_batches;
-  // Fine-tuning keys only when set, so the configs (and checkpoints) of other runs read as before.
-  if (c.trainable != "all") train["trainable"] = c.trainable;
-  if (c.reset_optimizer) train["reset_optimizer"] = true;
-  if (c.step_offset != 0) train["step_offset"] = c.step_offset;
+  write_fields(train, t);
   out["train"] = train;
   return out;
 }

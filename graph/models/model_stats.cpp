@@ -105,15 +105,15 @@ Component component_of(std::string_view scope_or_name) {
   return Component::other;
 }
 
-ModelStats model_stats(const ModelConfig& c, const ModelGraph& m) {
+ModelStats model_stats(const ModelConfig& c, const TrainConfig& train, const ModelGraph& m) {
   const Graph& g = m.graph;
   ModelStats s;
   s.model = c.name;
   s.architecture = c.architecture;
   s.mode = m.mode;
   s.batch = m.batch;
-  s.input_length = c.has_encoder() ? c.input_length : 0;
-  s.target_length = c.target_length;
+  s.input_length = c.has_encoder() ? train.input_length : 0;
+  s.target_length = train.target_length;
   s.tokens_per_sequence = s.input_length + s.target_length;
   s.moe_layers = m.moe_layers;
   for (Component comp : kAllComponents) s.components.push_back(ComponentStats{comp});
@@ -149,7 +149,7 @@ ModelStats model_stats(const ModelConfig& c, const ModelGraph& m) {
     // Published convention: 2 · |W| · active fraction · tokens of the node's stack, router
     // weights excluded.
     if (component_of(n.scope) == Component::router) continue;
-    const double tokens = static_cast<double>(in_encoder(n.scope) ? c.input_length : c.target_length);
+    const double tokens = static_cast<double>(in_encoder(n.scope) ? train.input_length : train.target_length);
     for (ValueId in : n.inputs) {
       const ValueId wid = weight_behind(g, in);
       if (!wid.valid()) continue;
@@ -167,16 +167,16 @@ ModelStats model_stats(const ModelConfig& c, const ModelGraph& m) {
   return s;
 }
 
-ModelStats model_stats(const ModelConfig& c, const StatsOptions& opts) {
+ModelStats model_stats(const ModelConfig& c, const TrainConfig& train, const StatsOptions& opts) {
   BuildOptions bo;
   bo.mode = opts.mode;
   bo.batch = opts.batch;
   bo.moe_metrics = false;
-  ModelGraph m = build_model(c, bo);
+  ModelGraph m = build_model(c, train, bo);
   if (opts.training) {
     gradients(m.graph);
   }
-  return model_stats(c, m);
+  return model_stats(c, train, m);
 }
 
 std::string format_count(double v, bool flops) {

@@ -126,10 +126,10 @@ struct ModelStats {
 };
 
 // Builds the model's graph (and its backward pass when opts.training) and counts it.
-ModelStats model_stats(const ModelConfig& c, const StatsOptions& opts = {});
+ModelStats model_stats(const ModelConfig& c, const TrainConfig& train, const StatsOptions& opts = {});
 
 // The same counts for an already built graph (forward only, or with its backward nodes).
-ModelStats model_stats(const ModelConfig& c, const ModelGraph& m);
+ModelStats model_stats(const ModelConfig& c, const TrainConfig& train, const ModelGraph& m);
 
 // A plain-text report: totals, the two FLOP conventions per sequence and per token, and the
 // table by component.

@@ -96,16 +96,17 @@ void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector
 
 }  // namespace
 
-TrainingGraph build_training_graph(const ModelConfig& config, const TrainingGraphOptions& opts) {
+TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig& train,
+                                   const TrainingGraphOptions& opts) {
   BuildOptions bo;
   bo.mode = opts.mode;
-  bo.batch = config.batch;
+  bo.batch = train.batch;
   bo.batch_split = routing_batch_split(opts.mesh, opts.layout);
   bo.loss_weights = true;
   bo.moe_metrics = opts.moe_metrics;
   bo.accuracy = opts.mode == Mode::eval;  // a full argmax pass over the logits: evaluation only
   TrainingGraph t;
-  t.model = build_model(config, bo);
+  t.model = build_model(config, train, bo);
   Graph& g = t.model.graph;
   t.loss = output_of(g, "loss");
   if (opts.mode == Mode::eval) {
@@ -116,13 +117,13 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainingGrap
   // backward work for their weights, no state, no update.
   std::vector<ValueId> params;
   for (ValueId p : g.parameters())
-    if (parameter_is_trainable(config.trainable, g.value(p).name)) params.push_back(p);
+    if (parameter_is_trainable(train.trainable, g.value(p).name)) params.push_back(p);
     else t.frozen.push_back(p);
   if (params.empty())
     throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
-                                 config.source.empty() ? config.name : config.source, config.trainable));
+                                 config.source.empty() ? config.name : config.source, train.trainable));
   const auto grads = gradients(g, params);
-  if (opts.optimizer) add_optimizer(t, config.optimizer, params, grads);
+  if (opts.optimizer) add_optimizer(t, train.optimizer, params, grads);
   return t;
 }
 

@@ -2,7 +2,7 @@
 // executor/mpi/mesh_executor) and the simulator prices (simulator/model_step, simulate, sweep).
 // Everybody builds it here, so the two backings see the same nodes.
 //
-//   build_model(config) ─► gradients() ─► per trainable parameter p, in scope "optimizer/<p>":
+//   build_model(config, train) ─► gradients() ─► per trainable parameter p, in scope "optimizer/<p>":
 //     Σ g_p² (one term of the global norm)
 //   "optimizer":
 //     grad_norm_squared = Σ_p Σ g_p²                                             f32 []
@@ -71,7 +71,8 @@ int64_t routing_batch_split(const Mesh& mesh, const Layout& layout);
 
 // Throws InputError for a config the model builder refuses, or when train.trainable matches no
 // parameter.
-TrainingGraph build_training_graph(const ModelConfig& config, const TrainingGraphOptions& opts = {});
+TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig& train,
+                                   const TrainingGraphOptions& opts = {});
 
 // The state slots the optimizer keeps for a parameter of `shape` (ops/optimizer.cpp): AdamW m and v
 // of the parameter's shape; Adafactor v_row (the last dim dropped) and v_col (the second-to-last

@@ -50,22 +50,22 @@ std::string layer_name(int64_t i) { return fmt::format("layer_{:02d}", i); }
 
 class TransformerBuilder {
  public:
-  TransformerBuilder(const ModelConfig& c, const BuildOptions& o, ModelGraph& m)
-      : c_(c), o_(o), m_(m), b_(m.graph), training_(o.mode == Mode::train) {}
+  TransformerBuilder(const ModelConfig& c, const TrainConfig& t, const BuildOptions& o, ModelGraph& m)
+      : c_(c), t_(t), o_(o), m_(m), b_(m.graph), training_(o.mode == Mode::train) {}
 
   void build() {
-    const int64_t batch = o_.batch > 0 ? o_.batch : c_.batch;
+    const int64_t batch = o_.batch > 0 ? o_.batch : t_.batch;
     m_.batch = batch;
     m_.mode = o_.mode;
     step_ = b_.input("step", {}, DType::i32);
     m_.step = step_.id;
     Expr enc_tokens, dec_tokens, targets;
     if (c_.has_encoder()) {
-      enc_tokens = b_.input("encoder_input_tokens", {{"batch", batch}, {"length", c_.input_length}}, DType::i32);
+      enc_tokens = b_.input("encoder_input_tokens", {{"batch", batch}, {"length", t_.input_length}}, DType::i32);
       m_.encoder_input_tokens = enc_tokens.id;
     }
-    dec_tokens = b_.input("decoder_input_tokens", {{"batch", batch}, {"length", c_.target_length}}, DType::i32);
-    targets = b_.input("decoder_target_tokens", {{"batch", batch}, {"length", c_.target_length}}, DType::i32);
+    dec_tokens = b_.input("decoder_input_tokens", {{"batch", batch}, {"length", t_.target_length}}, DType::i32);
+    targets = b_.input("decoder_target_tokens", {{"batch", batch}, {"length", t_.target_length}}, DType::i32);
     m_.decoder_input_tokens = dec_tokens.id;
     m_.decoder_target_tokens = targets.id;
 
@@ -186,7 +186,7 @@ class TransformerBuilder {
   // ---- small pieces ----
   Expr drop(Expr x) {
     if (!training_ || c_.dropout == 0.0) return x;
-    return dropout(x, step_, c_.dropout, mix64(c_.seed ^ mix64(++random_uses_)));
+    return dropout(x, step_, c_.dropout, mix64(t_.seed ^ mix64(++random_uses_)));
   }
 
   Expr norm(Expr x, const std::string& scope) {  // RMSNorm over d_model
@@ -296,7 +296,7 @@ class TransformerBuilder {
     ctx.training = training_;
     ctx.is_decoder = decoder;
     ctx.step = step_;
-    ctx.seed = mix64(c_.seed ^ mix64(++random_uses_));
+    ctx.seed = mix64(t_.seed ^ mix64(++random_uses_));
     ctx.token_ids = tokens;
     ctx.vocab = c_.vocab;
     ctx.batch_split = o_.batch_split;
@@ -341,6 +341,7 @@ class TransformerBuilder {
   }
 
   const ModelConfig& c_;
+  const TrainConfig& t_;  // the batch shape and seed
   const BuildOptions& o_;
   ModelGraph& m_;
   Builder b_;
@@ -431,10 +432,10 @@ int64_t relative_position_bucket(int64_t i, int64_t j, bool bidirectional, int64
   return (n < 0 ? half : 0) + distance_bucket(std::abs(n), half, max_distance);
 }
 
-ModelGraph build_model(const ModelConfig& c, const BuildOptions& opts) {
+ModelGraph build_model(const ModelConfig& c, const TrainConfig& train, const BuildOptions& opts) {
   ModelGraph m;
-  TransformerBuilder(c, opts, m).build();
-  if (c.precision == DType::bf16) return with_selective_precision(m);
+  TransformerBuilder(c, train, opts, m).build();
+  if (train.precision == DType::bf16) return with_selective_precision(m);
   return m;
 }
 

@@ -1,4 +1,5 @@
-// The model builders: a ModelConfig -> one forward Graph (loss and metrics as outputs).
+// The model builders: a ModelConfig (and the TrainConfig's batch shape, seed and precision) -> one
+// forward Graph (loss and metrics as outputs).
 //
 //   encoder_decoder (T5 v1.1 / ST-MoE / Switch):
 //     encoder_input_tokens [B, L_in] ─embedding─► dropout ─► N × encoder layer ─► RMSNorm ─► dropout
@@ -113,10 +114,12 @@ struct ModelGraph {
   std::vector<MoeLayerInfo> moe_layers;
 };
 
-// Builds the forward graph of `c` (no gradients: run gradients() on .graph for training).
-// Only shapes are created, so a 269B-parameter model builds in milliseconds.
+// Builds the forward graph of `c` (no gradients: run gradients() on .graph for training) for
+// batches of `train`'s shape (train.batch unless opts.batch; train.input_length and
+// target_length), its randomness seeded by train.seed. Only shapes are created, so a
+// 269B-parameter model builds in milliseconds.
 //
-// Precision (c.precision): f32 builds everything in f32. bf16 is ST-MoE's selective precision:
+// Precision (train.precision): f32 builds everything in f32. bf16 is ST-MoE's selective precision:
 // the f32 graph is rewritten so that every einsum outside a router scope casts its operands to
 // bf16, multiplies in bf16 (oneDNN accumulates in f32; AMX where the CPU has it) and casts the
 // product back to f32. Parameters (the master weights), router logits, softmax, norms, losses
@@ -124,7 +127,7 @@ struct ModelGraph {
 // gradient einsums run in bf16 too and the gradients arrive in f32. Value ids differ from the
 // f32 graph's (the casts are new values); executor/trainer draws initial values by the f32
 // graph's ids, so both precisions start from the same weights for one seed.
-ModelGraph build_model(const ModelConfig& c, const BuildOptions& opts = {});
+ModelGraph build_model(const ModelConfig& c, const TrainConfig& train, const BuildOptions& opts = {});
 
 // A parameter's initial value: `init` drawn from a generator seeded by (seed, init.param), so the
 // same seed gives the same weights in every process.

@@ -181,8 +181,9 @@ TEST_CASE("checkpoint: restore refuses missing, extra and reshaped tensors", "[c
 TEST_CASE("checkpoint: a trainer checkpoint loads in NumPy with the right names, shapes and values", "[checkpoint]") {
   TempDir dir("numpy");
   const fs::path file = dir.path / kCheckpointFile;
-  const ModelConfig cfg = load_model_config((source_root() / "experiments/configs/models/tiny.toml").string());
-  Trainer t(cfg, 10);
+  const RunConfig run = load_run_config((source_root() / "experiments/configs/models/tiny.toml").string());
+  const TrainConfig& cfg = run.train;
+  Trainer t(run, 10);
   // Nonzero optimizer state: one step on a batch of padding-free tokens.
   data::Batch batch;
   batch.objective = data::Objective::kSpanCorruption;

@@ -32,8 +32,8 @@ using sy::test::source_root;
 
 // tiny.toml: encoder-decoder, vocab 64, MoE on layer 2 of each stack (+ extra dense FFN), batch 2,
 // 8 input / 6 target tokens.
-ModelConfig tiny(std::vector<std::string> sets = {}) {
-  return load_model_config((source_root() / "experiments/configs/models/tiny.toml").string(), sets);
+RunConfig tiny(std::vector<std::string> sets = {}) {
+  return load_run_config((source_root() / "experiments/configs/models/tiny.toml").string(), sets);
 }
 
 // A task of `n` examples: input tokens 3.. (a few per example), target = one or two tokens that
@@ -82,7 +82,7 @@ TEST_CASE("finetune: freezing presets leave frozen parameters bit-identical and 
   const data::TaskSplit task = make_task(12);
   for (const std::string preset : {"moe", "non_moe", "attention", "ffn", "all", "router|_norm/scale"}) {
     INFO(preset);
-    const ModelConfig cfg = tiny({fmt::format("train.trainable=\"{}\"", preset), "moe.cf_train=4.0"});
+    const RunConfig cfg = tiny({fmt::format("train.trainable=\"{}\"", preset), "moe.cf_train=4.0"});
     Trainer t(cfg, 10);
     const auto before = parameter_bytes(t);
     train_steps(t, task, 4);
@@ -285,7 +285,7 @@ TEST_CASE("tsv task: batches for encoder-decoder and decoder-only, and a target 
 TEST_CASE("finetune: greedy decoding of a learnt task matches the targets and the majority baseline is computed",
           "[finetune]") {
   const data::TaskSplit task = make_task(4);
-  const ModelConfig cfg = tiny({"train.optimizer=adamw", "train.learning_rate=0.01", "train.schedule=constant"});
+  const RunConfig cfg = tiny({"train.optimizer=adamw", "train.learning_rate=0.01", "train.schedule=constant"});
   Trainer t(cfg, 100);
   train_steps(t, task, 70);
   TaskDecoder decoder(cfg);
@@ -309,7 +309,7 @@ TEST_CASE("finetune: greedy decoding of a learnt task matches the targets and th
 }
 
 TEST_CASE("finetune: greedy decoding of a decoder-only model continues each row's prompt", "[finetune]") {
-  const ModelConfig cfg = test::tiny_decoder(
+  const RunConfig cfg = test::tiny_decoder(
       {"train.length=10", "train.optimizer=adamw", "train.learning_rate=0.01", "train.schedule=constant"});
   const data::TaskSplit task = make_task(4);  // prompts of 4 to 7 tokens (input + eos) before the target
   Trainer t(cfg, 100);

@@ -66,16 +66,16 @@ std::string axes_of(const Node& n) {
 
 bool is_update(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::adamw_update; }
 
-ModelConfig config_named(const std::string& name) {
+RunConfig config_named(const std::string& name) {
   // small at batch 4 (the step's structure is the config's; a smaller batch keeps the test short).
   const std::vector<std::string> sets = name == "small" ? std::vector<std::string>{"train.batch=4"} : std::vector<std::string>{};
-  return load_model_config((test::source_root() / "experiments/configs/models" / (name + ".toml")).string(), sets);
+  return load_run_config((test::source_root() / "experiments/configs/models" / (name + ".toml")).string(), sets);
 }
 
 // A batch of random tokens of the trainer's lengths (every target real).
 data::Batch random_batch(const Trainer& t, const ModelConfig& c) {
   data::Batch b;
-  b.batch = c.batch;
+  b.batch = t.config().train.batch;
   b.inputs_length = t.inputs_length();
   b.targets_length = t.targets_length();
   b.objective = c.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
@@ -93,9 +93,9 @@ data::Batch random_batch(const Trainer& t, const ModelConfig& c) {
 }
 
 // Runs one step of `config` and checks the executed ops against the simulator's priced ops.
-void check_same_program(const ModelConfig& config, const std::string& mesh_text, const std::string& layout_text,
+void check_same_program(const RunConfig& config, const std::string& mesh_text, const std::string& layout_text,
                         std::shared_ptr<Communicator> comm) {
-  INFO(config.name << " on " << mesh_text << " [" << layout_text << "]");
+  INFO(config.model.name << " on " << mesh_text << " [" << layout_text << "]");
   const Mesh mesh = parse_mesh(mesh_text);
   const Layout layout = parse_layout(layout_text, mesh);
 
@@ -106,7 +106,7 @@ void check_same_program(const ModelConfig& config, const std::string& mesh_text,
   Trainer trainer(config, 10, eo, layout);
   std::map<int32_t, int> runs;
   trainer.set_op_observer([&](NodeId n, double, double) { ++runs[n.v]; });
-  trainer.train_step(random_batch(trainer, config));
+  trainer.train_step(random_batch(trainer, config.model));
   const Graph& program = trainer.program();
   std::vector<ProgramOp> executed;
   double executed_optimizer_flops = 0;
@@ -126,7 +126,7 @@ void check_same_program(const ModelConfig& config, const std::string& mesh_text,
   }
 
   // Simulator: what `simulate` prices for the same config, mesh and layout.
-  const TrainingStep step = build_training_step(config, {.mesh = mesh, .layout = layout});
+  const TrainingStep step = build_training_step(config.model, config.train, {.mesh = mesh, .layout = layout});
   const Lowered lowered = lower(step.graph(), mesh, layout);
   const SimResult r = simulate(lowered, load_hardware("tpu_v4", default_hardware_dir()));
   std::vector<ProgramOp> priced;

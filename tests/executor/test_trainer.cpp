@@ -28,9 +28,9 @@ namespace {
 using sy::test::source_root;
 
 // tiny.toml: encoder-decoder, vocab 64, MoE every 2nd layer, batch 2, 8 input / 6 target tokens.
-ModelConfig tiny(std::vector<std::string> sets = {}) {
+RunConfig tiny(std::vector<std::string> sets = {}) {
   sets.insert(sets.begin(), "train.target_length=8");  // span corruption of 8 inputs needs up to 8 targets
-  return load_model_config((source_root() / "experiments/configs/models/tiny.toml").string(), sets);
+  return load_run_config((source_root() / "experiments/configs/models/tiny.toml").string(), sets);
 }
 
 
@@ -48,12 +48,12 @@ data::TokenSplit make_split(int docs, int length, int offset = 0) {
   return s;
 }
 
-data::BatchOptions batch_options(const ModelConfig& c, bool train) {
+data::BatchOptions batch_options(const RunConfig& c, bool train) {
   data::BatchOptions o;
-  o.objective = c.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
-  o.batch = c.batch;
-  o.length = c.has_encoder() ? c.input_length : c.target_length;
-  o.seed = c.seed;
+  o.objective = c.model.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
+  o.batch = c.train.batch;
+  o.length = c.model.has_encoder() ? c.train.input_length : c.train.target_length;
+  o.seed = c.train.seed;
   o.shuffle = train;
   o.repeat = train;
   return o;
@@ -89,12 +89,12 @@ TEST_CASE("trainer: repeated steps on one batch drive the loss down with Adafact
     CHECK(last.cross_entropy < 0.6 * first.cross_entropy);
     CHECK(first.loss == Approx(first.cross_entropy + first.aux_loss + first.z_loss).epsilon(1e-5));
     CHECK(first.target_tokens == batch.target_tokens());
-    CHECK(first.moe.size() == (cfg.has_encoder() ? 2u : 1u));  // layer 2 of each stack is sparse
+    CHECK(first.moe.size() == (cfg.model.has_encoder() ? 2u : 1u));  // layer 2 of each stack is sparse
   }
 }
 
 TEST_CASE("trainer: a step on the fast kernels matches the reference forwards", "[trainer]") {
-  const ModelConfig cfg = tiny();
+  const RunConfig cfg = tiny();
   const data::TokenSplit split = make_split(4, 40);
   data::BatchSource source(split, kSpecial, batch_options(cfg, true));
   data::Batch batch;
@@ -118,8 +118,8 @@ TEST_CASE("trainer: a step on the fast kernels matches the reference forwards", 
 }
 
 TEST_CASE("trainer: a checkpoint restored into a new trainer continues bit for bit", "[trainer][checkpoint]") {
-  for (const ModelConfig& cfg : {tiny({"model.dropout=0.1", "moe.jitter=0.01"}), tiny_decoder({"train.optimizer=adamw"})}) {
-    INFO(cfg.name);
+  for (const RunConfig& cfg : {tiny({"model.dropout=0.1", "moe.jitter=0.01"}), tiny_decoder({"train.optimizer=adamw"})}) {
+    INFO(cfg.model.name);
     const data::TokenSplit split = make_split(5, 37);
     data::Batch batch;
     std::vector<std::string> uninterrupted;
@@ -131,7 +131,7 @@ TEST_CASE("trainer: a checkpoint restored into a new trainer continues bit for b
         uninterrupted.push_back(line(a.train_step(batch)));
       }
     }
-    const fs::path file = fs::temp_directory_path() / fmt::format("sy_test_trainer_{}.safetensors", cfg.name);
+    const fs::path file = fs::temp_directory_path() / fmt::format("sy_test_trainer_{}.safetensors", cfg.model.name);
     {
       Trainer b(cfg, 6);
       data::BatchSource source(split, kSpecial, batch_options(cfg, true));
@@ -160,7 +160,7 @@ TEST_CASE("trainer: global-norm clipping scales the gradients by grad_clip / nor
   const data::TokenSplit split = make_split(4, 40);
   data::Batch batch;
   for (double clip : {0.0, 1e-3, 1e6}) {
-    const ModelConfig cfg = tiny({fmt::format("train.grad_clip={}", clip)});
+    const RunConfig cfg = tiny({fmt::format("train.grad_clip={}", clip)});
     data::BatchSource source(split, kSpecial, batch_options(cfg, true));
     source.next(batch);
     Trainer t(cfg, 10);
@@ -173,7 +173,7 @@ TEST_CASE("trainer: global-norm clipping scales the gradients by grad_clip / nor
 }
 
 TEST_CASE("trainer: bf16 selective precision keeps routers, master weights and losses f32", "[trainer]") {
-  const ModelConfig f32 = tiny(), bf16 = tiny({"train.precision=\"bf16\""});
+  const RunConfig f32 = tiny(), bf16 = tiny({"train.precision=\"bf16\""});
   Trainer a(f32, 10), b(bf16, 10);
   int bf16_einsums = 0, router_einsums = 0;
   for (const Node& n : b.graph().nodes) {
@@ -223,7 +223,7 @@ TEST_CASE("trainer: learning-rate schedules", "[trainer]") {
 
 TEST_CASE("trainer: evaluation reports the negative log perplexity over the real targets and changes nothing",
           "[trainer]") {
-  const ModelConfig cfg = tiny_decoder();
+  const RunConfig cfg = tiny_decoder();
   Trainer t(cfg, 10);
   const data::TokenSplit validation = make_split(3, 21, 5);  // 3·22 stream tokens -> 65 targets, 9 rows
   data::BatchSource s1(validation, kSpecial, batch_options(cfg, false));
@@ -242,7 +242,7 @@ TEST_CASE("trainer: evaluation reports the negative log perplexity over the real
 }
 
 TEST_CASE("trainer: the op observer sees every node of a step once, in order, and the trace records it", "[trainer]") {
-  const ModelConfig cfg = tiny_decoder();
+  const RunConfig cfg = tiny_decoder();
   const data::TokenSplit split = make_split(4, 40);
   data::BatchSource source(split, kSpecial, batch_options(cfg, true));
   data::Batch batch;

@@ -10,7 +10,7 @@ namespace sy::test {
 
 // A tiny decoder-only MoE model (next-token objective): vocab 64, d_model 16, 2 layers, 4 experts
 // top-2, batch 2, sequences of 8; `sets` override keys as train --set does.
-inline ModelConfig tiny_decoder(std::vector<std::string> sets = {}) {
+inline RunConfig tiny_decoder(std::vector<std::string> sets = {}) {
   const char* text = R"(
 [model]
 architecture = "decoder_only"
@@ -32,7 +32,7 @@ batch = 2
 length = 8
 seed = 3
 )";
-  return parse_model_config(text, "tiny_decoder.toml", sets);
+  return parse_run_config(text, "tiny_decoder.toml", sets);
 }
 
 }  // namespace sy::test

@@ -1,4 +1,5 @@
-// Model config files: the shipped configs load, values and defaults land in ModelConfig, --set
+// Model config files: the shipped configs load, values and defaults land in ModelConfig and
+// TrainConfig, --set
 // overrides apply, and every bad config in tests/data/bad_configs/ is refused with an InputError
 // naming the file, the key (with its line) and what is allowed. Each bad config lists the
 // fragments its message must contain in its first line: "# expect: a | b | c".
@@ -34,7 +35,7 @@ std::string load_error(const std::string& path, const std::vector<std::string>& 
 
 std::string parse_error(std::string_view text, const std::vector<std::string>& overrides = {}) {
   try {
-    parse_model_config(text, "inline.toml", overrides);
+    parse_run_config(text, "inline.toml", overrides);
   } catch (const InputError& e) {
     return e.what();
   }
@@ -70,7 +71,8 @@ TEST_CASE("model config: every shipped config loads and validates", "[model_conf
 }
 
 TEST_CASE("model config: ST-MoE-32B values land in ModelConfig", "[model_config]") {
-  const ModelConfig c = load_model_config(model_path("st_moe_32b"));
+  const RunConfig run = load_run_config(model_path("st_moe_32b"));
+  const ModelConfig& c = run.model;
   CHECK(c.architecture == Architecture::encoder_decoder);
   CHECK(c.vocab == 32128);
   CHECK(c.d_model == 5120);
@@ -94,9 +96,9 @@ TEST_CASE("model config: ST-MoE-32B values land in ModelConfig", "[model_config]
   CHECK(c.is_sparse_layer(3));
   CHECK_FALSE(c.is_sparse_layer(0));
   CHECK(c.is_sparse_layer(23));
-  CHECK(c.batch == 2048);
-  CHECK(c.input_length == 512);
-  CHECK(c.target_length == 114);
+  CHECK(run.train.batch == 2048);
+  CHECK(run.train.input_length == 512);
+  CHECK(run.train.target_length == 114);
 }
 
 TEST_CASE("model config: the moe.encoder and moe.decoder tables override moe per stack", "[model_config]") {
@@ -106,7 +108,7 @@ TEST_CASE("model config: the moe.encoder and moe.decoder tables override moe per
   CHECK(c.moe_encoder.experts == 32);
   CHECK(c.moe_decoder.experts == 32);
 
-  const ModelConfig bpr = parse_model_config("[moe]\nk = 1\n[moe.encoder]\nbatch_prioritized = true\n", "x.toml");
+  const ModelConfig bpr = parse_run_config("[moe]\nk = 1\n[moe.encoder]\nbatch_prioritized = true\n", "x.toml").model;
   CHECK(bpr.moe_encoder.batch_prioritized);
   CHECK_FALSE(bpr.moe_decoder.batch_prioritized);
   CHECK(bpr.moe_encoder.k == 1);
@@ -114,7 +116,8 @@ TEST_CASE("model config: the moe.encoder and moe.decoder tables override moe per
 }
 
 TEST_CASE("model config: bench_moe is the decoder-only benchmark model", "[model_config]") {
-  const ModelConfig c = load_model_config(model_path("bench_moe"));
+  const RunConfig run = load_run_config(model_path("bench_moe"));
+  const ModelConfig& c = run.model;
   CHECK(c.architecture == Architecture::decoder_only);
   CHECK(c.encoder_layers == 0);
   CHECK(c.decoder_layers == 4);
@@ -136,13 +139,14 @@ TEST_CASE("model config: bench_moe is the decoder-only benchmark model", "[model
   CHECK(c.moe_decoder.cf_train == 1.25);
   CHECK(c.moe_decoder.group_size == 0);
   CHECK(c.moe_decoder.capacity == CapacityRule::ceil_k);
-  CHECK(c.batch == 16);
-  CHECK(c.input_length == 0);
-  CHECK(c.target_length == 256);
+  CHECK(run.train.batch == 16);
+  CHECK(run.train.input_length == 0);
+  CHECK(run.train.target_length == 256);
 }
 
 TEST_CASE("model config: defaults, d_kv from heads, dense without a moe table", "[model_config]") {
-  const ModelConfig c = parse_model_config("[model]\nd_model = 96\nheads = 3\n", "configs/plain.toml");
+  const RunConfig run = parse_run_config("[model]\nd_model = 96\nheads = 3\n", "configs/plain.toml");
+  const ModelConfig& c = run.model;
   CHECK(c.name == "plain");
   CHECK(c.d_kv == 32);
   CHECK_FALSE(c.is_moe());
@@ -151,26 +155,28 @@ TEST_CASE("model config: defaults, d_kv from heads, dense without a moe table", 
   CHECK(c.position_buckets == 32);
   CHECK(c.position_max_distance == 128);
   CHECK(c.norm_scale);
+  CHECK(run.train == TrainConfig{});  // no [train]: every default
 }
 
 TEST_CASE("model config: ReLU with matched FLOPs has 1.5x the hidden units", "[model_config]") {
-  const ModelConfig c = parse_model_config(
-      "[model]\nd_ff = 64\nffn = \"relu\"\nrelu_matches_geglu_flops = true\n[moe]\nexpert_ffn = \"relu\"\n", "x.toml");
+  const ModelConfig c = parse_run_config(
+      "[model]\nd_ff = 64\nffn = \"relu\"\nrelu_matches_geglu_flops = true\n[moe]\nexpert_ffn = \"relu\"\n", "x.toml").model;
   CHECK(c.d_ff == 96);
   CHECK(c.moe_encoder.d_ff == 96);
   CHECK(c.moe_decoder.expert_ffn == FfnKind::relu);
 }
 
 TEST_CASE("model config: --set overrides keys, with bare words as strings", "[model_config]") {
-  const ModelConfig c = load_model_config(
+  const RunConfig run = load_run_config(
       model_path("tiny"), {"moe.cf_train=2.5", "moe.router=hash", "model.dropout=0.1", "moe.decoder.group_size=6",
                            "train.batch=3", "moe.policy_eval=\"threshold\""});
+  const ModelConfig& c = run.model;
   CHECK(c.moe_encoder.cf_train == 2.5);
   CHECK(c.moe_decoder.router == RouterKind::hash);
   CHECK(c.dropout == 0.1);
   CHECK(c.moe_decoder.group_size == 6);
   CHECK(c.moe_encoder.group_size == 0);
-  CHECK(c.batch == 3);
+  CHECK(run.train.batch == 3);
   CHECK(c.moe_decoder.policy_eval == SecondPolicy::threshold);
 
   // An override can add a section: MoE on a dense model.
@@ -231,14 +237,33 @@ TEST_CASE("model config: architecture-specific keys are refused in the other arc
 }
 
 TEST_CASE("model config: to_json holds every resolved setting", "[model_config]") {
-  const ModelConfig c = load_model_config(model_path("st_moe_l"));
-  const auto j = to_json(c);
+  const auto j = to_json(load_run_config(model_path("st_moe_l")));
   CHECK(j.at("model").at("d_ff") == 2816);
   CHECK(j.at("model").at("architecture") == "encoder_decoder");
   CHECK(j.at("moe").at("encoder").at("group_size") == 2048);
   CHECK(j.at("moe").at("decoder").at("group_size") == 456);
   CHECK(j.at("moe").at("decoder").at("router") == "top_k");
   CHECK(j.at("train").at("target_length") == 114);
-  CHECK_FALSE(to_json(load_model_config(model_path("t5_xxl"))).contains("moe"));
-  CHECK(to_json(load_model_config(model_path("bench_moe"))).at("model").at("layers") == 4);
+  CHECK_FALSE(to_json(load_run_config(model_path("t5_xxl"))).contains("moe"));
+  CHECK(to_json(load_run_config(model_path("bench_moe"))).at("model").at("layers") == 4);
+}
+
+TEST_CASE("model config: the train JSON in the schema's order, fine-tuning keys only when set", "[model_config]") {
+  // Checkpoints hold this JSON and a resume compares it byte for byte: its text must not change.
+  const std::string rest = R"("seed":1,"precision":"f32","optimizer":"adafactor","schedule":"inverse_sqrt",)"
+                           R"("learning_rate":0.01,"warmup_steps":10000,"grad_clip":0.0,"clip_threshold":1.0,)"
+                           R"("decay_exponent":0.8,"parameter_scale":true,"factored":true,"epsilon1":1e-30,)"
+                           R"("epsilon2":0.001,"divergence_factor":4.0,"eval_batches":0)";
+  std::string plain = R"({"batch":2,"input_length":8,"target_length":6,)";
+  plain += rest;
+  std::string finetune = plain;
+  plain += "}";
+  finetune += R"(,"trainable":"moe","reset_optimizer":true,"step_offset":5})";
+  CHECK(to_json(load_run_config(model_path("tiny"))).at("train").dump() == plain);
+  const std::vector<std::string> sets = {"train.trainable=moe", "train.reset_optimizer=true", "train.step_offset=5"};
+  CHECK(to_json(load_run_config(model_path("tiny"), sets)).at("train").dump() == finetune);
+  const nlohmann::ordered_json lm = to_json(load_run_config(model_path("bench_moe"))).at("train");
+  CHECK(lm.at("length") == 256);
+  CHECK_FALSE(lm.contains("input_length"));
+  CHECK_FALSE(lm.contains("target_length"));
 }

@@ -14,15 +14,17 @@ using namespace sy;
 
 namespace {
 
-ModelConfig model(const std::string& name, const std::vector<std::string>& overrides = {}) {
-  return load_model_config((test::source_root() / "experiments" / "configs" / "models" / (name + ".toml")).string(),
-                           overrides);
+RunConfig model(const std::string& name, const std::vector<std::string>& overrides = {}) {
+  return load_run_config((test::source_root() / "experiments" / "configs" / "models" / (name + ".toml")).string(),
+                         overrides);
 }
+
+ModelStats stats_of(const RunConfig& c, const StatsOptions& o = {}) { return model_stats(c.model, c.train, o); }
 
 ModelStats forward_stats(const std::string& name) {
   StatsOptions o;
   o.training = false;
-  return model_stats(model(name), o);
+  return stats_of(model(name), o);
 }
 
 double rel_error(double got, double want) { return std::abs(got - want) / want; }
@@ -59,10 +61,10 @@ TEST_CASE("model stats: Switch-C has 1571B parameters (and 890B FLOPs per sequen
 
 TEST_CASE("model stats: the published convention on tiny is 2 x active weights x tokens of their stack",
           "[model_stats]") {
-  const ModelConfig c = model("tiny");
+  const RunConfig c = model("tiny");
   StatsOptions o;
   o.training = false;
-  const ModelStats s = model_stats(c, o);
+  const ModelStats s = stats_of(c, o);
   const double D = 16, F = 32, HK = 16, V = 64, E = 4, k = 2, in = 8, out = 6;
   const double attention = 4 * D * HK;
   const double ffn = 3 * D * F;
@@ -83,11 +85,11 @@ TEST_CASE("model stats: the published convention on tiny is 2 x active weights x
 }
 
 TEST_CASE("model stats: graph FLOPs agree with the generic counter and split by component", "[model_stats]") {
-  const ModelConfig c = model("tiny");
+  const RunConfig c = model("tiny");
   BuildOptions bo;
-  ModelGraph m = build_model(c, bo);
+  ModelGraph m = build_model(c.model, c.train, bo);
   const GraphCounts fwd = count_graph(m.graph);
-  const ModelStats s = model_stats(c, m);
+  const ModelStats s = model_stats(c.model, c.train, m);
   CHECK(s.forward_nodes == fwd.forward_nodes);
   CHECK(s.backward_nodes == 0);
   CHECK(s.graph_training_flops == 0);
@@ -116,22 +118,22 @@ TEST_CASE("model stats: graph FLOPs agree with the generic counter and split by 
 
   // With the backward pass: training FLOPs from the autodiff nodes, about 3x the forward.
   StatsOptions o;
-  const ModelStats t = model_stats(c, o);
+  const ModelStats t = stats_of(c, o);
   CHECK(t.backward_nodes > t.forward_nodes);
   CHECK(t.graph_forward_flops == Approx(s.graph_forward_flops));
   CHECK(t.graph_training_flops > 2.5 * t.graph_forward_flops);
   CHECK(t.graph_training_flops < 4.0 * t.graph_forward_flops);
-  CHECK(count_graph(build_model(c).graph).parameters == t.parameters);
+  CHECK(count_graph(build_model(c.model, c.train).graph).parameters == t.parameters);
 }
 
 TEST_CASE("model stats: the eval graph pays for the larger eval capacity, the published count does not",
           "[model_stats]") {
-  const ModelConfig c = model("small");
+  const RunConfig c = model("small");
   StatsOptions train, eval;
   train.training = eval.training = false;
   eval.mode = Mode::eval;
-  const ModelStats t = model_stats(c, train);
-  const ModelStats e = model_stats(c, eval);
+  const ModelStats t = stats_of(c, train);
+  const ModelStats e = stats_of(c, eval);
   CHECK(comp(e, Component::experts).graph_forward_flops > comp(t, Component::experts).graph_forward_flops);
   CHECK(e.published_forward_flops == t.published_forward_flops);
 }
@@ -187,7 +189,7 @@ TEST_CASE("model stats: format_count uses B for parameters and G for FLOPs", "[m
 
 TEST_CASE("model stats: ST-MoE-32B training FLOPs from its backward graph are about 3x the forward",
           "[model_stats]") {
-  const ModelStats s = model_stats(model("st_moe_32b"));  // builds the backward pass (shapes only)
+  const ModelStats s = stats_of(model("st_moe_32b"));  // builds the backward pass (shapes only)
   CHECK(s.backward_nodes > s.forward_nodes);
   CHECK(s.graph_training_flops > 2.8 * s.graph_forward_flops);
   CHECK(s.graph_training_flops < 3.2 * s.graph_forward_flops);
@@ -199,7 +201,7 @@ TEST_CASE("model stats: autodiff over the full ST-MoE-32B graph (regression: ref
           "[model_stats]") {
   // Backward rules hold references to input shapes while emitting nodes; with vector storage the
   // graph's growth moved them and this crashed. Graph storage is now a deque.
-  const ModelStats t = model_stats(model("st_moe_32b"), StatsOptions{});
+  const ModelStats t = stats_of(model("st_moe_32b"), StatsOptions{});
   CHECK(t.backward_nodes > t.forward_nodes);
   CHECK(t.graph_training_flops > 2.5 * t.graph_forward_flops);
 }

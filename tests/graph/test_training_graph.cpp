@@ -10,17 +10,21 @@ using namespace sy;
 
 namespace {
 
-ModelConfig tiny(std::vector<std::string> sets = {}) {
-  return load_model_config((test::source_root() / "experiments/configs/models/tiny.toml").string(), sets);
+RunConfig tiny(std::vector<std::string> sets = {}) {
+  return load_run_config((test::source_root() / "experiments/configs/models/tiny.toml").string(), sets);
+}
+
+TrainingGraph build(const RunConfig& c, const TrainingGraphOptions& opts = {}) {
+  return build_training_graph(c.model, c.train, opts);
 }
 
 // Routing groups of the first MoE layer (the encoder's: 2 x 8 tokens) of `c` on the mesh.
-int64_t groups_of(const ModelConfig& c, const std::string& mesh_text, const std::string& layout_text) {
+int64_t groups_of(const RunConfig& c, const std::string& mesh_text, const std::string& layout_text) {
   const Mesh mesh = parse_mesh(mesh_text);
   TrainingGraphOptions o;
   o.mesh = mesh;
   o.layout = parse_layout(layout_text, mesh);
-  const TrainingGraph t = build_training_graph(c, o);
+  const TrainingGraph t = build(c, o);
   REQUIRE_FALSE(t.model.moe_layers.empty());
   return t.model.moe_layers.front().groups;  // the encoder's sparse layer
 }
@@ -49,7 +53,7 @@ TEST_CASE("training graph: one routing group per data-parallel shard unless grou
 }
 
 TEST_CASE("training graph: one update per trainable parameter, frozen ones get none", "[training_graph]") {
-  const TrainingGraph all = build_training_graph(tiny());
+  const TrainingGraph all = build(tiny());
   const Graph& g = all.model.graph;
   CHECK(static_cast<size_t>(count_kind(g, OpKind::adafactor_update)) == g.parameters().size());
   CHECK(all.slots.size() == g.parameters().size());
@@ -68,22 +72,22 @@ TEST_CASE("training graph: one update per trainable parameter, frozen ones get n
   CHECK_FALSE(is_optimizer_state("optimizer/lr"));
   CHECK_FALSE(is_optimizer_state("decoder/layer_00/ffn/wi"));
 
-  const TrainingGraph adamw = build_training_graph(tiny({"train.optimizer=adamw"}));
+  const TrainingGraph adamw = build(tiny({"train.optimizer=adamw"}));
   CHECK(static_cast<size_t>(count_kind(adamw.model.graph, OpKind::adamw_update)) == adamw.model.graph.parameters().size());
 
-  const TrainingGraph frozen = build_training_graph(tiny({"train.trainable=moe"}));
+  const TrainingGraph frozen = build(tiny({"train.trainable=moe"}));
   CHECK_FALSE(frozen.frozen.empty());
   CHECK(frozen.slots.size() + frozen.frozen.size() == frozen.model.graph.parameters().size());
   CHECK(static_cast<size_t>(count_kind(frozen.model.graph, OpKind::adafactor_update)) == frozen.slots.size());
 
   TrainingGraphOptions no_opt;
   no_opt.optimizer = false;
-  const TrainingGraph bare = build_training_graph(tiny(), no_opt);
+  const TrainingGraph bare = build(tiny(), no_opt);
   CHECK(count_kind(bare.model.graph, OpKind::adafactor_update) == 0);
   CHECK_FALSE(bare.lr.valid());
   TrainingGraphOptions eval;
   eval.mode = Mode::eval;
-  const TrainingGraph e = build_training_graph(tiny(), eval);
+  const TrainingGraph e = build(tiny(), eval);
   CHECK(std::none_of(e.model.graph.nodes.begin(), e.model.graph.nodes.end(), [](const Node& n) { return n.backward; }));
   CHECK(e.model.graph.find_output("accuracy").has_value());
 }

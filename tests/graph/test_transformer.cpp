@@ -22,10 +22,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ModelConfig model(const std::string& name, const std::vector<std::string>& overrides = {}) {
-  return load_model_config((test::source_root() / "experiments" / "configs" / "models" / (name + ".toml")).string(),
-                           overrides);
+RunConfig model(const std::string& name, const std::vector<std::string>& overrides = {}) {
+  return load_run_config((test::source_root() / "experiments" / "configs" / "models" / (name + ".toml")).string(),
+                         overrides);
 }
+
+ModelGraph build(const RunConfig& c, const BuildOptions& opts = {}) { return build_model(c.model, c.train, opts); }
 
 bool has_param(const Graph& g, const std::string& name) {
   auto v = g.find_leaf(name);
@@ -96,8 +98,8 @@ TEST_CASE("transformer: T5 relative position buckets match T5's function", "[tra
 }
 
 TEST_CASE("transformer: tiny encoder-decoder has the T5 structure, scopes and named leaves", "[transformer]") {
-  const ModelConfig c = model("tiny");
-  const ModelGraph m = build_model(c);
+  const RunConfig c = model("tiny");
+  const ModelGraph m = build(c);
   const Graph& g = m.graph;
   verify(g);
 
@@ -156,8 +158,8 @@ TEST_CASE("transformer: tiny encoder-decoder has the T5 structure, scopes and na
 }
 
 TEST_CASE("transformer: the parameter count of tiny equals the hand count", "[transformer]") {
-  const ModelConfig c = model("tiny");
-  const ModelGraph m = build_model(c);
+  const RunConfig c = model("tiny");
+  const ModelGraph m = build(c);
   const int64_t D = 16, F = 32, HK = 16, V = 64, E = 4, buckets = 8, H = 2;
   const int64_t attention = 4 * D * HK + D;  // wq, wk, wv, wo + pre-norm scale
   const int64_t ffn = 3 * D * F + D;         // GEGLU + pre-norm
@@ -176,8 +178,9 @@ TEST_CASE("transformer: every shipped config builds and verifies, with one MoE l
   for (const auto& entry : fs::directory_iterator(test::source_root() / "experiments" / "configs" / "models")) {
     if (entry.path().extension() != ".toml") continue;
     INFO(entry.path().string());
-    const ModelConfig c = load_model_config(entry.path().string());
-    const ModelGraph m = build_model(c);
+    const RunConfig run = load_run_config(entry.path().string());
+    const ModelConfig& c = run.model;
+    const ModelGraph m = build(run);
     verify(m.graph);
     CHECK(m.init.size() == m.graph.parameters().size());
     CHECK(m.moe_layers.size() ==
@@ -186,8 +189,8 @@ TEST_CASE("transformer: every shipped config builds and verifies, with one MoE l
 }
 
 TEST_CASE("transformer: bench_moe is a decoder-only LM with MoE in layers 2 and 4", "[transformer]") {
-  const ModelConfig c = model("bench_moe");
-  const ModelGraph m = build_model(c);
+  const RunConfig c = model("bench_moe");
+  const ModelGraph m = build(c);
   const Graph& g = m.graph;
   verify(g);
   CHECK_FALSE(m.encoder_input_tokens.valid());
@@ -212,9 +215,9 @@ TEST_CASE("transformer: bench_moe is a decoder-only LM with MoE in layers 2 and 
 }
 
 TEST_CASE("transformer: untied embeddings, ReLU FFN and no norm scale", "[transformer]") {
-  const ModelConfig c = model("tiny", {"model.tied_embeddings=false", "model.ffn=relu", "model.norm_scale=false",
+  const RunConfig c = model("tiny", {"model.tied_embeddings=false", "model.ffn=relu", "model.norm_scale=false",
                                        "moe.expert_ffn=relu"});
-  const ModelGraph m = build_model(c);
+  const ModelGraph m = build(c);
   const Graph& g = m.graph;
   verify(g);
   CHECK(g.type(*g.find_leaf("logits/kernel")).shape == Shape{{"d_model", 16}, {"vocab", 64}});
@@ -226,12 +229,12 @@ TEST_CASE("transformer: untied embeddings, ReLU FFN and no norm scale", "[transf
 }
 
 TEST_CASE("transformer: dropout in train mode only; the eval graph uses the eval CF", "[transformer]") {
-  const ModelConfig c = model("tiny", {"model.dropout=0.1"});
+  const RunConfig c = model("tiny", {"model.dropout=0.1"});
   BuildOptions train;
-  const ModelGraph t = build_model(c, train);
+  const ModelGraph t = build(c, train);
   BuildOptions eval;
   eval.mode = Mode::eval;
-  const ModelGraph e = build_model(c, eval);
+  const ModelGraph e = build(c, eval);
   verify(t.graph);
   verify(e.graph);
   CHECK(count_kind(t.graph, OpKind::dropout) > 0);
@@ -249,12 +252,12 @@ TEST_CASE("transformer: dropout in train mode only; the eval graph uses the eval
   CHECK(e.moe_layers[0].capacity == 8);   // floor(16 * 2.0 / 4)
   BuildOptions bigger;
   bigger.batch = 4;
-  CHECK(build_model(c, bigger).graph.type(build_model(c, bigger).encoder_input_tokens).shape[0].size == 4);
+  CHECK(build(c, bigger).graph.type(build(c, bigger).encoder_input_tokens).shape[0].size == 4);
 }
 
 TEST_CASE("transformer: the initialiser table follows the Switch rule sigma = sqrt(0.1 / fan_in)", "[transformer]") {
-  const ModelConfig c = model("tiny");
-  const ModelGraph m = build_model(c);
+  const RunConfig c = model("tiny");
+  const ModelGraph m = build(c);
   REQUIRE(m.init.size() == m.graph.parameters().size());
   auto sigma = [](double fan_in) { return std::sqrt(0.1 / fan_in); };
   CHECK(init_of(m, "encoder/layer_00/attention/wq").stddev == Approx(sigma(16)));
@@ -290,9 +293,9 @@ TEST_CASE("transformer: the initialiser table follows the Switch rule sigma = sq
 
 TEST_CASE("transformer: tiny runs forward in the reference interpreter with a loss near log(vocab)",
           "[transformer]") {
-  const ModelConfig c = model("tiny");
-  const ModelGraph m = build_model(c);
-  const auto leaves = leaves_for(m, c.vocab, 3);
+  const RunConfig c = model("tiny");
+  const ModelGraph m = build(c);
+  const auto leaves = leaves_for(m, c.model.vocab, 3);
   const std::vector<Tensor> out = interpret(m.graph, leaves);
   const double ce = out[static_cast<size_t>(m.cross_entropy.v)].data.at(0);
   const double loss = out[static_cast<size_t>(m.graph.loss.v)].data.at(0);
@@ -340,22 +343,22 @@ TEST_CASE("transformer: tiny runs forward in the reference interpreter with a lo
 TEST_CASE("transformer: gradients of the tiny models reach every parameter", "[transformer]") {
   // Expert weights of an expert that no token reached would get a zero gradient; with 4 experts,
   // top-2 and 12+ tokens per group every expert is used at this seed.
-  auto check_gradients = [](const ModelConfig& c) {
-    ModelGraph m = build_model(c);
+  auto check_gradients = [](const RunConfig& c) {
+    ModelGraph m = build(c);
     gradients(m.graph);
     verify(m.graph);
-    const auto out = interpret(m.graph, leaves_for(m, c.vocab, 5));
+    const auto out = interpret(m.graph, leaves_for(m, c.model.vocab, 5));
     for (ValueId p : m.graph.parameters()) {
       const Tensor& grad = out[static_cast<size_t>(m.graph.find_output("grad/" + m.graph.value(p).name)->v)];
       double norm = 0;
       for (double x : grad.data) norm += x * x;
-      INFO(c.name << ": " << m.graph.value(p).name);
+      INFO(c.model.name << ": " << m.graph.value(p).name);
       CHECK(std::isfinite(norm));
       CHECK(norm > 0);
     }
   };
   check_gradients(model("tiny", {"model.dropout=0.1"}));
-  check_gradients(parse_model_config(
+  check_gradients(parse_run_config(
       "[model]\narchitecture = \"decoder_only\"\nvocab = 64\nd_model = 16\nd_ff = 32\nheads = 2\nlayers = 2\n"
       "position_buckets = 8\nposition_max_distance = 16\n[moe]\nevery = 2\nexperts = 4\nk = 2\nmin_capacity = 1\n"
       "[train]\nbatch = 2\nlength = 6\n",
@@ -387,14 +390,14 @@ TEST_CASE("transformer: every router, policy and loss convention is selectable f
     std::string label;
     for (const std::string& s : v) label += s + " ";
     INFO(label);
-    const ModelConfig c = model("tiny", v);
+    const RunConfig c = model("tiny", v);
     for (Mode mode : {Mode::train, Mode::eval}) {
       BuildOptions o;
       o.mode = mode;
-      ModelGraph m = build_model(c, o);
+      ModelGraph m = build(c, o);
       gradients(m.graph);
       verify(m.graph);
-      const auto out = interpret(m.graph, leaves_for(m, c.vocab, 11));
+      const auto out = interpret(m.graph, leaves_for(m, c.model.vocab, 11));
       const double loss = out[static_cast<size_t>(m.graph.loss.v)].data.at(0);
       CHECK(std::isfinite(loss));
       CHECK(loss > 0);

@@ -67,13 +67,13 @@ length = 64
                      experts, batch);
 }
 
-SimResult simulate_model(const ModelConfig& c, const std::string& mesh_text, const std::string& layout_text,
+SimResult simulate_model(const RunConfig& c, const std::string& mesh_text, const std::string& layout_text,
                          const std::string& chip = "tpu_v4") {
   const Mesh mesh = parse_mesh(mesh_text);
   const HardwareSpec hw = load_hardware(chip, default_hardware_dir());
   place_mesh(hw, mesh);  // as the tool: a mesh larger than the pod fails first
   const Layout layout = parse_layout(layout_text, mesh);
-  const TrainingStep step = build_training_step(c, {.mesh = mesh, .layout = layout});
+  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
   SimOptions o;
   o.tokens_per_step = step.tokens;
   o.model_flops_per_step = step.model_flops;
@@ -203,13 +203,13 @@ TEST_CASE("memory per device: parameters, gradients, optimizer state; does not f
 }
 
 TEST_CASE("the analytical evaluation prices what the event simulation runs", "[simulator][sweep]") {
-  const ModelConfig c = parse_model_config(small_moe(8), "small_moe.toml");
+  const RunConfig c = parse_run_config(small_moe(8), "small_moe.toml");
   const Mesh mesh = parse_mesh("data:4,model:2");
   const HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
   for (const char* text : {"batch:data,experts:data,d_ff:model,heads:model", "batch:data", "d_ff:model,vocab:model", ""}) {
     INFO(text);
     const Layout layout = parse_layout(text, mesh);
-    const TrainingStep full = build_training_step(c, {.mesh = mesh, .layout = layout});
+    const TrainingStep full = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
     LayoutEvaluator eval(full.graph(), mesh, h);
     const LayoutScore a = eval.evaluate(layout);
     const SimResult s = simulate(lower(full.graph(), mesh, layout), h);
@@ -223,10 +223,10 @@ TEST_CASE("the analytical evaluation prices what the event simulation runs", "[s
     CHECK(s.step_time <= a.compute + a.comm + 1e-9);
   }
   // A reduced build (one layer of each kind, weighted) stands for the full model.
-  ModelConfig four = parse_model_config(small_moe(8), "small_moe.toml", {"model.layers=4"});
+  RunConfig four = parse_run_config(small_moe(8), "small_moe.toml", {"model.layers=4"});
   const Layout layout = parse_layout("batch:data,experts:data,d_ff:model", mesh);
-  const TrainingStep big = build_training_step(four, {.mesh = mesh, .layout = layout});
-  const TrainingStep reduced = build_training_step(four, {.mesh = mesh, .layout = layout}, /*reduced=*/true);
+  const TrainingStep big = build_training_step(four.model, four.train, {.mesh = mesh, .layout = layout});
+  const TrainingStep reduced = build_training_step(four.model, four.train, {.mesh = mesh, .layout = layout}, /*reduced=*/true);
   CHECK(reduced.graph().nodes.size() < big.graph().nodes.size());
   LayoutEvaluator e_big(big.graph(), mesh, h);
   LayoutEvaluator e_red(reduced.graph(), mesh, h, reduced.weights);
@@ -248,8 +248,8 @@ TEST_CASE("sweep: every legal layout; those that fit first by step time, the res
   CHECK(all.size() == 9);
   CHECK(to_string(all[0]).empty());
   CHECK(to_string(all[8]) == "batch:model,d_ff:model");
-  const ModelConfig c = parse_model_config(small_moe(8), "small_moe.toml");
-  const TrainingStep step = build_training_step(c, {.mesh = mesh, .layout = parse_layout("batch:data", mesh)});
+  const RunConfig c = parse_run_config(small_moe(8), "small_moe.toml");
+  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = parse_layout("batch:data", mesh)});
   HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
   LayoutEvaluator eval(step.graph(), mesh, h);
   CHECK_THAT(eval.legality(parse_layout("d_model:data,d_ff:data", mesh)), Contains("both map to mesh axis 'data'"));
@@ -290,8 +290,8 @@ TEST_CASE("sweep: every legal layout; those that fit first by step time, the res
 }
 
 TEST_CASE("MoE: raising the train capacity factor raises step time and all-to-all bytes", "[simulator][moe]") {
-  const ModelConfig lo = parse_model_config(small_moe(8), "small_moe.toml", {"moe.cf_train=1.25"});
-  const ModelConfig hi = parse_model_config(small_moe(8), "small_moe.toml", {"moe.cf_train=2.0"});
+  const RunConfig lo = parse_run_config(small_moe(8), "small_moe.toml", {"moe.cf_train=1.25"});
+  const RunConfig hi = parse_run_config(small_moe(8), "small_moe.toml", {"moe.cf_train=2.0"});
   const char* layout = "batch:data,experts:data";
   const SimResult a = simulate_model(lo, "data:8", layout);
   const SimResult b = simulate_model(hi, "data:8", layout);
@@ -305,15 +305,15 @@ TEST_CASE("MoE: raising the train capacity factor raises step time and all-to-al
 TEST_CASE("MoE: more experts at fixed tokens per chip leave per-chip all-to-all bytes unchanged", "[simulator][moe]") {
   // ST-MoE footnote 10: the all-to-all moves tokens·k·CF·d_model per chip, whatever E is.
   const char* layout = "batch:data,experts:data";
-  const SimResult e8 = simulate_model(parse_model_config(small_moe(8), "m.toml"), "data:8", layout);
-  const SimResult e16 = simulate_model(parse_model_config(small_moe(16), "m.toml"), "data:8", layout);
-  const SimResult e32 = simulate_model(parse_model_config(small_moe(32), "m.toml"), "data:8", layout);
+  const SimResult e8 = simulate_model(parse_run_config(small_moe(8), "m.toml"), "data:8", layout);
+  const SimResult e16 = simulate_model(parse_run_config(small_moe(16), "m.toml"), "data:8", layout);
+  const SimResult e32 = simulate_model(parse_run_config(small_moe(32), "m.toml"), "data:8", layout);
   REQUIRE(e8.all_to_all_bytes > 0);
   CHECK(e16.all_to_all_bytes == Approx(e8.all_to_all_bytes));
   CHECK(e32.all_to_all_bytes == Approx(e8.all_to_all_bytes));
   // With experts and chips doubled together (twice the batch: tokens per chip fixed) the payload
   // per chip is the same; the bytes sent grow from 7/8 to 15/16 of it (what stays on the chip).
-  const SimResult wide = simulate_model(parse_model_config(small_moe(16, 64), "m.toml"), "data:16", layout);
+  const SimResult wide = simulate_model(parse_run_config(small_moe(16, 64), "m.toml"), "data:16", layout);
   auto payload = [](const SimResult& r) {
     double b = 0;
     for (const SimOp& op : r.ops)
@@ -325,7 +325,7 @@ TEST_CASE("MoE: more experts at fixed tokens per chip leave per-chip all-to-all 
 }
 
 TEST_CASE("simulate refuses a mesh larger than the pod", "[simulator]") {
-  const ModelConfig c = parse_model_config(small_moe(8), "m.toml");
+  const RunConfig c = parse_run_config(small_moe(8), "m.toml");
   CHECK_THROWS_WITH(simulate_model(c, "data:512", "batch:data", "tpu_v5e"),
                     Contains("mesh 'data:512' has 512 devices, more than the pod: a tpu_v5e pod has 256 devices"));
 }
