@@ -15,6 +15,7 @@
 //   Range (at_least, above, interval)  numbers; integers take at_least(lo) or interval(lo, hi, "[]")
 //   Predicate{ok, "words"}            numbers `ok` accepts
 //   a (value, spelling) array         an enum limited to some values (kFloatDTypes)
+//   StringCheck{check}                strings `check` accepts (train.trainable: a preset or a regex)
 // The fourth, `shown` (default true), is false where the JSON writer leaves the field out
 // (settings that do not apply, e.g. AdamW's beta1 under Adafactor); readers ignore it.
 #pragma once
@@ -62,6 +63,12 @@ Range interval(double lo, double hi, std::string_view brackets, std::string note
 struct Predicate {
   bool (*ok)(double);
   std::string_view allowed;
+};
+
+// Strings that `check` accepts: it throws InputError saying why not, and the TOML reader reports
+// that at the key.
+struct StringCheck {
+  void (*check)(const std::string&);
 };
 
 // The float dtypes a model setting may name (train.precision, moe.router_dtype).

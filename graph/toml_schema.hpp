@@ -31,6 +31,7 @@
 // A struct with a fields() list (graph/fields.hpp) is read in one call: read_fields(section, moe).
 #pragma once
 
+#include "graph/error.hpp"
 #include "graph/fields.hpp"
 
 #include <toml++/toml.h>
@@ -163,8 +164,15 @@ struct TomlFieldReader {
       static_assert(std::is_same_v<A, Any>);
       m = t.boolean(key, m);
     } else if constexpr (std::is_same_v<T, std::string>) {
-      static_assert(std::is_same_v<A, Any>);
+      static_assert(std::is_same_v<A, Any> || std::is_same_v<A, StringCheck>);
       m = t.string(key, m);
+      if constexpr (std::is_same_v<A, StringCheck>) {
+        try {
+          allowed.check(m);
+        } catch (const InputError& e) {
+          t.fail(key, e.what());
+        }
+      }
     } else if constexpr (std::is_enum_v<T> && std::is_same_v<A, Any>) {
       m = t.choice(key, m, EnumNames<T>::names);
     } else if constexpr (std::is_enum_v<T>) {

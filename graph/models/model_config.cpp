@@ -237,11 +237,6 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
     t.target_length = train.integer("length", 256, 1);
   }
   read_fields(train, t);
-  try {
-    parameter_is_trainable(t.trainable, "");
-  } catch (const InputError& e) {
-    train.fail("trainable", e.what());
-  }
   if (t.optimizer.schedule != LrSchedule::cosine && train.has("decay_steps"))
     train.fail("decay_steps",
                fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(t.optimizer.schedule)));

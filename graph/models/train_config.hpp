@@ -124,6 +124,13 @@ struct OptimizerConfig {
   bool operator==(const OptimizerConfig&) const = default;
 };
 
+// The presets of train.trainable, in the order the schema lists them.
+inline constexpr const char* kTrainablePresets[] = {"all", "moe", "non_moe", "attention", "ffn"};
+
+// Whether train.trainable = `trainable` (a preset or a regex, see the schema) trains the parameter
+// named `name`. Throws InputError for a regex that does not compile.
+bool parameter_is_trainable(const std::string& trainable, const std::string& name);
+
 struct TrainConfig {
   // The batch shape. Read and written by hand (graph/models/model_config.cpp), not by fields():
   // which length keys a file has depends on the model's architecture (input_length and
@@ -151,18 +158,12 @@ struct TrainConfig {
     v("divergence_factor", s.divergence_factor,
       Predicate{[](double x) { return x == 0 || x > 1; }, "0 (off) or > 1"});
     v("eval_batches", s.eval_batches, at_least(0));
-    v("trainable", s.trainable, kAny, s.trainable != "all");
+    v("trainable", s.trainable, StringCheck{[](const std::string& t) { parameter_is_trainable(t, ""); }},
+      s.trainable != "all");
     v("reset_optimizer", s.reset_optimizer, kAny, s.reset_optimizer);
     v("step_offset", s.step_offset, at_least(0), s.step_offset != 0);
   }
   bool operator==(const TrainConfig&) const = default;
 };
-
-// The presets of train.trainable, in the order the schema lists them.
-inline constexpr const char* kTrainablePresets[] = {"all", "moe", "non_moe", "attention", "ffn"};
-
-// Whether train.trainable = `trainable` (a preset or a regex, see the schema) trains the parameter
-// named `name`. Throws InputError for a regex that does not compile.
-bool parameter_is_trainable(const std::string& trainable, const std::string& name);
 
 }  // namespace sy

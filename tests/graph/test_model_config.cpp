@@ -267,3 +267,9 @@ TEST_CASE("model config: the train JSON in the schema's order, fine-tuning keys 
   CHECK_FALSE(lm.contains("input_length"));
   CHECK_FALSE(lm.contains("target_length"));
 }
+
+TEST_CASE("model config: train.trainable is checked where it is read, before the keys after it", "[model_config]") {
+  const std::string e = parse_error("[train]\ntrainable = \"(x\"\nreset_optimizer = 3\nstep_offset = -1\n");
+  CHECK_THAT(e, Catch::Contains("inline.toml:2: train.trainable = \"(x\": not a preset and not a valid regular "
+                                "expression"));
+}
