@@ -248,10 +248,6 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   return parse_run_config(read_file(path), path, overrides);
 }
 
-ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return load_run_config(path, overrides).model;
-}
-
 nlohmann::ordered_json to_json(const RunConfig& run) {
   using J = nlohmann::ordered_json;
   const ModelConfig& c = run.model;

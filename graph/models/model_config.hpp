@@ -126,9 +126,6 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 RunConfig parse_run_config(std::string_view text, std::string_view source_name,
                            const std::vector<std::string>& overrides = {});
 
-// load_run_config(path, overrides).model, for tools that need the model only.
-ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides = {});
-
 // Every resolved setting (the MoE blocks only for MoE models), for reports and run records:
 // {"model": ..., "moe": ..., "train": ...}. Checkpoints hold it (executor/train/checkpoint.hpp).
 nlohmann::ordered_json to_json(const RunConfig& c);

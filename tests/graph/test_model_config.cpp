@@ -1,8 +1,7 @@
 // Model config files: the shipped configs load, values and defaults land in ModelConfig and
-// TrainConfig, --set
-// overrides apply, and every bad config in tests/data/bad_configs/ is refused with an InputError
-// naming the file, the key (with its line) and what is allowed. Each bad config lists the
-// fragments its message must contain in its first line: "# expect: a | b | c".
+// TrainConfig, --set overrides apply, and every bad config in tests/data/bad_configs/ is refused
+// with an InputError naming the file, the key (with its line) and what is allowed. Each bad config
+// lists the fragments its message must contain in its first line: "# expect: a | b | c".
 #include "graph/models/model_config.hpp"
 
 #include "graph/error.hpp"
@@ -25,7 +24,7 @@ std::string model_path(const std::string& name) { return (models_dir() / (name +
 // The InputError message of loading `path` (fails the test if it loads).
 std::string load_error(const std::string& path, const std::vector<std::string>& overrides = {}) {
   try {
-    load_model_config(path, overrides);
+    load_run_config(path, overrides);
   } catch (const InputError& e) {
     return e.what();
   }
@@ -62,7 +61,7 @@ TEST_CASE("model config: every shipped config loads and validates", "[model_conf
   for (const auto& entry : fs::directory_iterator(models_dir())) {
     if (entry.path().extension() != ".toml") continue;
     INFO(entry.path().string());
-    const ModelConfig c = load_model_config(entry.path().string());
+    const ModelConfig c = load_run_config(entry.path().string()).model;
     CHECK(c.name == entry.path().stem().string());
     CHECK(c.source == entry.path().string());
     ++n;
@@ -102,7 +101,7 @@ TEST_CASE("model config: ST-MoE-32B values land in ModelConfig", "[model_config]
 }
 
 TEST_CASE("model config: the moe.encoder and moe.decoder tables override moe per stack", "[model_config]") {
-  const ModelConfig c = load_model_config(model_path("st_moe_l"));
+  const ModelConfig c = load_run_config(model_path("st_moe_l")).model;
   CHECK(c.moe_encoder.group_size == 2048);
   CHECK(c.moe_decoder.group_size == 456);
   CHECK(c.moe_encoder.experts == 32);
@@ -180,7 +179,7 @@ TEST_CASE("model config: --set overrides keys, with bare words as strings", "[mo
   CHECK(c.moe_decoder.policy_eval == SecondPolicy::threshold);
 
   // An override can add a section: MoE on a dense model.
-  const ModelConfig d = load_model_config(model_path("dense_l"), {"moe.experts=4"});
+  const ModelConfig d = load_run_config(model_path("dense_l"), {"moe.experts=4"}).model;
   CHECK(d.is_moe());
   CHECK(d.moe_every == 1);
 }
