@@ -273,7 +273,9 @@ struct Executor::Impl {
       case OpKind::all_to_all:
       case OpKind::shard_slice:
         break;
-      // Fast: optimizer updates (executor/train/optimizer_kernels.cpp).
+      // Fast: optimizer updates and statistics (executor/train/optimizer_kernels.cpp).
+      case OpKind::mean_square: done = exec::mean_square(std::get<DimsAttrs>(n.attrs), ins(), outs()); break;
+      case OpKind::adafactor_moment: done = exec::adafactor_moment(std::get<AdafactorAttrs>(n.attrs), ins(), outs()); break;
       case OpKind::adafactor_update: done = exec::adafactor_update(std::get<AdafactorAttrs>(n.attrs), ins(), outs()); break;
       case OpKind::adamw_update: done = exec::adamw_update(std::get<AdamWAttrs>(n.attrs), ins(), outs()); break;
     }

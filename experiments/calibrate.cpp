@@ -146,8 +146,10 @@ sy::Graph one_op(sy::OpKind kind, int64_t n, bool bcast_operand = false) {
     case OpKind::reduce_scatter:
     case OpKind::all_to_all:
     case OpKind::shard_slice:
+    case OpKind::mean_square:
+    case OpKind::adafactor_moment:
     case OpKind::adafactor_update:
-    case OpKind::adamw_update: return Graph{};  // collectives need a mesh; updates take optimizer state
+    case OpKind::adamw_update: return Graph{};  // collectives need a mesh; the optimizer's nodes take its state
   }
   b.output("out", out);
   return g;

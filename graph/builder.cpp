@@ -195,9 +195,74 @@ std::vector<ValueId> update_inputs(Expr param, Expr grad, const std::vector<Expr
 }
 }  // namespace
 
+Expr mean_square(Expr x, std::vector<std::string> dims, Expr scale, const std::vector<Expr>& divisors) {
+  std::vector<ValueId> in;
+  in.reserve(2 + divisors.size());
+  in.push_back(x.id);
+  if (scale.b) in.push_back(scale.id);
+  for (const Expr& d : divisors) in.push_back(d.id);
+  return x.b->op1(OpKind::mean_square, DimsAttrs{std::move(dims)}, std::move(in));
+}
+
+Expr adafactor_moment(Expr v, Expr ms, Expr step, const AdafactorAttrs& attrs) {
+  return op1(OpKind::adafactor_moment, attrs, {v, ms, step});
+}
+
+// Adafactor as nodes (ops/optimizer.cpp): the statistics are reductions of their own (mean_square,
+// reduce_mean), so that lowering combines them over the mesh axes that split the tensor, and the
+// update itself is per element.
 std::vector<Expr> adafactor_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
                                    Expr clip_scale, const AdafactorAttrs& attrs) {
-  return param.b->op(OpKind::adafactor_update, attrs, update_inputs(param, grad, state, lr, step, clip_scale));
+  const Shape& shape = param.shape();
+  if (param.dtype() != DType::f32)
+    throw InputError(fmt::format("adafactor_update: param must be f32 (master weights), got {}", to_string(param.type())));
+  const bool factored = attrs.factored && shape.size() >= 2;
+  std::vector<std::pair<const char*, TensorType>> want;
+  std::vector<std::string> all;
+  for (const Dim& d : shape) all.push_back(d.name);
+  if (factored) {
+    Shape row = shape, col = shape;
+    row.pop_back();
+    col.erase(col.end() - 2);
+    want = {{"v_row", {row, DType::f32}}, {"v_col", {col, DType::f32}}};
+  } else {
+    want = {{"v", param.type()}};
+  }
+  if (state.size() != want.size())
+    throw InputError(fmt::format("adafactor_update expects {} state tensors ({}) for param {}, got {}", want.size(),
+                                 factored ? "v_row, v_col" : "v", to_string(param.type()), state.size()));
+  for (size_t i = 0; i < want.size(); ++i)
+    if (state[i].type() != want[i].second)
+      throw InputError(fmt::format("adafactor_update: state {} is {} but must be {}", want[i].first,
+                                   to_string(state[i].type()), to_string(want[i].second)));
+  std::vector<Expr> new_state, divisors;
+  std::vector<ValueId> in;
+  in.reserve(9);
+  in.push_back(param.id);
+  in.push_back(grad.id);
+  if (factored) {
+    const std::string& R = shape[shape.size() - 2].name;
+    const std::string& C = shape.back().name;
+    Expr v_row = adafactor_moment(state[0], mean_square(grad, {C}, clip_scale), step, attrs);
+    Expr v_col = adafactor_moment(state[1], mean_square(grad, {R}, clip_scale), step, attrs);
+    Expr v_row_normalised = v_row / mean(v_row, {R});
+    new_state = {v_row, v_col};
+    divisors = {v_row_normalised, v_col};
+    in.push_back(v_row_normalised.id);
+    in.push_back(v_col.id);
+  } else {
+    Expr v = adafactor_moment(state[0], mean_square(grad, {}, clip_scale), step, attrs);
+    new_state = {v};
+    divisors = {v};
+    in.push_back(v.id);
+  }
+  in.push_back(lr.id);
+  in.push_back(clip_scale.id);
+  if (attrs.clip_threshold > 0) in.push_back(mean_square(grad, all, clip_scale, divisors).id);  // RMS(u)²
+  if (attrs.parameter_scale) in.push_back(mean_square(param, all).id);                         // RMS(param)²
+  std::vector<Expr> out{param.b->op1(OpKind::adafactor_update, attrs, std::move(in))};
+  out.insert(out.end(), new_state.begin(), new_state.end());
+  return out;
 }
 std::vector<Expr> adamw_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
                                Expr clip_scale, const AdamWAttrs& attrs) {

@@ -129,10 +129,17 @@ Expr reduce_scatter(Expr x, std::vector<Dim> axes, const std::string& scatter_di
 Expr all_to_all(Expr x, std::vector<Dim> axes, const std::string& gather_dim, const std::string& scatter_dim);
 Expr shard_slice(Expr x, std::vector<Dim> axes, const std::string& scatter_dim);
 
-// ---- optimizer (ops/optimizer.cpp; one node per parameter) ----
+// ---- optimizer (ops/optimizer.cpp; one update node per parameter) ----
+// mean over dims of (x·scale)² / Π divisors (scale f32 [] optional: Expr{} for none; divisors'
+// dims ⊆ x's dims).
+Expr mean_square(Expr x, std::vector<std::string> dims, Expr scale = {}, const std::vector<Expr>& divisors = {});
+// decay·v + (1-decay)·(ms + epsilon1), decay = 1 - (step+1)^-decay_exponent.
+Expr adafactor_moment(Expr v, Expr ms, Expr step, const AdafactorAttrs& attrs);
 // Returns the new parameter, then the new state in the order given. state: Adafactor {v_row,
 // v_col} (factored: param's shape without its last dim, without its second-to-last dim) or {v};
 // AdamW {m, v}. lr f32 [], step i32 [] (0-based), clip_scale f32 [] (multiplies the gradient).
+// Adafactor is written as its statistics (mean_square, adafactor_moment, reduce_mean: each a node
+// lowering splits like any reduction) and one adafactor_update node; AdamW is one node.
 std::vector<Expr> adafactor_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,
                                    Expr clip_scale, const AdafactorAttrs& attrs);
 std::vector<Expr> adamw_update(Expr param, Expr grad, const std::vector<Expr>& state, Expr lr, Expr step,

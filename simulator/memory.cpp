@@ -8,7 +8,10 @@
 namespace sy {
 namespace {
 
-bool is_update(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::adamw_update; }
+// Nodes writing the new parameter or optimizer state (in place of the old).
+bool is_update(OpKind k) {
+  return k == OpKind::adafactor_update || k == OpKind::adafactor_moment || k == OpKind::adamw_update;
+}
 
 }  // namespace
 

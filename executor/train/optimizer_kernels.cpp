@@ -17,18 +17,6 @@ int64_t row_grain(int64_t row) { return std::max<int64_t>(1, (int64_t{1} << 14) 
 const float* f32_in(const ConstView& v) { return static_cast<const float*>(v.data); }
 float* f32_out(const View& v) { return static_cast<float*>(v.data); }
 
-// Σ over rows of f(row), each row's value computed in parallel, added in row order.
-template <typename F>
-double sum_rows(int64_t rows, int64_t row_len, F&& f) {
-  std::vector<double> part(static_cast<size_t>(rows));
-  tbb::parallel_for(Range(0, rows, row_grain(row_len)), [&](const Range& r) {
-    for (int64_t i = r.begin(); i < r.end(); ++i) part[static_cast<size_t>(i)] = f(i);
-  });
-  double s = 0;
-  for (double x : part) s += x;
-  return s;
-}
-
 bool all_f32(const std::vector<ConstView>& in, const std::vector<View>& out, size_t int_input) {
   for (size_t i = 0; i < in.size(); ++i)
     if (in[i].type.dtype != (i == int_input ? DType::i32 : DType::f32)) return false;
@@ -39,120 +27,164 @@ bool all_f32(const std::vector<ConstView>& in, const std::vector<View>& out, siz
 
 }  // namespace
 
+// The offset into `sub` (dims ⊆ x's dims, any order) of x's element at each index, as strides
+// per dim of x (0 where sub lacks the dim).
+std::vector<int64_t> strides_in(const Shape& x, const Shape& sub) {
+  std::vector<int64_t> st(x.size(), 0);
+  int64_t s = 1;
+  for (size_t j = sub.size(); j-- > 0;) {
+    for (size_t i = 0; i < x.size(); ++i)
+      if (x[i].name == sub[j].name) st[i] = s;
+    s *= sub[j].size;
+  }
+  return st;
+}
+
+// Offset of row `row` (an index over all of x's dims but the last) under strides `st`.
+int64_t row_offset(const Shape& x, const std::vector<int64_t>& st, int64_t row) {
+  int64_t off = 0;
+  for (size_t i = x.size() - 1; i-- > 0;) {
+    const int64_t n = x[i].size;
+    off += (row % n) * st[i];
+    row /= n;
+  }
+  return off;
+}
+
+bool mean_square(const DimsAttrs&, const std::vector<ConstView>& in, const std::vector<View>& out) {
+  if (in.empty() || out.size() != 1 || !all_f32(in, out, in.size())) return false;
+  const Shape& xs = in[0].type.shape;
+  const float* x = f32_in(in[0]);
+  const bool scaled = in.size() > 1 && in[1].type.shape.empty();
+  const double sc = scaled ? f32_in(in[1])[0] : 1.0;
+  const size_t first_div = scaled ? 2 : 1;
+  const int64_t n = num_elements(xs);
+  const int64_t ny = num_elements(out[0].type.shape);
+  const int64_t C = xs.empty() ? 1 : xs.back().size;
+  const int64_t rows = n / C;
+  std::vector<const float*> div;
+  std::vector<std::vector<int64_t>> div_st;
+  for (size_t k = first_div; k < in.size(); ++k) {
+    div.push_back(f32_in(in[k]));
+    div_st.push_back(strides_in(xs, in[k].type.shape));
+  }
+  const std::vector<int64_t> y_st = strides_in(xs, out[0].type.shape);
+  const int64_t y_c = xs.empty() ? 1 : y_st.back();  // 0: the last dim is averaged over
+  auto q = [&](int64_t row, int64_t c, const std::vector<int64_t>& d_off) {
+    const double v = x[row * C + c] * sc;
+    double r = v * v;
+    for (size_t k = 0; k < div.size(); ++k) {
+      const int64_t dc = xs.empty() ? 0 : div_st[k].back();
+      r /= div[k][d_off[k] + c * dc];
+    }
+    return r;
+  };
+  auto div_offsets = [&](int64_t row) {
+    std::vector<int64_t> off(div.size());
+    if (!xs.empty())
+      for (size_t k = 0; k < div.size(); ++k) off[k] = row_offset(xs, div_st[k], row);
+    return off;
+  };
+  std::vector<double> acc(static_cast<size_t>(ny), 0.0);
+  if (y_c == 0) {  // each row adds to one output element: row sums in parallel, added in row order
+    std::vector<double> part(static_cast<size_t>(rows));
+    tbb::parallel_for(Range(0, rows, row_grain(C)), [&](const Range& r) {
+      for (int64_t row = r.begin(); row < r.end(); ++row) {
+        const auto d_off = div_offsets(row);
+        double s = 0;
+        for (int64_t c = 0; c < C; ++c) s += q(row, c, d_off);
+        part[static_cast<size_t>(row)] = s;
+      }
+    });
+    for (int64_t row = 0; row < rows; ++row)
+      acc[static_cast<size_t>(row_offset(xs, y_st, row))] += part[static_cast<size_t>(row)];
+  } else {  // the output keeps the last dim: blocks of columns in parallel, rows in order
+    std::vector<int64_t> y_off(static_cast<size_t>(rows));
+    std::vector<std::vector<int64_t>> d_off(static_cast<size_t>(rows));
+    for (int64_t row = 0; row < rows; ++row) {
+      y_off[static_cast<size_t>(row)] = xs.empty() ? 0 : row_offset(xs, y_st, row);
+      d_off[static_cast<size_t>(row)] = div_offsets(row);
+    }
+    constexpr int64_t kBlock = 256;
+    const int64_t blocks = (C + kBlock - 1) / kBlock;
+    tbb::parallel_for(Range(0, blocks, 1), [&](const Range& r) {
+      for (int64_t bl = r.begin(); bl < r.end(); ++bl) {
+        const int64_t c0 = bl * kBlock, c1 = std::min(C, c0 + kBlock);
+        for (int64_t row = 0; row < rows; ++row)
+          for (int64_t c = c0; c < c1; ++c)
+            acc[static_cast<size_t>(y_off[static_cast<size_t>(row)] + c)] += q(row, c, d_off[static_cast<size_t>(row)]);
+      }
+    });
+  }
+  const double count = static_cast<double>(n) / static_cast<double>(std::max<int64_t>(1, ny));
+  float* y = f32_out(out[0]);
+  for (int64_t i = 0; i < ny; ++i) y[i] = static_cast<float>(acc[static_cast<size_t>(i)] / count);
+  return true;
+}
+
+bool adafactor_moment(const AdafactorAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out) {
+  if (in.size() != 3 || out.size() != 1 || !all_f32(in, out, 2)) return false;
+  const float* v = f32_in(in[0]);
+  const float* ms = f32_in(in[1]);
+  const double t = static_cast<const int32_t*>(in[2].data)[0];
+  const double decay = 1.0 - std::pow(t + 1.0, -a.decay_exponent);
+  const double mix = 1.0 - decay;
+  float* y = f32_out(out[0]);
+  const int64_t n = num_elements(in[0].type.shape);
+  tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) y[i] = static_cast<float>(decay * v[i] + mix * (ms[i] + a.epsilon1));
+  });
+  return true;
+}
+
 bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out) {
   const Shape& shape = in[0].type.shape;
   const bool factored = a.factored && shape.size() >= 2;
   const size_t ns = factored ? 2 : 1;
-  if (in.size() != 5 + ns || out.size() != 1 + ns || !all_f32(in, out, 3 + ns)) return false;
+  const size_t lr_i = 2 + ns, clip_i = lr_i + 1;
+  size_t next = clip_i + 1;
+  const size_t ms_u = a.clip_threshold > 0 ? next++ : 0;
+  const size_t ms_p = a.parameter_scale ? next++ : 0;
+  if (in.size() != next || out.size() != 1 || !all_f32(in, out, in.size())) return false;
   const float* p = f32_in(in[0]);
   const float* g = f32_in(in[1]);
-  const double lr = f32_in(in[2 + ns])[0];
-  const double t = static_cast<const int32_t*>(in[3 + ns].data)[0];
-  const double clip = f32_in(in[4 + ns])[0];
-  const double decay = 1.0 - std::pow(t + 1.0, -a.decay_exponent);
-  const double mix = 1.0 - decay;
+  const double lr = f32_in(in[lr_i])[0];
+  const double clip = f32_in(in[clip_i])[0];
+  const double denom = ms_u ? std::max(1.0, std::sqrt(static_cast<double>(f32_in(in[ms_u])[0])) / a.clip_threshold) : 1.0;
+  const double step_size = ms_p ? lr * std::max(std::sqrt(static_cast<double>(f32_in(in[ms_p])[0])), a.epsilon2) : lr;
   const int64_t n = num_elements(shape);
   const int64_t C = shape.empty() ? 1 : shape.back().size;  // row length: the last dim
   const int64_t rows = n / C;
-  auto sq = [&](int64_t i) {
-    const double gc = g[i] * clip;
-    return gc * gc + a.epsilon1;
-  };
-
-  // Second moments, and per row / column / element the factor u = ĝ · factor (rsqrt of the
-  // normalised moments), in double; the state outputs are the f32 roundings of the moments.
-  std::vector<double> row_factor, col_factor;  // factored: [O, R], [O, C]
-  std::vector<double> inv;                     // unfactored: [N] rsqrt(v')
-  int64_t R = 1;
+  float* p_out = f32_out(out[0]);
   if (factored) {
-    R = shape[shape.size() - 2].size;
+    const int64_t R = shape[shape.size() - 2].size;
     const int64_t O = rows / R;
-    const float* vr_old = f32_in(in[2]);
-    const float* vc_old = f32_in(in[3]);
-    float* vr_out = f32_out(out[1]);
-    float* vc_out = f32_out(out[2]);
-    std::vector<double> vr(static_cast<size_t>(rows)), vc(static_cast<size_t>(O * C));
+    const float* vr = f32_in(in[2]);  // v_row' / mean_R v_row'
+    const float* vc = f32_in(in[3]);
+    std::vector<double> row_factor(static_cast<size_t>(rows)), col_factor(static_cast<size_t>(O * C));
+    for (int64_t row = 0; row < rows; ++row)
+      row_factor[static_cast<size_t>(row)] = 1.0 / std::sqrt(static_cast<double>(vr[row]));
+    for (int64_t i = 0; i < O * C; ++i) col_factor[static_cast<size_t>(i)] = 1.0 / std::sqrt(static_cast<double>(vc[i]));
     tbb::parallel_for(Range(0, rows, row_grain(C)), [&](const Range& r) {
       for (int64_t row = r.begin(); row < r.end(); ++row) {
-        double s = 0;
-        for (int64_t c = 0; c < C; ++c) s += sq(row * C + c);
-        vr[static_cast<size_t>(row)] = decay * vr_old[row] + mix * s / static_cast<double>(C);
-        vr_out[row] = static_cast<float>(vr[static_cast<size_t>(row)]);
-      }
-    });
-    // Column sums over blocks of columns, rows in order (contiguous reads, deterministic sums).
-    constexpr int64_t kBlock = 256;
-    const int64_t blocks = (C + kBlock - 1) / kBlock;
-    tbb::parallel_for(Range(0, O * blocks, row_grain(R * kBlock)), [&](const Range& r) {
-      std::vector<double> acc(static_cast<size_t>(kBlock));
-      for (int64_t ob = r.begin(); ob < r.end(); ++ob) {
-        const int64_t o = ob / blocks, c0 = (ob % blocks) * kBlock, c1 = std::min(C, c0 + kBlock);
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t row = 0; row < R; ++row)
-          for (int64_t c = c0; c < c1; ++c) acc[static_cast<size_t>(c - c0)] += sq((o * R + row) * C + c);
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t oc = o * C + c;
-          vc[static_cast<size_t>(oc)] = decay * vc_old[oc] + mix * acc[static_cast<size_t>(c - c0)] / static_cast<double>(R);
-          vc_out[oc] = static_cast<float>(vc[static_cast<size_t>(oc)]);
+        const double rf = row_factor[static_cast<size_t>(row)];
+        const double* cf = col_factor.data() + (row / R) * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t i = row * C + c;
+          const double u = g[i] * clip * rf * cf[c];
+          p_out[i] = static_cast<float>(p[i] - step_size * (u / denom));
         }
       }
     });
-    row_factor.resize(static_cast<size_t>(rows));
-    col_factor.resize(static_cast<size_t>(O * C));
-    for (int64_t o = 0; o < O; ++o) {
-      double s = 0;
-      for (int64_t row = 0; row < R; ++row) s += vr[static_cast<size_t>(o * R + row)];
-      const double row_mean = s / static_cast<double>(R);
-      for (int64_t row = 0; row < R; ++row)
-        row_factor[static_cast<size_t>(o * R + row)] = 1.0 / std::sqrt(vr[static_cast<size_t>(o * R + row)] / row_mean);
-    }
-    for (size_t i = 0; i < vc.size(); ++i) col_factor[i] = 1.0 / std::sqrt(vc[i]);
   } else {
-    const float* v_old = f32_in(in[2]);
-    float* v_out = f32_out(out[1]);
-    inv.resize(static_cast<size_t>(n));
+    const float* v = f32_in(in[2]);
     tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
       for (int64_t i = r.begin(); i < r.end(); ++i) {
-        const double v = decay * v_old[i] + mix * sq(i);
-        v_out[i] = static_cast<float>(v);
-        inv[static_cast<size_t>(i)] = 1.0 / std::sqrt(v);
+        const double u = g[i] * clip / std::sqrt(static_cast<double>(v[i]));
+        p_out[i] = static_cast<float>(p[i] - step_size * (u / denom));
       }
     });
   }
-  // The unclipped update u of element i (row `row`, column c).
-  auto u = [&](int64_t row, int64_t c) {
-    const int64_t i = row * C + c;
-    const double gc = g[i] * clip;
-    if (!factored) return gc * inv[static_cast<size_t>(i)];
-    return gc * row_factor[static_cast<size_t>(row)] * col_factor[static_cast<size_t>((row / R) * C + c)];
-  };
-  double denom = 1.0;
-  if (a.clip_threshold > 0) {
-    const double ss = sum_rows(rows, C, [&](int64_t row) {
-      double s = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        const double x = u(row, c);
-        s += x * x;
-      }
-      return s;
-    });
-    denom = std::max(1.0, std::sqrt(ss / static_cast<double>(n)) / a.clip_threshold);
-  }
-  double step_size = lr;
-  if (a.parameter_scale) {
-    const double ss = sum_rows(rows, C, [&](int64_t row) {
-      double s = 0;
-      for (int64_t c = 0; c < C; ++c) s += static_cast<double>(p[row * C + c]) * p[row * C + c];
-      return s;
-    });
-    step_size = lr * std::max(std::sqrt(ss / static_cast<double>(n)), a.epsilon2);
-  }
-  float* p_out = f32_out(out[0]);
-  tbb::parallel_for(Range(0, rows, row_grain(C)), [&](const Range& r) {
-    for (int64_t row = r.begin(); row < r.end(); ++row)
-      for (int64_t c = 0; c < C; ++c)
-        p_out[row * C + c] = static_cast<float>(p[row * C + c] - step_size * (u(row, c) / denom));
-  });
   return true;
 }
 

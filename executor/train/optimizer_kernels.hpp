@@ -10,8 +10,13 @@
 
 namespace sy::exec {
 
-// in: param, grad, state..., lr, step, clip_scale; out: param', state'. False when the dtypes are
-// not the ones the ops define (the reference then reports the problem).
+// mean_square: in x, [scale], divisors...; out the mean. Sums formed per row or per column block,
+// in index order. adafactor_moment: in v, ms, step; out v'. adafactor_update: in param, grad,
+// v_row'/mean_R v_row', v_col' (or v'), lr, clip_scale, [ms_u], [ms_param]; out param'. adamw_update:
+// in param, grad, m, v, lr, step, clip_scale; out param', m', v'. False when the dtypes are not
+// the ones the ops define (the reference then reports the problem).
+bool mean_square(const DimsAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out);
+bool adafactor_moment(const AdafactorAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out);
 bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out);
 bool adamw_update(const AdamWAttrs& a, const std::vector<ConstView>& in, const std::vector<View>& out);
 

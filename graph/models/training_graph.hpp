@@ -7,7 +7,9 @@
 //   "optimizer":
 //     grad_norm_squared = Σ_p Σ g_p²                                             f32 []
 //     clip_scale = grad_clip > 0 and ‖g‖ > grad_clip ? grad_clip / ‖g‖ : 1         (global-norm clipping)
-//   "optimizer/<p>": adafactor_update or adamw_update (p, g_p, state..., lr, step, clip_scale)
+//   "optimizer/<p>": adafactor_update or adamw_update (p, g_p, state..., lr, step, clip_scale);
+//     Adafactor with its statistics as nodes of their own (graph/builder.hpp adafactor_update),
+//     which lowering reduces over the mesh axes that split p
 //
 // Graph inputs besides the model's: "optimizer/lr" f32 [] and the optimizer state leaves
 // "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32. Graph outputs

@@ -20,7 +20,8 @@
 //               moves from one dim to another, e.g. group -> experts at the MoE dispatch),
 //               shard_slice (whole -> split; local, no communication).
 //   outputs     a summed-out dim that is split (einsum contraction, reduce_sum/mean/max,
-//               embedding_grad over the ids) leaves partial results: all_reduce over those axes,
+//               embedding_grad over the ids, Adafactor's mean_square statistics) leaves partial
+//               results: all_reduce over those axes,
 //               or reduce_scatter when the output wants that axis on one of its dims. Partial
 //               sums of a parameter gradient in bf16 are reduced in f32 (cast, reduce, cast back:
 //               ST-MoE). Then the output is resharded to what it wants.

@@ -29,8 +29,8 @@ mpi_setup() {
   source "$root/tests/cli/run_ablation_fixture.bash"
   make_corpus "$synth"
   # tiny (encoder-decoder, 4 experts, top-2, no dropout) with a global batch of 4 in routing
-  # groups of 8 tokens (4 groups per stack: they split over 2 or 4 devices), AdamW (per element:
-  # exact on any split; Adafactor's RMS terms are per block, graph/parallel/lower.hpp).
+  # groups of 8 tokens (4 groups per stack: they split over 2 or 4 devices), AdamW (Adafactor on a
+  # mesh: mesh_step.sh and resume_mesh.sh).
   data=(--data "$synth" --vocab "$SY_TEST_VOCAB" --threads 1)
   model=(--model "$root/experiments/configs/models/tiny.toml" --set model.vocab="$SY_TEST_VOCAB" --set train.target_length=8
          --set train.batch=4 --set moe.group_size=8 --set train.optimizer=adamw)

@@ -32,21 +32,27 @@ Scalars scalars(Builder& b) {
   return {b.input("lr", {}), b.input("step", {}, DType::i32), b.input("clip_scale", {})};
 }
 
-// Adafactor over a parameter of `shape` (factored state when attrs.factored and rank >= 2).
+// The adafactor_update node over a parameter of `shape` (factored state when attrs.factored and
+// rank >= 2), its statistics given as leaves.
 void build_adafactor(Builder& b, const Shape& shape, const AdafactorAttrs& a) {
-  Expr p = b.input("param", shape);
-  Expr g = b.input("grad", shape);
-  std::vector<Expr> state;
+  std::vector<ValueId> in;
+  in.reserve(9);
+  in.push_back(b.input("param", shape).id);
+  in.push_back(b.input("grad", shape).id);
   if (a.factored && shape.size() >= 2) {
     Shape row = shape, col = shape;
     row.pop_back();
     col.erase(col.end() - 2);
-    state = {b.input("v_row", row), b.input("v_col", col)};
+    in.push_back(b.input("v_row", row).id);
+    in.push_back(b.input("v_col", col).id);
   } else {
-    state = {b.input("v", shape)};
+    in.push_back(b.input("v", shape).id);
   }
-  const Scalars s = scalars(b);
-  adafactor_update(p, g, state, s.lr, s.step, s.clip, a);
+  in.push_back(b.input("lr", {}).id);
+  in.push_back(b.input("clip_scale", {}).id);
+  if (a.clip_threshold > 0) in.push_back(b.input("v_ms_u", {}).id);
+  if (a.parameter_scale) in.push_back(b.input("v_ms_param", {}).id);
+  b.op(OpKind::adafactor_update, a, in);
 }
 
 void build_adamw(Builder& b, const Shape& shape, const AdamWAttrs& a) {
@@ -59,11 +65,11 @@ void build_adamw(Builder& b, const Shape& shape, const AdamWAttrs& a) {
 
 constexpr double kScalarBytes = 3 * 4;  // lr, step, clip_scale
 
-// Adafactor flops 12 N + 4 S (+ 2 N with parameter scaling); bytes: param, grad and state read,
-// param and state written, plus the three scalars read.
-OpCost adafactor_cost(double n, double state, bool parameter_scale) {
-  return OpCost{12 * n + 4 * state + (parameter_scale ? 2 * n : 0.0), 4 * (2 * n + state) + kScalarBytes,
-                4 * (n + state)};
+// adafactor_update flops 6 N + 2 S; bytes: param, grad and the S state elements read, param
+// written, plus the scalars read (lr, clip_scale, RMS(u)² with clipping, RMS(param)² with
+// parameter scaling).
+OpCost adafactor_cost(double n, double state, double scalars) {
+  return OpCost{6 * n + 2 * state, 4 * (2 * n + state + scalars), 4 * n};
 }
 
 AdafactorAttrs clipped() {
@@ -79,20 +85,43 @@ AdafactorAttrs unfactored_unscaled() {
 }
 
 static RegisterCases reg({
-    OpCase{OpKind::adafactor_update, "adafactor_update param=[d_model=4, d_ff=6] factored (v_row [4], v_col [6])",
+    OpCase{OpKind::adafactor_update, "adafactor_update param=[d_model=4, d_ff=6] factored (v_row/mean [4], v_col [6])",
            [](Builder& b) { build_adafactor(b, {{"d_model", 4}, {"d_ff", 6}}, {}); }, update_input,
-           adafactor_cost(24, 4 + 6, true), 1e-6, GradCheck::unsupported},
+           adafactor_cost(24, 4 + 6, 4), 1e-6, GradCheck::unsupported},
     OpCase{OpKind::adafactor_update,
            "adafactor_update param=[d_model=3, heads=2, d_kv=4] factored over the last two dims, clip_threshold=0.1",
            [](Builder& b) { build_adafactor(b, {{"d_model", 3}, {"heads", 2}, {"d_kv", 4}}, clipped()); }, update_input,
-           adafactor_cost(24, 6 + 12, true), 1e-6, GradCheck::unsupported},
+           adafactor_cost(24, 6 + 12, 4), 1e-6, GradCheck::unsupported},
     OpCase{OpKind::adafactor_update, "adafactor_update param=[d_model=5] (rank 1: unfactored)",
-           [](Builder& b) { build_adafactor(b, {{"d_model", 5}}, {}); }, update_input, adafactor_cost(5, 5, true), 1e-6,
+           [](Builder& b) { build_adafactor(b, {{"d_model", 5}}, {}); }, update_input, adafactor_cost(5, 5, 4), 1e-6,
            GradCheck::unsupported},
     OpCase{OpKind::adafactor_update,
            "adafactor_update param=[d_model=4, d_ff=3] factored=false parameter_scale=false",
            [](Builder& b) { build_adafactor(b, {{"d_model", 4}, {"d_ff", 3}}, unfactored_unscaled()); }, update_input,
-           adafactor_cost(12, 12, false), 1e-6, GradCheck::unsupported},
+           adafactor_cost(12, 12, 3), 1e-6, GradCheck::unsupported},
+    // mean_square: (2 + k) N flops, plus N with a scale; every input read, the mean written.
+    OpCase{OpKind::mean_square, "mean_square x=[d_model=4, d_ff=6] scale dims=[d_ff] (Adafactor's row statistic)",
+           [](Builder& b) { mean_square(b.input("grad", {{"d_model", 4}, {"d_ff", 6}}), {"d_ff"}, b.input("clip_scale", {})); },
+           update_input, OpCost{3 * 24, 4 * (24 + 1), 4 * 4}, 1e-6, GradCheck::unsupported},
+    OpCase{OpKind::mean_square,
+           "mean_square x=[d_model=3, heads=2, d_kv=4] scale, divisors [d_model, heads] and [d_model, d_kv], all dims "
+           "(Adafactor's RMS(u)²)",
+           [](Builder& b) {
+             mean_square(b.input("grad", {{"d_model", 3}, {"heads", 2}, {"d_kv", 4}}), {"d_model", "heads", "d_kv"},
+                         b.input("clip_scale", {}),
+                         {b.input("v_row", {{"d_model", 3}, {"heads", 2}}), b.input("v_col", {{"d_model", 3}, {"d_kv", 4}})});
+           },
+           update_input, OpCost{5 * 24, 4 * (24 + 1 + 6 + 12), 4}, 1e-6, GradCheck::unsupported},
+    OpCase{OpKind::mean_square, "mean_square x=[d_model=5] no scale, divisor [d_model], dims=[] (per element)",
+           [](Builder& b) { mean_square(b.input("param", {{"d_model", 5}}), {}, Expr{}, {b.input("v", {{"d_model", 5}})}); },
+           update_input, OpCost{3 * 5, 4 * 10, 4 * 5}, 1e-6, GradCheck::unsupported},
+    // adafactor_moment: 4 flops per element; v, ms and step read, v' written.
+    OpCase{OpKind::adafactor_moment, "adafactor_moment v=[d_model=4, d_ff=2]",
+           [](Builder& b) {
+             adafactor_moment(b.input("v", {{"d_model", 4}, {"d_ff", 2}}), b.input("v_ms", {{"d_model", 4}, {"d_ff", 2}}),
+                              b.input("step", {}, DType::i32), AdafactorAttrs{});
+           },
+           update_input, OpCost{4 * 8, 4 * 16 + 4, 4 * 8}, 1e-6, GradCheck::unsupported},
     OpCase{OpKind::adamw_update, "adamw_update param=[d_model=4, d_ff=3] beta1=0.9 beta2=0.98 eps=1e-6 wd=0.1",
            [](Builder& b) { build_adamw(b, {{"d_model", 4}, {"d_ff", 3}}, AdamWAttrs{0.9, 0.98, 1e-6, 0.1}); },
            update_input, OpCost{17 * 12, 4 * 4 * 12 + kScalarBytes, 4 * 3 * 12}, 1e-6, GradCheck::unsupported},
@@ -215,7 +244,7 @@ TEST_CASE("optimizer updates refuse mismatched state, non-scalar lr and i32 para
   Expr clip = b.input("clip_scale", {});
   using Catch::Matchers::Contains;
   CHECK_THROWS_WITH(adafactor_update(p, gr, {vr, vc_wrong}, lr, step, clip, {}), Contains("state v_col"));
-  CHECK_THROWS_WITH(adafactor_update(p, gr, {vr}, lr, step, clip, {}), Contains("expects 7 inputs"));
+  CHECK_THROWS_WITH(adafactor_update(p, gr, {vr}, lr, step, clip, {}), Contains("expects 2 state tensors"));
   Expr m = b.input("m", {{"d_model", 4}, {"d_ff", 6}});
   Expr v = b.input("v", {{"d_model", 4}, {"d_ff", 6}});
   CHECK_THROWS_WITH(adamw_update(p, gr, {m, v}, lr_vec, step, clip, {}), Contains("lr must be f32 []"));
