@@ -39,16 +39,17 @@ using namespace sy;
 
 namespace {
 
-ModelConfig tiny_config(const std::string& optimizer) {
+RunConfig tiny_config(const std::string& optimizer) {
   // The model of tests/mpi/mpi_fixture.bash: a global batch of 4 in routing groups of 8 tokens.
-  return load_model_config((test::source_root() / "experiments/configs/models/tiny.toml").string(),
+  return load_run_config((test::source_root() / "experiments/configs/models/tiny.toml").string(),
                            {"train.target_length=8", "train.batch=4", "moe.group_size=8",
                             "train.optimizer=" + optimizer});
 }
 
-data::Batch random_batch(const Trainer& t, const ModelConfig& c) {
+data::Batch random_batch(const Trainer& t, const RunConfig& run) {
+  const ModelConfig& c = run.model;
   data::Batch b;
-  b.batch = c.batch;
+  b.batch = run.train.batch;
   b.inputs_length = t.inputs_length();
   b.targets_length = t.targets_length();
   b.objective = c.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
@@ -82,7 +83,7 @@ double scaled_error(const float* a, const float* b, size_t n) {
 
 void check_one_step(const std::string& optimizer, const std::string& mesh_text, const std::string& layout_text) {
   INFO(optimizer << " on " << mesh_text << " [" << layout_text << "]");
-  const ModelConfig config = tiny_config(optimizer);
+  const RunConfig config = tiny_config(optimizer);
   const Mesh mesh = parse_mesh(mesh_text);
   const Layout layout = parse_layout(layout_text, mesh);
   ExecutorOptions one_opts;
@@ -111,8 +112,8 @@ void check_one_step(const std::string& optimizer, const std::string& mesh_text, 
   REQUIRE(want.size() == got.size());
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < want.size(); ++i) index[want[i].name] = i;
-  const bool adamw = config.optimizer.kind == OptimizerKind::adamw;
-  const AdamWAttrs& aw = config.optimizer.adamw;
+  const bool adamw = config.train.optimizer.kind == OptimizerKind::adamw;
+  const AdamWAttrs& aw = config.train.optimizer.adamw;
   // The AdamW step of element j at t = 0 from m' and v' (ops/optimizer.cpp), without lr.
   auto adamw_step = [&](const StateTensor& m, const StateTensor& v, const StateTensor& p, size_t j) {
     return (m.data[j] / (1.0 - aw.beta1)) / (std::sqrt(v.data[j] / (1.0 - aw.beta2)) + aw.epsilon) +
