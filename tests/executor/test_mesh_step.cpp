@@ -25,6 +25,8 @@
 #include "executor/train/trainer.hpp"
 #include "tests/source_root.hpp"
 
+#include "tests/executor/random_batch.hpp"
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -46,25 +48,6 @@ RunConfig tiny_config(const std::string& optimizer) {
                             "train.optimizer=" + optimizer});
 }
 
-data::Batch random_batch(const Trainer& t, const RunConfig& run) {
-  const ModelConfig& c = run.model;
-  data::Batch b;
-  b.batch = run.train.batch;
-  b.inputs_length = t.inputs_length();
-  b.targets_length = t.targets_length();
-  b.objective = c.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
-  std::mt19937 rng(11);
-  std::uniform_int_distribution<int32_t> tok(1, static_cast<int32_t>(c.vocab - 1));
-  auto fill = [&](std::vector<int32_t>& v, int64_t n) {
-    v.resize(static_cast<size_t>(n));
-    for (int32_t& x : v) x = tok(rng);
-  };
-  fill(b.inputs, b.batch * b.inputs_length);
-  fill(b.targets, b.batch * b.targets_length);
-  if (c.has_encoder()) fill(b.decoder_inputs, b.batch * b.targets_length);
-  b.weights.assign(static_cast<size_t>(b.batch * b.targets_length), 1.0f);
-  return b;
-}
 
 std::shared_ptr<Communicator> communicator(const std::string& mesh) {
   static MpiSession session(nullptr, nullptr);
@@ -103,7 +86,7 @@ void check_one_step(const std::string& optimizer, const std::string& mesh_text, 
     std::memcpy(start[i].data, before[i].data, n * sizeof(float));
     initial.emplace_back(before[i].data, before[i].data + n);
   }
-  const data::Batch batch = random_batch(one, config);
+  const data::Batch batch = test::random_batch(one, 11);
   const StepMetrics m1 = one.train_step(batch);
   const StepMetrics mn = many.train_step(batch);
   CHECK(std::abs(m1.loss - mn.loss) <= 1e-6 * std::abs(m1.loss));

@@ -21,6 +21,8 @@
 #include "simulator/simulate.hpp"
 #include "tests/source_root.hpp"
 
+#include "tests/executor/random_batch.hpp"
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -72,25 +74,6 @@ RunConfig config_named(const std::string& name) {
   return load_run_config((test::source_root() / "experiments/configs/models" / (name + ".toml")).string(), sets);
 }
 
-// A batch of random tokens of the trainer's lengths (every target real).
-data::Batch random_batch(const Trainer& t, const ModelConfig& c) {
-  data::Batch b;
-  b.batch = t.config().train.batch;
-  b.inputs_length = t.inputs_length();
-  b.targets_length = t.targets_length();
-  b.objective = c.has_encoder() ? data::Objective::kSpanCorruption : data::Objective::kNextToken;
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int32_t> tok(1, static_cast<int32_t>(c.vocab - 1));
-  auto fill = [&](std::vector<int32_t>& v, int64_t n) {
-    v.resize(static_cast<size_t>(n));
-    for (int32_t& x : v) x = tok(rng);
-  };
-  fill(b.inputs, b.batch * b.inputs_length);
-  fill(b.targets, b.batch * b.targets_length);
-  if (c.has_encoder()) fill(b.decoder_inputs, b.batch * b.targets_length);
-  b.weights.assign(static_cast<size_t>(b.batch * b.targets_length), 1.0f);
-  return b;
-}
 
 // Runs one step of `config` and checks the executed ops against the simulator's priced ops.
 void check_same_program(const RunConfig& config, const std::string& mesh_text, const std::string& layout_text,
@@ -106,7 +89,7 @@ void check_same_program(const RunConfig& config, const std::string& mesh_text, c
   Trainer trainer(config, 10, eo, layout);
   std::map<int32_t, int> runs;
   trainer.set_op_observer([&](NodeId n, double, double) { ++runs[n.v]; });
-  trainer.train_step(random_batch(trainer, config.model));
+  trainer.train_step(test::random_batch(trainer, 7));
   const Graph& program = trainer.program();
   std::vector<ProgramOp> executed;
   double executed_optimizer_flops = 0;

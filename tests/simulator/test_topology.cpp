@@ -150,7 +150,7 @@ TEST_CASE("collectives over a mesh axis spanning two torus axes", "[simulator][t
   CHECK(cube.describe() == "x:4 = z4 (wrap) | y:4 = y4 (wrap) | z:4 = x4 (wrap)");
 }
 
-TEST_CASE("two cores per chip share the chip's ICI links; the core link is a phase, not ring bandwidth",
+TEST_CASE("two cores per chip share the chip's ICI links, and the core link is a phase, not ring bandwidth",
           "[simulator][topology]") {
   // TPU v3: 2 TensorCores per chip, 4 ICI links per chip (w one-way each), a core link w_core.
   const HardwareSpec v3 = chip("tpu_v3");
