@@ -113,6 +113,14 @@ int MpiSession::launched_ranks() {
 struct MpiCommunicator::Impl {
   Mesh mesh;
   int rank = 0;
+  Watchdog watchdog;
+
+  // The watchdog's guard over one collective: "all_reduce over [data] of 8.0 MiB".
+  Watchdog::Guard watch(const char* kind, const std::vector<size_t>& axes, int64_t bytes) {
+    std::string names;
+    for (size_t a : axes) names += (names.empty() ? "" : ",") + mesh.axes[a].name;
+    return watchdog.watch(fmt::format("{} over [{}] of {} bytes", kind, names, bytes));
+  }
   MPI_Comm cart = MPI_COMM_NULL;
   std::map<std::vector<size_t>, MPI_Comm> groups;  // by the axes as a collective lists them
 
@@ -170,11 +178,13 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 const Mesh& MpiCommunicator::mesh() const { return impl_->mesh; }
+Watchdog& MpiCommunicator::watchdog() { return impl_->watchdog; }
 int64_t MpiCommunicator::device() const { return impl_->rank; }
 
 void MpiCommunicator::all_reduce(void* data, int64_t count, DType dtype, ReduceOp op, const std::vector<size_t>& axes) {
   MPI_Comm c = impl_->group(axes);
   const int n = checked_int(count, "all_reduce count");
+  const auto guard = impl_->watch("all_reduce", axes, count * static_cast<int64_t>(dtype_bytes(dtype)));
   const MPI_Datatype t = mpi_type(dtype);
   if (dtype == DType::bf16) {
     std::vector<float> f = widen(data, count);
@@ -189,6 +199,7 @@ void MpiCommunicator::all_reduce(void* data, int64_t count, DType dtype, ReduceO
 
 void MpiCommunicator::all_gather(const void* in, void* out, int64_t bytes, const std::vector<size_t>& axes) {
   const int n = checked_int(bytes, "all_gather bytes");
+  const auto guard = impl_->watch("all_gather", axes, bytes);
   MPI_Allgather(in, n, MPI_BYTE, out, n, MPI_BYTE, impl_->group(axes));
 }
 
@@ -196,6 +207,7 @@ void MpiCommunicator::reduce_scatter(const void* in, void* out, int64_t count, D
                                      const std::vector<size_t>& axes) {
   MPI_Comm c = impl_->group(axes);
   const int n = checked_int(count, "reduce_scatter count");
+  const auto guard = impl_->watch("reduce_scatter", axes, count * static_cast<int64_t>(dtype_bytes(dtype)));
   const MPI_Datatype t = mpi_type(dtype);
   if (dtype == DType::bf16) {
     const std::vector<float> f = widen(in, count * impl_->size_of(axes));
@@ -211,6 +223,7 @@ void MpiCommunicator::reduce_scatter(const void* in, void* out, int64_t count, D
 
 void MpiCommunicator::all_to_all(const void* in, void* out, int64_t bytes, const std::vector<size_t>& axes) {
   const int n = checked_int(bytes, "all_to_all bytes");
+  const auto guard = impl_->watch("all_to_all", axes, bytes);
   MPI_Alltoall(in, n, MPI_BYTE, out, n, MPI_BYTE, impl_->group(axes));
 }
 

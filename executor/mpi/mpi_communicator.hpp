@@ -4,10 +4,13 @@
 // axes are listed out of mesh order, so group ranks follow the listed order), made on first use.
 //
 // Failure: MPI's default error handler (errors are fatal). When a rank dies, Open MPI's mpiexec
-// ends the job and names the rank that exited; a rank whose peer is gone never waits forever.
+// ends the job and names the rank that exited. A peer that is alive but unreachable (a cut link)
+// is caught by the communicator's watchdog (executor/mpi/watchdog.hpp): every collective runs
+// under it, so no rank waits forever.
 #pragma once
 
 #include "executor/mpi/communicator.hpp"
+#include "executor/mpi/watchdog.hpp"
 
 #include <memory>
 #include <string>
@@ -49,6 +52,8 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter(const void* in, void* out, int64_t count, DType dtype, ReduceOp op,
                       const std::vector<size_t>& axes) override;
   void all_to_all(const void* in, void* out, int64_t bytes, const std::vector<size_t>& axes) override;
+
+  Watchdog& watchdog();
 
  private:
   struct Impl;

@@ -43,6 +43,7 @@ std::filesystem::path MpiRun::output_dir(const std::filesystem::path& out) {
 
 int MpiRun::agree_max(int value) const {
   if (!session_) return value;
+  const auto guard = comm_->watchdog().watch("the step agreement (all_reduce over every rank)");
   int r = value;
   MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   return r;
@@ -50,13 +51,16 @@ int MpiRun::agree_max(int value) const {
 
 double MpiRun::agree_max(double value) const {
   if (!session_) return value;
+  const auto guard = comm_->watchdog().watch("an agreement (all_reduce over every rank)");
   double r = value;
   MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return r;
 }
 
 void MpiRun::barrier() const {
-  if (session_) session_->barrier();
+  if (!session_) return;
+  const auto guard = comm_->watchdog().watch("a barrier over every rank");
+  session_->barrier();
 }
 
 void abort_mpi_job(int code) {

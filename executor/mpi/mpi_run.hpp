@@ -47,6 +47,9 @@ class MpiRun {
   double agree_max(double value) const;
   void barrier() const;
 
+  // The watchdog over this rank's MPI calls (executor/mpi/watchdog.hpp); null without MPI.
+  Watchdog* watchdog() const { return comm_ ? &comm_->watchdog() : nullptr; }
+
   // Runs f on rank 0, then on the other ranks (e.g. preparing a shared cache once).
   template <class F>
   auto rank_zero_first(F&& f) const {
@@ -59,7 +62,7 @@ class MpiRun {
  private:
   Layout layout_;
   std::unique_ptr<MpiSession> session_;
-  std::shared_ptr<Communicator> comm_;
+  std::shared_ptr<MpiCommunicator> comm_;
   int rank_ = 0;
   int ranks_ = 1;
   std::filesystem::path scratch_;

@@ -25,7 +25,10 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<int> g_signal{0};  // the last SIGINT or SIGTERM received; 0: none
-extern "C" void on_signal(int sig) { g_signal = sig; }
+extern "C" void on_signal(int sig) {
+  g_signal = sig;
+  Watchdog::signal_received(sig);  // a rank waiting in MPI when the job is being ended records it
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -146,6 +149,30 @@ void TrainingRun::start_mesh() {
     const Layout layout = parse_layout(a.layout, mesh);
     check_training_layout(config_.model, config_.train, mesh, layout);
     mpi_.emplace(mesh, layout);
+  }
+  if (Watchdog* w = mpi_->watchdog()) {
+    w->set_timeout(config_.train.collective_timeout);
+    // Runs on the watchdog's thread while this rank waits in MPI: record how the run ended, then
+    // the watchdog ends the process (mpiexec ends the other ranks).
+    w->on_expire([this, who = rank_description(mpi_->rank(), mpi_->ranks())](const std::string& message) {
+      const std::string reason = who + ": " + message;
+      if (mpi_->writer() && !out_.empty()) {
+        try {
+          write_status(out_, "failed", steps_done_.load(), reason);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "train: could not write status.json: %s\n", e.what());
+        }
+      }
+      std::fprintf(stderr, "train: %s\n", reason.c_str());
+    });
+    w->on_signal_while_waiting([this, who = rank_description(mpi_->rank(), mpi_->ranks())](const std::string& message) {
+      if (!mpi_->writer() || out_.empty()) return;
+      try {
+        write_status(out_, "failed", steps_done_.load(), who + ": " + message);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "train: could not write status.json: %s\n", e.what());
+      }
+    });
   }
 }
 
@@ -334,6 +361,8 @@ TrainingSummary TrainingRun::run() {
       ++dropped_steps_;
     }
     const double seconds = seconds_since(t0);
+    steps_done_ = step;
+    if (Watchdog* w = mpi_->watchdog()) w->step_done(seconds);
     if (traced) {
       trainer_->set_op_observer({});
       recorder_->end_step();

@@ -51,7 +51,12 @@
 // "diverged" and the step in DIR/status.json, keeping the last good checkpoint: a checkpoint is
 // never written from parameters or optimizer state holding a NaN/Inf. A signal stops the run at
 // the next step boundary (every rank at the same step) with a checkpoint and status "interrupted".
+// On a mesh, a collective that does not complete within train.collective_timeout (automatic by
+// default; executor/mpi/watchdog.hpp) ends the job: status "failed" with the rank, host and
+// collective in its reason, the last checkpoint kept (resume from it).
 #pragma once
+
+#include <atomic>
 
 #include "executor/data/batches.hpp"
 #include "executor/data/cache.hpp"
@@ -164,6 +169,7 @@ class TrainingRun {
 
   // ---- 2. the mesh (declared before what uses it: MPI ends last) ----
   std::optional<MpiRun> mpi_;
+  std::atomic<int64_t> steps_done_{0};  // for the watchdog's status (read from its thread)
 
   // ---- 3. the data ----
   bool terminal_ = false;             // stderr is a terminal: progress lines

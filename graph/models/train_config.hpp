@@ -53,6 +53,11 @@
 //                                       in each name (std::regex_search): "router|_norm/scale"
 //   reset_optimizer = false             with train --init-from: start the optimizer state at zero
 //                                       (ST-MoE Table 20) instead of the checkpoint's
+//   collective_timeout = 0              on a mesh: seconds an MPI collective may wait before the
+//                                       job ends with status "failed" naming the rank, host and
+//                                       collective (a cut link, a stalled host); 0: automatic,
+//                                       20 × the longest step so far, at least 15 s, and 300 s
+//                                       before the first step completes (executor/mpi/watchdog.hpp)
 //   step_offset = 0                     the global step the run starts from: the model's and the
 //                                       optimizer's step input and the schedule see step_offset + t
 //                                       (train --init-from sets it to the checkpoint's step, so
@@ -148,6 +153,7 @@ struct TrainConfig {
   std::string trainable = "all";  // a preset or a regex (see the schema and parameter_is_trainable)
   bool reset_optimizer = false;
   int64_t step_offset = 0;
+  double collective_timeout = 0;  // seconds; 0: automatic (executor/mpi/watchdog.hpp)
 
   // The [train] keys after the batch shape, in file and JSON order. The fine-tuning keys are in
   // the JSON only when set, so the configs (and checkpoints) of other runs read as before.
@@ -162,6 +168,7 @@ struct TrainConfig {
       s.trainable != "all");
     v("reset_optimizer", s.reset_optimizer, kAny, s.reset_optimizer);
     v("step_offset", s.step_offset, at_least(0), s.step_offset != 0);
+    v("collective_timeout", s.collective_timeout, at_least(0, "seconds; 0: automatic"), s.collective_timeout != 0);
   }
   bool operator==(const TrainConfig&) const = default;
 };

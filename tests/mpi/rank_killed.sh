@@ -28,6 +28,11 @@ echo "  rank $rank killed: job ended with exit code $rc after ${seconds}s"
 (( $(echo "$seconds < 60" | bc) )) || fail "the job took ${seconds}s to end (limit 60 s)"
 grep -qE "rank $rank .*(exited on signal 9|Killed)" "$work/killed.txt" \
   || { cat "$work/killed.txt" >&2; fail "no error naming rank $rank"; }
+# The writer (rank 0) outlived rank 1 long enough to record how the run ended: it was waiting in
+# a collective when mpiexec's SIGTERM came (executor/mpi/watchdog.hpp). A killed writer cannot.
+if [ "$rank" = 1 ]; then
+  grep -q '"status": "failed"' "$out/status.json" || { cat "$out/status.json" >&2; fail "status.json does not say failed"; }
+fi
 
 # Resume from the last periodic checkpoint (a multiple of 5 steps) on the same mesh.
 mpi_train 2 "${data[@]}" --resume "$out" --steps 200 --mesh data:2 --layout batch:data --out "$out"

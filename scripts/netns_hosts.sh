@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# netns_hosts.sh: two "hosts" on this machine for MPI runs that cross a real network stack.
+#
+#   scripts/netns_hosts.sh up      create them (root; prints the mpiexec options to use); refuses
+#                                  while another run has processes in them; a failure part-way
+#                                  removes what was made
+#   scripts/netns_hosts.sh down    remove them (the bridge sy-br0 and the namespaces sy-h1, sy-h2)
+#   scripts/netns_hosts.sh check   exit 0 when they can be created here (root, ip netns allowed)
+#   scripts/netns_hosts.sh HOST CMD...   Open MPI's rsh agent: runs CMD inside HOST (10.77.0.1 or .2)
+#
+# Network namespaces sy-h1 and sy-h2 each get one end of a veth pair whose other end is on the
+# bridge sy-br0 in the root namespace; addresses 10.77.0.1 and 10.77.0.2, the bridge 10.77.0.254
+# (mpiexec's own daemon, in the root namespace, reaches the hosts' daemons through it). Ranks in
+# the two namespaces talk TCP over the veths and the bridge: a kernel network path, not shared
+# memory. Only this private /24 on interfaces made here is used. Run with:
+#   mpiexec -n 2 --host 10.77.0.1,10.77.0.2 $(scripts/netns_hosts.sh mpi-options) PROGRAM ...
+set -euo pipefail
+
+net=10.77.0
+hosts=(sy-h1 sy-h2)
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+
+in_use() {  # a namespace of ours with processes in it: another run is using the hosts
+  local h
+  for h in "${hosts[@]}"; do [ -n "$(ip netns pids "$h" 2>/dev/null)" ] && return 0; done
+  return 1
+}
+
+up() {
+  if in_use; then
+    echo "netns_hosts: sy-h1/sy-h2 are in use by another run (processes inside: ip netns pids); try again later" >&2
+    exit 1
+  fi
+  down 2>/dev/null || true
+  trap 'down' ERR  # a half-made setup is removed (the bridge and both namespaces)
+  ip link add sy-br0 type bridge
+  ip addr add "$net.254/24" dev sy-br0
+  ip link set sy-br0 up
+  local i=1
+  for h in "${hosts[@]}"; do
+    ip netns add "$h"
+    ip link add "$h-v" type veth peer name eth0 netns "$h"
+    ip link set "$h-v" master sy-br0 up
+    ip -n "$h" addr add "$net.$i/24" dev eth0
+    ip -n "$h" link set eth0 up
+    ip -n "$h" link set lo up
+    i=$((i + 1))
+  done
+  trap - ERR
+}
+
+down() {
+  # Processes left in a namespace (an orphaned orted) keep it and its veth alive: end them first.
+  for h in "${hosts[@]}"; do
+    ip netns pids "$h" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$h" 2>/dev/null || true
+    ip link del "$h-v" 2>/dev/null || true
+  done
+  ip link del sy-br0 2>/dev/null || true
+}
+
+case "${1:-}" in
+  up) up; echo "hosts $net.1 ($hosts), $net.2 (${hosts[1]}); mpiexec options: $("$self" mpi-options)" ;;
+  down) down ;;
+  check)
+    [ "$(id -u)" = 0 ] || { echo "netns_hosts: not root" >&2; exit 1; }
+    ip netns add sy-check 2>/dev/null || { echo "netns_hosts: ip netns add is not permitted here" >&2; exit 1; }
+    ip netns del sy-check ;;
+  "$net.1") shift; exec ip netns exec sy-h1 sh -c "$*" ;;
+  "$net.2") shift; exec ip netns exec sy-h2 sh -c "$*" ;;
+  mpi-options)
+    # TCP keepalive on mpiexec's own connections to the hosts' daemons (Open MPI's defaults: 300 s
+    # idle, then 9 probes 20 s apart): a host cut off is noticed in about 10 s, not 8 minutes.
+    echo "--mca plm_rsh_agent $self --mca btl tcp,self --mca btl_tcp_if_include $net.0/24 --mca oob_tcp_if_include $net.0/24" \
+      "--mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3" ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
+  *) echo "netns_hosts: unknown command '${1:-}'; allowed: up, down, check, mpi-options, or a host address (see --help)" >&2; exit 2 ;;
+esac
