@@ -35,6 +35,7 @@
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
 #include "graph/json.hpp"
+#include "graph/output_dir.hpp"
 
 #include "experiments/tool/tool_main.hpp"
 
@@ -132,14 +133,21 @@ fs::path default_train() {
   return ec ? fs::path("train") : self.parent_path() / "train";
 }
 
-// Holds DIR/.run_ablation.lock while the sweep runs (released by the kernel if we die).
-void lock_sweep_dir(const fs::path& dir) {
-  const fs::path lock = dir / ".run_ablation.lock";
-  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw sy::InputError(fmt::format("--out {}: cannot create {}", dir.string(), lock.string()));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
-    throw sy::InputError(fmt::format("--out {}: another run_ablation is running this sweep (it holds {})", dir.string(),
-                                     lock.string()));
+// DIR/sweep.json from an earlier run: it must be the same sweep (its name and scale), else DIR
+// holds another sweep's results and is refused (exit 2) rather than mixed with or replaced by this one.
+void check_same_sweep(const fs::path& out, const Spec& spec) {
+  const fs::path file = out / "sweep.json";
+  if (!fs::exists(file)) return;
+  const nlohmann::json old = nlohmann::json::parse(sy::read_file(file), nullptr, false);
+  if (!old.is_object() || !old.contains("name") || !old["name"].is_string())
+    throw sy::InputError(fmt::format("--out {}: {} is not a sweep record (unreadable JSON or no \"name\"); use another --out",
+                                     out.string(), file.string()));
+  const std::string old_name = old["name"].get<std::string>();
+  const std::string old_scale = old.contains("scale") && old["scale"].is_string() ? old["scale"].get<std::string>() : "";
+  if (old_name != spec.name || old_scale != spec.scale)
+    throw sy::InputError(fmt::format("--out {} holds another sweep (\"{}\", scale \"{}\", see {}); {} is sweep \"{}\", "
+                                     "scale \"{}\": use another --out",
+                                     out.string(), old_name, old_scale, file.string(), spec.path, spec.name, spec.scale));
 }
 
 // What happened to one run so far.
@@ -208,8 +216,10 @@ int run(const Args& a) {
   }
   if (a.resume && !fs::exists(out / "sweep.json"))
     throw sy::InputError(fmt::format("--resume: {} holds no sweep to continue (no sweep.json)", out.string()));
-  fs::create_directories(out);
-  lock_sweep_dir(out);
+  check_same_sweep(out, spec);
+  sy::create_output_dir(out, "--out");
+  const sy::OutputDirLock lock(out, "--out", "run_ablation");  // held until the sweep ends
+  check_same_sweep(out, spec);  // again under the lock: another sweep may have just written it
 
   // Earlier runs in DIR: finished ones are kept; one made with other settings is refused.
   std::vector<RunState> state(runs.size());

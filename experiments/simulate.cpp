@@ -13,6 +13,7 @@
 // message on stderr and exits 2 before writing anything.
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
+#include "graph/output_dir.hpp"
 #include "graph/parallel/lower.hpp"
 #include "graph/models/model_config.hpp"
 #include "simulator/hardware.hpp"
@@ -157,7 +158,8 @@ int run(int argc, char** argv) {
     s.simulated_step = sy::simulate(sy::lower(full.graph(), built.mesh, s.layout), hw).step_time;
     ++refined;
   }
-  std::filesystem::create_directories(out_dir);
+  sy::create_output_dir(out_dir, "--out");
+  const sy::OutputDirLock lock(out_dir, "--out", "simulate");
   sy::write_file_atomic(out_dir + "/sweep.csv", sy::sweep_csv(scores));
   const size_t fit = static_cast<size_t>(std::count_if(scores.begin(), scores.end(), [](const sy::LayoutScore& s) { return s.memory.fits(); }));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

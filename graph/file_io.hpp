@@ -25,6 +25,12 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view text)
 void write_file_atomic(const std::filesystem::path& path, const std::function<bool(std::FILE*)>& write,
                        const std::function<void(const std::filesystem::path& tmp)>& check = {});
 
+// Appends `text` (whole lines) to `path`, creating it, in one checked write followed by fsync. On
+// any failure (a full disk) the file is cut back to its old size, so it never ends in a partial
+// line, and an InputError names PATH and the reason. Used for the per-step logs (metrics.jsonl,
+// task_eval.jsonl), which are appended to rather than rewritten each step.
+void append_file_checked(const std::filesystem::path& path, std::string_view text);
+
 // The whole file as bytes; InputError naming the file if it cannot be read.
 std::string read_file(const std::filesystem::path& path);
 

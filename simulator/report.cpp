@@ -1,6 +1,7 @@
 #include "simulator/report.hpp"
 
 #include "graph/file_io.hpp"
+#include "graph/output_dir.hpp"
 
 #include "graph/error.hpp"
 #include "graph/trace_schema.hpp"
@@ -283,9 +284,8 @@ std::string trace_json(const SimResult& r) {
 }
 
 void write_reports(const std::string& dir, const SimResult& r, const ReportInfo& info) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw InputError(fmt::format("--out {}: cannot create the directory: {}", dir, ec.message()));
+  create_output_dir(dir, "--out");
+  const OutputDirLock lock(dir, "--out", "simulate");  // two writers of one report directory: exit 2
   write_file_atomic(dir + "/report.md", report_markdown(r, info));
   write_file_atomic(dir + "/ops.csv", ops_csv(r));
   write_file_atomic(dir + "/summary.json", summary_json(r, info).dump(2) + "\n");

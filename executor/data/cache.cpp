@@ -3,6 +3,7 @@
 #include "executor/data/random.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "graph/output_dir.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -252,7 +253,7 @@ PreparedData prepare_corpus(const std::filesystem::path& corpus_dir, const std::
 
   // Build in a private directory, then rename it into place.
   report(progress, "writing cache", 0, 1);
-  std::filesystem::create_directories(cache_root);
+  create_output_dir(cache_root, "cache directory");
   const std::filesystem::path tmp = cache_root / fmt::format(".{}.tmp.{}", cache_dir.filename().string(), ::getpid());
   std::filesystem::remove_all(tmp, ec);
   std::filesystem::create_directories(tmp);

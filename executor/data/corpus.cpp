@@ -3,6 +3,7 @@
 #include "executor/data/random.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "graph/output_dir.hpp"
 
 #include <fmt/format.h>
 
@@ -176,7 +177,7 @@ std::string format_document(const Document& doc, const std::vector<std::string>&
 }
 
 void write_corpus(const Corpus& corpus, const std::filesystem::path& dir) {
-  std::filesystem::create_directories(dir);
+  create_output_dir(dir, "corpus directory");
   for (const Document& d : corpus.documents)
     write_file_atomic((dir / d.id).string(), format_document(d, corpus.pos_tags));
 }

@@ -3,6 +3,7 @@
 #include "executor/data/random.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
+#include "graph/output_dir.hpp"
 
 #include <fmt/format.h>
 
@@ -267,7 +268,7 @@ GenreTaskStats write_brown_genre_task(const Corpus& corpus, const fs::path& dir,
                                         opts.validation_passages);
   stats.train_documents = static_cast<int64_t>(split.train.size());
   stats.validation_documents = static_cast<int64_t>(split.validation.size());
-  fs::create_directories(dir);
+  create_output_dir(dir, "task directory");
   write_file_atomic((dir / "train.tsv").string(), train);
   write_file_atomic((dir / "validation.tsv").string(), validation);
   write_file_atomic((dir / "README.txt").string(),

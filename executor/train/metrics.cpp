@@ -76,15 +76,23 @@ void write_status(const std::filesystem::path& dir, std::string_view status, int
 
 void truncate_metrics(const std::filesystem::path& file, int64_t step) {
   if (!std::filesystem::exists(file)) return;
-  std::ifstream in(file);
-  std::string kept, line;
-  while (std::getline(in, line)) {
+  // Read whole (checked: a read error must not become an empty file), keep the lines up to `step`,
+  // and rewrite atomically: on a full disk the old file stays as it was.
+  const std::string text = read_file(file);
+  std::string kept;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + at, end - at);
+    at = end + 1;
     if (line.empty()) continue;
     const auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer() || j["step"].get<int64_t>() > step) break;
-    kept += line + "\n";
+    kept += line;
+    kept += '\n';
   }
-  in.close();
+  if (kept.size() == text.size()) return;  // nothing to drop: no rewrite
   write_file_atomic(file, kept);
 }
 

@@ -73,8 +73,8 @@ TrainingRun::TrainingRun(const TrainingOptions& options) : options_(options) {
   resolve_config();
   start_mesh();
   prepare_data();
-  open_output_dir();
-  build_trainer();
+  build_trainer();    // the last input checks (checkpoint tensors, --init-from, train.trainable)
+  open_output_dir();  // so DIR is created only once all input is valid
 }
 
 TrainingRun::~TrainingRun() = default;
@@ -231,18 +231,24 @@ void TrainingRun::prepare_data() {
 void TrainingRun::open_output_dir() {
   const TrainingOptions& a = options_;
   out_ = mpi_->output_dir(a.out);
-  fs::create_directories(out_);
   checkpoint_file_ = out_ / kCheckpointFile;
-  const bool same_dir = resume_ && fs::exists(out_) && fs::equivalent(fs::path(a.resume), out_);
-  if (!same_dir && fs::exists(checkpoint_file_))
+  // Checked before anything is created or locked, so refusing DIR leaves it exactly as it was.
+  std::error_code ec;
+  // (build_trainer has moved --resume's checkpoint into the trainer: resume_ is empty by now.)
+  const bool same_dir = !a.resume.empty() && fs::exists(out_, ec) && fs::equivalent(fs::path(a.resume), out_, ec);
+  if (!same_dir && fs::exists(checkpoint_file_, ec))
     throw InputError(fmt::format("--out {} already holds a run ({}); continue it with --resume {} or choose another "
                                  "--out",
                                  a.out, checkpoint_file_.string(), a.out));
+  if (mpi_->writer()) {
+    create_output_dir(out_, "--out");
+    out_lock_ = OutputDirLock(out_, "--out", "train");
+  }
   metrics_file_ = out_ / "metrics.jsonl";
-  if (resume_ && same_dir) {
-    truncate_metrics(metrics_file_, resume_->run.step);
+  if (same_dir) {
+    truncate_metrics(metrics_file_, trainer_->step());  // the checkpoint's step
   } else {
-    std::ofstream(metrics_file_, std::ios::trunc);
+    write_file_atomic(metrics_file_, "");
   }
 }
 
@@ -299,7 +305,7 @@ EvalMetrics TrainingRun::evaluate() {
                                    {"exact_match", last_task_eval_->exact_match},
                                    {"target_nll", last_task_eval_->target_nll},
                                    {"examples", last_task_eval_->examples}};
-    std::ofstream(out_ / "task_eval.jsonl", std::ios::app) << line.dump() << "\n";
+    append_file_checked(out_ / "task_eval.jsonl", line.dump() + "\n");
     return last_task_eval_->teacher_forced;
   }
   data::BatchOptions eval_opts = batch_options_;
@@ -314,7 +320,7 @@ void TrainingRun::finish_trace() {
   if (recorder_->steps() == 0) return;
   recorder_->write(out_ / "trace.json");
   const std::string summary = recorder_->summary();
-  std::ofstream(out_ / "trace_summary.txt") << summary;
+  write_file_atomic(out_ / "trace_summary.txt", summary);
   fmt::print("trace: {} ({} steps)\n{}", (out_ / "trace.json").string(), recorder_->steps(), summary);
 }
 
@@ -332,7 +338,6 @@ TrainingSummary TrainingRun::run() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   write_status(out_, "running", trainer_->step());
-  std::ofstream metrics(metrics_file_, std::ios::app);
   const int64_t first = trainer_->step();
   const auto start = std::chrono::steady_clock::now();
   TrainingSummary summary;
@@ -385,8 +390,8 @@ TrainingSummary TrainingRun::run() {
     }
     const double elapsed = seconds_since(start);
     const StepTiming timing{seconds, static_cast<double>(last.tokens) / seconds, elapsed};
-    metrics << metrics_line(last, train_source_.position().epoch, evaluate_now ? &*last_eval_ : nullptr, timing) << "\n";
-    metrics.flush();
+    append_file_checked(metrics_file_,
+                        metrics_line(last, train_source_.position().epoch, evaluate_now ? &*last_eval_ : nullptr, timing) + "\n");
 
     if (why.empty() && options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0 && step < options_.steps &&
         !save())

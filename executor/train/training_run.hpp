@@ -5,8 +5,12 @@
 //   1. the config: --model with --set overrides, or the --resume checkpoint's; --init-from;
 //   2. the mesh (--mesh, --layout; the layout is checked before MPI starts);
 //   3. the data: the Brown corpus, or a fine-tuning task;
-//   4. the output directory DIR (--out);
-//   5. the trainer, its state restored (--resume) or initialised (--init-from), and the trace.
+//   4. the trainer, its state restored (--resume) or initialised (--init-from), and the trace;
+//   5. the output directory DIR (--out): created (graph/output_dir.hpp) only now, when all input is
+//      valid, and locked (DIR/.lock) on the writer for the whole run, so a second train on DIR
+//      exits 2 naming the holder. Every file in DIR is written atomically or appended to with a
+//      checked write (graph/file_io.hpp); on a full disk the run ends with exit 2 naming the file
+//      and earlier records (metrics.jsonl, status.json, the checkpoint) stay whole.
 // run() then trains to --steps and writes DIR's records; the caller prints the summary it returns.
 //
 // Objective by architecture: encoder_decoder trains T5 span corruption (15% noise, mean span 3),
@@ -68,6 +72,7 @@
 #include "executor/train/finetune.hpp"
 #include "executor/train/trainer.hpp"
 #include "graph/models/model_config.hpp"
+#include "graph/output_dir.hpp"
 
 #include <cstdint>
 #include <filesystem>
@@ -180,8 +185,9 @@ class TrainingRun {
   data::BatchOptions batch_options_;  // the corpus batches (evaluation: in order, one pass)
   TrainSource train_source_;
 
-  // ---- 4. the output directory ----
+  // ---- 4. the output directory (created and locked, on the writer, once all input is checked) ----
   std::filesystem::path out_, checkpoint_file_, metrics_file_;
+  OutputDirLock out_lock_;            // flock on DIR/.lock for the run: a second train on DIR exits 2
 
   // ---- 5. the trainer ----
   std::optional<Trainer> trainer_;

@@ -151,7 +151,7 @@ first="$work/k/runs/baseline/seed_1"
 second="$work/k/runs/z-loss_1e-2/seed_1"
 for _ in $(seq 1 600); do [ -f "$work/k/sweep.json" ] && break; sleep 0.05; done
 expect_exit 2 "$work/long.toml" "${data[@]}" --out "$work/k"  # the directory is in use
-expect_in "$work/err.txt" "another run_ablation is running this sweep"
+expect_in "$work/err.txt" "is in use by another process"
 for _ in $(seq 1 1200); do
   [ -f "$first/result.json" ] && [ -f "$second/checkpoint.safetensors" ] && break
   sleep 0.05
