@@ -69,6 +69,10 @@ void write_safetensors(const fs::path& path, const std::vector<TensorBytes>& ten
   Json top = Json::object();
   top["__metadata__"] = meta;
   for (auto& [k, v] : header.items()) top[k] = v;
+  // The header's own checksum: FNV-1a 64 of the header as dumped without this key (the reader
+  // re-dumps what it parsed, minus the key; nlohmann's dump of a parsed ordered_json is the same
+  // text, the header holding only strings and integers).
+  top["__metadata__"]["header_checksum"] = hex64(data::fnv1a64(top.dump()));
   std::string text = top.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
 
@@ -103,6 +107,7 @@ void write_safetensors(const fs::path& path, const std::vector<TensorBytes>& ten
 }
 
 Safetensors read_safetensors(const fs::path& path) {
+  if (std::error_code ec; fs::is_directory(path, ec)) bad_file(path, "is a directory, not a checkpoint file");
   std::ifstream in(path, std::ios::binary);
   if (!in) bad_file(path, fs::exists(path) ? "cannot be opened for reading" : "no such file");
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -168,6 +173,17 @@ Safetensors read_safetensors(const fs::path& path) {
     at = e;
   }
   if (at != data_size) bad_file(path, fmt::format("{} bytes of data follow the last tensor", data_size - at));
+  // Checkpoints written before header checksums (no "header_checksum") load on the data checksum
+  // alone; every newer one must match, so one edited byte of its step or config is refused.
+  if (auto it = st.metadata.find("header_checksum"); it != st.metadata.end()) {
+    Json rest = header;
+    rest["__metadata__"].erase("header_checksum");
+    const uint64_t sum = data::fnv1a64(rest.dump());
+    if (hex64(sum) != it->second)
+      bad_file(path, fmt::format("header checksum {} does not match the header ({}): the header (step, config, tensor "
+                                 "list) was edited or is corrupt",
+                                 it->second, hex64(sum)));
+  }
   if (auto it = st.metadata.find("checksum"); it != st.metadata.end()) {
     // The writer's checksum runs over the tensors in data order: the whole data section.
     const uint64_t sum = data::fnv1a64(std::string_view(bytes).substr(data_begin));
@@ -241,6 +257,8 @@ Checkpoint read_checkpoint(const fs::path& path) {
     }
   }
   c.run.config_json = get("config");
+  if (const nlohmann::json cfg = nlohmann::json::parse(c.run.config_json, nullptr, false); !cfg.is_object())
+    bad_file(path, "metadata config is not a JSON object (the file is corrupt)");
   c.run.model_path = get("model_path");
   c.run.model_toml = get("model_toml");
   try {

@@ -6,7 +6,10 @@
 // header maps each tensor name to {"dtype": "F32" | "BF16" | "I32", "shape": [...],
 // "data_offsets": [begin, end]} (byte offsets into the data, packed in header order) and holds
 // "__metadata__", a map of strings. The writer adds metadata "checksum" = FNV-1a 64 of the data
-// (16 hex digits), which the reader verifies: a flipped bit is an error, not a silent resume.
+// (16 hex digits), which the reader verifies: a flipped bit is an error, not a silent resume. It
+// also adds "header_checksum" = FNV-1a 64 of the header JSON as written without that key, so one
+// edited byte of the step, config or tensor list is refused too. Files without header_checksum
+// (written before it existed, or by other safetensors writers) load on the data checksum alone.
 //
 // A Switchyard training checkpoint holds every parameter under its graph name
 // ("decoder/layer_00/attention/wq") and every optimizer state tensor under
