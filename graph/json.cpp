@@ -412,7 +412,41 @@ Graph graph_from_json(const Json& j, std::string_view source_name) {
   return g;
 }
 
+namespace {
+
+// A graph file nests objects and arrays a few levels deep (graph → nodes → node → attrs → dims).
+// Text nested deeper than this is refused before parsing: nlohmann's json values are built,
+// printed and destroyed recursively, so a file of 100000 '[' would overflow the stack.
+constexpr int kMaxGraphJsonDepth = 64;
+
+// The line of the first bracket deeper than kMaxGraphJsonDepth, or 0 (strings are skipped).
+int64_t too_deep_line(std::string_view text) {
+  int depth = 0;
+  int64_t line = 1;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') ++line;
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxGraphJsonDepth) return line;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 Graph graph_from_text(std::string_view text, std::string_view source_name) {
+  if (const int64_t line = too_deep_line(text))
+    throw InputError(fmt::format("{}:{}: JSON nested deeper than {} levels; a graph file nests a few levels", source_name,
+                                 line, kMaxGraphJsonDepth));
   Json j;
   try {
     j = Json::parse(text);

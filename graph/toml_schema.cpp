@@ -160,6 +160,8 @@ double TomlSection::number(std::string_view key, std::optional<double> fallback,
   if (n->is_floating_point()) v = n->value_exact<double>();
   if (n->is_integer()) v = static_cast<double>(*n->value_exact<int64_t>());
   if (!v) fail(key, fmt::format("expected a number; allowed: {}", allowed));
+  // inf and nan (TOML spells them inf, nan) are never a setting: every range below assumes finite.
+  if (!std::isfinite(*v)) fail(key, fmt::format("not a finite number; allowed: {}", allowed));
   if (!ok(*v)) fail(key, fmt::format("allowed: {}", allowed));
   return *v;
 }

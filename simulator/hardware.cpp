@@ -82,7 +82,7 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key) {
     const toml::array* p = e.as_array();
     auto sz = p && p->size() == 2 ? num(p->get(0)) : std::nullopt;
     auto fr = p && p->size() == 2 ? num(p->get(1)) : std::nullopt;
-    if (!sz || !fr || *sz <= 0 || *fr <= 0 || *fr > 1 || (!c.points.empty() && *sz <= c.points.back().first))
+    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || *fr <= 0 || *fr > 1 || (!c.points.empty() && *sz <= c.points.back().first))
       t.fail(key, fmt::format("point {} is not allowed; {}", TomlDocument::value_text(e), form));
     c.points.emplace_back(*sz, *fr);
   }
@@ -165,6 +165,8 @@ HardwareSpec load_hardware(const std::string& name_or_path, const std::string& h
   std::string path = name_or_path;
   const bool is_path = name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".toml");
   if (!is_path) path = hardware_dir + "/" + name_or_path + ".toml";
+  if (std::error_code dir_ec; std::filesystem::is_directory(path, dir_ec))
+    throw InputError(fmt::format("hardware '{}': {} is a directory, not a hardware file", name_or_path, path));
   std::ifstream in(path);
   if (!in) {
     std::string known;

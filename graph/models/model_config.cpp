@@ -12,6 +12,18 @@
 namespace sy {
 namespace {
 
+// Upper bounds on the sizes a config may give (the messages state them). They sit far above every
+// real model (vocabularies ≤ 256k, widths ≤ 65536, ≤ 128 layers; switch_c and st_moe_32b are in
+// experiments/configs) and keep every element and parameter count inside int64 (2^24 · 2^18 ·
+// 2^10 · ... ≪ 2^63) and every dimension inside the int32 range oneDNN handles: sizes of 2^32
+// reached oneDNN and ended in SIGFPE, and a vocabulary of billions ran for ever.
+constexpr int64_t kMaxVocab = int64_t{1} << 24;   // token ids are int32
+constexpr int64_t kMaxWidth = int64_t{1} << 18;   // d_model, d_ff, d_kv
+constexpr int64_t kMaxHeads = int64_t{1} << 12;
+constexpr int64_t kMaxLayers = int64_t{1} << 10;
+constexpr int64_t kMaxBatch = int64_t{1} << 20;   // sequences
+constexpr int64_t kMaxLength = int64_t{1} << 20;  // tokens per sequence
+
 // The config JSON of a fields() list (graph/fields.hpp): enums by their spellings, the rest as
 // they are; a field whose `shown` is false is left out.
 struct JsonFieldWriter {
@@ -133,12 +145,12 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
   c.name = model.string("name", std::filesystem::path(doc.file).stem().string());
   c.architecture = model.choice("architecture", c.architecture, EnumNames<Architecture>::names);
   const bool enc_dec = c.has_encoder();
-  c.vocab = model.integer("vocab", c.vocab, 2);
-  c.d_model = model.integer("d_model", c.d_model, 1);
-  const int64_t d_ff_given = model.integer("d_ff", c.d_ff, 1);
-  c.heads = model.integer("heads", c.heads, 1);
+  c.vocab = model.integer("vocab", c.vocab, 2, kMaxVocab);
+  c.d_model = model.integer("d_model", c.d_model, 1, kMaxWidth);
+  const int64_t d_ff_given = model.integer("d_ff", c.d_ff, 1, kMaxWidth);
+  c.heads = model.integer("heads", c.heads, 1, kMaxHeads);
   if (model.has("d_kv")) {
-    c.d_kv = model.integer("d_kv", c.d_kv, 1);
+    c.d_kv = model.integer("d_kv", c.d_kv, 1, kMaxWidth);
   } else {
     if (c.d_model % c.heads != 0)
       doc.fail("model.heads",
@@ -154,13 +166,13 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
     if (has_layers)
       model.fail("layers", "an encoder_decoder model has encoder_layers and decoder_layers; allowed keys: "
                            "encoder_layers, decoder_layers");
-    c.encoder_layers = model.integer("encoder_layers", c.encoder_layers, 1);
-    c.decoder_layers = model.integer("decoder_layers", c.decoder_layers, 1);
+    c.encoder_layers = model.integer("encoder_layers", c.encoder_layers, 1, kMaxLayers);
+    c.decoder_layers = model.integer("decoder_layers", c.decoder_layers, 1, kMaxLayers);
   } else {
     if (has_enc_layers) model.fail("encoder_layers", "a decoder_only model has no encoder; use model.layers");
     if (has_dec_layers) model.fail("decoder_layers", "a decoder_only model has one stack; use model.layers");
     c.encoder_layers = 0;
-    c.decoder_layers = model.integer("layers", c.decoder_layers, 1);
+    c.decoder_layers = model.integer("layers", c.decoder_layers, 1, kMaxLayers);
   }
   c.ffn = model.choice("ffn", c.ffn, EnumNames<FfnKind>::names);
   c.relu_matches_geglu_flops = model.boolean("relu_matches_geglu_flops", c.relu_matches_geglu_flops);
@@ -223,18 +235,18 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
   // ---- [train] ----
   TomlSection train(doc, train_t, "train");
   // The batch shape by hand (see TrainConfig): the length keys depend on the architecture.
-  t.batch = train.integer("batch", t.batch, 1);
+  t.batch = train.integer("batch", t.batch, 1, kMaxBatch);
   if (enc_dec) {
     if (train.has("length"))
       train.fail("length", "an encoder_decoder model has input_length and target_length; allowed keys: "
                            "input_length, target_length");
-    t.input_length = train.integer("input_length", t.input_length, 1);
-    t.target_length = train.integer("target_length", t.target_length, 1);
+    t.input_length = train.integer("input_length", t.input_length, 1, kMaxLength);
+    t.target_length = train.integer("target_length", t.target_length, 1, kMaxLength);
   } else {
     if (train.has("input_length")) train.fail("input_length", "a decoder_only model has one sequence; use train.length");
     if (train.has("target_length")) train.fail("target_length", "a decoder_only model has one sequence; use train.length");
     t.input_length = 0;
-    t.target_length = train.integer("length", 256, 1);
+    t.target_length = train.integer("length", 256, 1, kMaxLength);
   }
   read_fields(train, t);
   if (t.optimizer.schedule != LrSchedule::cosine && train.has("decay_steps"))

@@ -297,20 +297,26 @@ Routed route_hash(Builder& b, const Shape& gs, const MoeConfig& cfg, const MoeCo
 
 void check_moe_config(const MoeConfig& c) {
   auto num = [](auto v) { return fmt::format("{}", v); };
-  if (c.experts < 1) bad_setting("experts", num(c.experts), "an integer ≥ 1");
+  // Upper bounds as for the model's sizes (graph/models/model_config.cpp: far above real models,
+  // counts inside int64, dims inside oneDNN's int32 range).
+  if (c.experts < 1 || c.experts > 65536) bad_setting("experts", num(c.experts), "1..65536");
   const bool top_k_like = c.router == RouterKind::top_k || c.router == RouterKind::noisy_top_k;
   if (top_k_like && (c.k < 1 || c.k > c.experts))
     bad_setting("k", num(c.k), fmt::format("1..{} (the number of experts)", c.experts));
-  if (!(c.cf_train > 0)) bad_setting("cf_train", num(c.cf_train), "a capacity factor > 0");
-  if (!(c.cf_eval > 0)) bad_setting("cf_eval", num(c.cf_eval), "a capacity factor > 0");
-  if (c.min_capacity < 1) bad_setting("min_capacity", num(c.min_capacity), "an integer ≥ 1");
+  // The upper bound keeps capacity = cf·k·S/E (S ≤ 2^40 tokens per group) far inside int64, whose
+  // cast from a larger double is undefined (1e19 gave capacity 1); a factor above E already gives
+  // every token a slot, so 1e6 refuses nothing useful.
+  const auto cf_ok = [](double cf) { return cf > 0 && cf <= 1e6; };
+  if (!cf_ok(c.cf_train)) bad_setting("cf_train", num(c.cf_train), "a capacity factor in (0, 1e6]");
+  if (!cf_ok(c.cf_eval)) bad_setting("cf_eval", num(c.cf_eval), "a capacity factor in (0, 1e6]");
+  if (c.min_capacity < 1 || c.min_capacity > (int64_t{1} << 30)) bad_setting("min_capacity", num(c.min_capacity), "1..2^30");
   if (c.group_size < 0) bad_setting("group_size", num(c.group_size), "an integer ≥ 0 (0: the whole batch is one group)");
   auto uses_tau = [](SecondPolicy p) { return p == SecondPolicy::threshold || p == SecondPolicy::random; };
   if ((uses_tau(c.policy_train) || uses_tau(c.policy_eval)) && !(c.policy_threshold > 0))
     bad_setting("policy_threshold", num(c.policy_threshold), "τ > 0 (used by the threshold and random policies)");
   if (!(c.jitter >= 0 && c.jitter < 1)) bad_setting("jitter", num(c.jitter), "ε in [0, 1)");
   if (!(c.expert_dropout >= 0 && c.expert_dropout < 1)) bad_setting("expert_dropout", num(c.expert_dropout), "a rate in [0, 1)");
-  if (c.d_ff < 1) bad_setting("d_ff", num(c.d_ff), "an integer ≥ 1");
+  if (c.d_ff < 1 || c.d_ff > (int64_t{1} << 18)) bad_setting("d_ff", num(c.d_ff), "1..262144");
   if (!is_float(c.router_dtype)) bad_setting("router_dtype", std::string(dtype_name(c.router_dtype)), "f32, bf16");
   if (!(c.balance_coef >= 0)) bad_setting("balance_coef", num(c.balance_coef), "a coefficient ≥ 0");
   if (!(c.z_coef >= 0)) bad_setting("z_coef", num(c.z_coef), "a coefficient ≥ 0");

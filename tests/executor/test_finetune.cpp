@@ -112,6 +112,21 @@ TEST_CASE("finetune: freezing presets leave frozen parameters bit-identical and 
   }
 }
 
+TEST_CASE("finetune: a train.trainable regex with nested quantifiers is refused (catastrophic backtracking)", "[finetune]") {
+  using sy::parameter_is_trainable;
+  // Before the check "(a+)+b" ran for ever on a 60-character name; now it is an InputError at once.
+  CHECK_THROWS_AS(parameter_is_trainable("(a+)+b", std::string(60, 'a')), sy::InputError);
+  CHECK_THROWS_AS(parameter_is_trainable("(x|y*){2,}", "decoder/layer_00/ffn/wi"), sy::InputError);
+  CHECK_THROWS_AS(parameter_is_trainable("((ab)*c)+", "decoder"), sy::InputError);
+  CHECK_THROWS_AS(parameter_is_trainable(std::string(1001, 'a'), "decoder"), sy::InputError);
+  // Quantified groups without a quantifier inside, quantifiers inside an unquantified group, and
+  // quantifier characters in a class are fine.
+  CHECK(parameter_is_trainable("(router|_norm)+/scale", "decoder/layer_00/_norm/scale"));
+  CHECK(parameter_is_trainable("(layer_0+)/ffn", "decoder/layer_00/ffn/wi"));
+  CHECK(parameter_is_trainable("[(a+)]+", "a"));
+  CHECK_FALSE(parameter_is_trainable("(a+)?z", "decoder"));
+}
+
 TEST_CASE("finetune: the moe preset is exactly the expert weights and the routers", "[finetune]") {
   Trainer all(tiny(), 10);
   std::set<std::string> moe, expected;
