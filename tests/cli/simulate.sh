@@ -81,7 +81,7 @@ PY
 # Deterministic: a second run gives byte-identical files.
 "$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --layout "$layout" --out "$work/b" >/dev/null
 for f in report.md ops.csv summary.json trace.json; do cmp -s "$work/a/$f" "$work/b/$f" || fail "$f differs between runs"; done
-ls -A "$work/a" | grep -q '^\.' && fail "temporary files left in the output directory"
+ls -A "$work/a" | grep -v '^\.lock$' | grep -qE '^\.|\.tmp\.' && fail "temporary files left in the output directory"  # .lock: the directory lock (docs/conventions.md)
 
 # Sweep: ranked layouts, the ones that do not fit marked (a 1 MB chip fits none but the smallest).
 "$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --sweep --refine 1 --out "$work/s" >"$work/out.txt"
