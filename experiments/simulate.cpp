@@ -7,6 +7,9 @@
 //       DIR/sweep.csv: every legal layout of the candidate dims (on every mesh of the same axes and
 //       device count with --sweep-meshes), ranked by estimated step time among those that fit
 //       (simulator/sweep.hpp); the best --refine layouts also simulated event by event
+//   --no-fusion: price every op alone (no XLA-style fusion, simulator/fusion.hpp); fusion is on by
+//       default in `simulate` and in the sweep's refined layouts (the sweep's analytic estimate is
+//       per op either way)
 //
 // The hardware is a chip name (simulator/hardware/<name>.toml) or a path to a .toml file. Bad
 // input (a model or hardware file, a mesh larger than the pod, an illegal layout) prints one
@@ -64,7 +67,7 @@ int run(int argc, char** argv) {
   std::string model_path, hardware, mesh_text, layout_text, out_dir, optimizer = "config", dims_text;
   std::string hardware_dir = sy::default_hardware_dir();
   std::vector<std::string> overrides;
-  bool sweep = false, sweep_meshes = false;
+  bool sweep = false, sweep_meshes = false, no_fusion = false;
   int refine = 3;
   int threads = 0;
   app.add_option("--model", model_path, "model config (TOML), e.g. experiments/configs/models/st_moe_32b.toml")->required();
@@ -77,6 +80,8 @@ int run(int argc, char** argv) {
   app.add_option("--out", out_dir, "output directory")->required();
   app.add_option("--optimizer", optimizer, "optimizer priced: config (the model's), adafactor, adamw, none")
       ->capture_default_str();
+  app.add_flag("--no-fusion", no_fusion,
+               "price every op alone (no XLA-style fusion or CSE, simulator/fusion.hpp); with --sweep: the refined layouts");
   app.add_flag("--sweep", sweep, "rank every legal layout of the candidate dims instead (writes sweep.csv)");
   app.add_option("--sweep-dims", dims_text, "sweep: dims to lay out, comma-separated (default: those of batch, experts, "
                                             "heads, d_ff, d_model, vocab, d_kv the model has)");
@@ -107,6 +112,7 @@ int run(int argc, char** argv) {
     sy::SimOptions opts;
     opts.model_flops_per_step = step.model_flops;
     opts.tokens_per_step = step.tokens;
+    opts.fusion = !no_fusion;
     const sy::SimResult r = sy::simulate(lowered, hw, opts);
     sy::ReportInfo info;
     info.model = config.name;
@@ -114,6 +120,15 @@ int run(int argc, char** argv) {
                   {"batch", fmt::format("{} sequences, {} tokens", step.training.model.batch, step.tokens)},
                   {"precision", std::string(sy::dtype_name(run_config.train.precision))},
                   {"ops per device", fmt::format("{} ({} collectives)", r.ops.size(), lowered.collectives.size())}};
+    if (!no_fusion) {  // what fusion saves: the same program priced op by op
+      sy::SimOptions unfused = opts;
+      unfused.fusion = false;
+      const double step_unfused = sy::simulate(lowered, hw, unfused).step_time;
+      info.facts.emplace_back("step time with --no-fusion",
+                              fmt::format("{} (fusion saves {}, {:.1f} %)", sy::format_seconds(step_unfused),
+                                          sy::format_seconds(step_unfused - r.step_time),
+                                          step_unfused > 0 ? 100.0 * (step_unfused - r.step_time) / step_unfused : 0.0));
+    }
     for (const std::string& o : overrides) info.facts.emplace_back("--set", o);
     sy::write_reports(out_dir, r, info);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -155,7 +170,9 @@ int run(int argc, char** argv) {
     built.layout = s.layout;
     built.optimizer = with_optimizer;
     const sy::TrainingStep full = sy::build_training_step(config, run_config.train, built);
-    s.simulated_step = sy::simulate(sy::lower(full.graph(), built.mesh, s.layout), hw).step_time;
+    sy::SimOptions sim_opts;
+    sim_opts.fusion = !no_fusion;
+    s.simulated_step = sy::simulate(sy::lower(full.graph(), built.mesh, s.layout), hw, sim_opts).step_time;
     ++refined;
   }
   sy::create_output_dir(out_dir, "--out");

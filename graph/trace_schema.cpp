@@ -92,6 +92,7 @@ void TraceWriter::op(const TraceOp& op) {
   if (!op.axes.empty())
     text_ += fmt::format(",\"axes\":\"{}\",\"collective_bytes\":{}", escaped(op.axes), op.cost.collective_bytes);
   if (!op.bound.empty()) text_ += fmt::format(",\"bound\":\"{}\"", op.bound);
+  if (!op.fusion.empty()) text_ += fmt::format(",\"fusion\":\"{}\"", escaped(op.fusion));
   text_ += "}}";
 }
 

@@ -18,7 +18,9 @@
 //   args = node (id in the program), scope, step, flops, bytes (OpDef::cost: bytes_read +
 //   bytes_written), and for communicating collectives axes ("data", "data+model") and
 //   collective_bytes (bytes sent per device); the simulator adds bound (compute, memory,
-//   network or latency: what limits the op in its model).
+//   network or latency: what limits the op in its model) and, with fusion, fusion ("fusion.<k>
+//   <member kinds>" on every member of a fused group: the root's event carries the group's time
+//   and cost, the others dur 0 and no cost; "cse:<node>" on a node merged into an identical one).
 #pragma once
 
 #include "graph/ir.hpp"
@@ -64,6 +66,7 @@ struct TraceOp {
   OpCost cost;
   std::string_view axes;   // collective_axes; empty for local ops
   std::string_view bound;  // simulator only; empty: not written
+  std::string_view fusion;  // simulator only: "fusion.<k> <member kinds>" or "cse:<node>"; empty: not written
 };
 
 // Writes one trace. Events come out in the order they are added.

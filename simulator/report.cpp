@@ -73,7 +73,16 @@ std::string layer_of(std::string scope) {
 
 std::string op_title(const SimResult& r, const SimOp& op) {
   if (op.collective) return fmt::format("{} ({})", op.label, axes_text(r, op.axes));
+  if (op.fused >= 0) return fmt::format("fusion.{} ({} ops, root {})", op.fused, r.fused[static_cast<size_t>(op.fused)].ops.size(), op.label);
   return op.label;
+}
+
+// ops.csv's fusion column: "fusion.<k>" for a member of a fused group, "cse:<node>" for a
+// duplicate merged into an earlier node, empty otherwise.
+std::string fusion_text(const SimOp& op) {
+  if (op.fused >= 0) return fmt::format("fusion.{}", op.fused);
+  if (op.duplicate_of >= 0) return fmt::format("cse:{}", op.duplicate_of);
+  return "";
 }
 
 }  // namespace
@@ -106,6 +115,15 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
   s += fmt::format("| overlapped communication | {} |\n", format_seconds(r.overlapped_comm));
   s += fmt::format("| critical path | {} ops: {} compute, {} communication |\n", r.critical_ops,
                    format_seconds(r.critical_compute), format_seconds(r.critical_comm));
+  if (r.fusion) {
+    const double op_time = r.compute_bound + r.memory_bound;
+    s += fmt::format("| fusion (XLA-style, simulator/fusion.hpp) | {} fused groups, {} duplicate ops merged (CSE); compute-op "
+                     "time {} instead of {} priced op by op ({} saved) |\n",
+                     r.fused.size(), r.cse_duplicates, format_seconds(op_time), format_seconds(r.unfused_op_time),
+                     format_seconds(r.unfused_op_time - op_time));
+  } else {
+    s += "| fusion | off (--no-fusion): every op priced alone |\n";
+  }
 
   const double total = r.compute_bound + r.memory_bound + r.all_to_all + r.all_reduce + r.other_comm;
   s += "\n## Time split (op time per device)\n\n| kind | time | share |\n|---|---:|---:|\n";
@@ -178,6 +196,28 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
                      format_seconds(l.optimizer), format_seconds(l.comm), count(l.flops));
   }
 
+  // The largest fused groups.
+  if (!r.fused.empty()) {
+    std::vector<size_t> fi(r.fused.size());
+    for (size_t i = 0; i < fi.size(); ++i) fi[i] = i;
+    std::stable_sort(fi.begin(), fi.end(), [&](size_t a, size_t b) { return r.fused[a].duration > r.fused[b].duration; });
+    const size_t nf = std::min<size_t>(15, fi.size());
+    s += fmt::format("\n## Fusion: the {} longest fused groups\n\nEach runs as one op; bytes are its HBM traffic "
+                     "(values entering it and values it writes out), saved = the members' bytes priced alone minus that.\n\n",
+                     nf);
+    s += "| # | group | ops | scope | time | alone | bytes | saved bytes |\n|---:|---|---|---|---:|---:|---:|---:|\n";
+    for (size_t k = 0; k < nf; ++k) {
+      const FusedGroup& fg = r.fused[fi[k]];
+      const SimOp& root = r.ops[static_cast<size_t>(fg.root())];
+      const double bytes = fg.cost.bytes_read + fg.cost.bytes_written;
+      std::string kinds = fg.kinds;
+      if (kinds.size() > 80) kinds = kinds.substr(0, 77) + "...";
+      s += fmt::format("| {} | fusion.{} | {} | {} | {} | {} | {} | {} |\n", k + 1, fi[k], kinds,
+                       root.scope.empty() ? "(root)" : root.scope, format_seconds(fg.duration), format_seconds(fg.own_duration),
+                       format_bytes(bytes), format_bytes(fg.own_bytes - bytes));
+    }
+  }
+
   // The roofline table: top ops by time.
   std::vector<size_t> idx(r.ops.size());
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
@@ -200,14 +240,14 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
 std::string ops_csv(const SimResult& r) {
   std::string s =
       "index,node,op,scope,phase,stream,start_us,end_us,duration_us,flops,bytes_read,bytes_written,collective_bytes,"
-      "intensity,bound,axes,critical\n";
+      "intensity,bound,axes,critical,fusion\n";
   for (size_t i = 0; i < r.ops.size(); ++i) {
     const SimOp& op = r.ops[i];
-    s += fmt::format("{},{},\"{}\",{},{},{},{:.6f},{:.6f},{:.6f},{:.9g},{:.9g},{:.9g},{:.9g},{:.6g},{},{},{}\n", i, op.node,
+    s += fmt::format("{},{},\"{}\",{},{},{},{:.6f},{:.6f},{:.6f},{:.9g},{:.9g},{:.9g},{:.9g},{:.6g},{},{},{},{}\n", i, op.node,
                      op.label, op.scope, phase_name(op.phase), r.streams[static_cast<size_t>(op.stream)], op.start * 1e6,
                      op.end * 1e6, op.duration * 1e6, op.cost.flops, op.cost.bytes_read, op.cost.bytes_written,
                      op.cost.collective_bytes, op.collective ? 0.0 : op.roof.intensity, bound_name(op.bound),
-                     axes_text(r, op.axes), op.critical ? 1 : 0);
+                     axes_text(r, op.axes), op.critical ? 1 : 0, fusion_text(op));
   }
   return s;
 }
@@ -257,6 +297,12 @@ nlohmann::ordered_json summary_json(const SimResult& r, const ReportInfo& info) 
               {"transient", r.memory.transient},
               {"total", r.memory.total()},
               {"capacity", r.memory.capacity}}},
+           {"fusion",
+            J{{"enabled", r.fusion},
+              {"fused_groups", r.fused.size()},
+              {"cse_duplicates", r.cse_duplicates},
+              {"compute_op_time_s", r.compute_bound + r.memory_bound},
+              {"unfused_compute_op_time_s", r.unfused_op_time}}},
            {"fits", r.memory.fits()},
            {"ops", r.ops.size()}};
 }
@@ -268,6 +314,8 @@ std::string trace_json(const SimResult& r) {
   w.step(1, 0.0, r.step_time * 1e6);
   for (const SimOp& op : r.ops) {
     const std::string axes = op.collective ? axes_text(r, op.axes) : "";
+    const std::string fusion =
+        op.fused >= 0 ? fmt::format("fusion.{} {}", op.fused, r.fused[static_cast<size_t>(op.fused)].kinds) : fusion_text(op);
     w.op(TraceOp{.node = op.node,
                  .name = op_name(op.kind),
                  .phase = phase_name(op.phase),
@@ -278,7 +326,8 @@ std::string trace_json(const SimResult& r) {
                  .dur_us = op.duration * 1e6,
                  .cost = op.cost,
                  .axes = axes,
-                 .bound = bound_name(op.bound)});
+                 .bound = bound_name(op.bound),
+                 .fusion = fusion});
   }
   return w.finish();
 }

@@ -42,4 +42,15 @@ OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& co
   return t;
 }
 
+OpTime roofline_fused(const HardwareSpec& hw, double compute, const OpCost& cost, const ClassEfficiency& eff) {
+  const double bytes = cost.bytes_read + cost.bytes_written;
+  OpTime t;
+  t.compute = compute;
+  t.memory = bytes > 0 ? bytes / (hw.hbm_bandwidth * eff.memory.at(bytes)) : 0.0;
+  t.intensity = bytes > 0 ? cost.flops / bytes : 0.0;
+  t.bound = t.compute > t.memory ? Bound::compute : Bound::memory;
+  t.time = std::max(t.compute, t.memory) + hw.op_overhead;
+  return t;
+}
+
 }  // namespace sy

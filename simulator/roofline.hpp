@@ -37,6 +37,11 @@ OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& co
 // `broadcast`: a binary element-wise op whose second operand broadcasts (is_broadcast).
 OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost, bool broadcast = false);
 
+// A fused group of ops priced as one (simulator/fusion.hpp): `compute` is the sum of its members'
+// compute terms (each at its own class's peak), `cost.bytes_*` the group's HBM traffic, priced with
+// the memory curve of `eff` (the class of the group's einsum or reduction, else of its root).
+OpTime roofline_fused(const HardwareSpec& hw, double compute, const OpCost& cost, const ClassEfficiency& eff);
+
 // A binary element-wise op (add, sub, mul, div, greater, where's values) whose second operand has
 // fewer elements than its first.
 bool is_broadcast(OpKind k, const std::vector<TensorType>& in);

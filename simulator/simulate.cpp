@@ -2,6 +2,7 @@
 
 #include "graph/error.hpp"
 #include "graph/trace_schema.hpp"
+#include "simulator/fusion.hpp"
 
 #include <fmt/format.h>
 
@@ -58,6 +59,73 @@ double intersection(const std::vector<std::pair<double, double>>& a, const std::
   return m;
 }
 
+// Fusion (simulator/fusion.hpp): prices each group of two or more nodes at its root, takes the
+// other members' and CSE duplicates' time away, and rewires the dependencies so that a group
+// starts when its external inputs are ready and its values are ready when its root ends.
+void apply_fusion(const Graph& g, const HardwareSpec& hw, bool on, SimResult& r, std::vector<std::vector<int32_t>>& deps) {
+  r.fusion = on;
+  const Fusion f = fuse(g, FusionOptions{.fuse = on, .cse = on});
+  r.materialised = f.materialised;
+  for (size_t i = 0; i < r.ops.size(); ++i) {
+    SimOp& op = r.ops[i];
+    op.duplicate_of = f.duplicate_of[i];
+    if (op.duplicate_of < 0) {  // it reads the canonical values (a duplicate's readers read the original's)
+      deps[i].clear();
+      for (ValueId v : g.nodes[i].inputs) {
+        const NodeId p = g.values[static_cast<size_t>(f.canonical[static_cast<size_t>(v.v)])].producer;
+        if (p.valid()) deps[i].push_back(p.v);
+      }
+      continue;
+    }
+    ++r.cse_duplicates;
+    op.cost = OpCost{};
+    op.roof = OpTime{};
+    op.duration = 0;
+    deps[i] = {op.duplicate_of};  // its value is the earlier node's
+  }
+  for (size_t k = 0; k < f.groups.size(); ++k) {
+    const std::vector<int32_t>& members = f.groups[k];
+    if (members.size() < 2) continue;
+    FusedGroup fg;
+    fg.ops = members;
+    fg.cost = group_cost(g, f, static_cast<int32_t>(k));
+    double compute = 0;
+    int32_t heavy = -1;  // the einsum or reduction, if any: its class sets the memory curve
+    for (int32_t m : members) {
+      SimOp& op = r.ops[static_cast<size_t>(m)];
+      op.fused = static_cast<int32_t>(r.fused.size());
+      if (!fg.kinds.empty()) fg.kinds += '+';
+      fg.kinds += op.label;
+      fg.own_bytes += op.own_cost.bytes_read + op.own_cost.bytes_written;
+      fg.own_duration += op.own_duration;
+      compute += op.roof.compute;
+      const OpClass c = op_def(op.kind).op_class;
+      if (c == OpClass::matmul || c == OpClass::reduction) heavy = m;
+      if (m != fg.root()) {
+        op.cost = OpCost{};
+        op.roof = OpTime{};
+        op.duration = 0;
+      }
+    }
+    SimOp& root = r.ops[static_cast<size_t>(fg.root())];
+    const SimOp& lead = r.ops[static_cast<size_t>(heavy >= 0 ? heavy : fg.root())];
+    root.cost = fg.cost;
+    root.dtype = lead.dtype;
+    root.roof = roofline_fused(hw, compute, fg.cost, hw.efficiency_of(lead.kind, false));
+    root.duration = root.roof.time;
+    root.bound = root.roof.bound;
+    fg.duration = root.duration;
+    r.fused.push_back(std::move(fg));
+  }
+  // A value of a fused group is ready when the group's root ends: a reader outside the group
+  // waits for the root.
+  for (size_t i = 0; i < r.ops.size(); ++i)
+    for (int32_t& d : deps[i]) {
+      const int32_t gd = r.ops[static_cast<size_t>(d)].fused;
+      if (gd >= 0 && gd != r.ops[i].fused) d = r.fused[static_cast<size_t>(gd)].root();
+    }
+}
+
 }  // namespace
 
 SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& opts) {
@@ -111,8 +179,12 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     for (ValueId v : n.inputs)
       if (g.value(v).producer.valid()) d.push_back(g.value(v).producer.v);
     deps.push_back(std::move(d));
+    op.own_cost = op.cost;
+    op.own_duration = op.duration;
+    if (!op.collective) r.unfused_op_time += op.duration;
     r.ops.push_back(std::move(op));
   }
+  apply_fusion(g, hw, opts.fusion, r, deps);
   // ---- event-driven schedule
   const size_t nops = r.ops.size();
   std::vector<std::vector<int32_t>> users(nops);

@@ -3,6 +3,14 @@
 //   ops        every node of the per-device program, the optimizer's update nodes included
 //              (graph/models/training_graph.hpp): compute ops by roofline (roofline.hpp) on
 //              their OpDef::cost, collectives by the torus model (topology.hpp).
+//   fusion     (on by default; SimOptions::fusion) XLA-style fusion groups (simulator/fusion.hpp):
+//              identical nodes merged (CSE: a parameter cast once per step), elementwise chains,
+//              reductions with their fused inputs, einsums with fused operands and epilogue. A
+//              group runs as one op at its root (its last node): flops summed, HBM bytes = values
+//              entering + values written out, one op_overhead; it starts when all its external
+//              inputs are ready. Its other members (and CSE duplicates) take no time, run just
+//              before the root, and their outputs are ready when the root ends. Collectives are
+//              never fused. fusion = false prices every op alone (the per-op roofline).
 //   schedule   event-driven, one compute stream and one communication stream per mesh axis
 //              (a collective over several axes runs on the stream of its first axis). An op
 //              starts when its inputs are done and its stream is free; among ready ops a stream
@@ -34,6 +42,7 @@ std::string_view phase_name(Phase p);
 struct SimOptions {
   double model_flops_per_step = 0;  // global FLOPs of a step for MFU (0: the graph's own count)
   double tokens_per_step = 0;       // global tokens of a step (for tokens/s; 0: not reported)
+  bool fusion = true;               // XLA-style fusion and CSE (simulator/fusion.hpp); false: per-op pricing
 };
 
 struct SimOp {
@@ -52,6 +61,23 @@ struct SimOp {
   Bound bound = Bound::memory;
   double duration = 0, start = 0, end = 0;
   bool critical = false;
+  // Fusion: the op's group (SimResult::fused index) when it is in a group of two or more nodes,
+  // else -1; the CSE'd node it duplicates, else -1; its own cost and time priced alone.
+  int32_t fused = -1;
+  int32_t duplicate_of = -1;
+  OpCost own_cost;
+  double own_duration = 0;
+};
+
+// A fusion group of two or more nodes, run as one op (its root).
+struct FusedGroup {
+  std::vector<int32_t> ops;  // indices into SimResult::ops, program order; the last is the root
+  std::string kinds;         // member op kinds in program order, "cast+einsum+cast"
+  OpCost cost;               // of the group (simulator/fusion.hpp group_cost)
+  double duration = 0;
+  double own_bytes = 0;     // Σ members' bytes priced alone
+  double own_duration = 0;  // Σ members' durations priced alone
+  int32_t root() const { return ops.back(); }
 };
 
 struct SimResult {
@@ -62,6 +88,13 @@ struct SimResult {
   std::string optimizer;              // the update nodes' kind: "adafactor", "adamw", or "none"
   std::vector<std::string> streams;  // "compute", "ici:data", ...
   std::vector<SimOp> ops;            // program order
+  bool fusion = false;               // SimOptions::fusion
+  std::vector<FusedGroup> fused;     // groups of two or more nodes, in the order of their roots
+  int cse_duplicates = 0;            // nodes merged into an identical earlier node
+  double unfused_op_time = 0;        // Σ compute-op durations priced alone (what --no-fusion sums)
+  // Per value of the lowered graph: whether it is written to HBM (Fusion::materialised; all true
+  // without fusion). A value that stays on chip inside a fused group needs no HBM buffer.
+  std::vector<bool> materialised;
 
   double step_time = 0;
   // Op time by kind (sums of durations, seconds).

@@ -120,7 +120,8 @@ TEST_CASE("schedule: independent communication overlaps compute, dependent work 
   Lowered L;
   L.graph = g;
   L.mesh = parse_mesh("data:4");
-  const SimResult s = simulate(L, simple_chip());
+  // Op by op (fusion would run b, c and d as one group: tests/simulator/test_fusion.cpp).
+  const SimResult s = simulate(L, simple_chip(), SimOptions{.fusion = false});
 
   const SimOp &A = op_of(s, g, a.id), &R = op_of(s, g, r.id), &B = op_of(s, g, bb.id), &C = op_of(s, g, c.id),
               &D = op_of(s, g, d.id);
