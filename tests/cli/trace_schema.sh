@@ -41,7 +41,8 @@ compare() {
   local sets=("$@")
   "$bin/train" --model "$model" "${sets[@]}" --data "$work/synth" --vocab "$SY_TEST_VOCAB" --threads 1 --steps 2 --trace 1-2 \
     --out "$work/$name/run" >"$work/$name.train.txt" 2>&1 || { cat "$work/$name.train.txt" >&2; fail "$name: train failed"; }
-  "$bin/simulate" --model "$model" "${sets[@]}" --hardware tpu_v4 --mesh data:1 --out "$work/$name/sim" \
+  # --no-fusion: per-op costs, node for node what the executor runs (fusion prices groups at their root).
+  "$bin/simulate" --model "$model" "${sets[@]}" --hardware tpu_v4 --mesh data:1 --no-fusion --out "$work/$name/sim" \
     >"$work/$name.sim.txt" 2>&1 || { cat "$work/$name.sim.txt" >&2; fail "$name: simulate failed"; }
   local measured="$work/$name/run/trace.json" simulated="$work/$name/sim/trace.json"
 
@@ -99,7 +100,7 @@ expect_in "$work/nodes.txt" "step 2"
 expect_in "$work/nodes.txt" "adafactor_update     optimizer/"
 # A different program (another batch size) is reported and fails --check.
 "$bin/simulate" --model "$root/experiments/configs/models/tiny.toml" --set model.vocab="$SY_TEST_VOCAB" --set train.target_length=8 \
-  --set train.batch=4 --hardware tpu_v4 --mesh data:1 --out "$work/other" >/dev/null
+  --set train.batch=4 --hardware tpu_v4 --mesh data:1 --no-fusion --out "$work/other" >/dev/null
 code=0
 "$py" "$diff_py" "$m" "$work/other/trace.json" --check >"$work/out.txt" 2>"$work/err.txt" || code=$?
 [ "$code" -eq 1 ] || fail "trace_diff --check of different programs: exit $code, expected 1"
