@@ -10,6 +10,11 @@
 //   --no-fusion: price every op alone (no XLA-style fusion, simulator/fusion.hpp); fusion is on by
 //       default in `simulate` and in the sweep's refined layouts (the sweep's analytic estimate is
 //       per op either way)
+//   simulate ... --layout L --expert-load RUN/metrics.jsonl [--expert-load-steps last:10|step:S]
+//   simulate ... --layout L --skew zipf:1.2|hot:0.25|uniform [--ragged-experts]
+//       expert load imbalance (simulator/load_skew.hpp): report.md "Expert load" (dropped choices
+//       against capacity; with --ragged-experts the expert ops and all-to-alls priced at the
+//       busiest device's rows) and summary.json "expert_load"
 //
 // The hardware is a chip name (simulator/hardware/<name>.toml) or a path to a .toml file. Bad
 // input (a model or hardware file, a mesh larger than the pod, an illegal layout) prints one
@@ -32,6 +37,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <iostream>
 #include <thread>
 
@@ -68,6 +74,8 @@ int run(int argc, char** argv) {
   std::string hardware_dir = sy::default_hardware_dir();
   std::vector<std::string> overrides;
   bool sweep = false, sweep_meshes = false, no_fusion = false;
+  bool ragged_experts = false;
+  std::string expert_load_path, expert_load_steps = "last:10", skew;
   int refine = 3;
   int threads = 0;
   app.add_option("--model", model_path, "model config (TOML), e.g. experiments/configs/models/st_moe_32b.toml")->required();
@@ -91,7 +99,24 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", threads, "sweep: workers (one mesh at a time each; 0: all cores); results do not depend on it")
       ->capture_default_str();
+  app.add_option("--expert-load", expert_load_path,
+                 "per-expert loads measured by a run of this model: its metrics.jsonl (train --out DIR)");
+  app.add_option("--expert-load-steps", expert_load_steps,
+                 "which steps of --expert-load: last:N (the mean of the last N) or step:S")
+      ->capture_default_str();
+  app.add_option("--skew", skew, "a stated skew model for every MoE layer: uniform, zipf:S, hot:P (simulator/load_skew.hpp)");
+  app.add_flag("--ragged-experts", ragged_experts,
+               "a backing that computes and sends only routed rows (MegaBlocks-style): the expert ops and all-to-alls "
+               "priced at the busiest device's rows (default: static capacity shapes, as XLA on TPU)");
   sy::parse_command_line(app, argc, argv);
+  if (!expert_load_path.empty() && !skew.empty())
+    throw sy::InputError("--expert-load and --skew exclude each other (measured loads or a stated model)");
+  const bool load_skew = !expert_load_path.empty() || !skew.empty() || ragged_experts;
+  if (load_skew && sweep) throw sy::InputError("--expert-load, --skew and --ragged-experts price one --layout, not --sweep");
+  std::optional<sy::ExpertLoads> loads;
+  if (load_skew)
+    loads = !expert_load_path.empty() ? sy::read_expert_loads(expert_load_path, expert_load_steps)
+                                      : sy::skew_model(skew.empty() ? "uniform" : skew);
 
   sy::RunConfig run_config = sy::load_run_config(model_path, overrides);
   const sy::ModelConfig& config = run_config.model;
@@ -113,6 +138,8 @@ int run(int argc, char** argv) {
     opts.model_flops_per_step = step.model_flops;
     opts.tokens_per_step = step.tokens;
     opts.fusion = !no_fusion;
+    std::optional<sy::LoadSkew> skewed;
+    if (loads) opts.load_skew = &skewed.emplace(lowered, *loads, ragged_experts);
     const sy::SimResult r = sy::simulate(lowered, hw, opts);
     sy::ReportInfo info;
     info.model = config.name;

@@ -147,6 +147,8 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
     s += fmt::format("\n**Does not fit**: {} needed, {} available per device.\n", format_bytes(r.memory.total()),
                      format_bytes(r.memory.capacity));
 
+  s += expert_load_markdown(r.expert_load);
+
   // Communication by kind and axes.
   struct Comm {
     int count = 0;
@@ -258,7 +260,7 @@ nlohmann::ordered_json summary_json(const SimResult& r, const ReportInfo& info) 
   for (const auto& [k, v] : info.facts) facts[k] = v;
   J axes = J::object();
   for (size_t a = 0; a < r.mesh.axes.size(); ++a) axes[r.mesh.axes[a].name] = r.comm_bytes_by_axis[a];
-  return J{{"model", info.model},
+  J j{{"model", info.model},
            {"hardware", r.hardware},
            {"mesh", to_string(r.mesh)},
            {"devices", r.mesh.devices()},
@@ -305,6 +307,8 @@ nlohmann::ordered_json summary_json(const SimResult& r, const ReportInfo& info) 
               {"unfused_compute_op_time_s", r.unfused_op_time}}},
            {"fits", r.memory.fits()},
            {"ops", r.ops.size()}};
+  if (r.expert_load.enabled) j["expert_load"] = expert_load_json(r.expert_load);  // simulator/load_skew.hpp
+  return j;
 }
 
 std::string trace_json(const SimResult& r) {

@@ -158,6 +158,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     for (ValueId v : n.inputs) in.push_back(g.type(v));
     for (ValueId v : n.outputs) out.push_back(g.type(v));
     op.cost = op_def(n.kind).cost(in, out, n.attrs);
+    if (opts.load_skew) op.cost = opts.load_skew->cost(n, in, out, op.cost);  // ragged experts: the busiest device's rows
     op.dtype = !in.empty() ? in[0].dtype : out.at(0).dtype;
     if (op.collective) {
       const auto& a = std::get<CollectiveAttrs>(n.attrs);
@@ -311,6 +312,12 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     });
     for (int32_t& i : order) i = r.ops[static_cast<size_t>(i)].node;
     r.memory = MemoryModel(g, order).evaluate(bytes, hw.hbm_bytes * (1.0 - hw.memory_reserve));
+  }
+
+  if (opts.load_skew) {
+    std::vector<double> duration(g.nodes.size(), 0.0);
+    for (const SimOp& op : r.ops) duration[static_cast<size_t>(op.node)] = op.duration;
+    r.expert_load = opts.load_skew->report(duration);
   }
 
   // ---- throughput

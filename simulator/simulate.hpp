@@ -25,6 +25,7 @@
 
 #include "graph/parallel/lower.hpp"
 #include "simulator/hardware.hpp"
+#include "simulator/load_skew.hpp"
 #include "simulator/memory.hpp"
 #include "simulator/roofline.hpp"
 #include "simulator/topology.hpp"
@@ -43,6 +44,7 @@ struct SimOptions {
   double model_flops_per_step = 0;  // global FLOPs of a step for MFU (0: the graph's own count)
   double tokens_per_step = 0;       // global tokens of a step (for tokens/s; 0: not reported)
   bool fusion = true;               // XLA-style fusion and CSE (simulator/fusion.hpp); false: per-op pricing
+  const LoadSkew* load_skew = nullptr;  // expert loads (simulator/load_skew.hpp): reported, and priced when ragged
 };
 
 struct SimOp {
@@ -124,6 +126,7 @@ struct SimResult {
   double tokens_per_second = 0;
   double mfu = 0;  // model_flops / (step_time · devices · bf16 matmul peak)
   double hfu = 0;  // graph flops executed / the same
+  LoadSkewReport expert_load;  // with SimOptions::load_skew
 };
 
 // Places the mesh (InputError when it does not fit the pod), prices and schedules the program.

@@ -1,0 +1,205 @@
+// Expert load imbalance (simulator/load_skew.hpp): skew models, metrics.jsonl loads, dropped
+// choices against capacity, and the ragged backing priced at the busiest device's rows, all
+// against hand-computed values.
+#include "graph/error.hpp"
+#include "graph/file_io.hpp"
+#include "graph/models/model_config.hpp"
+#include "graph/parallel/lower.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/load_skew.hpp"
+#include "simulator/model_step.hpp"
+#include "simulator/simulate.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+
+using namespace sy;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Decoder-only, one MoE layer (decoder/layer_01/moe): 32 × 64 = 2048 tokens in 8 groups of
+// S = 256, E = 8 experts, top-2 with every choice kept, CF 2.5 -> C = floor(256·2.5/8) = 80.
+// Uniform: 256·2/8 = 64 choices per expert and group, below C: nothing dropped.
+const char* kModel = R"(
+[model]
+architecture = "decoder_only"
+vocab = 512
+d_model = 64
+d_ff = 128
+heads = 4
+d_kv = 16
+layers = 2
+position_bias = false
+[moe]
+every = 2
+experts = 8
+k = 2
+policy_train = "all"
+cf_train = 2.5
+group_size = 256
+min_capacity = 1
+[train]
+batch = 32
+length = 64
+)";
+
+struct Run {
+  SimResult r;
+  Lowered L;
+};
+
+// A chip with round numbers (as tests/simulator/test_simulate.cpp): 1 GFLOP/s at every size,
+// memory so fast that every op is compute-bound, so an op's time is its flops / 1e9.
+HardwareSpec simple_chip() {
+  HardwareSpec h;
+  h.name = "simple";
+  h.matmul_flops_bf16 = h.matmul_flops_f32 = h.vector_flops = 1e9;
+  h.hbm_bytes = 1e12;
+  h.hbm_bandwidth = 1e18;
+  h.link_bandwidth = 1e9;
+  h.hop_latency = 0;
+  h.torus = {4};
+  h.wraparound = Wraparound::always;
+  return h;
+}
+
+// On data:4 with experts:data: 2 experts per device (0-1, 2-3, 4-5, 6-7).
+Run run(const std::optional<ExpertLoads>& loads, bool ragged) {
+  const RunConfig c = parse_run_config(kModel, "skew.toml");
+  const Mesh mesh = parse_mesh("data:4");
+  const Layout layout = parse_layout("batch:data,experts:data", mesh);
+  const HardwareSpec hw = simple_chip();
+  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
+  Run out{.r = {}, .L = lower(step.graph(), mesh, layout)};
+  SimOptions o;
+  std::optional<LoadSkew> skew;
+  if (loads) o.load_skew = &skew.emplace(out.L, *loads, ragged);
+  out.r = simulate(out.L, hw, o);
+  return out;
+}
+
+// The forward expert matmul x·wi ([E, G, C, D] · [E, D, F]) and the all-to-alls of the layer.
+const SimOp& expert_matmul(const Run& x) {
+  const auto it = std::find_if(x.r.ops.begin(), x.r.ops.end(), [](const SimOp& o) {
+    return o.kind == OpKind::einsum && o.phase == Phase::forward && o.scope.starts_with("decoder/layer_01/moe/experts");
+  });
+  REQUIRE(it != x.r.ops.end());
+  return *it;
+}
+double all_to_all_bytes(const Run& x) {
+  double b = 0;
+  for (const SimOp& o : x.r.ops)
+    if (o.kind == OpKind::all_to_all) b += o.cost.collective_bytes;
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("skew models: uniform, zipf, hot as documented; bad values name the flag", "[simulator][load_skew]") {
+  CHECK(skew_model_loads("uniform", 4, 2) == std::vector<double>{0.5, 0.5, 0.5, 0.5});
+  // zipf:1 over 3 experts, k 1: 1, 1/2, 1/3 over 11/6.
+  const auto z = skew_model_loads("zipf:1", 3, 1);
+  CHECK(z[0] == Approx(6.0 / 11));
+  CHECK(z[1] == Approx(3.0 / 11));
+  CHECK(z[2] == Approx(2.0 / 11));
+  // hot:0.25 over 8 experts, k 2: expert 0 takes 0.25 of the 2 choices per token, the 7 others 1.5/7.
+  const auto h = skew_model_loads("hot:0.25", 8, 2);
+  CHECK(h[0] == Approx(0.5));
+  CHECK(h[7] == Approx(1.5 / 7));
+  CHECK_THROWS_WITH(skew_model("zipf"), Contains("--skew 'zipf'") && Contains("allowed: uniform, zipf:S"));
+  CHECK_THROWS_WITH(skew_model("zipf:-1"), Contains("--skew 'zipf:-1'"));
+  CHECK_THROWS_WITH(skew_model("hot:1.5"), Contains("--skew 'hot:1.5'"));
+  CHECK_THROWS_WITH(skew_model("pareto:2"), Contains("unknown skew model"));
+  // hot:0.75 with k = 2: 1.5 choices per token on one expert is impossible (top-k picks distinct experts).
+  CHECK_THROWS_WITH(skew_model_loads("hot:0.75", 8, 2), Contains("at most 1"));
+}
+
+TEST_CASE("expert loads from a metrics.jsonl: the mean of the last N steps or one step", "[simulator][load_skew]") {
+  const auto dir = std::filesystem::temp_directory_path() / "sy_test_load_skew";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "metrics.jsonl").string();
+  write_file_atomic(path,
+                    R"({"step":1,"loss":1,"moe":{"decoder/layer_01/moe":{"expert_load":[1.0,1.0]}}})"
+                    "\n"
+                    R"({"step":2,"loss":1,"moe":{"decoder/layer_01/moe":{"expert_load":[1.5,0.5]}}})"
+                    "\n"
+                    R"({"step":3,"loss":1,"moe":{"decoder/layer_01/moe":{"expert_load":[0.5,1.5]}}})"
+                    "\n");
+  const ExpertLoads last2 = read_expert_loads(path, "last:2");
+  CHECK(last2.by_scope.at("decoder/layer_01/moe") == std::vector<double>{1.0, 1.0});
+  CHECK_THAT(last2.source, Contains("mean of steps 2..3"));
+  CHECK(read_expert_loads(path, "step:2").by_scope.at("decoder/layer_01/moe") == std::vector<double>{1.5, 0.5});
+  CHECK_THROWS_WITH(read_expert_loads(path, "step:9"), Contains("steps 1..3 only"));
+  CHECK_THROWS_WITH(read_expert_loads(path, "first:2"), Contains("--expert-load-steps 'first:2'"));
+  CHECK_THROWS_WITH(read_expert_loads((dir / "missing.jsonl").string(), "last:1"), Contains("no such file"));
+  write_file_atomic(path, "not json\n");
+  CHECK_THROWS_WITH(read_expert_loads(path, "last:1"), Contains("line 1 is not a metrics line"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("load skew, capacity backing: uniform changes nothing; a hot expert drops what exceeds C", "[simulator][load_skew]") {
+  const Run plain = run(std::nullopt, false);
+  const Run uniform = run(skew_model("uniform"), false);
+  REQUIRE(uniform.r.expert_load.layers.size() == 1);
+  const MoeLayerLoad& u = uniform.r.expert_load.layers[0];
+  CHECK(u.scope == "decoder/layer_01/moe");
+  CHECK(u.experts == 8);
+  CHECK(u.expert_shards == 4);
+  CHECK(u.groups == 8);
+  CHECK(u.group_size == 256);
+  CHECK(u.capacity == 80);
+  CHECK(u.k == 2);
+  CHECK(u.dropped_fraction == 0);
+  CHECK(u.device_overload == Approx(1.0));
+  // Static shapes: the same step, op for op.
+  CHECK(uniform.r.step_time == plain.r.step_time);
+  CHECK(all_to_all_bytes(uniform) == all_to_all_bytes(plain));
+
+  // hot:0.25: expert 0 gets 0.5 choices per token = 128 per group, 48 over C = 80; the others
+  // 256·1.5/7 = 54.9 < 80. Dropped 48 / 512 choices per group.
+  const Run hot = run(skew_model("hot:0.25"), false);
+  const MoeLayerLoad& h = hot.r.expert_load.layers[0];
+  CHECK(h.dropped_fraction == Approx(48.0 / 512.0));
+  CHECK(h.busiest_expert == 0);
+  CHECK(h.expert_overload == Approx(0.5 / 0.25));
+  CHECK(h.busiest_device == 0);
+  CHECK(h.device_overload == Approx((0.5 + 1.5 / 7) / 0.5));  // device 0 holds experts 0 and 1
+  CHECK(hot.r.step_time == plain.r.step_time);  // capacity-padded: skew costs drops, not time
+  CHECK(h.extra_time == 0);
+}
+
+TEST_CASE("load skew, ragged backing: expert ops and all-to-alls priced at the busiest device's rows", "[simulator][load_skew]") {
+  const Run plain = run(std::nullopt, false);
+  const Run uniform = run(skew_model("uniform"), true);
+  const Run hot = run(skew_model("hot:0.25"), true);
+  // Uniform: 64 of 80 slots per expert -> rho = 0.8. hot:0.25, device 0: min(128, 80) + 256·1.5/7 rows of 160.
+  const double rho_u = 0.8, rho_h = (80 + 256 * 1.5 / 7) / 160;
+  CHECK(uniform.r.expert_load.layers[0].rows_busiest == Approx(rho_u));
+  CHECK(hot.r.expert_load.layers[0].rows_busiest == Approx(rho_h));
+  CHECK(hot.r.expert_load.layers[0].rows_mean == Approx((80 + 7 * 256 * 1.5 / 7) / 640));
+  // The expert matmul's flops are linear in the capacity rows (0 at C = 0).
+  const SimOp &p = expert_matmul(plain), &u = expert_matmul(uniform), &h = expert_matmul(hot);
+  CHECK(u.cost.flops == Approx(p.cost.flops * rho_u));
+  CHECK(h.cost.flops == Approx(p.cost.flops * rho_h));
+  // Compute-bound on the simple chip, so its time follows the busiest device's rows.
+  REQUIRE(p.bound == Bound::compute);
+  REQUIRE(h.bound == Bound::compute);
+  CHECK(h.duration / u.duration == Approx(rho_h / rho_u));
+  CHECK(h.duration / p.duration == Approx(rho_h));
+  // The all-to-alls move [E, G, C, D] payloads: bytes scale by rho too.
+  REQUIRE(all_to_all_bytes(plain) > 0);
+  CHECK(all_to_all_bytes(hot) == Approx(all_to_all_bytes(plain) * rho_h));
+  CHECK(hot.r.step_time > uniform.r.step_time);
+  CHECK(hot.r.expert_load.layers[0].extra_time > 0);
+}
+
+TEST_CASE("load skew: measured loads must cover the model's MoE layers", "[simulator][load_skew]") {
+  ExpertLoads other{.source = "x.jsonl", .model = "", .by_scope = {{"encoder/layer_01/moe", std::vector<double>(8, 0.25)}}};
+  CHECK_THROWS_WITH(run(other, false), Contains("no loads for the model's MoE layer decoder/layer_01/moe"));
+  ExpertLoads wrong{.source = "x.jsonl", .model = "", .by_scope = {{"decoder/layer_01/moe", std::vector<double>(4, 0.5)}}};
+  CHECK_THROWS_WITH(run(wrong, false), Contains("loads for 4 experts, the model 8"));
+}
