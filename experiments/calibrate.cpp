@@ -16,9 +16,16 @@
 //   --model M     every distinct node of M's training step timed alone, in its own shapes: the
 //                 kinds M uses get their curves from these points only (einsum: a compute curve
 //                 by flops), which is what predicting M's step on this machine needs.
-// Collectives are not measured (one process): the [ici] section holds placeholders (loopback MPI,
-// DESIGN.md) for a single-device mesh.
+//   network       under `mpiexec -n 2`: both ranks measure all of the above at once (so the table
+//                 includes what they share, memory bandwidth above all), then the collectives
+//                 between them (experiments/calibrate/network.hpp): [ici] holds the fitted
+//                 hop_latency, link_bandwidth and reduction_bandwidth on a torus of 2. Run it in
+//                 the setting to be predicted (two ranks on one host, or on two hosts).
+// One process: the [ici] section holds placeholders for a single-device mesh. Either way
+// async_collectives = false: the sy executors run a collective on the thread that runs compute.
 #include "executor/executor.hpp"
+#include "executor/mpi/mpi_run.hpp"
+#include "experiments/calibrate/network.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
@@ -239,6 +246,13 @@ int run(int argc, char** argv) {
   use_cpu_clock = clock == "cpu";
   if (use_cpu_clock && threads != 1) throw sy::InputError("--clock cpu measures one thread: use --threads 1");
   const double budget = smoke ? 0.0 : quick ? 0.05 : 0.2;
+  const int ranks = sy::MpiSession::launched_ranks();
+  if (ranks > 2)
+    throw sy::InputError(fmt::format("calibrate: started on {} MPI ranks; allowed: 1 (this process) or 2 (mpiexec -n 2: "
+                                     "the network between two ranks is measured too)",
+                                     ranks));
+  std::unique_ptr<sy::MpiRun> mpi;
+  if (ranks == 2) mpi = std::make_unique<sy::MpiRun>(sy::parse_mesh("data:2"), sy::Layout{});
 
   sy::HardwareSpec h;
   h.name = name;
@@ -248,6 +262,7 @@ int run(int argc, char** argv) {
   h.hop_latency = 5e-6;    // placeholder
   h.torus = {1};
   h.wraparound = sy::Wraparound::always;
+  h.async_collectives = false;
 
   // Matmul rates by size and dtype.
   const std::vector<int64_t> sizes = smoke   ? std::vector<int64_t>{32, 64}
@@ -366,13 +381,33 @@ int run(int argc, char** argv) {
   h.efficiency[static_cast<size_t>(sy::OpClass::reduction)].memory = h.kind_efficiency[sy::OpKind::reduce_sum].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::index)].memory = h.kind_efficiency[sy::OpKind::gather].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::layout)].memory = h.kind_efficiency[sy::OpKind::transpose].memory;
-  h.description = fmt::format("calibrated on {} with {} Executor threads, {} clock{}", cpu_name(), threads, clock,
+  h.description = fmt::format("calibrated on {} with {} Executor threads{}, {} clock{}", cpu_name(), threads,
+                              mpi ? " on each of 2 MPI ranks" : "", clock,
                               smoke ? " (smoke: not a usable table)" : quick ? " (quick)" : "");
 
-  std::string text = fmt::format("# Written by experiments/calibrate: measured through the sy Executor on this machine.\n"
-                                 "# [ici] is a placeholder (one process: nothing to measure).\n");
+  if (mpi) {
+    mpi->barrier();
+    const sy::NetworkFit net = sy::measure_network(
+        *mpi->communicator(), [&] { mpi->barrier(); }, smoke ? 4096.0 : quick ? 16.0 * (1 << 20) : 64.0 * (1 << 20),
+        smoke ? 0.0 : quick ? 0.05 : 0.2);
+    for (const sy::CollectiveSample& s : net.samples)
+      fmt::print("{:<11} {:>10}  measured {:10.1f} µs  fitted {:10.1f} µs\n", s.kind, sy::format_bytes(s.bytes),
+                 s.seconds * 1e6, net.predict(s) * 1e6);
+    h.torus = {2};
+    h.hop_latency = net.hop_latency;
+    h.link_bandwidth = net.link_bandwidth;
+    h.reduction_bandwidth = net.reduction_bandwidth;
+    h.collective_overhead = 0;
+    fmt::print("network (2 ranks): {:.1f} µs per hop, {:.2f} GB/s per direction, reduction {:.2f} GB/s\n",
+               net.hop_latency * 1e6, net.link_bandwidth / 1e9, net.reduction_bandwidth / 1e9);
+  }
+
+  std::string text = fmt::format("# Written by experiments/calibrate: measured through the sy Executor on this machine.\n");
+  text += mpi ? "# [ici]: two MPI ranks, one connection (a torus of 2), fitted by experiments/calibrate/network.hpp.\n"
+              : "# [ici] is a placeholder (one process: nothing to measure).\n";
   text += sy::to_toml(h);
   sy::parse_hardware(text, out_path);  // what we write must read back
+  if (mpi && !mpi->writer()) return 0;
   sy::write_file_atomic(out_path, text);
   fmt::print("wrote {}: f32 {:.0f} GFLOP/s, bf16 {:.0f} GFLOP/s, {:.1f} GB/s, {:.2f} µs per op\n", out_path,
              h.matmul_flops_f32 / 1e9, h.matmul_flops_bf16 / 1e9, h.hbm_bandwidth / 1e9, h.op_overhead * 1e6);

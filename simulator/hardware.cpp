@@ -143,6 +143,8 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                                       s.wraparound == Wraparound::multiple_of ? std::nullopt : std::optional<int64_t>(1), 1);
   s.core_link_bandwidth = s.devices_per_chip > 1 ? ici.number("core_link_bandwidth", kRequired, above(0))
                                                  : ici.number("core_link_bandwidth", 0.0, at_least(0));
+  s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
+  s.async_collectives = ici.boolean("async_collectives", true);
   ici.finish();
 
   for (OpClass c : kClasses) {
@@ -201,6 +203,8 @@ std::string to_toml(const HardwareSpec& s) {
                    num(s.link_bandwidth), num(s.hop_latency), num(s.collective_overhead), num(s.ici_efficiency));
   r += fmt::format("torus = [{}]\nwraparound = \"{}\"\nwraparound_multiple = {}\ncore_link_bandwidth = {}\n", torus,
                    wraparound_name(s.wraparound), s.wraparound_multiple, num(s.core_link_bandwidth));
+  r += fmt::format("reduction_bandwidth = {}\nasync_collectives = {}\n", num(s.reduction_bandwidth),
+                   s.async_collectives ? "true" : "false");
   auto curve = [&](const EfficiencyCurve& k) {
     std::string t;
     for (const auto& [x, y] : k.points) t += fmt::format("{}[{}, {}]", t.empty() ? "" : ", ", num(x), num(y));

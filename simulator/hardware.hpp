@@ -37,6 +37,15 @@
 //                                       wraparound_multiple, e.g. whole 4×4×4 cubes on v4)
 //   wraparound_multiple = 4             multiple_of only
 //   core_link_bandwidth = 4.5e11        devices_per_chip > 1: one-way B/s between a chip's devices
+//   reduction_bandwidth = 0             bytes of input per second at which a device reduces what a
+//                                       reduce-scatter or all-reduce receives, when that work does
+//                                       not overlap the transfer (Open MPI reduces a received block
+//                                       on the CPU after copying it: ompi_op_reduce); 0: reduction
+//                                       overlaps the transfer (TPU: the default)
+//   async_collectives = true            collectives run alongside compute (XLA:TPU's async
+//                                       all-reduce-start/-done on the ICI DMA engines); false: on
+//                                       the thread that runs compute, in program order (the sy MPI
+//                                       executor's blocking MPI calls)
 //
 //   [efficiency.<op class>]             matmul, elementwise, reduction, index, layout
 //   compute = [[1e6, 0.2], [1e9, 0.6]]  [flops of one op, achieved fraction of peak] points,
@@ -109,6 +118,8 @@ struct HardwareSpec {
   Wraparound wraparound = Wraparound::full_axis;
   int64_t wraparound_multiple = 1;
   double core_link_bandwidth = 0;
+  double reduction_bandwidth = 0;  // 0: reduction overlaps the transfer
+  bool async_collectives = true;
 
   std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass
   std::map<OpKind, ClassEfficiency> kind_efficiency;      // per op kind, replacing its class's

@@ -203,9 +203,14 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     std::priority_queue<int32_t, std::vector<int32_t>, std::greater<>> ready;      // by program order
   };
   std::vector<Stream> streams(r.streams.size());
+  // The stream an op is scheduled on: its own, or the compute stream for a collective on a backing
+  // that runs collectives on the compute thread (HardwareSpec::async_collectives).
+  std::vector<size_t> lane(nops);
+  for (size_t i = 0; i < nops; ++i)
+    lane[i] = hw.async_collectives || !r.ops[i].collective ? static_cast<size_t>(r.ops[i].stream) : 0;
   std::vector<double> ready_at(nops, 0.0);
   for (size_t i = 0; i < nops; ++i)
-    if (waiting[i] == 0) streams[static_cast<size_t>(r.ops[i].stream)].pending.emplace(0.0, static_cast<int32_t>(i));
+    if (waiting[i] == 0) streams[lane[i]].pending.emplace(0.0, static_cast<int32_t>(i));
   size_t done = 0;
   while (done < nops) {
     int best = -1;
@@ -232,7 +237,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     for (int32_t u : users[static_cast<size_t>(i)]) {
       ready_at[static_cast<size_t>(u)] = std::max(ready_at[static_cast<size_t>(u)], op.end);
       if (--waiting[static_cast<size_t>(u)] == 0)
-        streams[static_cast<size_t>(r.ops[static_cast<size_t>(u)].stream)].pending.emplace(ready_at[static_cast<size_t>(u)], u);
+        streams[lane[static_cast<size_t>(u)]].pending.emplace(ready_at[static_cast<size_t>(u)], u);
     }
   }
 
@@ -242,7 +247,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   for (size_t i = 0; i < nops; ++i) {
     const SimOp& op = r.ops[i];
     if (last < 0 || op.end > r.ops[static_cast<size_t>(last)].end) last = static_cast<int32_t>(i);
-    (op.stream == 0 ? compute_iv : comm_iv).emplace_back(op.start, op.end);
+    (op.collective ? comm_iv : compute_iv).emplace_back(op.start, op.end);
   }
   r.step_time = last >= 0 ? r.ops[static_cast<size_t>(last)].end : 0.0;
   const auto compute_u = merged(compute_iv);
@@ -256,7 +261,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   std::vector<int32_t> stream_prev(nops, -1);
   {
     std::vector<std::vector<int32_t>> by_stream(streams.size());
-    for (size_t i = 0; i < nops; ++i) by_stream[static_cast<size_t>(r.ops[i].stream)].push_back(static_cast<int32_t>(i));
+    for (size_t i = 0; i < nops; ++i) by_stream[lane[i]].push_back(static_cast<int32_t>(i));
     for (auto& v : by_stream) {
       std::sort(v.begin(), v.end(), [&](int32_t a, int32_t b) {
         return r.ops[static_cast<size_t>(a)].start < r.ops[static_cast<size_t>(b)].start ||
@@ -269,7 +274,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     SimOp& op = r.ops[static_cast<size_t>(i)];
     op.critical = true;
     ++r.critical_ops;
-    (op.stream == 0 ? r.critical_compute : r.critical_comm) += op.duration;
+    (op.collective ? r.critical_comm : r.critical_compute) += op.duration;
     int32_t next = -1;
     for (int32_t d : deps[static_cast<size_t>(i)])
       if (r.ops[static_cast<size_t>(d)].end == op.start && (next < 0 || d > next)) next = d;

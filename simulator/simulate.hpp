@@ -15,7 +15,9 @@
 //              (a collective over several axes runs on the stream of its first axis). An op
 //              starts when its inputs are done and its stream is free; among ready ops a stream
 //              takes the earliest in program order. Dependent work serialises; independent
-//              communication overlaps compute.
+//              communication overlaps compute. On a backing whose collectives block the compute
+//              thread (HardwareSpec::async_collectives = false: the sy MPI executor) collectives
+//              are scheduled on the compute stream, so the program runs in its order.
 //   results    step time, the critical path (walking back along whichever of data or stream
 //              order set each start), communication busy time split into overlapped (compute
 //              running meanwhile) and exposed, the time split by kind, and memory per device by

@@ -128,15 +128,18 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
            (n_core > 1 ? (n_core - 1.0) / n_core * V / core_bw : 0.0);
   };
   const double alpha = hw.hop_latency * hops;
+  // A ring reduce-scatter has each device reduce (n−1)/n of the array into its block; on hardware
+  // where that work does not overlap the transfer it adds at reduction_bandwidth.
+  auto reduction = [&](double V) { return hw.reduction_bandwidth > 0 ? (n - 1.0) / n * V / hw.reduction_bandwidth : 0.0; };
   if (kind == OpKind::all_gather) {
     t.latency += alpha;
     t.bandwidth = ring_phases(local_out_bytes);
   } else if (kind == OpKind::reduce_scatter) {
     t.latency += alpha;
-    t.bandwidth = ring_phases(local_in_bytes);
+    t.bandwidth = ring_phases(local_in_bytes) + reduction(local_in_bytes);
   } else if (kind == OpKind::all_reduce) {
     t.latency += 2.0 * alpha;
-    t.bandwidth = 2.0 * ring_phases(local_in_bytes);
+    t.bandwidth = 2.0 * ring_phases(local_in_bytes) + reduction(local_in_bytes);
   } else if (kind == OpKind::all_to_all) {
     t.latency += alpha;
     const double crossing = n * local_in_bytes / 4.0;
