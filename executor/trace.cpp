@@ -72,7 +72,7 @@ void TraceRecorder::end_step() {
 
 void TraceRecorder::write(const std::filesystem::path& path) const {
   const double origin = steps_.empty() ? 0.0 : steps_.front().begin;
-  TraceWriter w("measured", device_, process_, {std::string(kComputeStream)});
+  TraceWriter w("measured", device_, process_, {std::string(kComputeStream)}, origin);
   for (const Step& s : steps_) w.step(s.step, s.begin - origin, s.end - s.begin);
   for (const Event& e : events_) {
     const Node& n = g_.node(e.node);

@@ -37,7 +37,8 @@ class TraceRecorder {
   int64_t steps() const { return static_cast<int64_t>(steps_.size()); }
   bool empty() const { return events_.empty(); }
 
-  // Writes the Chrome trace JSON (atomically). Times count from the first traced step's start.
+  // Writes the Chrome trace JSON (atomically). Times count from the first traced step's start,
+  // whose steady_clock time is the trace's clock_origin_us (the ranks' traces align by it).
   void write(const std::filesystem::path& path) const;
   // A plain-text table: time per op kind and per phase (forward/backward/optimizer), share of the
   // traced time, calls, GFLOP/s.

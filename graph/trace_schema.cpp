@@ -63,10 +63,11 @@ std::string trace_process_name(int device, std::string_view mesh, std::string_vi
 }
 
 TraceWriter::TraceWriter(std::string_view source, int device, std::string_view process,
-                         const std::vector<std::string>& streams)
+                         const std::vector<std::string>& streams, std::optional<double> clock_origin_us)
     : device_(device) {
-  text_ = fmt::format("{{\"otherData\":{{\"schema\":\"{}\",\"source\":\"{}\"}},\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n",
-                      kTraceSchema, escaped(source));
+  text_ = fmt::format("{{\"otherData\":{{\"schema\":\"{}\",\"source\":\"{}\"", kTraceSchema, escaped(source));
+  if (clock_origin_us) text_ += fmt::format(",\"clock_origin_us\":{:.4f}", *clock_origin_us);
+  text_ += "},\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
   text_ += fmt::format("{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"args\":{{\"name\":\"{}\"}}}}", device_,
                        escaped(process));
   text_ += fmt::format(",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":\"steps\"}}}}", device_);

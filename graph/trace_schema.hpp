@@ -5,8 +5,11 @@
 // side in Perfetto (ui.perfetto.dev) or chrome://tracing and diff by script
 // (scripts/trace_diff.py).
 //
-// File: {"otherData":{"schema":"switchyard.trace v1","source":"measured"|"simulated"},
-//        "displayTimeUnit":"ns","traceEvents":[...]}, one event per line, deterministic text.
+// File: {"otherData":{"schema":"switchyard.trace v1","source":"measured"|"simulated"
+//        [,"clock_origin_us":T]},"displayTimeUnit":"ns","traceEvents":[...]}, one event per line,
+//        deterministic text. clock_origin_us (measured traces): the time of ts 0 on the host's
+//        CLOCK_MONOTONIC (std::chrono::steady_clock), in µs, so the traces of the ranks of one
+//        MPI run align (processes of one kernel, network namespaces included, share that clock).
 // Metadata: "process_name" (pid = device index, "device 0 of data:4,model:2 (...)"), and one
 //   "thread_name" per track: tid 0 "steps", tid 1 "compute", tid 1+k "ici:<mesh axis k>".
 //   The simulator has a communication stream per mesh axis (a collective over several axes runs
@@ -27,6 +30,7 @@
 #include "graph/op_def.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,8 +77,9 @@ struct TraceOp {
 class TraceWriter {
  public:
   // source: "measured" or "simulated"; process: the process track's name; streams: the op
-  // tracks, "compute" first (tid 1 + index).
-  TraceWriter(std::string_view source, int device, std::string_view process, const std::vector<std::string>& streams);
+  // tracks, "compute" first (tid 1 + index); clock_origin_us: written when given (above).
+  TraceWriter(std::string_view source, int device, std::string_view process, const std::vector<std::string>& streams,
+              std::optional<double> clock_origin_us = std::nullopt);
   void step(int64_t step, double start_us, double dur_us);
   void op(const TraceOp& op);
   // The JSON text (ends with a newline).

@@ -315,9 +315,17 @@ EvalMetrics TrainingRun::evaluate() {
   return trainer_->evaluate(eval_source, config_.train.eval_batches);
 }
 
-// DIR/trace.json and trace_summary.txt, and the summary on stdout, when a step was traced.
+// DIR/trace.json and trace_summary.txt, and the summary on stdout, when a step was traced. On a
+// mesh every other rank r writes its trace too, DIR/trace.rank<r>.json (not into its scratch
+// directory): the traces align by their clock_origin_us, which separates a collective's own time
+// from the wait for the slower rank (experiments/bench_sim_mpi).
 void TrainingRun::finish_trace() {
   if (recorder_->steps() == 0) return;
+  if (!mpi_->writer()) {
+    fs::create_directories(options_.out);
+    recorder_->write(fs::path(options_.out) / fmt::format("trace.rank{}.json", mpi_->rank()));
+    return;
+  }
   recorder_->write(out_ / "trace.json");
   const std::string summary = recorder_->summary();
   write_file_atomic(out_ / "trace_summary.txt", summary);

@@ -47,8 +47,9 @@
 // On a mesh (--mesh, --layout; executor/mpi/mpi_run.hpp) every rank lowers the training graph for
 // the mesh and runs its block of it: the batch is global and each rank feeds its block,
 // parameters start global and are sliced, metrics are global values, checkpoints hold global
-// tensors (save on one mesh, resume on another). Rank 0 writes DIR and prints; an illegal layout
-// exits 2 on every rank before any work. Without --mesh the run is a single process.
+// tensors (save on one mesh, resume on another). Rank 0 writes DIR and prints (with --trace the
+// other ranks add DIR/trace.rank<r>.json, aligned with trace.json by clock_origin_us); an illegal
+// layout exits 2 on every rank before any work. Without --mesh the run is a single process.
 //
 // Divergence (a NaN/Inf loss or gradient norm, or a loss above train.divergence_factor times the
 // lowest running mean of the loss so far; executor/train/divergence.hpp) stops the run with status
