@@ -144,6 +144,7 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.core_link_bandwidth = s.devices_per_chip > 1 ? ici.number("core_link_bandwidth", kRequired, above(0))
                                                  : ici.number("core_link_bandwidth", 0.0, at_least(0));
   s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
+  s.ici_efficiency_by_size = read_curve(ici, "efficiency_by_size");
   s.async_collectives = ici.boolean("async_collectives", true);
   ici.finish();
 
@@ -203,13 +204,15 @@ std::string to_toml(const HardwareSpec& s) {
                    num(s.link_bandwidth), num(s.hop_latency), num(s.collective_overhead), num(s.ici_efficiency));
   r += fmt::format("torus = [{}]\nwraparound = \"{}\"\nwraparound_multiple = {}\ncore_link_bandwidth = {}\n", torus,
                    wraparound_name(s.wraparound), s.wraparound_multiple, num(s.core_link_bandwidth));
-  r += fmt::format("reduction_bandwidth = {}\nasync_collectives = {}\n", num(s.reduction_bandwidth),
-                   s.async_collectives ? "true" : "false");
   auto curve = [&](const EfficiencyCurve& k) {
     std::string t;
     for (const auto& [x, y] : k.points) t += fmt::format("{}[{}, {}]", t.empty() ? "" : ", ", num(x), num(y));
     return "[" + t + "]";
   };
+  r += fmt::format("reduction_bandwidth = {}\nasync_collectives = {}\n", num(s.reduction_bandwidth),
+                   s.async_collectives ? "true" : "false");
+  if (!s.ici_efficiency_by_size.points.empty())
+    r += fmt::format("efficiency_by_size = {}\n", curve(s.ici_efficiency_by_size));
   for (OpClass c : kClasses) {
     const ClassEfficiency& e = s.efficiency_of(c);
     r += fmt::format("\n[efficiency.{}]\n", op_class_name(c));

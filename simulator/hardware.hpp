@@ -42,6 +42,14 @@
 //                                       not overlap the transfer (Open MPI reduces a received block
 //                                       on the CPU after copying it: ompi_op_reduce); 0: reduction
 //                                       overlaps the transfer (TPU: the default)
+//   efficiency_by_size = [[4096, 1.0], [1.6e7, 0.3]]
+//                                       [bytes, fraction] points: achieved fraction of the
+//                                       bandwidth terms (link and reduction) for a collective of
+//                                       that many bytes per device (the larger of its input and
+//                                       output), interpolated in log size; multiplies `efficiency`.
+//                                       CPU MPI backings: a message in the cache moves faster than
+//                                       one from DRAM (experiments/calibrate/network.hpp fits it);
+//                                       none (TPU: the default): 1 at every size
 //   async_collectives = true            collectives run alongside compute (XLA:TPU's async
 //                                       all-reduce-start/-done on the ICI DMA engines); false: on
 //                                       the thread that runs compute, in program order (the sy MPI
@@ -119,6 +127,7 @@ struct HardwareSpec {
   int64_t wraparound_multiple = 1;
   double core_link_bandwidth = 0;
   double reduction_bandwidth = 0;  // 0: reduction overlaps the transfer
+  EfficiencyCurve ici_efficiency_by_size;  // empty: 1
   bool async_collectives = true;
 
   std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
+#include <map>
 
 namespace sy {
 
@@ -18,34 +18,70 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
+// The collective node of `kind` over the mesh's axis 0 (2 devices) on V bytes of f32 whose blocks
+// are contiguous (no block copies: all_gather along the leading dim; all_to_all scattering x [2]
+// and gathering y, whose outer extent in a block is 1), so every kind measures the same transfer.
+struct CollectiveNode {
+  OpKind kind;
+  CollectiveAttrs attrs;
+  TensorType in, out;
+};
+
+CollectiveNode node_for(const Communicator& comm, const std::string& kind, int64_t bytes) {
+  const MeshAxis& m = comm.mesh().axes.at(0);
+  const Dim axis{m.name, m.size};
+  const int64_t v = std::max<int64_t>(2, bytes / 4 / 2 * 2);  // f32 elements of V, even
+  const std::string x = "x", y = "y";  // named, not literals (GCC 12's -Werror=restrict false positive)
+  CollectiveNode n;
+  n.attrs.axes = {axis};
+  if (kind == "all_gather") {
+    n.kind = OpKind::all_gather;
+    n.attrs.gather_dim = x;
+    n.in = TensorType{{{"x", v / 2}}, DType::f32};
+    n.out = TensorType{{{"x", v}}, DType::f32};
+  } else if (kind == "all_to_all") {
+    n.kind = OpKind::all_to_all;
+    n.attrs.gather_dim = y;
+    n.attrs.scatter_dim = x;
+    n.in = TensorType{{{x, 2}, {y, v / 2}}, DType::f32};
+    n.out = TensorType{{{x, 1}, {y, v}}, DType::f32};
+  } else {
+    n.kind = OpKind::all_reduce;
+    n.in = n.out = TensorType{{{"x", v}}, DType::f32};
+  }
+  return n;
+}
+
 }  // namespace
 
 double NetworkFit::predict(const CollectiveSample& s) const {
-  const double transfer = s.kind == "all_reduce" ? 2 * hop_latency + s.bytes / link_bandwidth
-                                                 : hop_latency + s.bytes / 2 / link_bandwidth;
-  const double reduce = s.kind == "all_reduce" && reduction_bandwidth > 0 ? s.bytes / 2 / reduction_bandwidth : 0.0;
-  return transfer + reduce;
+  const double e = efficiency_by_size.at(s.bytes);
+  if (s.kind != "all_reduce") return hop_latency + s.bytes / 2 / link_bandwidth / e;
+  const double reduce = reduction_bandwidth > 0 ? s.bytes / 2 / reduction_bandwidth : 0.0;
+  return 2 * hop_latency + (s.bytes / link_bandwidth + reduce) / e;
 }
 
-NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget) {
+NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
+                           int64_t evict_bytes) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
-  std::vector<char> in, out;
+  std::vector<float> in, out, evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
+  float stamp = 0;
   for (const char* kind : {"all_gather", "all_to_all", "all_reduce"})
     for (double bytes = 256; bytes <= max_bytes; bytes *= 4) {
-      const auto n = static_cast<int64_t>(bytes);
-      // all_gather: V = the gathered array (n / 2 per rank); all_to_all: n per rank; all_reduce: n.
-      in.assign(static_cast<size_t>(n), 1);
-      out.assign(static_cast<size_t>(n), 0);
+      const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
+      in.assign(static_cast<size_t>(num_elements(n.in.shape)), 0.0f);
+      out.assign(static_cast<size_t>(num_elements(n.out.shape)), 0.0f);
       std::vector<double> times;
       double spent = 0;
-      for (int r = 0; r < 100; ++r) {  // both ranks leave together (below)
-        barrier();
+      for (int r = 0; r < 100; ++r) {
+        stamp += 1;
+        std::fill(evict.begin(), evict.end(), stamp);  // the compute between two collectives
+        std::fill(in.begin(), in.end(), stamp);        // the input's producer
+        barrier();                                     // both ranks start together
         const double t0 = now();
-        if (std::strcmp(kind, "all_gather") == 0) comm.all_gather(in.data(), out.data(), n / 2, axes);
-        else if (std::strcmp(kind, "all_to_all") == 0) comm.all_to_all(in.data(), out.data(), n / 2, axes);
-        else comm.all_reduce(in.data(), n / 4, DType::f32, ReduceOp::sum, axes);
+        run_collective(comm, n.kind, n.attrs, n.in, in.data(), n.out, out.data());
         const double t = now() - t0;
         if (r > 0) times.push_back(t);  // the first is a warm-up
         spent += t;
@@ -56,23 +92,30 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
       }
       fit.samples.push_back({kind, bytes, median(times)});
     }
-  // α, 1/w: least squares of (α + x·β − t) / t over the data-movement samples (x = V/2).
-  double s11 = 0, s12 = 0, s22 = 0, b1 = 0, b2 = 0;
-  for (const CollectiveSample& s : fit.samples) {
-    if (s.kind == "all_reduce") continue;
-    const double a = 1 / s.seconds, x = s.bytes / 2 / s.seconds;
-    s11 += a * a, s12 += a * x, s22 += x * x, b1 += a, b2 += x;
+  // α: the smallest data-movement collectives; w: their best rate; e(V): the rate at V against it.
+  std::vector<double> smallest;
+  std::map<double, std::vector<double>> seconds_by_size;  // data movement only
+  for (const CollectiveSample& s : fit.samples)
+    if (s.kind != "all_reduce") {
+      seconds_by_size[s.bytes].push_back(s.seconds);
+      if (s.bytes == fit.samples.front().bytes) smallest.push_back(s.seconds);
+    }
+  fit.hop_latency = median(smallest);
+  double rate = 0;
+  for (const CollectiveSample& s : fit.samples)
+    if (s.kind != "all_reduce" && s.seconds > fit.hop_latency)
+      rate = std::max(rate, s.bytes / 2 / (s.seconds - fit.hop_latency));
+  SY_CHECK(rate > 0, "measure_network: no collective took longer than its latency");
+  fit.link_bandwidth = rate;
+  for (const auto& [bytes, seconds] : seconds_by_size) {
+    std::vector<double> e;
+    for (double t : seconds) e.push_back(t > fit.hop_latency ? std::min(1.0, bytes / 2 / rate / (t - fit.hop_latency)) : 1.0);
+    fit.efficiency_by_size.points.emplace_back(bytes, std::max(1e-3, median(e)));
   }
-  const double det = s11 * s22 - s12 * s12;
-  SY_CHECK(det > 0, "measure_network: singular fit");
-  fit.hop_latency = std::max(0.0, (b1 * s22 - b2 * s12) / det);
-  const double beta = (s11 * b2 - s12 * b1) / det;
-  SY_CHECK(beta > 0, "measure_network: fitted a non-positive time per byte ({})", beta);
-  fit.link_bandwidth = 1 / beta;
   std::vector<double> rates;
   for (const CollectiveSample& s : fit.samples) {
     if (s.kind != "all_reduce" || s.bytes < (1 << 20)) continue;
-    const double rest = s.seconds - 2 * fit.hop_latency - s.bytes * beta;
+    const double rest = (s.seconds - 2 * fit.hop_latency) * fit.efficiency_by_size.at(s.bytes) - s.bytes / rate;
     if (rest > 0) rates.push_back(s.bytes / 2 / rest);
   }
   fit.reduction_bandwidth = !rates.empty() ? median(rates) : 0.0;

@@ -1,19 +1,30 @@
-// calibrate's network part: the collectives of two MPI ranks measured through the sy
-// Communicator (the code path the MPI executor's collective nodes take), and the [ici] values
-// that make the simulator's collective formulas (simulator/topology.hpp) reproduce them.
+// calibrate's network part: the collectives of two MPI ranks measured the way the MPI executor
+// runs a collective node (run_collective on f32 tensors: all_reduce's copy of its input included),
+// and the [ici] values that make the simulator's collective formulas (simulator/topology.hpp)
+// reproduce them.
+//
+// Conditions as in a training step: before each repetition each rank streams through a buffer
+// larger than its core's private cache (the compute between two collectives does), then writes
+// the collective's input (its producer just did: a small input is hot, a large one is not), then
+// both ranks meet at a barrier, so the time is the collective's own, not a wait for the other rank.
 //
 // Two ranks joined by one connection are a torus of 2 devices without wraparound (one full-duplex
 // link), where the formulas read, for V bytes (all_gather: the gathered array; all_to_all: one
-// device's buffer; all_reduce: the array):
-//   all_gather, all_to_all   α + (V/2) / w                 (each rank sends half of V)
-//   all_reduce               2α + V / w + (V/2) / r        (reduce-scatter + all-gather, and the
-//                                                          reduction of V/2 bytes on the CPU)
-// α (hop_latency) and w (link_bandwidth) are fitted to all_gather and all_to_all together by least
-// squares on the relative error; r (reduction_bandwidth) is the median over the all-reduce sizes of
-// 1 MiB and more of (V/2) / (t − 2α − V/w) (0, "overlapped", when that residue is not positive).
+// device's buffer; all_reduce: the array) and e(V) the [ici] efficiency_by_size curve:
+//   all_gather, all_to_all   α + (V/2) / w / e(V)              (each rank sends half of V)
+//   all_reduce               2α + (V / w + (V/2) / r) / e(V)   (reduce-scatter + all-gather, and
+//                                                              the reduction of V/2 bytes on the CPU)
+// α (hop_latency): the median time of the smallest all_gather and all_to_all (256 B: no
+// bandwidth term to speak of). w (link_bandwidth): the best rate (V/2)/(t − α) over all_gather and
+// all_to_all, so e ≤ 1. e(V): at each size, the median over all_gather and all_to_all of
+// ((V/2)/w) / (t − α): the rate falls where a message leaves the cache (4 MiB all_gather in cache
+// 150 µs, 16 MiB from DRAM 1.2 ms on the development host). r (reduction_bandwidth): the median
+// over the all-reduce sizes of 1 MiB and more of (V/2) / ((t − 2α)·e(V) − V/w) (0, "overlapped",
+// when that is not positive).
 #pragma once
 
 #include "executor/mpi/communicator.hpp"
+#include "simulator/hardware.hpp"
 
 #include <functional>
 #include <string>
@@ -22,8 +33,8 @@
 namespace sy {
 
 struct CollectiveSample {
-  std::string kind;  // all_gather, all_to_all, all_reduce
-  double bytes = 0;  // V above
+  std::string kind;    // all_gather, all_to_all, all_reduce
+  double bytes = 0;    // V above
   double seconds = 0;  // median of the repetitions
 };
 
@@ -31,14 +42,16 @@ struct NetworkFit {
   double hop_latency = 0;          // α, seconds
   double link_bandwidth = 0;       // w, B/s one way
   double reduction_bandwidth = 0;  // r, B/s of reduced input; 0: not measurable (overlapped)
+  EfficiencyCurve efficiency_by_size;  // e(V)
   std::vector<CollectiveSample> samples;
   // The formula's time for a sample under this fit.
   double predict(const CollectiveSample& s) const;
 };
 
 // Times every kind at sizes 256 B · 4^i up to max_bytes on the two ranks of `comm` (both call it),
-// `budget` seconds per point at most (at least 5 repetitions), each repetition between barriers.
-// `barrier` synchronises the ranks.
-NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget);
+// `budget` seconds per point at most (at least 5 repetitions), each repetition prepared as above
+// (evict_bytes: the buffer streamed through first). `barrier` synchronises the ranks.
+NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
+                           int64_t evict_bytes);
 
 }  // namespace sy
