@@ -5,43 +5,65 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 
 namespace sy {
 
 std::string Topology::describe() const {
-  std::string r;
+  std::string r = "slice ";
+  for (size_t i = 0; i < slice.size(); ++i) r += fmt::format("{}{}", i ? "x" : "", slice[i]);
+  r += " chips:";
   for (const MeshAxisPlacement& a : axes) {
     std::string segs;
     for (const AxisSegment& s : a.segments)
       segs += fmt::format("{}{}{}{}{}", segs.empty() ? "" : " · ", torus_axes[static_cast<size_t>(s.torus_axis)].name,
                           s.size, s.stride > 1 ? fmt::format(" (stride {})", s.stride) : "", s.wraparound ? " (wrap)" : "");
-    r += fmt::format("{}{}:{} = {}", r.empty() ? "" : " | ", a.name, a.size, segs.empty() ? "one device" : segs);
+    r += fmt::format("{}{}:{} = {}", r.back() == ':' ? " " : " | ", a.name, a.size, segs.empty() ? "one device" : segs);
   }
   return r;
 }
 
-Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
-  Topology t;
-  if (hw.devices_per_chip > 1)
-    t.torus_axes.push_back(TorusAxis{"core", hw.devices_per_chip, 1, false, hw.core_link_bandwidth * hw.ici_efficiency});
-  const char* names[] = {"x", "y", "z"};
-  for (size_t i = 0; i < hw.torus.size(); ++i)
-    t.torus_axes.push_back(TorusAxis{names[i], hw.torus[i], 1, false, hw.link_bandwidth * hw.ici_efficiency});
+std::vector<std::vector<int64_t>> slice_shapes(const std::vector<int64_t>& pod, int64_t chips) {
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<int64_t> cur;
+  auto rec = [&](auto&& self, size_t i, int64_t rest) -> void {
+    if (i + 1 == pod.size()) {
+      if (rest <= pod[i]) {
+        cur.push_back(rest);
+        shapes.push_back(cur);
+        cur.pop_back();
+      }
+      return;
+    }
+    for (int64_t f = 1; f <= std::min(rest, pod[i]); ++f)
+      if (rest % f == 0) {
+        cur.push_back(f);
+        self(self, i + 1, rest / f);
+        cur.pop_back();
+      }
+  };
+  if (!pod.empty()) rec(rec, 0, chips);
+  // Most square first: the smallest longest side, then the smallest perimeter, then sides ascending.
+  auto key = [](const std::vector<int64_t>& s) {
+    return std::make_pair(*std::max_element(s.begin(), s.end()), std::accumulate(s.begin(), s.end(), int64_t{0}));
+  };
+  std::stable_sort(shapes.begin(), shapes.end(), [&](const auto& a, const auto& b) {
+    const auto ka = key(a), kb = key(b);
+    return ka != kb ? ka < kb : a < b;
+  });
+  return shapes;
+}
 
-  std::string pod;
-  for (int64_t s : hw.torus) pod += fmt::format("{}{}", pod.empty() ? "" : "x", s);
-  const std::string pod_text = fmt::format("a {} pod has {} devices ({} chips{})", hw.name, hw.pod_devices(), pod,
-                                           hw.devices_per_chip > 1 ? fmt::format(" × {} devices per chip", hw.devices_per_chip)
-                                                                   : std::string());
-  if (mesh.devices() > hw.pod_devices())
-    throw InputError(fmt::format("mesh '{}' has {} devices, more than the pod: {}", to_string(mesh), mesh.devices(), pod_text));
+namespace {
 
+// Lays the mesh axes on the torus axes of `t` whose slice capacities are `cap` (devices per axis);
+// false when an axis does not factor onto what is left.
+bool lay_axes(Topology& t, const Mesh& mesh, std::vector<int64_t> cap, std::string* failed_axis) {
+  for (TorusAxis& ta : t.torus_axes) ta.slice_size = 1;
+  t.axes.assign(mesh.axes.size(), MeshAxisPlacement{});
   // Each mesh axis takes factors of fresh torus axes first (so axes that fit side by side get
   // their own rings), then of the capacity left on torus axes used already.
-  std::vector<int64_t> cap(t.torus_axes.size());
-  for (size_t i = 0; i < cap.size(); ++i) cap[i] = t.torus_axes[i].pod_size;
-  t.axes.resize(mesh.axes.size());
   for (size_t m = mesh.axes.size(); m-- > 0;) {
     MeshAxisPlacement& p = t.axes[m];
     p.name = mesh.axes[m].name;
@@ -59,11 +81,55 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
         cap[i] /= f;
         rest /= f;
       }
-    if (rest > 1)
-      throw InputError(fmt::format("mesh '{}': axis '{}' of size {} does not fit the torus axes left ({}); mesh axis "
-                                   "sizes must factor into the pod's axis sizes",
-                                   to_string(mesh), p.name, p.size, pod_text));
+    if (rest > 1) {
+      *failed_axis = fmt::format("axis '{}' of size {}", p.name, p.size);
+      return false;
+    }
   }
+  return true;
+}
+
+}  // namespace
+
+Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
+  Topology t;
+  if (hw.devices_per_chip > 1)
+    t.torus_axes.push_back(TorusAxis{"core", hw.devices_per_chip, 1, false, hw.core_link_bandwidth * hw.ici_efficiency});
+  const char* names[] = {"x", "y", "z"};
+  for (size_t i = 0; i < hw.torus.size(); ++i)
+    t.torus_axes.push_back(TorusAxis{names[i], hw.torus[i], 1, false, hw.link_bandwidth * hw.ici_efficiency});
+
+  std::string pod;
+  for (int64_t s : hw.torus) pod += fmt::format("{}{}", pod.empty() ? "" : "x", s);
+  const std::string pod_text = fmt::format("a {} pod has {} devices ({} chips{})", hw.name, hw.pod_devices(), pod,
+                                           hw.devices_per_chip > 1 ? fmt::format(" × {} devices per chip", hw.devices_per_chip)
+                                                                   : std::string());
+  if (mesh.devices() > hw.pod_devices())
+    throw InputError(fmt::format("mesh '{}' has {} devices, more than the pod: {}", to_string(mesh), mesh.devices(), pod_text));
+
+  // The slice: the mesh's devices fill the cores of each chip, on as few chips as that takes, in
+  // the most square slice of the pod that holds them (Cloud TPU's slice shapes: v2/v3 4x4, 8x8,
+  // 16x16, 32x32 and 4x8, 8x16, 16x32 between; v4/v5p AxBxC with 2A=B=C or 2A=2B=C; v5e 2x4 ...
+  // 16x16; cloud.google.com/tpu/docs/v3, /v4, /supported-versions). When the mesh's axis sizes do
+  // not factor onto the most square slice, the next most square is tried.
+  const int64_t cores = hw.devices_per_chip > 1 ? std::gcd(mesh.devices(), hw.devices_per_chip) : 1;
+  const int64_t chips = mesh.devices() / cores;
+  std::string failed = "its device count";
+  bool placed = false;
+  for (const std::vector<int64_t>& shape : slice_shapes(hw.torus, chips)) {
+    std::vector<int64_t> cap;
+    if (hw.devices_per_chip > 1) cap.push_back(cores);
+    cap.insert(cap.end(), shape.begin(), shape.end());
+    if (lay_axes(t, mesh, cap, &failed)) {
+      t.slice = shape;
+      placed = true;
+      break;
+    }
+  }
+  if (!placed)
+    throw InputError(fmt::format("mesh '{}': {} does not fit the torus axes left of any slice of {} chips ({}); mesh axis "
+                                 "sizes must factor into the slice's axis sizes",
+                                 to_string(mesh), failed, chips, pod_text));
   // Wraparound per torus axis of the slice; the outermost segment on it closes its ring.
   for (size_t i = 0; i < t.torus_axes.size(); ++i) {
     TorusAxis& ta = t.torus_axes[i];
@@ -80,10 +146,64 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
       const TorusAxis& ta = t.torus_axes[static_cast<size_t>(s.torus_axis)];
       s.wraparound = ta.wraparound && s.stride * s.size == ta.slice_size && s.size >= 3;
     }
-  t.chips = 1;
-  for (const TorusAxis& ta : t.torus_axes)
-    if (ta.name != "core") t.chips *= ta.slice_size;
+  t.chips = chips;
   return t;
+}
+
+double all_to_all_link_messages(const Topology& topo, int torus_axis, uint32_t axes) {
+  const TorusAxis& ta = topo.torus_axes[static_cast<size_t>(torus_axis)];
+  // Positions of one group along this torus axis (P, offsets of its segments on it) and the
+  // starting positions of the groups side by side on one line (B, offsets of the other segments).
+  std::vector<int64_t> P{0}, B{0};
+  double group = 1;  // N: devices of one group
+  for (size_t a = 0; a < topo.axes.size(); ++a)
+    for (const AxisSegment& s : topo.axes[a].segments) {
+      const bool in = (axes >> a) & 1u;
+      if (in) group *= static_cast<double>(s.size);
+      if (s.torus_axis != torus_axis) continue;
+      std::vector<int64_t>& set = in ? P : B;
+      std::vector<int64_t> next;
+      for (int64_t base : set)
+        for (int64_t k = 0; k < s.size; ++k) next.push_back(base + k * s.stride);
+      set = std::move(next);
+    }
+  if (P.size() < 2) return 0;
+  const int64_t L = ta.slice_size;
+  const bool wrap = ta.wraparound;
+  // Messages over each directed link: up[i] from i to i+1, down[i] from i+1 to i (mod L).
+  std::vector<double> up(static_cast<size_t>(L), 0.0), down(static_cast<size_t>(L), 0.0);
+  auto go = [&](std::vector<double>& links, int64_t from, int64_t hops, int64_t dir, double weight) {
+    for (int64_t h = 0; h < hops; ++h) {
+      const int64_t at = ((from + dir * h) % L + L) % L;
+      links[static_cast<size_t>(dir > 0 ? at : ((at - 1) % L + L) % L)] += weight;
+    }
+  };
+  for (int64_t b : B)
+    for (int64_t u : P)
+      for (int64_t v : P) {
+        if (u == v) continue;
+        const int64_t src = b + u, dst = b + v;
+        const int64_t fwd = ((dst - src) % L + L) % L, back = L - fwd;
+        if (!wrap) {
+          go(dst > src ? up : down, src, std::abs(dst - src), dst > src ? 1 : -1, 1.0);
+        } else if (fwd < back) {
+          go(up, src, fwd, 1, 1.0);
+        } else if (back < fwd) {
+          go(down, src, back, -1, 1.0);
+        } else {  // half way round: half each way
+          go(up, src, fwd, 1, 0.5);
+          go(down, src, back, -1, 0.5);
+        }
+      }
+  double busiest = 0;
+  for (size_t i = 0; i < up.size(); ++i) busiest = std::max({busiest, up[i], down[i]});
+  // Each (u, v) pair along this axis stands for N / |P| messages on one line of devices (the
+  // group's coordinates on the other axes). A chip axis's links carry the lines of all the chip's
+  // cores in use (their own groups, or the same group's other core): × cores.
+  const bool core_axis = ta.name == "core";
+  const double cores = !core_axis && topo.torus_axes.front().name == "core"
+                           ? static_cast<double>(topo.torus_axes.front().slice_size) : 1.0;
+  return busiest * group / static_cast<double>(P.size()) * cores;
 }
 
 CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpKind kind, uint32_t axes,
@@ -142,16 +262,14 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
     t.bandwidth = 2.0 * ring_phases(local_in_bytes) + reduction(local_in_bytes);
   } else if (kind == OpKind::all_to_all) {
     t.latency += alpha;
-    const double crossing = n * local_in_bytes / 4.0;
-    for_each_segment([&](const AxisSegment* s) {
-      if (s->size < 2) return;
-      const bool core = topo.torus_axes[static_cast<size_t>(s->torus_axis)].name == "core";
-      // Links crossing the cut that halves this segment: one core link per chip, or one link per
-      // ring of chips along it (two with wraparound), shared as above.
-      const double links = core ? chips : (chips / static_cast<double>(s->size)) * (s->wraparound ? 2.0 : 1.0);
-      const double bw = core ? s->link_bandwidth : s->link_bandwidth / sharing;
-      t.bandwidth = std::max(t.bandwidth, crossing / (links * bw));
-    });
+    // Dimension-order routing, every group at once: the busiest link of each torus axis carries
+    // all_to_all_link_messages messages of S/N bytes; the slowest axis sets the time.
+    const double message = local_in_bytes / n;
+    for (size_t i = 0; i < topo.torus_axes.size(); ++i) {
+      const TorusAxis& ta = topo.torus_axes[i];
+      const double messages = all_to_all_link_messages(topo, static_cast<int>(i), axes);
+      t.bandwidth = std::max(t.bandwidth, messages * message / ta.link_bandwidth);
+    }
   } else {
     SY_CHECK(false, "collective_time: {} is not a collective", op_name(kind));
   }

@@ -1,11 +1,20 @@
 // Mesh axes on a torus, and what collectives cost there (α-β model, REFERENCE.md).
 //
-// Placement. The devices of a HardwareSpec form a torus whose axes are, innermost first, the
+// Slice. A mesh of N devices runs on a slice of the pod: its devices fill the d cores of each chip
+// (c = gcd(N, d)), on C = N / c chips shaped as the most square slice of the pod (smallest longest
+// side, then smallest perimeter, sides ascending): Cloud TPU's slice table, v2/v3 2x2, 4x4, 4x8,
+// 8x8 ... 32x32 chips (v3-32 = 4x4, v3-128 = 8x8, v3-512 = 16x16, v3-2048 = 32x32), v4/v5p AxBxC
+// with 2A=B=C or 2A=2B=C (4x4x4, 4x4x8, 4x8x8 ...), v5e 2x4 ... 16x16 (cloud.google.com/tpu/docs
+// v3, v4, supported-versions). Before, a mesh was laid on the whole pod's axes: data:128 on v3
+// took one 32-chip ring, so its all-to-all could not grow with the device count.
+//
+// Placement. The devices of the slice form a torus whose axes are, innermost first, the
 // devices of one chip ("core", when devices_per_chip > 1) and the chip torus axes x, y, z. Mesh
 // axes are laid on it from the last (fastest-varying, usually "model") to the first: each takes
 // factors of the torus axes in that order, so an axis may span several torus axes (data:64 on a
-// 16x16x16 v4 pod takes y:16 and z:4) and two mesh axes may share a torus axis (the outer one then
-// hops over the inner one: stride > 1).
+// v4 4x4x4 slice takes y:4 and z:4) and two mesh axes may share a torus axis (the outer one then
+// hops over the inner one: stride > 1). When the axis sizes do not factor onto the most square
+// slice, the next most square one is used.
 //
 // Wraparound. A torus axis of the slice has wraparound links when the chip's rule allows it for
 // the slice's length on that axis (HardwareSpec::wraparound). Only the outermost mesh segment on a
@@ -27,10 +36,23 @@
 //   all_gather       α·Σ_i s_i·h_i + ring(V)        V = bytes of the gathered array
 //   reduce_scatter   the same with V = bytes of the input
 //   all_reduce       2 × reduce_scatter
-//   all_to_all       α·Σ_i s_i·h_i + max_j (N·S/4) / (L_j · b_j)   S = bytes per device; the cut
-//                    halving segment j is crossed by L_j = C/n_j rings of chips (× 2 with
-//                    wraparound) of b_j = w_j·c/d each, or for a core segment by C on-chip links of
-//                    w_core (the bisection bound; a ring with wraparound gives V/(4W))
+//   all_to_all       α·Σ_i s_i·h_i + max_t M_t · (S/N) / b_t      S = bytes per device
+//                    Link contention under dimension-order routing (torus axes in order: core, x,
+//                    y, z; on each the minimal direction, a tie half each way), all groups of the
+//                    collective at once (SPMD). M_t = messages over the busiest directed link of
+//                    torus axis t = (N / |P_t|) · max_link Σ_{groups on a line} Σ_{u≠v ∈ P_t} [route
+//                    u→v uses the link] × (c_used on chip axes: every core's line crosses the
+//                    chip's links, its own group's or another's), where P_t is
+//                    the group's positions on t; b_t = w_t (or w_core). Counted exactly per axis
+//                    (all_to_all_link_messages; a test routes every pair on small 2D tori and finds
+//                    the same busiest link). Closed forms, one segment of n on a ring: n²/8
+//                    messages per link with wraparound, n²/4 (the middle link) without, so the
+//                    bytes per link are S·n/8 and S·n/4; on a square 2D slice of N chips the
+//                    time grows as √N (GShard §5, arXiv 2006.16668: all-to-all cost O(√D) on a
+//                    2D torus; JAX scaling book, "All-to-all" in the collectives chapter: a
+//                    quarter of an all-gather on a ring with wraparound, V/(4W)). A segment with
+//                    stride s carries s times the messages of a contiguous one (they all cross
+//                    the middle links), which a bisection bound misses.
 // where h_i = n_i/2 hops with wraparound, n_i − 1 without, and s_i the segment's stride. Every
 // collective adds HardwareSpec::collective_overhead. A collective is latency-bound when its α
 // part exceeds its bandwidth part. With one device per chip (d = c = 1) the formulas are the
@@ -72,15 +94,25 @@ struct MeshAxisPlacement {
 
 struct Topology {
   std::vector<TorusAxis> torus_axes;
+  std::vector<int64_t> slice;           // chips per chip torus axis of the slice, e.g. {8, 8}
   std::vector<MeshAxisPlacement> axes;  // one per mesh axis, in mesh order
   int64_t chips = 0;
   // "data:64 = y16 · z4 (wrap) | model:16 = x16 (wrap)"
   std::string describe() const;
 };
 
-// Places `mesh` on the chip's pod. Throws InputError when the mesh has more devices than the pod,
+// Slice shapes of `chips` chips that fit the pod (chips per axis), most square first.
+std::vector<std::vector<int64_t>> slice_shapes(const std::vector<int64_t>& pod, int64_t chips);
+
+// Places `mesh` on the most square slice of the chip's pod that holds it. Throws InputError when the mesh has more devices than the pod,
 // or an axis size cannot be factored onto the torus axes.
 Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh);
+
+// Messages of one device pair (S/N bytes each) over the busiest directed link of torus axis
+// `torus_axis` in an all-to-all over the mesh axes `axes`, all groups at once, dimension-order
+// routing (see all_to_all above); 0 when the group does not span the axis. On a chip axis the
+// lines of all the chip's cores share its links (× the cores in use).
+double all_to_all_link_messages(const Topology& topo, int torus_axis, uint32_t axes);
 
 struct CollectiveTime {
   double total = 0;

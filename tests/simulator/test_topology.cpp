@@ -6,6 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <tuple>
+
 using namespace sy;
 using Catch::Matchers::Contains;
 
@@ -32,30 +35,34 @@ HardwareSpec ring_chip(int64_t pod, Wraparound wrap, double w = 1e10, double alp
 TEST_CASE("mesh axes are placed innermost-last onto the torus axes", "[simulator][topology]") {
   const HardwareSpec v4 = chip("tpu_v4");
   const Topology t = place_mesh(v4, parse_mesh("data:64,model:16"));
-  // model:16 takes x (16, whole cube multiples: wraparound); data:64 takes y:16 and z:4.
-  REQUIRE(t.axes[1].segments.size() == 1);
-  CHECK(t.axes[1].segments[0].size == 16);
+  // 1,024 chips: the most square slice is 8x8x16 (2A=2B=C). model:16 takes x8 and 2 of y;
+  // data:64 takes z16 and the rest of y (stride 2). Every side is a multiple of 4: wraparound.
+  CHECK(t.slice == std::vector<int64_t>{8, 8, 16});
+  REQUIRE(t.axes[1].segments.size() == 2);
+  CHECK(t.axes[1].segments[0].size == 8);
   CHECK(t.axes[1].segments[0].wraparound);
   REQUIRE(t.axes[0].segments.size() == 2);
   CHECK(t.axes[0].segments[0].size == 16);
   CHECK(t.axes[0].segments[1].size == 4);
-  CHECK(t.axes[0].segments[1].wraparound);  // z slice of 4: one whole cube
+  CHECK(t.axes[0].segments[1].stride == 2);
+  CHECK(t.axes[0].segments[1].wraparound);  // the outer segment on y (8 = 2 · 4) closes the ring
   CHECK(t.chips == 1024);
-  CHECK(t.describe() == "data:64 = y16 (wrap) · z4 (wrap) | model:16 = x16 (wrap)");
+  CHECK(t.describe() == "slice 8x8x16 chips: data:64 = z16 (wrap) · y4 (stride 2) (wrap) | model:16 = x8 (wrap) · y2");
 
   // TPU v3: a device is a core; model:16 takes the chip's two cores and 8 of x; data:64 the whole
   // y axis (32: the pod's, so it wraps) and 2 more of x (stride 8; x's slice of 16 is a line).
   const Topology t3 = place_mesh(chip("tpu_v3"), parse_mesh("data:64,model:16"));
   CHECK(t3.chips == 512);
-  CHECK(t3.describe() == "data:64 = y32 (wrap) · x2 (stride 8) | model:16 = core2 · x8");
+  CHECK(t3.describe() == "slice 16x32 chips: data:64 = y32 (wrap) · x2 (stride 8) | model:16 = core2 · x8");
 }
 
 TEST_CASE("a mesh larger than the pod, or one that does not factor onto it, is bad input", "[simulator][topology]") {
   CHECK_THROWS_WITH(place_mesh(chip("tpu_v5e"), parse_mesh("data:64,model:16")),
                     Contains("mesh 'data:64,model:16' has 1024 devices, more than the pod: a tpu_v5e pod has 256 devices "
                              "(16x16 chips)"));
-  CHECK_THROWS_WITH(place_mesh(chip("tpu_v4"), parse_mesh("data:3")),
-                    Contains("axis 'data' of size 3 does not fit the torus axes left"));
+  // 17 chips: no slice of a 16x16 pod has that many.
+  CHECK_THROWS_WITH(place_mesh(chip("tpu_v5e"), parse_mesh("data:17")),
+                    Contains("mesh 'data:17': its device count does not fit the torus axes left of any slice of 17 chips"));
 }
 
 TEST_CASE("scaling book: all-gathers on a TPU v4 4x4x4 slice (23 µs and 46 µs)", "[simulator][topology]") {
@@ -147,18 +154,21 @@ TEST_CASE("collectives over a mesh axis spanning two torus axes", "[simulator][t
   CHECK(collective_time(line16, s, OpKind::all_gather, 1, 1, 4).latency == Approx(4 * 2 * line16.hop_latency));
   // Fresh torus axes first: on a 4x4x4 v4 slice each mesh axis gets its own ring.
   const Topology cube = place_mesh(load_hardware("tpu_v4", default_hardware_dir()), parse_mesh("x:4,y:4,z:4"));
-  CHECK(cube.describe() == "x:4 = z4 (wrap) | y:4 = y4 (wrap) | z:4 = x4 (wrap)");
+  CHECK(cube.describe() == "slice 4x4x4 chips: x:4 = z4 (wrap) | y:4 = y4 (wrap) | z:4 = x4 (wrap)");
 }
 
 TEST_CASE("two cores per chip share the chip's ICI links, and the core link is a phase, not ring bandwidth",
           "[simulator][topology]") {
   // TPU v3: 2 TensorCores per chip, 4 ICI links per chip (w one-way each), a core link w_core.
-  const HardwareSpec v3 = chip("tpu_v3");
+  // A one-axis pod of 32 v3 chips, so that 4 chips form a line (the 2D pod's most square slice of
+  // 4 chips is 2x2).
+  HardwareSpec v3 = chip("tpu_v3");
+  v3.torus = {32};
   const double w = v3.link_bandwidth * v3.ici_efficiency, w_core = v3.core_link_bandwidth * v3.ici_efficiency;
   const double V = 64e6;
   // data:4,model:2: model = the chip's two cores, data = 4 chips along x (a line: 4 < the pod's 32).
   const Topology t = place_mesh(v3, parse_mesh("data:4,model:2"));
-  REQUIRE(t.describe() == "data:4 = x4 | model:2 = core2");
+  REQUIRE(t.describe() == "slice 4 chips: data:4 = x4 | model:2 = core2");
   // Over the cores alone: one on-chip exchange of half the array.
   CHECK(collective_time(v3, t, OpKind::all_gather, 2, V / 2, V).bandwidth == Approx(0.5 * V / w_core));
   // Over data: both cores' groups cross the same chip links at once, each at w/2 (was w).
@@ -166,17 +176,174 @@ TEST_CASE("two cores per chip share the chip's ICI links, and the core link is a
   // data:8 = core2 · x4: a chip phase over 4 chips at the full w (both cores in one group), then the
   // on-chip phase; before, the core link was counted as extra ring bandwidth: (7/8)·V / (w + w_core).
   const Topology u = place_mesh(v3, parse_mesh("data:8"));
-  REQUIRE(u.describe() == "data:8 = core2 · x4");
+  REQUIRE(u.describe() == "slice 4 chips: data:8 = core2 · x4");
   const CollectiveTime ag = collective_time(v3, u, OpKind::all_gather, 1, V / 8, V);
   CHECK(ag.bandwidth == Approx(0.75 * V / w + 0.5 * V / w_core));
   CHECK(ag.bandwidth > 3.0 * (7.0 / 8.0) * V / (w + w_core));
-  // all_to_all: the bisection in chips. Cutting x4 in half crosses 1 link (a line of 4 chips):
-  // N·S/4 = 8·S/4 bytes over w; before it counted 2 rings (one per core).
+  // all_to_all: the middle link of the line of 4 chips carries the 4 · 4 messages of S/8 from the
+  // 4 devices of chips 0-1 to the 4 of chips 2-3: N·S/4 = 8·S/4 bytes over w (before the two-core
+  // fix it counted 2 rings, one per core).
   const double S = V / 8;
   CHECK(collective_time(v3, u, OpKind::all_to_all, 1, S, S).bandwidth == Approx(8 * S / 4 / w));
-  // With one device per chip the plain torus formulas hold: v4, data:4 along one axis is w per ring.
+  // With one device per chip the plain torus formulas hold: v4, data:4 on a 1x2x2 slice is two
+  // lines of 2 (no wraparound), w each.
   const HardwareSpec v4 = chip("tpu_v4");
   const Topology f = place_mesh(v4, parse_mesh("data:4"));
+  REQUIRE(f.describe() == "slice 1x2x2 chips: data:4 = y2 · z2");
   CHECK(collective_time(v4, f, OpKind::all_gather, 1, V / 4, V).bandwidth ==
-        Approx(0.75 * V / ((f.axes[0].segments[0].wraparound ? 2.0 : 1.0) * v4.link_bandwidth * v4.ici_efficiency)));
+        Approx(0.75 * V / (2 * v4.link_bandwidth * v4.ici_efficiency)));
+}
+
+TEST_CASE("a mesh runs on the most square slice of its size, as Cloud TPU's slice table", "[simulator][topology]") {
+  // v3 (2 cores per chip): v3-32 = 4x4 chips, v3-64 = 4x8, v3-128 = 8x8, v3-512 = 16x16, v3-2048 = 32x32.
+  const HardwareSpec v3 = chip("tpu_v3");
+  CHECK(place_mesh(v3, parse_mesh("data:32")).slice == std::vector<int64_t>{4, 4});
+  CHECK(place_mesh(v3, parse_mesh("data:64")).slice == std::vector<int64_t>{4, 8});
+  CHECK(place_mesh(v3, parse_mesh("data:512")).slice == std::vector<int64_t>{16, 16});
+  // data:128 was one 32-chip ring (core2 · x32 · y2); now the 8x8 slice, lines (not the pod's 32).
+  const Topology t = place_mesh(v3, parse_mesh("data:128"));
+  CHECK(t.describe() == "slice 8x8 chips: data:128 = core2 · x8 · y8");
+  CHECK(t.chips == 64);
+  const Topology pod = place_mesh(v3, parse_mesh("data:2048"));
+  CHECK(pod.describe() == "slice 32x32 chips: data:2048 = core2 · x32 (wrap) · y32 (wrap)");
+  // v4: cubes, wraparound on sides that are multiples of 4; 2A=B=C or 2A=2B=C.
+  const HardwareSpec v4 = chip("tpu_v4");
+  CHECK(place_mesh(v4, parse_mesh("data:64")).slice == std::vector<int64_t>{4, 4, 4});
+  CHECK(place_mesh(v4, parse_mesh("data:128")).slice == std::vector<int64_t>{4, 4, 8});
+  CHECK(place_mesh(v4, parse_mesh("data:256")).slice == std::vector<int64_t>{4, 8, 8});
+  CHECK(place_mesh(v4, parse_mesh("data:16")).describe() == "slice 2x2x4 chips: data:16 = x2 · y2 · z4 (wrap)");
+  // v5e: the documented 2D shapes 2x4, 4x4, 4x8, 8x16.
+  const HardwareSpec v5e = chip("tpu_v5e");
+  CHECK(place_mesh(v5e, parse_mesh("data:8")).slice == std::vector<int64_t>{2, 4});
+  CHECK(place_mesh(v5e, parse_mesh("data:128")).slice == std::vector<int64_t>{8, 16});
+}
+
+namespace {
+
+// Routes every (source, destination) pair of every group of an all-to-all over `axes`, one
+// message each, by dimension order (core, x, y, z; minimal direction, a tie half each way), and
+// returns the busiest directed link's message count per torus axis. Independent of
+// all_to_all_link_messages: it walks devices, not positions on one line.
+std::vector<double> route_all_pairs(const Topology& topo, uint32_t axes) {
+  struct Seg { size_t axis; int t; int64_t size, stride; };
+  std::vector<Seg> segs;
+  for (size_t a = 0; a < topo.axes.size(); ++a)
+    for (const AxisSegment& s : topo.axes[a].segments) segs.push_back({a, s.torus_axis, s.size, s.stride});
+  const size_t T = topo.torus_axes.size();
+  struct Dev { std::vector<int64_t> coord; std::vector<int64_t> key; };  // key: its group (other axes' digits)
+  std::vector<Dev> devs;
+  std::vector<int64_t> digit(segs.size(), 0);
+  for (;;) {
+    Dev d{std::vector<int64_t>(T, 0), {}};
+    for (size_t i = 0; i < segs.size(); ++i) {
+      d.coord[static_cast<size_t>(segs[i].t)] += digit[i] * segs[i].stride;
+      d.key.push_back(((axes >> segs[i].axis) & 1u) ? -1 : digit[i]);
+    }
+    devs.push_back(d);
+    size_t i = 0;
+    while (i < segs.size() && ++digit[i] == segs[i].size) digit[i++] = 0;
+    if (i == segs.size()) break;
+  }
+  // A link: (torus axis, position of the chip (or device for the core axis), direction).
+  std::map<std::tuple<size_t, std::vector<int64_t>, int>, double> load;
+  for (const Dev& s : devs)
+    for (const Dev& d : devs) {
+      if (&s == &d || s.key != d.key) continue;
+      std::vector<int64_t> at = s.coord;
+      for (size_t t = 0; t < T; ++t) {
+        const int64_t L = topo.torus_axes[t].slice_size;
+        const bool core = topo.torus_axes[t].name == "core";
+        auto walk = [&](int dir, int64_t hops, double w) {
+          std::vector<int64_t> p = at;
+          for (int64_t h = 0; h < hops; ++h) {
+            std::vector<int64_t> link = p;
+            if (!core && topo.torus_axes[0].name == "core") link[0] = 0;  // both cores' traffic, one chip link
+            load[{t, link, dir}] += w;
+            p[t] = ((p[t] + dir) % L + L) % L;
+          }
+        };
+        const int64_t fwd = ((d.coord[t] - at[t]) % L + L) % L, back = (L - fwd) % L;
+        if (fwd == 0) continue;
+        if (!topo.torus_axes[t].wraparound) walk(d.coord[t] > at[t] ? 1 : -1, std::abs(d.coord[t] - at[t]), 1.0);
+        else if (fwd < back) walk(1, fwd, 1.0);
+        else if (back < fwd) walk(-1, back, 1.0);
+        else { walk(1, fwd, 0.5); walk(-1, back, 0.5); }
+        at[t] = d.coord[t];
+      }
+    }
+  std::vector<double> busiest(T, 0.0);
+  for (const auto& [k, v] : load) busiest[std::get<0>(k)] = std::max(busiest[std::get<0>(k)], v);
+  return busiest;
+}
+
+void check_against_routing(const HardwareSpec& hw, const std::string& mesh, uint32_t axes) {
+  const Topology topo = place_mesh(hw, parse_mesh(mesh));
+  INFO(topo.describe() << " axes " << axes);
+  const std::vector<double> routed = route_all_pairs(topo, axes);
+  for (size_t t = 0; t < routed.size(); ++t)
+    CHECK(all_to_all_link_messages(topo, static_cast<int>(t), axes) == Approx(routed[t]));
+}
+
+}  // namespace
+
+TEST_CASE("all-to-all link contention: the counted busiest link equals routing every pair", "[simulator][topology]") {
+  // Rings: n²/8 messages per directed link with wraparound, n²/4 on the middle link of a line.
+  const HardwareSpec ring8 = ring_chip(8, Wraparound::always);
+  CHECK(all_to_all_link_messages(place_mesh(ring8, parse_mesh("data:8")), 0, 1) == Approx(64.0 / 8));
+  const HardwareSpec line8 = ring_chip(8, Wraparound::full_axis);
+  CHECK(all_to_all_link_messages(place_mesh(line8, parse_mesh("data:4")), 0, 1) == Approx(16.0 / 4));
+  HardwareSpec torus44 = ring_chip(4, Wraparound::always);
+  torus44.torus = {4, 4};
+  HardwareSpec line66 = ring_chip(6, Wraparound::full_axis);
+  line66.torus = {6, 6};
+  HardwareSpec v3ish = chip("tpu_v3");
+  v3ish.torus = {4, 4};
+  HardwareSpec ring16 = ring_chip(16, Wraparound::always);
+  for (const auto& [hw, mesh, axes] : std::vector<std::tuple<HardwareSpec, std::string, uint32_t>>{
+           {ring8, "data:8", 1}, {line8, "data:4", 1}, {torus44, "data:16", 1}, {torus44, "data:4,model:4", 1},
+           {torus44, "data:4,model:4", 2}, {torus44, "data:2,model:8", 1}, {torus44, "data:2,model:8", 3},
+           {line66, "data:6,model:6", 1}, {line66, "data:36", 1}, {line66, "data:9", 1},
+           {ring16, "data:4,model:4", 1}, {ring16, "data:4,model:4", 3},
+           {v3ish, "data:32", 1}, {v3ish, "data:8,model:4", 1}, {v3ish, "data:8,model:4", 2},
+           {v3ish, "data:16,model:2", 1}, {v3ish, "data:4,model:8", 3}})
+    check_against_routing(hw, mesh, axes);
+}
+
+TEST_CASE("all-to-all over a strided axis carries stride times the messages (was the bisection bound)",
+          "[simulator][topology]") {
+  // A ring of 16 chips with wraparound; data:4,model:4: data hops over model (stride 4). Each data
+  // group's pairs 4 apart (and 8 apart, half each way) cross the same links as the other 3 groups'.
+  const double w = 1e10;
+  const HardwareSpec ring16 = ring_chip(16, Wraparound::always, w, 0);
+  const Topology t = place_mesh(ring16, parse_mesh("data:4,model:4"));
+  const double S = 4e6;
+  const CollectiveTime a2a = collective_time(ring16, t, OpKind::all_to_all, 1, S, S);
+  // Counted: per group, each physical link carries one pair 4 apart and half of the pairs 8 apart
+  // (a tie: half each way) that span it, 2 messages; the 4 interleaved groups share every link: 8.
+  CHECK(all_to_all_link_messages(t, 0, 1) == Approx(8.0));
+  CHECK(a2a.bandwidth == Approx(8.0 * (S / 4) / w));
+  // The bisection bound counted 16/4 rings of data × 2 links across the cut: N·S/4 / (8w), 16
+  // times less; the 4 "rings" are one physical ring.
+  CHECK(a2a.bandwidth == Approx(16.0 * (4 * S / 4) / (8 * w)));
+}
+
+TEST_CASE("GShard scaling: the all-to-all over data grows with the v3 slice (fixed bytes per core)",
+          "[simulator][topology]") {
+  // GShard §5 (arXiv 2006.16668): at a fixed number of tokens per core, the all-to-all's cost grows
+  // as O(√D) on the 2D torus. 128 cores: 8x8 (a line per axis), 512: 16x16, 2048: 32x32 (the pod,
+  // wraparound). Before, every size used one 32-chip ring: the time was flat.
+  const HardwareSpec v3 = chip("tpu_v3");
+  const double S = 64e6, w = v3.link_bandwidth * v3.ici_efficiency;
+  std::vector<double> times, bw;
+  for (const char* mesh : {"data:128", "data:512", "data:2048"}) {
+    const CollectiveTime c = collective_time(v3, place_mesh(v3, parse_mesh(mesh)), OpKind::all_to_all, 1, S, S);
+    times.push_back(c.total);
+    bw.push_back(c.bandwidth);
+  }
+  // Both cores' messages cross the chip's links: 2 · S·n/4 on a line, 2 · S·n/8 on a ring.
+  CHECK(bw[0] == Approx(2 * S * 8 / 4 / w));   // line of 8
+  CHECK(bw[1] == Approx(2 * S * 16 / 4 / w));  // line of 16
+  CHECK(bw[2] == Approx(2 * S * 32 / 8 / w));  // ring of 32 (the pod's side: wraparound)
+  CHECK(times[1] > 1.9 * times[0]);
+  CHECK(times[2] > times[1]);  // the same link load with wraparound; more hops
 }
