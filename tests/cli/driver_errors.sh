@@ -52,6 +52,8 @@ check_driver() {
     bench_sim_accuracy)
       expect_bad "$name" --steps -- --steps
       expect_bad "$name" --clock -- --clock sundial ;;
+    bench_sim_fidelity)
+      expect_bad "$name" --quick -- --quick=maybe ;;
     bench_simulator)
       expect_bad "$name" --seconds -- --seconds
       expect_bad "$name" --threads -- --threads 0 ;;
