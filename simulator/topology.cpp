@@ -147,6 +147,12 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
       s.wraparound = ta.wraparound && s.stride * s.size == ta.slice_size && s.size >= 3;
     }
   t.chips = chips;
+  if (t.axes.size() <= 8) {
+    const size_t T = t.torus_axes.size();
+    t.all_to_all_messages.assign((size_t{1} << t.axes.size()) * T, 0.0);
+    for (uint32_t m = 1; m < (1u << t.axes.size()); ++m)
+      for (size_t i = 0; i < T; ++i) t.all_to_all_messages[m * T + i] = all_to_all_link_messages(t, static_cast<int>(i), m);
+  }
   return t;
 }
 
@@ -267,7 +273,9 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
     const double message = local_in_bytes / n;
     for (size_t i = 0; i < topo.torus_axes.size(); ++i) {
       const TorusAxis& ta = topo.torus_axes[i];
-      const double messages = all_to_all_link_messages(topo, static_cast<int>(i), axes);
+      const size_t at = axes * topo.torus_axes.size() + i;
+      const double messages = at < topo.all_to_all_messages.size() ? topo.all_to_all_messages[at]
+                                                                   : all_to_all_link_messages(topo, static_cast<int>(i), axes);
       t.bandwidth = std::max(t.bandwidth, messages * message / ta.link_bandwidth);
     }
   } else {

@@ -11,8 +11,8 @@
 // Placement. The devices of the slice form a torus whose axes are, innermost first, the
 // devices of one chip ("core", when devices_per_chip > 1) and the chip torus axes x, y, z. Mesh
 // axes are laid on it from the last (fastest-varying, usually "model") to the first: each takes
-// factors of the torus axes in that order, so an axis may span several torus axes (data:64 on a
-// v4 4x4x4 slice takes y:4 and z:4) and two mesh axes may share a torus axis (the outer one then
+// factors of the torus axes in that order, so an axis may span several torus axes (data:16 on
+// v4's 2x2x4 slice takes x2, y2 and z4) and two mesh axes may share a torus axis (the outer one then
 // hops over the inner one: stride > 1). When the axis sizes do not factor onto the most square
 // slice, the next most square one is used.
 //
@@ -97,7 +97,10 @@ struct Topology {
   std::vector<int64_t> slice;           // chips per chip torus axis of the slice, e.g. {8, 8}
   std::vector<MeshAxisPlacement> axes;  // one per mesh axis, in mesh order
   int64_t chips = 0;
-  // "data:64 = y16 · z4 (wrap) | model:16 = x16 (wrap)"
+  // all_to_all_link_messages for every set of mesh axes (bit mask m) and torus axis t, at
+  // [m · torus_axes.size() + t], counted once by place_mesh (a sweep prices many collectives).
+  std::vector<double> all_to_all_messages;
+  // "slice 8x8x16 chips: data:64 = z16 (wrap) · y4 (stride 2) (wrap) | model:16 = x8 (wrap) · y2"
   std::string describe() const;
 };
 
