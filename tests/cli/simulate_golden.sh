@@ -91,13 +91,13 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
-b958bac40eda3f75db05736f64db65cdf4bd2609a8b23089adcffcb26bd976ec  moe/report.md
+f92663291fc45a4371bac2a03679f85b1ce14eef08d34ebd206175348ffa1ec3  moe/report.md
 3722d29ea575013b1d7c8086777af91073248c21ed1d3f70afe704347de3e740  moe/ops.csv
-88210f2a0007284aac3ff4da56ab76c1ce6e300306f96d7deb8a5e643b94dc42  moe/summary.json
+79d6c9e42bd7e80b6dfb5220e74dfe3d45dcd4a1d6a18d06deb6df3f84b2ce02  moe/summary.json
 1a3d40249b0b236e04e40780d8f03a18be047ee33f5774d672bb798f744f8996  moe/trace.json
-94eed2bb47fe278ae197db631c9f5ee9f73de02472a65adac966d4021ef40aaa  dense/report.md
+7b451b4e6e8bc8a3fc7f1deaed04108234e5877ea5acfa2f3a13433a3c02c6c9  dense/report.md
 e80c6393c0edf151b360abe9bfe5e650e369c03b3ff89878e1cc5a6e3943b4c7  dense/ops.csv
-9e9af2d5e0dd34223880fa65488e0118585adcebb177fd1c0ab407beed5b7206  dense/summary.json
+9e51546b2ff021696014012456f25fe8f158e16644d931cbba8e91f31b67a9e8  dense/summary.json
 fc28a9cb64ceabab9ee60a4f1c861a5d8c27b9ad28406318d3315769581eb103  dense/trace.json
 124d6e60216c6102cf67dd6e0e5768a042e20b95d8f4c84def5f6d9952a61b73  sweep/sweep.csv
 SUMS
