@@ -5,6 +5,7 @@
 #include "graph/op_def.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace sy {
 
@@ -56,9 +57,105 @@ void remove_dead_nodes(Graph& g, size_t first, size_t first_value, std::map<Valu
   for (auto& [w, gv] : result) gv = ValueId{value_map[static_cast<size_t>(gv.v)]};
 }
 
+// An einsum whose output rematerialisation keeps under Remat::dots: no batch dim (a dim both
+// operands and the output have), as checkpoint_dots_with_no_batch_dims decides on dot_general.
+bool dot_without_batch_dims(const Graph& g, const Node& n) {
+  if (n.kind != OpKind::einsum) return false;
+  for (const Dim& d : g.type(n.outputs[0]).shape)
+    if (has_dim(g.type(n.inputs[0]).shape, d.name) && has_dim(g.type(n.inputs[1]).shape, d.name)) return false;
+  return true;
+}
+
+// The recomputation of the rematerialised segments (Remat, autodiff.hpp): per segment, its forward
+// nodes, and once the reverse walk reaches it, the recomputed copy of each forward value.
+class Rematerialiser {
+ public:
+  Rematerialiser(const Graph& g, size_t n_nodes, Remat remat) : remat_(remat) {
+    if (remat == Remat::none) return;
+    for (size_t i = 0; i < n_nodes; ++i) {
+      const std::string seg = remat_segment(g.nodes[i].scope);
+      if (seg.empty()) continue;
+      nodes_[seg].push_back(static_cast<int32_t>(i));
+    }
+  }
+
+  // The node the backward function of forward node `n` sees: its inputs and outputs produced in
+  // n's segment replaced by their recomputed copies, which are emitted first when the walk enters
+  // the segment (`control`: the gradient arriving there).
+  Node use(Builder& b, const Node& n, ValueId control) {
+    if (remat_ == Remat::none) return n;
+    const std::string seg = remat_segment(n.scope);
+    if (seg.empty()) return n;
+    auto& copies = copies_[seg];
+    if (!entered_[seg]) {
+      entered_[seg] = true;
+      control_[seg] = control;
+      recompute(b, seg, copies);
+    }
+    // Every forward value the backward function reads is its recomputed copy or, when kept (the
+    // layer's inputs, parameters, kept dots), comes through the segment's barrier: no backward
+    // node of the segment can run before the gradient reaches it.
+    auto remap = [&](ValueId& v) {
+      if (auto it = copies.find(v.v); it != copies.end()) v = it->second;
+      else v = through_barrier(b, seg, v, n.scope);
+    };
+    Node u = n;
+    for (ValueId& v : u.inputs) remap(v);
+    for (ValueId& v : u.outputs) remap(v);
+    return u;
+  }
+
+ private:
+  // after(v, the gradient arriving at the segment), one per value and segment.
+  ValueId through_barrier(Builder& b, const std::string& seg, ValueId v, const std::string& scope) {
+    const ValueId control = control_[seg];
+    if (!control.valid()) return v;
+    ValueId& bar = barrier_[seg][v.v];
+    if (!bar.valid()) {
+      ScopeGuard guard(b, scope);
+      bar = after(b.wrap(v), b.wrap(control)).id;
+    }
+    return bar;
+  }
+
+  void recompute(Builder& b, const std::string& seg, std::unordered_map<int32_t, ValueId>& copies) {
+    Graph& g = b.graph();
+    for (int32_t id : nodes_[seg]) {
+      const Node f = g.nodes[static_cast<size_t>(id)];  // copy: emitting grows g.nodes
+      if (remat_ == Remat::dots && dot_without_batch_dims(g, f)) continue;  // kept from the forward pass
+      std::vector<ValueId> in;
+      for (ValueId v : f.inputs) {
+        auto it = copies.find(v.v);
+        in.push_back(it != copies.end() ? it->second : through_barrier(b, seg, v, f.scope));
+      }
+      ScopeGuard scope(b, f.scope);
+      const std::vector<Expr> outs = b.op(f.kind, f.attrs, in);
+      for (size_t k = 0; k < outs.size(); ++k) copies[f.outputs[k].v] = outs[k].id;
+    }
+  }
+
+  Remat remat_;
+  std::map<std::string, std::vector<int32_t>> nodes_;  // forward nodes per segment, in order
+  std::map<std::string, std::unordered_map<int32_t, ValueId>> copies_;
+  std::map<std::string, bool> entered_;
+  std::map<std::string, ValueId> control_;  // per segment: the gradient arriving there
+  std::map<std::string, std::unordered_map<int32_t, ValueId>> barrier_;
+};
+
 }  // namespace
 
-std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in) {
+std::string remat_segment(const std::string& scope) {
+  size_t start = 0;
+  while (start < scope.size()) {
+    size_t end = scope.find('/', start);
+    if (end == std::string::npos) end = scope.size();
+    if (scope.compare(start, 6, "layer_") == 0) return scope.substr(0, end);
+    start = end + 1;
+  }
+  return {};
+}
+
+std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in, Remat remat) {
   if (!g.loss.valid()) throw InputError("gradients: the graph has no loss (Builder::set_loss)");
   std::vector<ValueId> wrt(wrt_in.begin(), wrt_in.end());
   if (wrt.empty()) wrt = g.parameters();
@@ -82,6 +179,7 @@ std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in) 
 
   Builder b(g);
   b.set_backward(true);
+  Rematerialiser rematerialiser(g, n_nodes, remat);
   std::vector<ValueId> grad(n_values);  // accumulated gradient per value
   {
     const Value& loss = g.value(g.loss);
@@ -108,8 +206,12 @@ std::map<ValueId, ValueId> gradients(Graph& g, std::span<const ValueId> wrt_in) 
       throw InputError(fmt::format("gradients: the gradient must flow through {}, whose backward is not implemented "
                                    "(it is a backward-only helper; second-order gradients are not supported)",
                                    g.describe(n.id)));
+    ValueId control;  // the gradient arriving at n: recomputation waits for it
+    for (ValueId d : dout)
+      if (!control.valid() && d.valid()) control = d;
+    const Node use = rematerialiser.use(b, n, control);
     b.push_scope(n.scope);
-    std::vector<ValueId> din = def.backward(b, n, dout);
+    std::vector<ValueId> din = def.backward(b, use, dout);
     b.pop_scope();
     SY_CHECK(din.size() == n.inputs.size(), "{}: backward returned {} gradients for {} inputs", g.describe(n.id),
              din.size(), n.inputs.size());

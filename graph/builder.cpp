@@ -141,6 +141,7 @@ Expr random_normal(Expr step, Shape shape, double mean, double stddev, uint64_t 
 Expr broadcast(Expr x, Shape shape) { return op1(OpKind::broadcast, ShapeAttrs{std::move(shape)}, {x}); }
 Expr transpose(Expr x, std::vector<std::string> order) { return op1(OpKind::transpose, DimsAttrs{std::move(order)}, {x}); }
 Expr reshape(Expr x, Shape shape) { return op1(OpKind::reshape, ShapeAttrs{std::move(shape)}, {x}); }
+Expr after(Expr x, Expr control) { return op1(OpKind::after, NoAttrs{}, {x, control}); }
 
 Expr sum(Expr x, std::vector<std::string> dims) { return op1(OpKind::reduce_sum, DimsAttrs{std::move(dims)}, {x}); }
 Expr mean(Expr x, std::vector<std::string> dims) { return op1(OpKind::reduce_mean, DimsAttrs{std::move(dims)}, {x}); }

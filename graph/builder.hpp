@@ -100,6 +100,8 @@ Expr random_normal(Expr step, Shape shape, double mean, double stddev, uint64_t 
 Expr broadcast(Expr x, Shape shape);
 Expr transpose(Expr x, std::vector<std::string> order);
 Expr reshape(Expr x, Shape shape);
+// x, available once `control` is (an optimization barrier; ops/layout.cpp after).
+Expr after(Expr x, Expr control);
 
 // ---- reductions and normalizations ----
 Expr sum(Expr x, std::vector<std::string> dims);

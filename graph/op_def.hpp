@@ -45,6 +45,9 @@ struct LoweringRoles {
   // Linear in every input as-is (cast, add, scale, reshape, transpose): when the output is (part
   // of) a parameter gradient, so are the inputs, and their bf16 partial sums are reduced in f32.
   bool carries_gradient = false;
+  // An optimization barrier (after): the output is input 0 as it is split; the other inputs
+  // only order the op and are taken in whatever sharding they have, never resharded.
+  bool control = false;
 };
 
 // The default roles, for ops that work per element by dim name (most elementwise ops, the

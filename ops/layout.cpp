@@ -158,4 +158,34 @@ const OpDef& def_reshape() {
   return d;
 }
 
+
+// An optimization barrier (XLA's opt-barrier, which jax.checkpoint puts on the inputs of a
+// rematerialised computation): x unchanged, available only once every later input (the control
+// inputs) is. Rematerialisation (graph/autodiff.hpp) passes the inputs of recomputed forward
+// nodes through it with the gradient that reaches their layer, so no schedule can run the
+// recompute before the backward pass gets there. No work: the output aliases x (flops and bytes
+// 0). Lowering takes the control inputs in whatever sharding they have (LoweringRoles::control).
+const OpDef& def_after() {
+  static const OpDef d{
+      "after", OpClass::layout,
+      [](const std::vector<TensorType>& in, const Attrs&) -> std::vector<TensorType> {
+        if (in.size() < 2) fail("takes x and at least one control input, got {} inputs", in.size());
+        return {in[0]};
+      },
+      [](const Attrs&, std::span<const Tensor* const> in, std::span<Tensor* const> out, bool) { out[0]->data = in[0]->data; },
+      [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
+        std::vector<ValueId> dx(n.inputs.size());
+        dx[0] = dy[0];
+        (void)b;
+        return dx;
+      },
+      [](const std::vector<TensorType>&, const std::vector<TensorType>&, const Attrs&) { return OpCost{}; },
+      [](const std::vector<TensorType>&, const Attrs&) {
+        LoweringRoles r;
+        r.control = true;
+        return r;
+      }};
+  return d;
+}
+
 }  // namespace sy::ops

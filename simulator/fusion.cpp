@@ -18,6 +18,7 @@ Role role_of(OpKind k) {
   if (k == OpKind::mean_square || k == OpKind::adafactor_moment || k == OpKind::adafactor_update ||
       k == OpKind::adamw_update)
     return Role::never;  // the optimizer's nodes: one fused update each already
+  if (k == OpKind::after) return Role::never;  // XLA never fuses an opt-barrier: it orders, it computes nothing
   switch (d.op_class) {
     case OpClass::elementwise:
     case OpClass::layout: return Role::loop;

@@ -4,6 +4,7 @@
 #include "graph/models/training_graph.hpp"
 
 #include <algorithm>
+#include <queue>
 
 namespace sy {
 namespace {
@@ -13,7 +14,50 @@ bool is_update(OpKind k) {
   return k == OpKind::adafactor_update || k == OpKind::adafactor_moment || k == OpKind::adamw_update;
 }
 
+bool in_optimizer_scope(const std::string& scope) { return scope == "optimizer" || scope.starts_with("optimizer/"); }
+
 }  // namespace
+
+std::vector<int32_t> eager_update_order(const Graph& g) {
+  std::vector<int32_t> order;
+  order.reserve(g.nodes.size());
+  std::vector<int32_t> missing(g.nodes.size(), 0);  // optimizer nodes: inputs not yet computed
+  std::vector<std::vector<int32_t>> optimizer_readers(g.values.size());
+  for (const Node& n : g.nodes) {
+    if (!in_optimizer_scope(n.scope)) continue;
+    for (ValueId v : n.inputs)
+      if (g.value(v).producer.valid()) {
+        ++missing[static_cast<size_t>(n.id.v)];
+        optimizer_readers[static_cast<size_t>(v.v)].push_back(n.id.v);
+      }
+  }
+  std::priority_queue<int32_t, std::vector<int32_t>, std::greater<>> ready;  // optimizer nodes, by program order
+  std::vector<char> emitted(g.nodes.size(), 0);
+  auto emit = [&](int32_t id) {
+    emitted[static_cast<size_t>(id)] = 1;
+    order.push_back(id);
+    for (ValueId v : g.nodes[static_cast<size_t>(id)].outputs)
+      for (int32_t r : optimizer_readers[static_cast<size_t>(v.v)])
+        if (--missing[static_cast<size_t>(r)] == 0) ready.push(r);
+  };
+  for (const Node& n : g.nodes)  // reading only leaves (the clip scale without clipping, lr): ready at once
+    if (in_optimizer_scope(n.scope) && missing[static_cast<size_t>(n.id.v)] == 0) ready.push(n.id.v);
+  for (const Node& n : g.nodes) {
+    while (!ready.empty()) {
+      const int32_t r = ready.top();
+      ready.pop();
+      if (!emitted[static_cast<size_t>(r)]) emit(r);
+    }
+    if (!in_optimizer_scope(n.scope)) emit(n.id.v);
+  }
+  while (!ready.empty()) {
+    const int32_t r = ready.top();
+    ready.pop();
+    if (!emitted[static_cast<size_t>(r)]) emit(r);
+  }
+  SY_CHECK(order.size() == g.nodes.size(), "eager_update_order: {} of {} nodes ordered", order.size(), g.nodes.size());
+  return order;
+}
 
 MemoryModel::MemoryModel(const Graph& g, std::span<const int32_t> order, std::vector<double> weights) {
   if (weights.empty()) weights.assign(g.nodes.size(), 1.0);
@@ -55,11 +99,10 @@ MemoryModel::MemoryModel(const Graph& g, std::span<const int32_t> order, std::ve
       persistent_.push_back(static_cast<int32_t>(i));
   }
 
-  std::vector<int32_t> program;
+  std::vector<int32_t> eager;
   if (order.empty()) {
-    program.resize(g.nodes.size());
-    for (size_t i = 0; i < program.size(); ++i) program[i] = static_cast<int32_t>(i);
-    order = program;
+    eager = eager_update_order(g);
+    order = eager;
   }
   SY_CHECK(order.size() == g.nodes.size(), "MemoryModel: an order of {} nodes for {}", order.size(), g.nodes.size());
   auto live = [&](ValueId v) { return kind_[static_cast<size_t>(v.v)] <= Kind::transient; };
@@ -69,7 +112,7 @@ MemoryModel::MemoryModel(const Graph& g, std::span<const int32_t> order, std::ve
     for (ValueId v : n.outputs)
       if (live(v)) events_.push_back(2 * v.v), wrote = true;
     // Without a write the live bytes only fell since the last op that wrote: no new peak.
-    if (wrote || events_.empty()) events_.push_back(kPeak);
+    if (wrote || events_.empty()) events_.push_back(-1 - id);
     for (ValueId v : n.inputs)
       if (--readers[static_cast<size_t>(v.v)] == 0 && live(v)) events_.push_back(2 * v.v + 1);
     for (ValueId v : n.outputs)
@@ -93,10 +136,11 @@ MemoryUse MemoryModel::evaluate(std::span<const double> bytes, double capacity) 
   double live[3] = {0, 0, 0};
   double peak = -1;
   for (int32_t e : events_) {
-    if (e == kPeak) {
+    if (e < 0) {
       const double total = live[0] + live[1] + live[2];
       if (total > peak) {
         peak = total;
+        m.peak_node = -1 - e;
         m.activations = live[0], m.gradients = live[1], m.transient = live[2];
       }
       continue;

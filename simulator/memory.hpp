@@ -36,13 +36,24 @@ struct MemoryUse {
   double gradients = 0;    // at the peak: parameter gradients
   double transient = 0;    // at the peak: every other live value
   double capacity = 0;     // HBM per device less the reserve
+  int32_t peak_node = -1;  // the node running when the peak is reached
   double total() const { return parameters + optimizer + inputs + activations + gradients + transient; }
   bool fits() const { return total() <= capacity; }
 };
 
+// The order a training step runs in when the optimizer applies each update as soon as its
+// gradient is ready: program order, except that every node in an "optimizer" scope
+// (graph/models/training_graph.hpp) runs as soon as all its inputs exist. XLA's memory-aware list
+// scheduler (HloMemoryScheduler's ListScheduler) ranks a ready instruction by the bytes it frees
+// less the bytes it defines; an update frees its gradient and defines nothing new (its outputs
+// are the donated parameter and state buffers), so it goes first, and a gradient stays live only
+// from its op to its update. With global-norm clipping (train.grad_clip > 0) every update reads
+// the clip scale, which needs every gradient, so they all wait: that memory is the clipping's.
+std::vector<int32_t> eager_update_order(const Graph& g);
+
 class MemoryModel {
  public:
-  // `order`: every node of g once, in the order they run (empty: program order 0, 1, ...);
+  // `order`: every node of g once, in the order they run (empty: eager_update_order(g));
   // `weights`: per node of g (empty: all 1). The liveness events of that order are worked out
   // here once, so evaluating a layout is one pass over them with its sizes.
   explicit MemoryModel(const Graph& g, std::span<const int32_t> order = {}, std::vector<double> weights = {});
@@ -54,9 +65,8 @@ class MemoryModel {
   enum class Kind : uint8_t { activation, gradient, transient, parameter, optimizer, input, in_place };
   std::vector<Kind> kind_;      // per value
   std::vector<double> weight_;  // per value: its layer weight (see above), else 1
-  // Live-byte events in execution order: 2·value (written), 2·value + 1 (freed), kPeak (an op
-  // runs: its inputs and outputs are live). Only activations, gradients and transients appear.
-  static constexpr int32_t kPeak = -1;
+  // Live-byte events in execution order: 2·value (written), 2·value + 1 (freed), -1 - node (that
+  // node runs: its inputs and outputs are live). Only activations, gradients and transients appear.
   std::vector<int32_t> events_;
   std::vector<int32_t> persistent_;  // parameters, optimizer state and inputs
 };

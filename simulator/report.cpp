@@ -143,6 +143,8 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
                    format_bytes(r.memory.activations), format_bytes(r.memory.gradients), format_bytes(r.memory.transient));
   s += fmt::format("| **total** | **{}** |\n| HBM available | {} |\n", format_bytes(r.memory.total()),
                    format_bytes(r.memory.capacity));
+  for (const SimOp& op : r.ops)
+    if (op.node == r.memory.peak_node) s += fmt::format("\nThe peak is reached while {} @ {} runs ({} phase).\n", op.label, op.scope, phase_name(op.phase));
   if (!r.memory.fits())
     s += fmt::format("\n**Does not fit**: {} needed, {} available per device.\n", format_bytes(r.memory.total()),
                      format_bytes(r.memory.capacity));

@@ -38,7 +38,8 @@ OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& co
   t.memory = bytes > 0 ? bytes / (hw.hbm_bandwidth * eff.memory.at(bytes)) : 0.0;
   t.intensity = bytes > 0 ? cost.flops / bytes : 0.0;
   t.bound = t.compute > t.memory ? Bound::compute : Bound::memory;
-  t.time = std::max(t.compute, t.memory) + hw.op_overhead;
+  // An op with no work (the optimization barrier `after`: an alias) launches no kernel.
+  t.time = cost.flops == 0 && bytes == 0 ? 0.0 : std::max(t.compute, t.memory) + hw.op_overhead;
   return t;
 }
 

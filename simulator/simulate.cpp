@@ -197,10 +197,20 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     for (int32_t d : deps[i]) users[static_cast<size_t>(d)].push_back(static_cast<int32_t>(i));
   }
   using ByTime = std::pair<double, int32_t>;
+  using ByRank = std::pair<int32_t, int32_t>;  // (rank in eager_update_order, op)
+  // Among ready ops a stream takes the first in program order, an optimizer update as soon as its
+  // gradient is ready (simulator/memory.hpp eager_update_order: XLA's memory-aware scheduler).
+  std::vector<int32_t> rank(nops);
+  {
+    std::vector<int32_t> node_rank(g.nodes.size());
+    const std::vector<int32_t> eager = eager_update_order(g);
+    for (size_t k = 0; k < eager.size(); ++k) node_rank[static_cast<size_t>(eager[k])] = static_cast<int32_t>(k);
+    for (size_t i = 0; i < nops; ++i) rank[i] = node_rank[static_cast<size_t>(r.ops[i].node)];
+  }
   struct Stream {
     double free = 0;
     std::priority_queue<ByTime, std::vector<ByTime>, std::greater<>> pending;        // by ready time
-    std::priority_queue<int32_t, std::vector<int32_t>, std::greater<>> ready;      // by program order
+    std::priority_queue<ByRank, std::vector<ByRank>, std::greater<>> ready;        // by eager_update_order
   };
   std::vector<Stream> streams(r.streams.size());
   // The stream an op is scheduled on: its own, or the compute stream for a collective on a backing
@@ -224,10 +234,10 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     SY_CHECK(best >= 0, "simulate: {} of {} ops scheduled and none ready (a dependency cycle)", done, nops);
     Stream& st = streams[static_cast<size_t>(best)];
     while (!st.pending.empty() && st.pending.top().first <= best_start) {
-      st.ready.push(st.pending.top().second);
+      st.ready.emplace(rank[static_cast<size_t>(st.pending.top().second)], st.pending.top().second);
       st.pending.pop();
     }
-    const int32_t i = st.ready.top();
+    const int32_t i = st.ready.top().second;
     st.ready.pop();
     SimOp& op = r.ops[static_cast<size_t>(i)];
     op.start = best_start;

@@ -14,7 +14,8 @@
 //   schedule   event-driven, one compute stream and one communication stream per mesh axis
 //              (a collective over several axes runs on the stream of its first axis). An op
 //              starts when its inputs are done and its stream is free; among ready ops a stream
-//              takes the earliest in program order. Dependent work serialises; independent
+//              takes the earliest in program order, an optimizer update first (memory.hpp
+//              eager_update_order: XLA's memory-aware scheduler). Dependent work serialises; independent
 //              communication overlaps compute. On a backing whose collectives block the compute
 //              thread (HardwareSpec::async_collectives = false: the sy MPI executor) collectives
 //              are scheduled on the compute stream, so the program runs in its order.

@@ -58,6 +58,11 @@
 //                                       collective (a cut link, a stalled host); 0: automatic,
 //                                       20 × the longest step so far, at least 15 s, and 300 s
 //                                       before the first step completes (executor/mpi/watchdog.hpp)
+//   remat = "none"                      none | layer | dots: rematerialisation of each layer's
+//                                       activations in the backward pass (graph/autodiff.hpp Remat):
+//                                       layer keeps only each layer's input (Mesh-TF recompute_grad,
+//                                       T5X "full"), dots also keeps einsum outputs without batch
+//                                       dims (T5X "minimal"); the same program runs and is priced
 //   step_offset = 0                     the global step the run starts from: the model's and the
 //                                       optimizer's step input and the schedule see step_offset + t
 //                                       (train --init-from sets it to the checkpoint's step, so
@@ -71,6 +76,7 @@
 #pragma once
 
 #include "graph/attrs.hpp"
+#include "graph/autodiff.hpp"
 #include "graph/dtype.hpp"
 #include "graph/fields.hpp"
 
@@ -154,6 +160,7 @@ struct TrainConfig {
   bool reset_optimizer = false;
   int64_t step_offset = 0;
   double collective_timeout = 0;  // seconds; 0: automatic (executor/mpi/watchdog.hpp)
+  Remat remat = Remat::none;
 
   // The [train] keys after the batch shape, in file and JSON order. The fine-tuning keys are in
   // the JSON only when set, so the configs (and checkpoints) of other runs read as before.
@@ -169,6 +176,7 @@ struct TrainConfig {
     v("reset_optimizer", s.reset_optimizer, kAny, s.reset_optimizer);
     v("step_offset", s.step_offset, at_least(0), s.step_offset != 0);
     v("collective_timeout", s.collective_timeout, at_least(0, "seconds; 0: automatic"), s.collective_timeout != 0);
+    v("remat", s.remat, kAny, s.remat != Remat::none);
   }
   bool operator==(const TrainConfig&) const = default;
 };

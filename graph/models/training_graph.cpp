@@ -122,8 +122,13 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig&
   if (params.empty())
     throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
                                  config.source.empty() ? config.name : config.source, train.trainable));
-  const auto grads = gradients(g, params);
-  if (opts.optimizer) add_optimizer(t, train.optimizer, params, grads);
+  const auto grads = gradients(g, params, train.remat);
+  if (opts.optimizer) {
+    add_optimizer(t, train.optimizer, params, grads);
+    // The step returns the updated parameters and state, not the gradients (as a jitted training
+    // step does): each gradient is free once its update and norm term have read it.
+    std::erase_if(g.outputs, [](const GraphOutput& o) { return o.name.starts_with("grad/"); });
+  }
   return t;
 }
 

@@ -37,6 +37,8 @@ LoweringRoles set_roles(const Graph& g, const Node& n, CNode& cn, Compiled& c,
   for (const std::string& d : r.whole) cn.roles.emplace_back(intern(c, ids, d), Role::whole);
   cn.reduce = r.reduce;
   cn.reshape = r.reshape;
+  cn.control = r.control;
+  if (cn.control) return r;  // the control inputs' dims have no role; input 0's are the output's
   auto mark_absent = [&](Role role) {  // input dims absent from every output, not yet given a role
     for (ValueId v : n.inputs)
       for (const Dim& d : g.type(v).shape) {
@@ -106,14 +108,14 @@ Compiled compile(const Graph& g) {
       }
     }
   }
-  // Which values carry parameter gradients: graph outputs with grad_of a parameter, and back
+  // Which values carry parameter gradients: values with grad_of a parameter (autodiff), and back
   // through the ops that carry gradients (LoweringRoles::carries_gradient) that lead to them.
+  // Gradients that are graph outputs end split like their parameters (grad_outputs).
+  for (const Value& v : g.values)
+    if (v.grad_of.valid() && g.value(v.grad_of).role == ValueRole::parameter) c.values[static_cast<size_t>(v.id.v)].feeds_grad = true;
   for (const GraphOutput& o : g.outputs) {
     const Value& v = g.value(o.value);
-    if (v.grad_of.valid() && g.value(v.grad_of).role == ValueRole::parameter) {
-      c.grad_outputs.emplace_back(o.value.v, v.grad_of.v);
-      c.values[static_cast<size_t>(o.value.v)].feeds_grad = true;
-    }
+    if (v.grad_of.valid() && g.value(v.grad_of).role == ValueRole::parameter) c.grad_outputs.emplace_back(o.value.v, v.grad_of.v);
   }
   for (size_t i = g.nodes.size(); i-- > 0;) {
     const Node& n = g.nodes[i];

@@ -141,6 +141,8 @@ Lowered lower(const Graph& g, const Mesh& mesh, const Layout& layout, const Lowe
       out_ids[os] = emit_steps(cn.out[os], outs[os].id.v, p.computed[os], p.out_steps[os], p.f32_reduce, n.id);
       if (out_ids[os].empty()) out_ids[os].push_back(outs[os].id.v);
       L.value_of[static_cast<size_t>(n.outputs[os].v)] = ValueId{out_ids[os].back()};
+      if (const ValueId p = g.value(n.outputs[os]).grad_of; p.valid() && g.value(p).role == ValueRole::parameter)
+        L.graph.value(ValueId{out_ids[os].back()}).grad_of = L.value_of[static_cast<size_t>(p.v)];
     }
     pl.record(cn, p, &in_ids, &out_ids);
   }

@@ -70,6 +70,7 @@ struct CNode {
   } roles;
   ReduceOp reduce = ReduceOp::sum;
   bool reshape = false;
+  bool control = false;  // an optimization barrier (LoweringRoles::control)
   std::array<int8_t, kMaxRank> reshape_map{};  // input position -> output position (same prefix), or -1
   Role role(DimId d) const {
     for (const auto& [dim, r] : roles)
@@ -381,6 +382,21 @@ struct Planner {
     std::array<Sharding, kMaxOut> want{};
     const Splits in_splits = splits_of(cn, cur);
     for (int o = 0; o < cn.nout; ++o) want[static_cast<size_t>(o)] = wanted(cn, o, in_splits);
+
+    if (cn.control) {  // an optimization barrier: every input as it is, the output as input 0
+      NodePlan& p = scratch[0];
+      p.iter = no_axes();
+      p.comm_bytes = 0;
+      p.f32_reduce = false;
+      for (int k = 0; k < cn.nin; ++k) {
+        const auto ks = static_cast<size_t>(k);
+        p.in_to[ks] = p.in_from[ks] = cur[ks];
+        p.in_steps[ks].n = 0;
+      }
+      p.computed[0] = p.final_[0] = cur[0];
+      p.out_steps[0].n = 0;
+      return p;
+    }
 
     if (cn.reshape) {  // the input's splits carry over where the prefixes match; the others are gathered
       const CValue& iv = c.values[static_cast<size_t>(cn.in[0])];

@@ -91,15 +91,15 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
-f92663291fc45a4371bac2a03679f85b1ce14eef08d34ebd206175348ffa1ec3  moe/report.md
-3722d29ea575013b1d7c8086777af91073248c21ed1d3f70afe704347de3e740  moe/ops.csv
-79d6c9e42bd7e80b6dfb5220e74dfe3d45dcd4a1d6a18d06deb6df3f84b2ce02  moe/summary.json
-1a3d40249b0b236e04e40780d8f03a18be047ee33f5774d672bb798f744f8996  moe/trace.json
-7b451b4e6e8bc8a3fc7f1deaed04108234e5877ea5acfa2f3a13433a3c02c6c9  dense/report.md
-e80c6393c0edf151b360abe9bfe5e650e369c03b3ff89878e1cc5a6e3943b4c7  dense/ops.csv
-9e51546b2ff021696014012456f25fe8f158e16644d931cbba8e91f31b67a9e8  dense/summary.json
-fc28a9cb64ceabab9ee60a4f1c861a5d8c27b9ad28406318d3315769581eb103  dense/trace.json
-124d6e60216c6102cf67dd6e0e5768a042e20b95d8f4c84def5f6d9952a61b73  sweep/sweep.csv
+7c7178939d4d5fe380e5d4ffa13476b784364af0bcf4ba5bd6efcd87db3bad8b  moe/report.md
+037446212779489e6f5bdbfd2c833c2ff8690baeaba47863cf55de72237395a3  moe/ops.csv
+913a498b9afef728dd94aaa6ab9cde30f70ef0a1c6f032cf44c42cecde07bdff  moe/summary.json
+3716a6fb368166f3f99c69ca7e224a2d005dd95d2fefa7df7c3847686b84f01c  moe/trace.json
+5bf0df9f0ad8306fc035787af7c953b14e04fdf24293afddd92b4494f8bd6f1d  dense/report.md
+30ce82905de73082a52495975a8922f03059eb95ccd6907c54124a362c420a79  dense/ops.csv
+65489cc237793acf45f3d3c938c43ab5842b9336f0654f3a0c9b8cd09d8be38e  dense/summary.json
+63ff85a5fe4d4f22d3dedd895405af0d79dd40e446a2fa4db02494b0195e6b31  dense/trace.json
+d2cc3d92191eb65b3ac2b8583a653edea8abf9872e45b135cfbefff556efcb89  sweep/sweep.csv
 SUMS
 )
 if [ "$sums" != "$expected" ]; then

@@ -580,3 +580,18 @@ TEST_CASE("a planner reused over many layouts reports what a fresh one does", "[
     }
   CHECK(legal > 20);
 }
+
+TEST_CASE("lower: an optimization barrier keeps x's split and takes its control input as it is", "[lower]") {
+  // after(x, c): x [batch, d] split over data by batch, c [d, f] over model by f. Per-element
+  // rules would gather c (its dims are not the output's): lowering emits no collective, and the
+  // output is x's block.
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"batch", 8}, {"d", 4}});
+  Expr c = b.input("c", {{"d", 4}, {"f", 6}});
+  b.output("y", after(x, c));
+  const Mesh mesh = parse_mesh("data:2,model:2");
+  const Lowered L = lower(g, mesh, parse_layout("batch:data,f:model", mesh));
+  for (const Node& n : L.graph.nodes) CHECK(op_def(n.kind).collective_cost == nullptr);
+  CHECK(L.graph.type(*L.graph.find_output("y")).shape == Shape{{"batch", 4}, {"d", 4}});
+}

@@ -91,3 +91,35 @@ TEST_CASE("training graph: one update per trainable parameter, frozen ones get n
   CHECK(std::none_of(e.model.graph.nodes.begin(), e.model.graph.nodes.end(), [](const Node& n) { return n.backward; }));
   CHECK(e.model.graph.find_output("accuracy").has_value());
 }
+
+TEST_CASE("training graph: a rematerialised layer reads its forward values only through after", "[training_graph][remat]") {
+  // Remat (graph/autodiff.hpp): with "layer", every backward node in a layer's scope reads values
+  // computed there by recomputed copies, and anything else of the forward pass (the layer's input,
+  // parameters, the step) through an `after` barrier on the gradient reaching the layer; so the
+  // forward values a layer's backward reads are its inputs alone, and nothing can run early.
+  for (const std::string remat : {"none", "layer", "dots"}) {
+    INFO("remat=" << remat);
+    const TrainingGraph t = build(tiny({"model.dropout=0.1", "train.remat=" + remat}));
+    const Graph& g = t.model.graph;
+    int64_t forward_reads = 0;  // forward values read directly by a layer's backward nodes (not `after`)
+    for (const Node& n : g.nodes) {
+      if (!n.backward || n.kind == OpKind::after || remat_segment(n.scope).empty()) continue;
+      for (ValueId v : n.inputs) {
+        const Value& val = g.value(v);
+        if (val.role != ValueRole::computed || !g.node(val.producer).backward) ++forward_reads;
+      }
+    }
+    if (remat == "none") {
+      CHECK(forward_reads > 0);
+      CHECK(count_kind(g, OpKind::after) == 0);
+    } else {
+      CHECK(forward_reads == 0);
+      CHECK(count_kind(g, OpKind::after) > 0);
+    }
+    // The step returns updates, not gradients.
+    for (const GraphOutput& o : g.outputs) CHECK_FALSE(o.name.starts_with("grad/"));
+  }
+  CHECK(remat_segment("decoder/layer_03/moe/router") == "decoder/layer_03");
+  CHECK(remat_segment("encoder/final_norm").empty());
+  CHECK(remat_segment("layer_1") == "layer_1");
+}
