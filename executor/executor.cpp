@@ -3,6 +3,7 @@
 #include "executor/mpi/communicator.hpp"
 #include "executor/einsum.hpp"
 #include "executor/kernels.hpp"
+#include "executor/memory_limit.hpp"
 #include "executor/memory_plan.hpp"
 #include "executor/train/optimizer_kernels.hpp"
 #include "executor/sparse_einsum.hpp"
@@ -13,6 +14,7 @@
 #include <omp.h>
 #include <tbb/global_control.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -125,6 +127,17 @@ struct Executor::Impl {
     for (const GraphOutput& out : g.outputs)
       if (g.value(out.value).role != ValueRole::computed) leaf_needed[static_cast<size_t>(out.value.v)] = true;
 
+    // The machine's memory (executor/memory_limit.hpp), before anything is allocated: first the
+    // leaves alone (parameters, optimizer state, inputs), so that a model far too large is refused
+    // before oneDNN plans kernels for it; then the whole plan with the kernels' workspaces.
+    int64_t leaf_bytes = 0;
+    for (const Value& v : g.values)
+      if (v.role != ValueRole::computed) leaf_bytes = checked_add(leaf_bytes, num_bytes(v.type), "the executor's leaf bytes");
+    check_memory_fits(leaf_bytes, "the program",
+                      fmt::format("{} B for its parameters, optimizer state and inputs alone, {} tensors", leaf_bytes,
+                                  std::count_if(g.values.begin(), g.values.end(),
+                                                [](const Value& v) { return v.role != ValueRole::computed; })));
+
     // Kernel plans first: their workspaces are part of the memory plan.
     einsum.resize(g.nodes.size());
     std::vector<std::vector<int64_t>> workspace(g.nodes.size());
@@ -136,6 +149,10 @@ struct Executor::Impl {
       if (k) workspace[static_cast<size_t>(n.id.v)].assign(k->workspace_bytes().begin(), k->workspace_bytes().end());
     }
     plan = exec::plan_memory(g, workspace);
+    check_memory_fits(checked_add(leaf_bytes, plan.arena_bytes, "the executor's bytes"), "the program",
+                      fmt::format("{} B of parameters, optimizer state and inputs + {} B of activations and "
+                                  "workspaces by the memory plan",
+                                  leaf_bytes, plan.arena_bytes));
     arena = alloc_bytes(plan.arena_bytes);
     if (opts.fast_kernels) sparse.emplace(g, plan.kept);
 

@@ -1,5 +1,6 @@
 #include "executor/memory_plan.hpp"
 
+#include "graph/checked_math.hpp"
 #include "graph/error.hpp"
 
 #include <algorithm>
@@ -33,7 +34,7 @@ class BestFitArena {
         free_.erase(last);
       }
     }
-    end_ = off + size;
+    end_ = checked_add(off, size, "the memory plan's arena");
     peak_ = std::max(peak_, end_);
     return off;
   }
@@ -96,14 +97,14 @@ MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& 
     for (ValueId v : n.outputs) {
       const int64_t size = align_up(num_bytes(g.type(v)));
       plan.value_offset[static_cast<size_t>(v.v)] = arena.alloc(size);
-      plan.unplanned_bytes += size;
+      plan.unplanned_bytes = checked_add(plan.unplanned_bytes, size, "the memory plan's bytes");
       ++plan.buffers;
     }
     const auto& ws = workspace_bytes[static_cast<size_t>(n.id.v)];
     auto& ws_off = plan.workspace_offset[static_cast<size_t>(n.id.v)];
     for (int64_t bytes : ws) {
       ws_off.push_back(bytes > 0 ? arena.alloc(align_up(bytes)) : -1);
-      plan.unplanned_bytes += align_up(bytes);
+      plan.unplanned_bytes = checked_add(plan.unplanned_bytes, align_up(bytes), "the memory plan's bytes");
     }
     for (size_t i = 0; i < ws.size(); ++i)
       if (ws_off[i] >= 0) arena.release(ws_off[i], align_up(ws[i]));

@@ -37,13 +37,16 @@ std::set<int64_t> parse_step_list(std::string_view text) {
     const size_t comma = std::min(text.find(',', start), text.size());
     const std::string_view item = text.substr(start, comma - start);
     const size_t dash = item.find('-');
+    auto add = [&](int64_t s) {
+      if (!steps.insert(s).second) bad(fmt::format("step {} is given twice", s));
+    };
     if (dash == std::string_view::npos) {
-      steps.insert(number(item));
+      add(number(item));
     } else {
       const int64_t a = number(item.substr(0, dash)), b = number(item.substr(dash + 1));
       if (b < a) bad(fmt::format("range {} is backwards", item));
       if (b - a > 100000) bad(fmt::format("range {} is too long", item));
-      for (int64_t s = a; s <= b; ++s) steps.insert(s);
+      for (int64_t s = a; s <= b; ++s) add(s);
     }
     start = comma + 1;
   }

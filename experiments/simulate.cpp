@@ -55,16 +55,16 @@ bool apply_optimizer(const std::string& name, sy::TrainConfig& train) {
   throw sy::InputError(fmt::format("--optimizer '{}' is not allowed (allowed: config, adafactor, adamw, none)", name));
 }
 
+// "a,b" -> {a, b}; empty entries are kept ("a,,b", "") so that check_sweep_dims refuses them.
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
+  while (true) {
+    const size_t end = s.find(',', start);
+    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) return out;
     start = end + 1;
   }
-  return out;
 }
 
 int run(int argc, char** argv) {
@@ -96,9 +96,11 @@ int run(int argc, char** argv) {
   app.add_flag("--sweep-meshes", sweep_meshes,
                "sweep: also every mesh with the same axis names and device count (data:256 -> data:16,model:16, ...)");
   app.add_option("--refine", refine, "sweep: simulate this many of the best fitting layouts event by event")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "sweep: workers (one mesh at a time each; 0: all cores); results do not depend on it")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--expert-load", expert_load_path,
                  "per-expert loads measured by a run of this model: its metrics.jsonl (train --out DIR)");
   app.add_option("--expert-load-steps", expert_load_steps,
@@ -109,6 +111,11 @@ int run(int argc, char** argv) {
                "a backing that computes and sends only routed rows (MegaBlocks-style): the expert ops and all-to-alls "
                "priced at the busiest device's rows (default: static capacity shapes, as XLA on TPU)");
   sy::parse_command_line(app, argc, argv);
+  // Flags of one mode given in the other would be ignored silently: refused instead.
+  for (const char* flag : {"--sweep-dims", "--sweep-meshes", "--refine", "--threads"})
+    if (!sweep && app.count(flag) > 0) throw sy::InputError(fmt::format("{} applies with --sweep only", flag));
+  if (expert_load_path.empty() && app.count("--expert-load-steps") > 0)
+    throw sy::InputError("--expert-load-steps applies with --expert-load only");
   if (!expert_load_path.empty() && !skew.empty())
     throw sy::InputError("--expert-load and --skew exclude each other (measured loads or a stated model)");
   const bool load_skew = !expert_load_path.empty() || !skew.empty() || ragged_experts;
@@ -182,7 +189,7 @@ int run(int argc, char** argv) {
     }
   }
   sy::SweepOptions sweep_opts;
-  sweep_opts.dims = split_commas(dims_text);
+  if (app.count("--sweep-dims") > 0) sweep_opts.dims = split_commas(dims_text);
   sweep_opts.optimizer = with_optimizer;
   sweep_opts.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   sy::SweepResult swept = sy::sweep(config, run_config.train, hw, meshes, sweep_opts);

@@ -3,6 +3,7 @@
 // C capacity, G groups, S group size.
 #pragma once
 
+#include "graph/checked_math.hpp"
 #include "graph/dtype.hpp"
 
 #include <cstdint>
@@ -20,9 +21,22 @@ struct Dim {
 
 using Shape = std::vector<Dim>;
 
+// "[batch=4, d_model=8]"
+inline std::string dims_text(const Shape& s) {
+  std::string r = "[";
+  for (const Dim& d : s) r += (r.size() > 1 ? ", " : "") + d.name + "=" + std::to_string(d.size);
+  return r + "]";
+}
+
+// The product of the sizes, checked (graph/checked_math.hpp): a shape whose element count does not
+// fit in int64 is refused as an InputError naming its dims.
 inline int64_t num_elements(const Shape& s) {
   int64_t n = 1;
-  for (const Dim& d : s) n *= d.size;
+  for (const Dim& d : s)
+    if (__builtin_mul_overflow(n, d.size, &n))
+      throw InputError(fmt::format("tensor {}: its element count overflows 64-bit integers (largest {}); the config "
+                                   "sizes behind these dims are too large",
+                                   dims_text(s), kInt64Max));
   return n;
 }
 
@@ -58,6 +72,8 @@ struct TensorType {
 // "f32[batch=4, d_model=8]"
 std::string to_string(const TensorType& t);
 
-inline int64_t num_bytes(const TensorType& t) { return num_elements(t.shape) * dtype_bytes(t.dtype); }
+inline int64_t num_bytes(const TensorType& t) {
+  return checked_mul(num_elements(t.shape), dtype_bytes(t.dtype), "bytes of tensor " + dims_text(t.shape));
+}
 
 }  // namespace sy

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace sy {
@@ -42,6 +43,27 @@ std::vector<std::string> default_sweep_dims(const Graph& g) {
     if (present) dims.emplace_back(d);
   }
   return dims;
+}
+
+void check_sweep_dims(const std::vector<std::string>& dims, const Graph& g) {
+  std::set<std::string> have;  // sorted: the message lists them in a fixed order
+  for (const Value& v : g.values)
+    for (const Dim& d : v.type.shape) have.insert(d.name);
+  std::string given, allowed;
+  for (const std::string& d : dims) given += (given.empty() ? "" : ",") + d;
+  for (const std::string& d : have) allowed += (allowed.empty() ? "" : ", ") + d;
+  std::set<std::string> seen;
+  for (const std::string& d : dims) {
+    if (d.empty())
+      throw InputError(fmt::format("--sweep-dims '{}': an empty name (a comma too many); allowed: dims of the model's "
+                                   "tensors, comma-separated: {}",
+                                   given, allowed));
+    if (!have.count(d))
+      throw InputError(fmt::format("--sweep-dims '{}': '{}' is a dim of no tensor of the model; allowed: {}", given, d,
+                                   allowed));
+    if (!seen.insert(d).second)
+      throw InputError(fmt::format("--sweep-dims '{}': '{}' is given twice; allowed: each dim once", given, d));
+  }
 }
 
 struct LayoutEvaluator::Impl : PlanVisitor {
@@ -193,10 +215,9 @@ SweepResult sweep(const ModelConfig& config, const TrainConfig& train, const Har
   // data-parallel split of the batch, graph/models/training_graph.hpp): one reduced build per
   // split, shared by every mesh. nullopt: the tokens do not split that way (its layouts are illegal).
   std::map<int64_t, std::optional<TrainingStep>> steps;
-  if (r.dims.empty()) {
-    steps[1] = build_training_step(config, train, built, /*reduced=*/true);
-    r.dims = default_sweep_dims(steps[1]->graph());
-  }
+  steps[1] = build_training_step(config, train, built, /*reduced=*/true);
+  if (r.dims.empty()) r.dims = default_sweep_dims(steps[1]->graph());
+  else check_sweep_dims(r.dims, steps[1]->graph());
   std::vector<std::vector<Layout>> layouts(meshes.size());
   std::vector<std::vector<int64_t>> split_of(meshes.size());  // per mesh and layout
   std::vector<TrainingGraphOptions> to_build;                 // the first mesh and layout of each new split

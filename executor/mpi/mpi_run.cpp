@@ -22,23 +22,20 @@ MpiRun::MpiRun(const Mesh& mesh, const Layout& layout) : layout_(layout) {
 }
 
 MpiRun::~MpiRun() {
-  if (!scratch_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(scratch_, ec);
-  }
   comm_.reset();
-  // Unwinding from an error: MPI stays up for abort_mpi_job (finalizing alone would wait for the
-  // other ranks forever).
+  // Unwinding from an error: MPI stays up for abort_mpi_job or finalize_mpi_job (finalizing alone
+  // would wait for the other ranks forever).
   if (std::uncaught_exceptions() > 0) (void)session_.release();
 }
 
-std::filesystem::path MpiRun::output_dir(const std::filesystem::path& out) {
-  if (writer()) return out;
-  if (scratch_.empty()) {
-    scratch_ = std::filesystem::temp_directory_path() / fmt::format("switchyard-rank{}-{}", rank_, ::getpid());
-    std::filesystem::create_directories(scratch_);
-  }
-  return scratch_;
+std::string MpiRun::from_writer(std::string text) const {
+  if (!session_) return text;
+  const auto guard = comm_->watchdog().watch("the writer's broadcast (over every rank)");
+  auto size = static_cast<int>(text.size());
+  MPI_Bcast(&size, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  text.resize(static_cast<size_t>(size));
+  MPI_Bcast(text.data(), size, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return text;
 }
 
 int MpiRun::agree_max(int value) const {
@@ -80,6 +77,13 @@ void abort_mpi_job(int code) {
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
+}
+
+void finalize_mpi_job() {
+  int initialised = 0, finalised = 0;
+  MPI_Initialized(&initialised);
+  MPI_Finalized(&finalised);
+  if (initialised && !finalised) MPI_Finalize();
 }
 
 }  // namespace sy

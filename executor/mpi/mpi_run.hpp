@@ -2,16 +2,20 @@
 //
 // Every rank runs the same code on the same global inputs; the mesh decides which block of each
 // tensor it holds. Rank 0 is the writer: its records (metrics, status, checkpoints, stdout) are the
-// run's. The other ranks write theirs into a private scratch directory (removed at exit) and
-// their stdout is discarded, so the tool has one code path.
+// run's. The other ranks write no files (a killed job leaves nothing behind in /tmp) and their
+// stdout is discarded.
 //
 // Errors: the layout is checked before MPI starts, so an illegal one exits 2 on every rank before
-// any work. After MPI started, a rank that fails calls abort_mpi_job(): Open MPI ends every rank
-// of the job (a rank stopping alone would leave the others waiting in a collective). A rank that
+// any work. Input only the writer checks (its --out) is refused on every rank alike: the writer's
+// message goes to every rank (from_writer) and each throws AgreedInputError, which tool_main
+// turns into exit 2 after MPI_Finalize on every rank, the message printed by rank 0 alone. After
+// MPI started, a rank that fails on its own calls abort_mpi_job(): Open MPI ends every rank of the
+// job (a rank stopping alone would leave the others waiting in a collective). A rank that
 // dies (SIGKILL) is detected by mpiexec, which ends the job naming the rank.
 #pragma once
 
 #include "executor/mpi/mpi_communicator.hpp"
+#include "graph/error.hpp"
 #include "graph/parallel/layout.hpp"
 #include "graph/parallel/mesh.hpp"
 
@@ -21,6 +25,12 @@
 #include <utility>
 
 namespace sy {
+
+// Bad input that every rank of the job refuses together (see above): `print` on rank 0 only.
+struct AgreedInputError : InputError {
+  AgreedInputError(const std::string& what, bool print_it) : InputError(what), print(print_it) {}
+  bool print;
+};
 
 class MpiRun {
  public:
@@ -39,8 +49,8 @@ class MpiRun {
   int ranks() const { return ranks_; }
   bool writer() const { return rank_ == 0; }
 
-  // The directory this rank writes its records to: `out` on the writer, else a scratch directory.
-  std::filesystem::path output_dir(const std::filesystem::path& out);
+  // Rank 0's `text` on every rank (e.g. the writer's refusal of --out, so that every rank ends alike).
+  std::string from_writer(std::string text) const;
 
   // The largest of every rank's `value` (e.g. a signal flag, so all ranks stop at the same step).
   int agree_max(int value) const;
@@ -50,27 +60,21 @@ class MpiRun {
   // The watchdog over this rank's MPI calls (executor/mpi/watchdog.hpp); null without MPI.
   Watchdog* watchdog() const { return comm_ ? &comm_->watchdog() : nullptr; }
 
-  // Runs f on rank 0, then on the other ranks (e.g. preparing a shared cache once).
-  template <class F>
-  auto rank_zero_first(F&& f) const {
-    if (rank_ != 0) barrier();
-    auto r = f();
-    if (rank_ == 0) barrier();
-    return r;
-  }
-
  private:
   Layout layout_;
   std::unique_ptr<MpiSession> session_;
   std::shared_ptr<MpiCommunicator> comm_;
   int rank_ = 0;
   int ranks_ = 1;
-  std::filesystem::path scratch_;
 };
 
 // After an error on this rank: with MPI running over several ranks, ends the whole job with
 // `code` (MPI_Abort; does not return); with one rank, finalizes MPI and returns; without MPI,
 // returns.
 void abort_mpi_job(int code);
+
+// After an AgreedInputError: every rank finalizes MPI (each reaches this), so the job ends
+// without MPI_Abort. Without MPI, does nothing.
+void finalize_mpi_job();
 
 }  // namespace sy

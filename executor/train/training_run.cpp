@@ -74,7 +74,17 @@ TrainingRun::TrainingRun(const TrainingOptions& options) : options_(options) {
   start_mesh();
   prepare_data();
   build_trainer();    // the last input checks (checkpoint tensors, --init-from, train.trainable)
-  open_output_dir();  // so DIR is created only once all input is valid
+  // So DIR is created only once all input is valid. On a mesh only the writer checks --out; every
+  // rank then ends alike on its refusal (exit 2, one message, no MPI_Abort).
+  std::string refused;
+  try {
+    open_output_dir();
+  } catch (const InputError& e) {
+    if (mpi_->ranks() == 1) throw;
+    refused = e.what();
+  }
+  refused = mpi_->from_writer(refused);
+  if (!refused.empty()) throw AgreedInputError(refused, mpi_->writer());
 }
 
 TrainingRun::~TrainingRun() = default;
@@ -184,13 +194,16 @@ void TrainingRun::prepare_data() {
   terminal_ = ::isatty(STDERR_FILENO);
   data::PrepareOptions popts;
   popts.tokenizer.vocab_size = a.vocab;
+  popts.defer_write = true;  // the writer saves the cache in open_output_dir, once all input is checked
   data::ProgressFn progress;
   if (terminal_)
     progress = [](std::string_view stage, int64_t, int64_t) {
       fmt::print(stderr, "\r\033[Kdata: {}", stage);
       std::fflush(stderr);
     };
-  data_.emplace(mpi_->rank_zero_first([&] { return data::prepare_brown(a.data, popts, progress); }));
+  // Every rank loads the cache, or builds the same tokens itself (tokenizer training is
+  // deterministic, executor/data/tokenizer.hpp); nothing is written here.
+  data_.emplace(data::prepare_brown(a.data, popts, progress));
   if (terminal_) fmt::print(stderr, "\r\033[K");
   const data::SpecialTokens special = data_->tokenizer.special_tokens();
   if (cfg.vocab < special.vocab_size)
@@ -199,11 +212,15 @@ void TrainingRun::prepare_data() {
                                  model_path_, cfg.vocab, special.vocab_size, data_->cache_dir.string(), special.vocab_size));
   // A fine-tuning task replaces the corpus batches.
   if (!a.task.empty()) {
-    task_dir_ = data::resolve_task(a.task, a.data);
-    task_train_ = data::tokenize_task(data::read_tsv_task(task_dir_ / "train.tsv"), data_->tokenizer,
-                                      (task_dir_ / "train.tsv").string());
-    task_validation_ = data::tokenize_task(data::read_tsv_task(task_dir_ / "validation.tsv"), data_->tokenizer,
-                                           (task_dir_ / "validation.tsv").string());
+    data::FoundTask found = data::find_task(a.task, a.data);
+    task_dir_ = found.dir;
+    unwritten_task_ = std::move(found.unwritten);  // written in open_output_dir, once all input is checked
+    auto examples = [&](const std::string& name, const std::string* text) {
+      const std::string file = (task_dir_ / name).string();
+      return data::tokenize_task(text ? data::parse_tsv_task(*text, file) : data::read_tsv_task(file), data_->tokenizer, file);
+    };
+    task_train_ = examples("train.tsv", unwritten_task_ ? &unwritten_task_->train : nullptr);
+    task_validation_ = examples("validation.tsv", unwritten_task_ ? &unwritten_task_->validation : nullptr);
     majority_ = data::majority_baseline(*task_train_, *task_validation_);
   }
   data::BatchOptions& bopts = batch_options_;
@@ -227,10 +244,11 @@ void TrainingRun::prepare_data() {
   }
 }
 
-// ---- 4. the output directory: rank 0's records are the run's ----
+// ---- 4. the output directory: rank 0's records are the run's; the other ranks write nothing ----
 void TrainingRun::open_output_dir() {
   const TrainingOptions& a = options_;
-  out_ = mpi_->output_dir(a.out);
+  if (!mpi_->writer()) return;
+  out_ = a.out;
   checkpoint_file_ = out_ / kCheckpointFile;
   // Checked before anything is created or locked, so refusing DIR leaves it exactly as it was.
   std::error_code ec;
@@ -240,9 +258,13 @@ void TrainingRun::open_output_dir() {
     throw InputError(fmt::format("--out {} already holds a run ({}); continue it with --resume {} or choose another "
                                  "--out",
                                  a.out, checkpoint_file_.string(), a.out));
-  if (mpi_->writer()) {
-    create_output_dir(out_, "--out");
-    out_lock_ = OutputDirLock(out_, "--out", "train");
+  create_output_dir(out_, "--out");
+  out_lock_ = OutputDirLock(out_, "--out", "train");
+  // All input is valid: what was prepared in memory goes to DATA now (the token cache, the task).
+  data::save_token_cache(*data_);
+  if (unwritten_task_) {
+    data::write_genre_task(*unwritten_task_, task_dir_);
+    unwritten_task_.reset();
   }
   metrics_file_ = out_ / "metrics.jsonl";
   if (same_dir) {
@@ -275,6 +297,12 @@ void TrainingRun::build_trainer() {
   if (task_train_) decoder_.emplace(config_, eopts);
   run_state_ = RunState{0, {}, 0, config_json_, model_path_, model_toml_, overrides_};
   trace_steps_ = options_.trace.empty() ? std::set<int64_t>{} : parse_step_list(options_.trace);
+  // A step this run will not run would be traced silently never.
+  for (const int64_t s : trace_steps_)
+    if (s <= trainer_->step() || s > options_.steps)
+      throw InputError(fmt::format("--trace '{}': step {} is not run by this run (it runs steps {}..{}); allowed: steps "
+                                   "in that range",
+                                   options_.trace, s, trainer_->step() + 1, options_.steps));
   // The trace's process: this rank's device of the mesh (as the simulator names its device 0).
   const std::string mesh = options_.mesh.empty() ? "1" : to_string(parse_mesh(options_.mesh));
   recorder_.emplace(trainer_->program(), mpi_->rank(),
@@ -292,7 +320,7 @@ bool TrainingRun::save() {
   run_state_.data = train_source_.position();
   run_state_.loss_ema = spikes_.mean;
   run_state_.loss_ema_best = spikes_.best_mean;
-  save_checkpoint(checkpoint_file_, trainer_->state(), run_state_);
+  if (mpi_->writer()) save_checkpoint(checkpoint_file_, trainer_->state(), run_state_);
   return true;
 }
 
@@ -305,7 +333,7 @@ EvalMetrics TrainingRun::evaluate() {
                                    {"exact_match", last_task_eval_->exact_match},
                                    {"target_nll", last_task_eval_->target_nll},
                                    {"examples", last_task_eval_->examples}};
-    append_file_checked(out_ / "task_eval.jsonl", line.dump() + "\n");
+    if (mpi_->writer()) append_file_checked(out_ / "task_eval.jsonl", line.dump() + "\n");
     return last_task_eval_->teacher_forced;
   }
   data::BatchOptions eval_opts = batch_options_;
@@ -345,7 +373,7 @@ void TrainingRun::print_progress(int64_t step, int64_t first, double elapsed, co
 TrainingSummary TrainingRun::run() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  write_status(out_, "running", trainer_->step());
+  if (mpi_->writer()) write_status(out_, "running", trainer_->step());
   const int64_t first = trainer_->step();
   const auto start = std::chrono::steady_clock::now();
   TrainingSummary summary;
@@ -355,7 +383,7 @@ TrainingSummary TrainingRun::run() {
     summary.status = "diverged";
     summary.reason = why;
     summary.step = trainer_->step();
-    write_status(out_, summary.status, summary.step, summary.reason);
+    if (mpi_->writer()) write_status(out_, summary.status, summary.step, summary.reason);
   };
 
   while (trainer_->step() < options_.steps) {
@@ -398,8 +426,9 @@ TrainingSummary TrainingRun::run() {
     }
     const double elapsed = seconds_since(start);
     const StepTiming timing{seconds, static_cast<double>(last.tokens) / seconds, elapsed};
-    append_file_checked(metrics_file_,
-                        metrics_line(last, train_source_.position().epoch, evaluate_now ? &*last_eval_ : nullptr, timing) + "\n");
+    if (mpi_->writer())
+      append_file_checked(metrics_file_, metrics_line(last, train_source_.position().epoch,
+                                                      evaluate_now ? &*last_eval_ : nullptr, timing) + "\n");
 
     if (why.empty() && options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0 && step < options_.steps &&
         !save())
@@ -414,7 +443,10 @@ TrainingSummary TrainingRun::run() {
   }
   if (terminal_) fmt::print(stderr, "\n");
   finish_trace();
-  if ((trainer_->step() > first || !fs::exists(checkpoint_file_)) && !save()) {
+  // The writer's DIR may hold the checkpoint of this step already (a resume with nothing left to
+  // do); every rank takes the writer's answer, since save() gathers the state on every rank.
+  const bool checkpointed = mpi_->agree_max(mpi_->writer() && fs::exists(checkpoint_file_) ? 1 : 0) > 0;
+  if ((trainer_->step() > first || !checkpointed) && !save()) {
     diverged(fmt::format("the parameters hold NaN/Inf after step {}", trainer_->step()));
     return summary;
   }
@@ -423,16 +455,16 @@ TrainingSummary TrainingRun::run() {
   if (const int sig = g_signal.load()) {
     summary.status = "interrupted";
     summary.reason = sig == SIGINT ? "SIGINT" : "SIGTERM";
-    write_status(out_, summary.status, summary.step, summary.reason);
+    if (mpi_->writer()) write_status(out_, summary.status, summary.step, summary.reason);
     return summary;
   }
   if (eval_step_ != trainer_->step()) last_eval_ = evaluate();  // the final parameters' quality, in status.json
   summary.status = "completed";
   summary.eval = last_eval_;
-  write_status(out_, summary.status, summary.step, {}, &*last_eval_);
+  if (mpi_->writer()) write_status(out_, summary.status, summary.step, {}, &*last_eval_);
   if (!task_train_) {
     summary.unigram = data::unigram_baseline(data_->train, data_->validation, data_->tokenizer.special_tokens().vocab_size);
-    write_routing_by_pos(out_ / "routing_pos.json", *last_eval_, data_->pos_tags);
+    if (mpi_->writer()) write_routing_by_pos(out_ / "routing_pos.json", *last_eval_, data_->pos_tags);
   }
   if (last_task_eval_) summary.task = finish_task();
   return summary;
@@ -470,6 +502,7 @@ TaskSummary TrainingRun::finish_task() {
       {"trainable", config_.train.trainable},
       {"trainable_parameters", trainable_.trainable_elements},
       {"frozen_parameters", trainable_.frozen_elements}};
+  if (!mpi_->writer()) return s;
   write_file_atomic((out_ / "finetune.json").string(), j.dump(2) + "\n");
   std::string predictions;
   for (size_t i = 0; i < t.outputs.size(); ++i)

@@ -4,11 +4,14 @@
 // touched):
 //   1. the config: --model with --set overrides, or the --resume checkpoint's; --init-from;
 //   2. the mesh (--mesh, --layout; the layout is checked before MPI starts);
-//   3. the data: the Brown corpus, or a fine-tuning task;
+//   3. the data: the Brown corpus, or a fine-tuning task (a token cache or task not on disk yet is
+//      built in memory: nothing is written before step 5);
 //   4. the trainer, its state restored (--resume) or initialised (--init-from), and the trace;
 //   5. the output directory DIR (--out): created (graph/output_dir.hpp) only now, when all input is
 //      valid, and locked (DIR/.lock) on the writer for the whole run, so a second train on DIR
-//      exits 2 naming the holder. Every file in DIR is written atomically or appended to with a
+//      exits 2 naming the holder; then the token cache and task of step 3 are written to DATA. On
+//      a mesh only rank 0 (the writer) writes any file, and its refusal of --out ends every rank
+//      alike (exit 2, one message). Every file in DIR is written atomically or appended to with a
 //      checked write (graph/file_io.hpp); on a full disk the run ends with exit 2 naming the file
 //      and earlier records (metrics.jsonl, status.json, the checkpoint) stay whole.
 // run() then trains to --steps and writes DIR's records; the caller prints the summary it returns.
@@ -137,7 +140,7 @@ class TrainingRun {
   TrainingSummary run();
 
   const RunConfig& config() const { return config_; }
-  const std::filesystem::path& output_dir() const { return out_; }  // DIR on rank 0, else a scratch directory
+  const std::filesystem::path& output_dir() const { return out_; }  // DIR on rank 0; empty on the other ranks
   const std::filesystem::path& checkpoint_file() const { return checkpoint_file_; }
 
  private:
@@ -153,7 +156,7 @@ class TrainingRun {
   void resolve_config();
   void start_mesh();
   void prepare_data();
-  void open_output_dir();
+  void open_output_dir();  // rank 0 only: the other ranks write nothing (no scratch files)
   void build_trainer();
 
   bool save();                        // false (nothing written) when the state holds a NaN/Inf
@@ -183,6 +186,7 @@ class TrainingRun {
   std::optional<data::TaskSplit> task_train_, task_validation_;  // with --task
   std::optional<data::MajorityBaseline> majority_;
   std::filesystem::path task_dir_;
+  std::optional<data::GenreTask> unwritten_task_;  // a task made in memory, written once all input is checked
   data::BatchOptions batch_options_;  // the corpus batches (evaluation: in order, one pass)
   TrainSource train_source_;
 

@@ -40,6 +40,10 @@ int tool_main(std::string_view name, const std::function<int()>& run) {
     return run();
   } catch (const HelpShown& h) {
     return h.code;
+  } catch (const AgreedInputError& e) {  // every rank of an MPI job refuses it: no abort
+    if (e.print) print_error_line(name, e.what());
+    finalize_mpi_job();
+    return kExitBadInput;
   } catch (const InputError& e) {
     print_error_line(name, e.what());
     abort_mpi_job(kExitBadInput);

@@ -17,7 +17,9 @@
 //   InputError (bad config, layout, data, ...)     one line "NAME: <message>", exit 2
 //   any other exception (a broken invariant)       one line "NAME: internal error: <message>", exit 1
 // After MPI has started (train --mesh, bench_distributed's workers) an error ends every rank through
-// abort_mpi_job(), the one MPI abort path; without MPI that call does nothing.
+// abort_mpi_job(), the one MPI abort path; without MPI that call does nothing. Input every rank
+// refuses together (AgreedInputError, executor/mpi/mpi_run.hpp: the writer's --out) ends each rank
+// with MPI_Finalize and exit 2, the line printed by rank 0 only.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -1,5 +1,6 @@
 #include "graph/models/count.hpp"
 
+#include "graph/checked_math.hpp"
 #include "graph/op_def.hpp"
 
 namespace sy {
@@ -38,8 +39,9 @@ GraphCounts count_graph(const Graph& g) {
     if (v.role != ValueRole::parameter) continue;
     const int64_t n = num_elements(v.type.shape);
     ++c.parameter_tensors;
-    c.parameters += n;
-    scope_entry(c.by_scope, top_level_scope(leaf_scope(v))).parameters += n;
+    c.parameters = checked_add(c.parameters, n, "the graph's parameter count");
+    int64_t& in_scope = scope_entry(c.by_scope, top_level_scope(leaf_scope(v))).parameters;
+    in_scope = checked_add(in_scope, n, "a scope's parameter count");
   }
   for (const Node& n : g.nodes) {
     const double f = node_flops(g, n);
@@ -61,7 +63,7 @@ GraphCounts count_graph(const Graph& g) {
 int64_t parameter_count(const Graph& g) {
   int64_t n = 0;
   for (const Value& v : g.values)
-    if (v.role == ValueRole::parameter) n += num_elements(v.type.shape);
+    if (v.role == ValueRole::parameter) n = checked_add(n, num_elements(v.type.shape), "the graph's parameter count");
   return n;
 }
 

@@ -1,5 +1,6 @@
 #include "graph/models/model_config.hpp"
 
+#include "graph/checked_math.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 #include "graph/toml_schema.hpp"
@@ -14,9 +15,11 @@ namespace {
 
 // Upper bounds on the sizes a config may give (the messages state them). They sit far above every
 // real model (vocabularies ≤ 256k, widths ≤ 65536, ≤ 128 layers; switch_c and st_moe_32b are in
-// experiments/configs) and keep every element and parameter count inside int64 (2^24 · 2^18 ·
-// 2^10 · ... ≪ 2^63) and every dimension inside the int32 range oneDNN handles: sizes of 2^32
-// reached oneDNN and ended in SIGFPE, and a vocabulary of billions ran for ever.
+// experiments/configs) and keep every dimension inside the int32 range oneDNN handles: sizes of
+// 2^32 reached oneDNN and ended in SIGFPE, and a vocabulary of billions ran for ever. Products of
+// sizes within these bounds can still pass 2^63 (batch · length · vocab = 2^64): those are checked
+// (check_size_products, graph/checked_math.hpp), and a model that fits in int64 but not in the
+// machine's memory is refused by the executor before it allocates (executor/memory_limit.hpp).
 constexpr int64_t kMaxVocab = int64_t{1} << 24;   // token ids are int32
 constexpr int64_t kMaxWidth = int64_t{1} << 18;   // d_model, d_ff, d_kv
 constexpr int64_t kMaxHeads = int64_t{1} << 12;
@@ -121,6 +124,49 @@ void apply_override(TomlDocument& doc, const std::string& arg) {
 
 int64_t matched_relu_d_ff(int64_t geglu_d_ff) { return std::llround(1.5 * static_cast<double>(geglu_d_ff)); }
 
+// The largest counts a config gives, each within its bounds but not their product: the
+// attention scores, logits and weights of a step, named by the keys that give them. Any other
+// tensor is checked when the graph is built (num_elements, graph/shape.hpp), by its dims.
+void check_size_products(const TomlDocument& doc, const RunConfig& run) {
+  const ModelConfig& c = run.model;
+  const TrainConfig& t = run.train;
+  const bool enc_dec = c.has_encoder();
+  const std::string_view target = enc_dec ? "train.target_length" : "train.length";
+  try {
+    checked_product("the decoder's attention scores per step",
+                    {{"train.batch", t.batch}, {"model.heads", c.heads}, {target, t.target_length}, {target, t.target_length}});
+    checked_product("the logits per step", {{"train.batch", t.batch}, {target, t.target_length}, {"model.vocab", c.vocab}});
+    if (enc_dec) {
+      checked_product("the encoder's attention scores per step", {{"train.batch", t.batch},
+                                                                   {"model.heads", c.heads},
+                                                                   {"train.input_length", t.input_length},
+                                                                   {"train.input_length", t.input_length}});
+      checked_product("the cross-attention scores per step", {{"train.batch", t.batch},
+                                                              {"model.heads", c.heads},
+                                                              {"train.target_length", t.target_length},
+                                                              {"train.input_length", t.input_length}});
+    }
+    const std::string_view layers_key = enc_dec ? "model.encoder_layers + model.decoder_layers" : "model.layers";
+    const int64_t layers = checked_add(c.encoder_layers, c.decoder_layers, layers_key);
+    checked_product("the dense FFN weights (3 matrices per GEGLU FFN)",
+                    {{"model.d_model", c.d_model}, {"model.d_ff", c.d_ff}, {layers_key, layers}, {"matrices", 3}});
+    checked_product("the attention weights (q, k, v, o)", {{"model.d_model", c.d_model},
+                                                           {"model.heads", c.heads},
+                                                           {"model.d_kv", c.d_kv},
+                                                           {layers_key, layers},
+                                                           {"matrices", 4}});
+    if (c.is_moe())
+      for (const MoeConfig* m : {&c.moe_encoder, &c.moe_decoder})
+        checked_product("the expert weights (3 matrices per GEGLU expert)", {{"moe.experts", m->experts},
+                                                                             {"model.d_model", c.d_model},
+                                                                             {"moe.d_ff", m->d_ff},
+                                                                             {layers_key, layers},
+                                                                             {"matrices", 3}});
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}: {}", doc.file, e.what()));
+  }
+}
+
 }  // namespace
 
 std::string_view architecture_name(Architecture a) { return enum_name(a); }
@@ -128,6 +174,13 @@ std::string_view architecture_name(Architecture a) { return enum_name(a); }
 RunConfig parse_run_config(std::string_view text, std::string_view source_name,
                            const std::vector<std::string>& overrides) {
   TomlDocument doc = TomlDocument::parse(text, std::string(source_name));
+  // The file itself must describe a model: an empty file (or one holding only comments, or only
+  // [train]) would otherwise run the defaults below without a word. The keys of [model] all have
+  // defaults; the table is what says "this is a model". Checked before --set, which cannot add it.
+  if (!doc.root.contains("model"))
+    throw InputError(fmt::format("{}: missing table [model] (required: a model config describes its model there; "
+                                 "{}; each key of [model] has a default, graph/models/model_config.hpp)",
+                                 doc.file, doc.root.empty() ? "the file holds no key at all" : "the file has no [model]"));
   for (const std::string& o : overrides) apply_override(doc, o);
 
   RunConfig run;
@@ -253,6 +306,7 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
     train.fail("decay_steps",
                fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(t.optimizer.schedule)));
   train.finish();
+  check_size_products(doc, run);
   return run;
 }
 

@@ -5,7 +5,8 @@
 //
 // Schema (every key optional unless noted; the defaults are below in ModelConfig):
 //
-//   [model]
+//   [model]                             required (it may be empty): a file without it (an empty
+//                                       file, only comments or [train]) is refused naming the file
 //   name = "st_moe_32b"                 default: the file's stem
 //   architecture = "encoder_decoder"    encoder_decoder | decoder_only
 //   vocab = 32128

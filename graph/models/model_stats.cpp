@@ -1,5 +1,6 @@
 #include "graph/models/model_stats.hpp"
 
+#include "graph/checked_math.hpp"
 #include "graph/autodiff.hpp"
 #include "graph/op_def.hpp"
 
@@ -124,9 +125,9 @@ ModelStats model_stats(const ModelConfig& c, const TrainConfig& train, const Mod
     const int64_t n = num_elements(v.type.shape);
     const double active = static_cast<double>(n) * active_fraction(c, m, v);
     ComponentStats& e = entry(s, component_of(v.name));
-    e.parameters += n;
+    e.parameters = checked_add(e.parameters, n, "a component's parameter count");
     e.active_parameters += active;
-    s.parameters += n;
+    s.parameters = checked_add(s.parameters, n, "the model's parameter count");
     s.active_parameters += active;
     ++s.parameter_tensors;
   }

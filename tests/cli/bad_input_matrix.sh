@@ -25,6 +25,9 @@ sed -e 's/^vocab = .*/vocab = 160/' -e 's/^target_length = .*/target_length = 8/
 echo "precious" >"$W/file"
 printf '[model\nvocab = 3\n' >"$W/syntax.toml"
 printf '[bogus]\nx = 1\n' >"$W/unknown_section.toml"
+: >"$W/empty.toml"
+printf '# a model config with nothing in it\n\n' >"$W/comments.toml"
+printf '[train]\nbatch = 2\n' >"$W/train_only.toml"
 { printf 'x = '; printf '[%.0s' $(seq 1 5000); printf ']%.0s' $(seq 1 5000); echo; } >"$W/nested.toml"
 { printf '{"nodes": '; head -c 100000 /dev/zero | tr '\0' '['; echo; } >"$W/deep.json"
 echo '{"nodes": [' >"$W/broken.json"
@@ -104,7 +107,7 @@ while IFS= read -r line; do
   subst() {
     local s=$1
     s=${s//@TINY@/$tiny}; s=${s//@COMMON@/$common}; s=${s//@DATA@/$W/synth}; s=${s//@W@/$W}
-    s=${s//@FILE@/$W/file}; s=${s//@DIR@/$W/dir}; s=${s//@OUT@/$out}; s=${s//@CK@/$W/ck}
+    s=${s//@FILE@/$W/file}; s=${s//@DIR@/$W/dir}; s=${s//@OUT@/$out}; s=${s//@CK@/$W/ck}; s=${s//@ROOT@/$root}
     printf '%s' "$s"
   }
   cmd=$(subst "$cmd")

@@ -4,8 +4,7 @@
 #   - full disk: `train --resume` on a full tmpfs (a small one, filled up) must exit 2 naming
 #     the file, and leave metrics.jsonl and status.json byte-identical; with space again the same
 #     resume works. Needs `mount -t tmpfs` (root); skipped with a message where it is not permitted.
-#   - two writers: a second `train` on a directory a running train holds exits 2 naming the holder
-#     (DIR/.lock), and writes nothing.
+#   - two writers on one directory: tests/cli/two_writers.sh (train, simulate, run_ablation).
 #   - --out naming an existing file, a path under a file, or a path that cannot be created: exit 2
 #     with the path (train, simulate, run_ablation, prepare_data), never an uncaught exception.
 #   - run_ablation over another sweep's directory: exit 2, its sweep.json untouched.
@@ -13,11 +12,8 @@ set -euo pipefail
 bin=$1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-pids=()
 mounted=""
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -n "$mounted" ] && umount "$mounted" 2>/dev/null
   rm -rf "$work"
 }
@@ -111,19 +107,6 @@ open(p, "wb").write(len(t).to_bytes(8, "little") + t + b[8 + n:])
 PY
 expect_exit 0 train --resume "$work/old" "${common[@]}" --steps 5 --out "$work/old"
 expect_in "$work/old/status.json" '"completed"'
-
-# ---- two writers on one --out ----
-"$train" "${model[@]}" "${common[@]}" --steps 100000 --out "$work/busy" >"$work/busy.out" 2>&1 &
-pid=$!
-pids+=("$pid")
-for _ in $(seq 1 300); do [ -s "$work/busy/metrics.jsonl" ] && break; sleep 0.1; done
-[ -s "$work/busy/metrics.jsonl" ] || { cat "$work/busy.out" >&2; fail "the first train did not start"; }
-expect_exit 2 train "${model[@]}" "${common[@]}" --steps 3 --out "$work/busy"
-expect_in "$work/err.txt" "is in use by another process"
-expect_in "$work/err.txt" "$pid train"
-[ ! -f "$work/busy/checkpoint.safetensors" ] || fail "the refused second train wrote a checkpoint"
-kill -TERM "$pid"
-wait "$pid" || true
 
 # ---- --out that is a file, under a file, or cannot be created ----
 echo "precious" >"$work/file"

@@ -276,6 +276,9 @@ TEST_CASE("trainer: the op observer sees every node of a step once, in order, an
   CHECK_THROWS_WITH(parse_step_list("0"), Catch::Contains("--trace '0'"));
   CHECK_THROWS_WITH(parse_step_list("4-2"), Catch::Contains("backwards"));
   CHECK_THROWS_WITH(parse_step_list("a"), Catch::Contains("'a' is not a number"));
+  // A step given twice (alone or inside a range) is refused like any other malformed list.
+  CHECK_THROWS_WITH(parse_step_list("2,2"), Catch::Contains("step 2 is given twice"));
+  CHECK_THROWS_WITH(parse_step_list("1-3,3"), Catch::Contains("step 3 is given twice"));
 }
 
 TEST_CASE("trainer: rematerialised layers train bit for bit like kept activations", "[trainer][remat]") {

@@ -107,7 +107,7 @@ TEST_CASE("model config: the moe.encoder and moe.decoder tables override moe per
   CHECK(c.moe_encoder.experts == 32);
   CHECK(c.moe_decoder.experts == 32);
 
-  const ModelConfig bpr = parse_run_config("[moe]\nk = 1\n[moe.encoder]\nbatch_prioritized = true\n", "x.toml").model;
+  const ModelConfig bpr = parse_run_config("[moe]\nk = 1\n[moe.encoder]\nbatch_prioritized = true\n[model]\n", "x.toml").model;
   CHECK(bpr.moe_encoder.batch_prioritized);
   CHECK_FALSE(bpr.moe_decoder.batch_prioritized);
   CHECK(bpr.moe_encoder.k == 1);
@@ -199,6 +199,18 @@ TEST_CASE("model config: errors from --set name the override", "[model_config]")
   CHECK_THAT(load_error(model_path("tiny"), {"model.d_modle=1"}), Catch::Contains("unknown key model.d_modle"));
 }
 
+TEST_CASE("model config: a file without [model] is refused naming the file (empty, comments, only [train])",
+          "[model_config]") {
+  CHECK_THAT(parse_error(""), Catch::StartsWith("inline.toml: missing table [model]") &&
+                                  Catch::Contains("the file holds no key at all"));
+  CHECK_THAT(parse_error("# nothing here\n\n"), Catch::StartsWith("inline.toml: missing table [model]"));
+  CHECK_THAT(parse_error("[train]\nbatch = 2\n"), Catch::Contains("the file has no [model]"));
+  // --set cannot stand in for the table: the file itself must describe a model.
+  CHECK_THAT(parse_error("", {"model.vocab=100"}), Catch::StartsWith("inline.toml: missing table [model]"));
+  // The table alone is a model: every key in it has a default.
+  CHECK(parse_run_config("[model]\n", "defaults.toml").model.d_model == 512);
+}
+
 TEST_CASE("model config: a missing file is an InputError naming it", "[model_config]") {
   CHECK_THAT(load_error("/nonexistent/model.toml"), Catch::Contains("/nonexistent/model.toml"));
 }
@@ -232,7 +244,7 @@ TEST_CASE("model config: architecture-specific keys are refused in the other arc
   CHECK_THAT(parse_error("[model]\narchitecture = \"decoder_only\"\n[moe]\n[moe.encoder]\nk = 1\n"),
              Catch::Contains("[moe.encoder] in a decoder_only model"));
   CHECK_THAT(parse_error("model = 3\n"), Catch::Contains("inline.toml:1: model = 3: expected a table [model]"));
-  CHECK_THAT(parse_error("[moe]\ndecoder = 3\n"), Catch::Contains("expected a table [moe.decoder]"));
+  CHECK_THAT(parse_error("[moe]\ndecoder = 3\n[model]\n"), Catch::Contains("expected a table [moe.decoder]"));
 }
 
 TEST_CASE("model config: to_json holds every resolved setting", "[model_config]") {
@@ -268,7 +280,7 @@ TEST_CASE("model config: the train JSON in the schema's order, fine-tuning keys 
 }
 
 TEST_CASE("model config: train.trainable is checked where it is read, before the keys after it", "[model_config]") {
-  const std::string e = parse_error("[train]\ntrainable = \"(x\"\nreset_optimizer = 3\nstep_offset = -1\n");
+  const std::string e = parse_error("[train]\ntrainable = \"(x\"\nreset_optimizer = 3\nstep_offset = -1\n[model]\n");
   CHECK_THAT(e, Catch::Contains("inline.toml:2: train.trainable = \"(x\": not a preset and not a valid regular "
                                 "expression"));
 }

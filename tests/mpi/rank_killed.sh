@@ -5,6 +5,9 @@
 # length does. The run is long (200 steps) so the kill lands mid-way however fast the steps are.
 source "$(dirname "$0")/mpi_fixture.bash"
 mpi_setup "$1"
+# No rank writes temporary files outside the run's directory (executor/mpi/mpi_run.hpp): a killed
+# job leaves nothing behind in /tmp. (Before, each rank > 0 wrote /tmp/switchyard-rank<r>-<pid>.)
+scratch_before=$(ls -d "${TMPDIR:-/tmp}"/switchyard-rank* 2>/dev/null | sort || true)
 out="$work/killed"
 mpiexec -n 2 "$train" "${model[@]}" "${data[@]}" --steps 200 --checkpoint-every 5 --mesh data:2 \
   --layout batch:data --out "$out" >"$work/killed.txt" 2>&1 &
@@ -34,6 +37,10 @@ if [ "$rank" = 1 ]; then
   grep -q '"status": "failed"' "$out/status.json" || { cat "$out/status.json" >&2; fail "status.json does not say failed"; }
 fi
 
+scratch_after=$(ls -d "${TMPDIR:-/tmp}"/switchyard-rank* 2>/dev/null | sort || true)
+new_scratch=$(comm -13 <(echo "$scratch_before") <(echo "$scratch_after"))
+[ -z "$new_scratch" ] || fail "the killed job left per-rank scratch directories: $new_scratch"
+
 # Resume from the last periodic checkpoint (a multiple of 5 steps) on the same mesh.
 mpi_train 2 "${data[@]}" --resume "$out" --steps 200 --mesh data:2 --layout batch:data --out "$out"
 expect_ok "resume after the lost rank"
@@ -42,4 +49,6 @@ expect_ok "resume after the lost rank"
 mpi_train 2 "${model[@]}" "${data[@]}" --steps 200 --mesh data:2 --layout batch:data --out "$work/uninterrupted"
 expect_ok "the uninterrupted 200-step run"
 same_run "$work/uninterrupted" "$out" 200 || fail "the resumed run differs from the uninterrupted one"
+scratch_after=$(ls -d "${TMPDIR:-/tmp}"/switchyard-rank* 2>/dev/null | sort || true)
+[ "$scratch_before" = "$scratch_after" ] || fail "a run left per-rank scratch directories: $(comm -13 <(echo "$scratch_before") <(echo "$scratch_after"))"
 echo "ok"
