@@ -129,7 +129,9 @@ Safetensors read_safetensors(const fs::path& path) {
 
   Safetensors st;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();  // not a structured binding: the lambda below captures it (clang 14)
+    const Json& entry = item.value();
     if (name == "__metadata__") {
       if (!entry.is_object()) bad_file(path, "__metadata__ is not an object");
       for (const auto& [k, v] : entry.items()) {
