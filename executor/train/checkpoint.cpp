@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <unistd.h>
 
@@ -41,6 +42,16 @@ std::string hex64(uint64_t x) { return fmt::format("{:016x}", x); }
 int64_t element_count(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// The bytes a tensor of `shape` (dims >= 0) and `dtype` takes, or nullopt when that overflows 64
+// bits (a file's header can claim any shape).
+std::optional<uint64_t> checked_byte_count(const std::vector<int64_t>& shape, DType dtype) {
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
+  uint64_t n = static_cast<uint64_t>(dtype_bytes(dtype));
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return std::nullopt;
   return n;
 }
 
@@ -159,7 +170,9 @@ Safetensors read_safetensors(const fs::path& path) {
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       fail(fmt::format("bad data_offsets {}", off.dump()));
     const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
-    const auto want = static_cast<uint64_t>(element_count(t.shape) * dtype_bytes(t.dtype));
+    const std::optional<uint64_t> bytes_needed = checked_byte_count(t.shape, t.dtype);
+    if (!bytes_needed) fail(fmt::format("shape {} needs more than 2^64 bytes", entry["shape"].dump()));
+    const uint64_t want = *bytes_needed;
     if (e < b || e - b != want)
       fail(fmt::format("data_offsets [{}, {}] hold {} bytes but shape {} needs {}", b, e, e < b ? 0 : e - b,
                        entry["shape"].dump(), want));

@@ -121,6 +121,18 @@ TEST_CASE("safetensors: missing, truncated, corrupt and foreign files are refuse
   CHECK_THROWS_WITH(read_checkpoint(file), Contains(file.string()) && Contains("metadata 'format' is missing"));
 }
 
+// Found by tests/fuzz/fuzz_checkpoint: the shape's byte count was an unchecked int64 product
+// (signed overflow, undefined; with wrap-around a huge shape could match small data_offsets).
+TEST_CASE("safetensors: a shape whose byte count overflows 64 bits is refused", "[checkpoint]") {
+  TempDir dir("overflow");
+  const fs::path file = dir.path / "x.safetensors";
+  const std::string header = R"({"t":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})";
+  std::string bytes(8, '\0');
+  for (size_t i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  spit(file, bytes + header);
+  CHECK_THROWS_WITH(read_safetensors(file), Contains(file.string()) && Contains("needs more than 2^64 bytes"));
+}
+
 TEST_CASE("safetensors: a write that fails keeps the previous file", "[checkpoint]") {
   TempDir dir("atomic");
   const fs::path file = dir.path / "x.safetensors";
