@@ -58,6 +58,7 @@ Mesh parse_mesh(std::string_view text) {
   const std::string whole(text);
   if (trim(text).empty()) throw InputError(fmt::format("mesh '{}' is empty (expected {})", whole, kMeshSyntax));
   size_t start = 0;
+  int64_t devices = 1;  // the product of the sizes so far
   while (start <= text.size()) {
     size_t end = text.find(',', start);
     if (end == std::string_view::npos) end = text.size();
@@ -78,6 +79,11 @@ Mesh parse_mesh(std::string_view text) {
                                    size_text));
     if (m.axis_index(name))
       throw InputError(fmt::format("mesh '{}': axis '{}' is listed twice (axis names must be unique)", whole, name));
+    if (size > kMaxMeshDevices / devices)  // devices * size > kMaxMeshDevices, without overflow
+      throw InputError(fmt::format("mesh '{}': axis '{}' of size {} makes more than {} devices (allowed: at most {} "
+                                   "devices in all, MPI's rank count)",
+                                   whole, name, size_text, kMaxMeshDevices, kMaxMeshDevices));
+    devices *= size;
     m.axes.push_back(MeshAxis{std::string(name), size});
     if (m.axes.size() > kMaxMeshAxes)
       throw InputError(fmt::format("mesh '{}' has more than {} axes", whole, kMaxMeshAxes));

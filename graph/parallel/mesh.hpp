@@ -15,6 +15,11 @@ namespace sy {
 // At most this many axes (shardings are stored as small fixed arrays, one slot per axis).
 inline constexpr size_t kMaxMeshAxes = 8;
 
+// At most this many devices in a mesh: the executor backs a mesh with MPI ranks, numbered with
+// int (MPI 4.0 standard, section 6.4.1: MPI_Comm_size returns an int), and it keeps
+// Mesh::devices() and every product of axis sizes within 64 bits.
+inline constexpr int64_t kMaxMeshDevices = 2147483647;  // INT_MAX
+
 struct MeshAxis {
   std::string name;  // [a-z_][a-z0-9_]*
   int64_t size = 1;  // >= 1
@@ -34,7 +39,7 @@ struct Mesh {
 
 // "data:64,model:16" -> Mesh. Throws InputError naming the bad entry and what is allowed
 // (NAME:SIZE pairs separated by commas, names unique, sizes positive integers, at most
-// kMaxMeshAxes axes).
+// kMaxMeshAxes axes and kMaxMeshDevices devices).
 Mesh parse_mesh(std::string_view text);
 
 // "data:64,model:16"

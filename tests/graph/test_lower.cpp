@@ -277,6 +277,12 @@ TEST_CASE("mesh parses NAME:SIZE lists and names what is wrong", "[lower]") {
   CHECK_THROWS_WITH(parse_mesh("data=4"), Contains("entry 'data=4' has no ':'"));
   CHECK_THROWS_WITH(parse_mesh("Data:4"), Contains("axis name 'Data' is not allowed"));
   CHECK_THROWS_WITH(parse_mesh(""), Contains("is empty"));
+  // The device count was an unchecked int64 product (signed overflow in devices(); found writing
+  // tests/fuzz/fuzz_mesh_layout): at most kMaxMeshDevices, the largest mesh still accepted.
+  CHECK_THROWS_WITH(parse_mesh("a:46341,b:46341"), Contains("axis 'b' of size 46341 makes more than"));
+  CHECK_THROWS_WITH(parse_mesh("a:9223372036854775807,b:2"), Contains("axis 'a' of size 9223372036854775807"));
+  CHECK(parse_mesh("a:2147483647").devices() == kMaxMeshDevices);
+  CHECK_THROWS_WITH(parse_mesh("a:65536,b:32768"), Contains("at most 2147483647 devices"));
 }
 
 TEST_CASE("layout parses DIM:AXIS rules against a mesh", "[lower]") {
