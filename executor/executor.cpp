@@ -2,11 +2,13 @@
 
 #include "executor/mpi/communicator.hpp"
 #include "executor/einsum.hpp"
+#include "executor/index_kernels.hpp"
 #include "executor/kernels.hpp"
 #include "executor/memory_limit.hpp"
 #include "executor/memory_plan.hpp"
 #include "executor/train/optimizer_kernels.hpp"
 #include "executor/sparse_einsum.hpp"
+#include "graph/cse.hpp"
 #include "graph/error.hpp"
 #include "graph/parallel/lower.hpp"
 #include "graph/op_def.hpp"
@@ -103,6 +105,8 @@ struct Executor::Impl {
   std::vector<Bytes> leaf;        // per value: storage of leaves (null for computed values)
   std::vector<bool> leaf_needed;  // per value: a leaf some node reads or the graph outputs
   std::vector<bool> leaf_set;     // per value: set() or data() was called
+  std::vector<int32_t> canonical; // per value: the value holding it (graph/cse.hpp; itself unless a duplicate's output)
+  std::vector<bool> duplicate;    // per node: identical to an earlier node, so it does not run
   MemoryPlanStats stats;
   bool ran = false;
 
@@ -138,11 +142,34 @@ struct Executor::Impl {
                                   std::count_if(g.values.begin(), g.values.end(),
                                                 [](const Value& v) { return v.role != ValueRole::computed; })));
 
+    // CSE (graph/cse.hpp, fast kernels only): a node identical to an earlier one does not run;
+    // in this copy of the graph it reads and writes nothing, and the readers of its outputs (and
+    // the graph outputs) read the earlier node's instead, whose buffer lives until their last use.
+    canonical.resize(nv);
+    for (size_t v = 0; v < nv; ++v) canonical[v] = static_cast<int32_t>(v);
+    duplicate.assign(g.nodes.size(), false);
+    if (opts.fast_kernels) {
+      Duplicates d = find_duplicates(g);
+      canonical = std::move(d.canonical);
+      auto canon = [&](ValueId v) { return ValueId{canonical[static_cast<size_t>(v.v)]}; };
+      for (Node& n : g.nodes) {
+        if (d.duplicate_of[static_cast<size_t>(n.id.v)] >= 0) {
+          duplicate[static_cast<size_t>(n.id.v)] = true;
+          n.inputs.clear();
+          n.outputs.clear();
+          continue;
+        }
+        for (ValueId& v : n.inputs) v = canon(v);
+      }
+      for (GraphOutput& o : g.outputs) o.value = canon(o.value);
+      if (g.loss.valid()) g.loss = canon(g.loss);
+    }
+
     // Kernel plans first: their workspaces are part of the memory plan.
     einsum.resize(g.nodes.size());
     std::vector<std::vector<int64_t>> workspace(g.nodes.size());
     for (const Node& n : g.nodes) {
-      if (n.kind != OpKind::einsum || !opts.fast_kernels) continue;
+      if (n.kind != OpKind::einsum || !opts.fast_kernels || duplicate[static_cast<size_t>(n.id.v)]) continue;
       auto& k = einsum[static_cast<size_t>(n.id.v)];
       k = exec::EinsumKernel::make(g.type(n.inputs.at(0)), g.type(n.inputs.at(1)), g.type(n.outputs.at(0)),
                                    std::get<EinsumAttrs>(n.attrs), engine);
@@ -175,7 +202,7 @@ struct Executor::Impl {
   }
 
   std::byte* ptr(ValueId v) const {
-    const size_t i = static_cast<size_t>(v.v);
+    const size_t i = static_cast<size_t>(canonical[static_cast<size_t>(v.v)]);
     if (leaf[i]) return leaf[i].get();
     return arena.get() + plan.value_offset[i];
   }
@@ -200,6 +227,7 @@ struct Executor::Impl {
       return run_collective(*opts.communicator, n.kind, std::get<CollectiveAttrs>(n.attrs), g.type(n.inputs.at(0)),
                             ptr(n.inputs.at(0)), g.type(n.outputs.at(0)), ptr(n.outputs.at(0)));
     if (!opts.fast_kernels) return run_reference(n);
+    if (duplicate[static_cast<size_t>(n.id.v)]) return;
     auto in = [&](size_t i) { return exec::ConstView{ptr(n.inputs.at(i)), g.type(n.inputs.at(i))}; };
     auto out = [&](size_t i) { return exec::View{ptr(n.outputs.at(i)), g.type(n.outputs.at(i))}; };
     auto unary = [&](exec::UnaryOp op, const ScaleAttrs& s = {}) { return exec::unary(op, s, in(0), out(0)); };
@@ -257,6 +285,9 @@ struct Executor::Impl {
           done = true;
         }
         break;
+      // Fast: row gather and scatter-add (executor/index_kernels.cpp).
+      case OpKind::embedding: done = exec::embedding(in(0), in(1), out(0)); break;
+      case OpKind::embedding_grad: done = exec::embedding_grad(in(0), in(1), out(0)); break;
       // Fast: oneDNN matmul (executor/einsum.cpp), planned at construction.
       case OpKind::einsum:
         if (sparse && sparse->run(n, [&](ValueId v) { return ptr(v); })) {
@@ -277,8 +308,6 @@ struct Executor::Impl {
       case OpKind::random:
       case OpKind::broadcast:
       case OpKind::logsumexp:
-      case OpKind::embedding:
-      case OpKind::embedding_grad:
       case OpKind::top_k:
       case OpKind::cumsum:
       case OpKind::gather:
@@ -331,7 +360,7 @@ void* Executor::data(ValueId v) {
   const size_t i = static_cast<size_t>(v.v);
   if (val.role != ValueRole::computed) {
     impl_->leaf_set[i] = true;  // the caller writes it
-  } else if (!impl_->plan.kept[i]) {
+  } else if (!impl_->plan.kept[static_cast<size_t>(impl_->canonical[i])]) {
     throw InputError(fmt::format("executor data: value {} (output of {}) is not kept; only leaves and graph outputs have "
                                  "storage that outlives its last use",
                                  v.v, impl_->g.describe(val.producer)));
@@ -365,7 +394,7 @@ Tensor Executor::get(ValueId v) const {
   const Value& val = impl_->value(v, "get");
   const size_t i = static_cast<size_t>(v.v);
   if (val.role == ValueRole::computed) {
-    if (!impl_->plan.kept[i])
+    if (!impl_->plan.kept[static_cast<size_t>(impl_->canonical[i])])
       throw InputError(fmt::format("executor get: value {} (output of {}) is not a graph output; its buffer is reused "
                                    "(add it with Builder::output to read it)",
                                    v.v, impl_->g.describe(val.producer)));

@@ -78,7 +78,8 @@ MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& 
   for (const GraphOutput& o : g.outputs) plan.kept.at(static_cast<size_t>(o.value.v)) = true;
   if (g.loss.valid()) plan.kept.at(static_cast<size_t>(g.loss.v)) = true;
 
-  // Last node reading each value; a value nobody reads dies at its producer.
+  // Last node reading each value; a value nobody reads dies at its producer. A value no node
+  // produces or reads (the output of a node the executor skips as a duplicate) gets no block.
   std::vector<int32_t> last_use(nv, -1);
   for (const Node& n : g.nodes) {
     for (ValueId v : n.inputs) last_use[static_cast<size_t>(v.v)] = n.id.v;
@@ -89,7 +90,8 @@ MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& 
   // Values dying at each node.
   std::vector<std::vector<ValueId>> dies_at(g.nodes.size());
   for (const Value& v : g.values)
-    if (v.role == ValueRole::computed && last_use[static_cast<size_t>(v.id.v)] < end_of_run)
+    if (v.role == ValueRole::computed && last_use[static_cast<size_t>(v.id.v)] >= 0 &&
+        last_use[static_cast<size_t>(v.id.v)] < end_of_run)
       dies_at[static_cast<size_t>(last_use[static_cast<size_t>(v.id.v)])].push_back(v.id);
 
   BestFitArena arena;

@@ -14,8 +14,18 @@
 // expert FFNs at capacity and the elementwise work. Both are reported; "model" is the one to
 // compare with a peak.
 //
-// Output: a human-readable block, then one line `RESULT {json}` for scripts.
+// --profile times every op of the timed steps and prints, per op kind and for the slowest ops, the
+// time against the op's own bound: max(FLOPs / matmul peak at the op's dtype, bytes / stream
+// bandwidth), FLOPs and bytes read + written from OpDef::cost, the peaks measured on this machine
+// at the same thread count first (experiments/bench/machine_limits.hpp). The einsums of the MoE
+// dispatch scopes are listed as their own kind, "einsum (dispatch)", bounded by their bytes alone:
+// their dense FLOPs count one-hot products the executor skips (executor/sparse_einsum.hpp). "of
+// bound" is bound / time: 100% runs at the machine's limit.
+//
+// Output: a human-readable block, then one line `RESULT {json}` for scripts (with --profile, also
+// the per-kind rows).
 #include "executor/train/trainer.hpp"
+#include "experiments/bench/machine_limits.hpp"
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 #include "graph/models/model_config.hpp"
@@ -109,10 +119,38 @@ int run(const Args& a) {
   }
   const double model_flops = graph_flops - dispatch_flops;
 
+  // Per node: the kind it is profiled under, its bytes and its bound (filled with --profile).
+  std::vector<std::string> node_kind(g.nodes.size());
+  std::vector<double> node_bytes(g.nodes.size()), node_bound_us(g.nodes.size());
+  for (const sy::Node& n : g.nodes) {
+    const auto i = static_cast<size_t>(n.id.v);
+    const bool dispatch = n.kind == sy::OpKind::einsum && in_dispatch_scope(n.scope);
+    node_kind[i] = std::string(sy::op_name(n.kind)) + (dispatch ? " (dispatch)" : "");
+    std::vector<sy::TensorType> in, out;
+    for (sy::ValueId v : n.inputs) in.push_back(g.type(v));
+    for (sy::ValueId v : n.outputs) out.push_back(g.type(v));
+    const sy::OpCost c = sy::op_def(n.kind).cost(in, out, n.attrs);
+    node_bytes[i] = c.bytes_read + c.bytes_written;
+  }
+  sy::bench::MachineLimits limits;
+  if (a.profile > 0) {
+    limits = sy::bench::measure_machine_limits(a.threads);
+    fmt::print("machine ({} threads): matmul f32 {:.0f} GFLOP/s, bf16 {:.0f} GFLOP/s; stream bandwidth {:.1f} GB/s\n",
+               a.threads, limits.matmul_f32 * 1e-9, limits.matmul_bf16 * 1e-9, limits.bandwidth * 1e-9);
+    for (const sy::Node& n : g.nodes) {
+      const auto i = static_cast<size_t>(n.id.v);
+      const bool dispatch = n.kind == sy::OpKind::einsum && in_dispatch_scope(n.scope);
+      const sy::DType dt = n.inputs.empty() ? sy::DType::f32 : g.type(n.inputs[0]).dtype;
+      const double flop_us = dispatch ? 0.0 : node_flops[i] / limits.matmul(dt) * 1e6;
+      node_bound_us[i] = std::max(flop_us, node_bytes[i] / limits.bandwidth * 1e6);
+    }
+  }
+
   std::mt19937_64 rng(a.seed);
   const int64_t B = run_config.train.batch, T = trainer.inputs_length();
   std::vector<double> op_us(g.nodes.size(), 0.0);
   double timed = 0, last_loss = 0;
+  nlohmann::json profile_rows = nlohmann::json::array();
   for (int s = 0; s < a.warmup + a.steps; ++s) {
     const sy::data::Batch batch = random_batch(B, T, cfg.vocab, rng);
     const bool measured = s >= a.warmup;
@@ -141,29 +179,53 @@ int run(const Args& a) {
       for (double x : op_us) t += x;
       return t;
     }());
-    std::map<std::string, std::pair<double, int>> by_kind;
+    struct KindRow {
+      double us = 0, bound_us = 0, flops = 0, bytes = 0;
+      int calls = 0;
+    };
+    std::map<std::string, KindRow> by_kind;
     for (const sy::Node& n : g.nodes) {
-      auto& k = by_kind[std::string(sy::op_name(n.kind))];
-      k.first += op_us[static_cast<size_t>(n.id.v)];
-      ++k.second;
+      const auto i = static_cast<size_t>(n.id.v);
+      KindRow& k = by_kind[node_kind[i]];
+      k.us += op_us[i] / a.steps;
+      k.bound_us += node_bound_us[i];
+      k.flops += node_flops[i];
+      k.bytes += node_bytes[i];
+      ++k.calls;
     }
-    std::vector<std::pair<std::string, std::pair<double, int>>> kinds(by_kind.begin(), by_kind.end());
-    std::sort(kinds.begin(), kinds.end(), [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
-    fmt::print("\nop kind            ms/step   share  calls\n");
-    for (const auto& [k, v] : kinds)
-      if (v.first > 0)
-        fmt::print("{:<16} {:>9.1f} {:>6.1f}% {:>6}\n", k, v.first / a.steps * 1e-3, 100 * v.first / total_us, v.second);
+    std::vector<std::pair<std::string, KindRow>> kinds(by_kind.begin(), by_kind.end());
+    std::sort(kinds.begin(), kinds.end(), [](const auto& x, const auto& y) { return x.second.us > y.second.us; });
+    fmt::print("\nop kind              ms/step   share  calls   bound ms  of bound   GFLOP      MB\n");
+    for (const auto& [k, v] : kinds) {
+      if (v.us <= 0) continue;
+      fmt::print("{:<18} {:>9.1f} {:>6.1f}% {:>6} {:>10.2f} {:>8.0f}% {:>7.1f} {:>7.0f}\n", k, v.us * 1e-3,
+                 100 * v.us * a.steps / total_us, v.calls, v.bound_us * 1e-3, 100 * v.bound_us / v.us, v.flops * 1e-9,
+                 v.bytes * 1e-6);
+      nlohmann::json row;
+      row["kind"] = k;
+      row["ms"] = v.us * 1e-3;
+      row["share"] = v.us * a.steps / total_us;
+      row["calls"] = v.calls;
+      row["bound_ms"] = v.bound_us * 1e-3;
+      row["of_bound"] = v.bound_us / v.us;
+      profile_rows.push_back(row);
+    }
+    double bound_total = 0;
+    for (double b : node_bound_us) bound_total += b;
+    fmt::print("{:<18} {:>9.1f} {:>6.1f}% {:>6} {:>10.2f} {:>8.0f}%\n", "all ops", total_us / a.steps * 1e-3, 100.0,
+               g.nodes.size(), bound_total * 1e-3, 100 * bound_total / (total_us / a.steps));
     std::vector<const sy::Node*> order;
     for (const sy::Node& n : g.nodes) order.push_back(&n);
     std::sort(order.begin(), order.end(), [&](const sy::Node* x, const sy::Node* y) {
       return op_us[static_cast<size_t>(x->id.v)] > op_us[static_cast<size_t>(y->id.v)];
     });
-    fmt::print("\nslowest ops (ms/step, GFLOP/s, node, kind, scope, types)\n");
+    fmt::print("\nslowest ops (ms/step, GFLOP/s, of bound, node, kind, scope, types)\n");
     for (int i = 0; i < a.profile && i < static_cast<int>(order.size()); ++i) {
       const sy::Node& n = *order[static_cast<size_t>(i)];
       const double us = op_us[static_cast<size_t>(n.id.v)] / a.steps;
-      fmt::print("{:>9.2f} {:>8.1f}  n{:<5} {:<14} {:<36} {}\n", us * 1e-3,
-                 node_flops[static_cast<size_t>(n.id.v)] / std::max(us, 1e-9) * 1e-3, n.id.v, sy::op_name(n.kind), n.scope,
+      fmt::print("{:>9.2f} {:>8.1f} {:>5.0f}%  n{:<5} {:<14} {:<36} {}\n", us * 1e-3,
+                 node_flops[static_cast<size_t>(n.id.v)] / std::max(us, 1e-9) * 1e-3,
+                 100 * node_bound_us[static_cast<size_t>(n.id.v)] / std::max(us, 1e-9), n.id.v, sy::op_name(n.kind), n.scope,
                  node_signature(g, n));
     }
   }
@@ -181,6 +243,12 @@ int run(const Args& a) {
   r["graph_gflops"] = graph_flops / sec_per_step * 1e-9;
   r["model_gflops"] = model_flops / sec_per_step * 1e-9;
   r["loss"] = last_loss;
+  if (a.profile > 0) {
+    r["matmul_gflops_f32"] = limits.matmul_f32 * 1e-9;
+    r["matmul_gflops_bf16"] = limits.matmul_bf16 * 1e-9;
+    r["bandwidth_gbs"] = limits.bandwidth * 1e-9;
+    r["profile"] = profile_rows;
+  }
   fmt::print("RESULT {}\n", r.dump());
   return 0;
 }

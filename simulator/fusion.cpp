@@ -1,5 +1,6 @@
 #include "simulator/fusion.hpp"
 
+#include "graph/cse.hpp"
 #include "graph/error.hpp"
 
 #include <algorithm>
@@ -29,10 +30,6 @@ Role role_of(OpKind k) {
   return Role::never;
 }
 
-// CSE may merge a node: not collectives (communication is priced per collective on its stream)
-// nor the optimizer's nodes (each updates its own parameter).
-bool mergeable(OpKind k) { return role_of(k) != Role::never || op_def(k).op_class == OpClass::index; }
-
 }  // namespace
 
 size_t Fusion::fused_groups() const {
@@ -47,23 +44,11 @@ Fusion fuse(const Graph& g, const FusionOptions& opts) {
   for (size_t v = 0; v < nv; ++v) f.canonical[v] = static_cast<int32_t>(v);
   auto canon = [&](ValueId v) { return f.canonical[static_cast<size_t>(v.v)]; };
 
-  // ---- CSE: (kind, canonical inputs) -> earlier nodes, compared by attributes.
+  // ---- CSE (graph/cse.hpp): a duplicate's outputs stand for the earlier node's.
   if (opts.cse) {
-    std::map<std::pair<OpKind, std::vector<int32_t>>, std::vector<int32_t>> seen;
-    for (const Node& n : g.nodes) {
-      if (!mergeable(n.kind)) continue;
-      std::vector<int32_t> in;
-      for (ValueId v : n.inputs) in.push_back(canon(v));
-      std::vector<int32_t>& same = seen[{n.kind, std::move(in)}];
-      const auto it = std::find_if(same.begin(), same.end(), [&](int32_t m) { return g.nodes[static_cast<size_t>(m)].attrs == n.attrs; });
-      if (it == same.end()) {
-        same.push_back(n.id.v);
-        continue;
-      }
-      const Node& first = g.nodes[static_cast<size_t>(*it)];
-      f.duplicate_of[static_cast<size_t>(n.id.v)] = first.id.v;
-      for (size_t o = 0; o < n.outputs.size(); ++o) f.canonical[static_cast<size_t>(n.outputs[o].v)] = canon(first.outputs[o]);
-    }
+    Duplicates d = find_duplicates(g);
+    f.duplicate_of = std::move(d.duplicate_of);
+    f.canonical = std::move(d.canonical);
   }
 
   // ---- readers of each canonical value (nodes, deduplicated) and graph outputs

@@ -75,6 +75,22 @@ static RegisterCases reg({
                             b.input("dy", {{"batch", 2}, {"length", 3}, {"d_model", 4}}), Dim{"vocab", 5});
            },
            ints_below(5), OpCost{24, 6 * 4 + 24 * 4, 5 * 4 * 4}},
+    // bf16 table and dy (2 bytes per element): the fast row kernels (executor/index_kernels.cpp)
+    // copy rows and sum each vocab row in double in token order, rounding once on store, as the
+    // reference does: bit for bit, tolerance 0. embedding: read 6*4 + 24*2, written 24*2.
+    OpCase{OpKind::embedding, "embedding table=bf16[vocab=7, d_model=4] ids=[batch=2, length=3]",
+           [](Builder& b) {
+             embedding(b.parameter("table", {{"vocab", 7}, {"d_model", 4}}, DType::bf16),
+                       b.input("ids", {{"batch", 2}, {"length", 3}}, DType::i32));
+           },
+           ints_below(7), OpCost{0, 6 * 4 + 24 * 2, 24 * 2}, 0.0},
+    // 24 adds; read 6*4 + 24*2; written 5*4*2.
+    OpCase{OpKind::embedding_grad, "embedding_grad ids=[batch=2, length=3] dy=bf16[batch=2, length=3, d_model=4] vocab=5",
+           [](Builder& b) {
+             embedding_grad(b.input("ids", {{"batch", 2}, {"length", 3}}, DType::i32),
+                            b.input("dy", {{"batch", 2}, {"length", 3}, {"d_model", 4}}, DType::bf16), Dim{"vocab", 5});
+           },
+           ints_below(5), OpCost{24, 6 * 4 + 24 * 2, 5 * 4 * 2}, 0.0},
     // ids [G=2, S=5] in [0, 5) with 4 experts: id 4 is out of range and gives a zero row.
     // Read 10*4; written [G, S, E=4] 40*4.
     OpCase{OpKind::one_hot, "one_hot ids=[group=2, tokens=5] in [0,5) dim=experts=4",
