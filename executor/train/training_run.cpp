@@ -313,14 +313,16 @@ void TrainingRun::build_trainer() {
 // Saves a checkpoint unless the parameters or optimizer state hold a NaN/Inf (an update can
 // overflow after a finite loss): then the last good checkpoint stays and the run has diverged.
 bool TrainingRun::save() {
-  for (const StateTensor& s : trainer_->state())
+  // On a mesh, state() gathers the split tensors over every rank: called once, on every rank.
+  const std::vector<StateTensor> state = trainer_->state();
+  for (const StateTensor& s : state)
     for (int64_t i = 0; i < num_elements(s.type.shape); ++i)
       if (!std::isfinite(s.data[i])) return false;
   run_state_.step = trainer_->step();
   run_state_.data = train_source_.position();
   run_state_.loss_ema = spikes_.mean;
   run_state_.loss_ema_best = spikes_.best_mean;
-  if (mpi_->writer()) save_checkpoint(checkpoint_file_, trainer_->state(), run_state_);
+  if (mpi_->writer()) save_checkpoint(checkpoint_file_, state, run_state_);
   return true;
 }
 

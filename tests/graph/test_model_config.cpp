@@ -199,7 +199,7 @@ TEST_CASE("model config: errors from --set name the override", "[model_config]")
   CHECK_THAT(load_error(model_path("tiny"), {"model.d_modle=1"}), Catch::Contains("unknown key model.d_modle"));
 }
 
-TEST_CASE("model config: a file without [model] is refused naming the file (empty, comments, only [train])",
+TEST_CASE("model config: a file without a model table is refused naming the file (empty, comments, only a train table)",
           "[model_config]") {
   CHECK_THAT(parse_error(""), Catch::StartsWith("inline.toml: missing table [model]") &&
                                   Catch::Contains("the file holds no key at all"));

@@ -119,6 +119,10 @@ static RegisterCases reg({
     OpCase{OpKind::reshape, "reshape x=[batch=2, length=3, d_model=4] -> [tokens=6, heads=2, d_kv=2]",
            [](Builder& b) { reshape(b.input("x", kX), {{"tokens", 6}, {"heads", 2}, {"d_kv", 2}}); }, nullptr,
            OpCost{0, 96, 96}},
+    // An optimization barrier: x itself (the control input only orders it; no gradient reaches it),
+    // and no work (an alias).
+    OpCase{OpKind::after, "after x=[batch=2, length=3, d_model=4] control=[d_model=4]",
+           [](Builder& b) { after(b.input("x", kX), b.input("c", kRow)); }, nullptr, OpCost{0, 0, 0}},
 });
 
 }  // namespace
