@@ -4,6 +4,7 @@
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 #include "graph/toml_schema.hpp"
+#include "graph/utf8.hpp"
 
 #include <fmt/format.h>
 
@@ -87,6 +88,19 @@ void check_moe(const TomlDocument& doc, const MoeConfig& m, const char* stack, b
 // "a.b.c=value" applied to the document. The value is parsed as TOML; a bare word (not valid
 // TOML) is taken as a string, so --set moe.router=hash works without quotes.
 void apply_override(TomlDocument& doc, const std::string& arg) {
+  // A TOML file is checked for UTF-8 by its parser; an argument taken as a bare string is not, and
+  // the value and the argument go into JSON run records (to_json, checkpoints), which need UTF-8.
+  // The message shows the argument with bytes outside printable ASCII as \xNN (it may be recorded).
+  if (const size_t bad = invalid_utf8(arg); bad != std::string::npos) {
+    std::string shown;
+    for (const char ch : arg) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c >= 0x20 && c < 0x7f) shown += ch;
+      else shown += fmt::format("\\x{:02x}", c);
+    }
+    throw InputError(fmt::format("{} (--set {}): byte {} (0x{:02x}) is not valid UTF-8; allowed: UTF-8 text", doc.file,
+                                 shown, bad + 1, static_cast<unsigned char>(arg[bad])));
+  }
   const size_t eq = arg.find('=');
   if (eq == std::string::npos || eq == 0)
     throw InputError(fmt::format("{} (--set {}): expected section.key=value (e.g. moe.cf_train=2.0)", doc.file, arg));

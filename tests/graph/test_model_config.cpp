@@ -197,6 +197,11 @@ TEST_CASE("model config: errors from --set name the override", "[model_config]")
   CHECK_THAT(load_error(model_path("tiny"), {"dropout=0.1"}), Catch::Contains("must name its section"));
   CHECK_THAT(load_error(model_path("tiny"), {"model.d_model.x=1"}), Catch::Contains("'d_model' is a value"));
   CHECK_THAT(load_error(model_path("tiny"), {"model.d_modle=1"}), Catch::Contains("unknown key model.d_modle"));
+  // Found by tests/fuzz/fuzz_set_override: a bare-word value that is not UTF-8 was accepted as the
+  // model name, and to_json(...).dump() then threw nlohmann's type_error (not an InputError).
+  CHECK_THAT(load_error(model_path("tiny"), {"model.name=_\xcd"}),
+             Catch::Contains("(--set model.name=_\\xcd): byte 13 (0xcd) is not valid UTF-8"));
+  CHECK_NOTHROW(to_json(load_run_config(model_path("tiny"), {"model.name=caf\xc3\xa9"})).dump());
 }
 
 TEST_CASE("model config: a file without a model table is refused naming the file (empty, comments, only a train table)",
