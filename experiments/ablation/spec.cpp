@@ -22,10 +22,11 @@ namespace {
 std::vector<int64_t> read_seeds(TomlSection& t, std::vector<int64_t> fallback) {
   const toml::node* v = t.node("seeds");
   if (!v) return fallback;
-  const char* allowed = "allowed: a count >= 1 or a non-empty list of distinct seeds >= 0";
+  const std::string allowed =
+      fmt::format("allowed: a count 1..{} or a non-empty list of distinct seeds >= 0 (at most {})", kMaxRuns, kMaxRuns);
   std::vector<int64_t> seeds;
   if (const auto n = v->value_exact<int64_t>()) {
-    if (*n < 1) t.fail("seeds", allowed);
+    if (*n < 1 || *n > kMaxRuns) t.fail("seeds", allowed);
     for (int64_t s = 1; s <= *n; ++s) seeds.push_back(s);
     return seeds;
   }
@@ -37,6 +38,7 @@ std::vector<int64_t> read_seeds(TomlSection& t, std::vector<int64_t> fallback) {
     if (std::find(seeds.begin(), seeds.end(), *s) != seeds.end())
       t.fail("seeds", fmt::format("seed {} is listed twice; {}", *s, allowed));
     seeds.push_back(*s);
+    if (static_cast<int64_t>(seeds.size()) > kMaxRuns) t.fail("seeds", allowed);
   }
   return seeds;
 }
@@ -295,6 +297,9 @@ std::vector<Arm> expand_arm(const TomlDocument& doc, const toml::table* table, c
   // The grid's combinations (first key slowest) × the zip's positions.
   std::vector<std::vector<Override>> combos{{}};
   for (const SweepAxis& axis : axes) {
+    if (combos.size() * axis.points.size() > static_cast<size_t>(kMaxRuns))  // both <= kMaxRuns: no overflow
+      doc.fail_at_line(base.line, fmt::format("the arm's grid and zip make more than {} arms; allowed: at most {} runs "
+                                              "in a sweep (arms × seeds)", kMaxRuns, kMaxRuns));
     std::vector<std::vector<Override>> next;
     for (const auto& c : combos)
       for (const auto& p : axis.points) {
@@ -496,8 +501,15 @@ Spec load_spec(const std::string& path, const std::string& scale) {
   }
   if (arm_tables.empty())
     doc.fail_at_line(0, "the spec has no arms; add at least one [[arm]] table, e.g. [[arm]] name = \"baseline\"");
+  int64_t run_count = 0;
   for (const toml::table* t : arm_tables)
-    for (Arm& a : expand_arm(doc, t, s, spec.pretrain)) spec.arms.push_back(std::move(a));
+    for (Arm& a : expand_arm(doc, t, s, spec.pretrain)) {
+      run_count += static_cast<int64_t>(a.seeds.size());  // each <= kMaxRuns: no overflow before the check
+      if (run_count > kMaxRuns)
+        doc.fail_at_line(a.line, fmt::format("arm \"{}\" brings the sweep to more than {} runs (arms × seeds); allowed: "
+                                             "at most {}", a.name, kMaxRuns, kMaxRuns));
+      spec.arms.push_back(std::move(a));
+    }
 
   // Names and directories unique; every arm accepted by the model config.
   std::map<std::string, int64_t> names, slugs;

@@ -65,6 +65,12 @@
 
 namespace sy::ablation {
 
+// At most this many runs (arms × seeds) in one sweep, and so at most this many seeds per arm and
+// arms per grid/zip. Each run is a training process and a directory; the specs in
+// experiments/ablations/ have at most a few dozen. The bound keeps a mistyped count (seeds =
+// 2000000000) or an oversized grid from materialising billions of runs before the spec is refused.
+inline constexpr int64_t kMaxRuns = 10000;
+
 // One "section.key = value" setting.
 struct Override {
   std::string key;    // "moe.cf_train"

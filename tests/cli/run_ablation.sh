@@ -202,6 +202,15 @@ write_spec "$work/bad_steps.toml" -1 "" '[[arm]]' 'name = "a"'
 bad bad_steps "$work/bad_steps.toml:4: sweep.steps = -1: allowed: integers >= 1"
 write_spec "$work/no_name.toml" 5 "" '[[arm]]' 'seeds = 2'
 bad no_name "$work/no_name.toml:10: missing key arm.name (required in [[arm]]"
+# At most kMaxRuns (10000) runs: a huge seed count or grid was materialised before (found by
+# writing tests/fuzz/fuzz_ablation_spec: seeds = 2000000000 hung building two billion runs).
+write_spec "$work/many_seeds.toml" 5 "" '[[arm]]' 'name = "a"' 'seeds = 2000000000'
+bad many_seeds "$work/many_seeds.toml:12: arm.seeds = 2000000000: allowed: a count 1..10000"
+values=$(seq -s, 1 101)
+write_spec "$work/big_grid.toml" 5 "" '[[arm]]' "grid = { \"train.eval_batches\" = [$values], \"moe.group_size\" = [$values] }"
+bad big_grid "$work/big_grid.toml:10: the arm's grid and zip make more than 10000 arms"
+write_spec "$work/many_runs.toml" 5 "" '[[arm]]' 'name = "a"' 'seeds = 10000' '[[arm]]' 'name = "b"'
+bad many_runs "$work/many_runs.toml:13: arm \"b\" brings the sweep to more than 10000 runs"
 expect_exit 2 "$work/sweep.toml" --scale huge --dry-run
 expect_in "$work/err.txt" "--scale huge: no [scale.huge] in this spec; allowed: none"
 expect_exit 2 "$work/sweep.toml" --data "$work/nowhere" --out "$work/bad_out"
