@@ -48,6 +48,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <iostream>
 #include <random>
 
@@ -262,6 +263,9 @@ int run(int argc, char** argv) {
     throw sy::InputError(fmt::format("calibrate: started on {} MPI ranks; allowed: 1 (this process) or 2 (mpiexec -n 2: "
                                      "the network between two ranks is measured too)",
                                      ranks));
+  // --model is read before anything is measured: a bad config is refused at once, not after minutes.
+  std::optional<sy::RunConfig> run_config;
+  if (!model_path.empty()) run_config = sy::load_run_config(model_path, overrides);
   std::unique_ptr<sy::MpiRun> mpi;
   if (ranks == 2) mpi = std::make_unique<sy::MpiRun>(sy::parse_mesh("data:2"), sy::Layout{});
 
@@ -349,10 +353,9 @@ int run(int argc, char** argv) {
 
   // The model's own ops: every distinct node of its training step, timed alone; its kinds'
   // curves are then made of these points only (the shapes the simulator will price).
-  if (!model_path.empty()) {
-    const sy::RunConfig run_config = sy::load_run_config(model_path, overrides);
-    const sy::ModelConfig& config = run_config.model;
-    const sy::TrainingStep step = sy::build_training_step(config, run_config.train, {});
+  if (run_config) {
+    const sy::ModelConfig& config = run_config->model;
+    const sy::TrainingStep step = sy::build_training_step(config, run_config->train, {});
     std::map<std::string, bool> seen;
     std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
     int timed = 0;
