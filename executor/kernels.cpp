@@ -45,7 +45,7 @@ float gelu_grad_f(float x) {
 // range), +inf above 88.7, NaN stays NaN.
 inline float exp_poly(float x) {
   const float lo = -87.33654f, hi = 88.72283f;
-  const float xc = x < lo ? lo : (x > hi ? hi : x);
+  const float xc = x < lo ? lo : (x > hi ? hi : (x != x ? 0.0f : x));  // NaN: any finite r (converting NaN to int is UB)
   const float t = xc * 1.44269504088896341f;
   const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
   const float f = (xc - r * 0.693359375f) + r * 2.12194440e-4f;
