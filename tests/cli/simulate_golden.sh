@@ -7,6 +7,15 @@
 set -euo pipefail
 bin=$1
 print=${2:-}
+# The sums are GCC's. The model builders create nodes inside function arguments and operands
+# (e.g. where(future, fill(...), fill(...))), whose evaluation order C++ leaves unspecified: GCC
+# evaluates them right to left, clang left to right, so a clang build (the asan preset) builds the
+# same graphs in another topological order and its reports list and schedule ops differently.
+compiler=$(sed -n 's/^set(CMAKE_CXX_COMPILER_ID "\(.*\)")$/\1/p' "$bin"/../CMakeFiles/*/CMakeCXXCompiler.cmake 2>/dev/null | head -1)
+if [ -n "$compiler" ] && [ "$compiler" != "GNU" ] && [ "$print" != "--print" ]; then
+  echo "SKIP: the golden sums are for GCC builds; $bin was built with $compiler (another node order)"
+  exit 77
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
