@@ -11,6 +11,7 @@ packages=(
   python3-numpy python3-torch libopenblas0-openmp
   python3-nbconvert python3-ipykernel python3-matplotlib python3-pandas
   libsentencepiece-dev
+  clang-14 libclang-rt-14-dev  # the asan and fuzz presets (libFuzzer, sanitizer runtimes)
 )
 
 missing=()
