@@ -450,7 +450,7 @@ Graph graph_from_text(std::string_view text, std::string_view source_name) {
   Json j;
   try {
     j = Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, and out_of_range for a number beyond double (1e999)
     // Drop nlohmann's "[json.exception.parse_error.101] " prefix; keep "parse error at line L, column C: ...".
     std::string_view msg = e.what();
     if (auto p = msg.find("] "); msg.starts_with("[json.exception") && p != std::string_view::npos) msg.remove_prefix(p + 2);
