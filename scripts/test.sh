@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, configure, build, run every test; then (without
 # arguments) the parsers' fuzz targets (tests/fuzz, the fuzz preset: clang-14, build-fuzz/), each
-# over its corpus and 5 s more (MEASURED; skipped when clang-14 is missing).
+# over its corpus and 5 s more (54 s for the nine on two busy cores, plus the build: 2.5 min cold; skipped when clang-14 is missing).
 #   scripts/test.sh [CTEST ARGS...]   e.g. -R cli.simulate (then no fuzz targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
