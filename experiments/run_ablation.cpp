@@ -32,10 +32,14 @@
 #include "experiments/ablation/runner.hpp"
 #include "experiments/ablation/spec.hpp"
 #include "executor/data/cache.hpp"
+#include "executor/train/trainer.hpp"
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
 #include "graph/json.hpp"
+#include "graph/models/model_config.hpp"
 #include "graph/output_dir.hpp"
+#include "graph/parallel/layout.hpp"
+#include "graph/parallel/mesh.hpp"
 
 #include "experiments/tool/tool_main.hpp"
 
@@ -213,6 +217,19 @@ int run(const Args& a) {
     if (::access(simulate.c_str(), X_OK) != 0)
       throw sy::InputError(fmt::format("--simulate: the simulate tool is not at {} (build it: cmake --build --preset release)",
                                        simulate.string()));
+    // The mesh and layout (each of their entries) for every arm's model, before DIR is created:
+    // a bad one would otherwise surface only from the first priced arm, with DIR written.
+    const sy::Mesh mesh = sy::parse_mesh(sim_target->mesh);
+    const sy::Layout layout = sy::parse_layout(sim_target->layout, mesh);
+    const std::string model_text = sy::read_file(s.simulate_model);
+    for (const Arm& arm : spec.arms) {
+      const sy::RunConfig c = sy::parse_run_config(model_text, s.simulate_model, simulate_sets(arm));
+      try {
+        sy::check_training_layout(c.model, c.train, mesh, layout);
+      } catch (const sy::InputError& e) {
+        throw sy::InputError(fmt::format("--simulate {}: arm \"{}\" of {}: {}", a.simulate, arm.name, s.simulate_model, e.what()));
+      }
+    }
   }
   if (a.resume && !fs::exists(out / "sweep.json"))
     throw sy::InputError(fmt::format("--resume: {} holds no sweep to continue (no sweep.json)", out.string()));
