@@ -106,8 +106,9 @@ EOF
 expect_exit 2 "$work/sim.toml" "${data[@]}" --out "$work/s2" --simulate tpu_v4
 expect_in "$work/err.txt" "--simulate tpu_v4: expected HARDWARE:MESH:LAYOUT"
 expect_exit 2 "$work/sim.toml" "${data[@]}" --out "$work/s2" --simulate tpu_v4:data:3:experts:data
-expect_in "$work/err.txt" "--simulate: pricing arm \"baseline\""
-[ ! -d "$work/s2/runs" ] || fail "a failed --simulate trained runs"
+expect_in "$work/err.txt" "arm \"baseline\""
+expect_in "$work/err.txt" "does not divide"
+[ ! -d "$work/s2" ] || fail "a --simulate refused before the sweep created its directory"
 expect_exit 2 "$work/sweep.toml" "${data[@]}" --out "$work/s2" --simulate tpu_v4:data:2:experts:data
 expect_in "$work/err.txt" "names no simulate_model"
 
