@@ -56,6 +56,13 @@ bool apply_optimizer(const std::string& name, sy::TrainConfig& train) {
 }
 
 // "a,b" -> {a, b}; empty entries are kept ("a,,b", "") so that check_sweep_dims refuses them.
+// "f32", "bf16" (selective precision) or "bf16, bf16 activations" (train.activation_dtype).
+std::string precision_description(const sy::TrainConfig& t) {
+  std::string s(sy::dtype_name(t.precision));
+  if (t.activation_dtype == sy::DType::bf16) s += ", bf16 activations";
+  return s;
+}
+
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -152,7 +159,7 @@ int run(int argc, char** argv) {
     info.model = config.name;
     info.facts = {{"model config", model_path},
                   {"batch", fmt::format("{} sequences, {} tokens", step.training.model.batch, step.tokens)},
-                  {"precision", std::string(sy::dtype_name(run_config.train.precision))},
+                  {"precision", precision_description(run_config.train)},
                   {"ops per device", fmt::format("{} ({} collectives)", r.ops.size(), lowered.collectives.size())}};
     if (!no_fusion) {  // what fusion saves: the same program priced op by op
       sy::SimOptions unfused = opts;

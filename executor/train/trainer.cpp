@@ -154,6 +154,7 @@ struct Trainer::Impl {
     } else {
       TrainConfig f32 = config.train;
       f32.precision = DType::f32;
+      f32.activation_dtype = DType::f32;
       const ModelGraph m =
           build_training_graph(config.model, f32, graph_options(Mode::train, exec, layout, routing_mesh)).model;
       for (const ParamInit& p : m.init) init[m.graph.value(p.param).name] = p;

@@ -316,6 +316,10 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
     t.target_length = train.integer("length", 256, 1, kMaxLength);
   }
   read_fields(train, t);
+  if (t.activation_dtype == DType::bf16 && t.precision != DType::bf16)
+    train.fail("activation_dtype", fmt::format("activation_dtype = \"bf16\" needs precision = \"bf16\" (precision is "
+                                               "\"{}\"); allowed: \"f32\", or \"bf16\" with precision = \"bf16\"",
+                                               dtype_name(t.precision)));
   if (t.optimizer.schedule != LrSchedule::cosine && train.has("decay_steps"))
     train.fail("decay_steps",
                fmt::format("applies to schedule \"cosine\" only (schedule is \"{}\")", schedule_name(t.optimizer.schedule)));

@@ -14,6 +14,10 @@
 //   precision = "f32"                   f32 | bf16: ST-MoE selective precision (every einsum but
 //                                       the router's in bf16; router, softmax, losses and master
 //                                       weights f32; see graph/models/transformer.hpp)
+//   activation_dtype = "f32"            f32 | bf16 (needs precision = "bf16"): bf16 also keeps every
+//                                       activation outside the router and the loss in bf16, as
+//                                       Mesh-TF's activation_dtype = bfloat16 did for ST-MoE (the
+//                                       router upcasts its input; parameters stay f32)
 //   optimizer = "adafactor"             adafactor | adamw (ops/optimizer.cpp)
 //   schedule = "inverse_sqrt"           inverse_sqrt: lr = learning_rate · sqrt(warmup_steps /
 //                                       max(t, warmup_steps)), with the defaults the paper's
@@ -153,6 +157,7 @@ struct TrainConfig {
 
   uint64_t seed = 0;
   DType precision = DType::f32;
+  DType activation_dtype = DType::f32;  // bf16 needs precision bf16 (checked by the config reader)
   OptimizerConfig optimizer;
   double divergence_factor = 4.0;
   int64_t eval_batches = 0;
@@ -167,6 +172,7 @@ struct TrainConfig {
   static void fields(auto& s, auto&& v) {
     v("seed", s.seed, at_least(0));
     v("precision", s.precision, kFloatDTypes);
+    v("activation_dtype", s.activation_dtype, kFloatDTypes, s.activation_dtype != DType::f32);
     OptimizerConfig::fields(s.optimizer, v);
     v("divergence_factor", s.divergence_factor,
       Predicate{[](double x) { return x == 0 || x > 1; }, "0 (off) or > 1"});

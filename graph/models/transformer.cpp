@@ -359,11 +359,48 @@ bool in_router_scope(const std::string& scope) {
          scope.find("/router/") != std::string::npos;
 }
 
-// The graph of `m` with every f32 einsum outside a router scope computed in bf16 (see
-// build_model in the header). Replays the values in id order through a Builder: a leaf is
-// recreated, the first output of a node re-emits the node (an einsum between casts); every id in
-// the ModelGraph is mapped to its new value.
-ModelGraph with_selective_precision(const ModelGraph& m) {
+// The loss, and the metrics and predictions read from the logits, stay f32 under every
+// precision: scopes "loss", "metrics", "predictions" (T5X casts the logits to f32 before the
+// cross-entropy; Mesh-TF's softmax_cross_entropy_with_logits upcasts them the same way).
+bool in_loss_scope(const std::string& scope) {
+  for (std::string_view s : {"loss", "metrics", "predictions"})
+    if (scope == s || scope.starts_with(std::string(s) + "/")) return true;
+  return false;
+}
+
+// Which nodes of the f32 graph a precision computes in bf16, and whether their results return to
+// f32 at once (see build_model in the header).
+struct PrecisionPolicy {
+  bool (*demoted)(const Node& n);
+  bool restore_f32;  // true: each demoted node's float outputs are cast back to f32 right after it
+};
+
+// Selective precision: einsums outside a router, results back in f32.
+bool demote_einsum(const Node& n) { return n.kind == OpKind::einsum && !in_router_scope(n.scope); }
+// bf16 activations: every node outside a router and the loss; results stay bf16.
+bool demote_activation(const Node& n) { return !in_router_scope(n.scope) && !in_loss_scope(n.scope); }
+
+// The dtype a demoted node uses where the f32 graph has `t`: bf16 for f32, else `t`.
+DType demoted_dtype(DType t) { return t == DType::f32 ? DType::bf16 : t; }
+
+// The attributes of a demoted node: an f32 it creates (fill, random, one_hot) is made in bf16.
+Attrs demoted_attrs(const Attrs& a) {
+  Attrs r = a;
+  if (auto* f = std::get_if<FillAttrs>(&r)) f->dtype = demoted_dtype(f->dtype);
+  if (auto* x = std::get_if<RandomAttrs>(&r)) x->dtype = demoted_dtype(x->dtype);
+  if (auto* o = std::get_if<OneHotAttrs>(&r)) o->dtype = demoted_dtype(o->dtype);
+  if (auto* c = std::get_if<CastAttrs>(&r)) c->to = demoted_dtype(c->to);
+  return r;
+}
+
+// The graph of `m` with the nodes `policy` demotes computed in bf16. Replays the values in id
+// order through a Builder: a leaf is recreated as it was (parameters stay f32: the master
+// weights), the first output of a node re-emits the node, and every id in the ModelGraph is mapped
+// to its new value. Each float input is cast to the dtype the node computes in, the f32 graph's
+// dtype for a node kept as it is (a router's explicit bf16 stays bf16; its f32 input from a bf16
+// stream is upcast there), bf16 for a demoted one. A demoted cast to the dtype its input already
+// has is dropped.
+ModelGraph with_precision(const ModelGraph& m, const PrecisionPolicy& policy) {
   const Graph& g = m.graph;
   ModelGraph r;
   r.mode = m.mode;
@@ -383,21 +420,34 @@ ModelGraph with_selective_precision(const ModelGraph& m) {
     }
     if (v.output_index != 0) continue;  // mapped with the node's first output
     const Node& n = g.node(v.producer);
+    const bool demoted = policy.demoted(n);
     if (!n.scope.empty()) b.push_scope(n.scope);
     std::vector<ValueId> in;
-    for (ValueId x : n.inputs) in.push_back(map[static_cast<size_t>(x.v)]);
-    if (n.kind == OpKind::einsum && r.graph.type(in[0]).dtype == DType::f32 && !in_router_scope(n.scope)) {
-      Expr x = cast(b.wrap(in[0]), DType::bf16);
-      Expr y = cast(b.wrap(in[1]), DType::bf16);
-      map[static_cast<size_t>(n.outputs[0].v)] = cast(b.op1(OpKind::einsum, n.attrs, {x.id, y.id}), DType::f32).id;
+    for (ValueId x : n.inputs) {
+      Expr e = b.wrap(map[static_cast<size_t>(x.v)]);
+      const DType want = demoted ? demoted_dtype(g.type(x).dtype) : g.type(x).dtype;
+      in.push_back(is_float(e.dtype()) && e.dtype() != want ? cast(e, want).id : e.id);
+    }
+    const Attrs attrs = demoted ? demoted_attrs(n.attrs) : n.attrs;
+    if (n.kind == OpKind::cast && r.graph.type(in[0]).dtype == std::get<CastAttrs>(attrs).to) {
+      map[static_cast<size_t>(n.outputs[0].v)] = in[0];
     } else {
-      const auto outs = b.op(n.kind, n.attrs, in);
-      for (size_t i = 0; i < outs.size(); ++i) map[static_cast<size_t>(n.outputs[i].v)] = outs[i].id;
+      const auto outs = b.op(n.kind, attrs, in);
+      for (size_t i = 0; i < outs.size(); ++i) {
+        const DType was = g.type(n.outputs[i]).dtype;
+        const bool back = demoted && policy.restore_f32 && outs[i].dtype() != was;
+        map[static_cast<size_t>(n.outputs[i].v)] = back ? cast(outs[i], was).id : outs[i].id;
+      }
     }
     if (!n.scope.empty()) b.pop_scope();
   }
   auto mapped = [&](ValueId id) { return id.valid() ? map[static_cast<size_t>(id.v)] : id; };
-  for (const GraphOutput& o : g.outputs) b.output(o.name, b.wrap(mapped(o.value)));
+  for (const GraphOutput& o : g.outputs) {
+    // An output keeps the f32 graph's dtype (a metric computed in a demoted scope is read as f32).
+    Expr e = b.wrap(mapped(o.value));
+    const DType was = g.type(o.value).dtype;
+    b.output(o.name, e.dtype() == was ? e : cast(e, was));
+  }
   if (g.loss.valid()) b.set_loss(b.wrap(mapped(g.loss)));
   r.step = mapped(m.step);
   r.encoder_input_tokens = mapped(m.encoder_input_tokens);
@@ -435,7 +485,9 @@ int64_t relative_position_bucket(int64_t i, int64_t j, bool bidirectional, int64
 ModelGraph build_model(const ModelConfig& c, const TrainConfig& train, const BuildOptions& opts) {
   ModelGraph m;
   TransformerBuilder(c, train, opts, m).build();
-  if (train.precision == DType::bf16) return with_selective_precision(m);
+  if (train.precision != DType::bf16) return m;
+  if (train.activation_dtype == DType::bf16) return with_precision(m, {demote_activation, false});
+  return with_precision(m, {demote_einsum, true});
   return m;
 }
 

@@ -340,6 +340,58 @@ TEST_CASE("transformer: tiny runs forward in the reference interpreter with a lo
     }
 }
 
+TEST_CASE("transformer: bf16 activations keep every value bf16 but the router's, the loss's and the weights",
+          "[transformer][precision]") {
+  const RunConfig f = model("tiny");
+  const RunConfig c = model("tiny", {"train.precision=\"bf16\"", "train.activation_dtype=\"bf16\""});
+  const ModelGraph m32 = build(f), m = build(c);
+  const Graph& g = m.graph;
+  auto starts = [](const std::string& s, const std::string& p) { return s == p || s.starts_with(p + "/"); };
+  int bf16_values = 0, router_einsums = 0, upcasts_into_router = 0;
+  for (const Node& n : g.nodes) {
+    const bool router = n.scope.find("router") != std::string::npos;
+    const bool loss = starts(n.scope, "loss") || starts(n.scope, "metrics") || starts(n.scope, "predictions");
+    INFO(op_name(n.kind) << " @ " << n.scope);
+    if (n.scope.empty()) continue;  // the casts of graph outputs back to f32
+    if (router) {
+      if (n.kind == OpKind::einsum) {
+        ++router_einsums;
+        CHECK(g.type(n.inputs[0]).dtype == DType::f32);  // ST-MoE: the router computes in f32
+        CHECK(g.type(n.inputs[1]).dtype == DType::f32);
+      }
+      upcasts_into_router += n.kind == OpKind::cast && g.type(n.inputs[0]).dtype == DType::bf16 &&
+                             g.type(n.outputs[0]).dtype == DType::f32;
+      continue;
+    }
+    if (loss) {  // upcast before the loss
+      if (n.kind != OpKind::cast)
+        for (ValueId x : n.inputs) CHECK(g.type(x).dtype != DType::bf16);
+      continue;
+    }
+    for (ValueId y : n.outputs)
+      if (is_float(g.type(y).dtype)) {
+        CHECK(g.type(y).dtype == DType::bf16);
+        ++bf16_values;
+      }
+  }
+  CHECK(router_einsums >= 2);       // tiny: one MoE layer in each stack; logits, then slot masks
+  CHECK(upcasts_into_router >= 2);  // each router's input x arrives in bf16
+  CHECK(bf16_values > 100);
+  for (ValueId p : g.parameters()) CHECK(g.type(p).dtype == DType::f32);  // f32 master weights
+  for (const GraphOutput& o : g.outputs)
+    if (is_float(g.type(o.value).dtype)) CHECK(g.type(o.value).dtype == DType::f32);
+
+  // The same weights (by name) give the f32 graph's loss to bf16 round-off: 8 mantissa bits, a
+  // relative step of 2^-8 = 0.4 % per rounding, mostly averaging out over the tokens' mean.
+  const auto leaves32 = leaves_for(m32, c.model.vocab, 3);
+  std::map<ValueId, Tensor> leaves;
+  for (const auto& [id, t] : leaves32) leaves[g.find_leaf(m32.graph.value(id).name).value()] = t;
+  const double ce32 = interpret(m32.graph, leaves32)[static_cast<size_t>(m32.cross_entropy.v)].data.at(0);
+  const double ce16 = interpret(g, leaves)[static_cast<size_t>(m.cross_entropy.v)].data.at(0);
+  CHECK(ce16 == Approx(ce32).epsilon(0.01));
+  CHECK(ce16 != ce32);  // it does compute in bf16
+}
+
 TEST_CASE("transformer: gradients of the tiny models reach every parameter", "[transformer]") {
   // Expert weights of an expert that no token reached would get a zero gradient; with 4 experts,
   // top-2 and 12+ tokens per group every expert is used at this seed.
