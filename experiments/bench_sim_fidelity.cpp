@@ -12,7 +12,7 @@
 // 70 % of the roofline at 128 experts and 48 % at 2048, the drop from the all-to-all, whose cost
 // grows as O(√D) on the 2D torus while the per-core compute stays fixed.
 //
-// ST-MoE-32B (Zoph et al. 2022) on 1,024 v3 cores as the paper trained it: step, MFU and memory by
+// ST-MoE-32B (Zoph et al. 2022) on 1,024 v3 cores as the paper trained it (bf16 activations, per-layer remat): step, MFU and memory by
 // category beside the published fact that it fit in 16 GiB per core.
 //
 // Scaling book (jax-ml.github.io/scaling-book, "Sharded matrices" worked problems; REFERENCE.md):
@@ -85,8 +85,8 @@ int run(int argc, char** argv) {
                sy::format_seconds(1 / 0.72), 100 * (step_2048 * 0.72 - 1));
   fmt::print("\n");
 
-  // ST-MoE-32B as the paper trained it: 1,024 TPU v3 cores (16 GiB of HBM each), bf16 selective
-  // precision, Adafactor, its config's remat policy; Mesh-TF's default layout rules.
+  // ST-MoE-32B as the paper trained it: 1,024 TPU v3 cores (16 GiB of HBM each), bf16 activations
+  // with an f32 router (its config), Adafactor, its config's remat policy; Mesh-TF's default layout rules.
   {
     const sy::RunConfig rc = sy::load_run_config(dir + "st_moe_32b.toml");
     const sy::Mesh mesh = sy::parse_mesh("data:64,model:16");

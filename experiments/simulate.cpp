@@ -63,6 +63,18 @@ std::string precision_description(const sy::TrainConfig& t) {
   return s;
 }
 
+// train.remat as report.md explains it (graph/autodiff.hpp).
+std::string remat_description(sy::Remat r) {
+  switch (r) {
+    case sy::Remat::none: return "none: every forward value the backward pass reads is kept";
+    case sy::Remat::layer:
+      return "layer: each layer keeps its input, the rest is recomputed before its backward pass (Mesh-TF recompute_grad)";
+    case sy::Remat::dots:
+      return "dots: each layer keeps its input and its einsum outputs without batch dims, the rest is recomputed";
+  }
+  return "?";
+}
+
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -160,6 +172,7 @@ int run(int argc, char** argv) {
     info.facts = {{"model config", model_path},
                   {"batch", fmt::format("{} sequences, {} tokens", step.training.model.batch, step.tokens)},
                   {"precision", precision_description(run_config.train)},
+                  {"rematerialisation", remat_description(run_config.train.remat)},
                   {"ops per device", fmt::format("{} ({} collectives)", r.ops.size(), lowered.collectives.size())}};
     if (!no_fusion) {  // what fusion saves: the same program priced op by op
       sy::SimOptions unfused = opts;

@@ -100,13 +100,13 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
-7c7178939d4d5fe380e5d4ffa13476b784364af0bcf4ba5bd6efcd87db3bad8b  moe/report.md
+a9eb8e2b4a36d630ac31c31901eb342572dcc1e7da0549a40ed507fd47b12f67  moe/report.md
 037446212779489e6f5bdbfd2c833c2ff8690baeaba47863cf55de72237395a3  moe/ops.csv
-913a498b9afef728dd94aaa6ab9cde30f70ef0a1c6f032cf44c42cecde07bdff  moe/summary.json
+4233052d0a8f710a840fee863898fd0450235a48e3032739bed957597a108602  moe/summary.json
 3716a6fb368166f3f99c69ca7e224a2d005dd95d2fefa7df7c3847686b84f01c  moe/trace.json
-5bf0df9f0ad8306fc035787af7c953b14e04fdf24293afddd92b4494f8bd6f1d  dense/report.md
+223738335a253693aff9d1baf9f56f23c94fe0d0da6f92aa71b38a4e235ab89d  dense/report.md
 30ce82905de73082a52495975a8922f03059eb95ccd6907c54124a362c420a79  dense/ops.csv
-65489cc237793acf45f3d3c938c43ab5842b9336f0654f3a0c9b8cd09d8be38e  dense/summary.json
+c4bed1c8c2be36d3b75f7bbb0cb6d067164edf20bd60490222db110fd1ae8eba  dense/summary.json
 63ff85a5fe4d4f22d3dedd895405af0d79dd40e446a2fa4db02494b0195e6b31  dense/trace.json
 d2cc3d92191eb65b3ac2b8583a653edea8abf9872e45b135cfbefff556efcb89  sweep/sweep.csv
 SUMS
