@@ -128,21 +128,43 @@ SY_VECTOR_CLONES void vec_rms_scale(const float* x, float inv, const float* g, f
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv * g[i];
 }
 
+// bf16 <-> f32 over arrays (the conversions of float_storage.hpp, vectorised).
+SY_VECTOR_CLONES void vec_bf16_to_f32(const uint16_t* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(x[i]);
+}
+SY_VECTOR_CLONES void vec_f32_to_bf16(const float* __restrict x, uint16_t* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i]);
+}
+// y = a (op) b over f32 arrays; a and y may be the same array.
+SY_VECTOR_CLONES void vec_add(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+SY_VECTOR_CLONES void vec_sub(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] - b[i];
+}
+SY_VECTOR_CLONES void vec_mul(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+SY_VECTOR_CLONES void vec_div(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] / b[i];
+}
+SY_VECTOR_CLONES void vec_copy(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
+
 // Loads n elements of x from i0 as f32: a pointer into x itself for f32 storage, else converted
 // into `buf` (n <= kBlock).
 constexpr int64_t kBlock = 1024;
 inline const float* as_f32(const float* x, int64_t i0, int64_t, float*) { return x + i0; }
 inline const float* as_f32(const uint16_t* x, int64_t i0, int64_t n, float* buf) {
-  for (int64_t i = 0; i < n; ++i) buf[i] = bf16_to_f32(x[i0 + i]);
+  vec_bf16_to_f32(x + i0, buf, n);
   return buf;
 }
 // Where to write n f32 results for y from i0, and the store after writing them there.
 inline float* out_f32(float* y, int64_t i0, float*) { return y + i0; }
 inline float* out_f32(uint16_t*, int64_t, float* buf) { return buf; }
 inline void flush_f32(float*, int64_t, int64_t, const float*) {}
-inline void flush_f32(uint16_t* y, int64_t i0, int64_t n, const float* buf) {
-  for (int64_t i = 0; i < n; ++i) y[i0 + i] = f32_to_bf16(buf[i]);
-}
+inline void flush_f32(uint16_t* y, int64_t i0, int64_t n, const float* buf) { vec_f32_to_bf16(buf, y + i0, n); }
 
 // A row of n elements of x from i0 as f32 (buf holds n floats for bf16 storage).
 inline const float* as_f32_row(const float* x, int64_t i0, int64_t, float*) { return x + i0; }
@@ -170,6 +192,22 @@ void map2_blocks(const A* a, const B* b, Y* y, int64_t n, F f) {
       const int64_t i0 = k * kBlock, len = std::min(kBlock, n - i0);
       float* yo = out_f32(y, i0, by);
       f(as_f32(a, i0, len, ba), as_f32(b, i0, len, bb), yo, len);
+      flush_f32(y, i0, len, yo);
+    }
+  });
+}
+
+// y[i] = f(a[i], b[i % nb]) by blocks of f32, nb dividing n: a task takes blocks of one
+// repetition of b, so b's block is contiguous too.
+template <typename A, typename B, typename Y, typename F>
+void map2_repeat_blocks(const A* a, const B* b, Y* y, int64_t n, int64_t nb, F f) {
+  const int64_t per = (nb + kBlock - 1) / kBlock;  // blocks per repetition of b
+  tbb::parallel_for(Range(0, (n / nb) * per, std::max<int64_t>(1, kGrain / kBlock)), [&](const Range& r) {
+    float ba[kBlock], bb[kBlock], by[kBlock];
+    for (int64_t k = r.begin(); k < r.end(); ++k) {
+      const int64_t j0 = (k % per) * kBlock, i0 = (k / per) * nb + j0, len = std::min(kBlock, nb - j0);
+      float* yo = out_f32(y, i0, by);
+      f(as_f32(a, i0, len, ba), as_f32(b, j0, len, bb), yo, len);
       flush_f32(y, i0, len, yo);
     }
   });
@@ -264,7 +302,7 @@ bool unary(UnaryOp op, const ScaleAttrs& s, ConstView x, View y) {
           return;
         case UnaryOp::log: map1(xp, yp, n, [](float v) { return std::log(v); }); return;
         case UnaryOp::rsqrt: map1(xp, yp, n, [](float v) { return 1.0f / std::sqrt(v); }); return;
-        case UnaryOp::cast: map1(xp, yp, n, [](float v) { return v; }); return;
+        case UnaryOp::cast: map1_blocks(xp, yp, n, vec_copy); return;
       }
     });
   });
@@ -296,6 +334,13 @@ bool binary(BinaryOp op, ConstView a, ConstView b, View y) {
         const auto* bp = static_cast<const Storage<decltype(bt)>*>(b.data);
         auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
         if (op == BinaryOp::gelu_grad && nb == n) return map2_blocks(ap, bp, yp, n, vec_gelu_grad);
+        // add, sub, mul, div with b the same shape as a, or a suffix of it of at least a block
+        // (a bias repeated over the leading dims): vectorised blocks.
+        if (suffix && nb > 0 && (nb == n || nb >= kBlock) &&
+            (op == BinaryOp::add || op == BinaryOp::sub || op == BinaryOp::mul || op == BinaryOp::div)) {
+          const auto f = op == BinaryOp::add ? vec_add : op == BinaryOp::sub ? vec_sub : op == BinaryOp::mul ? vec_mul : vec_div;
+          return map2_repeat_blocks(ap, bp, yp, n, nb, f);
+        }
         auto run = [&](auto f) {
           if (suffix) map2(ap, bp, yp, n, nb, f);
           else map2_strided(ap, bp, yp, as, bstride, f);

@@ -232,3 +232,47 @@ TEST_CASE("executor options: negative thread count is refused", "[executor]") {
 
 }  // namespace
 }  // namespace sy
+
+namespace sy {
+namespace {
+
+// graph/cse.hpp in the executor: a node identical to an earlier one (same kind, inputs and
+// attributes, possibly through earlier duplicates) does not run and gets no buffer; its readers
+// and the graph outputs read the earlier node's value.
+TEST_CASE("executor CSE: identical nodes run once, their readers read the first", "[executor][cse]") {
+  Graph g;
+  Builder b(g);
+  Expr x = b.input("x", {{"r", 64}, {"c", 48}});
+  Expr step = b.input("step", {}, DType::i32);
+  Expr c1 = cast(x, DType::bf16), c2 = cast(x, DType::bf16);                    // duplicates
+  Expr e1 = exp(cast(c1, DType::f32)), e2 = exp(cast(c2, DType::f32));          // duplicates through c2
+  Expr n1 = random_uniform(step, x.shape(), 0.0, 1.0, 5), n2 = random_uniform(step, x.shape(), 0.0, 1.0, 5);
+  Expr other = random_uniform(step, x.shape(), 0.0, 1.0, 6);                     // another seed: not a duplicate
+  b.output("e2", e2);
+  b.output("sum", e1 + e2 + n1 * n2 + other);
+  b.output("c2 (a duplicate as a graph output)", c2);
+  verify(g);
+  std::map<ValueId, Tensor> leaves = test::random_leaves(g, 3);
+  leaves[step.id] = Tensor(g.type(step.id), 4.0);
+  const auto ref = interpret(g, leaves);
+  Executor ex(g);
+  for (const auto& [id, t] : leaves) ex.set(id, t);
+  ex.run();
+  for (const GraphOutput& o : g.outputs) {
+    INFO(o.name);
+    // The fast exp is a polynomial within a few ulp of std::exp (f32 ulp 6e-8): 1e-6 relative.
+    CHECK(test::max_rel_err(ex.get(o.value), ref[static_cast<size_t>(o.value.v)]) < 1e-6);
+  }
+  CHECK(test::max_rel_err(ex.get(c2.id), ref[static_cast<size_t>(c2.id.v)]) == 0.0);  // a cast is exact
+  // 13 nodes: casts c1 c2, their casts back, two exps, three randoms, then mul and three adds;
+  // the duplicates (c2, its cast back, e2, n2) place no buffer.
+  REQUIRE(g.nodes.size() == 13);
+  CHECK(ex.memory().buffers == 13 - 4);
+  ExecutorOptions ref_opts;
+  ref_opts.fast_kernels = false;  // the reference path runs every node
+  Executor all(g, ref_opts);
+  CHECK(all.memory().buffers == 13);
+}
+
+}  // namespace
+}  // namespace sy

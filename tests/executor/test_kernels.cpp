@@ -230,6 +230,15 @@ Graph elementwise_graph(DType dt) {
   const DType other = dt == DType::f32 ? DType::bf16 : DType::f32;
   b.output("cast", cast(x, other));
   b.output("cast back", cast(cast(x, other), dt));
+  // Vectorised blocks of 1024 with a partial last block: x2 has 10656 elements, its [t,d]
+  // suffix 3552 (three blocks and a part) repeated over b.
+  const Dim T2{"t", 37};
+  Expr x2 = b.input("x2", {{"b", 3}, T2, D}, dt);
+  b.output("add same shape, partial block", x2 + b.input("y2", {{"b", 3}, T2, D}, dt));
+  b.output("mul suffix [t,d], partial block", x2 * b.input("y2_td", {T2, D}, dt));
+  b.output("div suffix [t,d], partial block", x2 / scale(b.input("y2_td_div", {T2, D}, dt), 0.5, 1.5));
+  b.output("sub suffix [t,d], partial block", x2 - b.input("y2_td_sub", {T2, D}, dt));
+  b.output("cast, partial block", cast(x2, other));
   return g;
 }
 
