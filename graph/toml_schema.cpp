@@ -255,4 +255,10 @@ void TomlSection::finish() const {
     throw InputError(fmt::format("{}: missing key {} (required {})", doc_.at_line(line()), dotted(missing_), place()));
 }
 
+std::string toml_quote(std::string_view s) {
+  std::ostringstream out;
+  out << toml::value<std::string>(std::string(s));
+  return out.str();
+}
+
 }  // namespace sy

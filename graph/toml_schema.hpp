@@ -199,4 +199,8 @@ void read_fields(TomlSection& t, S& s) {
   for_each_field(s, fields_detail::TomlFieldReader{t});
 }
 
+// `s` as a TOML basic string, quoted, with backslashes, quotes and control characters escaped
+// (toml++'s own formatter), for files the tools write and read back (calibrate's hardware file).
+std::string toml_quote(std::string_view s);
+
 }  // namespace sy

@@ -190,8 +190,8 @@ HardwareSpec load_hardware(const std::string& name_or_path, const std::string& h
 std::string to_toml(const HardwareSpec& s) {
   auto num = [](double x) { return fmt::format("{:.6g}", x); };
   std::string r;
-  r += fmt::format("[chip]\nname = \"{}\"\ndescription = \"{}\"\ndevices_per_chip = {}\n", s.name, s.description,
-                   s.devices_per_chip);
+  r += fmt::format("[chip]\nname = {}\ndescription = {}\ndevices_per_chip = {}\n", toml_quote(s.name),
+                   toml_quote(s.description), s.devices_per_chip);
   r += fmt::format("matmul_flops_bf16 = {}\n", num(s.matmul_flops_bf16));
   if (s.f32_matmul_passes > 0) r += fmt::format("f32_matmul_passes = {}\n", s.f32_matmul_passes);
   else r += fmt::format("matmul_flops_f32 = {}\n", num(s.matmul_flops_f32));

@@ -39,6 +39,20 @@ TEST_CASE("the shipped TPU specs load with REFERENCE.md's figures", "[simulator]
   }
 }
 
+TEST_CASE("to_toml quotes the chip's name and description (backslashes, quotes, newlines round-trip)",
+          "[simulator][hardware]") {
+  // Found by fuzz_hardware_toml: a description holding backslashes was written unescaped, so each
+  // write-and-read halved them (and a quote would have broken the file calibrate writes).
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  h.name = "my \"chip\" \\ v1";
+  h.description = "16x20\\\\x28 \\n \"q\"\nsecond line\ttab";
+  const std::string once = to_toml(h);
+  const HardwareSpec back = parse_hardware(once, "<round trip>");
+  CHECK(back.name == h.name);
+  CHECK(back.description == h.description);
+  CHECK(to_toml(back) == once);
+}
+
 TEST_CASE("TPU f32 dots run as bf16 passes of the MXU: one at XLA's DEFAULT precision", "[simulator][hardware]") {
   // Every shipped TPU prices an f32 matmul at the bf16 rate (XLA:TPU DEFAULT precision rounds f32
   // operands to bf16 for one MXU pass, f32 accumulation); before, it was an assumed bf16 / 4.
