@@ -68,6 +68,15 @@ std::vector<std::string> state_bytes(Trainer& t) {
   return out;
 }
 
+// The first training batch of a 4-row, 40-token split (the precision tests' batch).
+data::Batch first_training_batch(const RunConfig& cfg) {
+  const data::TokenSplit split = make_split(4, 40);
+  data::BatchSource source(split, kSpecial, batch_options(cfg, true));
+  data::Batch batch;
+  source.next(batch);
+  return batch;
+}
+
 }  // namespace
 
 TEST_CASE("trainer: repeated steps on one batch drive the loss down with Adafactor and with AdamW", "[trainer]") {
@@ -192,10 +201,7 @@ TEST_CASE("trainer: bf16 selective precision keeps routers, master weights and l
   for (ValueId p : b.graph().parameters()) CHECK(b.graph().type(p).dtype == DType::f32);
   CHECK(state_bytes(a) == state_bytes(b));  // same initial weights for one seed
 
-  const data::TokenSplit split = make_split(4, 40);
-  data::BatchSource source(split, kSpecial, batch_options(f32, true));
-  data::Batch batch;
-  source.next(batch);
+  const data::Batch batch = first_training_batch(f32);
   const StepMetrics ma = a.train_step(batch), mb = b.train_step(batch);
   CHECK(std::isfinite(mb.loss));
   CHECK(mb.cross_entropy == Approx(ma.cross_entropy).epsilon(0.02));  // bf16 matmuls: ~3 significant digits
@@ -211,10 +217,7 @@ TEST_CASE("trainer: bf16 activations train from the same weights as f32, gradien
   for (ValueId p : b.graph().parameters()) CHECK(b.graph().type(p).dtype == DType::f32);
   CHECK(state_bytes(a) == state_bytes(b));  // same initial weights for one seed
 
-  const data::TokenSplit split = make_split(4, 40);
-  data::BatchSource source(split, kSpecial, batch_options(f32, true));
-  data::Batch batch;
-  source.next(batch);
+  const data::Batch batch = first_training_batch(f32);
   std::vector<double> la, lb;
   for (int step = 0; step < 8; ++step) {  // one batch, learnt by heart
     la.push_back(a.train_step(batch).cross_entropy);
