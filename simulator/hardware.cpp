@@ -188,7 +188,8 @@ HardwareSpec load_hardware(const std::string& name_or_path, const std::string& h
 }
 
 std::string to_toml(const HardwareSpec& s) {
-  auto num = [](double x) { return fmt::format("{:.6g}", x); };
+  // -0.0 is written as 0 ("-0" reads back as the integer 0, so a second write would differ).
+  auto num = [](double x) { return fmt::format("{:.6g}", x == 0 ? 0.0 : x); };
   std::string r;
   r += fmt::format("[chip]\nname = {}\ndescription = {}\ndevices_per_chip = {}\n", toml_quote(s.name),
                    toml_quote(s.description), s.devices_per_chip);

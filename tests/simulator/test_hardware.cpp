@@ -51,6 +51,11 @@ TEST_CASE("to_toml quotes the chip's name and description (backslashes, quotes, 
   CHECK(back.name == h.name);
   CHECK(back.description == h.description);
   CHECK(to_toml(back) == once);
+  // Found the same way: hop_latency = -0.0 (allowed: >= 0) was written as "-0", which reads back
+  // as the integer 0 and is written as "0" the second time.
+  h.hop_latency = -0.0;
+  const std::string zero = to_toml(h);
+  CHECK(to_toml(parse_hardware(zero, "<round trip>")) == zero);
 }
 
 TEST_CASE("TPU f32 dots run as bf16 passes of the MXU: one at XLA's DEFAULT precision", "[simulator][hardware]") {
