@@ -199,8 +199,9 @@ void read_fields(TomlSection& t, S& s) {
   for_each_field(s, fields_detail::TomlFieldReader{t});
 }
 
-// `s` as a TOML basic string, quoted, with backslashes, quotes and control characters escaped
-// (toml++'s own formatter), for files the tools write and read back (calibrate's hardware file).
+// `s` as a TOML string value, quoted, with backslashes, quotes and control characters escaped as
+// toml++'s own formatter writes them (it may choose a literal 'string'), for files the tools
+// write and read back (calibrate's hardware file).
 std::string toml_quote(std::string_view s);
 
 }  // namespace sy

@@ -120,13 +120,14 @@ struct ModelGraph {
 // 269B-parameter model builds in milliseconds.
 //
 // Precision (train.precision, train.activation_dtype): f32 builds everything in f32. bf16 with
-// f32 activations is selective precision as in the einsums only: the f32 graph is rewritten so
-// that every einsum outside a router scope casts its operands to bf16, multiplies in bf16 (oneDNN
-// accumulates in f32; AMX where the CPU has it) and casts the product back to f32; norms,
-// softmax, losses and every elementwise op stay f32. bf16 with bf16 activations is Mesh-TF's
-// activation_dtype = bfloat16, as ST-MoE, Switch and T5 trained: every value outside a router
-// scope and the loss ("loss", "metrics", "predictions") is bf16 (fills and one-hots made in
-// bf16), the router upcasts its input to f32 (ST-MoE §3) and the logits are upcast for the loss.
+// f32 activations computes only the einsums in bf16 (selective precision): the f32 graph is
+// rewritten so that every einsum outside a router scope casts its operands to bf16, multiplies
+// in bf16 (oneDNN accumulates in f32; AMX where the CPU has it) and casts the product back to
+// f32; norms, softmax, losses and every elementwise op stay f32. bf16 with bf16 activations is
+// Mesh-TF's activation_dtype = bfloat16, as ST-MoE, Switch and T5 trained: every value outside a
+// router scope and the loss ("loss", "metrics", "predictions") is bf16 (fills and one-hots made
+// in bf16), the router upcasts its input to f32 (ST-MoE §3) and the logits are upcast for the
+// loss.
 // Either way parameters (the master weights) stay f32 and are cast at use; autodiff
 // differentiates through the casts, so the gradients arrive in f32. Value ids differ from the
 // f32 graph's (the casts are new values); executor/trainer draws initial values by the f32
