@@ -68,9 +68,9 @@ std::string axes_of(const Node& n) {
 
 bool is_update(OpKind k) { return k == OpKind::adafactor_update || k == OpKind::adamw_update; }
 
-RunConfig config_named(const std::string& name) {
+RunConfig config_named(const std::string& name, std::vector<std::string> sets = {}) {
   // small at batch 4 (the step's structure is the config's; a smaller batch keeps the test short).
-  const std::vector<std::string> sets = name == "small" ? std::vector<std::string>{"train.batch=4"} : std::vector<std::string>{};
+  if (name == "small") sets.push_back("train.batch=4");
   return load_run_config((test::source_root() / "experiments/configs/models" / (name + ".toml")).string(), sets);
 }
 
@@ -145,6 +145,9 @@ std::shared_ptr<Communicator> communicator(const std::string& mesh) {
 
 TEST_CASE("same program: the simulator prices the ops the executor runs (one device)", "[same_program]") {
   for (const char* name : {"tiny", "small"}) check_same_program(config_named(name), "data:1", "", nullptr);
+  // bf16 activations (train.activation_dtype): the casts and bf16 values are the same nodes on both sides.
+  check_same_program(config_named("tiny", {"train.precision=\"bf16\"", "train.activation_dtype=\"bf16\""}), "data:1", "",
+                     nullptr);
 }
 
 TEST_CASE("same program: 2-device meshes (mpiexec -n 2)", "[.mpi2]") {
