@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -25,13 +26,21 @@ Json numbers(const std::vector<double>& v) {
 
 Json moe_json(const std::vector<MoeLayerMetrics>& layers) {
   Json j = Json::object();
-  for (const MoeLayerMetrics& l : layers)
-    j[l.scope] = {{"aux_loss", number(l.aux_loss)},
+  for (const MoeLayerMetrics& l : layers) {
+    const LoadSummary s = load_summary(l.expert_load);
+    Json layer = {{"aux_loss", number(l.aux_loss)},
                   {"z_loss", number(l.z_loss)},
                   {"router_entropy", number(l.router_entropy)},
                   {"max_logit", number(l.max_logit)},
                   {"fraction_dropped", numbers(l.fraction_dropped)},
-                  {"expert_load", numbers(l.expert_load)}};
+                  {"expert_load", numbers(l.expert_load)},
+                  {"load",
+                   {{"min", number(s.min)}, {"max", number(s.max)}, {"mean", number(s.mean)}, {"std", number(s.std)},
+                    {"p50", number(s.p50)}, {"p90", number(s.p90)}, {"p99", number(s.p99)},
+                    {"overload", number(s.overload)}}}};
+    if (!l.balance_bias.empty()) layer["balance_bias"] = numbers(l.balance_bias);
+    j[l.scope] = std::move(layer);
+  }
   return j;
 }
 
@@ -45,6 +54,30 @@ Json eval_json(const EvalMetrics& eval) {
 }
 
 }  // namespace
+
+LoadSummary load_summary(const std::vector<double>& load) {
+  LoadSummary s;
+  if (load.empty()) return s;
+  std::vector<double> sorted = load;
+  std::sort(sorted.begin(), sorted.end());
+  const auto n = static_cast<double>(sorted.size());
+  double sum = 0, sq = 0;
+  for (double x : sorted) sum += x;
+  s.mean = sum / n;
+  for (double x : sorted) sq += (x - s.mean) * (x - s.mean);
+  s.std = std::sqrt(sq / n);
+  s.min = sorted.front();
+  s.max = sorted.back();
+  auto rank = [&](double q) {  // nearest rank: the ⌈q·n⌉-th smallest, at least the first
+    const auto r = static_cast<size_t>(std::ceil(q * n));
+    return sorted[std::max<size_t>(r, 1) - 1];
+  };
+  s.p50 = rank(0.5);
+  s.p90 = rank(0.9);
+  s.p99 = rank(0.99);
+  s.overload = s.mean > 0 ? s.max / s.mean : 0.0;
+  return s;
+}
 
 std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics* eval, const StepTiming& t) {
   Json j = {{"step", m.step},

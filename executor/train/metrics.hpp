@@ -3,7 +3,9 @@
 //   metrics.jsonl  one JSON object per step, keys in this order:
 //     step, epoch, loss, cross_entropy, aux_loss, z_loss, grad_norm, clip_scale, learning_rate,
 //     tokens, target_tokens, moe {<layer scope>: {aux_loss, z_loss, router_entropy, max_logit,
-//     fraction_dropped [k], expert_load [experts]}} (MoE models), eval {neg_log_perplexity,
+//     fraction_dropped [k], expert_load [experts], load {min, max, mean, std, p50, p90, p99,
+//     overload} (LoadSummary of expert_load), balance_bias [experts] (moe.bias_balance_rate > 0:
+//     the bias after the step)}} (MoE models), eval {neg_log_perplexity,
 //     accuracy, target_tokens, batches, moe {...}} (steps that evaluate), and last the wall-clock
 //     keys kTimingKeys (step_seconds, tokens_per_s, elapsed_seconds).
 //     Everything before the timing keys is a pure function of the run's state, so a resumed run
@@ -35,6 +37,14 @@ struct StepTiming {
 
 // The keys of metrics.jsonl that hold wall-clock measurements (differ between runs).
 inline constexpr std::array<std::string_view, 3> kTimingKeys = {"step_seconds", "tokens_per_s", "elapsed_seconds"};
+
+// A layer's expert loads summarised (Megatron-Core and DeepSeek report the same view): min, max,
+// mean, population std, nearest-rank percentiles (the ⌈q·E⌉-th smallest) and the overload factor
+// max/mean, which sets an MoE layer's step time (the busiest expert). overload is 0 for all-zero loads.
+struct LoadSummary {
+  double min = 0, max = 0, mean = 0, std = 0, p50 = 0, p90 = 0, p99 = 0, overload = 0;
+};
+LoadSummary load_summary(const std::vector<double>& load);
 
 // One line of metrics.jsonl (no trailing newline). `eval` may be null.
 std::string metrics_line(const StepMetrics& m, int64_t epoch, const EvalMetrics* eval, const StepTiming& t);

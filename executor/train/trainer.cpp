@@ -71,6 +71,7 @@ std::vector<MoeLayerMetrics> read_moe(const MeshExecutor& ex, const ModelGraph& 
     x.max_logit = scalar(ex, output_of(m.graph, p + "max_logit"));
     x.fraction_dropped = tensor_values(ex, output_of(m.graph, p + "fraction_dropped"));
     x.expert_load = tensor_values(ex, output_of(m.graph, p + "expert_load"));
+    if (l.balance_bias_next.valid()) x.balance_bias = tensor_values(ex, l.balance_bias_next);
     out.push_back(std::move(x));
   }
   return out;

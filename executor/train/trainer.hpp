@@ -41,6 +41,7 @@ struct MoeLayerMetrics {
   double router_entropy = 0, max_logit = 0;
   std::vector<double> fraction_dropped;  // [k] per choice rank
   std::vector<double> expert_load;       // [experts]
+  std::vector<double> balance_bias;      // [experts] after the step (moe.bias_balance_rate > 0), else empty
   // Evaluation only: tokens by part of speech and top expert (the expert of highest router
   // probability), [POS id][expert], POS ids of data::Corpus::pos_tags; tokens without a POS
   // (sentinels, padding, the decoder's first input) are not counted. Empty for the hash router.

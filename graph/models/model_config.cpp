@@ -261,6 +261,7 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
   TomlSection moe(doc, moe_t, "moe");
   if (moe_t) {
     c.moe_every = moe.integer("every", 1, 1);
+    c.moe_first_dense = moe.integer("first_dense", 0, 0);
     c.moe_extra_dense_ffn = moe.boolean("extra_dense_ffn", c.moe_extra_dense_ffn);
     MoeConfig base;
     base.expert_ffn = c.ffn;
@@ -285,6 +286,12 @@ RunConfig parse_run_config(std::string_view text, std::string_view source_name,
       doc.fail("moe.every",
               fmt::format("moe.every = {} makes no layer sparse (the deepest stack has {} layers); allowed: 1..{}",
                           c.moe_every, deepest, deepest));
+    bool any_sparse = false;
+    for (int64_t i = 0; i < deepest; ++i) any_sparse = any_sparse || c.is_sparse_layer(i);
+    if (!any_sparse)
+      doc.fail("moe.first_dense",
+              fmt::format("moe.first_dense = {} with moe.every = {} makes no layer sparse (the deepest stack has {} layers); "
+                          "allowed: fewer dense layers than that", c.moe_first_dense, c.moe_every, deepest));
     if (enc_dec) check_moe(doc, c.moe_encoder, "encoder", false);
     check_moe(doc, c.moe_decoder, "decoder", true);
     for (MoeConfig* m : {&c.moe_encoder, &c.moe_decoder})
@@ -367,7 +374,7 @@ nlohmann::ordered_json to_json(const RunConfig& run) {
   };
   J out = {{"model", model}};
   if (c.is_moe()) {
-    J moe = {{"every", c.moe_every}, {"extra_dense_ffn", c.moe_extra_dense_ffn}};
+    J moe = {{"every", c.moe_every}, {"first_dense", c.moe_first_dense}, {"extra_dense_ffn", c.moe_extra_dense_ffn}};
     if (c.has_encoder()) moe["encoder"] = moe_json(c.moe_encoder);
     moe["decoder"] = moe_json(c.moe_decoder);
     out["moe"] = moe;

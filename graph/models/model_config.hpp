@@ -33,11 +33,14 @@
 //
 //   [moe]                               present = the model has MoE layers
 //   every = 1                           layers every, 2·every, ... (1-based) are sparse
+//   first_dense = 0                     ... except the first this many layers of each stack
+//                                       (DeepSeek-V3: 3 dense layers, then every layer sparse)
 //   extra_dense_ffn = false             ST-MoE sparse-dense: a dense FFN after each sparse FFN
 //   experts, k, router, policy_train, policy_eval, policy_threshold, cf_train, cf_eval,
 //   min_capacity, group_size, capacity, dropless, batch_prioritized, router_dtype, jitter,
 //   balance, balance_coef, z_rule, z_coef, mesh_tf_loss_coef, expert_ffn, d_ff, expert_dropout,
-//   expert_bias, renormalize_gates, hash
+//   expert_bias, renormalize_gates, hash, score, shared_experts, shared_d_ff, bias_balance_rate,
+//   expert_groups, route_groups
 //                                       the MoeConfig fields (graph/models/moe.hpp), same names and
 //                                       defaults; enum values by their spellings there ("top_k",
 //                                       "mesh_tf", ...); expert_ffn defaults to model.ffn, d_ff to
@@ -101,6 +104,7 @@ struct ModelConfig {
   // [moe]: moe_every == 0 means dense. The MoeConfigs are complete (expert d_ff and FFN kind
   // filled in from the model when not given).
   int64_t moe_every = 0;
+  int64_t moe_first_dense = 0;  // the first this many layers of each stack stay dense (DeepSeek's first_k_dense_replace)
   bool moe_extra_dense_ffn = false;
   MoeConfig moe_encoder;  // the encoder's sparse layers (encoder_decoder only)
   MoeConfig moe_decoder;  // the decoder's (or the decoder-only stack's) sparse layers
@@ -108,7 +112,11 @@ struct ModelConfig {
   bool has_encoder() const { return architecture == Architecture::encoder_decoder; }
   bool is_moe() const { return moe_every > 0; }
   // Layer `index` (0-based) of a stack is sparse: layers every, 2·every, ... counted from 1.
-  bool is_sparse_layer(int64_t index) const { return moe_every > 0 && (index + 1) % moe_every == 0; }
+  // Layer `index` (0-based) of a stack is sparse: layers every, 2·every, ... counted from 1, except
+  // the first moe_first_dense layers.
+  bool is_sparse_layer(int64_t index) const {
+    return moe_every > 0 && index >= moe_first_dense && (index + 1) % moe_every == 0;
+  }
 };
 
 // A model config file: the model and how to train it.

@@ -95,6 +95,7 @@ Component component_of(std::string_view scope_or_name) {
       const std::string_view next = i + 1 < parts.size() ? parts[i + 1] : std::string_view();
       if (next == "experts") return Component::experts;
       if (next == "dispatch") return Component::dispatch;
+      if (next == "shared_experts") return Component::dense_ffn;  // always on: a dense FFN beside the experts
       return Component::router;
     }
     if (p.size() >= 4 && p.substr(p.size() - 4) == "norm") return Component::other;

@@ -64,7 +64,7 @@ namespace sy {
 // The parts of a model counts are split into.
 enum class Component : uint8_t {
   attention,  // self and cross attention, relative position bias, causal mask
-  dense_ffn,  // dense FFNs (including ST-MoE's extra FFN after a sparse layer)
+  dense_ffn,  // dense FFNs (including ST-MoE's extra FFN after a sparse layer and an MoE layer's shared experts)
   experts,    // the MoE layers' expert FFNs
   router,     // router logits, softmax, top-k, slots, losses, metrics
   dispatch,   // the MoE dispatch and combine einsums

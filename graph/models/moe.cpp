@@ -22,9 +22,12 @@ const std::string kCapacity = "capacity";      // C
 const std::string kFf = "d_ff";                // F
 const std::string kPriority = "priority";      // S in BPR order (best top-1 probability first)
 const std::string kSlotOrder = "choice";       // K·S: every choice of a group, rank-major
+const std::string kExpertGroup = "expert_group";  // EG: device-limited routing's groups of experts
+const std::string kGroupExpert = "group_expert";  // E/EG: the experts of one such group
+const std::string kRouteGroup = "route_group";    // M: the groups a token may use
 
 // Independent random streams of one layer, derived from its seed.
-enum class Stream : uint64_t { jitter = 1, policy = 2, noise = 3, dropout = 4, hash = 5 };
+enum class Stream : uint64_t { jitter = 1, policy = 2, noise = 3, dropout = 4, hash = 5, shared_dropout = 6 };
 uint64_t stream_seed(uint64_t seed, Stream s) {
   uint64_t z = seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(s);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -128,16 +131,27 @@ Slots assign_slots(Expr assign, Expr order, int64_t C) {
 
 // ---- losses ----
 
-Expr balance_loss(const MoeConfig& cfg, Expr probs, Expr top1, Expr any_choice) {
-  // probs, top1, any_choice: [G, S, E] f32. f and P per group: [G, E].
+// probs, top1, any_choice: [G, S, E] f32; the G·S tokens are sequences of seq_len tokens, row-major.
+Expr balance_loss(const MoeConfig& cfg, Expr probs, Expr top1, Expr any_choice, int64_t seq_len) {
+  // f and P per group: [G, E].
   Builder& b = *probs.b;
   const double E = static_cast<double>(cfg.experts);
+  if (cfg.balance == BalanceLoss::sequence) {
+    // Per sequence: Σ_e f_e P_e, f_e = E/(k·T)·Σ_t chosen(t, e), P_e = mean_t p(t, e); 1 when balanced.
+    const int64_t n = probs.dim_size(kGroup) * probs.dim_size(kGroupSize);
+    // Own dim names: a layout's batch rule must not meet its experts rule in one tensor.
+    const Shape bte{{"sequence", n / seq_len}, {"position", seq_len}, {kExperts, cfg.experts}};
+    Expr f = mean(reshape(any_choice, bte), {"position"});  // [B, E]
+    Expr P = mean(reshape(probs, bte), {"position"});       // [B, E]
+    return scale(mean(sum(f * P, {kExperts}), {"sequence"}), E / static_cast<double>(cfg.k));
+  }
   auto fp_mean = [&](Expr mask) { return mean(mean(mask, {kGroupSize}) * mean(probs, {kGroupSize}), {kGroup, kExperts}); };
   switch (cfg.balance) {
     case BalanceLoss::none: return constant(b, {}, 0.0);
     case BalanceLoss::switch_top1: return scale(fp_mean(top1), E * E);
     case BalanceLoss::flaxformer_topk: return scale(fp_mean(any_choice), E * E);
     case BalanceLoss::gshard: return fp_mean(top1);
+    case BalanceLoss::sequence: break;  // above
   }
   throw InternalError("balance_loss: unknown BalanceLoss");
 }
@@ -190,8 +204,25 @@ Expr policy_keep(Builder& b, Expr gates, SecondPolicy policy, const MoeConfig& c
   return where(first, ones, later);
 }
 
-// top_k and noisy_top_k.
-Routed route_top_k(Builder& b, Expr xg, const MoeConfig& cfg, const MoeContext& ctx) {
+// Device-limited routing (DeepSeek-V2 §2.2.3): the experts form cfg.expert_groups equal groups in
+// expert order (group j: experts j·E/EG ... (j+1)·E/EG − 1, one per device of the expert axis when
+// EG is its size). Each token ranks the groups by the best selection score in them and keeps its
+// top M = cfg.route_groups; every expert outside them gets -1e30, below any score, so top-k picks
+// only inside (k ≤ M·E/EG is checked).  sel: [G, S, E] f32.
+Expr limit_to_groups(Expr sel, const MoeConfig& cfg) {
+  Builder& b = *sel.b;
+  const Shape flat = sel.shape();
+  const Shape grouped{flat[0], flat[1], {kExpertGroup, cfg.expert_groups}, {kGroupExpert, cfg.experts / cfg.expert_groups}};
+  Expr best = max(reshape(sel, grouped), {kGroupExpert});                                // [G, S, EG]
+  Expr picked = top_k(best, kExpertGroup, Dim{kRouteGroup, cfg.route_groups}).second;   // [G, S, M] i32
+  Expr allowed = sum(one_hot(picked, Dim{kExpertGroup, cfg.expert_groups}), {kRouteGroup});  // [G, S, EG] 0/1
+  Expr mask = reshape(broadcast(allowed, grouped), flat);                                // [G, S, E]
+  return where(mask, sel, constant(b, flat, -1e30));
+}
+
+// top_k and noisy_top_k. seq_len: tokens per sequence (the sequence-wise balance loss); bias: the
+// balance bias [E] (auxiliary-loss-free balancing) or unset.
+Routed route_top_k(Builder& b, Expr xg, const MoeConfig& cfg, const MoeContext& ctx, int64_t seq_len, Expr bias) {
   const bool noisy = cfg.router == RouterKind::noisy_top_k;
   const Dim k_dim{kChoice, cfg.k};
   Routed r;
@@ -209,11 +240,25 @@ Routed route_top_k(Builder& b, Expr xg, const MoeConfig& cfg, const MoeContext& 
                                        stream_seed(ctx.seed, Stream::noise)) * noise_std;
     }
   }
-  // Softmax in the router dtype (the Switch bf16-router ablation), then f32.
-  r.probs = cast_to(softmax(cast_to(r.logits, cfg.router_dtype), kExperts), DType::f32);  // [G, S, E]
+  // Scores in the router dtype (the Switch bf16-router ablation), then f32. The gates are scores;
+  // probs (scores normalised over the experts) feed the balance losses and the metrics.
+  Expr scores;  // [G, S, E] f32
+  if (cfg.score == ScoreFunction::sigmoid) {
+    scores = cast_to(sigmoid(cast_to(r.logits, cfg.router_dtype)), DType::f32);
+    r.probs = scores / sum(scores, {kExperts});
+  } else {
+    r.probs = cast_to(softmax(cast_to(r.logits, cfg.router_dtype), kExperts), DType::f32);
+    scores = r.probs;
+  }
 
-  auto [top_values, top_index] = top_k(noisy ? r.logits : r.probs, kExperts, k_dim);  // [G, S, K]
-  r.onehot = one_hot(top_index, Dim{kExperts, cfg.experts});                          // [G, S, K, E]
+  // Selection: by the scores, plus the balance bias, limited to the token's expert groups. The
+  // gates stay the unbiased scores of the chosen experts (DeepSeek-V3 eq. 16).
+  Expr select_by = noisy ? r.logits : scores;
+  if (is_set(bias)) select_by = select_by + bias;
+  if (cfg.route_groups > 0) select_by = limit_to_groups(select_by, cfg);
+  auto [top_values, top_index] = top_k(select_by, kExperts, k_dim);  // [G, S, K]
+  r.onehot = one_hot(top_index, Dim{kExperts, cfg.experts});         // [G, S, K, E]
+  if (select_by.id != (noisy ? r.logits : scores).id) top_values = einsum(r.onehot, scores, {kGroup, kGroupSize, kChoice});
   if (noisy) {
     r.gates = softmax(top_values, kChoice);  // Shazeer: softmax over the k kept logits
   } else if (cfg.k >= 2 && cfg.renormalize_gates) {
@@ -251,7 +296,7 @@ Routed route_top_k(Builder& b, Expr xg, const MoeConfig& cfg, const MoeContext& 
     Expr first = one_hot(constant(b, {}, 0, DType::i32), k_dim);         // [K]: 1 at rank 1
     Expr top1 = einsum(r.onehot, first, {kGroup, kGroupSize, kExperts});  // [G, S, E]
     Expr any = sum(r.onehot, {kChoice});                                 // [G, S, E]
-    r.aux_raw = balance_loss(cfg, r.probs, top1, any);
+    r.aux_raw = balance_loss(cfg, r.probs, top1, any, seq_len);
   }
   return r;
 }
@@ -324,6 +369,33 @@ void check_moe_config(const MoeConfig& c) {
   if (c.batch_prioritized && !top_k_like)
     bad_setting("batch_prioritized", fmt::format("true with router '{}'", enum_name(c.router)),
                 "true only with router top_k or noisy_top_k (BPR orders tokens by router probability)");
+  // After ST-MoE: scores, balancing and device limits of the top_k router; shared experts with any.
+  const bool top_k = c.router == RouterKind::top_k;
+  const std::string with_router = fmt::format(" with router '{}'", enum_name(c.router));
+  if (c.score != ScoreFunction::softmax && !top_k)
+    bad_setting("score", std::string(enum_name(c.score)) + with_router, "sigmoid only with router top_k");
+  if (c.balance == BalanceLoss::sequence && !top_k)
+    bad_setting("balance", "sequence" + with_router, "sequence only with router top_k");
+  if (c.shared_experts < 0 || c.shared_experts > 64) bad_setting("shared_experts", num(c.shared_experts), "0..64");
+  if (c.shared_d_ff < 0 || c.shared_d_ff > (int64_t{1} << 18)) bad_setting("shared_d_ff", num(c.shared_d_ff), "0 (d_ff) or 1..262144");
+  if (!(c.bias_balance_rate >= 0 && c.bias_balance_rate <= 1))
+    bad_setting("bias_balance_rate", num(c.bias_balance_rate), "a rate γ in [0, 1] (0: off; DeepSeek-V3 used 0.001)");
+  if (c.bias_balance_rate > 0 && !top_k)
+    bad_setting("bias_balance_rate", num(c.bias_balance_rate) + with_router, "> 0 only with router top_k");
+  if (c.route_groups < 0) bad_setting("route_groups", num(c.route_groups), "0 (off) or 1..expert_groups");
+  if (c.expert_groups < 0) bad_setting("expert_groups", num(c.expert_groups), "0 (off) or a divisor of experts");
+  if (c.expert_groups > 0 && c.experts % c.expert_groups != 0)
+    bad_setting("expert_groups", num(c.expert_groups), fmt::format("0 or a divisor of experts = {}", c.experts));
+  if (c.route_groups > 0) {
+    if (!top_k) bad_setting("route_groups", num(c.route_groups) + with_router, "device-limited routing only with router top_k");
+    if (c.expert_groups < 1)
+      bad_setting("expert_groups", num(c.expert_groups), fmt::format("a divisor of experts = {} (route_groups > 0 needs groups)", c.experts));
+    if (c.route_groups < 1 || c.route_groups > c.expert_groups)
+      bad_setting("route_groups", num(c.route_groups), fmt::format("1..{} (expert_groups; with expert_groups set)", c.expert_groups));
+    const int64_t reachable = c.route_groups * (c.experts / c.expert_groups);
+    if (c.k > reachable)
+      bad_setting("k", num(c.k), fmt::format("1..{} (route_groups · experts / expert_groups: the experts a token can reach)", reachable));
+  }
 }
 
 int64_t capacity(const MoeConfig& cfg, int64_t S, bool training) {
@@ -382,6 +454,7 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
     xg = reshape(x, {gs[0], gs[1], {kModel, D}});  // [G, S, D]
   }
   const double inv_tokens = 1.0 / static_cast<double>(n_tokens);
+  const int64_t seq_len = xs.size() >= 3 ? xs[xs.size() - 2].size : n_tokens;  // [batch, length, D]: length
 
   // ---- router ----
   {
@@ -411,7 +484,8 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
           throw InputError(fmt::format("MoE layer: token_ids {} must be i32 with x's token dims {}",
                                        to_string(ctx.token_ids.type()), to_string(want)));
       }
-      Routed r = hash ? route_hash(b, gs, cfg, ctx) : route_top_k(b, xg, cfg, ctx);
+      if (cfg.bias_balance_rate > 0) out.balance_bias = b.parameter(name_under(b, "balance_bias"), {{kExperts, E}});  // [E]
+      Routed r = hash ? route_hash(b, gs, cfg, ctx) : route_top_k(b, xg, cfg, ctx, seq_len, out.balance_bias);
       Expr assign = r.onehot * r.keep;                               // [G, S, K, E]
       const Slots slots = assign_slots(assign, r.order, C);           // [G, S, K, C]
       const std::vector<std::string> gsec{kGroup, kGroupSize, kExperts, kCapacity};
@@ -419,7 +493,8 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       out.combine = einsum(assign * r.gates, slots.onehot, gsec);     // [G, S, E, C]
       Expr kept = sum(slots.onehot, {kCapacity});                     // [G, S, K]
       out.fraction_dropped = scale(sum(r.keep - kept, {kGroup, kGroupSize}), inv_tokens);  // [K]
-      out.expert_load = scale(sum(assign, {kGroup, kGroupSize, kChoice}), inv_tokens);     // [E]
+      Expr load_count = sum(assign, {kGroup, kGroupSize, kChoice});                        // [E]
+      out.expert_load = scale(load_count, inv_tokens);                                     // [E]
       out.aux_loss_raw = r.aux_raw;
       if (hash) {
         out.max_logit = constant(b, {}, 0.0);
@@ -428,7 +503,21 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
         out.router_probs = r.probs;
         out.max_logit = max(abs_value(r.logits), {kGroup, kGroupSize, kExperts});
         lse = logsumexp(r.logits, kExperts);  // [G, S]
-        out.router_entropy = mean(lse - sum(r.probs * r.logits, {kExperts}), {kGroup, kGroupSize});
+        // -Σ p log p: lse − Σ p·logit for a softmax; sigmoid scores normalised have no such form
+        // (1e-30 keeps log finite for a score that underflowed to 0, whose term is 0).
+        out.router_entropy =
+            cfg.score == ScoreFunction::softmax
+                ? mean(lse - sum(r.probs * r.logits, {kExperts}), {kGroup, kGroupSize})
+                : scale(mean(sum(r.probs * log(scale(r.probs, 1.0, 1e-30)), {kExperts}), {kGroup, kGroupSize}), -1.0);
+      }
+      if (is_set(out.balance_bias) && ctx.training) {
+        // DeepSeek-V3 §2.1.2: an overloaded expert's bias falls by γ, an underloaded one's rises by γ.
+        // Compared in whole counts (Σ counts vs E·count_e), so an expert exactly at the mean load
+        // keeps its bias: no rounding of a mean decides the sign.
+        Expr gap = scale(load_count, -static_cast<double>(E)) + sum(load_count, {kExperts});  // [E]: > 0 underloaded
+        Expr zero = constant(b, gap.shape(), 0.0);
+        Expr sign = greater(gap, zero) - greater(zero, gap);             // [E] in {-1, 0, 1}
+        out.balance_bias_next = out.balance_bias + scale(sign, cfg.bias_balance_rate);
       }
     }
     out.z_loss_raw = is_set(lse) ? mean(lse * lse, {kGroup, kGroupSize}) : constant(b, {}, 0.0);
@@ -466,6 +555,26 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
     ScopeGuard scope(b, "dispatch");
     Expr yg = einsum(cast_to(out.combine, x.dtype()), expert_out, {kGroup, kGroupSize, kModel});  // [G, S, D]
     out.y = reshape(yg, xs);
+  }
+  if (cfg.shared_experts > 0) {
+    // DeepSeekMoE's shared experts: N always-on experts are one FFN of N·d_ff hidden units.
+    ScopeGuard scope(b, "shared_experts");
+    const int64_t F = cfg.shared_experts * (cfg.shared_d_ff > 0 ? cfg.shared_d_ff : cfg.d_ff);
+    const Dim d{kModel, D}, f{kFf, F};
+    std::vector<std::string> to_f, to_d;  // x's token dims, then d_ff or d_model
+    for (size_t i = 0; i + 1 < xs.size(); ++i) to_f.push_back(xs[i].name);
+    to_d = to_f;
+    to_f.push_back(kFf);
+    to_d.push_back(kModel);
+    auto weight = [&](const std::string& local, Shape shape) {
+      return cast_to(b.parameter(name_under(b, local), std::move(shape)), x.dtype());
+    };
+    Expr h = cfg.expert_ffn == FfnKind::geglu
+                 ? gelu(einsum(x, weight("wi_0", {d, f}), to_f)) * einsum(x, weight("wi_1", {d, f}), to_f)
+                 : relu(einsum(x, weight("wi", {d, f}), to_f));  // [..., F]
+    if (ctx.training && cfg.expert_dropout > 0)
+      h = dropout(h, require_step(ctx, "expert dropout"), cfg.expert_dropout, stream_seed(ctx.seed, Stream::shared_dropout));
+    out.y = out.y + einsum(h, weight("wo", {f, d}), to_d);  // [..., D]
   }
 
   if (ctx.output_metrics) {

@@ -5,7 +5,9 @@
 // G groups, S group size):
 //
 //   x [..., D] ─reshape─► [G, S, D] ─(router)─► logits [G, S, E] (router_dtype) ─► probs f32
-//     top_k router:   top-k gates [G, S, K], renormalised g/Σg (k ≥ 2); policy on ranks ≥ 2
+//     top_k router:   scores softmax_E (or sigmoid per expert) ─► selection scores (+ balance
+//                     bias; outside the token's top-M expert groups: -1e30) ─► top-k experts;
+//                     gates = their scores [G, S, K], renormalised g/Σg (k ≥ 2); policy on ranks ≥ 2
 //     noisy_top_k:    logits + N(0,1)·softplus(x W_noise) (training); gates = softmax over the top k
 //     hash:           expert from the token id (one choice, gate 1); no learned router
 //     expert_choice:  each expert takes its top-C tokens of the group by router probability
@@ -20,6 +22,9 @@
 //   dispatch/  the dispatch and combine einsums (the all-to-alls when experts are sharded)
 //   experts/   the expert FFNs; parameters experts/wi_0, experts/wi_1 (GEGLU) or experts/wi (ReLU),
 //              experts/wo, and experts/scale when expert_bias is on
+//   shared_experts/  the always-on experts (shared_experts > 0): one FFN of x [..., D] with
+//              shared_experts · shared_d_ff hidden units (dims d_model, d_ff: sharded as a dense
+//              FFN is), parameters shared_experts/wi_0, wi_1 (or wi), wo; added to y
 #pragma once
 
 #include "graph/builder.hpp"
@@ -54,6 +59,8 @@ enum class BalanceLoss : uint8_t {
   switch_top1,      // E · Σ_e f_e P_e per group (= E²·mean_{g,e} f·P), f from top-1 choices (Switch / Mesh-TF)
   flaxformer_topk,  // as switch_top1, f counts every selected expert of the top k
   gshard,           // GShard eq. 4: (1/E)·Σ_e f_e P_e per group (= mean_{g,e} f·P): switch_top1 / E²
+  sequence,         // DeepSeek-V3 eq. 17-20, per sequence: Σ_e f_e P_e with f_e = E/(k·T)·(tokens choosing e),
+                    // P_e = mean_t s'_e,t (scores normalised over the experts), averaged over the sequences
 };
 
 enum class ZLossRule : uint8_t {
@@ -62,6 +69,13 @@ enum class ZLossRule : uint8_t {
 };
 
 enum class FfnKind : uint8_t { geglu, relu };
+
+// How the router turns logits into expert scores (top_k router).
+enum class ScoreFunction : uint8_t {
+  softmax,  // p = softmax_E(logits) (Switch, GShard, ST-MoE)
+  sigmoid,  // s_e = sigmoid(logit_e), each expert scored on its own (DeepSeek-V3); the gates of the
+            // chosen experts are renormalised to sum to 1 (renormalize_gates, k ≥ 2)
+};
 
 enum class HashKind : uint8_t {
   mod,     // expert = token id mod E
@@ -97,6 +111,18 @@ struct MoeConfig {
   // Added by the router library:
   bool renormalize_gates = true;          // top_k router, k ≥ 2: gates g/(Σ_k g + 1e-9) before drops (Mesh-TF)
   HashKind hash = HashKind::mod;          // hash router only
+  // After ST-MoE (DeepSeekMoE, DeepSeek-V2/V3; top_k router only):
+  ScoreFunction score = ScoreFunction::softmax;
+  int64_t shared_experts = 0;             // always-on experts beside the routed ones (one dense FFN of
+                                          // shared_experts · shared_d_ff hidden units, dims d_model/d_ff)
+  int64_t shared_d_ff = 0;                // hidden size of one shared expert (0: d_ff)
+  double bias_balance_rate = 0.0;         // γ > 0: auxiliary-loss-free balancing. A per-expert bias b
+                                          // [experts] is added to the scores for the selection only;
+                                          // after each training step b_e += γ·sign(mean load − load_e)
+  int64_t expert_groups = 0;              // device-limited routing: experts in this many equal groups
+                                          // (used with route_groups; it must divide experts)
+  int64_t route_groups = 0;               // M > 0: each token picks its top-M groups (by the best
+                                          // score in the group), then its top-k experts inside them
 
   // The keys of [moe], [moe.encoder], [moe.decoder] and of the config JSON, in this order.
   static void fields(auto& s, auto&& v) {
@@ -126,6 +152,12 @@ struct MoeConfig {
     v("expert_bias", s.expert_bias);
     v("renormalize_gates", s.renormalize_gates);
     v("hash", s.hash);
+    v("score", s.score);
+    v("shared_experts", s.shared_experts, at_least(0));
+    v("shared_d_ff", s.shared_d_ff, at_least(0));
+    v("bias_balance_rate", s.bias_balance_rate, at_least(0));
+    v("expert_groups", s.expert_groups, at_least(0));
+    v("route_groups", s.route_groups, at_least(0), s.expert_groups > 0);
   }
   bool operator==(const MoeConfig&) const = default;
 };
@@ -144,7 +176,9 @@ SY_ENUM_NAMES(SecondPolicy, {SecondPolicy::all, "all"}, {SecondPolicy::none, "no
 SY_ENUM_NAMES(CapacityRule, {CapacityRule::mesh_tf, "mesh_tf"}, {CapacityRule::flaxformer, "flaxformer"},
               {CapacityRule::ceil_k, "ceil_k"})
 SY_ENUM_NAMES(BalanceLoss, {BalanceLoss::none, "none"}, {BalanceLoss::switch_top1, "switch_top1"},
-              {BalanceLoss::flaxformer_topk, "flaxformer_topk"}, {BalanceLoss::gshard, "gshard"})
+              {BalanceLoss::flaxformer_topk, "flaxformer_topk"}, {BalanceLoss::gshard, "gshard"},
+              {BalanceLoss::sequence, "sequence"})
+SY_ENUM_NAMES(ScoreFunction, {ScoreFunction::softmax, "softmax"}, {ScoreFunction::sigmoid, "sigmoid"})
 SY_ENUM_NAMES(ZLossRule, {ZLossRule::paper, "paper"}, {ZLossRule::mesh_tf, "mesh_tf"})
 SY_ENUM_NAMES(FfnKind, {FfnKind::geglu, "geglu"}, {FfnKind::relu, "relu"})
 SY_ENUM_NAMES(HashKind, {HashKind::mod, "mod"}, {HashKind::random, "random"})
@@ -202,6 +236,11 @@ struct MoeLayer {
   Expr max_logit;         // []: max |logit| (0 for hash)
   // For analysis and tests:
   Expr router_probs;      // [group, group_size, experts] f32 softmax (invalid for hash)
+  // Auxiliary-loss-free balancing (cfg.bias_balance_rate > 0, training): the bias parameter
+  // "<scope>/router/balance_bias" f32 [experts] (zeros at init; never differentiated) and its value
+  // after this step, b + γ·sign(mean_e load − load) from this step's expert_load. The training
+  // graph writes it back as the parameter's update (graph/models/training_graph.hpp).
+  Expr balance_bias, balance_bias_next;
   Expr dispatch;          // [group, group_size, experts, capacity], x's dtype: 1 where a token sits in a slot
   Expr combine;           // same shape: the gate weight of that token at that slot
   int64_t groups = 0, group_size = 0, capacity = 0;

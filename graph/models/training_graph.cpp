@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 namespace sy {
 
@@ -94,6 +96,19 @@ void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector
   }
 }
 
+// Each balance bias as an optimizer slot without state: its update is the layer's next value,
+// written back by the executors as any parameter's update is.
+void add_balance_updates(TrainingGraph& t) {
+  Graph& g = t.model.graph;
+  for (const MoeLayerInfo& l : t.model.moe_layers) {
+    if (!l.balance_bias.valid()) continue;
+    SY_CHECK(l.balance_bias_next.valid(), "{}: a training graph's balance bias has no next value", l.scope);
+    g.outputs.push_back(GraphOutput{"update/" + g.value(l.balance_bias).name, l.balance_bias_next});
+    t.slots.push_back(OptimizerSlot{l.balance_bias, l.balance_bias_next, {}, {}});
+  }
+  std::sort(t.slots.begin(), t.slots.end(), [](const OptimizerSlot& a, const OptimizerSlot& b) { return a.param.v < b.param.v; });
+}
+
 }  // namespace
 
 TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig& train,
@@ -114,10 +129,15 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig&
     return t;
   }
   // Frozen parameters (train.trainable) are left out of gradients() and the optimizer: no
-  // backward work for their weights, no state, no update.
+  // backward work for their weights, no state, no update. Balance biases are not differentiated
+  // either: their update is the balancing rule the MoE layer computed (add_balance_updates).
+  std::set<ValueId> balance;
+  for (const MoeLayerInfo& l : t.model.moe_layers)
+    if (l.balance_bias.valid()) balance.insert(l.balance_bias);
   std::vector<ValueId> params;
   for (ValueId p : g.parameters())
-    if (parameter_is_trainable(train.trainable, g.value(p).name)) params.push_back(p);
+    if (balance.count(p)) continue;
+    else if (parameter_is_trainable(train.trainable, g.value(p).name)) params.push_back(p);
     else t.frozen.push_back(p);
   if (params.empty())
     throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
@@ -128,6 +148,9 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig&
     // The step returns the updated parameters and state, not the gradients (as a jitted training
     // step does): each gradient is free once its update and norm term have read it.
     std::erase_if(g.outputs, [](const GraphOutput& o) { return o.name.starts_with("grad/"); });
+    add_balance_updates(t);
+  } else {
+    for (ValueId p : balance) t.frozen.push_back(p);
   }
   return t;
 }

@@ -14,7 +14,8 @@
 // Graph inputs besides the model's: "optimizer/lr" f32 [] and the optimizer state leaves
 // "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32. Graph outputs
 // besides the model's: "optimizer/grad_norm_squared", "optimizer/clip_scale", "update/<param>" and
-// "update/optimizer/<param>/<slot>". Each parameter's update has its own scope so a reduced build
+// "update/optimizer/<param>/<slot>" (a balance bias's "update/<param>" is its balancing rule's
+// next value, computed in its MoE layer's router scope). Each parameter's update has its own scope so a reduced build
 // (simulator/model_step) can weigh it by the layers its parameter stands for.
 //
 // Routing groups, one rule (Mesh-TF moe.py; docs/design.md): the MoE layers group their tokens
@@ -59,7 +60,9 @@ struct OptimizerSlot {
 
 struct TrainingGraph {
   ModelGraph model;                  // .graph: forward, backward, optimizer
-  std::vector<OptimizerSlot> slots;  // the trainable parameters (train.trainable), in id order
+  // The trainable parameters (train.trainable) and the MoE balance biases (moe.bias_balance_rate:
+  // updated by their balancing rule, no state, never differentiated), in id order.
+  std::vector<OptimizerSlot> slots;
   std::vector<ValueId> frozen;       // the other parameters, in id order
   ValueId loss;                      // f32 [] the differentiated total
   ValueId lr;                        // f32 [] "optimizer/lr"; invalid without an optimizer

@@ -304,7 +304,8 @@ class TransformerBuilder {
     MoeLayer l = moe_layer(b_, x, cfg, ctx);
     aux_terms_.push_back(l.aux_loss);
     z_terms_.push_back(l.z_loss);
-    m_.moe_layers.push_back(MoeLayerInfo{layer_scope + "/moe", decoder, l.groups, l.group_size, l.capacity});
+    m_.moe_layers.push_back(MoeLayerInfo{layer_scope + "/moe", decoder, l.groups, l.group_size, l.capacity,
+                                         l.balance_bias.id, l.balance_bias_next.id});
     return l.y;
   }
 
@@ -460,6 +461,10 @@ ModelGraph with_precision(const ModelGraph& m, const PrecisionPolicy& policy) {
   for (ParamInit p : m.init) {
     p.param = mapped(p.param);
     r.init.push_back(p);
+  }
+  for (MoeLayerInfo& l : r.moe_layers) {
+    l.balance_bias = mapped(l.balance_bias);
+    l.balance_bias_next = mapped(l.balance_bias_next);
   }
   return r;
 }

@@ -97,6 +97,9 @@ struct MoeLayerInfo {
   std::string scope;  // "decoder/layer_03/moe"
   bool decoder = false;
   int64_t groups = 0, group_size = 0, capacity = 0;
+  // Auxiliary-loss-free balancing (moe.bias_balance_rate > 0): the bias parameter and, in a
+  // training graph, its next value (MoeLayer::balance_bias_next); invalid otherwise.
+  ValueId balance_bias, balance_bias_next;
 };
 
 struct ModelGraph {

@@ -342,3 +342,60 @@ TEST_CASE("trainer: rematerialised layers train bit for bit like kept activation
     }
   }
 }
+
+TEST_CASE("trainer: a DeepSeek-style router trains; its balance bias moves by ±γ each step and is saved as state",
+          "[trainer][router]") {
+  // Sigmoid scores, device-limited routing (2 groups of 2 experts, 1 per token: k = 2 inside it),
+  // a shared expert, the sequence-wise loss and auxiliary-loss-free balancing with γ = 0.01.
+  const RunConfig cfg = tiny({"moe.score=sigmoid", "moe.expert_groups=2", "moe.route_groups=1", "moe.shared_experts=1",
+                              "moe.balance=sequence", "moe.balance_coef=1e-4", "moe.bias_balance_rate=0.01"});
+  const data::Batch batch = first_training_batch(cfg);
+  Trainer t(cfg, 10);
+  auto bias_of = [&](const std::string& scope) {
+    for (const StateTensor& s : t.state())
+      if (s.name == scope + "/router/balance_bias") return std::vector<float>(s.data, s.data + num_elements(s.type.shape));
+    return std::vector<float>{};
+  };
+  StepMetrics first;
+  for (int step = 1; step <= 3; ++step) {
+    const StepMetrics m = t.train_step(batch);
+    if (step == 1) first = m;
+    REQUIRE(m.moe.size() == 2);
+    for (const MoeLayerMetrics& l : m.moe) {
+      INFO(l.scope << " step " << step);
+      const std::vector<float> saved = bias_of(l.scope);
+      REQUIRE(saved.size() == 4);
+      REQUIRE(l.balance_bias.size() == 4);
+      // The bias is a multiple of γ that moved by one γ per expert and step (or stayed: exactly at the mean).
+      double mean_load = 0;
+      for (double x : l.expert_load) mean_load += x / 4;
+      for (size_t e = 0; e < 4; ++e) {
+        CHECK(saved[e] == static_cast<float>(l.balance_bias[e]));  // the metric is the state after the step
+        CHECK(std::abs(l.balance_bias[e]) <= 0.01 * step + 1e-6);
+        if (step == 1) {
+          const double want = l.expert_load[e] > mean_load + 1e-9 ? -0.01 : l.expert_load[e] < mean_load - 1e-9 ? 0.01 : 0.0;
+          CHECK(l.balance_bias[e] == Approx(want).margin(1e-7));
+        }
+      }
+    }
+  }
+  CHECK(std::isfinite(first.loss));
+  const std::string json = line(first);
+  CHECK_THAT(json, Catch::Contains("\"balance_bias\":[") && Catch::Contains("\"overload\":"));
+}
+
+TEST_CASE("trainer: expert-load summary (min, max, mean, std, nearest-rank percentiles, overload) by hand", "[trainer]") {
+  // Loads [.1 .4 .2 .3]: mean .25, std sqrt((.0225 + .0225 + .0025 + .0025)/4) = sqrt(.0125),
+  // sorted [.1 .2 .3 .4]: p50 = 2nd = .2, p90 = 4th (⌈3.6⌉) = .4, p99 = .4; overload .4/.25 = 1.6.
+  const LoadSummary s = load_summary({0.1, 0.4, 0.2, 0.3});
+  CHECK(s.min == 0.1);
+  CHECK(s.max == 0.4);
+  CHECK(s.mean == Approx(0.25));
+  CHECK(s.std == Approx(std::sqrt(0.0125)));
+  CHECK(s.p50 == 0.2);
+  CHECK(s.p90 == 0.4);
+  CHECK(s.p99 == 0.4);
+  CHECK(s.overload == Approx(1.6));
+  CHECK(load_summary({0.0, 0.0}).overload == 0.0);
+  CHECK(load_summary({}).mean == 0.0);
+}

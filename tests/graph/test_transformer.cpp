@@ -183,9 +183,29 @@ TEST_CASE("transformer: every shipped config builds and verifies, with one MoE l
     const ModelGraph m = build(run);
     verify(m.graph);
     CHECK(m.init.size() == m.graph.parameters().size());
-    CHECK(m.moe_layers.size() ==
-          static_cast<size_t>(c.is_moe() ? c.encoder_layers / c.moe_every + c.decoder_layers / c.moe_every : 0));
+    // Sparse: layers every, 2·every, ... of each stack after the first first_dense.
+    auto sparse_in = [&](int64_t layers) {
+      if (!c.is_moe()) return int64_t{0};
+      int64_t n = 0;
+      for (int64_t i = c.moe_first_dense; i < layers; ++i) n += (i + 1) % c.moe_every == 0 ? 1 : 0;
+      return n;
+    };
+    CHECK(m.moe_layers.size() == static_cast<size_t>(sparse_in(c.encoder_layers) + sparse_in(c.decoder_layers)));
   }
+}
+
+TEST_CASE("transformer: moe.first_dense keeps the first layers dense (DeepSeek-V3: 3 dense, then all sparse)",
+          "[transformer]") {
+  const RunConfig run = load_run_config((test::source_root() / "experiments/configs/models/tiny.toml").string(),
+                                        {"moe.every=1", "moe.first_dense=1"});
+  const ModelGraph m = build(run);
+  std::vector<std::string> scopes;
+  for (const MoeLayerInfo& l : m.moe_layers) scopes.push_back(l.scope);
+  CHECK(scopes == std::vector<std::string>{"encoder/layer_01/moe", "decoder/layer_01/moe"});
+  CHECK(m.graph.find_leaf("encoder/layer_00/ffn/wo").has_value());
+  CHECK_THROWS_WITH(load_run_config((test::source_root() / "experiments/configs/models/tiny.toml").string(),
+                                    {"moe.every=1", "moe.first_dense=2"}),
+                    Catch::Contains("moe.first_dense = 2") && Catch::Contains("makes no layer sparse"));
 }
 
 TEST_CASE("transformer: bench_moe is a decoder-only LM with MoE in layers 2 and 4", "[transformer]") {
