@@ -4,6 +4,8 @@
 # single-process run's.
 #   mpi_setup BIN           work dir, corpus, the single-process reference of 20 steps
 #   mpi_train N ARGS...     mpiexec -n N train ARGS (stdout/stderr to $work/log.txt); exit code in $rc
+#   single_reference NAME SETTINGS...  another single-process reference, with --set SETTINGS
+#   mesh_case N MESH LAYOUT  a 20-step mesh run matches the reference
 #   same_run A B [N]        N (default 20) steps of A/metrics.jsonl and B/metrics.jsonl: loss, cross-entropy
 #                           and gradient norm within 1e-5 relative, expert_load of every MoE
 #                           layer equal exactly; the final evaluation in status.json alike
@@ -79,10 +81,22 @@ PY
 }
 
 # mesh_case N MESH LAYOUT: a 20-step run on the mesh matches the single-process run.
+# The reference is $reference (default: mpi_setup's single-process run).
 mesh_case() {
   local n=$1 mesh=$2 layout=$3 out="$work/run-$2-$3"
   echo "mpiexec -n $n train --mesh $mesh --layout $layout"
   mpi_train "$n" "${model[@]}" "${data[@]}" --steps 20 --mesh "$mesh" --layout "$layout" --out "$out"
   expect_ok "--mesh $mesh --layout $layout"
-  same_run "$work/single" "$out" || fail "--mesh $mesh --layout $layout differs from the single-process run"
+  same_run "${reference:-$work/single}" "$out" || fail "--mesh $mesh --layout $layout differs from the single-process run"
+}
+
+# single_reference NAME SETTINGS...: adds the --set SETTINGS to the model, runs the single-process
+# reference of 20 steps into $work/NAME and makes it the reference of the following mesh cases.
+single_reference() {
+  local name=$1
+  shift
+  for s in "$@"; do model+=(--set "$s"); done
+  reference="$work/$name"
+  "$train" "${model[@]}" "${data[@]}" --steps 20 --out "$reference" >"$work/log.txt" 2>&1 \
+    || { cat "$work/log.txt" >&2; fail "the single-process run ($name) failed"; }
 }
