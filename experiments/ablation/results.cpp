@@ -85,7 +85,7 @@ RunResult read_train_run(const fs::path& dir, double wall_seconds, const std::st
   // killed process ends the file.
   struct Step {
     double loss;
-    std::vector<double> z, aux, dropped;
+    std::vector<double> z, aux, dropped, overload;
   };
   std::vector<Step> steps;
   std::vector<double> rates;
@@ -105,7 +105,7 @@ RunResult read_train_run(const fs::path& dir, double wall_seconds, const std::st
     if (step > 1)
       if (const auto t = number(j, "tokens_per_s")) rates.push_back(*t);
     if (r.diverged_step && step >= *r.diverged_step) continue;  // the diverged step is not a training result
-    Step s{number(j, "loss").value_or(NAN), {}, {}, {}};
+    Step s{number(j, "loss").value_or(NAN), {}, {}, {}, {}};
     if (j.contains("moe") && j["moe"].is_object())
       for (const auto& [scope, m] : j["moe"].items()) {
         if (const auto z = number(m, "z_loss")) s.z.push_back(*z);
@@ -113,6 +113,17 @@ RunResult read_train_run(const fs::path& dir, double wall_seconds, const std::st
         if (m.contains("fraction_dropped") && m["fraction_dropped"].is_array() && !m["fraction_dropped"].empty() &&
             m["fraction_dropped"][0].is_number())
           s.dropped.push_back(m["fraction_dropped"][0].get<double>());
+        if (m.contains("expert_load") && m["expert_load"].is_array() && !m["expert_load"].empty()) {
+          double sum = 0, most = 0;
+          bool numbers = true;
+          for (const auto& x : m["expert_load"]) {
+            numbers = numbers && x.is_number();
+            if (!numbers) break;
+            sum += x.get<double>();
+            most = std::max(most, x.get<double>());
+          }
+          if (numbers && sum > 0) s.overload.push_back(most / (sum / static_cast<double>(m["expert_load"].size())));
+        }
       }
     steps.push_back(std::move(s));
   }
@@ -124,17 +135,19 @@ RunResult read_train_run(const fs::path& dir, double wall_seconds, const std::st
 
   // The last 10% of the steps (at least one).
   const size_t window = std::max<size_t>(1, steps.size() / 10);
-  std::vector<double> loss, z, aux, dropped;
+  std::vector<double> loss, z, aux, dropped, overload;
   for (size_t i = steps.size() - std::min(window, steps.size()); i < steps.size(); ++i) {
     if (std::isfinite(steps[i].loss)) loss.push_back(steps[i].loss);
     if (auto m = mean(steps[i].z)) z.push_back(*m);
     if (auto m = mean(steps[i].aux)) aux.push_back(*m);
     if (auto m = mean(steps[i].dropped)) dropped.push_back(*m);
+    if (auto m = mean(steps[i].overload)) overload.push_back(*m);
   }
   r.final_loss = mean(loss);
   r.z_loss = mean(z);
   r.aux_loss = mean(aux);
   r.fraction_dropped = mean(dropped);
+  r.overload = mean(overload);
   r.tokens_per_s = median(rates);
   const Json ft = read_json_file(dir / "finetune.json");  // fine-tuning runs (train --task)
   if (ft.is_object() && r.status == "ok") {
@@ -162,6 +175,7 @@ nlohmann::ordered_json result_json(const RunResult& r) {
                               {"z_loss", opt(r.z_loss)},
                               {"aux_loss", opt(r.aux_loss)},
                               {"fraction_dropped", opt(r.fraction_dropped)},
+                              {"overload", opt(r.overload)},
                               {"tokens_per_s", opt(r.tokens_per_s)},
                               {"wall_seconds", r.wall_seconds}};
   if (r.exact_match || r.target_nll) {  // fine-tuning runs only, so other sweeps' records read as before
@@ -191,6 +205,7 @@ RunResult result_from_json(const Json& j) {
   r.z_loss = number(j, "z_loss");
   r.aux_loss = number(j, "aux_loss");
   r.fraction_dropped = number(j, "fraction_dropped");
+  r.overload = number(j, "overload");
   r.tokens_per_s = number(j, "tokens_per_s");
   r.wall_seconds = number(j, "wall_seconds").value_or(0);
   r.exact_match = number(j, "exact_match");
@@ -207,7 +222,7 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
   for (const std::string& k : spec.keys) out += fmt::format(",{}", csv_field(k));
   out +=
       ",seed,status,diverged_step,steps,final_quality,best_quality,final_loss,max_router_logit,z_loss,aux_loss,"
-      "fraction_dropped,tokens_per_s,wall_seconds,dir";
+      "fraction_dropped,overload,tokens_per_s,wall_seconds,dir";
   const bool task = !spec.settings.task.empty();
   if (task) out += ",exact_match,target_nll,fraction_dropped_eval,majority_accuracy";
   for (const std::string& c : extra.csv_names) out += fmt::format(",{}", csv_field(c));
@@ -219,10 +234,10 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
     const RunResult& r = *results[i];
     out += csv_field(arm.name);
     for (const std::string& v : arm.key_values) out += fmt::format(",{}", csv_field(v));
-    out += fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{:.2f},{}", run.seed, r.status,
+    out += fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2f},{}", run.seed, r.status,
                        r.diverged_step ? std::to_string(*r.diverged_step) : "", r.steps, fmt_opt(r.final_quality),
                        fmt_opt(r.best_quality), fmt_opt(r.final_loss), fmt_opt(r.max_router_logit), fmt_opt(r.z_loss),
-                       fmt_opt(r.aux_loss), fmt_opt(r.fraction_dropped), fmt_opt(r.tokens_per_s), r.wall_seconds,
+                       fmt_opt(r.aux_loss), fmt_opt(r.fraction_dropped), fmt_opt(r.overload), fmt_opt(r.tokens_per_s), r.wall_seconds,
                        csv_field(run.dir));
     if (task)
       out += fmt::format(",{},{},{},{}", fmt_opt(r.exact_match), fmt_opt(r.target_nll), fmt_opt(r.fraction_dropped_eval),
@@ -330,24 +345,26 @@ std::string summary_markdown(const Spec& spec, const std::vector<Run>& runs,
   out += fmt::format("Base model `{}`{}; {} steps per run. Quality: negative log perplexity on the validation split "
                      "after the last step (higher is better), mean ± std over the stable runs. Fraction stable: runs "
                      "that did not diverge / runs finished. Max router logit: median over the arm's runs of each run's "
-                     "largest |logit|. Dropped: tokens whose first choice was dropped, mean over the stable runs.\n\n",
+                     "largest |logit|. Dropped: tokens whose first choice was dropped, mean over the stable runs. Overload: "
+                     "the busiest expert's load over the mean load, mean over layers, the last 10% of the steps and the "
+                     "stable runs (1 is perfectly balanced).\n\n",
                      s.model, common.empty() ? "" : " with " + common, s.steps);
 
   std::vector<std::string> columns;
   for (const std::string& k : spec.swept_keys) columns.push_back(k.substr(k.rfind('.') + 1));
   out += "| Arm |";
   for (const std::string& c : columns) out += fmt::format(" {} |", c);
-  out += " Fraction stable | Quality (↑) | Max router logit | Dropped |";
+  out += " Fraction stable | Quality (↑) | Max router logit | Dropped | Overload |";
   for (const std::string& c : extra.table_names) out += fmt::format(" {} |", c);
   out += " Notes |\n|---|";
   for (size_t i = 0; i < columns.size() + extra.table_names.size(); ++i) out += "---|";
-  out += "---|---|---|---|---|\n";
+  out += "---|---|---|---|---|---|\n";
 
   std::vector<std::string> diverged, crashed;
   for (size_t a = 0; a < spec.arms.size(); ++a) {
     const Arm& arm = spec.arms[a];
     int64_t ok = 0, div = 0, crash = 0, pending = 0;
-    std::vector<double> quality, logits, dropped;
+    std::vector<double> quality, logits, dropped, overloads;
     for (size_t i = 0; i < runs.size(); ++i) {
       if (runs[i].arm != a) continue;
       if (!results[i]) {
@@ -369,6 +386,7 @@ std::string summary_markdown(const Spec& spec, const std::vector<Run>& runs,
       ++ok;
       if (r.final_quality) quality.push_back(*r.final_quality);
       if (r.fraction_dropped) dropped.push_back(*r.fraction_dropped);
+      if (r.overload) overloads.push_back(*r.overload);
     }
     std::string q = "–";
     if (quality.size() == 1) q = fmt::format("{:.3f}", quality[0]);
@@ -388,8 +406,10 @@ std::string summary_markdown(const Spec& spec, const std::vector<Run>& runs,
     }
     const auto logit = median(logits);
     const auto drop = mean(dropped);
-    out += fmt::format(" {} | {} | {} | {} |", ok + div > 0 ? fmt::format("{}/{}", ok, ok + div) : "–", q,
-                       logit ? fmt::format("{:.2f}", *logit) : "–", drop ? fmt::format("{:.1f}%", 100 * *drop) : "–");
+    const auto overload = mean(overloads);
+    out += fmt::format(" {} | {} | {} | {} | {} |", ok + div > 0 ? fmt::format("{}/{}", ok, ok + div) : "–", q,
+                       logit ? fmt::format("{:.2f}", *logit) : "–", drop ? fmt::format("{:.1f}%", 100 * *drop) : "–",
+                       overload ? fmt::format("{:.2f}", *overload) : "–");
     if (!extra.table_values.empty())
       for (const std::string& v : extra.table_values[a]) out += fmt::format(" {} |", v);
     out += fmt::format(" {} |\n", notes);
