@@ -3,6 +3,7 @@
 //   metrics.jsonl  one JSON object per step, keys in this order:
 //     step, epoch, loss, cross_entropy, aux_loss, z_loss, grad_norm, clip_scale, learning_rate,
 //     tokens, target_tokens, moe {<layer scope>: {aux_loss, z_loss, router_entropy, max_logit,
+//     rms_logit, logsumexp, softmax_roundoff, top1_flip, router_grad_norm (0 in eval),
 //     fraction_dropped [k], expert_load [experts], load {min, max, mean, std, p50, p90, p99,
 //     overload} (LoadSummary of expert_load), balance_bias [experts] (moe.bias_balance_rate > 0:
 //     the bias after the step)}} (MoE models), eval {neg_log_perplexity,

@@ -69,6 +69,12 @@ std::vector<MoeLayerMetrics> read_moe(const MeshExecutor& ex, const ModelGraph& 
     x.z_loss = scalar(ex, output_of(m.graph, p + "z_loss"));
     x.router_entropy = scalar(ex, output_of(m.graph, p + "router_entropy"));
     x.max_logit = scalar(ex, output_of(m.graph, p + "max_logit"));
+    x.rms_logit = std::sqrt(std::max(0.0, scalar(ex, output_of(m.graph, p + "logit_mean_square"))));
+    x.logsumexp = scalar(ex, output_of(m.graph, p + "logsumexp"));
+    x.softmax_roundoff = scalar(ex, output_of(m.graph, p + "softmax_roundoff"));
+    x.top1_flip = scalar(ex, output_of(m.graph, p + "top1_flip"));
+    if (const auto g = m.graph.find_output(p + "router_grad_norm_squared"))
+      x.router_grad_norm = std::sqrt(std::max(0.0, scalar(ex, *g)));
     x.fraction_dropped = tensor_values(ex, output_of(m.graph, p + "fraction_dropped"));
     x.expert_load = tensor_values(ex, output_of(m.graph, p + "expert_load"));
     if (l.balance_bias_next.valid()) x.balance_bias = tensor_values(ex, l.balance_bias_next);
@@ -280,6 +286,10 @@ EvalMetrics Trainer::evaluate(const std::function<bool(data::Batch&)>& next, int
         acc.z_loss += layers[i].z_loss;
         acc.router_entropy += layers[i].router_entropy;
         acc.max_logit = std::max(acc.max_logit, layers[i].max_logit);
+        acc.rms_logit += layers[i].rms_logit;
+        acc.logsumexp += layers[i].logsumexp;
+        acc.softmax_roundoff = std::max(acc.softmax_roundoff, layers[i].softmax_roundoff);
+        acc.top1_flip += layers[i].top1_flip;
         for (size_t k = 0; k < acc.fraction_dropped.size(); ++k) acc.fraction_dropped[k] += layers[i].fraction_dropped[k];
         for (size_t e = 0; e < acc.expert_load.size(); ++e) acc.expert_load[e] += layers[i].expert_load[e];
         const auto& pos = layers[i].tokens_by_pos;
@@ -295,10 +305,13 @@ EvalMetrics Trainer::evaluate(const std::function<bool(data::Batch&)>& next, int
     r.accuracy = right / static_cast<double>(r.target_tokens);
   }
   const auto nb = static_cast<double>(std::max<int64_t>(1, r.batches));
-  for (MoeLayerMetrics& l : r.moe) {  // means over batches (max_logit: the largest seen)
+  for (MoeLayerMetrics& l : r.moe) {  // means over batches (max_logit, softmax_roundoff: the largest seen)
     l.aux_loss /= nb;
     l.z_loss /= nb;
     l.router_entropy /= nb;
+    l.rms_logit /= nb;
+    l.logsumexp /= nb;
+    l.top1_flip /= nb;
     for (double& x : l.fraction_dropped) x /= nb;
     for (double& x : l.expert_load) x /= nb;
   }

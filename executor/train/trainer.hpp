@@ -39,6 +39,10 @@ struct MoeLayerMetrics {
   std::string scope;                     // "decoder/layer_01/moe"
   double aux_loss = 0, z_loss = 0;
   double router_entropy = 0, max_logit = 0;
+  // The router's numerics (graph/models/moe.hpp MoeLayer): RMS logit, mean logsumexp, bf16
+  // softmax round-off and the fraction of top-1 flips; router_grad_norm: training steps only
+  // (its trainable router parameters; 0 when frozen or in evaluation).
+  double rms_logit = 0, logsumexp = 0, softmax_roundoff = 0, top1_flip = 0, router_grad_norm = 0;
   std::vector<double> fraction_dropped;  // [k] per choice rank
   std::vector<double> expert_load;       // [experts]
   std::vector<double> balance_bias;      // [experts] after the step (moe.bias_balance_rate > 0), else empty

@@ -98,8 +98,9 @@ RunResult read_train_run(const fs::path& dir, double wall_seconds, const std::st
     r.steps = std::max(r.steps, step);
     if (j.contains("moe") && j["moe"].is_object())
       for (const auto& [scope, m] : j["moe"].items())
-        if (const auto logit = number(m, "max_logit"))
-          r.max_router_logit = std::max(r.max_router_logit.value_or(*logit), *logit);
+        for (auto [key, slot] : {std::pair{"max_logit", &r.max_router_logit}, std::pair{"softmax_roundoff", &r.max_softmax_roundoff},
+                                 std::pair{"top1_flip", &r.max_top1_flip}, std::pair{"router_grad_norm", &r.max_router_grad_norm}})
+          if (const auto v = number(m, key)) *slot = std::max(slot->value_or(*v), *v);
     if (j.contains("eval"))
       if (const auto q = number(j["eval"], "neg_log_perplexity")) r.best_quality = std::max(r.best_quality.value_or(*q), *q);
     if (step > 1)
@@ -176,6 +177,9 @@ nlohmann::ordered_json result_json(const RunResult& r) {
                               {"aux_loss", opt(r.aux_loss)},
                               {"fraction_dropped", opt(r.fraction_dropped)},
                               {"overload", opt(r.overload)},
+                              {"max_softmax_roundoff", opt(r.max_softmax_roundoff)},
+                              {"max_top1_flip", opt(r.max_top1_flip)},
+                              {"max_router_grad_norm", opt(r.max_router_grad_norm)},
                               {"tokens_per_s", opt(r.tokens_per_s)},
                               {"wall_seconds", r.wall_seconds}};
   if (r.exact_match || r.target_nll) {  // fine-tuning runs only, so other sweeps' records read as before
@@ -206,6 +210,9 @@ RunResult result_from_json(const Json& j) {
   r.aux_loss = number(j, "aux_loss");
   r.fraction_dropped = number(j, "fraction_dropped");
   r.overload = number(j, "overload");
+  r.max_softmax_roundoff = number(j, "max_softmax_roundoff");
+  r.max_top1_flip = number(j, "max_top1_flip");
+  r.max_router_grad_norm = number(j, "max_router_grad_norm");
   r.tokens_per_s = number(j, "tokens_per_s");
   r.wall_seconds = number(j, "wall_seconds").value_or(0);
   r.exact_match = number(j, "exact_match");
@@ -222,7 +229,7 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
   for (const std::string& k : spec.keys) out += fmt::format(",{}", csv_field(k));
   out +=
       ",seed,status,diverged_step,steps,final_quality,best_quality,final_loss,max_router_logit,z_loss,aux_loss,"
-      "fraction_dropped,overload,tokens_per_s,wall_seconds,dir";
+      "fraction_dropped,overload,max_softmax_roundoff,max_top1_flip,max_router_grad_norm,tokens_per_s,wall_seconds,dir";
   const bool task = !spec.settings.task.empty();
   if (task) out += ",exact_match,target_nll,fraction_dropped_eval,majority_accuracy";
   for (const std::string& c : extra.csv_names) out += fmt::format(",{}", csv_field(c));
@@ -234,10 +241,11 @@ std::string results_csv(const Spec& spec, const std::vector<Run>& runs, const st
     const RunResult& r = *results[i];
     out += csv_field(arm.name);
     for (const std::string& v : arm.key_values) out += fmt::format(",{}", csv_field(v));
-    out += fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2f},{}", run.seed, r.status,
+    out += fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2f},{}", run.seed, r.status,
                        r.diverged_step ? std::to_string(*r.diverged_step) : "", r.steps, fmt_opt(r.final_quality),
                        fmt_opt(r.best_quality), fmt_opt(r.final_loss), fmt_opt(r.max_router_logit), fmt_opt(r.z_loss),
-                       fmt_opt(r.aux_loss), fmt_opt(r.fraction_dropped), fmt_opt(r.overload), fmt_opt(r.tokens_per_s), r.wall_seconds,
+                       fmt_opt(r.aux_loss), fmt_opt(r.fraction_dropped), fmt_opt(r.overload), fmt_opt(r.max_softmax_roundoff),
+                       fmt_opt(r.max_top1_flip), fmt_opt(r.max_router_grad_norm), fmt_opt(r.tokens_per_s), r.wall_seconds,
                        csv_field(run.dir));
     if (task)
       out += fmt::format(",{},{},{},{}", fmt_opt(r.exact_match), fmt_opt(r.target_nll), fmt_opt(r.fraction_dropped_eval),

@@ -53,7 +53,9 @@ struct RunResult {
   std::string reason;                    // why it diverged or crashed
   std::optional<double> final_quality, best_quality, final_loss, max_router_logit, z_loss, aux_loss,
       fraction_dropped, tokens_per_s;
-  std::optional<double> overload;        // max / mean expert load (the busiest expert), mean over layers and the last 10% of steps
+  std::optional<double> overload;
+  // The router's numerics over the run (issue #18), the largest of any layer and step:
+  std::optional<double> max_softmax_roundoff, max_top1_flip, max_router_grad_norm;        // max / mean expert load (the busiest expert), mean over layers and the last 10% of steps
   double wall_seconds = 0;
   std::optional<double> exact_match, target_nll, fraction_dropped_eval, majority_accuracy;  // fine-tuning runs
   std::string majority_target;

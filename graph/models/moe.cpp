@@ -474,6 +474,7 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       out.aux_loss_raw = constant(b, {}, 0.0);
       out.router_probs = probs;
       out.max_logit = max(abs_value(logits), {kGroup, kGroupSize, kExperts});
+      out.router_logits = logits;
       lse = logsumexp(logits, kExperts);
       out.router_entropy = mean(lse - sum(probs * logits, {kExperts}), {kGroup, kGroupSize});
     } else {
@@ -502,6 +503,7 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       } else {
         out.router_probs = r.probs;
         out.max_logit = max(abs_value(r.logits), {kGroup, kGroupSize, kExperts});
+        out.router_logits = r.logits;
         lse = logsumexp(r.logits, kExperts);  // [G, S]
         // -Σ p log p: lse − Σ p·logit for a softmax; sigmoid scores normalised have no such form
         // (1e-30 keeps log finite for a score that underflowed to 0, whose term is 0).
@@ -521,6 +523,20 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       }
     }
     out.z_loss_raw = is_set(lse) ? mean(lse * lse, {kGroup, kGroupSize}) : constant(b, {}, 0.0);
+    if (is_set(lse)) {
+      Expr logits = out.router_logits;  // [G, S, E] f32
+      out.logit_mean_square = mean(logits * logits, {kGroup, kGroupSize, kExperts});
+      out.logsumexp_mean = mean(lse, {kGroup, kGroupSize});
+      Expr p32 = softmax(logits, kExperts);
+      Expr p16 = cast_to(softmax(cast_to(logits, DType::bf16), kExperts), DType::f32);
+      out.softmax_roundoff = max(abs_value(p16 - p32), {kGroup, kGroupSize, kExperts});
+      const Dim top1{"top1", 1};
+      Expr same = einsum(one_hot(top_k(p32, kExperts, top1).second, Dim{kExperts, E}),
+                         one_hot(top_k(p16, kExperts, top1).second, Dim{kExperts, E}), {kGroup, kGroupSize});  // [G, S] 0/1
+      out.top1_flip = scale(mean(same, {kGroup, kGroupSize}), -1.0, 1.0);
+    } else {
+      out.logit_mean_square = out.logsumexp_mean = out.softmax_roundoff = out.top1_flip = constant(b, {}, 0.0);
+    }
     const double z_scale = cfg.z_coef * (cfg.z_rule == ZLossRule::mesh_tf ? cfg.mesh_tf_loss_coef : 1.0);
     out.z_loss = scale(out.z_loss_raw, z_scale);
     out.aux_loss = scale(out.aux_loss_raw, cfg.balance_coef);
@@ -585,6 +601,10 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
     b.output(prefix + "expert_load", out.expert_load);
     b.output(prefix + "router_entropy", out.router_entropy);
     b.output(prefix + "max_logit", out.max_logit);
+    b.output(prefix + "logit_mean_square", out.logit_mean_square);
+    b.output(prefix + "logsumexp", out.logsumexp_mean);
+    b.output(prefix + "softmax_roundoff", out.softmax_roundoff);
+    b.output(prefix + "top1_flip", out.top1_flip);
     // Evaluation: each token's expert of highest router probability (top-k's first choice), for
     // routing analysis by token class (ST-MoE Table 13); the hash router has no probabilities.
     if (!ctx.training && out.router_probs.b != nullptr) {

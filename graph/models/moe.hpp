@@ -234,8 +234,16 @@ struct MoeLayer {
   Expr expert_load;       // [experts]: choices routed to each expert (after the policy, before capacity), / T
   Expr router_entropy;    // []: mean over tokens of -Σ_e p log p (0 for hash)
   Expr max_logit;         // []: max |logit| (0 for hash)
+  // The router's numerics (ST-MoE §3: bf16 round-off in the router's exponentials), f32 [], 0 for hash:
+  Expr logit_mean_square;  // mean over tokens and experts of logit² (its square root: the RMS logit)
+  Expr logsumexp_mean;     // mean over tokens of logsumexp_e logit
+  Expr softmax_roundoff;   // max |softmax_bf16(logits) − softmax_f32(logits)| over tokens and experts:
+                           // the same logits, the softmax computed in bf16 (input and output rounded) or f32
+  Expr top1_flip;          // the fraction of tokens whose highest-probability expert differs between the
+                           // two (a bf16 tie goes to the lower expert, as top-k does)
   // For analysis and tests:
   Expr router_probs;      // [group, group_size, experts] f32 softmax (invalid for hash)
+  Expr router_logits;     // [group, group_size, experts] f32 (invalid for hash)
   // Auxiliary-loss-free balancing (cfg.bias_balance_rate > 0, training): the bias parameter
   // "<scope>/router/balance_bias" f32 [experts] (zeros at init; never differentiated) and its value
   // after this step, b + γ·sign(mean_e load − load) from this step's expert_load. The training

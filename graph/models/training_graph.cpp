@@ -48,14 +48,23 @@ void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector
     ScopeGuard scope(b, "optimizer");
     lr = b.input("optimizer/lr", {});
   }
+  std::map<std::string, Expr> router_ss;  // per MoE layer scope: Σ g² over its router's parameters
   for (ValueId p : params) {
-    ScopeGuard scope(b, "optimizer/" + g.value(p).name);
+    const std::string& name = g.value(p).name;
+    ScopeGuard scope(b, "optimizer/" + name);
     Expr gp = b.wrap(grads.at(p));
     std::vector<std::string> dims;
     for (const Dim& d : gp.shape()) dims.push_back(d.name);
     Expr term = dims.empty() ? gp * gp : sum(gp * gp, dims);
     ss = ss.b ? ss + term : term;
+    for (const MoeLayerInfo& l : t.model.moe_layers)
+      if (name.starts_with(l.scope + "/router/")) {
+        Expr& r = router_ss[l.scope];
+        r = r.b ? r + term : term;
+      }
   }
+  // Each MoE layer's router gradient norm², beside the global one (issue #18: which diverges first).
+  for (const auto& [layer, r] : router_ss) b.output(layer + "/metrics/router_grad_norm_squared", r);
   Expr clip;
   {
     ScopeGuard scope(b, "optimizer");

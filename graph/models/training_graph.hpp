@@ -13,7 +13,8 @@
 //
 // Graph inputs besides the model's: "optimizer/lr" f32 [] and the optimizer state leaves
 // "optimizer/<param>/<slot>" (v_row, v_col or v for Adafactor; m, v for AdamW), f32. Graph outputs
-// besides the model's: "optimizer/grad_norm_squared", "optimizer/clip_scale", "update/<param>" and
+// besides the model's: "optimizer/grad_norm_squared", "optimizer/clip_scale", each MoE layer's
+// "<layer scope>/metrics/router_grad_norm_squared" (its trainable router parameters), "update/<param>" and
 // "update/optimizer/<param>/<slot>" (a balance bias's "update/<param>" is its balancing rule's
 // next value, computed in its MoE layer's router scope). Each parameter's update has its own scope so a reduced build
 // (simulator/model_step) can weigh it by the layers its parameter stands for.

@@ -100,15 +100,15 @@ if [ "$print" = "--print" ]; then
   exit 0
 fi
 expected=$(cat <<'SUMS'
-a9eb8e2b4a36d630ac31c31901eb342572dcc1e7da0549a40ed507fd47b12f67  moe/report.md
-037446212779489e6f5bdbfd2c833c2ff8690baeaba47863cf55de72237395a3  moe/ops.csv
-4233052d0a8f710a840fee863898fd0450235a48e3032739bed957597a108602  moe/summary.json
-3716a6fb368166f3f99c69ca7e224a2d005dd95d2fefa7df7c3847686b84f01c  moe/trace.json
+246081bbd2faf2c9529768954df60faac8e143ed00db52739ecc34b888659f33  moe/report.md
+2d7c29612358e72d2534a7eaba36894e9afd1eb800d6d81038a808f9e0344993  moe/ops.csv
+db822f68544b9c17804073aa93fa2178ac93e8d4f91e47f7416976c4fffbbeec  moe/summary.json
+3cbe7a602326e8603342e51e97f44457de3eff4b638fdf37ada4a860091dd4c1  moe/trace.json
 223738335a253693aff9d1baf9f56f23c94fe0d0da6f92aa71b38a4e235ab89d  dense/report.md
 30ce82905de73082a52495975a8922f03059eb95ccd6907c54124a362c420a79  dense/ops.csv
 c4bed1c8c2be36d3b75f7bbb0cb6d067164edf20bd60490222db110fd1ae8eba  dense/summary.json
 63ff85a5fe4d4f22d3dedd895405af0d79dd40e446a2fa4db02494b0195e6b31  dense/trace.json
-d2cc3d92191eb65b3ac2b8583a653edea8abf9872e45b135cfbefff556efcb89  sweep/sweep.csv
+f8a51dfdfb700ca72dfaf14920768bdabaef021d064c35ed08d23970e51d6c09  sweep/sweep.csv
 SUMS
 )
 if [ "$sums" != "$expected" ]; then

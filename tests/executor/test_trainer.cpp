@@ -399,3 +399,24 @@ TEST_CASE("trainer: expert-load summary (min, max, mean, std, nearest-rank perce
   CHECK(load_summary({0.0, 0.0}).overload == 0.0);
   CHECK(load_summary({}).mean == 0.0);
 }
+
+TEST_CASE("trainer: each MoE layer reports its router gradient norm, a part of the global norm", "[trainer][router]") {
+  const RunConfig cfg = tiny();
+  const data::Batch batch = first_training_batch(cfg);
+  Trainer t(cfg, 10);
+  const StepMetrics m = t.train_step(batch);
+  REQUIRE(m.moe.size() == 2);
+  double routers_squared = 0;
+  for (const MoeLayerMetrics& l : m.moe) {
+    INFO(l.scope);
+    CHECK(l.router_grad_norm > 0);
+    CHECK(l.rms_logit > 0);
+    CHECK(l.rms_logit >= 0);
+    CHECK(l.softmax_roundoff >= 0);
+    routers_squared += l.router_grad_norm * l.router_grad_norm;
+  }
+  CHECK(std::sqrt(routers_squared) < m.grad_norm);  // the routers are a strict part of the network
+  // Frozen routers (train.trainable = non_moe) have no gradient: 0.
+  Trainer frozen(tiny({"train.trainable=non_moe"}), 10);
+  for (const MoeLayerMetrics& l : frozen.train_step(batch).moe) CHECK(l.router_grad_norm == 0);
+}

@@ -829,3 +829,26 @@ TEST_CASE("router: configs of the post-ST-MoE settings are checked", "[router]")
   CHECK_THAT(error_of(c), Catch::Contains("'shared_experts' = 65") && Catch::Contains("0..64"));
   CHECK(enum_allowed<ScoreFunction>() == "softmax, sigmoid");
 }
+
+TEST_CASE("router: bf16 round-off of the router softmax and top-1 flips by hand (ST-MoE §3)", "[router]") {
+  // Logits [0, 0.001] and [0, 0.01] (E = 2, f32 router). In f32 the softmax is
+  //   t0 [0.49975, 0.50025] (top-1 e1), t1 [0.4975, 0.5025] (top-1 e1).
+  // In bf16 the logits round to 0.00099945068359375 and 0.010009765625 and the probabilities to
+  // the nearest bf16 (spacing 2^-9 below 0.5, 2^-8 above):
+  //   t0 [0.5, 0.5]: a tie, top-1 goes to e0 (a flip); round-off 0.50025 − 0.5 = 2.5001e-4
+  //   t1 [0.498046875, 0.50390625]: top-1 still e1; round-off 0.50390625 − 0.5025 = 1.40625e-3
+  // (numbers from an exact bf16 round-to-nearest-even of the f32 values).
+  MoeConfig c = base_config(2, 1);
+  auto r = run(c, MoeContext{}, {{1.0, std::exp(0.001)}, {1.0, std::exp(0.01)}}, {.exact = false});
+  CHECK(r->scalar(r->m.softmax_roundoff) == Approx(0.001406252384185791).margin(1e-7));
+  CHECK(r->scalar(r->m.top1_flip) == 0.5);
+  CHECK(r->scalar(r->m.logit_mean_square) == Approx((0.001 * 0.001 + 0.01 * 0.01) / 4).epsilon(1e-5));
+  const double lse0 = std::log(1 + std::exp(0.001)), lse1 = std::log(1 + std::exp(0.01));
+  CHECK(r->scalar(r->m.logsumexp_mean) == Approx((lse0 + lse1) / 2).epsilon(1e-6));
+  // Logits far apart: no round-off can flip the choice, and the metrics are outputs of the layer.
+  auto far = run(c, MoeContext{}, {{0.9, 0.1}, {0.2, 0.8}}, {.exact = false});
+  CHECK(far->scalar(far->m.top1_flip) == 0.0);
+  CHECK(far->scalar(far->m.softmax_roundoff) < 4e-3);  // half a bf16 spacing (2^-8) at most
+  for (const char* name : {"logit_mean_square", "logsumexp", "softmax_roundoff", "top1_flip"})
+    CHECK(far->g.find_output(std::string("moe/metrics/") + name).has_value());
+}

@@ -44,7 +44,7 @@ mpi_train() {  # mpi_train N ARGS...
   local n=$1
   shift
   rc=0
-  timeout 120 mpiexec -n "$n" --oversubscribe "$train" "$@" >"$work/log.txt" 2>&1 || rc=$?
+  timeout "${SY_MPI_TIMEOUT:-120}" mpiexec -n "$n" --oversubscribe "$train" "$@" >"$work/log.txt" 2>&1 || rc=$?
 }
 
 expect_ok() {  # expect_ok WHAT: the last mpi_train exited 0
