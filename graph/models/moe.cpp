@@ -382,6 +382,10 @@ void check_moe_config(const MoeConfig& c) {
     bad_setting("bias_balance_rate", num(c.bias_balance_rate), "a rate γ in [0, 1] (0: off; DeepSeek-V3 used 0.001)");
   if (c.bias_balance_rate > 0 && !top_k)
     bad_setting("bias_balance_rate", num(c.bias_balance_rate) + with_router, "> 0 only with router top_k");
+  if (!(c.router_init_scale > 0 && c.router_init_scale <= 1e3))
+    bad_setting("router_init_scale", num(c.router_init_scale), "a factor in (0, 1000]");
+  if (!(c.router_lr_scale >= 0 && c.router_lr_scale <= 1e3))
+    bad_setting("router_lr_scale", num(c.router_lr_scale), "a factor in [0, 1000] (0 freezes the router)");
   if (c.route_groups < 0) bad_setting("route_groups", num(c.route_groups), "0 (off) or 1..expert_groups");
   if (c.expert_groups < 0) bad_setting("expert_groups", num(c.expert_groups), "0 (off) or a divisor of experts");
   if (c.expert_groups > 0 && c.experts % c.expert_groups != 0)

@@ -123,6 +123,9 @@ struct MoeConfig {
                                           // (used with route_groups; it must divide experts)
   int64_t route_groups = 0;               // M > 0: each token picks its top-M groups (by the best
                                           // score in the group), then its top-k experts inside them
+  // Levers that act on the router alone (issue #18, the stability study):
+  double router_init_scale = 1.0;         // × the router weights' initial σ (router/w, router/w_noise)
+  double router_lr_scale = 1.0;           // × the learning rate of the router's parameters
 
   // The keys of [moe], [moe.encoder], [moe.decoder] and of the config JSON, in this order.
   static void fields(auto& s, auto&& v) {
@@ -158,6 +161,8 @@ struct MoeConfig {
     v("bias_balance_rate", s.bias_balance_rate, at_least(0));
     v("expert_groups", s.expert_groups, at_least(0));
     v("route_groups", s.route_groups, at_least(0), s.expert_groups > 0);
+    v("router_init_scale", s.router_init_scale, interval(0, 1e3, "(]"));
+    v("router_lr_scale", s.router_lr_scale, interval(0, 1e3, "[]"));
   }
   bool operator==(const MoeConfig&) const = default;
 };

@@ -39,8 +39,8 @@ ValueId output_of(const Graph& g, const std::string& name) {
 }
 
 // Global-norm clipping and one update node per trainable parameter (see the header).
-void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector<ValueId>& params,
-                   const std::map<ValueId, ValueId>& grads) {
+void add_optimizer(TrainingGraph& t, const ModelConfig& config, const OptimizerConfig& o,
+                   const std::vector<ValueId>& params, const std::map<ValueId, ValueId>& grads) {
   Graph& g = t.model.graph;
   Builder b(g);
   Expr lr, ss;  // ss: Σ g² over every gradient, f32 []
@@ -92,9 +92,15 @@ void add_optimizer(TrainingGraph& t, const OptimizerConfig& o, const std::vector
       state.push_back(b.input(fmt::format("optimizer/{}/{}", name, slot_name), slot_shape));
       slot.state.push_back(state.back().id);
     }
+    // moe.router_lr_scale: a router parameter's learning rate (encoder or decoder MoE settings).
+    Expr p_lr = lr;
+    if (name.find("/moe/router/") != std::string::npos) {
+      const double s = (name.starts_with("encoder/") ? config.moe_encoder : config.moe_decoder).router_lr_scale;
+      if (s != 1.0) p_lr = scale(lr, s);
+    }
     const std::vector<Expr> outs = o.kind == OptimizerKind::adafactor
-                                       ? adafactor_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, o.adafactor)
-                                       : adamw_update(b.wrap(p), b.wrap(grads.at(p)), state, lr, step, clip, o.adamw);
+                                       ? adafactor_update(b.wrap(p), b.wrap(grads.at(p)), state, p_lr, step, clip, o.adafactor)
+                                       : adamw_update(b.wrap(p), b.wrap(grads.at(p)), state, p_lr, step, clip, o.adamw);
     slot.new_param = outs[0].id;
     b.output("update/" + name, outs[0]);
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -153,7 +159,7 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig&
                                  config.source.empty() ? config.name : config.source, train.trainable));
   const auto grads = gradients(g, params, train.remat);
   if (opts.optimizer) {
-    add_optimizer(t, train.optimizer, params, grads);
+    add_optimizer(t, config, train.optimizer, params, grads);
     // The step returns the updated parameters and state, not the gradients (as a jitted training
     // step does): each gradient is free once its update and norm term have read it.
     std::erase_if(g.outputs, [](const GraphOutput& o) { return o.name.starts_with("grad/"); });

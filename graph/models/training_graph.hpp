@@ -7,7 +7,8 @@
 //   "optimizer":
 //     grad_norm_squared = Σ_p Σ g_p²                                             f32 []
 //     clip_scale = grad_clip > 0 and ‖g‖ > grad_clip ? grad_clip / ‖g‖ : 1         (global-norm clipping)
-//   "optimizer/<p>": adafactor_update or adamw_update (p, g_p, state..., lr, step, clip_scale);
+//   "optimizer/<p>": adafactor_update or adamw_update (p, g_p, state..., lr, step, clip_scale); a
+//     router parameter's lr is × moe.router_lr_scale of its stack
 //     Adafactor with its statistics as nodes of their own (graph/builder.hpp adafactor_update),
 //     which lowering reduces over the mesh axes that split p
 //

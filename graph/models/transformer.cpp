@@ -173,6 +173,9 @@ class TransformerBuilder {
           for (const Dim& d : g.type(p).shape)
             if (std::find(out.begin(), out.end(), d.name) == out.end()) fan_in *= d.size;
           pi = ParamInit{p, InitKind::truncated_normal, std::sqrt(c_.init_scale / static_cast<double>(fan_in)), fan_in};
+          const std::string& name = g.value(p).name;
+          if (name.find("/moe/router/") != std::string::npos)  // moe.router_init_scale
+            pi.stddev *= (name.starts_with("encoder/") ? c_.moe_encoder : c_.moe_decoder).router_init_scale;
         } else if (n.kind == OpKind::add || n.kind == OpKind::sub) {
           pi.kind = InitKind::zeros;
         }

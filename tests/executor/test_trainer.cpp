@@ -420,3 +420,34 @@ TEST_CASE("trainer: each MoE layer reports its router gradient norm, a part of t
   Trainer frozen(tiny({"train.trainable=non_moe"}), 10);
   for (const MoeLayerMetrics& l : frozen.train_step(batch).moe) CHECK(l.router_grad_norm == 0);
 }
+
+TEST_CASE("trainer: router levers: router_lr_scale 0 freezes the routers, router_init_scale scales their σ", "[trainer][router]") {
+  const RunConfig base = tiny();
+  const RunConfig frozen = tiny({"moe.router_lr_scale=0"});
+  const data::Batch batch = first_training_batch(base);
+  auto weights = [](Trainer& t) {
+    std::map<std::string, std::vector<float>> w;
+    for (const StateTensor& s : t.state()) w[s.name] = std::vector<float>(s.data, s.data + num_elements(s.type.shape));
+    return w;
+  };
+  Trainer a(base, 10), b(frozen, 10);
+  const auto a0 = weights(a), b0 = weights(b);
+  a.train_step(batch);
+  b.train_step(batch);
+  const auto a1 = weights(a), b1 = weights(b);
+  for (const char* p : {"encoder/layer_01/moe/router/w", "decoder/layer_01/moe/router/w"}) {
+    INFO(p);
+    CHECK(a1.at(p) != a0.at(p));
+    CHECK(b1.at(p) == b0.at(p));
+  }
+  CHECK(b1.at("encoder/layer_01/moe/experts/wo") != b0.at("encoder/layer_01/moe/experts/wo"));  // the rest trains
+
+  // σ of the router weights ×4: the initial values are 4× those of the default (same seed, same draws).
+  Trainer big(tiny({"moe.router_init_scale=4"}), 10);
+  const auto c0 = weights(big);
+  const auto& w1 = a0.at("encoder/layer_01/moe/router/w");
+  const auto& w4 = c0.at("encoder/layer_01/moe/router/w");
+  REQUIRE(w1.size() == w4.size());
+  for (size_t i = 0; i < w1.size(); ++i) CHECK(w4[i] == Approx(4.0 * w1[i]).epsilon(1e-6));
+  CHECK(c0.at("encoder/layer_01/moe/experts/wo") == a0.at("encoder/layer_01/moe/experts/wo"));
+}
