@@ -40,7 +40,7 @@
 //   min_capacity, group_size, capacity, dropless, batch_prioritized, router_dtype, jitter,
 //   balance, balance_coef, z_rule, z_coef, mesh_tf_loss_coef, expert_ffn, d_ff, expert_dropout,
 //   expert_bias, renormalize_gates, hash, score, shared_experts, shared_d_ff, bias_balance_rate,
-//   expert_groups, route_groups
+//   expert_groups, route_groups, router_init_scale, router_lr_scale
 //                                       the MoeConfig fields (graph/models/moe.hpp), same names and
 //                                       defaults; enum values by their spellings there ("top_k",
 //                                       "mesh_tf", ...); expert_ffn defaults to model.ffn, d_ff to

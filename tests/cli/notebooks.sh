@@ -38,7 +38,7 @@ for cell in nb["cells"]:
         assert out.get("output_type") != "error", out
 EOF
 done
-for f in loss_curves router_statistics capacity expert_load load_imbalance overload_bias pos_specialisation; do
+for f in loss_curves router_statistics router_numerics capacity expert_load load_imbalance overload_bias pos_specialisation; do
   [ -s "$work/sweep/figures/$f.png" ] || fail "no figure $f.png"
 done
 grep -q "fraction stable" "$work/ablation_analysis.out.ipynb" || fail "the stability table is not in the executed notebook"

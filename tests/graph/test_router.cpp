@@ -100,6 +100,16 @@ MoeConfig base_config(int64_t E, int64_t k) {
   return c;
 }
 
+// check_moe_config's message for `cfg`, or "no error".
+std::string config_error(const MoeConfig& cfg) {
+  try {
+    check_moe_config(cfg);
+  } catch (const InputError& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
 // Slot assignments in the dispatch tensor [G, S, E, C]: (group·S + token, expert, slot), sorted.
 using Slot = std::array<int64_t, 3>;
 std::vector<Slot> slots(const RouterRun& r, const Expr& t) {
@@ -548,27 +558,19 @@ TEST_CASE("router: parameters, scopes and config errors", "[router]") {
                                         "encoder/layer_1/moe/experts"});
   CHECK(g.find_output("encoder/layer_1/moe/metrics/aux_loss").has_value());
 
-  auto error_of = [](MoeConfig bad) {
-    try {
-      check_moe_config(bad);
-    } catch (const InputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   MoeConfig bad = base_config(4, 5);
-  CHECK_THAT(error_of(bad), Catch::Contains("'k' = 5") && Catch::Contains("1..4"));
+  CHECK_THAT(config_error(bad), Catch::Contains("'k' = 5") && Catch::Contains("1..4"));
   bad = base_config(4, 2);
   bad.cf_train = 0;
-  CHECK_THAT(error_of(bad), Catch::Contains("cf_train"));
+  CHECK_THAT(config_error(bad), Catch::Contains("cf_train"));
   bad = base_config(4, 2);
   bad.router = RouterKind::hash;
   bad.batch_prioritized = true;
-  CHECK_THAT(error_of(bad), Catch::Contains("batch_prioritized"));
+  CHECK_THAT(config_error(bad), Catch::Contains("batch_prioritized"));
   bad = base_config(4, 2);
   bad.policy_train = SecondPolicy::threshold;
   bad.policy_threshold = 0;
-  CHECK_THAT(error_of(bad), Catch::Contains("policy_threshold"));
+  CHECK_THAT(config_error(bad), Catch::Contains("policy_threshold"));
 
   CHECK(enum_name(RouterKind::noisy_top_k) == "noisy_top_k");
   CHECK(enum_from_name<SecondPolicy>("threshold") == SecondPolicy::threshold);
@@ -797,36 +799,28 @@ TEST_CASE("router: shared experts add one always-on FFN of shared_experts·share
 }
 
 TEST_CASE("router: configs of the post-ST-MoE settings are checked", "[router]") {
-  auto error_of = [](MoeConfig bad) {
-    try {
-      check_moe_config(bad);
-    } catch (const InputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   MoeConfig c = base_config(8, 2);
   c.expert_groups = 3;
   c.route_groups = 1;
-  CHECK_THAT(error_of(c), Catch::Contains("'expert_groups' = 3") && Catch::Contains("a divisor of experts = 8"));
+  CHECK_THAT(config_error(c), Catch::Contains("'expert_groups' = 3") && Catch::Contains("a divisor of experts = 8"));
   c.expert_groups = 4;
   c.route_groups = 5;
-  CHECK_THAT(error_of(c), Catch::Contains("'route_groups' = 5") && Catch::Contains("1..4"));
+  CHECK_THAT(config_error(c), Catch::Contains("'route_groups' = 5") && Catch::Contains("1..4"));
   c.route_groups = 1;
   c.k = 3;  // one group of 2 experts reachable
-  CHECK_THAT(error_of(c), Catch::Contains("'k' = 3") && Catch::Contains("1..2"));
+  CHECK_THAT(config_error(c), Catch::Contains("'k' = 3") && Catch::Contains("1..2"));
   c = base_config(8, 2);
   c.router = RouterKind::expert_choice;
   c.score = ScoreFunction::sigmoid;
-  CHECK_THAT(error_of(c), Catch::Contains("'score'") && Catch::Contains("only with router top_k"));
+  CHECK_THAT(config_error(c), Catch::Contains("'score'") && Catch::Contains("only with router top_k"));
   c = base_config(8, 2);
   c.bias_balance_rate = 2;
-  CHECK_THAT(error_of(c), Catch::Contains("'bias_balance_rate' = 2") && Catch::Contains("[0, 1]"));
+  CHECK_THAT(config_error(c), Catch::Contains("'bias_balance_rate' = 2") && Catch::Contains("[0, 1]"));
   c.bias_balance_rate = std::nan("");
-  CHECK_THAT(error_of(c), Catch::Contains("bias_balance_rate"));
+  CHECK_THAT(config_error(c), Catch::Contains("bias_balance_rate"));
   c = base_config(8, 2);
   c.shared_experts = 65;
-  CHECK_THAT(error_of(c), Catch::Contains("'shared_experts' = 65") && Catch::Contains("0..64"));
+  CHECK_THAT(config_error(c), Catch::Contains("'shared_experts' = 65") && Catch::Contains("0..64"));
   CHECK(enum_allowed<ScoreFunction>() == "softmax, sigmoid");
 }
 
