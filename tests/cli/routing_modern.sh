@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # experiments/ablations/routing_modern.toml at --scale tiny on the Brown corpus (skipped when it
-# is not fetched): the four arms finish; results.csv has the overload column; the dropless arm
+# is not fetched): the five arms finish; results.csv has the overload column; the dropless arm
 # drops nothing; the fine-grained arm's runs log a balance bias that moved and the load summary.
 set -euo pipefail
 bin=$1
@@ -19,7 +19,7 @@ import csv, json, os, sys
 sweep = sys.argv[1]
 rows = list(csv.DictReader(open(os.path.join(sweep, "results.csv"))))
 arms = {r["arm"]: r for r in rows}
-want = ["ST-MoE top-2", "Switch top-1", "dropless top-2", "fine-grained + shared, bias balanced"]
+want = ["ST-MoE top-2", "Switch top-1", "dropless top-2", "fine-grained + shared, bias balanced", "fine-grained + shared, no balancing"]
 if sorted(arms) != sorted(want):
     sys.exit(f"arms {sorted(arms)}, expected {want}")
 for name, r in arms.items():
@@ -37,7 +37,7 @@ for layer, m in last["moe"].items():
         sys.exit(f"{layer}: balance_bias {m['balance_bias']}")
     if not m["load"]["max"] >= m["load"]["p90"] >= m["load"]["p50"] >= m["load"]["min"]:
         sys.exit(f"{layer}: load summary out of order: {m['load']}")
-print("routing_modern: 4 arms ok;", {k: (v["final_quality"], v["fraction_dropped"], v["overload"]) for k, v in arms.items()})
+print("routing_modern: 5 arms ok;", {k: (v["final_quality"], v["fraction_dropped"], v["overload"]) for k, v in arms.items()})
 PY
 grep -qF "| Overload |" "$work/sweep/summary.md" || fail "summary.md has no Overload column"
 echo "routing_modern.sh: ok"
