@@ -370,6 +370,7 @@ int run(const Args& a) {
     for (const std::string& x : r.sets) argv.insert(argv.end(), {"--set", x});
     if (arm.pretrain >= 0)
       argv.insert(argv.end(), {"--init-from", stage_checkpoints[static_cast<size_t>(arm.pretrain)].string()});
+    if (arm.upcycle) argv.push_back("--upcycle");
     if (!s.task.empty()) argv.insert(argv.end(), {"--task", s.task});
     argv.insert(argv.end(), {"--steps", std::to_string(s.steps), "--out", dir.string(), "--data", data.string(), "--vocab",
                              std::to_string(s.vocab), "--threads", std::to_string(threads)});

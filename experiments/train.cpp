@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
                    "fine-tune: start from the parameters (and optimizer state) of this checkpoint file or run directory");
     app.add_flag("--reset-optimizer", o.reset_optimizer, "with --init-from: start the optimizer state at zero "
                                                          "(train.reset_optimizer=true)");
+    app.add_flag("--upcycle", o.upcycle, "with --init-from: sparse upcycling of a dense checkpoint into this MoE model "
+                                         "(every expert a copy of its layer's FFN, router and optimizer state fresh)");
     app.add_option("--task", o.task, "fine-tune on a text-to-text task: a directory holding train.tsv and validation.tsv "
                                      "(input<TAB>target), or a name under DATA/tasks (brown_genre: Brown genre "
                                      "classification, written on first use)");

@@ -69,6 +69,51 @@ InitFrom init_from_checkpoint(Trainer& trainer, const fs::path& path, bool reset
   return r;
 }
 
+InitFrom upcycle_from_checkpoint(Trainer& trainer, const fs::path& path) {
+  InitFrom r;
+  r.file = fs::is_directory(path) ? path / kCheckpointFile : path;
+  const Checkpoint ckpt = read_checkpoint(r.file);
+  r.step = ckpt.run.step;
+  auto fail = [&](const std::string& what) { fail_init(r.file, "upcycling: " + what); };
+  for (const SafetensorsTensor& t : ckpt.file.tensors)
+    if (t.name.find("/moe/") != std::string::npos)
+      fail(fmt::format("'{}' is an MoE tensor: upcycling starts from a dense model's checkpoint", t.name));
+  // The dense tensor each MoE parameter starts from: the same name, or a layer's FFN for its experts.
+  auto source_of = [](const std::string& name) -> std::string {
+    const size_t moe = name.find("/moe/experts/");
+    if (moe != std::string::npos) return name.substr(0, moe) + "/ffn/" + name.substr(moe + 13);
+    const size_t norm = name.find("/moe_norm/");
+    if (norm != std::string::npos) return name.substr(0, norm) + "/ffn_norm/" + name.substr(norm + 10);
+    return name;
+  };
+  std::set<std::string> used;
+  for (const StateTensor& s : trainer.state()) {
+    if (is_optimizer_state(s.name)) {
+      std::memset(s.data, 0, static_cast<size_t>(num_bytes(s.type)));
+      continue;
+    }
+    const std::string src = source_of(s.name);
+    const SafetensorsTensor* t = ckpt.file.find(src);
+    if (!t) continue;  // router, shared experts, balance bias, extra FFN: fresh
+    const std::vector<int64_t> want = sizes_of(s.type.shape);
+    const bool experts = src != s.name && s.name.find("/moe/experts/") != std::string::npos;
+    const std::vector<int64_t> per = experts ? std::vector<int64_t>(want.begin() + 1, want.end()) : want;
+    if (t->dtype != DType::f32 || t->shape != per)
+      fail(fmt::format("dense tensor '{}' is {} {}, but '{}' needs {}{}", src, dtype_name(t->dtype), shape_text(t->shape),
+                       s.name, shape_text(per), experts ? " per expert (is moe.d_ff the dense d_ff?)" : ""));
+    const size_t bytes = t->bytes.size();
+    const int64_t copies = experts ? want.front() : 1;
+    for (int64_t e = 0; e < copies; ++e) std::memcpy(reinterpret_cast<char*>(s.data) + static_cast<size_t>(e) * bytes, t->bytes.data(), bytes);
+    used.insert(src);
+    ++r.parameters;
+  }
+  for (const SafetensorsTensor& t : ckpt.file.tensors)
+    if (!is_optimizer_state(t.name) && !used.count(t.name))
+      fail(fmt::format("dense parameter '{}' {} has no place in this model (another architecture or more layers?)",
+                       t.name, shape_text(t.shape)));
+  return r;
+}
+
 TrainableCount count_trainable(const Graph& g, const std::string& trainable) {
   TrainableCount c;
   for (ValueId p : g.parameters()) {

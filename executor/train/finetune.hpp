@@ -43,6 +43,17 @@ struct InitFrom {
 // trainer.state(). Throws InputError as described above.
 InitFrom init_from_checkpoint(Trainer& trainer, const std::filesystem::path& path, bool reset_optimizer);
 
+// Sparse upcycling (Komatsuzaki et al. 2022, arXiv 2212.05055): an MoE model from a dense model's
+// checkpoint. Every parameter the two share by name and shape is copied; on each sparse layer
+// every expert of "<layer>/moe/experts/<w>" [experts, ...] is a copy of the dense layer's
+// "<layer>/ffn/<w>" [...], and "<layer>/moe_norm/scale" is the dense "<layer>/ffn_norm/scale". The
+// router, the shared experts, the balance bias and the MoE-only layers (extra_ffn) keep their
+// fresh initialisation; the optimizer state starts at zero. Throws InputError naming the file,
+// the tensor and both shapes for a dense tensor that does not fit (another d_model, d_ff, expert
+// d_ff or vocabulary), a dense parameter this model cannot take (more layers, another
+// architecture) or a checkpoint that already has experts.
+InitFrom upcycle_from_checkpoint(Trainer& trainer, const std::filesystem::path& path);
+
 // Parameters the config trains and freezes (by train.trainable), counted in tensors and elements.
 struct TrainableCount {
   int64_t trainable_tensors = 0, frozen_tensors = 0;

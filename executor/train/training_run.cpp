@@ -132,6 +132,8 @@ void TrainingRun::resolve_config() {
       if (!has_offset) train.step_offset = read_checkpoint(init_file_).run.step;
       if (a.reset_optimizer) train.reset_optimizer = true;
     }
+  } else if (a.upcycle) {
+    throw InputError("--upcycle applies with --init-from only (the dense checkpoint to upcycle)");
   } else if (a.reset_optimizer) {
     throw InputError("--reset-optimizer applies with --init-from only");
   }
@@ -288,6 +290,10 @@ void TrainingRun::build_trainer() {
     train_source_.seek(resume_->run.data);
     spikes_.mean = resume_->run.loss_ema;
     spikes_.best_mean = resume_->run.loss_ema_best;
+  } else if (!init_file_.empty() && options_.upcycle) {
+    const InitFrom init = upcycle_from_checkpoint(*trainer_, init_file_);
+    fmt::print(stderr, "train: upcycled from the dense {} (step {}): {} parameters copied (experts from their layer's FFN), "
+               "router and optimizer state fresh\n", init.file.string(), init.step, init.parameters);
   } else if (!init_file_.empty()) {
     const InitFrom init = init_from_checkpoint(*trainer_, init_file_, train.reset_optimizer);
     fmt::print(stderr, "train: initialised from {} (step {}): {} parameters, optimizer state {}\n", init.file.string(),

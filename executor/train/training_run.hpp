@@ -96,6 +96,8 @@ struct TrainingOptions {
   std::string resume;               // a run directory whose checkpoint to continue
   std::string init_from;            // fine-tune from this checkpoint file or run directory
   bool reset_optimizer = false;     // with init_from: train.reset_optimizer=true
+  bool upcycle = false;             // with init_from: a dense checkpoint upcycled into this MoE model
+                                    // (finetune.hpp upcycle_from_checkpoint; the optimizer starts at zero)
   std::string task;                 // a task directory or a name under DATA/tasks; empty: the corpus
   int64_t eval_every = 0;           // evaluate every K steps (0: at the end only)
   int64_t checkpoint_every = 0;     // checkpoint every K steps (0: at the end only)

@@ -20,6 +20,7 @@ nlohmann::ordered_json Run::key(const Spec& spec) const {
                               {"eval_every", spec.settings.eval_every},
                               {"vocab", spec.settings.vocab}};
   if (a.pretrain >= 0) k["pretrain"] = spec.pretrain[static_cast<size_t>(a.pretrain)].key(spec.settings.vocab);
+  if (a.upcycle) k["upcycle"] = true;
   if (!spec.settings.task.empty()) k["task"] = spec.settings.task;
   return k;
 }

@@ -270,20 +270,27 @@ std::vector<Arm> expand_arm(const TomlDocument& doc, const toml::table* table, c
   const toml::table* zip = t.table("zip");
   std::string stage_names;
   for (const PretrainStage& st : stages) stage_names += (stage_names.empty() ? "" : ", ") + st.name;
+  bool no_stage = false;
   if (t.has("pretrain")) {
     const std::string name = t.string("pretrain", "");
     auto it = std::find_if(stages.begin(), stages.end(), [&](const PretrainStage& st) { return st.name == name; });
-    if (it == stages.end())
+    no_stage = name == "none" && it == stages.end();
+    if (it == stages.end() && !no_stage)
       t.fail("pretrain", fmt::format("no [pretrain.{}] stage; allowed: {}", name,
-                                     stage_names.empty() ? "none (the spec has no [pretrain.<name>] stages)" : stage_names));
-    base.pretrain = it - stages.begin();
+                                     stage_names.empty() ? "none (the spec has no [pretrain.<name>] stages)"
+                                                         : stage_names + ", none"));
+    if (!no_stage) base.pretrain = it - stages.begin();
   }
+  base.upcycle = t.boolean("upcycle", false);
   t.finish();
-  if (base.pretrain < 0 && stages.size() == 1) base.pretrain = 0;
-  if (base.pretrain < 0 && stages.size() > 1)
+  if (base.pretrain < 0 && stages.size() == 1 && !no_stage) base.pretrain = 0;
+  if (base.pretrain < 0 && stages.size() > 1 && !no_stage)
     doc.fail_at_line(base.line, fmt::format("missing key arm.pretrain (required in [[arm]] when the spec has several "
-                                            "stages; allowed: {})", stage_names));
-  if (base.pretrain >= 0) {
+                                            "stages; allowed: {}, none)", stage_names));
+  if (base.upcycle && base.pretrain < 0)
+    doc.fail_at_line(base.line, "arm.upcycle = true needs a [pretrain.<name>] stage (the dense checkpoint to upcycle); "
+                                "allowed: upcycle with pretrain = \"<a stage>\"");
+  if (base.pretrain >= 0 && !base.upcycle) {
     base.model = stages[static_cast<size_t>(base.pretrain)].model;
     base.model_text = stages[static_cast<size_t>(base.pretrain)].model_text;
   }

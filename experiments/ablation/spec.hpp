@@ -43,7 +43,11 @@
 //   [[arm]]                       one or more arms; each runs once per seed
 //   name = "router z-loss"        required unless grid/zip name it
 //   seeds = 6                     default: the sweep's seeds
-//   pretrain = "sparse"           the stage it fine-tunes from (with [pretrain.<name>] stages)
+//   pretrain = "sparse"           the stage it fine-tunes from (with [pretrain.<name>] stages);
+//                                 "none": no stage (trained from scratch beside arms that have one)
+//   upcycle = true                with a stage: sparse upcycling (train --init-from STAGE --upcycle)
+//                                 of the stage's dense checkpoint into the sweep's MoE model (the arm
+//                                 keeps the sweep's model; executor/train/finetune.hpp)
 //   set = { "moe.z_coef" = 1e-3 }
 //   grid = { "moe.cf_train" = [1.0, 2.0], "moe.k" = [1, 2] }    one arm per combination, and/or
 //   zip = { "moe.cf_train" = [1.0, 2.0], "moe.cf_eval" = [2.0, 4.0] }   one per position (equal
@@ -90,6 +94,7 @@ struct Arm {
   bool swept = false;               // expanded from a grid or zip
   int64_t line = 0;                 // its [[arm]] line
   int64_t pretrain = -1;            // index into Spec::pretrain; -1: no stage
+  bool upcycle = false;             // upcycle the stage's dense checkpoint into the sweep's model
   std::string model, model_text;    // its base model: its stage's, else the sweep's
   // Resolved value (as text) of every key in Spec::keys for this arm: from the arm or the sweep's
   // overrides, else the base config's value.

@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -366,4 +367,63 @@ TEST_CASE("brown genre task: passages labelled by genre, split by document, dete
   for (const auto& e : train) CHECK(labels.count(e.target));
   CHECK(data::genre_label('m') == "science fiction");
   CHECK_THROWS_AS(data::genre_label('i'), InputError);
+}
+
+TEST_CASE("finetune: sparse upcycling copies the dense FFN into every expert and starts with the dense model's loss",
+          "[finetune][checkpoint][upcycle]") {
+  // tiny_dense trained 3 steps, upcycled into tiny (layer_01 of each stack sparse, 4 experts,
+  // top-2). With renormalised gates (they sum to 1 - 1e-9), nothing dropped (dropless) and no
+  // extra dense FFN, the MoE layer computes Σ_k g_k·FFN(x) = FFN(x): the upcycled model's loss
+  // equals the dense model's up to f32 rounding of the dispatch/combine einsums (1e-5 relative).
+  TempDir dir;
+  const data::TaskSplit task = make_task(8);
+  const RunConfig dense_cfg =
+      load_run_config((source_root() / "experiments/configs/models/tiny_dense.toml").string());
+  Trainer dense(dense_cfg, 10);
+  train_steps(dense, task, 3);
+  const fs::path file = dir.path / "dense.safetensors";
+  save_checkpoint(file, dense.state(), RunState{dense.step(), {}, 0, "{}", "tiny_dense.toml", "", {}});
+  const auto dense_w = parameter_bytes(dense);
+
+  const RunConfig moe_cfg = tiny({"moe.extra_dense_ffn=false", "moe.dropless=true", "moe.policy_train=\"all\"",
+                                  "moe.balance_coef=0", "moe.z_coef=0"});
+  Trainer fresh(moe_cfg, 10);
+  const auto fresh_w = parameter_bytes(fresh);
+  Trainer up(moe_cfg, 10);
+  const InitFrom r = upcycle_from_checkpoint(up, file);
+  CHECK(r.step == 3);
+  const auto up_w = parameter_bytes(up);
+  for (const auto& [name, bytes] : up_w) {
+    INFO(name);
+    const size_t experts = name.find("/moe/experts/");
+    if (name.find("/moe/router/") != std::string::npos) {
+      CHECK(bytes == fresh_w.at(name));  // the router: a fresh init
+    } else if (experts != std::string::npos) {
+      const std::string& src = dense_w.at(name.substr(0, experts) + "/ffn/" + name.substr(experts + 13));
+      REQUIRE(bytes.size() == 4 * src.size());
+      for (size_t e = 0; e < 4; ++e) CHECK(bytes.substr(e * src.size(), src.size()) == src);
+    } else if (name.find("/moe_norm/") != std::string::npos) {
+      CHECK(bytes == dense_w.at(std::string(name).replace(name.find("/moe_norm/"), 10, "/ffn_norm/")));
+    } else {
+      CHECK(bytes == dense_w.at(name));
+    }
+  }
+  for (const StateTensor& s : up.state())
+    if (s.name.starts_with("optimizer/"))
+      CHECK(std::all_of(s.data, s.data + num_elements(s.type.shape), [](float x) { return x == 0.0f; }));
+
+  data::TaskBatchSource source(task, task_batch_options(moe_cfg, true));
+  data::Batch batch;
+  source.next(batch);
+  const double dense_ce = dense.train_step(batch).cross_entropy;  // with the checkpoint's weights (updated after)
+  const double up_ce = up.train_step(batch).cross_entropy;
+  CHECK(up_ce == Approx(dense_ce).epsilon(1e-5));
+
+  // Refused, naming the file and the tensor: an expert d_ff unlike the dense d_ff; an MoE checkpoint.
+  Trainer wider(tiny({"moe.d_ff=48"}), 10);
+  CHECK_THROWS_WITH(upcycle_from_checkpoint(wider, file),
+                    Catch::Contains("dense.safetensors") && Catch::Contains("ffn/w") && Catch::Contains("per expert"));
+  const fs::path moe_file = dir.path / "moe.safetensors";
+  save_checkpoint(moe_file, fresh.state(), RunState{0, {}, 0, "{}", "tiny.toml", "", {}});
+  CHECK_THROWS_WITH(upcycle_from_checkpoint(up, moe_file), Catch::Contains("starts from a dense model"));
 }
