@@ -150,10 +150,10 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig&
   for (const MoeLayerInfo& l : t.model.moe_layers)
     if (l.balance_bias.valid()) balance.insert(l.balance_bias);
   std::vector<ValueId> params;
-  for (ValueId p : g.parameters())
+  for (ValueId p : g.parameters()) {
     if (balance.count(p)) continue;
-    else if (parameter_is_trainable(train.trainable, g.value(p).name)) params.push_back(p);
-    else t.frozen.push_back(p);
+    (parameter_is_trainable(train.trainable, g.value(p).name) ? params : t.frozen).push_back(p);
+  }
   if (params.empty())
     throw InputError(fmt::format("{}: train.trainable = \"{}\" matches no parameter of the model; nothing would train",
                                  config.source.empty() ? config.name : config.source, train.trainable));
@@ -165,7 +165,8 @@ TrainingGraph build_training_graph(const ModelConfig& config, const TrainConfig&
     std::erase_if(g.outputs, [](const GraphOutput& o) { return o.name.starts_with("grad/"); });
     add_balance_updates(t);
   } else {
-    for (ValueId p : balance) t.frozen.push_back(p);
+    t.frozen.insert(t.frozen.end(), balance.begin(), balance.end());
+    std::sort(t.frozen.begin(), t.frozen.end());
   }
   return t;
 }

@@ -45,11 +45,11 @@ PY
 grep -qF "| Overload |" "$work/sweep/summary.md" || fail "summary.md has no Overload column"
 
 # ---- upcycling.toml ----
-"$bin/run_ablation" "$root/experiments/ablations/upcycling.toml" --scale tiny --jobs 2 --out "$work/sweep" \
+"$bin/run_ablation" "$root/experiments/ablations/upcycling.toml" --scale tiny --jobs 2 --out "$work/upcycling" \
   >"$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; fail "run_ablation upcycling.toml --scale tiny failed"; }
-grep -q "upcycled from the dense" "$work/sweep/runs/upcycled_moe/seed_1/train.log" ||
+grep -q "upcycled from the dense" "$work/upcycling/runs/upcycled_moe/seed_1/train.log" ||
   fail "the upcycled arm's train did not upcycle (train.log)"
-/usr/bin/python3 - "$work/sweep" <<'PY'
+/usr/bin/python3 - "$work/upcycling" <<'PY'
 import csv, json, os, sys
 sweep = sys.argv[1]
 arms = {r["arm"]: r for r in csv.DictReader(open(os.path.join(sweep, "results.csv")))}
