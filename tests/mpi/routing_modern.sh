@@ -14,13 +14,15 @@ mesh_case 2 data:2 batch:data,experts:data
 mesh_case 2 model:2 d_ff:model,heads:model
 mesh_case 4 data:2,expert:2 batch:data,experts:expert
 mesh_case 4 data:2,model:2 batch:data,experts:data,d_ff:model,heads:model
-# The bias moved: the last step's metrics hold a non-zero balance_bias for every MoE layer.
+# The bias moved: some step's metrics hold a non-zero balance_bias for every MoE layer (it moves
+# by ±γ per step, so it may be back at 0 by the last one).
 /usr/bin/python3 - "$reference/metrics.jsonl" <<'PY'
 import json, sys
-last = [json.loads(l) for l in open(sys.argv[1])][-1]
-for layer, m in last["moe"].items():
-    if not any(abs(b) > 0 for b in m["balance_bias"]):
-        sys.exit(f"{layer}: the balance bias never moved: {m['balance_bias']}")
-print("  balance biases moved:", {k: v["balance_bias"] for k, v in last["moe"].items()})
+steps = [json.loads(l) for l in open(sys.argv[1])]
+for layer in steps[0]["moe"]:
+    largest = max(max(abs(b) for b in s["moe"][layer]["balance_bias"]) for s in steps)
+    if largest == 0:
+        sys.exit(f"{layer}: the balance bias never moved in {len(steps)} steps")
+    print(f"  {layer}: balance bias reached ±{largest:.3g}")
 PY
 echo "ok"
