@@ -99,7 +99,7 @@ struct Executor::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::vector<std::optional<exec::EinsumKernel>> einsum;  // per node: the oneDNN plan, if any
-  std::optional<exec::SparseEinsums> sparse;              // einsums over mostly-zero operands
+  std::optional<exec::SparseEinsums> sparse;              // one-hot values and the einsums over them
   exec::MemoryPlan plan;
   Bytes arena;
   std::vector<Bytes> leaf;        // per value: storage of leaves (null for computed values)
@@ -163,6 +163,7 @@ struct Executor::Impl {
       }
       for (GraphOutput& o : g.outputs) o.value = canon(o.value);
       if (g.loss.valid()) g.loss = canon(g.loss);
+      read_bf16_through_casts();
     }
 
     // Kernel plans first: their workspaces are part of the memory plan.
@@ -195,6 +196,50 @@ struct Executor::Impl {
     stats.buffers = plan.buffers;
   }
 
+  // Widening on load: a cast from bf16 to f32 (exact: every bf16 value is an f32 value) whose
+  // readers all load either dtype and compute in f32 (elementwise ops, reductions, softmax,
+  // rms_norm, cross_entropy, casts) does not run; in this copy of the graph they read its bf16
+  // input instead. Bit for bit the same results, one pass over the cast's output saved, and the
+  // readers load half the bytes. (Selective precision casts every bf16 einsum result to f32.)
+  void read_bf16_through_casts() {
+    const size_t nv = g.values.size();
+    std::vector<bool> kept(nv, false);
+    for (const GraphOutput& o : g.outputs) kept[static_cast<size_t>(o.value.v)] = true;
+    if (g.loss.valid()) kept[static_cast<size_t>(g.loss.v)] = true;
+    auto loads_any_float = [](OpKind k) {
+      switch (k) {
+        case OpKind::add: case OpKind::sub: case OpKind::mul: case OpKind::div: case OpKind::relu_grad:
+        case OpKind::gelu_grad: case OpKind::scale: case OpKind::relu: case OpKind::gelu: case OpKind::exp:
+        case OpKind::log: case OpKind::rsqrt: case OpKind::cast: case OpKind::reduce_sum: case OpKind::reduce_mean:
+        case OpKind::reduce_max: case OpKind::softmax: case OpKind::rms_norm: case OpKind::cross_entropy:
+          return true;
+        default: return false;
+      }
+    };
+    std::vector<bool> all_load_any(nv, true);  // per value: every reader loads either dtype
+    std::vector<int> readers(nv, 0);
+    for (const Node& n : g.nodes)
+      for (ValueId v : n.inputs) {
+        ++readers[static_cast<size_t>(v.v)];
+        if (!loads_any_float(n.kind)) all_load_any[static_cast<size_t>(v.v)] = false;
+      }
+    std::vector<ValueId> source(nv);  // per value: the bf16 value its readers read instead
+    for (Node& n : g.nodes) {
+      for (ValueId& v : n.inputs)
+        if (source[static_cast<size_t>(v.v)].valid()) v = source[static_cast<size_t>(v.v)];
+      if (n.kind != OpKind::cast || duplicate[static_cast<size_t>(n.id.v)] || n.outputs.size() != 1) continue;
+      const ValueId x = n.inputs.at(0), y = n.outputs[0];
+      const auto i = static_cast<size_t>(y.v);
+      if (g.type(x).dtype != DType::bf16 || g.type(y).dtype != DType::f32 || kept[i] || readers[i] == 0 ||
+          !all_load_any[i])
+        continue;
+      source[i] = x;
+      duplicate[static_cast<size_t>(n.id.v)] = true;  // runs nowhere, like a duplicate
+      n.inputs.clear();
+      n.outputs.clear();
+    }
+  }
+
   const Value& value(ValueId v, const char* what) const {
     if (!v.valid() || static_cast<size_t>(v.v) >= g.values.size())
       throw InputError(fmt::format("executor {}: value {} does not exist (the graph has {} values)", what, v.v, g.values.size()));
@@ -223,6 +268,11 @@ struct Executor::Impl {
   // The one dispatcher: every kind says whether it has a fast kernel. A fast kernel returns false
   // for shapes it does not cover, and the reference forward runs instead.
   void run_node(const Node& n) {
+    if (sparse) {  // one-hot values and what reads them (executor/sparse_einsum.hpp)
+      const auto ptr_of = [&](ValueId v) { return ptr(v); };
+      if (sparse->run(n, ptr_of)) return;
+      sparse->materialize_inputs(n, ptr_of);
+    }
     if (opts.communicator && is_collective(n.kind))  // across the mesh (executor/mpi/communicator.hpp)
       return run_collective(*opts.communicator, n.kind, std::get<CollectiveAttrs>(n.attrs), g.type(n.inputs.at(0)),
                             ptr(n.inputs.at(0)), g.type(n.outputs.at(0)), ptr(n.outputs.at(0)));
@@ -259,7 +309,7 @@ struct Executor::Impl {
       case OpKind::log: done = unary(exec::UnaryOp::log); break;
       case OpKind::rsqrt: done = unary(exec::UnaryOp::rsqrt); break;
       case OpKind::cast:
-        done = (sparse && sparse->run_cast(n, [&](ValueId v) { return ptr(v); })) || unary(exec::UnaryOp::cast);
+        done = unary(exec::UnaryOp::cast);
         break;
       case OpKind::reduce_sum: done = reduce(exec::ReduceOp::sum); break;
       case OpKind::reduce_mean: done = reduce(exec::ReduceOp::mean); break;
@@ -290,9 +340,7 @@ struct Executor::Impl {
       case OpKind::embedding_grad: done = exec::embedding_grad(in(0), in(1), out(0)); break;
       // Fast: oneDNN matmul (executor/einsum.cpp), planned at construction.
       case OpKind::einsum:
-        if (sparse && sparse->run(n, [&](ValueId v) { return ptr(v); })) {
-          done = true;
-        } else if (const auto& k = einsum[static_cast<size_t>(n.id.v)]) {
+        if (const auto& k = einsum[static_cast<size_t>(n.id.v)]) {
           const auto& off = plan.workspace_offset[static_cast<size_t>(n.id.v)];
           std::array<std::byte*, 3> ws{};
           for (size_t i = 0; i < ws.size(); ++i) ws[i] = off[i] >= 0 ? arena.get() + off[i] : nullptr;
@@ -404,5 +452,10 @@ Tensor Executor::get(ValueId v) const {
 }
 
 const MemoryPlanStats& Executor::memory() const { return impl_->stats; }
+
+Executor::SparseStats Executor::sparse_stats() const {
+  if (!impl_->sparse) return {};
+  return {impl_->sparse->stats().deferred, impl_->sparse->stats().materialized};
+}
 
 }  // namespace sy

@@ -53,6 +53,15 @@ class Executor {
 
   const MemoryPlanStats& memory() const;
 
+  // The last run's values kept as their nonzeros only (the one-hot dispatch and combine tensors and
+  // what derives from them; executor/sparse_einsum.hpp), and how many of those a dense reader
+  // needed written out after all.
+  struct SparseStats {
+    int64_t deferred = 0;
+    int64_t materialized = 0;
+  };
+  SparseStats sparse_stats() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -109,6 +109,11 @@ SY_VECTOR_CLONES double vec_sum_squares(const float* x, int64_t n) {
 SY_VECTOR_CLONES void vec_scale(const float* x, float s, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
+// y = x · f + o computed in double (the scale op's semantics: factor and offset keep their full
+// precision), rounded once to f32.
+SY_VECTOR_CLONES void vec_scale_offset(const float* x, double f, double o, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(x[i]) * f + o);
+}
 SY_VECTOR_CLONES void vec_gelu(const float* x, float* y, int64_t n) {
   const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
   for (int64_t i = 0; i < n; ++i) {
@@ -293,7 +298,9 @@ bool unary(UnaryOp op, const ScaleAttrs& s, ConstView x, View y) {
       auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
       switch (op) {
         case UnaryOp::scale:  // in double: factor and offset keep their full precision, as in the reference
-          map1(xp, yp, n, [f = s.factor, o = s.offset](float v) { return static_cast<float>(v * f + o); });
+          map1_blocks(xp, yp, n, [f = s.factor, o = s.offset](const float* bx, float* by, int64_t len) {
+            vec_scale_offset(bx, f, o, by, len);
+          });
           return;
         case UnaryOp::relu: map1(xp, yp, n, [](float v) { return v > 0.0f ? v : 0.0f; }); return;
         case UnaryOp::gelu: map1_blocks(xp, yp, n, vec_gelu); return;

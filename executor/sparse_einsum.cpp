@@ -96,7 +96,95 @@ std::vector<int64_t> strides_in(const Shape& s, const Shape& in) {
   return r;
 }
 
+// v as storage type T holds it (bf16: rounded to nearest even).
+template <typename T>
+float round_as(float v) {
+  T t;
+  st(&t, 0, v);
+  return ld(&t, 0);
+}
+
+// Entries sorted by index (each index once) -> nonzeros, leaving out exact zeros (of either sign).
+void to_nonzeros(const std::vector<std::pair<int64_t, float>>& entry, Nonzeros& out) {
+  out.index.clear();
+  out.value.clear();
+  for (const auto& [i, v] : entry)
+    if (v != 0.0f) {
+      out.index.push_back(i);
+      out.value.push_back(v);
+    }
+}
+
 }  // namespace
+
+void store_nonzeros(const Nonzeros& x, const TensorType& t, void* data) {
+  zero_bytes(data, num_bytes(t));
+  visit_float(t.dtype, [&](auto* tag) {
+    auto* p = static_cast<Storage<decltype(tag)>*>(data);
+    for (size_t j = 0; j < x.index.size(); ++j) st(p, x.index[j], x.value[j]);
+  });
+}
+
+bool einsum_sparse_sparse(const Nonzeros& p_nz, const TensorType& p_type, const Nonzeros& q_nz, const TensorType& q_type,
+                          const TensorType& out_type, int64_t max_pairs, Nonzeros& out_nz) {
+  const Shape& ps = p_type.shape;
+  const Shape& qs = q_type.shape;
+  const Shape& os = out_type.shape;
+  if (!is_float(p_type.dtype) || !is_float(q_type.dtype) || !is_float(out_type.dtype)) return false;
+  for (const Dim& d : ps)
+    if (!has_dim(qs, d.name) && !has_dim(os, d.name)) return false;  // summed within p alone
+  for (const Dim& d : qs)
+    if (!has_dim(ps, d.name) && !has_dim(os, d.name)) return false;  // summed within q alone
+  for (const Dim& d : os)
+    if (!has_dim(ps, d.name) && !has_dim(qs, d.name)) return false;
+  // Per nonzero: a key over the shared dims (mixed radix in p's order) and its offset in out (a
+  // shared dim of out counted on p's side only).
+  const auto ostr = strides_of(os);
+  std::vector<int64_t> p_key(ps.size(), 0), q_key(qs.size(), 0), p_out(ps.size(), 0), q_out(qs.size(), 0);
+  int64_t radix = 1;
+  for (size_t k = ps.size(); k-- > 0;)
+    if (const auto j = dim_index(qs, ps[k].name)) {
+      p_key[k] = radix;
+      q_key[*j] = radix;
+      radix *= ps[k].size;
+    }
+  for (size_t k = 0; k < ps.size(); ++k)
+    if (const auto o = dim_index(os, ps[k].name)) p_out[k] = ostr[*o];
+  for (size_t k = 0; k < qs.size(); ++k)
+    if (const auto o = dim_index(os, qs[k].name); o && !has_dim(ps, qs[k].name)) q_out[k] = ostr[*o];
+  const std::vector<int64_t> zeros_p(ps.size(), 0), zeros_q(qs.size(), 0);
+  const auto p_off = nonzero_offsets(p_nz, ps, {p_key, p_out, zeros_p});
+  const auto q_off = nonzero_offsets(q_nz, qs, {q_key, q_out, zeros_q});
+  // q's nonzeros by key (stable: q's order within a key).
+  std::vector<int64_t> q_order(q_off.size());
+  std::iota(q_order.begin(), q_order.end(), 0);
+  std::stable_sort(q_order.begin(), q_order.end(), [&](int64_t i, int64_t j) {
+    return q_off[static_cast<size_t>(i)][0] < q_off[static_cast<size_t>(j)][0];
+  });
+  std::vector<int64_t> q_keys(q_order.size());
+  for (size_t i = 0; i < q_order.size(); ++i) q_keys[i] = q_off[static_cast<size_t>(q_order[i])][0];
+  // Every pair in p's order, then q's; stable-sorted by out offset, so each element sums in that order.
+  std::vector<std::pair<int64_t, float>> pair;
+  for (size_t i = 0; i < p_off.size(); ++i) {
+    const auto [lo, hi] = std::equal_range(q_keys.begin(), q_keys.end(), p_off[i][0]);
+    if (static_cast<int64_t>(pair.size() + static_cast<size_t>(hi - lo)) > max_pairs) return false;
+    for (auto it = lo; it != hi; ++it) {
+      const auto j = static_cast<size_t>(q_order[static_cast<size_t>(it - q_keys.begin())]);
+      pair.emplace_back(p_off[i][1] + q_off[j][1], p_nz.value[i] * q_nz.value[j]);
+    }
+  }
+  std::stable_sort(pair.begin(), pair.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<std::pair<int64_t, float>> entry;
+  for (const auto& [i, v] : pair) {
+    if (!entry.empty() && entry.back().first == i) entry.back().second += v;
+    else entry.emplace_back(i, v);
+  }
+  visit_float(out_type.dtype, [&](auto* tag) {
+    for (auto& e : entry) e.second = round_as<Storage<decltype(tag)>>(e.second);
+  });
+  to_nonzeros(entry, out_nz);
+  return true;
+}
 
 bool find_nonzeros(ConstView x, int64_t max_count, Nonzeros& out) {
   if (!is_float(x.type.dtype)) return false;
@@ -219,7 +307,8 @@ bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstVi
   return true;
 }
 
-bool einsum_masked(ConstView a, ConstView b, const Nonzeros& mask_nz, const TensorType& mask_type, View out) {
+bool einsum_masked(ConstView a, ConstView b, const Nonzeros& mask_nz, const TensorType& mask_type, View out,
+                   Nonzeros* out_nz) {
   const Shape& as = a.type.shape;
   const Shape& bs = b.type.shape;
   const Shape& os = out.type.shape;
@@ -261,7 +350,7 @@ bool einsum_masked(ConstView a, ConstView b, const Nonzeros& mask_nz, const Tens
   std::sort(rows.begin(), rows.end());
   rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
 
-  zero_bytes(out.data, num_bytes(out.type));
+  if (!out_nz) zero_bytes(out.data, num_bytes(out.type));
   const auto z_off = z.offsets();
   const bool k_run = k.size.size() <= 1;  // one strided run (or nothing) to sum over
   const auto k_off = k_run ? std::vector<std::array<int64_t, 3>>{} : k.offsets();
@@ -295,12 +384,30 @@ bool einsum_masked(ConstView a, ConstView b, const Nonzeros& mask_nz, const Tens
           return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
         };
         const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, nk * static_cast<int64_t>(z_off.size())));
+        if (!out_nz) {
+          tbb::parallel_for(Range(0, static_cast<int64_t>(rows.size()), grain), [&](const Range& r) {
+            for (int64_t ri = r.begin(); ri < r.end(); ++ri) {
+              const auto& row = rows[static_cast<size_t>(ri)];
+              for (const auto& zo : z_off) st(op, row[0] + zo[0], dot(row[1] + zo[1], row[2] + zo[2]));
+            }
+          });
+          return;
+        }
+        // Deferred: the computed entries as nonzeros, each rounded as out stores it.
+        const auto nzo = static_cast<int64_t>(z_off.size());
+        std::vector<std::pair<int64_t, float>> entry(rows.size() * z_off.size());
         tbb::parallel_for(Range(0, static_cast<int64_t>(rows.size()), grain), [&](const Range& r) {
           for (int64_t ri = r.begin(); ri < r.end(); ++ri) {
             const auto& row = rows[static_cast<size_t>(ri)];
-            for (const auto& zo : z_off) st(op, row[0] + zo[0], dot(row[1] + zo[1], row[2] + zo[2]));
+            for (int64_t zi = 0; zi < nzo; ++zi) {
+              const auto& zo = z_off[static_cast<size_t>(zi)];
+              entry[static_cast<size_t>(ri * nzo + zi)] = {row[0] + zo[0],
+                                                           round_as<Storage<decltype(ot)>>(dot(row[1] + zo[1], row[2] + zo[2]))};
+            }
           }
         });
+        std::sort(entry.begin(), entry.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+        to_nonzeros(entry, *out_nz);
       });
     });
   });
@@ -331,6 +438,9 @@ bool keeps_zeros(const Node& n, int sparse_inputs) {
 // A sparse path pays off when its work (nonzeros times the walked row, plus zeroing the output)
 // is well below the dense contraction's multiply-adds.
 constexpr int64_t kDenseAdvantage = 4;
+
+// Smaller tensors always take the dense paths: a scan or a list costs more than it saves.
+constexpr int64_t kMinSparse = 1024;
 
 }  // namespace
 
@@ -376,23 +486,100 @@ SparseEinsums::SparseEinsums(const Graph& g, const std::vector<bool>& kept) : g_
       break;
     }
   }
+  // A masked output is zero outside the mask's rows, and so are the casts of it on the way to its
+  // reader.
+  for (const Node& n : g.nodes) {
+    if (!mask_[static_cast<size_t>(n.id.v)].valid()) continue;
+    ValueId v = n.outputs[0];
+    maybe_sparse_[static_cast<size_t>(v.v)] = true;
+    while (readers[static_cast<size_t>(v.v)] == 1 && g.node(reader[static_cast<size_t>(v.v)]).kind == OpKind::cast) {
+      v = g.node(reader[static_cast<size_t>(v.v)]).outputs[0];
+      maybe_sparse_[static_cast<size_t>(v.v)] = true;
+    }
+  }
+  // Deferrable: may be sparse, large enough to scan (kMinSparse), not a graph output, read (at
+  // least once) and only by kinds with a sparse path.
+  deferrable_.assign(nv, false);
+  std::vector<bool> sparse_readers(nv, true);
+  for (const Node& n : g.nodes)
+    for (ValueId v : n.inputs)
+      if (n.kind != OpKind::einsum && n.kind != OpKind::cast && n.kind != OpKind::reduce_sum)
+        sparse_readers[static_cast<size_t>(v.v)] = false;
+  for (size_t v = 0; v < nv; ++v)
+    deferrable_[v] = maybe_sparse_[v] && num_elements(g.values[v].type.shape) >= kMinSparse && !kept[v] && readers[v] > 0 &&
+                     sparse_readers[v];
 }
 
-void SparseEinsums::begin_run() { std::fill(found_.begin(), found_.end(), Found::unknown); }
+void SparseEinsums::begin_run() {
+  std::fill(found_.begin(), found_.end(), Found::unknown);
+  stats_ = {};
+}
 
-const Nonzeros* SparseEinsums::nonzeros(ValueId v, const std::function<std::byte*(ValueId)>& ptr) {
+const Nonzeros* SparseEinsums::nonzeros(ValueId v, const Ptr& ptr) {
   const auto i = static_cast<size_t>(v.v);
   if (!maybe_sparse_[i]) return nullptr;
   if (found_[i] == Found::unknown) {
     const TensorType& t = g_.type(v);
     const int64_t n = num_elements(t.shape);
-    const bool sparse = n >= 1024 && find_nonzeros(ConstView{ptr(v), t}, n / 4, nz_[i]);
+    const bool sparse = n >= kMinSparse && find_nonzeros(ConstView{ptr(v), t}, n / 4, nz_[i]);
     found_[i] = sparse ? Found::sparse : Found::dense;
   }
-  return found_[i] == Found::sparse ? &nz_[i] : nullptr;
+  return found_[i] == Found::sparse || found_[i] == Found::deferred ? &nz_[i] : nullptr;
 }
 
-bool SparseEinsums::run_cast(const Node& n, const std::function<std::byte*(ValueId)>& ptr) {
+void SparseEinsums::materialize(ValueId v, const Ptr& ptr) {
+  const auto i = static_cast<size_t>(v.v);
+  if (found_[i] != Found::deferred) return;
+  store_nonzeros(nz_[i], g_.type(v), ptr(v));
+  found_[i] = Found::sparse;
+  ++stats_.materialized;
+}
+
+void SparseEinsums::materialize_inputs(const Node& n, const Ptr& ptr) {
+  for (ValueId v : n.inputs) materialize(v, ptr);
+}
+
+void SparseEinsums::produced(ValueId v, const Ptr& ptr) {
+  const auto i = static_cast<size_t>(v.v);
+  if (deferrable_[i]) {
+    found_[i] = Found::deferred;
+    ++stats_.deferred;
+  } else {
+    store_nonzeros(nz_[i], g_.type(v), ptr(v));
+    found_[i] = Found::sparse;
+  }
+}
+
+bool SparseEinsums::run(const Node& n, const Ptr& ptr) {
+  if (n.outputs.empty()) return false;  // a duplicate (graph/cse.hpp): runs nowhere
+  switch (n.kind) {
+    case OpKind::einsum: return run_einsum(n, ptr);
+    case OpKind::cast: return run_cast(n, ptr);
+    case OpKind::one_hot: return run_one_hot(n, ptr);
+    case OpKind::reduce_sum: return run_reduce_sum(n, ptr);
+    default: return false;
+  }
+}
+
+bool SparseEinsums::run_one_hot(const Node& n, const Ptr& ptr) {
+  const ValueId ids = n.inputs.at(0), y = n.outputs.at(0);
+  if (!deferrable_[static_cast<size_t>(y.v)] || g_.type(ids).dtype != DType::i32) return false;
+  const int64_t classes = g_.type(y).shape.back().size;
+  const int64_t rows = num_elements(g_.type(ids).shape);
+  const auto* id = reinterpret_cast<const int32_t*>(ptr(ids));
+  Nonzeros& out = nz_[static_cast<size_t>(y.v)];
+  out.index.clear();
+  out.value.clear();
+  for (int64_t r = 0; r < rows; ++r)
+    if (id[r] >= 0 && id[r] < classes) {  // out of range: an all-zero row (ops/index.cpp)
+      out.index.push_back(r * classes + id[r]);
+      out.value.push_back(1.0f);
+    }
+  produced(y, ptr);
+  return true;
+}
+
+bool SparseEinsums::run_cast(const Node& n, const Ptr& ptr) {
   const ValueId x = n.inputs.at(0), y = n.outputs.at(0);
   const TensorType& yt = g_.type(y);
   if (!maybe_sparse_[static_cast<size_t>(y.v)] || !is_float(yt.dtype)) return false;
@@ -401,28 +588,44 @@ bool SparseEinsums::run_cast(const Node& n, const std::function<std::byte*(Value
   Nonzeros& out = nz_[static_cast<size_t>(y.v)];
   out.index = nz->index;
   out.value.resize(nz->value.size());
-  zero_bytes(ptr(y), num_bytes(yt));
   visit_float(yt.dtype, [&](auto* tag) {
-    auto* yp = reinterpret_cast<Storage<decltype(tag)>*>(ptr(y));
-    for (size_t j = 0; j < nz->index.size(); ++j) {
-      st(yp, nz->index[j], nz->value[j]);
-      out.value[j] = ld(yp, nz->index[j]);  // the value as stored
-    }
+    for (size_t j = 0; j < nz->index.size(); ++j) out.value[j] = round_as<Storage<decltype(tag)>>(nz->value[j]);
   });
-  found_[static_cast<size_t>(y.v)] = Found::sparse;
+  produced(y, ptr);
   return true;
 }
 
-bool SparseEinsums::run(const Node& n, const std::function<std::byte*(ValueId)>& ptr) {
-  const TensorType& ot = g_.type(n.outputs.at(0));
+bool SparseEinsums::run_reduce_sum(const Node& n, const Ptr& ptr) {
+  const ValueId x = n.inputs.at(0), y = n.outputs.at(0);
+  if (found_[static_cast<size_t>(x.v)] != Found::deferred) return false;  // written densely: the dense kernel
+  const TensorType& xt = g_.type(x);
+  const TensorType& yt = g_.type(y);
+  if (!is_float(yt.dtype)) return false;
+  const Nonzeros& nz = nz_[static_cast<size_t>(x.v)];
+  // Each nonzero adds to the element of y at its coordinates without the summed dims, in order.
+  const std::vector<int64_t> zeros(xt.shape.size(), 0);
+  const auto off = nonzero_offsets(nz, xt.shape, {strides_in(xt.shape, yt.shape), zeros, zeros});
+  std::vector<float> acc(static_cast<size_t>(num_elements(yt.shape)), 0.0f);
+  for (size_t j = 0; j < off.size(); ++j) acc[static_cast<size_t>(off[j][0])] += nz.value[j];
+  visit_float(yt.dtype, [&](auto* tag) {
+    auto* yp = reinterpret_cast<Storage<decltype(tag)>*>(ptr(y));
+    for (size_t j = 0; j < acc.size(); ++j) st(yp, static_cast<int64_t>(j), acc[j]);
+  });
+  return true;
+}
+
+bool SparseEinsums::run_einsum(const Node& n, const Ptr& ptr) {
+  const ValueId y = n.outputs.at(0);
+  const TensorType& ot = g_.type(y);
   const TensorType& at = g_.type(n.inputs.at(0));
   const TensorType& bt = g_.type(n.inputs.at(1));
-  const View out{ptr(n.outputs[0]), ot};
+  const View out{ptr(y), ot};
   // Multiply-adds of the dense contraction: |out| times the summed dims.
   int64_t summed = 1;
   for (const Dim& d : at.shape)
     if (!has_dim(ot.shape, d.name)) summed *= d.size;
   const double dense = static_cast<double>(num_elements(ot.shape)) * static_cast<double>(summed);
+  const bool defer = deferrable_[static_cast<size_t>(y.v)];
 
   if (const ValueId m = mask_[static_cast<size_t>(n.id.v)]; m.valid()) {
     const Nonzeros* nz = nonzeros(m, ptr);
@@ -432,9 +635,27 @@ bool SparseEinsums::run(const Node& n, const std::function<std::byte*(ValueId)>&
     for (const Dim& d : ot.shape)
       if (!has_dim(ms, d.name)) free *= d.size;
     const double work = static_cast<double>(nz->index.size()) * static_cast<double>(free) * static_cast<double>(summed) +
-                        static_cast<double>(num_elements(ot.shape));
+                        (defer ? 0.0 : static_cast<double>(num_elements(ot.shape)));
     if (work * kDenseAdvantage > dense) return false;
-    return einsum_masked(ConstView{ptr(n.inputs[0]), at}, ConstView{ptr(n.inputs[1]), bt}, *nz, g_.type(m), out);
+    materialize_inputs(n, ptr);
+    const ConstView a{ptr(n.inputs[0]), at}, b{ptr(n.inputs[1]), bt};
+    if (!defer) return einsum_masked(a, b, *nz, g_.type(m), out);
+    if (!einsum_masked(a, b, *nz, g_.type(m), out, &nz_[static_cast<size_t>(y.v)])) return false;
+    produced(y, ptr);
+    return true;
+  }
+
+  const Nonzeros* nz_a = nonzeros(n.inputs[0], ptr);
+  const Nonzeros* nz_b = nonzeros(n.inputs[1], ptr);
+  // Both sparse: pairs of nonzeros, when they are few (the one-hot dispatch and combine tensors
+  // from their [G, S, K, E] and [G, S, K, C] factors; the gradient of the gates from d combine).
+  if (nz_a && nz_b && n.inputs[0] != n.inputs[1]) {
+    const auto max_pairs = static_cast<int64_t>(dense / kDenseAdvantage);
+    Nonzeros& o = nz_[static_cast<size_t>(y.v)];
+    if (einsum_sparse_sparse(*nz_a, at, *nz_b, bt, ot, max_pairs, o)) {
+      produced(y, ptr);
+      return true;
+    }
   }
 
   // Sparse x dense: of the operands with few nonzeros, the one with the least work.
@@ -442,7 +663,7 @@ bool SparseEinsums::run(const Node& n, const std::function<std::byte*(ValueId)>&
   int pick = -1;
   const Nonzeros* pick_nz = nullptr;
   for (int i = 0; i < 2; ++i) {
-    const Nonzeros* nz = nonzeros(n.inputs[static_cast<size_t>(i)], ptr);
+    const Nonzeros* nz = i == 0 ? nz_a : nz_b;
     if (!nz) continue;
     const TensorType& pt = i == 0 ? at : bt;
     const TensorType& qt = i == 0 ? bt : at;
@@ -459,6 +680,7 @@ bool SparseEinsums::run(const Node& n, const std::function<std::byte*(ValueId)>&
   }
   if (pick < 0) return false;
   const auto p = static_cast<size_t>(pick);
+  materialize(n.inputs[1 - p], ptr);
   return einsum_sparse_dense(*pick_nz, g_.type(n.inputs[p]), ConstView{ptr(n.inputs[1 - p]), g_.type(n.inputs[1 - p])},
                              out);
 }

@@ -4,6 +4,7 @@
 //
 //   build/bin/bench_train_step                               # bench_moe, f32, AdamW, 2 threads
 //   build/bin/bench_train_step --precision bf16 --steps 5 --warmup 2
+//   build/bin/bench_train_step --precision bf16 --activations bf16  # ST-MoE's recipe: bf16 activations
 //   build/bin/bench_train_step --profile 30                  # plus the 30 slowest ops and time per op kind
 //
 // FLOPs per step come from the ops' analytic costs (OpDef::cost) over the training graph, in two
@@ -50,6 +51,7 @@ struct Args {
   std::string model = "experiments/configs/models/bench_moe.toml";
   std::vector<std::string> sets;
   std::string precision = "f32";
+  std::string activations = "f32";
   std::string optimizer = "adamw";
   int steps = 3;
   int warmup = 1;
@@ -92,9 +94,12 @@ std::string node_signature(const sy::Graph& g, const sy::Node& n) {
 }
 
 int run(const Args& a) {
+  if (a.activations == "bf16" && a.precision != "bf16")
+    throw sy::InputError("--activations bf16 needs --precision bf16 (activations in bf16 are part of the bf16 recipe)");
   sy::RunConfig run_config = sy::parse_run_config(sy::read_file(a.model), a.model, a.sets);
   // --precision and --optimizer (checked by the command line) replace the config's.
   run_config.train.precision = a.precision == "bf16" ? sy::DType::bf16 : sy::DType::f32;
+  run_config.train.activation_dtype = a.activations == "bf16" ? sy::DType::bf16 : sy::DType::f32;
   run_config.train.optimizer.kind = *sy::enum_from_name<sy::OptimizerKind>(a.optimizer);
   const sy::ModelConfig& cfg = run_config.model;
   if (cfg.has_encoder())
@@ -168,9 +173,9 @@ int run(const Args& a) {
   }
   const double sec_per_step = timed / a.steps;
   const double tokens_per_s = static_cast<double>(trainer.tokens_per_step()) / sec_per_step;
-  fmt::print("switchyard {} {}: {:.3f} s/step, {:.0f} tokens/s, graph {:.1f} GFLOP/step ({:.1f} GFLOP/s), "
+  fmt::print("switchyard {} {} ({} activations): {:.3f} s/step, {:.0f} tokens/s, graph {:.1f} GFLOP/step ({:.1f} GFLOP/s), "
              "model {:.1f} GFLOP/step ({:.1f} GFLOP/s)\n",
-             cfg.name, a.precision, sec_per_step, tokens_per_s, graph_flops * 1e-9, graph_flops / sec_per_step * 1e-9,
+             cfg.name, a.precision, a.activations, sec_per_step, tokens_per_s, graph_flops * 1e-9, graph_flops / sec_per_step * 1e-9,
              model_flops * 1e-9, model_flops / sec_per_step * 1e-9);
 
   if (a.profile > 0) {
@@ -234,6 +239,7 @@ int run(const Args& a) {
   r["impl"] = "switchyard";
   r["model"] = cfg.name;
   r["precision"] = a.precision;
+  r["activations"] = a.activations;
   r["threads"] = a.threads;
   r["steps"] = a.steps;
   r["seconds_per_step"] = sec_per_step;
@@ -263,6 +269,11 @@ int main(int argc, char** argv) {
     app.add_option("--model", a.model, "model config (TOML)")->capture_default_str();
     app.add_option("--set", a.sets, "override a config key: section.key=value (repeatable)");
     app.add_option("--precision", a.precision, "f32 or bf16 (ST-MoE selective precision)")
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
+    app.add_option("--activations", a.activations,
+                   "with --precision bf16: f32 (selective precision: the einsums in bf16, everything else in f32) or "
+                   "bf16 (Mesh-TF's activation_dtype = bfloat16, as ST-MoE trained: the router and the loss stay f32)")
         ->check(CLI::IsMember({"f32", "bf16"}))
         ->capture_default_str();
     app.add_option("--optimizer", a.optimizer, "adamw or adafactor")->check(CLI::IsMember({"adamw", "adafactor"}))->capture_default_str();

@@ -359,6 +359,11 @@ struct Routing {
     for (const Choice& x : choices) t.data[static_cast<size_t>(((x.g * S + x.s) * K + x.k) * C + x.c)] = 1.0;
     return t;
   }
+  Tensor gates(DType dt) const {  // [G, S, K, E]: the gate of each kept choice at its expert
+    Tensor t(TensorType{gske, dt});
+    for (const Choice& x : choices) t.data[static_cast<size_t>(((x.g * S + x.s) * K + x.k) * E + x.e)] = x.gate;
+    return t;
+  }
 };
 
 std::vector<std::byte> storage_of(const Tensor& t) { return test::to_storage(t); }
@@ -481,6 +486,81 @@ TEST_CASE("sparse einsum: a masked output feeds its sparse reader exactly as the
       }
 }
 
+// Nonzeros -> a dense tensor of type t.
+Tensor dense_of(const exec::Nonzeros& nz, const TensorType& t) {
+  std::vector<std::byte> st(static_cast<size_t>(num_bytes(t)), std::byte{0x7f});
+  exec::store_nonzeros(nz, t, st.data());
+  return test::from_storage(st, t);
+}
+
+TEST_CASE("sparse einsum: sparse x sparse builds combine from its factors and the gates' gradient from it",
+          "[executor][sparse]") {
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  const Routing r;
+  const Tensor gates = r.gates(dt), slots = r.slots(dt);
+  SECTION("combine [G,S,E,C] = einsum(gates [G,S,K,E], slots [G,S,K,C]): bit for bit (one term per element)") {
+    const TensorType gsec{r.gsec, dt};
+    exec::Nonzeros nz;
+    REQUIRE(exec::einsum_sparse_sparse(nonzeros_of(gates), gates.type, nonzeros_of(slots), slots.type, gsec, 1000, nz));
+    CHECK(nz.index.size() == r.choices.size());
+    CHECK(std::is_sorted(nz.index.begin(), nz.index.end()));
+    const Tensor got = dense_of(nz, gsec);
+    CHECK(test::max_rel_err(got, reference_einsum(gates, slots, gsec)) == 0.0);
+  }
+  SECTION("d gates [G,S,K,E] = einsum(d combine [G,S,E,C], slots [G,S,K,C]): sums over C") {
+    std::mt19937_64 rng(5);
+    Tensor dcombine = test::random_tensor({r.gsec, dt}, rng);  // dense values, every element nonzero
+    const TensorType gske{r.gske, dt};
+    exec::Nonzeros nz;
+    REQUIRE(exec::einsum_sparse_sparse(nonzeros_of(dcombine), dcombine.type, nonzeros_of(slots), slots.type, gske, 1000, nz));
+    // One slot per kept choice: each output element is one product, so exact after rounding.
+    CHECK(test::max_rel_err(dense_of(nz, gske), reference_einsum(dcombine, slots, gske)) == 0.0);
+  }
+  SECTION("several products reaching one element are summed") {
+    // einsum(slots [G,S,K,C], ones [G,S,K,C]) -> [G,S]: the number of kept choices per token.
+    Tensor ones(TensorType{r.gskc, dt});
+    std::fill(ones.data.begin(), ones.data.end(), 1.0);
+    const TensorType gs{{{"group", r.G}, {"group_size", r.S}}, dt};
+    exec::Nonzeros nz;
+    REQUIRE(exec::einsum_sparse_sparse(nonzeros_of(slots), slots.type, nonzeros_of(ones), ones.type, gs, 1000, nz));
+    const Tensor got = dense_of(nz, gs);
+    CHECK(got.data[0] == 2.0);  // group 0, token 0: both choices kept
+    CHECK(got.data[1] == 1.0);
+    CHECK(got.data[2] == 0.0);  // dropped
+    CHECK(test::max_rel_err(got, reference_einsum(slots, ones, gs)) == 0.0);
+  }
+  SECTION("refused: a dim summed within one operand, or more pairs than allowed") {
+    exec::Nonzeros nz;
+    const TensorType gsk{{{"group", r.G}, {"group_size", r.S}, {"k", r.K}}, dt};  // E summed within gates alone
+    CHECK_FALSE(exec::einsum_sparse_sparse(nonzeros_of(gates), gates.type, nonzeros_of(slots), slots.type, gsk, 1000, nz));
+    CHECK_FALSE(exec::einsum_sparse_sparse(nonzeros_of(gates), gates.type, nonzeros_of(slots), slots.type,
+                                           TensorType{r.gsec, dt}, 5, nz));  // 6 pairs
+  }
+}
+
+TEST_CASE("sparse einsum: a masked output kept as nonzeros equals the masked dense output", "[executor][sparse]") {
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  const Routing r;
+  std::mt19937_64 rng(6);
+  const Dim g{"group", r.G}, s{"group_size", r.S}, e{"experts", r.E}, c{"capacity", r.C}, d{"d_model", r.D};
+  const Tensor dy = test::random_tensor({{g, s, d}, dt}, rng);
+  const Tensor eo = test::random_tensor({{e, g, c, d}, dt}, rng);
+  const Tensor slots = r.slots(DType::f32);
+  const TensorType gsec{r.gsec, dt};
+  const auto as = storage_of(dy), bs = storage_of(eo);
+  std::vector<std::byte> dense(static_cast<size_t>(num_bytes(gsec)), std::byte{0x7f});
+  REQUIRE(exec::einsum_masked({as.data(), dy.type}, {bs.data(), eo.type}, nonzeros_of(slots), slots.type, {dense.data(), gsec}));
+  std::vector<std::byte> untouched(static_cast<size_t>(num_bytes(gsec)), std::byte{0x7f});
+  exec::Nonzeros nz;
+  REQUIRE(exec::einsum_masked({as.data(), dy.type}, {bs.data(), eo.type}, nonzeros_of(slots), slots.type,
+                              {untouched.data(), gsec}, &nz));
+  CHECK(std::all_of(untouched.begin(), untouched.end(), [](std::byte x) { return x == std::byte{0x7f}; }));
+  CHECK(std::is_sorted(nz.index.begin(), nz.index.end()));
+  CHECK(dense_of(nz, gsec).data == test::from_storage(dense, gsec).data);
+}
+
 TEST_CASE("sparse einsum: a cast of a one-hot tensor feeds a sparse einsum (bf16)", "[executor][sparse]") {
   Graph g;
   Builder b(g);
@@ -516,10 +596,11 @@ TEST_CASE("sparse einsum: a cast of a one-hot tensor feeds a sparse einsum (bf16
 }
 
 // A training graph of one MoE layer (forward, backward) whose capacity overflows: tokens drop.
-Graph moe_training_graph(int64_t experts, double cf) {
+// Groups of `length` tokens (one sequence each).
+Graph moe_training_graph(int64_t experts, double cf, int64_t length = 16) {
   Graph g;
   Builder b(g);
-  Expr x = b.input("x", {{"batch", 2}, {"length", 16}, {"d_model", 8}}) * b.parameter("scale", {{"d_model", 8}});
+  Expr x = b.input("x", {{"batch", 2}, {"length", length}, {"d_model", 8}}) * b.parameter("scale", {{"d_model", 8}});
   MoeConfig cfg;
   cfg.experts = experts;
   cfg.k = 2;
@@ -527,7 +608,7 @@ Graph moe_training_graph(int64_t experts, double cf) {
   cfg.d_ff = 12;
   cfg.cf_train = cf;
   cfg.min_capacity = 1;
-  cfg.group_size = 16;
+  cfg.group_size = length;
   MoeContext ctx;
   ctx.training = true;
   ctx.output_metrics = false;
@@ -568,10 +649,34 @@ TEST_CASE("sparse einsum: the executor plans every dispatch/combine einsum of an
 TEST_CASE("sparse einsum: an MoE layer's forward and backward match the reference", "[executor][sparse]") {
   // E = 4, CF 1.25: C = 5 of 16 tokens x 2 choices (overflow); E = 8, CF 0.5: C = 1 (most choices
   // drop, and experts are left empty).
+  // Length 64: the [G, S, E, C] tensors are large enough to be kept as nonzeros only.
   const int64_t experts = GENERATE(4, 8);
+  const int64_t length = GENERATE(16, 64);
   const double cf = experts == 4 ? 1.25 : 0.5;
-  INFO("experts " << experts << " cf " << cf);
-  test::expect_outputs_match(moe_training_graph(experts, cf), 1e-4, kTolBf16);
+  INFO("experts " << experts << " cf " << cf << " length " << length);
+  test::expect_outputs_match(moe_training_graph(experts, cf, length), 1e-4, kTolBf16);
+}
+
+TEST_CASE("sparse einsum: an MoE training step keeps its dispatch and combine tensors as nonzeros only", "[executor][sparse]") {
+  const Graph g = moe_training_graph(4, 1.25, 64);  // [G, S, E, C] = [2, 64, 4, 40]: above kMinSparse
+  const exec::MemoryPlan plan = exec::plan_memory(g, std::vector<std::vector<int64_t>>(g.nodes.size()));
+  const exec::SparseEinsums sparse(g, plan.kept);
+  int64_t gsec = 0;  // computed [group, group_size, experts, capacity] values
+  for (const Value& v : g.values) {
+    const Shape& s = v.type.shape;
+    if (v.role != ValueRole::computed || !has_dim(s, "group_size") || !has_dim(s, "experts") || !has_dim(s, "capacity"))
+      continue;
+    INFO(g.describe(v.producer));
+    CHECK(sparse.deferrable(v.id));
+    ++gsec;
+  }
+  CHECK(gsec >= 3);  // dispatch, combine, d combine
+  const auto leaves = test::random_leaves(g, 7, -1.0, 1.0);
+  Executor ex(g);
+  for (const auto& [id, t] : leaves) ex.set(id, t);
+  ex.run();
+  CHECK(ex.sparse_stats().deferred >= gsec);
+  CHECK(ex.sparse_stats().materialized == 0);
 }
 
 // ---- loss, normalisation and vectorised transcendental kernels ----
