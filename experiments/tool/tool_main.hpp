@@ -29,7 +29,8 @@
 
 namespace sy {
 
-// Parses argv into `app`. --help (and --help-all) print the help and end the tool with exit 0; a
+// Parses argv into `app`. First, when OMP_WAIT_POLICY is unset, sets it to passive and re-executes
+// the tool (tool_main.cpp says why). --help (and --help-all) print the help and end the tool with exit 0; a
 // bad command line throws InputError carrying CLI11's message (it names the flag).
 void parse_command_line(CLI::App& app, int argc, char** argv);
 
