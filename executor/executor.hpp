@@ -20,7 +20,8 @@ struct ExecutorOptions {
   int threads = 0;               // 0: all cores. Shared by oneDNN (OpenMP) and TBB, never both at once
   bool fast_kernels = true;      // false: every op through its reference forward (for testing)
   // Called after each node with its start and end on std::chrono::steady_clock, in microseconds
-  // since the clock's epoch (per-op timing for traces); unset: no timing.
+  // since the clock's epoch (per-op timing for traces); unset: no timing. A node that does not
+  // run (a CSE duplicate, a bf16 -> f32 cast read through) is reported with begin == end.
   std::function<void(NodeId, double t_begin_us, double t_end_us)> on_op;
   // The mesh a lowered program runs on (graph/lower): collective nodes run through it. Unset:
   // collectives are the identity, valid only over mesh axes of size 1.

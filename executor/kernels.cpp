@@ -79,6 +79,14 @@ inline TanhParts tanh_parts(float u) {
 SY_VECTOR_CLONES void vec_exp_shifted(const float* x, float shift, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(x[i] - shift);
 }
+SY_VECTOR_CLONES double vec_sum(const float* x, int64_t n) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += x[i + l];
+  for (; i < n; ++i) acc[0] += x[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
 SY_VECTOR_CLONES float vec_max(const float* x, int64_t n) {
   float m[16];
   for (int l = 0; l < 16; ++l) m[l] = -std::numeric_limits<float>::infinity();
@@ -89,14 +97,6 @@ SY_VECTOR_CLONES float vec_max(const float* x, int64_t n) {
   float r = m[0];
   for (int l = 1; l < 16; ++l) r = m[l] > r ? m[l] : r;
   return r;
-}
-SY_VECTOR_CLONES double vec_sum(const float* x, int64_t n) {
-  double acc[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += x[i + l];
-  for (; i < n; ++i) acc[0] += x[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 SY_VECTOR_CLONES double vec_sum_squares(const float* x, int64_t n) {
   double acc[8] = {};
@@ -445,15 +445,15 @@ bool softmax(const std::string& dim, ConstView x, View y) {
       const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
       auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
       tbb::parallel_for(Range(0, rows, row_grain(cols)), [&](const Range& r) {
-        std::vector<float> row(static_cast<size_t>(cols)), e(static_cast<size_t>(cols));  // x, then exp(x - max)
+        std::vector<float> row(static_cast<size_t>(cols)), e(static_cast<size_t>(cols));  // x; exp(x - max) for bf16 y
         for (int64_t i = r.begin(); i < r.end(); ++i) {
           const int64_t base = i * cols;
           const float* xr = as_f32_row(xp, base, cols, row.data());
           const float m = vec_max(xr, cols);
-          vec_exp_shifted(xr, m, e.data(), cols);
-          const double sum = vec_sum(e.data(), cols);
-          float* yo = out_f32(yp, base, row.data());
-          vec_scale(e.data(), static_cast<float>(1.0 / sum), yo, cols);
+          float* yo = out_f32(yp, base, e.data());  // exp(x - max), then scaled in place
+          vec_exp_shifted(xr, m, yo, cols);
+          const double sum = vec_sum(yo, cols);
+          vec_scale(yo, static_cast<float>(1.0 / sum), yo, cols);
           flush_f32(yp, base, cols, yo);
         }
       });

@@ -154,13 +154,17 @@ int run(const Args& a) {
   std::mt19937_64 rng(a.seed);
   const int64_t B = run_config.train.batch, T = trainer.inputs_length();
   std::vector<double> op_us(g.nodes.size(), 0.0);
+  std::vector<bool> ran(g.nodes.size(), false);  // reported by the executor at least once
   double timed = 0, last_loss = 0;
   nlohmann::json profile_rows = nlohmann::json::array();
   for (int s = 0; s < a.warmup + a.steps; ++s) {
     const sy::data::Batch batch = random_batch(B, T, cfg.vocab, rng);
     const bool measured = s >= a.warmup;
     if (measured && a.profile > 0)
-      trainer.set_op_observer([&](sy::NodeId n, double t0, double t1) { op_us[static_cast<size_t>(n.v)] += t1 - t0; });
+      trainer.set_op_observer([&](sy::NodeId n, double t0, double t1) {
+        op_us[static_cast<size_t>(n.v)] += t1 - t0;
+        if (t1 > t0) ran[static_cast<size_t>(n.v)] = true;  // begin == end: the executor skipped it
+      });
     const auto t0 = std::chrono::steady_clock::now();
     const sy::StepMetrics m = trainer.train_step(batch);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -189,8 +193,13 @@ int run(const Args& a) {
       int calls = 0;
     };
     std::map<std::string, KindRow> by_kind;
+    int64_t not_run = 0;
     for (const sy::Node& n : g.nodes) {
       const auto i = static_cast<size_t>(n.id.v);
+      if (!ran[i]) {  // the executor skips it: a CSE duplicate, or a bf16 -> f32 cast its readers read through
+        ++not_run;
+        continue;
+      }
       KindRow& k = by_kind[node_kind[i]];
       k.us += op_us[i] / a.steps;
       k.bound_us += node_bound_us[i];
@@ -216,9 +225,12 @@ int run(const Args& a) {
       profile_rows.push_back(row);
     }
     double bound_total = 0;
-    for (double b : node_bound_us) bound_total += b;
+    for (size_t i = 0; i < node_bound_us.size(); ++i)
+      if (ran[i]) bound_total += node_bound_us[i];
     fmt::print("{:<18} {:>9.1f} {:>6.1f}% {:>6} {:>10.2f} {:>8.0f}%\n", "all ops", total_us / a.steps * 1e-3, 100.0,
-               g.nodes.size(), bound_total * 1e-3, 100 * bound_total / (total_us / a.steps));
+               static_cast<int64_t>(g.nodes.size()) - not_run, bound_total * 1e-3, 100 * bound_total / (total_us / a.steps));
+    fmt::print("({} of {} nodes do not run: CSE duplicates, and bf16 -> f32 casts whose readers read the bf16 value)\n",
+               not_run, g.nodes.size());
     std::vector<const sy::Node*> order;
     for (const sy::Node& n : g.nodes) order.push_back(&n);
     std::sort(order.begin(), order.end(), [&](const sy::Node* x, const sy::Node* y) {
