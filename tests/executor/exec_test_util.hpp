@@ -18,6 +18,20 @@
 
 namespace sy::test {
 
+// Tolerances of the fast kernels against the reference (error = max |fast - ref| / max(1, |ref|)):
+//   f32 elementwise, reductions, softmax: 1e-6. The fast kernels compute in f32 (sums in double)
+//     and the reference in double; both round to f32 on store, so they differ by a few f32 ulps
+//     (2^-24 ~ 6e-8 relative) at most.
+//   f32 einsum: 3e-5. oneDNN accumulates in f32: error <= K * 2^-24 * sum_k |a_k b_k|, about
+//     2.4e-5 for K = 40 with |a|, |b| <= 1 (sum |a b| ~ K/4); the reference sums in double.
+//   bf16 results: 2^-7 (+ the f32 accumulation term for einsum). bf16 keeps 8 significant bits,
+//     so adjacent bf16 values are 2^-8..2^-7 apart relative to the value; when the exact result
+//     lies near a rounding midpoint the two paths may round to neighbours, one ulp apart.
+//     Products of bf16 inputs are exact in f32, so bf16 x bf16 -> f32 needs only the f32 term.
+inline constexpr double kTolF32 = 1e-6;
+inline constexpr double kTolEinsumF32 = 3e-5;
+inline const double kTolBf16 = std::ldexp(1.0, -7);
+
 // Uniform in [lo, hi), rounded to the tensor's dtype.
 inline Tensor random_tensor(const TensorType& t, std::mt19937_64& rng, double lo = -1.0, double hi = 1.0) {
   Tensor r(t);
