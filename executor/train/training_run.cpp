@@ -85,6 +85,9 @@ TrainingRun::TrainingRun(const TrainingOptions& options) : options_(options) {
   }
   refused = mpi_->from_writer(refused);
   if (!refused.empty()) throw AgreedInputError(refused, mpi_->writer());
+  if (mpi_->ranks() > 1 && mpi_->writer())
+    fmt::print(stderr, "train: {} MPI ranks, mesh {}, layout {}\n", mpi_->ranks(), options_.mesh,
+               options_.layout.empty() ? "(none)" : options_.layout);
 }
 
 TrainingRun::~TrainingRun() = default;

@@ -22,6 +22,10 @@ nlohmann::ordered_json Run::key(const Spec& spec) const {
   if (a.pretrain >= 0) k["pretrain"] = spec.pretrain[static_cast<size_t>(a.pretrain)].key(spec.settings.vocab);
   if (a.upcycle) k["upcycle"] = true;
   if (!spec.settings.task.empty()) k["task"] = spec.settings.task;
+  if (!spec.settings.mesh.empty()) {  // a mesh run sums in another order: not the same numbers
+    k["mesh"] = spec.settings.mesh;
+    k["layout"] = spec.settings.layout;
+  }
   return k;
 }
 
@@ -76,6 +80,10 @@ nlohmann::ordered_json spec_json(const Spec& spec, const std::vector<Run>& runs)
             {"arms", arms},
           {"runs", run_list}};
   if (!s.task.empty()) out["task"] = s.task;
+  if (!s.mesh.empty()) {
+    out["mesh"] = s.mesh;
+    out["layout"] = s.layout;
+  }
   if (!stages.empty()) out["pretrain"] = stages;
   return out;
 }

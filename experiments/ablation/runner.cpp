@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 
 namespace fs = std::filesystem;
@@ -71,13 +72,22 @@ bool exited_normally(int status) { return WIFEXITED(status) && WEXITSTATUS(statu
 
 std::string last_line(const fs::path& file) {
   std::ifstream in(file);
-  std::string line, last;
+  std::string line;
+  std::deque<std::string> recent;  // the last non-empty lines
   while (std::getline(in, line)) {
     const size_t cr = line.rfind('\r');  // a progress line: keep what was drawn last
     if (cr != std::string::npos) line = line.substr(cr + 1);
-    if (line.find_first_not_of(" \t") != std::string::npos) last = line;
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    recent.push_back(line);
+    if (recent.size() > 64) recent.pop_front();
   }
-  return last;
+  if (recent.empty()) return "";
+  // mpiexec ends with a message boxed between rules of dashes: its first line says what happened.
+  auto rule = [](const std::string& l) { return l.find_first_not_of("-") == std::string::npos; };
+  if (!rule(recent.back())) return recent.back();
+  size_t open = recent.size() - 1;
+  while (open > 0 && !rule(recent[open - 1])) --open;
+  return open > 0 && open < recent.size() - 1 ? recent[open] : recent.back();
 }
 
 std::string duration_text(double seconds) {

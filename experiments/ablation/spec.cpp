@@ -3,6 +3,8 @@
 #include "graph/error.hpp"
 #include "graph/json.hpp"
 #include "graph/models/model_config.hpp"
+#include "graph/parallel/layout.hpp"
+#include "graph/parallel/mesh.hpp"
 #include "graph/toml_schema.hpp"
 
 #include <fmt/format.h>
@@ -168,6 +170,11 @@ void read_settings(TomlSection& t, Reading& r) {
   read_ref(t, "simulate_model", r.simulate_model);
   merge(s.common, read_overrides(t, "set"));
   read_ref(t, "task", r.task);
+  if (t.has("mesh")) {
+    s.mesh = t.string("mesh", "");
+    s.mesh_line = t.line("mesh");
+  }
+  s.layout = t.string("layout", s.layout);
 }
 
 // [pretrain.X], or its [scale.Y.pretrain.X] over it.
@@ -497,8 +504,21 @@ Spec load_spec(const std::string& path, const std::string& scale) {
     check_against_model(doc, st.model, st.model_text, st.set_args(), given, st.line, fmt::format("[pretrain.{}] set", st.name));
   }
 
-  // The common overrides alone, then each arm.
+  // The runs' MPI mesh and layout, read here; each arm's model is checked against them by
+  // run_ablation (experiments/ablation/cluster.hpp), which may replace the mesh (--mpi N).
   Settings& s = spec.settings;
+  if (!s.layout.empty() && s.mesh.empty())
+    doc.fail_at_line(0, fmt::format("layout = \"{}\" without a mesh; allowed: give mesh = \"data:N\" beside it in {}", s.layout,
+                                    given_in));
+  if (!s.mesh.empty()) {
+    try {
+      parse_layout(s.layout.empty() ? "batch:data" : s.layout, parse_mesh(s.mesh));
+    } catch (const InputError& e) {
+      doc.fail_at_line(s.mesh_line, fmt::format("mesh = \"{}\", layout = \"{}\": {}", s.mesh, s.layout, e.what()));
+    }
+  }
+
+  // The common overrides alone, then each arm.
   {
     std::vector<const Override*> given;
     for (const Override& o : s.common) given.push_back(&o);

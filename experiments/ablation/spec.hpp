@@ -18,6 +18,9 @@
 //                                 --simulate prices per arm, with the arm's own overrides (not the
 //                                 sweep's or the scale's: those shrink the model for the CPU)
 //   set = { "train.precision" = "bf16", "moe.z_coef" = 0.0 }   overrides for every run
+//   mesh = "data:8"               run every arm on a mesh of MPI ranks (mpiexec -n 8 train --mesh ...;
+//                                 run_ablation --mpi N and --hostfile FILE: experiments/ablation/cluster.hpp)
+//   layout = "batch:data,experts:data"   the layout rules on that mesh (default batch:data)
 //   task = "brown_genre"          fine-tune every arm on this text-to-text task (train --task: a
 //                                 name under DATA/tasks, or a directory holding train.tsv and
 //                                 validation.tsv, relative to the spec's folder); the summary then
@@ -37,7 +40,8 @@
 //
 //   [scale.tiny]                  a scale preset: any of model, steps, eval_every,
 //   model = "../configs/models/tiny.toml"    checkpoint_every, seeds, vocab, threads,
-//   steps = 20                    simulate_model, task, set (merged over [sweep].set key by key)
+//   steps = 20                    simulate_model, mesh, layout, task, set (merged over [sweep].set
+//                                 key by key)
 //   [scale.tiny.pretrain.sparse]  and per stage any of its keys (set merged key by key)
 //
 //   [[arm]]                       one or more arms; each runs once per seed
@@ -115,6 +119,9 @@ struct Settings {
   std::string simulate_model;    // the full-scale model for --simulate ("" when none)
   std::string simulate_model_text;
   std::string task;              // train --task for every arm ("" when none): a name or an absolute directory
+  std::string mesh;              // the runs' MPI mesh, e.g. "data:8" ("" : one process each)
+  std::string layout;            // its layout rules ("" : batch:data)
+  int64_t mesh_line = 0;         // where the spec gives the mesh (0: not given)
 };
 
 // One [pretrain.<name>] stage, merged with its [scale.X.pretrain.<name>].

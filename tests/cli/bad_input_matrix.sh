@@ -47,6 +47,8 @@ sed 's/^compute = \[\[1e6, 0.05\]/compute = [[1e6, nan]/' "$v4" >"$W/hw_eff.toml
 write_spec "$W/sweep.toml" 2
 write_spec "$W/bad_spec.toml" 2 "bogus_sweep_key = 1"
 write_spec "$W/sim_sweep.toml" 2 "simulate_model = \"$root/experiments/configs/models/tiny.toml\""
+write_spec "$W/mesh_sweep.toml" 2 'mesh = "data:0"'
+write_spec "$W/layout_sweep.toml" 2 'layout = "batch:data"'
 mkdir "$W/other_sweep"
 echo '{"name": "another_sweep", "scale": ""}' >"$W/other_sweep/sweep.json"
 mkdir "$W/task_bad"
