@@ -108,6 +108,12 @@ int MpiSession::launched_ranks() {
   return 1;
 }
 
+int MpiSession::launched_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+    if (const char* v = std::getenv(name)) return std::max(0, std::atoi(v));
+  return 0;
+}
+
 // ---------------------------------------------------------------- communicator
 
 struct MpiCommunicator::Impl {

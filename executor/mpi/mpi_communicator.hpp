@@ -37,6 +37,8 @@ class MpiSession {
   static bool launched();
   // The job's rank count as the launcher announces it (before MPI starts); 1 when not launched.
   static int launched_ranks();
+  // This process's rank as the launcher announces it (before MPI starts); 0 when not launched.
+  static int launched_rank();
 };
 
 class MpiCommunicator final : public Communicator {

@@ -6,7 +6,8 @@
 // stdout is discarded.
 //
 // Errors: the layout is checked before MPI starts, so an illegal one exits 2 on every rank before
-// any work. Input only the writer checks (its --out) is refused on every rank alike: the writer's
+// any work; rank 0 prints it and the others, ended by mpiexec meanwhile, stay silent
+// (experiments/tool/tool_main.cpp). Input only the writer checks (its --out) is refused on every rank alike: the writer's
 // message goes to every rank (from_writer) and each throws AgreedInputError, which tool_main
 // turns into exit 2 after MPI_Finalize on every rank, the message printed by rank 0 alone. After
 // MPI started, a rank that fails on its own calls abort_mpi_job(): Open MPI ends every rank of the

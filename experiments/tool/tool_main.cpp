@@ -6,13 +6,19 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 namespace sy {
 
 namespace {
+
+// How long a rank other than 0 waits before printing an input error (see tool_main): Open MPI's
+// mpiexec ends the other ranks within a few hundred ms of one exiting non-zero.
+constexpr std::chrono::seconds kPeerGrace{3};
 
 // --help asks the tool to end successfully after printing; carried out of run() to tool_main.
 struct HelpShown {
@@ -60,7 +66,16 @@ int tool_main(std::string_view name, const std::function<int()>& run) {
     finalize_mpi_job();
     return kExitBadInput;
   } catch (const InputError& e) {
-    print_error_line(name, e.what());
+    // Under mpiexec, input every rank reads alike (the command line, the configs) is refused by
+    // every rank at once. Rank 0 prints it and exits 2, and mpiexec then ends the job; the other
+    // ranks wait kPeerGrace to be ended with it and print only if they outlive it: an error
+    // of their own (a file missing on their host), then named by rank.
+    if (const int rank = MpiSession::launched_rank(); rank > 0) {
+      std::this_thread::sleep_for(kPeerGrace);
+      print_error_line(name, fmt::format("rank {} of {}: {}", rank, MpiSession::launched_ranks(), e.what()));
+    } else {
+      print_error_line(name, e.what());
+    }
     abort_mpi_job(kExitBadInput);
     return kExitBadInput;
   } catch (const std::exception& e) {

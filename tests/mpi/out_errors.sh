@@ -30,4 +30,20 @@ for out in "$work/file" "$work/file/sub" /proc/self/no_such_dir "$work/held"; do
   echo "  --out $out: exit 2 on every rank in ${seconds}s, one message: $(grep '^train: ' "$work/log.txt" | cut -c1-120)"
 done
 [ "$(cat "$work/file")" = "precious" ] || fail "the file named by --out was overwritten"
+
+# Input every rank reads alike (a config value, a layout) is refused by every rank at once: the
+# message is printed once (rank 0's; the others are ended by mpiexec within the grace period of
+# experiments/tool/tool_main.cpp before they print), exit 2.
+refused_once() {  # WANT ARGS...: mpiexec -n 2 train ARGS exits 2 with one message saying WANT
+  local want=$1; shift
+  mpi_train 2 "${model[@]}" "${data[@]}" --steps 2 --mesh data:2 "$@" --out "$work/never"
+  [ "$rc" -eq 2 ] || { cat "$work/log.txt" >&2; fail "$*: exit code $rc, expected 2"; }
+  n=$(grep -c "^train: " "$work/log.txt" || true)
+  [ "$n" -eq 1 ] || { cat "$work/log.txt" >&2; fail "$*: $n messages from train, expected 1"; }
+  grep -qF -- "$want" "$work/log.txt" || { cat "$work/log.txt" >&2; fail "$*: the message does not say '$want'"; }
+  [ ! -e "$work/never" ] || fail "$*: --out was created"
+  echo "  $*: exit 2, one message: $(grep '^train: ' "$work/log.txt" | cut -c1-120)"
+}
+refused_once "moe.k = 9" --layout batch:data --set moe.k=9
+refused_once "names dim 'nodim'" --layout nodim:data
 echo "ok"
