@@ -13,7 +13,7 @@ train="$bin/train"
 data=(--data "$work/no-corpus" --vocab 160 --threads 1)
 model=(--model "$root/experiments/configs/models/tiny.toml" --set train.batch=4)
 
-refused() {  # refused N MESH LAYOUT TEXT...: exit 2, every rank prints the message, nothing written
+refused() {  # refused N MESH LAYOUT TEXT...: exit 2, the message printed, nothing written
   local n=$1 mesh=$2 layout=$3
   shift 3
   mpi_train "$n" "${model[@]}" "${data[@]}" --steps 2 --mesh "$mesh" --layout "$layout" --out "$work/out"
@@ -31,8 +31,9 @@ refused 2 data:2 batch:model "names mesh axis 'model', which mesh 'data:2' does 
 refused 2 data:2 batch:data,d_model:data "dims 'batch' and 'd_model' both map to mesh axis 'data'" \
   "a mesh axis splits at most one dim of a tensor"
 refused 2 data:2 nodim:data "names dim 'nodim', which no tensor of the graph has"
-# Every rank refuses: the message appears once per rank.
-[ "$(grep -c "names dim 'nodim'" "$work/log.txt")" -eq 2 ] || { cat "$work/log.txt" >&2; fail "not every rank refused"; }
+# Every rank refuses alike, and the message appears once (rank 0's: the other ranks are ended by
+# mpiexec before they print, experiments/tool/tool_main.cpp).
+[ "$(grep -c "names dim 'nodim'" "$work/log.txt")" -eq 1 ] || { cat "$work/log.txt" >&2; fail "the refusal is not printed once"; }
 
 # The mesh must have one device per rank (checked when MPI starts; the job ends with exit 2).
 mpi_train 3 "${model[@]}" "${data[@]}" --steps 2 --mesh data:2 --layout batch:data --out "$work/out"
