@@ -17,7 +17,8 @@
 //
 // --profile times every op of the timed steps and prints, per op kind and for the slowest ops, the
 // time against the op's own bound: max(FLOPs / matmul peak at the op's dtype, bytes / stream
-// bandwidth), FLOPs and bytes read + written from OpDef::cost, the peaks measured on this machine
+// bandwidth, transcendentals / exp rate), FLOPs, bytes read + written and transcendentals (exp,
+// log, rsqrt, tanh evaluations) from OpDef::cost, the limits measured on this machine
 // at the same thread count first (experiments/bench/machine_limits.hpp). The einsums of the MoE
 // dispatch scopes are listed as their own kind, "einsum (dispatch)", bounded by their bytes alone:
 // their dense FLOPs count one-hot products the executor skips (executor/sparse_einsum.hpp). "of
@@ -126,7 +127,7 @@ int run(const Args& a) {
 
   // Per node: the kind it is profiled under, its bytes and its bound (filled with --profile).
   std::vector<std::string> node_kind(g.nodes.size());
-  std::vector<double> node_bytes(g.nodes.size()), node_bound_us(g.nodes.size());
+  std::vector<double> node_bytes(g.nodes.size()), node_transcendentals(g.nodes.size()), node_bound_us(g.nodes.size());
   for (const sy::Node& n : g.nodes) {
     const auto i = static_cast<size_t>(n.id.v);
     const bool dispatch = n.kind == sy::OpKind::einsum && in_dispatch_scope(n.scope);
@@ -136,18 +137,22 @@ int run(const Args& a) {
     for (sy::ValueId v : n.outputs) out.push_back(g.type(v));
     const sy::OpCost c = sy::op_def(n.kind).cost(in, out, n.attrs);
     node_bytes[i] = c.bytes_read + c.bytes_written;
+    node_transcendentals[i] = c.transcendentals;
   }
   sy::bench::MachineLimits limits;
   if (a.profile > 0) {
     limits = sy::bench::measure_machine_limits(a.threads);
-    fmt::print("machine ({} threads): matmul f32 {:.0f} GFLOP/s, bf16 {:.0f} GFLOP/s; stream bandwidth {:.1f} GB/s\n",
-               a.threads, limits.matmul_f32 * 1e-9, limits.matmul_bf16 * 1e-9, limits.bandwidth * 1e-9);
+    fmt::print("machine ({} threads): matmul f32 {:.0f} GFLOP/s, bf16 {:.0f} GFLOP/s; stream bandwidth {:.1f} GB/s; "
+               "exp {:.2f} G/s\n",
+               a.threads, limits.matmul_f32 * 1e-9, limits.matmul_bf16 * 1e-9, limits.bandwidth * 1e-9,
+               limits.exp_rate * 1e-9);
     for (const sy::Node& n : g.nodes) {
       const auto i = static_cast<size_t>(n.id.v);
       const bool dispatch = n.kind == sy::OpKind::einsum && in_dispatch_scope(n.scope);
       const sy::DType dt = n.inputs.empty() ? sy::DType::f32 : g.type(n.inputs[0]).dtype;
       const double flop_us = dispatch ? 0.0 : node_flops[i] / limits.matmul(dt) * 1e6;
-      node_bound_us[i] = std::max(flop_us, node_bytes[i] / limits.bandwidth * 1e6);
+      node_bound_us[i] = std::max({flop_us, node_bytes[i] / limits.bandwidth * 1e6,
+                                   node_transcendentals[i] / limits.exp_rate * 1e6});
     }
   }
 

@@ -25,6 +25,11 @@ struct OpCost {
   // Collectives only: bytes each device sends over the network (over the mesh axes named in the
   // op's CollectiveAttrs), by the ring algorithms of ops/collective.cpp. 0 for local ops.
   double collective_bytes = 0;
+  // Transcendental evaluations (exp, log, rsqrt, tanh): a resource of their own, as in XLA's HLO
+  // cost analysis (flops, transcendentals, bytes accessed). On a CPU each is a polynomial of tens
+  // of vector instructions, so an exp-bearing op can be bound by them rather than by its bytes
+  // (experiments/bench/machine_limits.hpp measures the rate).
+  double transcendentals = 0;
   bool operator==(const OpCost&) const = default;
 };
 

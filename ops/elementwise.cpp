@@ -60,6 +60,14 @@ template <int FlopsPerElement>
 OpCost cost_per_output(const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
   return streaming_cost(in, out, FlopsPerElement * elems(out[0]));
 }
+// The same, with one transcendental (exp, log, rsqrt, tanh) per output element.
+template <int FlopsPerElement>
+OpCost cost_per_output_transcendental(const std::vector<TensorType>& in, const std::vector<TensorType>& out,
+                                      const Attrs& a) {
+  OpCost c = cost_per_output<FlopsPerElement>(in, out, a);
+  c.transcendentals = elems(out[0]);
+  return c;
+}
 
 // ---- backward helpers ----
 const Value& input_value(Builder& b, const Node& n, size_t i) { return b.graph().value(n.inputs.at(i)); }
@@ -206,7 +214,7 @@ const OpDef& def_gelu() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {gelu_grad(in_expr(b, n, 0), b.wrap(dy[0])).id};
       },
-      cost_per_output<9>};
+      cost_per_output_transcendental<9>};
   return d;
 }
 
@@ -218,7 +226,7 @@ const OpDef& def_gelu_grad() {
         round_all(*out[0], exact);
       },
       nullptr,  // second order through GELU is not implemented
-      cost_per_output<16>};
+      cost_per_output_transcendental<16>};
   return d;
 }
 
@@ -229,7 +237,7 @@ const OpDef& def_exp() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {(b.wrap(dy[0]) * out_expr(b, n)).id};
       },
-      cost_per_output<1>};
+      cost_per_output_transcendental<1>};
   return d;
 }
 
@@ -240,7 +248,7 @@ const OpDef& def_log() {
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
         return {(b.wrap(dy[0]) / in_expr(b, n, 0)).id};
       },
-      cost_per_output<1>};
+      cost_per_output_transcendental<1>};
   return d;
 }
 
@@ -252,7 +260,7 @@ const OpDef& def_rsqrt() {
         Expr y = out_expr(b, n);  // d/dx x^-1/2 = -1/2 y^3
         return {scale(y * y * y * b.wrap(dy[0]), -0.5).id};
       },
-      cost_per_output<1>};
+      cost_per_output_transcendental<1>};
   return d;
 }
 

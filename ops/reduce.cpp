@@ -219,7 +219,9 @@ const OpDef& def_softmax() {
         return {(y * (g - dot)).id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
-        return streaming_cost(in, out, 5 * elems(in[0]));
+        OpCost c = streaming_cost(in, out, 5 * elems(in[0]));
+        c.transcendentals = elems(in[0]);  // an exp per element
+        return c;
       },
       whole_dim_roles};
   return d;
@@ -246,7 +248,9 @@ const OpDef& def_logsumexp() {
         return {(softmax(in_expr(b, n, 0), std::get<DimAttrs>(n.attrs).dim.name) * b.wrap(dy[0])).id};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
-        return streaming_cost(in, out, 4 * elems(in[0]) + 2 * elems(out[0]));
+        OpCost c = streaming_cost(in, out, 4 * elems(in[0]) + 2 * elems(out[0]));
+        c.transcendentals = elems(in[0]) + elems(out[0]);  // an exp per element, a log per row
+        return c;
       },
       whole_dim_roles};
   return d;
@@ -299,7 +303,9 @@ const OpDef& def_rms_norm() {
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs& a) {
         const int64_t d_size = in[0].shape[dim_index(in[0].shape, std::get<RmsNormAttrs>(a).dim).value()].size;
         const double rows = elems(in[0]) / static_cast<double>(d_size);
-        return streaming_cost(in, out, 4 * elems(in[0]) + 3 * rows);
+        OpCost c = streaming_cost(in, out, 4 * elems(in[0]) + 3 * rows);
+        c.transcendentals = rows;  // an rsqrt per row
+        return c;
       },
       [](const std::vector<TensorType>&, const Attrs& a) {  // normalises over its dim
         LoweringRoles r;
@@ -349,7 +355,9 @@ const OpDef& def_cross_entropy() {
         return {((softmax(logits, cls.name) - target) * b.wrap(dy[0])).id, ValueId{}};
       },
       [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
-        return streaming_cost(in, out, 4 * elems(in[0]) + 3 * elems(out[0]));
+        OpCost c = streaming_cost(in, out, 4 * elems(in[0]) + 3 * elems(out[0]));
+        c.transcendentals = elems(in[0]) + elems(out[0]);  // an exp per logit, a log per token
+        return c;
       },
       whole_dim_roles};
   return d;

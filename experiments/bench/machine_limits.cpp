@@ -3,6 +3,8 @@
 #include "executor/executor.hpp"
 #include "graph/builder.hpp"
 
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
@@ -64,6 +66,44 @@ double stream_bandwidth(int threads, int reps = 5) {
   return 3.0 * static_cast<double>(n) * sizeof(float) / best;
 }
 
+// Exps/s of the faster of two peers over 2^18 floats (1 MiB each way, cache-resident, so the exp's
+// instructions and not memory set the time), best of `reps` batches of 20 runs: the executor's own
+// exp (vectorised Cephes polynomial, bit-identical across ISAs, executor/kernels.hpp) and oneDNN's
+// JIT eltwise exp.
+double exp_rate(int threads, int reps = 5) {
+  constexpr int64_t n = int64_t{1} << 18;
+  constexpr int kRuns = 20;
+  Graph g;
+  Builder b(g);
+  b.output("y", exp(b.input("x", {{"n", n}}, DType::f32)));
+  ExecutorOptions opts;
+  opts.threads = threads;
+  Executor ex(g, opts);
+  ex.set(g.inputs().at(0), Tensor(g.type(g.inputs().at(0)), 0.25));
+  ex.run();
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    for (int k = 0; k < kRuns; ++k) ex.run();
+    best = std::min(best, seconds_since(t0) / kRuns);
+  }
+  omp_set_num_threads(threads);
+  const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const dnnl::memory::desc md({n}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a);
+  const dnnl::eltwise_forward prim(
+      dnnl::eltwise_forward::primitive_desc({dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_exp, md, 0.f, 0.f}, engine));
+  std::vector<float> x(n, 0.25f), y(n);
+  dnnl::memory mx(md, engine, x.data()), my(md, engine, y.data());
+  for (int r = 0; r <= reps; ++r) {
+    const auto t0 = Clock::now();
+    for (int k = 0; k < kRuns; ++k) prim.execute(stream, {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DST, my}});
+    stream.wait();
+    if (r > 0) best = std::min(best, seconds_since(t0) / kRuns);
+  }
+  return static_cast<double>(n) / best;
+}
+
 }  // namespace
 
 MachineLimits measure_machine_limits(int threads) {
@@ -72,6 +112,7 @@ MachineLimits measure_machine_limits(int threads) {
   m.matmul_f32 = matmul_flops(DType::f32, threads);
   m.matmul_bf16 = matmul_flops(DType::bf16, threads);
   m.bandwidth = stream_bandwidth(threads);
+  m.exp_rate = exp_rate(threads);
   return m;
 }
 

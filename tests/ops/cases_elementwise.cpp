@@ -25,10 +25,12 @@ OpCase binary(OpKind k, Shape b_shape, double flops_per_elem, std::function<Tens
   return c;
 }
 
-OpCase unary(OpKind k, double flops_per_elem, std::function<Tensor(const Value&, std::mt19937_64&)> in = nullptr) {
+// `transcendental`: one exp, log, rsqrt or tanh per element (OpCost::transcendentals).
+OpCase unary(OpKind k, double flops_per_elem, std::function<Tensor(const Value&, std::mt19937_64&)> in = nullptr,
+             bool transcendental = false) {
   return OpCase{k, fmt::format("{} x={}", op_name(k), to_string(kX)),
                 [k](Builder& b) { b.op1(k, NoAttrs{}, {b.input("x", kX).id}); }, std::move(in),
-                OpCost{24 * flops_per_elem, 24 * 4, 24 * 4}};
+                OpCost{24 * flops_per_elem, 24 * 4, 24 * 4, 0, transcendental ? 24.0 : 0.0}};
 }
 
 // Values bounded away from 0 (kinks of relu, poles of div/log/rsqrt).
@@ -83,13 +85,13 @@ static RegisterCases reg({
     unary(OpKind::relu, 1, away_from_zero),
     OpCase{OpKind::relu_grad, "relu_grad x=dy=[batch=2, length=3, d_model=4]",
            [](Builder& b) { relu_grad(b.input("x", kX), b.input("dy", kX)); }, away_from_zero, OpCost{24, 192, 96}},
-    unary(OpKind::gelu, 9),
+    unary(OpKind::gelu, 9, nullptr, true),
     OpCase{OpKind::gelu_grad, "gelu_grad x=dy=[batch=2, length=3, d_model=4] (no second order)",
-           [](Builder& b) { gelu_grad(b.input("x", kX), b.input("dy", kX)); }, nullptr, OpCost{24 * 16, 192, 96}, 1e-6,
+           [](Builder& b) { gelu_grad(b.input("x", kX), b.input("dy", kX)); }, nullptr, OpCost{24 * 16, 192, 96, 0, 24}, 1e-6,
            GradCheck::unsupported},
-    unary(OpKind::exp, 1),
-    unary(OpKind::log, 1, positive),
-    unary(OpKind::rsqrt, 1, positive),
+    unary(OpKind::exp, 1, nullptr, true),
+    unary(OpKind::log, 1, positive, true),
+    unary(OpKind::rsqrt, 1, positive, true),
     OpCase{OpKind::cast, "cast x=f32[batch=2, length=3, d_model=4] -> bf16",
            [](Builder& b) { cast(b.input("x", kX), DType::bf16); }, nullptr, OpCost{0, 96, 48}},
     OpCase{OpKind::cast, "cast x=bf16[batch=2, length=3, d_model=4] -> f32",

@@ -69,42 +69,42 @@ static RegisterCases reg({
     OpCase{OpKind::reduce_max, "reduce_max x=[batch=2, length=3, d_model=4] over [batch, length] (distinct values)",
            [](Builder& b) { max(b.input("x", kX), {"batch", "length"}); }, distinct, OpCost{24, 24 * 4, 4 * 4}},
 
-    // ---- softmax: flops 5 N ----
+    // ---- softmax: flops 5 N, an exp per element ----
     OpCase{OpKind::softmax, "softmax x=[batch=2, length=3, d_model=4] over d_model",
-           [](Builder& b) { softmax(b.input("x", kX), "d_model"); }, nullptr, OpCost{5 * 24, 24 * 4, 24 * 4}},
+           [](Builder& b) { softmax(b.input("x", kX), "d_model"); }, nullptr, OpCost{5 * 24, 24 * 4, 24 * 4, 0, 24}},
     OpCase{OpKind::softmax, "softmax x=[batch=2, length=3, d_model=4] over length (not the last dim)",
-           [](Builder& b) { softmax(b.input("x", kX), "length"); }, nullptr, OpCost{5 * 24, 24 * 4, 24 * 4}},
+           [](Builder& b) { softmax(b.input("x", kX), "length"); }, nullptr, OpCost{5 * 24, 24 * 4, 24 * 4, 0, 24}},
     // bf16 storage: the fast kernel computes in f32 and the reference in double, each rounding
     // once to bf16; they may land one bf16 ulp apart (2^-7 relative at most).
     OpCase{OpKind::softmax, "softmax x=bf16[batch=2, length=3, d_model=4] over d_model",
            [](Builder& b) { softmax(b.input("x", kX, DType::bf16), "d_model"); }, nullptr,
-           OpCost{5 * 24, 24 * 2, 24 * 2}, 1.0 / 128},
+           OpCost{5 * 24, 24 * 2, 24 * 2, 0, 24}, 1.0 / 128},
 
-    // ---- logsumexp: flops 4 N + 2 R ----
+    // ---- logsumexp: flops 4 N + 2 R, an exp per element and a log per row ----
     OpCase{OpKind::logsumexp, "logsumexp x=[batch=2, length=3, d_model=4] over d_model",
-           [](Builder& b) { logsumexp(b.input("x", kX), "d_model"); }, nullptr, OpCost{4 * 24 + 2 * 6, 24 * 4, 6 * 4}},
+           [](Builder& b) { logsumexp(b.input("x", kX), "d_model"); }, nullptr, OpCost{4 * 24 + 2 * 6, 24 * 4, 6 * 4, 0, 24 + 6}},
     OpCase{OpKind::logsumexp, "logsumexp x=[batch=2, length=3, d_model=4] over batch (the first dim)",
-           [](Builder& b) { logsumexp(b.input("x", kX), "batch"); }, nullptr, OpCost{4 * 24 + 2 * 12, 24 * 4, 12 * 4}},
+           [](Builder& b) { logsumexp(b.input("x", kX), "batch"); }, nullptr, OpCost{4 * 24 + 2 * 12, 24 * 4, 12 * 4, 0, 24 + 12}},
 
-    // ---- rms_norm: flops 4 N + 3 R; x away from 0 ----
+    // ---- rms_norm: flops 4 N + 3 R, an rsqrt per row; x away from 0 ----
     OpCase{OpKind::rms_norm, "rms_norm x=[batch=2, length=3, d_model=4] g=[d_model=4] eps=1e-6",
            [](Builder& b) { rms_norm(b.input("x", kX), b.input("g", {{"d_model", 4}}), "d_model"); }, away_from_zero,
-           OpCost{4 * 24 + 3 * 6, 24 * 4 + 4 * 4, 24 * 4}},
+           OpCost{4 * 24 + 3 * 6, 24 * 4 + 4 * 4, 24 * 4, 0, 6}},
     OpCase{OpKind::rms_norm, "rms_norm x=[batch=2, length=3, d_model=4] g=[length=3] eps=0.1 (normalized dim in the middle)",
            [](Builder& b) { rms_norm(b.input("x", kX), b.input("g", {{"length", 3}}), "length", 0.1); }, away_from_zero,
-           OpCost{4 * 24 + 3 * 8, 24 * 4 + 3 * 4, 24 * 4}},
+           OpCost{4 * 24 + 3 * 8, 24 * 4 + 3 * 4, 24 * 4, 0, 8}},
 
-    // ---- cross_entropy: flops 4 N + 3 R; labels i32 in [0, 5) ----
+    // ---- cross_entropy: flops 4 N + 3 R, an exp per logit and a log per row; labels i32 in [0, 5) ----
     OpCase{OpKind::cross_entropy, "cross_entropy logits=[batch=2, length=3, vocab=5] labels=i32[batch=2, length=3]",
            [](Builder& b) { cross_entropy(b.input("logits", kLogits), b.input("labels", kTokens, DType::i32), "vocab"); },
-           logits_and_labels, OpCost{4 * 30 + 3 * 6, 30 * 4 + 6 * 4, 6 * 4}},
+           logits_and_labels, OpCost{4 * 30 + 3 * 6, 30 * 4 + 6 * 4, 6 * 4, 0, 30 + 6}},
     OpCase{OpKind::cross_entropy,
            "cross_entropy logits=[batch=2, vocab=5, length=3] labels=i32[batch=2, length=3] (class dim in the middle)",
            [](Builder& b) {
              Expr logits = b.input("logits", {{"batch", 2}, {"vocab", 5}, {"length", 3}});
              cross_entropy(logits, b.input("labels", kTokens, DType::i32), "vocab");
            },
-           logits_and_labels, OpCost{4 * 30 + 3 * 6, 30 * 4 + 6 * 4, 6 * 4}},
+           logits_and_labels, OpCost{4 * 30 + 3 * 6, 30 * 4 + 6 * 4, 6 * 4, 0, 30 + 6}},
 });
 
 // ---- reference values by hand ----

@@ -138,9 +138,10 @@ void check_cost(const OpCase& c) {
   for (ValueId v : n.inputs) in.push_back(r.g.type(v));
   for (ValueId v : n.outputs) out.push_back(r.g.type(v));
   const OpCost got = op_def(n.kind).cost(in, out, n.attrs);
-  INFO(fmt::format("repro: {}  mode=cost  got flops={} read={} written={}, want flops={} read={} written={}", c.repro,
-                   got.flops, got.bytes_read, got.bytes_written, c.expected_cost.flops, c.expected_cost.bytes_read,
-                   c.expected_cost.bytes_written));
+  INFO(fmt::format("repro: {}  mode=cost  got flops={} read={} written={} transcendentals={}, want flops={} read={} "
+                   "written={} transcendentals={}",
+                   c.repro, got.flops, got.bytes_read, got.bytes_written, got.transcendentals, c.expected_cost.flops,
+                   c.expected_cost.bytes_read, c.expected_cost.bytes_written, c.expected_cost.transcendentals));
   CHECK(got == c.expected_cost);
 }
 
