@@ -4,6 +4,7 @@
 #include "graph/error.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 namespace sy::exec {
@@ -91,7 +92,7 @@ bool bf16_matmul_native() {
 }
 
 std::optional<EinsumKernel> EinsumKernel::make(const TensorType& a, const TensorType& b, const TensorType& out,
-                                               const EinsumAttrs& attrs, const dnnl::engine& engine) {
+                                               const EinsumAttrs& attrs, const dnnl::engine& engine, Bf16Path path) {
   if (!is_float(a.dtype) || !is_float(b.dtype) || !is_float(out.dtype)) return std::nullopt;
   const std::vector<std::string>& o = attrs.out;
   std::vector<std::string> batch, x, y;  // dim names per class, in out's order
@@ -121,7 +122,9 @@ std::optional<EinsumKernel> EinsumKernel::make(const TensorType& a, const Tensor
 
   // Matmul dtypes: bf16 only when both inputs are bf16 (then the output dtype as asked) and the
   // CPU has bf16 dot products; else f32 (see bf16_matmul_native).
-  const DType in_dt = a.dtype == DType::bf16 && b.dtype == DType::bf16 && bf16_matmul_native() ? DType::bf16 : DType::f32;
+  const DType in_dt = a.dtype == DType::bf16 && b.dtype == DType::bf16 && bf16_matmul_native() && path == Bf16Path::native
+                          ? DType::bf16
+                          : DType::f32;
   const DType c_dt = in_dt == DType::bf16 ? out.dtype : DType::f32;
   e.s_ = make_operand<Operand>(s, sb, sr, sk, in_dt, e.s_strides_);
   e.w_ = make_operand<Operand>(w, sb, sk, sc, in_dt, e.w_strides_);
@@ -169,6 +172,47 @@ void EinsumKernel::run(const void* a, const void* b, void* out, const std::array
     stream.wait();
   }
   if (c_.permute) permute_copy(ConstView{ws[2], c_.packed}, View{out, c_.graph});
+}
+
+EinsumKernel::PathTimes EinsumKernel::time_bf16_paths(const TensorType& a, const TensorType& b, const TensorType& out,
+                                                       const EinsumAttrs& attrs, const dnnl::engine& engine, int reps) {
+  const std::optional<EinsumKernel> native = make(a, b, out, attrs, engine, Bf16Path::native);
+  const std::optional<EinsumKernel> widened = make(a, b, out, attrs, engine, Bf16Path::widened);
+  if (!native || !widened) return {};
+  // Operands: bf16 bits of 0.5 + k/1024 for k cycling over 0..255 (nonzero, no zero tails).
+  auto filled = [](const TensorType& t) {
+    std::vector<uint16_t> v(static_cast<size_t>(num_elements(t.shape)));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint16_t>(0x3f00u + (i % 256));
+    return v;
+  };
+  const std::vector<uint16_t> va = filled(a), vb = filled(b);
+  std::vector<std::byte> vout(static_cast<size_t>(num_bytes(out)));
+  dnnl::stream stream(engine);
+  auto timed = [&](const EinsumKernel& k) {
+    std::array<std::vector<std::byte>, 3> ws;
+    std::array<std::byte*, 3> wp{};
+    for (size_t i = 0; i < 3; ++i) {
+      ws[i].resize(static_cast<size_t>(k.workspace_bytes()[i]));
+      wp[i] = ws[i].data();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    k.run(va.data(), vb.data(), vout.data(), wp, stream);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  timed(*native);
+  timed(*widened);
+  std::vector<double> tn, tw;
+  for (int r = 0; r < reps; ++r) {
+    tn.push_back(timed(*native));
+    tw.push_back(timed(*widened));
+    // A first pair apart by more than 1.5x decides alone (noise on this machine is ±10-20 %).
+    if (r == 0 && (tn[0] > 1.5 * tw[0] || tw[0] > 1.5 * tn[0])) break;
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {median(tn), median(tw)};
 }
 
 bool EinsumKernel::run_trimmed(const void* ps, const void* pw, void* pc, dnnl::stream& stream) const {

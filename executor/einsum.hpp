@@ -39,12 +39,29 @@ namespace sy::exec {
 // f32 (see einsum.cpp).
 bool bf16_matmul_native();
 
+// How a bf16 x bf16 einsum runs on a CPU with bf16 dot products: native (oneDNN's bf16 matmul) or
+// widened to f32 while packing (exact) and run as an f32 matmul. Which is faster is a per-machine,
+// per-shape fact (executor/kernel_choice.hpp picks it).
+enum class Bf16Path { native, widened };
+
 class EinsumKernel {
  public:
   // nullopt when there is no fast path: a dim summed inside one input (in one input only and not
-  // in out), an i32 operand, or a dtype combination oneDNN does not implement.
+  // in out), an i32 operand, or a dtype combination oneDNN does not implement. `path` matters only
+  // for bf16 x bf16 on a CPU with bf16 dot products (elsewhere bf16 is always widened).
   static std::optional<EinsumKernel> make(const TensorType& a, const TensorType& b, const TensorType& out,
-                                          const EinsumAttrs& attrs, const dnnl::engine& engine);
+                                          const EinsumAttrs& attrs, const dnnl::engine& engine,
+                                          Bf16Path path = Bf16Path::native);
+
+  // Seconds per run of the einsum by each path (bf16 x bf16 on a CPU with bf16 dot products): on
+  // operands of its shapes filled with a fixed nonzero pattern (no zero tails), one warm-up run
+  // each, then up to `reps` runs of each, alternating (a first pair apart by more than 1.5x ends
+  // it); the medians. On the calling thread's OpenMP and TBB settings.
+  struct PathTimes {
+    double native_s = 0, widened_s = 0;
+  };
+  static PathTimes time_bf16_paths(const TensorType& a, const TensorType& b, const TensorType& out,
+                                   const EinsumAttrs& attrs, const dnnl::engine& engine, int reps = 3);
 
   // Bytes of the temporaries for permuted S, W and result (0: used in place).
   const std::array<int64_t, 3>& workspace_bytes() const { return ws_bytes_; }

@@ -2,6 +2,7 @@
 
 #include "executor/mpi/communicator.hpp"
 #include "executor/einsum.hpp"
+#include "executor/kernel_choice.hpp"
 #include "executor/index_kernels.hpp"
 #include "executor/kernels.hpp"
 #include "executor/memory_limit.hpp"
@@ -172,8 +173,15 @@ struct Executor::Impl {
     for (const Node& n : g.nodes) {
       if (n.kind != OpKind::einsum || !opts.fast_kernels || duplicate[static_cast<size_t>(n.id.v)]) continue;
       auto& k = einsum[static_cast<size_t>(n.id.v)];
-      k = exec::EinsumKernel::make(g.type(n.inputs.at(0)), g.type(n.inputs.at(1)), g.type(n.outputs.at(0)),
-                                   std::get<EinsumAttrs>(n.attrs), engine);
+      const TensorType &ta = g.type(n.inputs.at(0)), &tb = g.type(n.inputs.at(1)), &tc = g.type(n.outputs.at(0));
+      const EinsumAttrs& attrs = std::get<EinsumAttrs>(n.attrs);
+      // bf16 x bf16 on a CPU with bf16 dot products: native or widened, whichever this machine
+      // runs faster for the shape (executor/kernel_choice.hpp).
+      exec::Bf16Path path = exec::Bf16Path::native;
+      if (ta.dtype == DType::bf16 && tb.dtype == DType::bf16 && exec::bf16_matmul_native())
+        path = exec::choose_bf16_path(fmt::format("{} x {} -> {}", to_string(ta), to_string(tb), to_string(tc)), threads,
+                                      [&] { return exec::EinsumKernel::time_bf16_paths(ta, tb, tc, attrs, engine); });
+      k = exec::EinsumKernel::make(ta, tb, tc, attrs, engine, path);
       if (k) workspace[static_cast<size_t>(n.id.v)].assign(k->workspace_bytes().begin(), k->workspace_bytes().end());
     }
     plan = exec::plan_memory(g, workspace);

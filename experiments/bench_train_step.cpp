@@ -26,6 +26,7 @@
 //
 // Output: a human-readable block, then one line `RESULT {json}` for scripts (with --profile, also
 // the per-kind rows).
+#include "executor/kernel_choice.hpp"
 #include "executor/train/trainer.hpp"
 #include "experiments/bench/machine_limits.hpp"
 #include "graph/error.hpp"
@@ -43,6 +44,7 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,7 @@ struct Args {
   int threads = 2;
   int profile = 0;
   uint64_t seed = 1;
+  std::string kernel_probe;  // "" : SY_KERNEL_PROBE's mode
 };
 
 // A next-token batch of uniformly random token ids in [4, vocab) (ids below 4 are special).
@@ -94,6 +97,25 @@ std::string node_signature(const sy::Graph& g, const sy::Node& n) {
   return s;
 }
 
+// The bf16 einsum paths chosen for this machine (executor/kernel_choice.hpp).
+void print_kernel_choices(const std::vector<sy::exec::KernelChoice>& choices, int threads) {
+  if (choices.empty()) return;
+  int widened = 0, probed = 0;
+  for (const auto& c : choices) {
+    widened += c.path == sy::exec::Bf16Path::widened;
+    probed += c.source == "probed";
+  }
+  const std::string file = sy::exec::kernel_cache_file(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+  fmt::print("kernel choice for bf16 einsums ({}; cache {}): {} shapes, {} native, {} widened to f32; {} probed now\n",
+             choices.front().source == "off" ? "probing off" : "probed per shape", file.empty() ? "none" : file,
+             choices.size(), static_cast<int>(choices.size()) - widened, widened, probed);
+  for (const auto& c : choices)
+    if (c.source != "off")
+      fmt::print("  {:<8} native {:8.3f} ms  widened {:8.3f} ms  ({})  {}\n",
+                 c.path == sy::exec::Bf16Path::native ? "native" : "widened", c.native_s * 1e3, c.widened_s * 1e3, c.source,
+                 c.shape);
+}
+
 int run(const Args& a) {
   if (a.activations == "bf16" && a.precision != "bf16")
     throw sy::InputError("--activations bf16 needs --precision bf16 (activations in bf16 are part of the bf16 recipe)");
@@ -108,8 +130,14 @@ int run(const Args& a) {
                                      a.model));
   sy::ExecutorOptions eopts;
   eopts.threads = a.threads;
+  if (!a.kernel_probe.empty())
+    sy::exec::set_probe_mode(a.kernel_probe == "off"       ? sy::exec::ProbeMode::off
+                             : a.kernel_probe == "reprobe" ? sy::exec::ProbeMode::reprobe
+                                                           : sy::exec::ProbeMode::auto_);
   sy::Trainer trainer(run_config, a.warmup + a.steps, eopts);
   const sy::Graph& g = trainer.graph();
+  const std::vector<sy::exec::KernelChoice> choices = sy::exec::kernel_choices();
+  print_kernel_choices(choices, a.threads);
 
   // FLOPs per step from the ops' costs.
   double graph_flops = 0, dispatch_flops = 0;
@@ -266,6 +294,12 @@ int run(const Args& a) {
   r["graph_gflops"] = graph_flops / sec_per_step * 1e-9;
   r["model_gflops"] = model_flops / sec_per_step * 1e-9;
   r["loss"] = last_loss;
+  for (const auto& c : choices)
+    r["kernel_choices"].push_back({{"shape", c.shape},
+                                   {"path", c.path == sy::exec::Bf16Path::native ? "native" : "widened"},
+                                   {"native_s", c.native_s},
+                                   {"widened_s", c.widened_s},
+                                   {"source", c.source}});
   if (a.profile > 0) {
     r["matmul_gflops_f32"] = limits.matmul_f32 * 1e-9;
     r["matmul_gflops_bf16"] = limits.matmul_bf16 * 1e-9;
@@ -301,6 +335,11 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("--seed", a.seed, "seed of the random tokens")->capture_default_str();
+    app.add_option("--kernel-probe", a.kernel_probe,
+                   "bf16 einsum path per shape (executor/kernel_choice.hpp): auto (cached, probing new shapes), reprobe "
+                   "(probe again, overwrite the cache), off (native bf16 wherever the CPU has it); default: "
+                   "$SY_KERNEL_PROBE, else auto")
+        ->check(CLI::IsMember({"auto", "reprobe", "off"}));
     sy::parse_command_line(app, argc, argv);
     return run(a);
   });
