@@ -226,6 +226,11 @@ Graph elementwise_graph(DType dt) {
   b.output("div suffix [t,d], partial block", x2 / scale(b.input("y2_td_div", {T2, D}, dt), 0.5, 1.5));
   b.output("sub suffix [t,d], partial block", x2 - b.input("y2_td_sub", {T2, D}, dt));
   b.output("cast, partial block", cast(x2, other));
+  // Rows longer than a block (2500 = two blocks and a part) with b constant along them (a
+  // per-row scale or max) or contiguous along them.
+  Expr x3 = b.input("x3", {{"b", 2}, {"t", 3}, {"d", 2500}}, dt);
+  b.output("sub leading [b,t], long rows", x3 - b.input("y3_bt", {{"b", 2}, {"t", 3}}, dt));
+  b.output("mul not contiguous [b,d], long rows", x3 * b.input("y3_bd", {{"b", 2}, {"d", 2500}}, dt));
   return g;
 }
 
