@@ -104,6 +104,28 @@ SY_VECTOR_CLONES float vec_max(const float* x, int64_t n) {
     for (int l = 0; l < w; ++l) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
   return m[0];
 }
+// vec_max and vec_exp_shifted reading bf16 storage (widened on load), and a scale that rounds its
+// result to bf16 on store: softmax over bf16 rows without separate conversion passes.
+SY_VECTOR_CLONES float vec_max_bf16(const uint16_t* x, int64_t n) {
+  float m[64];
+  for (int l = 0; l < 64; ++l) m[l] = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int l = 0; l < 64; ++l) {
+      const float v = bf16_to_f32(x[i + l]);
+      m[l] = v > m[l] ? v : m[l];
+    }
+  for (; i < n; ++i) m[0] = bf16_to_f32(x[i]) > m[0] ? bf16_to_f32(x[i]) : m[0];
+  for (int w = 32; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
+  return m[0];
+}
+SY_VECTOR_CLONES void vec_exp_shifted_bf16(const uint16_t* x, float shift, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(bf16_to_f32(x[i]) - shift);
+}
+SY_VECTOR_CLONES void vec_scale_to_bf16(const float* x, float s, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i] * s);
+}
 SY_VECTOR_CLONES double vec_sum_squares(const float* x, int64_t n) {
   double acc[16] = {};
   int64_t i = 0;
@@ -539,17 +561,21 @@ bool softmax(const std::string& dim, ConstView x, View y) {
     visit_float(y.type.dtype, [&](auto* yt) {
       const auto* xp = static_cast<const Storage<decltype(xt)>*>(x.data);
       auto* yp = static_cast<Storage<decltype(yt)>*>(y.data);
+      // Per row: the max, exp(x - max) into y's row (f32) or a buffer (bf16), their sum, the scale
+      // (rounded to bf16 on store for bf16 y). bf16 x is widened as it is read.
       tbb::parallel_for(Range(0, rows, row_grain(cols)), [&](const Range& r) {
-        std::vector<float> row(static_cast<size_t>(cols)), e(static_cast<size_t>(cols));  // x; exp(x - max) for bf16 y
+        std::vector<float> e(static_cast<size_t>(cols));  // exp(x - max) for bf16 y
         for (int64_t i = r.begin(); i < r.end(); ++i) {
           const int64_t base = i * cols;
-          const float* xr = as_f32_row(xp, base, cols, row.data());
-          const float m = vec_max(xr, cols);
-          float* yo = out_f32(yp, base, e.data());  // exp(x - max), then scaled in place
-          vec_exp_shifted(xr, m, yo, cols);
-          const double sum = vec_sum(yo, cols);
-          vec_scale(yo, static_cast<float>(1.0 / sum), yo, cols);
-          flush_f32(yp, base, cols, yo);
+          float* yo = out_f32(yp, base, e.data());
+          if constexpr (std::is_same_v<decltype(xp), const uint16_t*>) {
+            vec_exp_shifted_bf16(xp + base, vec_max_bf16(xp + base, cols), yo, cols);
+          } else {
+            vec_exp_shifted(xp + base, vec_max(xp + base, cols), yo, cols);
+          }
+          const auto inv = static_cast<float>(1.0 / vec_sum(yo, cols));
+          if constexpr (std::is_same_v<decltype(yp), uint16_t*>) vec_scale_to_bf16(yo, inv, yp + base, cols);
+          else vec_scale(yo, inv, yo, cols);
         }
       });
     });
