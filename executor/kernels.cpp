@@ -1,6 +1,7 @@
 #include "executor/kernels.hpp"
 
 #include "executor/float_storage.hpp"
+#include "executor/vec_math.hpp"
 #include "graph/error.hpp"
 #include "ops/common.hpp"
 
@@ -36,185 +37,6 @@ float gelu_grad_f(float x) {
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * a * x * x);
 }
 
-// ---- f32 array math, compiled for AVX-512, AVX2 and baseline x86-64 (picked at load time) ----
-// Plain loops the compiler vectorises; no reassociation or FMA contraction (ISO C++ mode), so
-// every variant gives the same bits.
-#define SY_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
-// exp(x) (Cephes expf polynomial, within 2 ulp): 0 below -87.3 (where expf leaves the normal
-// range), +inf above 88.7, NaN stays NaN.
-inline float exp_poly(float x) {
-  const float lo = -87.33654f, hi = 88.72283f;
-  const float xc = x < lo ? lo : (x > hi ? hi : (x != x ? 0.0f : x));  // NaN: any finite r (converting NaN to int is UB)
-  const float t = xc * 1.44269504088896341f;
-  const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
-  const float f = (xc - r * 0.693359375f) + r * 2.12194440e-4f;
-  const float z = f * f;
-  float p = 1.9875691500e-4f;
-  p = p * f + 1.3981999507e-3f;
-  p = p * f + 8.3334519073e-3f;
-  p = p * f + 4.1665795894e-2f;
-  p = p * f + 1.6666665459e-1f;
-  p = p * f + 5.0000001201e-1f;
-  p = p * z + f + 1.0f;
-  // p · 2^r with r in [-126, 128], as two exact power-of-two scalings (2^128 is not a float).
-  const int32_t ri = static_cast<int32_t>(r), h = ri / 2;
-  const float s1 = std::bit_cast<float>(static_cast<uint32_t>(h + 127) << 23);
-  const float s2 = std::bit_cast<float>(static_cast<uint32_t>(ri - h + 127) << 23);
-  const float y = (p * s1) * s2;
-  return x < lo ? 0.0f : (x > hi ? std::numeric_limits<float>::infinity() : (x != x ? x : y));
-}
-
-// 1 + tanh(u) and 1 - tanh(u) without cancellation: with e = exp(-2|u|), they are 2/(1+e) and
-// 2e/(1+e) (swapped for u < 0); each within a few ulp.
-struct TanhParts {
-  float plus, minus;
-};
-inline TanhParts tanh_parts(float u) {
-  const float e = exp_poly(-2.0f * (u < 0 ? -u : u));
-  const float big = 2.0f / (1.0f + e), small = 2.0f * e / (1.0f + e);
-  return u < 0 ? TanhParts{small, big} : TanhParts{big, small};
-}
-
-SY_VECTOR_CLONES void vec_exp_shifted(const float* x, float shift, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(x[i] - shift);
-}
-// Reductions keep independent lanes (two AVX-512 registers of doubles, four of floats for the
-// max) so the adds do not wait on each other, and end in a tree over the lanes: a serial sum of
-// the lanes costs a dependent add each, which on 256-wide softmax rows took as long as the loop
-// (vec_max was 0.16 ns per element on one core against 0.065 with 64 lanes and the tree).
-SY_VECTOR_CLONES double vec_sum(const float* x, int64_t n) {
-  double acc[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) acc[l] += x[i + l];
-  for (; i < n; ++i) acc[0] += x[i];
-  for (int w = 8; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
-}
-SY_VECTOR_CLONES float vec_max(const float* x, int64_t n) {
-  float m[64];
-  for (int l = 0; l < 64; ++l) m[l] = -std::numeric_limits<float>::infinity();
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int l = 0; l < 64; ++l) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];  // a NaN never wins: skipped
-  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
-  for (int w = 32; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
-  return m[0];
-}
-// vec_max and vec_exp_shifted reading bf16 storage (widened on load), and a scale that rounds its
-// result to bf16 on store: softmax over bf16 rows without separate conversion passes.
-SY_VECTOR_CLONES float vec_max_bf16(const uint16_t* x, int64_t n) {
-  float m[64];
-  for (int l = 0; l < 64; ++l) m[l] = -std::numeric_limits<float>::infinity();
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int l = 0; l < 64; ++l) {
-      const float v = bf16_to_f32(x[i + l]);
-      m[l] = v > m[l] ? v : m[l];
-    }
-  for (; i < n; ++i) m[0] = bf16_to_f32(x[i]) > m[0] ? bf16_to_f32(x[i]) : m[0];
-  for (int w = 32; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
-  return m[0];
-}
-SY_VECTOR_CLONES void vec_exp_shifted_bf16(const uint16_t* x, float shift, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(bf16_to_f32(x[i]) - shift);
-}
-SY_VECTOR_CLONES void vec_scale_to_bf16(const float* x, float s, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i] * s);
-}
-SY_VECTOR_CLONES double vec_sum_squares(const float* x, int64_t n) {
-  double acc[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) acc[l] += static_cast<double>(x[i + l]) * x[i + l];
-  for (; i < n; ++i) acc[0] += static_cast<double>(x[i]) * x[i];
-  for (int w = 8; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
-}
-SY_VECTOR_CLONES void vec_scale(const float* x, float s, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
-}
-// y = x · f + o computed in double (the scale op's semantics: factor and offset keep their full
-// precision), rounded once to f32.
-SY_VECTOR_CLONES void vec_scale_offset(const float* x, double f, double o, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(x[i]) * f + o);
-}
-SY_VECTOR_CLONES void vec_gelu(const float* x, float* y, int64_t n) {
-  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    y[i] = 0.5f * v * tanh_parts(c * (v + a * v * v * v)).plus;
-  }
-}
-SY_VECTOR_CLONES void vec_gelu_grad(const float* x, const float* dy, float* y, int64_t n) {
-  const float c = static_cast<float>(ops::kGeluC), a = static_cast<float>(ops::kGeluA);
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const TanhParts t = tanh_parts(c * (v + a * v * v * v));  // gelu' = (1+t)/2 + x (1-t)(1+t) c (1 + 3a x²) / 2
-    y[i] = dy[i] * (0.5f * t.plus + 0.5f * v * (t.minus * t.plus) * c * (1.0f + 3.0f * a * v * v));
-  }
-}
-SY_VECTOR_CLONES void vec_rms_scale(const float* x, float inv, const float* g, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv * g[i];
-}
-
-// bf16 <-> f32 over arrays (the conversions of float_storage.hpp, vectorised).
-SY_VECTOR_CLONES void vec_bf16_to_f32(const uint16_t* __restrict x, float* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(x[i]);
-}
-SY_VECTOR_CLONES void vec_f32_to_bf16(const float* __restrict x, uint16_t* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i]);
-}
-// y = a (op) b over f32 arrays; a and y may be the same array.
-SY_VECTOR_CLONES void vec_add(const float* a, const float* b, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
-}
-SY_VECTOR_CLONES void vec_sub(const float* a, const float* b, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] - b[i];
-}
-SY_VECTOR_CLONES void vec_mul(const float* a, const float* b, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
-}
-SY_VECTOR_CLONES void vec_div(const float* a, const float* b, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] / b[i];
-}
-// y = a (op) s with one scalar s over f32 arrays (b constant along a row of a).
-SY_VECTOR_CLONES void vec_add_s(const float* a, float s, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + s;
-}
-SY_VECTOR_CLONES void vec_sub_s(const float* a, float s, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] - s;
-}
-SY_VECTOR_CLONES void vec_mul_s(const float* a, float s, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * s;
-}
-SY_VECTOR_CLONES void vec_div_s(const float* a, float s, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] / s;
-}
-// The same over bf16 storage in one pass: both inputs widened, the result rounded to bf16, in one
-// loop, so the two input streams and the output stream move together. (Widening each block into
-// an f32 buffer first ran the streams one after another: bf16 mul at 15-36 GB/s against f32's
-// 85 GB/s on the same machine.)
-SY_VECTOR_CLONES void vec_add_bf16(const uint16_t* a, const uint16_t* b, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
-}
-SY_VECTOR_CLONES void vec_sub_bf16(const uint16_t* a, const uint16_t* b, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(bf16_to_f32(a[i]) - bf16_to_f32(b[i]));
-}
-SY_VECTOR_CLONES void vec_mul_bf16(const uint16_t* a, const uint16_t* b, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(bf16_to_f32(a[i]) * bf16_to_f32(b[i]));
-}
-SY_VECTOR_CLONES void vec_div_bf16(const uint16_t* a, const uint16_t* b, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(bf16_to_f32(a[i]) / bf16_to_f32(b[i]));
-}
-SY_VECTOR_CLONES void vec_copy(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i];
-}
 
 // Loads n elements of x from i0 as f32: a pointer into x itself for f32 storage, else converted
 // into `buf` (n <= kBlock).
@@ -312,6 +134,17 @@ void map2(const A* a, const B* b, Y* y, int64_t n, int64_t nb, F f) {
   });
 }
 
+// b's offset at the start of row `row` of a's shape `as` (rows along its last dim), b moving by
+// bstride[k] along a's dim k.
+inline int64_t row_offset(int64_t row, const Shape& as, const std::vector<int64_t>& bstride) {
+  int64_t rem = row, off = 0;
+  for (size_t k = as.size() - 1; k-- > 0;) {
+    off += (rem % as[k].size) * bstride[k];
+    rem /= as[k].size;
+  }
+  return off;
+}
+
 // y[i] = f(a[i], b[offset of i]) where b's offset moves by bstride[k] along dim k of a's shape
 // `as`. Rows of a's last dim are the unit of work: one offset computation per row.
 template <typename A, typename B, typename Y, typename F>
@@ -321,11 +154,7 @@ void map2_strided(const A* a, const B* b, Y* y, const Shape& as, const std::vect
   const int64_t rows = num_elements(as) / inner;
   tbb::parallel_for(Range(0, rows, row_grain(inner)), [&](const Range& r) {
     for (int64_t row = r.begin(); row < r.end(); ++row) {
-      int64_t rem = row, off = 0;
-      for (size_t k = nd - 1; k-- > 0;) {
-        off += (rem % as[k].size) * bstride[k];
-        rem /= as[k].size;
-      }
+      const int64_t off = row_offset(row, as, bstride);
       const int64_t base = row * inner;
       if (inner_step == 0) {
         const float bv = ld(b, off);
@@ -349,11 +178,7 @@ void map2_rows(const A* a, const B* b, Y* y, const Shape& as, const std::vector<
   tbb::parallel_for(Range(0, rows, row_grain(inner)), [&](const Range& r) {
     float ba[kBlock], bb[kBlock], by[kBlock];
     for (int64_t row = r.begin(); row < r.end(); ++row) {
-      int64_t rem = row, off = 0;
-      for (size_t k = nd - 1; k-- > 0;) {
-        off += (rem % as[k].size) * bstride[k];
-        rem /= as[k].size;
-      }
+      const int64_t off = row_offset(row, as, bstride);
       const int64_t base = row * inner;
       for (int64_t j0 = 0; j0 < inner; j0 += kBlock) {
         const int64_t len = std::min(kBlock, inner - j0);
