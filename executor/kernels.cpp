@@ -394,9 +394,9 @@ bool softmax(const std::string& dim, ConstView x, View y) {
           const int64_t base = i * cols;
           float* yo = out_f32(yp, base, e.data());
           if constexpr (std::is_same_v<decltype(xp), const uint16_t*>) {
-            vec_exp_shifted_bf16(xp + base, vec_max_bf16(xp + base, cols), yo, cols);
+            vec_exp_below_bf16(xp + base, vec_max_bf16(xp + base, cols), yo, cols);
           } else {
-            vec_exp_shifted(xp + base, vec_max(xp + base, cols), yo, cols);
+            vec_exp_below(xp + base, vec_max(xp + base, cols), yo, cols);
           }
           const auto inv = static_cast<float>(1.0 / vec_sum(yo, cols));
           if constexpr (std::is_same_v<decltype(yp), uint16_t*>) vec_scale_to_bf16(yo, inv, yp + base, cols);
@@ -427,7 +427,7 @@ bool cross_entropy(const std::string& dim, ConstView logits, ConstView labels, V
         for (int64_t i = r.begin(); i < r.end(); ++i) {
           const float* xr = as_f32_row(xp, i * cols, cols, row.data());
           const float m = vec_max(xr, cols);
-          vec_exp_shifted(xr, m, e.data(), cols);
+          vec_exp_below(xr, m, e.data(), cols);
           const double lse = static_cast<double>(m) + std::log(vec_sum(e.data(), cols));
           st(yp, i, static_cast<float>(lse - static_cast<double>(xr[lab[i]])));
         }

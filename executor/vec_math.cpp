@@ -25,21 +25,43 @@ inline float exp_poly(float x) {
   const float xc = x < lo ? lo : (x > hi ? hi : (x != x ? 0.0f : x));  // NaN: any finite r (converting NaN to int is UB)
   const float t = xc * 1.44269504088896341f;
   const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
-  const float f = (xc - r * 0.693359375f) + r * 2.12194440e-4f;
+  const float f = std::fma(r, 2.12194440e-4f, std::fma(r, -0.693359375f, xc));
   const float z = f * f;
   float p = 1.9875691500e-4f;
-  p = p * f + 1.3981999507e-3f;
-  p = p * f + 8.3334519073e-3f;
-  p = p * f + 4.1665795894e-2f;
-  p = p * f + 1.6666665459e-1f;
-  p = p * f + 5.0000001201e-1f;
-  p = p * z + f + 1.0f;
+  p = std::fma(p, f, 1.3981999507e-3f);
+  p = std::fma(p, f, 8.3334519073e-3f);
+  p = std::fma(p, f, 4.1665795894e-2f);
+  p = std::fma(p, f, 1.6666665459e-1f);
+  p = std::fma(p, f, 5.0000001201e-1f);
+  p = std::fma(p, z, f) + 1.0f;
   // p · 2^r with r in [-126, 128], as two exact power-of-two scalings (2^128 is not a float).
   const int32_t ri = static_cast<int32_t>(r), h = ri / 2;
   const float s1 = std::bit_cast<float>(static_cast<uint32_t>(h + 127) << 23);
   const float s2 = std::bit_cast<float>(static_cast<uint32_t>(ri - h + 127) << 23);
   const float y = (p * s1) * s2;
   return x < lo ? 0.0f : (x > hi ? std::numeric_limits<float>::infinity() : (x != x ? x : y));
+}
+
+// exp(x) for x <= 0 (a softmax row shifted by its max): exp_poly's result, bit for bit, with one
+// range check and one scaling instead of three and two. r = round(x·log2 e) lies in [-126, 0], so
+// 2^r is a normal float and p·2^r rounds once, as exp_poly's (p·2^h)·2^(r-h) does. Below -87.3: 0;
+// NaN stays NaN.
+inline float exp_nonpositive(float x) {
+  const float lo = -87.33654f;
+  const float xc = x >= lo ? x : lo;  // NaN: lo (converting NaN to int is UB)
+  const float t = xc * 1.44269504088896341f;
+  const float r = (t + 12582912.0f) - 12582912.0f;
+  const float f = std::fma(r, 2.12194440e-4f, std::fma(r, -0.693359375f, xc));
+  const float z = f * f;
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, f, 1.3981999507e-3f);
+  p = std::fma(p, f, 8.3334519073e-3f);
+  p = std::fma(p, f, 4.1665795894e-2f);
+  p = std::fma(p, f, 1.6666665459e-1f);
+  p = std::fma(p, f, 5.0000001201e-1f);
+  p = std::fma(p, z, f) + 1.0f;
+  const float y = p * std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(r) + 127) << 23);
+  return x != x ? x : (x < lo ? 0.0f : y);
 }
 
 // 1 + tanh(u) and 1 - tanh(u) without cancellation: with e = exp(-2|u|), they are 2/(1+e) and
@@ -55,6 +77,12 @@ inline TanhParts tanh_parts(float u) {
 
 }  // namespace
 
+SY_VECTOR_CLONES void vec_exp_below(const float* x, float max, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_nonpositive(x[i] - max);
+}
+SY_VECTOR_CLONES void vec_exp_below_bf16(const uint16_t* x, float max, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_nonpositive(bf16_to_f32(x[i]) - max);
+}
 SY_VECTOR_CLONES void vec_exp_shifted(const float* x, float shift, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(x[i] - shift);
 }
@@ -91,12 +119,9 @@ template <typename T>
   return m[0];
 }
 SY_VECTOR_CLONES float vec_max(const float* x, int64_t n) { return max_lanes(x, n); }
-// vec_max and vec_exp_shifted reading bf16 storage (widened on load), and a scale that rounds its
+// vec_max reading bf16 storage (widened on load), and a scale that rounds its
 // result to bf16 on store: softmax over bf16 rows without separate conversion passes.
 SY_VECTOR_CLONES float vec_max_bf16(const uint16_t* x, int64_t n) { return max_lanes(x, n); }
-SY_VECTOR_CLONES void vec_exp_shifted_bf16(const uint16_t* x, float shift, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(bf16_to_f32(x[i]) - shift);
-}
 SY_VECTOR_CLONES void vec_scale_to_bf16(const float* x, float s, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i] * s);
 }

@@ -14,7 +14,10 @@ void vec_exp_shifted(const float* x, float shift, float* y, int64_t n);
 double vec_sum(const float* x, int64_t n);
 float vec_max(const float* x, int64_t n);
 float vec_max_bf16(const uint16_t* x, int64_t n);
-void vec_exp_shifted_bf16(const uint16_t* x, float shift, float* y, int64_t n);
+// y = exp(x - max) for a row whose maximum is max (f32 or bf16 x): vec_exp_shifted's bits, with
+// fewer instructions because no argument is positive.
+void vec_exp_below(const float* x, float max, float* y, int64_t n);
+void vec_exp_below_bf16(const uint16_t* x, float max, float* y, int64_t n);
 void vec_scale_to_bf16(const float* x, float s, uint16_t* y, int64_t n);
 // Norms, scales, GELU and its gradient.
 double vec_sum_squares(const float* x, int64_t n);

@@ -15,8 +15,9 @@
 // expert FFNs at capacity and the elementwise work. Both are reported; "model" is the one to
 // compare with a peak.
 //
-// --profile times every op of the timed steps and prints, per op kind and for the slowest ops, the
-// time against the op's own bound: max(FLOPs / matmul peak at the op's dtype, bytes / stream
+// --profile times every op of the timed steps and prints, per op kind and for the slowest ops, its
+// median time over the timed steps (one step slowed by another process does not set the figure)
+// against the op's own bound: max(FLOPs / matmul peak at the op's dtype, bytes / stream
 // bandwidth, transcendentals / exp rate), FLOPs, bytes read + written and transcendentals (exp,
 // log, rsqrt, tanh evaluations) from OpDef::cost, the limits measured on this machine
 // at the same thread count first (experiments/bench/machine_limits.hpp). The einsums of the MoE
@@ -49,6 +50,11 @@
 #include <vector>
 
 namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
 
 struct Args {
   std::string model = "experiments/configs/models/bench_moe.toml";
@@ -186,7 +192,9 @@ int run(const Args& a) {
 
   std::mt19937_64 rng(a.seed);
   const int64_t B = run_config.train.batch, T = trainer.inputs_length();
-  std::vector<double> op_us(g.nodes.size(), 0.0);
+  // Per node, its time in each measured step; the profile reports the median over the steps, so one
+  // step disturbed by another process on the shared cores does not set an op's figure.
+  std::vector<std::vector<double>> op_step_us(g.nodes.size(), std::vector<double>(static_cast<size_t>(a.steps), 0.0));
   std::vector<bool> ran(g.nodes.size(), false);  // reported by the executor at least once
   double timed = 0, last_loss = 0;
   nlohmann::json profile_rows = nlohmann::json::array();
@@ -195,7 +203,7 @@ int run(const Args& a) {
     const bool measured = s >= a.warmup;
     if (measured && a.profile > 0)
       trainer.set_op_observer([&](sy::NodeId n, double t0, double t1) {
-        op_us[static_cast<size_t>(n.v)] += t1 - t0;
+        op_step_us[static_cast<size_t>(n.v)][static_cast<size_t>(s - a.warmup)] += t1 - t0;
         if (t1 > t0) ran[static_cast<size_t>(n.v)] = true;  // begin == end: the executor skipped it
       });
     const auto t0 = std::chrono::steady_clock::now();
@@ -216,6 +224,8 @@ int run(const Args& a) {
              model_flops * 1e-9, model_flops / sec_per_step * 1e-9);
 
   if (a.profile > 0) {
+    std::vector<double> op_us(g.nodes.size());  // median µs per step
+    for (size_t i = 0; i < op_us.size(); ++i) op_us[i] = median(op_step_us[i]);
     const double total_us = std::max(1e-9, [&] {
       double t = 0;
       for (double x : op_us) t += x;
@@ -234,7 +244,7 @@ int run(const Args& a) {
         continue;
       }
       KindRow& k = by_kind[node_kind[i]];
-      k.us += op_us[i] / a.steps;
+      k.us += op_us[i];
       k.bound_us += node_bound_us[i];
       k.flops += node_flops[i];
       k.bytes += node_bytes[i];
@@ -246,12 +256,12 @@ int run(const Args& a) {
     for (const auto& [k, v] : kinds) {
       if (v.us <= 0) continue;
       fmt::print("{:<18} {:>9.1f} {:>6.1f}% {:>6} {:>10.2f} {:>8.0f}% {:>7.1f} {:>7.0f}\n", k, v.us * 1e-3,
-                 100 * v.us * a.steps / total_us, v.calls, v.bound_us * 1e-3, 100 * v.bound_us / v.us, v.flops * 1e-9,
+                 100 * v.us / total_us, v.calls, v.bound_us * 1e-3, 100 * v.bound_us / v.us, v.flops * 1e-9,
                  v.bytes * 1e-6);
       nlohmann::json row;
       row["kind"] = k;
       row["ms"] = v.us * 1e-3;
-      row["share"] = v.us * a.steps / total_us;
+      row["share"] = v.us / total_us;
       row["calls"] = v.calls;
       row["bound_ms"] = v.bound_us * 1e-3;
       row["of_bound"] = v.bound_us / v.us;
@@ -260,8 +270,8 @@ int run(const Args& a) {
     double bound_total = 0;
     for (size_t i = 0; i < node_bound_us.size(); ++i)
       if (ran[i]) bound_total += node_bound_us[i];
-    fmt::print("{:<18} {:>9.1f} {:>6.1f}% {:>6} {:>10.2f} {:>8.0f}%\n", "all ops", total_us / a.steps * 1e-3, 100.0,
-               static_cast<int64_t>(g.nodes.size()) - not_run, bound_total * 1e-3, 100 * bound_total / (total_us / a.steps));
+    fmt::print("{:<18} {:>9.1f} {:>6.1f}% {:>6} {:>10.2f} {:>8.0f}%\n", "all ops", total_us * 1e-3, 100.0,
+               static_cast<int64_t>(g.nodes.size()) - not_run, bound_total * 1e-3, 100 * bound_total / total_us);
     fmt::print("({} of {} nodes do not run: CSE duplicates, and bf16 -> f32 casts whose readers read the bf16 value)\n",
                not_run, g.nodes.size());
     std::vector<const sy::Node*> order;
@@ -272,7 +282,7 @@ int run(const Args& a) {
     fmt::print("\nslowest ops (ms/step, GFLOP/s, of bound, node, kind, scope, types)\n");
     for (int i = 0; i < a.profile && i < static_cast<int>(order.size()); ++i) {
       const sy::Node& n = *order[static_cast<size_t>(i)];
-      const double us = op_us[static_cast<size_t>(n.id.v)] / a.steps;
+      const double us = op_us[static_cast<size_t>(n.id.v)];
       fmt::print("{:>9.2f} {:>8.1f} {:>5.0f}%  n{:<5} {:<14} {:<36} {}\n", us * 1e-3,
                  node_flops[static_cast<size_t>(n.id.v)] / std::max(us, 1e-9) * 1e-3,
                  100 * node_bound_us[static_cast<size_t>(n.id.v)] / std::max(us, 1e-9), n.id.v, sy::op_name(n.kind), n.scope,

@@ -190,22 +190,30 @@ bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in,
 
 namespace {
 
-// The AdamW update of elements [0, n): double arithmetic per element, compiled for AVX-512, AVX2
-// and baseline x86-64 (same IEEE operations in every variant, no FMA contraction: same bits). The
-// outputs never overlap the inputs (the memory plan places a node's outputs apart from its inputs):
-// __restrict lets the loop vectorise (sqrt too, with -fno-math-errno).
+// The AdamW update of elements [0, n) in f32, compiled for AVX-512, AVX2 and baseline x86-64 (same
+// IEEE operations in every variant, no FMA contraction: same bits). Each of m', v', the step and
+// param' carries a few roundings of 2^-24 relative to its own size; for param' that is far below
+// one rounding of the parameter (lr · step is ~1e-3 of it at most). In double (as the reference,
+// ops/optimizer.cpp, computes) the conversions, divisions and square roots ran 8 lanes at a time
+// and held the loop at 70 GB/s where f32 reaches 86-93 GB/s over the same seven 16 MiB streams
+// (scratch benchmark, 2 threads, 64-byte aligned as the executor's buffers are). The outputs never
+// overlap the inputs (the memory plan places a node's outputs apart from its inputs): __restrict
+// lets the loop vectorise (sqrt too, with -fno-math-errno).
+struct AdamWScalars {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon, weight_decay, lr, clip, inv_c1, inv_c2;
+};
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void adamw_elements(const float* __restrict p, const float* __restrict g, const float* __restrict m,
                     const float* __restrict v, float* __restrict p_out, float* __restrict m_out,
-                    float* __restrict v_out, int64_t n, double beta1, double beta2, double epsilon, double weight_decay, double lr,
-                    double clip, double c1, double c2) {
+                    float* __restrict v_out, int64_t n, const AdamWScalars k) {
   for (int64_t i = 0; i < n; ++i) {
-    const double gc = g[i] * clip;
-    const double m_new = beta1 * m[i] + (1.0 - beta1) * gc;
-    const double v_new = beta2 * v[i] + (1.0 - beta2) * gc * gc;
-    m_out[i] = static_cast<float>(m_new);
-    v_out[i] = static_cast<float>(v_new);
-    p_out[i] = static_cast<float>(p[i] - lr * ((m_new / c1) / (std::sqrt(v_new / c2) + epsilon) + weight_decay * p[i]));
+    const float gc = g[i] * k.clip;
+    const float m_new = k.beta1 * m[i] + k.one_minus_beta1 * gc;
+    const float v_new = k.beta2 * v[i] + k.one_minus_beta2 * (gc * gc);
+    m_out[i] = m_new;
+    v_out[i] = v_new;
+    const float step = (m_new * k.inv_c1) / (std::sqrt(v_new * k.inv_c2) + k.epsilon);
+    p_out[i] = p[i] - k.lr * (step + k.weight_decay * p[i]);
   }
 }
 
@@ -226,10 +234,12 @@ bool adamw_update(const AdamWAttrs& a, const std::vector<ConstView>& in, const s
   float* m_out = f32_out(out[1]);
   float* v_out = f32_out(out[2]);
   const int64_t n = num_elements(in[0].type.shape);
+  const auto f = [](double x) { return static_cast<float>(x); };
+  const AdamWScalars k{f(a.beta1),        f(1.0 - a.beta1), f(a.beta2), f(1.0 - a.beta2), f(a.epsilon),
+                       f(a.weight_decay), f(lr),            f(clip),    f(1.0 / c1),      f(1.0 / c2)};
   tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
     const int64_t i = r.begin();
-    adamw_elements(p + i, g + i, m + i, v + i, p_out + i, m_out + i, v_out + i, r.end() - i, a.beta1, a.beta2, a.epsilon,
-                   a.weight_decay, lr, clip, c1, c2);
+    adamw_elements(p + i, g + i, m + i, v + i, p_out + i, m_out + i, v_out + i, r.end() - i, k);
   });
   return true;
 }
