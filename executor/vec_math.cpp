@@ -65,13 +65,14 @@ inline float exp_nonpositive(float x) {
 }
 
 // 1 + tanh(u) and 1 - tanh(u) without cancellation: with e = exp(-2|u|), they are 2/(1+e) and
-// 2e/(1+e) (swapped for u < 0); each within a few ulp.
+// 2e/(1+e) (swapped for u < 0); each within a few ulp. One division (2/(1+e), then times e) and the
+// exp of a non-positive argument: a vector division costs several multiplies.
 struct TanhParts {
   float plus, minus;
 };
 inline TanhParts tanh_parts(float u) {
-  const float e = exp_poly(-2.0f * (u < 0 ? -u : u));
-  const float big = 2.0f / (1.0f + e), small = 2.0f * e / (1.0f + e);
+  const float e = exp_nonpositive(-2.0f * (u < 0 ? -u : u));
+  const float big = 2.0f / (1.0f + e), small = e * big;
   return u < 0 ? TanhParts{small, big} : TanhParts{big, small};
 }
 
