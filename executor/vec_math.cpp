@@ -18,14 +18,16 @@ namespace {
 // every variant gives the same bits.
 #define SY_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
-// exp(x) (Cephes expf polynomial, within 2 ulp): 0 below -87.3 (where expf leaves the normal
-// range), +inf above 88.7, NaN stays NaN.
-inline float exp_poly(float x) {
-  const float lo = -87.33654f, hi = 88.72283f;
-  const float xc = x < lo ? lo : (x > hi ? hi : (x != x ? 0.0f : x));  // NaN: any finite r (converting NaN to int is UB)
-  const float t = xc * 1.44269504088896341f;
+// Cephes expf's range reduction and polynomial: exp(x) = p · 2^r for x in [-87.3, 88.7] (the
+// caller clamps; within 2 ulp once scaled).
+struct ExpParts {
+  float p;
+  int32_t r;
+};
+[[gnu::always_inline]] inline ExpParts exp_parts(float x) {
+  const float t = x * 1.44269504088896341f;
   const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
-  const float f = std::fma(r, 2.12194440e-4f, std::fma(r, -0.693359375f, xc));
+  const float f = std::fma(r, 2.12194440e-4f, std::fma(r, -0.693359375f, x));
   const float z = f * f;
   float p = 1.9875691500e-4f;
   p = std::fma(p, f, 1.3981999507e-3f);
@@ -33,12 +35,18 @@ inline float exp_poly(float x) {
   p = std::fma(p, f, 4.1665795894e-2f);
   p = std::fma(p, f, 1.6666665459e-1f);
   p = std::fma(p, f, 5.0000001201e-1f);
-  p = std::fma(p, z, f) + 1.0f;
+  return {std::fma(p, z, f) + 1.0f, static_cast<int32_t>(r)};
+}
+inline float pow2(int32_t r) { return std::bit_cast<float>(static_cast<uint32_t>(r + 127) << 23); }  // r in [-126, 127]
+
+// exp(x): 0 below -87.3 (where expf leaves the normal range), +inf above 88.7, NaN stays NaN.
+inline float exp_poly(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;
+  const float xc = x < lo ? lo : (x > hi ? hi : (x != x ? 0.0f : x));  // NaN: any finite r (converting NaN to int is UB)
+  const ExpParts e = exp_parts(xc);
   // p · 2^r with r in [-126, 128], as two exact power-of-two scalings (2^128 is not a float).
-  const int32_t ri = static_cast<int32_t>(r), h = ri / 2;
-  const float s1 = std::bit_cast<float>(static_cast<uint32_t>(h + 127) << 23);
-  const float s2 = std::bit_cast<float>(static_cast<uint32_t>(ri - h + 127) << 23);
-  const float y = (p * s1) * s2;
+  const int32_t h = e.r / 2;
+  const float y = (e.p * pow2(h)) * pow2(e.r - h);
   return x < lo ? 0.0f : (x > hi ? std::numeric_limits<float>::infinity() : (x != x ? x : y));
 }
 
@@ -49,19 +57,8 @@ inline float exp_poly(float x) {
 inline float exp_nonpositive(float x) {
   const float lo = -87.33654f;
   const float xc = x >= lo ? x : lo;  // NaN: lo (converting NaN to int is UB)
-  const float t = xc * 1.44269504088896341f;
-  const float r = (t + 12582912.0f) - 12582912.0f;
-  const float f = std::fma(r, 2.12194440e-4f, std::fma(r, -0.693359375f, xc));
-  const float z = f * f;
-  float p = 1.9875691500e-4f;
-  p = std::fma(p, f, 1.3981999507e-3f);
-  p = std::fma(p, f, 8.3334519073e-3f);
-  p = std::fma(p, f, 4.1665795894e-2f);
-  p = std::fma(p, f, 1.6666665459e-1f);
-  p = std::fma(p, f, 5.0000001201e-1f);
-  p = std::fma(p, z, f) + 1.0f;
-  const float y = p * std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(r) + 127) << 23);
-  return x != x ? x : (x < lo ? 0.0f : y);
+  const ExpParts e = exp_parts(xc);
+  return x != x ? x : (x < lo ? 0.0f : e.p * pow2(e.r));
 }
 
 // 1 + tanh(u) and 1 - tanh(u) without cancellation: with e = exp(-2|u|), they are 2/(1+e) and
