@@ -8,8 +8,8 @@
 //       device count with --sweep-meshes), ranked by estimated step time among those that fit
 //       (simulator/sweep.hpp); the best --refine layouts also simulated event by event
 //   --no-fusion: price every op alone (no XLA-style fusion, simulator/fusion.hpp); fusion is on by
-//       default in `simulate` and in the sweep's refined layouts (the sweep's analytic estimate is
-//       per op either way)
+//       default in `simulate`, in the sweep's analytic estimate (groups no collective cuts) and in
+//       its refined layouts
 //   simulate ... --layout L --expert-load RUN/metrics.jsonl [--expert-load-steps last:10|step:S]
 //   simulate ... --layout L --skew zipf:1.2|hot:0.25|uniform [--ragged-experts]
 //       expert load imbalance (simulator/load_skew.hpp): report.md "Expert load" (dropped choices
@@ -108,7 +108,7 @@ int run(int argc, char** argv) {
   app.add_option("--optimizer", optimizer, "optimizer priced: config (the model's), adafactor, adamw, none")
       ->capture_default_str();
   app.add_flag("--no-fusion", no_fusion,
-               "price every op alone (no XLA-style fusion or CSE, simulator/fusion.hpp); with --sweep: the refined layouts");
+               "price every op alone (no XLA-style fusion or CSE, simulator/fusion.hpp); with --sweep: every layout's estimate and the refined layouts");
   app.add_flag("--sweep", sweep, "rank every legal layout of the candidate dims instead (writes sweep.csv)");
   app.add_option("--sweep-dims", dims_text, "sweep: dims to lay out, comma-separated (default: those of batch, experts, "
                                             "heads, d_ff, d_model, vocab, d_kv the model has)");
@@ -211,6 +211,7 @@ int run(int argc, char** argv) {
   sy::SweepOptions sweep_opts;
   if (app.count("--sweep-dims") > 0) sweep_opts.dims = split_commas(dims_text);
   sweep_opts.optimizer = with_optimizer;
+  sweep_opts.fusion = !no_fusion;
   sweep_opts.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   sy::SweepResult swept = sy::sweep(config, run_config.train, hw, meshes, sweep_opts);
   std::vector<sy::LayoutScore>& scores = swept.scores;

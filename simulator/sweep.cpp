@@ -1,6 +1,7 @@
 #include "simulator/sweep.hpp"
 
 #include "graph/error.hpp"
+#include "simulator/fusion.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/roofline.hpp"
 
@@ -77,13 +78,21 @@ struct LayoutEvaluator::Impl : PlanVisitor {
   std::vector<char> broadcast;        // per node: is_broadcast
   std::vector<DType> dtype;           // per node: operand dtype
   std::vector<char> backward;         // per node
-  std::vector<std::vector<double>> time_of;  // per node and local-shape variant: roofline time
+  std::vector<std::vector<OpTime>> roof_of;  // per node and local-shape variant: roofline alone
+  Fusion fusion;                      // the global graph's groups (one group per node when off)
   MemoryModel memory;                 // liveness in program order (simulator/memory.hpp)
   std::vector<double> bytes;          // per value: local bytes under the layout being evaluated
+  // The layout being evaluated: per node its local cost and roofline alone; per group whether a
+  // planned collective serves one of its members (the lowered program has a collective node
+  // inside the group, and nothing fuses across a collective: fusion.hpp).
+  std::vector<OpCost> local;
+  std::vector<OpTime> alone;
+  std::vector<char> cut;
   LayoutScore cur;
 
-  Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, std::vector<double> w)
-      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)), memory(graph, {}, weight) {
+  Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, std::vector<double> w, bool fuse_ops)
+      : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)),
+        fusion(fuse(graph, FusionOptions{.fuse = fuse_ops, .cse = fuse_ops})), memory(graph, {}, weight) {
     if (weight.empty()) weight.assign(g.nodes.size(), 1.0);
     SY_CHECK(weight.size() == g.nodes.size(), "LayoutEvaluator: {} weights for {} nodes", weight.size(), g.nodes.size());
     bytes.resize(g.values.size());
@@ -95,22 +104,25 @@ struct LayoutEvaluator::Impl : PlanVisitor {
       dtype.push_back(!n.inputs.empty() ? g.type(n.inputs[0]).dtype : g.type(n.outputs.at(0)).dtype);
       backward.push_back(n.backward ? 1 : 0);
     }
-    time_of.resize(g.nodes.size());
+    roof_of.resize(g.nodes.size());
+    local.resize(g.nodes.size());
+    alone.resize(g.nodes.size());
+    cut.resize(fusion.groups.size());
   }
 
   void node(NodeId n, const OpCost& c, uint32_t variant) override {
     const auto i = static_cast<size_t>(n.v);
-    const double w = weight[i];
-    std::vector<double>& cache = time_of[i];  // roofline time per local-shape variant
-    if (variant >= cache.size()) cache.resize(variant + 1, -1.0);
-    double& t = cache[variant];
-    if (t < 0) t = roofline(hw, kind[i], dtype[i], c, broadcast[i]).time;
-    cur.compute += w * t;
-    if (backward[i]) cur.backward_compute += w * t;
+    std::vector<OpTime>& cache = roof_of[i];  // roofline per local-shape variant
+    if (variant >= cache.size()) cache.resize(variant + 1, OpTime{.time = -1.0});
+    OpTime& t = cache[variant];
+    if (t.time < 0) t = roofline(hw, kind[i], dtype[i], c, broadcast[i]);
+    local[i] = c;
+    alone[i] = t;
   }
 
   void collective(const PlannedCollective& c) override {
     const double w = weight[static_cast<size_t>(c.origin.v)];
+    cut[static_cast<size_t>(fusion.group_of[static_cast<size_t>(c.origin.v)])] = 1;
     if (c.kind == OpKind::shard_slice) {  // local: a copy on the compute stream
       const double t = roofline(hw, OpKind::shard_slice, dtype[static_cast<size_t>(c.origin.v)], c.cost).time;
       cur.compute += w * t;
@@ -129,10 +141,53 @@ struct LayoutEvaluator::Impl : PlanVisitor {
     }
     if (c.gradient) cur.gradient_comm += w * t.total;
   }
+
+  // The compute of the plan just visited: a fused group uncut by collectives priced as one op (as
+  // simulate prices it: fusion.hpp group_cost at the local sizes, roofline_fused), every other
+  // node alone, a CSE duplicate free.
+  void add_compute() {
+    auto add = [&](int32_t node, double t) {
+      const auto i = static_cast<size_t>(node);
+      cur.compute += weight[i] * t;
+      if (backward[i]) cur.backward_compute += weight[i] * t;
+    };
+    for (size_t k = 0; k < fusion.groups.size(); ++k) {
+      const std::vector<int32_t>& members = fusion.groups[k];
+      if (members.size() == 1 || cut[k]) {
+        for (int32_t m : members)
+          if (fusion.duplicate_of[static_cast<size_t>(m)] < 0) add(m, alone[static_cast<size_t>(m)].time);
+        continue;
+      }
+      OpCost c;
+      double compute = 0;
+      int32_t heavy = -1;  // the einsum or reduction, if any: its class sets the memory curve
+      std::vector<int32_t> entering;  // distinct canonical values read from outside the group
+      for (int32_t m : members) {
+        const auto i = static_cast<size_t>(m);
+        c.flops += local[i].flops;
+        compute += alone[i].compute;
+        const OpClass cls = op_def(kind[i]).op_class;
+        if (cls == OpClass::matmul || cls == OpClass::reduction) heavy = m;
+        for (ValueId v : g.nodes[i].inputs) {
+          const int32_t cv = fusion.canonical[static_cast<size_t>(v.v)];
+          const NodeId p = g.values[static_cast<size_t>(cv)].producer;
+          if (!p.valid() || fusion.group_of[static_cast<size_t>(p.v)] != static_cast<int32_t>(k)) entering.push_back(cv);
+        }
+        for (ValueId v : g.nodes[i].outputs)
+          if (fusion.materialised[static_cast<size_t>(v.v)]) c.bytes_written += bytes[static_cast<size_t>(v.v)];
+      }
+      std::sort(entering.begin(), entering.end());
+      entering.erase(std::unique(entering.begin(), entering.end()), entering.end());
+      for (int32_t v : entering) c.bytes_read += bytes[static_cast<size_t>(v)];
+      const OpKind lead = kind[static_cast<size_t>(heavy >= 0 ? heavy : members.back())];
+      add(members.back(), roofline_fused(hw, compute, c, hw.efficiency_of(lead, false)).time);
+    }
+  }
 };
 
-LayoutEvaluator::LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, std::vector<double> weights)
-    : impl_(std::make_unique<Impl>(g, mesh, hw, std::move(weights))) {}
+LayoutEvaluator::LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, std::vector<double> weights,
+                                 bool fusion)
+    : impl_(std::make_unique<Impl>(g, mesh, hw, std::move(weights), fusion)) {}
 LayoutEvaluator::~LayoutEvaluator() = default;
 
 std::string LayoutEvaluator::legality(const Layout& layout) const { return impl_->planner.legality(layout); }
@@ -143,6 +198,7 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
   m.cur = LayoutScore{};
   m.cur.mesh = to_string(m.mesh);
   m.cur.layout = layout;
+  std::fill(m.cut.begin(), m.cut.end(), 0);
   const std::vector<Sharding>& shard = m.planner.plan(layout, m);
   const Graph& g = m.g;
   for (const Value& v : g.values) {
@@ -152,6 +208,7 @@ LayoutScore LayoutEvaluator::evaluate(const Layout& layout) {
       if (s.dim[a] >= 0) b /= static_cast<double>(m.mesh.axes[a].size);
     m.bytes[static_cast<size_t>(v.id.v)] = b;
   }
+  m.add_compute();
   m.cur.memory = m.memory.evaluate(m.bytes, m.hw.hbm_bytes * (1.0 - m.hw.memory_reserve));
   const double overlap = std::min(m.cur.gradient_comm, m.cur.backward_compute);
   m.cur.step = m.cur.compute + m.cur.comm - overlap;
@@ -248,7 +305,7 @@ SweepResult sweep(const ModelConfig& config, const TrainConfig& train, const Har
       for (size_t k = 0; k < layouts[i].size(); ++k) {
         const std::optional<TrainingStep>& step = steps.at(split_of[i][k]);
         std::unique_ptr<LayoutEvaluator>& eval = evals[split_of[i][k]];
-        if (step && !eval) eval = std::make_unique<LayoutEvaluator>(step->graph(), meshes[i], hw, step->weights);
+        if (step && !eval) eval = std::make_unique<LayoutEvaluator>(step->graph(), meshes[i], hw, step->weights, opts.fusion);
         if (step && eval->legal(layouts[i][k])) out.scores.push_back(eval->evaluate(layouts[i][k]));
         else ++out.illegal;
       }

@@ -4,7 +4,12 @@
 // (LoweringPlanner::legality) are counted and skipped. Each legal layout is evaluated
 // analytically from the lowering planner's decisions (the same decisions and costs lower() makes,
 // without building the program):
-//   compute    Σ roofline time of every op on its local block
+//   compute    Σ roofline time of every op on its local block; with fusion (the default), each
+//              fusion group of the global graph (simulator/fusion.hpp) that no planned collective
+//              cuts is priced as one op, as simulate prices the lowered program's groups, and CSE
+//              duplicates are free. A group a collective serves is priced op by op: the lowered
+//              program fuses the pieces on either side of the collective, which this bound
+//              prices at no more than their sum.
 //   comm       Σ torus time of every collective
 //   step       compute + comm − overlap, where only gradient synchronisation (the reductions of
 //              parameter gradients) overlaps, with the backward compute:
@@ -55,7 +60,9 @@ void check_sweep_dims(const std::vector<std::string>& dims, const Graph& g);
 class LayoutEvaluator {
  public:
   // `weights`: per node of g (empty: all 1); leaves take the weight of the first node reading them.
-  LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, std::vector<double> weights = {});
+  // `fusion`: price fused groups (simulate's default); false: every op alone (simulate --no-fusion).
+  LayoutEvaluator(const Graph& g, const Mesh& mesh, const HardwareSpec& hw, std::vector<double> weights = {},
+                  bool fusion = true);
   ~LayoutEvaluator();
   LayoutEvaluator(const LayoutEvaluator&) = delete;
   LayoutEvaluator& operator=(const LayoutEvaluator&) = delete;
@@ -84,6 +91,7 @@ struct SweepOptions {
   std::vector<std::string> dims;  // --sweep-dims (check_sweep_dims); empty: default_sweep_dims of the model
   bool optimizer = true;          // price train.optimizer (false: forward and backward only)
   int threads = 1;                // workers, one mesh at a time each; results do not depend on it
+  bool fusion = true;             // LayoutEvaluator's fusion (simulate --no-fusion: false)
 };
 struct SweepResult {
   std::vector<std::string> dims;
