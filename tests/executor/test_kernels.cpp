@@ -10,6 +10,7 @@
 #include "graph/op_def.hpp"
 
 #include <cmath>
+#include <limits>
 #include <map>
 
 namespace sy {
@@ -398,6 +399,52 @@ TEST_CASE("executor exp and gelu: the vectorised f32 versions at the edges of th
       INFO("x = " << xs.data[i]);
       if (std::isinf(want.data[i])) CHECK(got.data[i] == want.data[i]);
       else CHECK(std::abs(got.data[i] - want.data[i]) <= 4e-7 * std::max(1.0, std::abs(want.data[i])));
+    }
+  }
+}
+
+// Softmax and cross-entropy rows exponentiate x - max through exp_nonpositive (executor/vec_math):
+// rows of 64 (the vectorised loop, not only its tail) holding -inf (masked positions: 0), -1e9 and
+// -1e30 (below the exp's range: 0), an all -inf row and rows with NaN or +inf (NaN wherever the
+// reference, in double, gives NaN), in f32 and bf16.
+TEST_CASE("executor softmax and cross_entropy: rows with -inf, huge negatives, +inf and NaN match the reference",
+          "[executor][loss]") {
+  const DType dt = GENERATE(DType::f32, DType::bf16);
+  INFO("dtype " << dtype_name(dt));
+  Graph g;
+  Builder b(g);
+  const Dim R{"r", 6}, C{"c", 64};
+  Expr x = b.input("x", {R, C}, dt);
+  Expr labels = b.input("labels", {R}, DType::i32);
+  b.output("softmax", softmax(x, "c"));
+  b.output("cross_entropy", cross_entropy(x, labels, "c"));
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor xs(g.type(x.id));
+  for (int64_t i = 0; i < 6 * 64; ++i) xs.data[static_cast<size_t>(i)] = round_to(dt, std::sin(0.37 * static_cast<double>(i)) * 5.0);
+  auto at = [&](int64_t r, int64_t c) -> double& { return xs.data[static_cast<size_t>(r * 64 + c)]; };
+  at(0, 3) = at(0, 40) = -inf;                          // masked positions
+  for (int64_t c = 0; c < 64; ++c) at(1, c) = -inf;     // a fully masked row: NaN
+  at(2, 5) = -1e9, at(2, 6) = round_to(dt, -1e30), at(2, 63) = 80.0;  // far below the max
+  at(3, 10) = nan;                                      // NaN row
+  at(4, 7) = inf;                                       // +inf: inf - inf
+  at(5, 0) = round_to(dt, -87.0), at(5, 1) = round_to(dt, -88.0);  // near the exp's lower limit
+  Tensor ls(g.type(labels.id));
+  for (size_t i = 0; i < ls.data.size(); ++i) ls.data[i] = static_cast<double>(i * 7 % 64);
+  ls.data[0] = 4;  // not a masked position
+  std::map<ValueId, Tensor> leaves{{x.id, xs}, {labels.id, ls}};
+  Executor ex(g);
+  for (const auto& [id, t] : leaves) ex.set(id, t);
+  ex.run();
+  const auto ref = interpret(g, leaves);
+  for (const GraphOutput& o : g.outputs) {
+    const Tensor got = ex.get(o.value);
+    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+    const double tol = dt == DType::bf16 && o.name == "softmax" ? kTolBf16 : 4e-7;  // bf16: the output's rounding
+    INFO("output '" << o.name << "'");
+    for (size_t i = 0; i < got.data.size(); ++i) {
+      INFO("element " << i);
+      if (std::isnan(want.data[i])) CHECK(std::isnan(got.data[i]));
+      else CHECK(std::abs(got.data[i] - want.data[i]) <= tol * std::max(1.0, std::abs(want.data[i])));
     }
   }
 }

@@ -18,7 +18,10 @@
 // ε = 1e-8, so a gradient element that cancels to near zero, whose last bits depend on the
 // reduction order, may move its parameter by up to lr. The m and v slots, linear in ĝ and ĝ², are
 // held to 1e-6; each AdamW parameter element may then differ by 1e-6 of the tensor's scale plus
-// lr times the difference of the AdamW step recomputed from the two runs' m and v.
+// lr times the difference of the AdamW step recomputed from the two runs' m and v. The test prints
+// the worst AdamW parameter element with the gradient both runs saw for it (measured: 1.44e-5 of
+// its tensor's scale on data:2,model:2, at a gradient of 1.90e-7 = 19 ε that differs by 0.3 %
+// between the runs because it is ~1e-5 of its tensor's gradient scale: a cancelling sum).
 //
 // Run under mpiexec by tests/mpi/mesh_step.sh: [.mesh_step2] on 2 ranks, [.mesh_step4] on 4.
 #include "executor/mpi/mpi_communicator.hpp"
