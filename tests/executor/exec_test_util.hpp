@@ -82,22 +82,35 @@ inline Tensor from_storage(const std::vector<std::byte>& b, const TensorType& ty
   return r;
 }
 
-// Runs g on an executor and on the reference interpreter with the same random leaves and checks
-// every graph output: f32 outputs within tol_f32, bf16 outputs within tol_bf16.
-inline void expect_outputs_match(const Graph& g, double tol_f32, double tol_bf16, ExecutorOptions opts = {},
-                                 double lo = -1.0, double hi = 1.0, uint64_t seed = 7) {
-  verify(g);
-  const auto leaves = random_leaves(g, seed, lo, hi);
+// One graph output computed both ways.
+struct OutputPair {
+  std::string name;
+  Tensor got;   // the executor's
+  Tensor want;  // the reference interpreter's
+};
+
+// Runs g on an executor and on the reference interpreter with the same leaves: every graph output,
+// in order.
+inline std::vector<OutputPair> run_both(const Graph& g, const std::map<ValueId, Tensor>& leaves,
+                                        ExecutorOptions opts = {}) {
   Executor ex(g, opts);
   for (const auto& [id, t] : leaves) ex.set(id, t);
   ex.run();
   const auto ref = interpret(g, leaves);
-  for (const GraphOutput& o : g.outputs) {
-    const Tensor got = ex.get(o.value);
-    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
-    const double tol = got.dtype() == DType::bf16 ? tol_bf16 : tol_f32;
-    INFO("output '" << o.name << "' " << to_string(want.type) << " tolerance " << tol);
-    CHECK(max_rel_err(got, want) <= tol);
+  std::vector<OutputPair> out;
+  for (const GraphOutput& o : g.outputs) out.push_back({o.name, ex.get(o.value), ref[static_cast<size_t>(o.value.v)]});
+  return out;
+}
+
+// Runs g both ways with the same random leaves and checks every graph output: f32 outputs within
+// tol_f32, bf16 outputs within tol_bf16.
+inline void expect_outputs_match(const Graph& g, double tol_f32, double tol_bf16, ExecutorOptions opts = {},
+                                 double lo = -1.0, double hi = 1.0, uint64_t seed = 7) {
+  verify(g);
+  for (const OutputPair& o : run_both(g, random_leaves(g, seed, lo, hi), opts)) {
+    const double tol = o.got.dtype() == DType::bf16 ? tol_bf16 : tol_f32;
+    INFO("output '" << o.name << "' " << to_string(o.want.type) << " tolerance " << tol);
+    CHECK(max_rel_err(o.got, o.want) <= tol);
   }
 }
 

@@ -347,15 +347,9 @@ TEST_CASE("executor loss and norm kernels: cross_entropy, one_hot, rms_norm, sof
     for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = v.name == "ids" && i % 5 == 0 ? (i % 10 == 0 ? -1 : V.size + 3) : id(rng);
     leaves[v.id] = t;
   }
-  Executor ex(g);
-  for (const auto& [id, t] : leaves) ex.set(id, t);
-  ex.run();
-  const auto ref = interpret(g, leaves);
-  for (const GraphOutput& o : g.outputs) {
-    const Tensor got = ex.get(o.value);
-    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+  for (const test::OutputPair& o : test::run_both(g, leaves)) {
     INFO("output '" << o.name << "'");
-    CHECK(test::max_rel_err(got, want) <= (got.dtype() == DType::bf16 ? kTolBf16 : kTolF32));
+    CHECK(test::max_rel_err(o.got, o.want) <= (o.got.dtype() == DType::bf16 ? kTolBf16 : kTolF32));
   }
 }
 
@@ -387,18 +381,12 @@ TEST_CASE("executor exp and gelu: the vectorised f32 versions at the edges of th
   leaves[x.id] = xs;
   std::mt19937_64 rng(5);
   leaves[*g.find_leaf("dy")] = test::random_tensor(g.type(*g.find_leaf("dy")), rng);
-  Executor ex(g);
-  for (const auto& [id, t] : leaves) ex.set(id, t);
-  ex.run();
-  const auto ref = interpret(g, leaves);
-  for (const GraphOutput& o : g.outputs) {
-    const Tensor got = ex.get(o.value);
-    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+  for (const test::OutputPair& o : test::run_both(g, leaves)) {
     INFO("output '" << o.name << "'");
-    for (size_t i = 0; i < got.data.size(); ++i) {
+    for (size_t i = 0; i < o.got.data.size(); ++i) {
       INFO("x = " << xs.data[i]);
-      if (std::isinf(want.data[i])) CHECK(got.data[i] == want.data[i]);
-      else CHECK(std::abs(got.data[i] - want.data[i]) <= 4e-7 * std::max(1.0, std::abs(want.data[i])));
+      if (std::isinf(o.want.data[i])) CHECK(o.got.data[i] == o.want.data[i]);
+      else CHECK(std::abs(o.got.data[i] - o.want.data[i]) <= 4e-7 * std::max(1.0, std::abs(o.want.data[i])));
     }
   }
 }
@@ -432,19 +420,13 @@ TEST_CASE("executor softmax and cross_entropy: rows with -inf, huge negatives, +
   for (size_t i = 0; i < ls.data.size(); ++i) ls.data[i] = static_cast<double>(i * 7 % 64);
   ls.data[0] = 4;  // not a masked position
   std::map<ValueId, Tensor> leaves{{x.id, xs}, {labels.id, ls}};
-  Executor ex(g);
-  for (const auto& [id, t] : leaves) ex.set(id, t);
-  ex.run();
-  const auto ref = interpret(g, leaves);
-  for (const GraphOutput& o : g.outputs) {
-    const Tensor got = ex.get(o.value);
-    const Tensor& want = ref[static_cast<size_t>(o.value.v)];
+  for (const test::OutputPair& o : test::run_both(g, leaves)) {
     const double tol = dt == DType::bf16 && o.name == "softmax" ? kTolBf16 : 4e-7;  // bf16: the output's rounding
     INFO("output '" << o.name << "'");
-    for (size_t i = 0; i < got.data.size(); ++i) {
+    for (size_t i = 0; i < o.got.data.size(); ++i) {
       INFO("element " << i);
-      if (std::isnan(want.data[i])) CHECK(std::isnan(got.data[i]));
-      else CHECK(std::abs(got.data[i] - want.data[i]) <= tol * std::max(1.0, std::abs(want.data[i])));
+      if (std::isnan(o.want.data[i])) CHECK(std::isnan(o.got.data[i]));
+      else CHECK(std::abs(o.got.data[i] - o.want.data[i]) <= tol * std::max(1.0, std::abs(o.want.data[i])));
     }
   }
 }
