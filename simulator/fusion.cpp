@@ -127,36 +127,59 @@ Fusion fuse(const Graph& g, const FusionOptions& opts) {
   return f;
 }
 
-OpCost group_cost(const Graph& g, const Fusion& f, int32_t k) {
-  const std::vector<int32_t>& members = f.groups.at(static_cast<size_t>(k));
-  if (members.size() == 1) {
-    const Node& n = g.nodes[static_cast<size_t>(members[0])];
-    if (f.duplicate_of[static_cast<size_t>(n.id.v)] >= 0) return {};
-    std::vector<TensorType> in, out;
-    for (ValueId v : n.inputs) in.push_back(g.type(v));
-    for (ValueId v : n.outputs) out.push_back(g.type(v));
-    return op_def(n.kind).cost(in, out, n.attrs);
-  }
+namespace {
+
+// A group of two or more nodes as one op: its members' FLOPs summed; bytes read = the distinct
+// canonical values entering it from outside, bytes written = its materialised values.
+template <typename FlopsOf, typename BytesOf>
+OpCost fused_cost(const Graph& g, const Fusion& f, int32_t k, FlopsOf flops_of, BytesOf bytes_of) {
   OpCost c;
   std::vector<int32_t> entering;  // distinct canonical values read from outside the group
-  for (int32_t m : members) {
+  for (int32_t m : f.groups.at(static_cast<size_t>(k))) {
     const Node& n = g.nodes[static_cast<size_t>(m)];
-    std::vector<TensorType> in, out;
-    for (ValueId v : n.inputs) in.push_back(g.type(v));
-    for (ValueId v : n.outputs) out.push_back(g.type(v));
-    c.flops += op_def(n.kind).cost(in, out, n.attrs).flops;
+    c.flops += flops_of(m);
     for (ValueId v : n.inputs) {
       const int32_t cv = f.canonical[static_cast<size_t>(v.v)];
       const NodeId p = g.values[static_cast<size_t>(cv)].producer;
       if (!p.valid() || f.group_of[static_cast<size_t>(p.v)] != k) entering.push_back(cv);
     }
     for (ValueId v : n.outputs)
-      if (f.materialised[static_cast<size_t>(v.v)]) c.bytes_written += static_cast<double>(num_bytes(g.type(v)));
+      if (f.materialised[static_cast<size_t>(v.v)]) c.bytes_written += bytes_of(v.v);
   }
   std::sort(entering.begin(), entering.end());
   entering.erase(std::unique(entering.begin(), entering.end()), entering.end());
-  for (int32_t v : entering) c.bytes_read += static_cast<double>(num_bytes(g.values[static_cast<size_t>(v)].type));
+  for (int32_t v : entering) c.bytes_read += bytes_of(v);
   return c;
+}
+
+OpCost node_cost(const Graph& g, const Node& n) {
+  std::vector<TensorType> in, out;
+  for (ValueId v : n.inputs) in.push_back(g.type(v));
+  for (ValueId v : n.outputs) out.push_back(g.type(v));
+  return op_def(n.kind).cost(in, out, n.attrs);
+}
+
+}  // namespace
+
+OpCost group_cost(const Graph& g, const Fusion& f, int32_t k) {
+  const std::vector<int32_t>& members = f.groups.at(static_cast<size_t>(k));
+  if (members.size() == 1) {
+    const Node& n = g.nodes[static_cast<size_t>(members[0])];
+    return f.duplicate_of[static_cast<size_t>(n.id.v)] >= 0 ? OpCost{} : node_cost(g, n);
+  }
+  return fused_cost(
+      g, f, k, [&](int32_t m) { return node_cost(g, g.nodes[static_cast<size_t>(m)]).flops; },
+      [&](int32_t v) { return static_cast<double>(num_bytes(g.values[static_cast<size_t>(v)].type)); });
+}
+
+OpCost group_cost(const Graph& g, const Fusion& f, int32_t k, std::span<const OpCost> node_costs,
+                  std::span<const double> value_bytes) {
+  const std::vector<int32_t>& members = f.groups.at(static_cast<size_t>(k));
+  if (members.size() == 1)
+    return f.duplicate_of[static_cast<size_t>(members[0])] >= 0 ? OpCost{} : node_costs[static_cast<size_t>(members[0])];
+  return fused_cost(
+      g, f, k, [&](int32_t m) { return node_costs[static_cast<size_t>(m)].flops; },
+      [&](int32_t v) { return value_bytes[static_cast<size_t>(v)]; });
 }
 
 }  // namespace sy

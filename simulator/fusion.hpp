@@ -41,6 +41,7 @@
 #include "graph/op_def.hpp"
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace sy {
@@ -73,5 +74,9 @@ Fusion fuse(const Graph& g, const FusionOptions& opts = {});
 // The cost of group `k` priced as one op (see the header comment). For a group of one node, its
 // OpDef::cost; for a CSE duplicate, zero.
 OpCost group_cost(const Graph& g, const Fusion& f, int32_t k);
+// The same with each node's cost and each value's bytes given (per node and per value of g): one
+// device's local sizes under a layout (simulator/sweep.hpp prices the global graph's groups so).
+OpCost group_cost(const Graph& g, const Fusion& f, int32_t k, std::span<const OpCost> node_costs,
+                  std::span<const double> value_bytes);
 
 }  // namespace sy

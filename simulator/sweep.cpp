@@ -158,27 +158,15 @@ struct LayoutEvaluator::Impl : PlanVisitor {
           if (fusion.duplicate_of[static_cast<size_t>(m)] < 0) add(m, alone[static_cast<size_t>(m)].time);
         continue;
       }
-      OpCost c;
       double compute = 0;
       int32_t heavy = -1;  // the einsum or reduction, if any: its class sets the memory curve
-      std::vector<int32_t> entering;  // distinct canonical values read from outside the group
       for (int32_t m : members) {
         const auto i = static_cast<size_t>(m);
-        c.flops += local[i].flops;
         compute += alone[i].compute;
         const OpClass cls = op_def(kind[i]).op_class;
         if (cls == OpClass::matmul || cls == OpClass::reduction) heavy = m;
-        for (ValueId v : g.nodes[i].inputs) {
-          const int32_t cv = fusion.canonical[static_cast<size_t>(v.v)];
-          const NodeId p = g.values[static_cast<size_t>(cv)].producer;
-          if (!p.valid() || fusion.group_of[static_cast<size_t>(p.v)] != static_cast<int32_t>(k)) entering.push_back(cv);
-        }
-        for (ValueId v : g.nodes[i].outputs)
-          if (fusion.materialised[static_cast<size_t>(v.v)]) c.bytes_written += bytes[static_cast<size_t>(v.v)];
       }
-      std::sort(entering.begin(), entering.end());
-      entering.erase(std::unique(entering.begin(), entering.end()), entering.end());
-      for (int32_t v : entering) c.bytes_read += bytes[static_cast<size_t>(v)];
+      const OpCost c = group_cost(g, fusion, static_cast<int32_t>(k), local, bytes);
       const OpKind lead = kind[static_cast<size_t>(heavy >= 0 ? heavy : members.back())];
       add(members.back(), roofline_fused(hw, compute, c, hw.efficiency_of(lead, false)).time);
     }
