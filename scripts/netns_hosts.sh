@@ -66,12 +66,20 @@ case "${1:-}" in
     [ "$(id -u)" = 0 ] || { echo "netns_hosts: not root" >&2; exit 1; }
     ip netns add sy-check 2>/dev/null || { echo "netns_hosts: ip netns add is not permitted here" >&2; exit 1; }
     ip netns del sy-check ;;
-  "$net.1") shift; exec ip netns exec sy-h1 sh -c "$*" ;;
-  "$net.2") shift; exec ip netns exec sy-h2 sh -c "$*" ;;
+  "$net.1" | "$net.2")
+    # Each host owns its own cores, as a separate machine would: host 1 the first half of this
+    # machine's CPUs, host 2 the second. Without this both hosts' Open MPI daemons see the whole
+    # machine and bind their one rank to core 0, so the two "machines" share one core.
+    i=${1##*.}; shift
+    n=$(nproc); half=$((n / 2))
+    cpus=$([ "$half" -ge 1 ] && echo "$(((i - 1) * half))-$((i * half - 1))" || echo 0)
+    exec ip netns exec "${hosts[$((i - 1))]}" taskset -c "$cpus" sh -c "$*" ;;
   mpi-options)
     # TCP keepalive on mpiexec's own connections to the hosts' daemons (Open MPI's defaults: 300 s
     # idle, then 9 probes 20 s apart): a host cut off is noticed in about 10 s, not 8 minutes.
-    echo "--mca plm_rsh_agent $self --mca btl tcp,self --mca btl_tcp_if_include $net.0/24 --mca oob_tcp_if_include $net.0/24" \
+    # --bind-to none: a rank keeps its host's cores (the taskset above); Open MPI's own binding
+    # reads the whole machine and would put both hosts' ranks on core 0.
+    echo "--bind-to none --mca plm_rsh_agent $self --mca btl tcp,self --mca btl_tcp_if_include $net.0/24 --mca oob_tcp_if_include $net.0/24" \
       "--mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3" ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
   *) echo "netns_hosts: unknown command '${1:-}'; allowed: up, down, check, mpi-options, or a host address (see --help)" >&2; exit 2 ;;
