@@ -65,12 +65,16 @@ constexpr std::array<OpClass, kOpClassCount> kClasses = {OpClass::matmul, OpClas
                                                           OpClass::index, OpClass::layout};
 
 // An efficiency curve: [[size, fraction], ...] with sizes increasing and fractions in (0, 1].
-EfficiencyCurve read_curve(TomlSection& t, std::string_view key) {
+// A curve of [size, fraction] points (fractions in (0, 1]), or with `seconds` of [bytes, seconds]
+// points (seconds >= 0).
+EfficiencyCurve read_curve(TomlSection& t, std::string_view key, bool seconds = false) {
   EfficiencyCurve c;
   const toml::node* n = t.node(key);
   if (!n) return c;
-  const char* form = "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], e.g. "
-                     "[[1e6, 0.2], [1e9, 0.7]]";
+  const char* form = seconds ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds >= 0, e.g. "
+                               "[[6.7e7, 2e-5], [1.07e9, 5e-5]]"
+                             : "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], "
+                               "e.g. [[1e6, 0.2], [1e9, 0.7]]";
   const toml::array* a = n->as_array();
   if (!a || a->empty()) t.fail(key, form);
   auto num = [](const toml::node* x) -> std::optional<double> {
@@ -82,7 +86,7 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key) {
     const toml::array* p = e.as_array();
     auto sz = p && p->size() == 2 ? num(p->get(0)) : std::nullopt;
     auto fr = p && p->size() == 2 ? num(p->get(1)) : std::nullopt;
-    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || *fr <= 0 || *fr > 1 || (!c.points.empty() && *sz <= c.points.back().first))
+    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || (seconds ? *fr < 0 : *fr <= 0 || *fr > 1) || (!c.points.empty() && *sz <= c.points.back().first))
       t.fail(key, fmt::format("point {} is not allowed; {}", TomlDocument::value_text(e), form));
     c.points.emplace_back(*sz, *fr);
   }
@@ -145,6 +149,8 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                                                  : ici.number("core_link_bandwidth", 0.0, at_least(0));
   s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
   s.ici_efficiency_by_size = read_curve(ici, "efficiency_by_size");
+  s.latency_after_streaming = read_curve(ici, "latency_after_streaming", /*seconds=*/true);
+  s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
   ici.finish();
 
@@ -210,10 +216,13 @@ std::string to_toml(const HardwareSpec& s) {
     for (const auto& [x, y] : k.points) t += fmt::format("{}[{}, {}]", t.empty() ? "" : ", ", num(x), num(y));
     return "[" + t + "]";
   };
-  r += fmt::format("reduction_bandwidth = {}\nasync_collectives = {}\n", num(s.reduction_bandwidth),
+  r += fmt::format("reduction_bandwidth = {}\nstaged_collectives = {}\nasync_collectives = {}\n",
+                   num(s.reduction_bandwidth), s.staged_collectives ? "true" : "false",
                    s.async_collectives ? "true" : "false");
   if (!s.ici_efficiency_by_size.points.empty())
     r += fmt::format("efficiency_by_size = {}\n", curve(s.ici_efficiency_by_size));
+  if (!s.latency_after_streaming.points.empty())
+    r += fmt::format("latency_after_streaming = {}\n", curve(s.latency_after_streaming));
   for (OpClass c : kClasses) {
     const ClassEfficiency& e = s.efficiency_of(c);
     r += fmt::format("\n[efficiency.{}]\n", op_class_name(c));

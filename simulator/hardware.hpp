@@ -50,6 +50,30 @@
 //                                       CPU MPI backings: a message in the cache moves faster than
 //                                       one from DRAM (experiments/calibrate/network.hpp fits it);
 //                                       none (TPU: the default): 1 at every size
+//   latency_after_streaming = [[6.7e7, 2e-5], [1.07e9, 5e-5]]
+//                                       [bytes, seconds] points: time a collective adds to its α
+//                                       terms when its device streamed that many bytes through memory
+//                                       (the bytes its ops read and wrote, in program order) since its
+//                                       previous collective; log-linear between points, clamped
+//                                       outside (calibrate's first point is 0 s at the volume it
+//                                       measured hop_latency after). A CPU MPI backing: the
+//                                       library's state (shared-memory queues, request objects) and
+//                                       their page-table entries leave the caches while a step streams
+//                                       its working set, and the next collective refetches them from
+//                                       DRAM: a 256 B all_gather took 6 µs hot and 50-60 µs after
+//                                       streaming 256 MiB-2 GiB on the development host, saturating
+//                                       (experiments/calibrate/network.hpp measures the curve). None
+//                                       (TPU: the default): 0
+//   staged_collectives = false          true: the collective library moves one contiguous block per
+//                                       member (MPI), so a split or concatenation along an inner dim
+//                                       is packed before the call or unpacked after it by the device:
+//                                       a memcpy of the packed bytes (read once, written once),
+//                                       priced as an element-wise pass (that class's memory curve;
+//                                       all_reduce's copy of its input into the buffer reduced in
+//                                       place too; graph/parallel/collective_blocks.hpp, the MPI
+//                                       executor's copies). false
+//                                       (TPU: the default): the ICI DMA reads and writes strided
+//                                       blocks in place
 //   async_collectives = true            collectives run alongside compute (XLA:TPU's async
 //                                       all-reduce-start/-done on the ICI DMA engines); false: on
 //                                       the thread that runs compute, in program order (the sy MPI
@@ -128,6 +152,8 @@ struct HardwareSpec {
   double core_link_bandwidth = 0;
   double reduction_bandwidth = 0;  // 0: reduction overlaps the transfer
   EfficiencyCurve ici_efficiency_by_size;  // empty: 1
+  EfficiencyCurve latency_after_streaming; // (bytes streamed, seconds added); empty: 0
+  bool staged_collectives = false;
   bool async_collectives = true;
 
   std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass

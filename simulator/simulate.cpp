@@ -1,6 +1,7 @@
 #include "simulator/simulate.hpp"
 
 #include "graph/error.hpp"
+#include "graph/parallel/collective_blocks.hpp"
 #include "graph/trace_schema.hpp"
 #include "simulator/fusion.hpp"
 
@@ -145,6 +146,9 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     if (is_optimizer_kind(n.kind)) r.optimizer = op_name(n.kind) == "adamw_update" ? "adamw" : "adafactor";
   std::vector<std::vector<int32_t>> deps;
   r.ops.reserve(g.nodes.size());
+  // Bytes the device's ops read and wrote since its previous collective, in program order (the
+  // order the executor runs them): HardwareSpec::latency_after_streaming.
+  double streamed = 0;
   for (const Node& n : g.nodes) {
     SimOp op;
     op.node = n.id.v;
@@ -164,6 +168,23 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       const auto& a = std::get<CollectiveAttrs>(n.attrs);
       for (const Dim& ax : a.axes) op.axes |= 1u << *L.mesh.axis_index(ax.name);
       op.comm = collective_time(hw, r.topology, n.kind, op.axes, op.cost.bytes_read, op.cost.bytes_written);
+      if (hw.staged_collectives) {  // MPI's contiguous blocks: the device packs and unpacks
+        int64_t members = 1;
+        for (const Dim& ax : a.axes) members *= ax.size;
+        const StagingBytes sb = staging_bytes(n.kind, a, in.at(0), members);
+        for (const int64_t b : {sb.pack, sb.unpack})
+          if (b > 0)
+            op.comm.staging += roofline(hw, OpClass::elementwise, op.dtype,
+                                        OpCost{.bytes_read = static_cast<double>(b), .bytes_written = static_cast<double>(b)})
+                                   .time;
+        op.comm.total += op.comm.staging;
+      }
+      if (!hw.latency_after_streaming.points.empty() && n.kind != OpKind::shard_slice) {
+        const double cold = hw.latency_after_streaming.at(streamed);
+        op.comm.latency += cold;
+        op.comm.total += cold;
+        streamed = 0;
+      }
       op.duration = op.comm.total;
       op.bound = op.comm.latency_bound() ? Bound::latency : Bound::network;
       for (size_t ax = 0; ax < L.mesh.axes.size(); ++ax)
@@ -173,6 +194,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
         }
     } else {
       op.roof = roofline(hw, n.kind, op.dtype, op.cost, is_broadcast(n.kind, in));
+      streamed += op.cost.bytes_read + op.cost.bytes_written;
       op.duration = op.roof.time;
       op.bound = op.roof.bound;
     }

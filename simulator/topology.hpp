@@ -121,6 +121,7 @@ struct CollectiveTime {
   double total = 0;
   double latency = 0;    // α terms and the fixed overhead
   double bandwidth = 0;  // bytes / bandwidth terms
+  double staging = 0;    // pack and unpack copies on the device (HardwareSpec::staged_collectives)
   bool latency_bound() const { return latency > bandwidth; }
 };
 

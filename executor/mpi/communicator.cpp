@@ -1,37 +1,19 @@
 #include "executor/mpi/communicator.hpp"
 
 #include "graph/error.hpp"
+#include "graph/parallel/collective_blocks.hpp"
 
 #include <fmt/format.h>
 
 #include <cstddef>
 #include <cstring>
+#include <memory>
 
 namespace sy {
 namespace {
 
-// Bytes of one row-major array seen as [outer, dim, rest]: the product of the sizes before `dim`
-// (outer) and the bytes of one slab from `dim` inward.
-struct Slabs {
-  int64_t outer = 1;
-  int64_t slab_bytes = 0;
-};
-
-Slabs slabs_at(const TensorType& t, const std::string& dim) {
-  const auto p = dim_index(t.shape, dim);
-  SY_CHECK(p.has_value(), "collective: '{}' is not a dim of {}", dim, to_string(t));
-  Slabs s;
-  s.slab_bytes = dtype_bytes(t.dtype);
-  for (size_t i = 0; i < t.shape.size(); ++i) {
-    if (i < *p)
-      s.outer *= t.shape[i].size;
-    else
-      s.slab_bytes *= t.shape[i].size;
-  }
-  return s;
-}
-
-// src [outer][n][chunk] -> dst [n][outer][chunk] (the blocks of a dim brought to the front).
+// src [outer][n][chunk] -> dst [n][outer][chunk] (the blocks of a dim brought to the front; the
+// staging graph/parallel/collective_blocks.hpp describes).
 void blocks_to_front(const std::byte* src, std::byte* dst, int64_t outer, int64_t n, int64_t chunk) {
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t j = 0; j < n; ++j)
@@ -44,6 +26,25 @@ void blocks_from_front(const std::byte* src, std::byte* dst, int64_t outer, int6
     for (int64_t o = 0; o < outer; ++o)
       std::memcpy(dst + (o * n + j) * chunk, src + (j * outer + o) * chunk, static_cast<size_t>(chunk));
 }
+
+// Staging storage for the packed blocks of a collective, kept between calls and never zeroed (it is
+// written in full before it is read). A fresh zero-filled vector per call cost a pass over the
+// block and, above glibc's mmap threshold, a page fault per 4 KiB page: a 1.3 MiB all_to_all of
+// bench_sim_mpi's ep layout spent more time there than in MPI_Alltoall.
+class Staging {
+ public:
+  std::byte* get(int64_t bytes) {
+    if (static_cast<size_t>(bytes) > size_) {
+      data_.reset(new std::byte[static_cast<size_t>(bytes)]);
+      size_ = static_cast<size_t>(bytes);
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  size_t size_ = 0;
+};
 
 std::string axes_text(const CollectiveAttrs& a) {
   std::string s;
@@ -153,7 +154,8 @@ void run_collective(Communicator& comm, OpKind kind, const CollectiveAttrs& a, c
     case OpKind::all_to_all: expect(a.scatter_dim, true, n); break;
     default: break;
   }
-  std::vector<std::byte> tmp;
+  // Two staging buffers per thread: all_to_all packs into one and receives into the other.
+  thread_local Staging send_staging, recv_staging;
   switch (kind) {
     case OpKind::all_reduce:
       // x [...] -> y [...] = reduce of every member's x.
@@ -164,9 +166,9 @@ void run_collective(Communicator& comm, OpKind kind, const CollectiveAttrs& a, c
       // x [outer][slab] -> members' x [n][outer][slab] -> y [outer][n·slab] (concatenated along gather_dim).
       const Slabs s = slabs_at(in, a.gather_dim);
       if (s.outer == 1) return comm.all_gather(src, dst, in_bytes, axes);
-      tmp.resize(static_cast<size_t>(n * in_bytes));
-      comm.all_gather(src, tmp.data(), in_bytes, axes);
-      blocks_from_front(tmp.data(), dst, s.outer, n, s.slab_bytes);
+      std::byte* recv = recv_staging.get(n * in_bytes);
+      comm.all_gather(src, recv, in_bytes, axes);
+      blocks_from_front(recv, dst, s.outer, n, s.slab_bytes);
       return;
     }
     case OpKind::reduce_scatter: {
@@ -174,9 +176,9 @@ void run_collective(Communicator& comm, OpKind kind, const CollectiveAttrs& a, c
       const Slabs s = slabs_at(in, a.scatter_dim);
       const int64_t count = num_elements(out.shape);
       if (s.outer == 1) return comm.reduce_scatter(src, dst, count, in.dtype, a.reduce, axes);
-      tmp.resize(static_cast<size_t>(in_bytes));
-      blocks_to_front(src, tmp.data(), s.outer, n, s.slab_bytes / n);
-      comm.reduce_scatter(tmp.data(), dst, count, in.dtype, a.reduce, axes);
+      std::byte* send = send_staging.get(in_bytes);
+      blocks_to_front(src, send, s.outer, n, s.slab_bytes / n);
+      comm.reduce_scatter(send, dst, count, in.dtype, a.reduce, axes);
       return;
     }
     case OpKind::all_to_all: {
@@ -188,17 +190,16 @@ void run_collective(Communicator& comm, OpKind kind, const CollectiveAttrs& a, c
         if (d.name == a.scatter_dim) d.size /= n;
       const Slabs g = slabs_at(block, a.gather_dim);
       const int64_t block_bytes = in_bytes / n;
-      std::vector<std::byte> send;
       const std::byte* send_ptr = src;
       if (s.outer != 1) {
-        send.resize(static_cast<size_t>(in_bytes));
-        blocks_to_front(src, send.data(), s.outer, n, s.slab_bytes / n);
-        send_ptr = send.data();
+        std::byte* send = send_staging.get(in_bytes);
+        blocks_to_front(src, send, s.outer, n, s.slab_bytes / n);
+        send_ptr = send;
       }
       if (g.outer == 1) return comm.all_to_all(send_ptr, dst, block_bytes, axes);
-      tmp.resize(static_cast<size_t>(in_bytes));
-      comm.all_to_all(send_ptr, tmp.data(), block_bytes, axes);
-      blocks_from_front(tmp.data(), dst, g.outer, n, g.slab_bytes);
+      std::byte* recv = recv_staging.get(in_bytes);
+      comm.all_to_all(send_ptr, recv, block_bytes, axes);
+      blocks_from_front(recv, dst, g.outer, n, g.slab_bytes);
       return;
     }
     case OpKind::shard_slice: {

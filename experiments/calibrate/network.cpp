@@ -58,11 +58,11 @@ double NetworkFit::predict(const CollectiveSample& s) const {
   const double e = efficiency_by_size.at(s.bytes);
   if (s.kind != "all_reduce") return hop_latency + s.bytes / 2 / link_bandwidth / e;
   const double reduce = reduction_bandwidth > 0 ? s.bytes / 2 / reduction_bandwidth : 0.0;
-  return 2 * hop_latency + (s.bytes / link_bandwidth + reduce) / e;
+  return s.copy_seconds + 2 * hop_latency + (s.bytes / link_bandwidth + reduce) / e;
 }
 
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
-                           int64_t evict_bytes) {
+                           int64_t evict_bytes, int64_t max_streamed) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
@@ -90,7 +90,20 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
         comm.all_reduce(&go, 1, DType::f32, ReduceOp::max, axes);
         if (r >= 6 && go == 0) break;
       }
-      fit.samples.push_back({kind, bytes, median(times)});
+      CollectiveSample sample{kind, bytes, median(times)};
+      if (n.kind == OpKind::all_reduce) {  // its copy alone, prepared the same way
+        std::vector<double> copies;
+        for (int r = 0; r < 6; ++r) {
+          stamp += 1;
+          std::fill(evict.begin(), evict.end(), stamp);
+          std::fill(in.begin(), in.end(), stamp);
+          const double t0 = now();
+          std::copy(in.begin(), in.end(), out.begin());
+          if (r > 0) copies.push_back(now() - t0);
+        }
+        sample.copy_seconds = median(copies);
+      }
+      fit.samples.push_back(sample);
     }
   // α: the smallest data-movement collectives; w: their best rate; e(V): the rate at V against it.
   std::vector<double> smallest;
@@ -119,10 +132,46 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   std::vector<double> rates;
   for (const CollectiveSample& s : fit.samples) {
     if (s.kind != "all_reduce" || s.bytes < (1 << 20)) continue;
-    const double rest = (s.seconds - 2 * fit.hop_latency) * fit.efficiency_by_size.at(s.bytes) - s.bytes / rate;
+    const double rest = (s.seconds - s.copy_seconds - 2 * fit.hop_latency) * fit.efficiency_by_size.at(s.bytes) - s.bytes / rate;
     if (rest > 0) rates.push_back(s.bytes / 2 / rest);
   }
   fit.reduction_bandwidth = !rates.empty() ? median(rates) : 0.0;
+
+  // HardwareSpec::latency_after_streaming: a 16 KiB all_gather again, after each rank streamed
+  // E bytes (E = 4·evict_bytes, 16·evict_bytes, ... up to max_streamed) instead of evict_bytes; its
+  // time above the same all_gather's after evict_bytes is what that volume of streaming adds. The
+  // first point, at evict_bytes, is 0: every sample above was measured there.
+  if (max_streamed > evict_bytes) {
+    // 16 KiB: above Open MPI's shared-memory eager limit (4 KiB), so the transfer takes the
+    // rendezvous path (a single copy from the peer's pages: their page-table entries are walked
+    // too), as the collectives of a step mostly do; 256 B stays in the eager queues.
+    constexpr double kBytes = 16 << 10;
+    const CollectiveNode n = node_for(comm, "all_gather", static_cast<int64_t>(kBytes));
+    double base = 0;  // the same all_gather after evict_bytes, measured above
+    for (const CollectiveSample& x : fit.samples)
+      if (x.kind == "all_gather" && x.bytes == kBytes) base = x.seconds;
+    in.assign(static_cast<size_t>(num_elements(n.in.shape)), 0.0f);
+    out.assign(static_cast<size_t>(num_elements(n.out.shape)), 0.0f);
+    evict = {};
+    fit.latency_after_streaming.points.emplace_back(static_cast<double>(evict_bytes), 0.0);
+    for (int64_t volume = 4 * evict_bytes; volume <= max_streamed; volume *= 4) {
+      std::vector<float> streamed(static_cast<size_t>(volume / 4), 0.0f);
+      std::vector<double> times;
+      for (int r = 0; r < 12; ++r) {
+        stamp += 1;
+        std::fill(streamed.begin(), streamed.end(), stamp);
+        std::fill(in.begin(), in.end(), stamp);
+        barrier();
+        const double t0 = now();
+        run_collective(comm, n.kind, n.attrs, n.in, in.data(), n.out, out.data());
+        if (r > 0) times.push_back(now() - t0);
+      }
+      // Both ranks write the same curve: the mean of their medians.
+      float extra = static_cast<float>(std::max(0.0, median(times) - base));
+      comm.all_reduce(&extra, 1, DType::f32, ReduceOp::mean, axes);
+      fit.latency_after_streaming.points.emplace_back(static_cast<double>(volume), static_cast<double>(extra));
+    }
+  }
   return fit;
 }
 

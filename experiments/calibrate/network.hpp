@@ -13,13 +13,16 @@
 // device's buffer; all_reduce: the array) and e(V) the [ici] efficiency_by_size curve:
 //   all_gather, all_to_all   α + (V/2) / w / e(V)              (each rank sends half of V)
 //   all_reduce               2α + (V / w + (V/2) / r) / e(V)   (reduce-scatter + all-gather, and
-//                                                              the reduction of V/2 bytes on the CPU)
+//                                                              the reduction of V/2 bytes on the CPU),
+//                                                              after its copy of V bytes (measured
+//                                                              alone and taken out: the simulator
+//                                                              prices that copy as a layout op)
 // α (hop_latency): the median time of the smallest all_gather and all_to_all (256 B: no
 // bandwidth term to speak of). w (link_bandwidth): the best rate (V/2)/(t − α) over all_gather and
 // all_to_all, so e ≤ 1. e(V): at each size, the median over all_gather and all_to_all of
 // ((V/2)/w) / (t − α): the rate falls where a message leaves the cache (4 MiB all_gather in cache
 // 150 µs, 16 MiB from DRAM 1.2 ms on the development host). r (reduction_bandwidth): the median
-// over the all-reduce sizes of 1 MiB and more of (V/2) / ((t − 2α)·e(V) − V/w) (0, "overlapped",
+// over the all-reduce sizes of 1 MiB and more of (V/2) / ((t − copy − 2α)·e(V) − V/w) (0, "overlapped",
 // when that is not positive).
 #pragma once
 
@@ -36,6 +39,10 @@ struct CollectiveSample {
   std::string kind;    // all_gather, all_to_all, all_reduce
   double bytes = 0;    // V above
   double seconds = 0;  // median of the repetitions
+  // all_reduce: the median time of its copy of the input into the output buffer (run_collective
+  // reduces in place), measured alone in the same conditions. In a step that copy is priced on the
+  // roofline (HardwareSpec::staged_collectives); here it is taken out before the fit.
+  double copy_seconds = 0;
 };
 
 struct NetworkFit {
@@ -43,6 +50,7 @@ struct NetworkFit {
   double link_bandwidth = 0;       // w, B/s one way
   double reduction_bandwidth = 0;  // r, B/s of reduced input; 0: not measurable (overlapped)
   EfficiencyCurve efficiency_by_size;  // e(V)
+  EfficiencyCurve latency_after_streaming;  // (bytes streamed, seconds above α); empty: not measured
   std::vector<CollectiveSample> samples;
   // The formula's time for a sample under this fit.
   double predict(const CollectiveSample& s) const;
@@ -50,8 +58,10 @@ struct NetworkFit {
 
 // Times every kind at sizes 256 B · 4^i up to max_bytes on the two ranks of `comm` (both call it),
 // `budget` seconds per point at most (at least 5 repetitions), each repetition prepared as above
-// (evict_bytes: the buffer streamed through first). `barrier` synchronises the ranks.
+// (evict_bytes: the buffer streamed through first). `barrier` synchronises the ranks. Then, when
+// max_streamed > evict_bytes, latency_after_streaming: a 16 KiB all_gather after streaming 4×, 16×
+// ... evict_bytes up to max_streamed bytes, its time above the same one's after evict_bytes.
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
-                           int64_t evict_bytes);
+                           int64_t evict_bytes, int64_t max_streamed);
 
 }  // namespace sy

@@ -39,6 +39,20 @@ TEST_CASE("the shipped TPU specs load with REFERENCE.md's figures", "[simulator]
   }
 }
 
+TEST_CASE("a calibrated MPI backing's collective keys round-trip (staged copies, latency after streaming)",
+          "[simulator][hardware]") {
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  CHECK_FALSE(h.staged_collectives);  // TPU: the ICI DMA moves strided blocks in place
+  CHECK(h.latency_after_streaming.points.empty());
+  h.staged_collectives = true;
+  h.latency_after_streaming.points = {{8e6, 0.0}, {2e9, 6.2e-5}};  // to_toml writes 6 significant digits
+  const HardwareSpec back = parse_hardware(to_toml(h), "<round trip>");
+  CHECK(back.staged_collectives);
+  CHECK(back.latency_after_streaming.points == h.latency_after_streaming.points);
+  CHECK(back.latency_after_streaming.at(1e3) == 0);  // clamped: below the first point
+  CHECK(back.latency_after_streaming.at(4e9) == Approx(6.2e-5));
+}
+
 TEST_CASE("to_toml quotes the chip's name and description (backslashes, quotes, newlines round-trip)",
           "[simulator][hardware]") {
   // Found by fuzz_hardware_toml: a description holding backslashes was written unescaped, so each
@@ -143,6 +157,12 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
   CHECK_THROWS_WITH(parse_hardware(good + "\n[efficiency.op.einsum_x]\ncompute = [[1e6, 0.5]]\n", "bad.toml"),
                     Contains("unknown key efficiency.op.einsum_x; allowed keys in [efficiency.op]:") &&
                         Contains(", einsum, "));
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "latency_after_streaming = [[1e6, -1e-6]]\nasync_collectives"),
+                                   "bad.toml"),
+                    Contains("ici.latency_after_streaming") &&
+                        Contains("point [1000000.0, -1e-06] is not allowed; allowed: an array of [bytes, seconds] pairs"));
+  CHECK_THROWS_WITH(parse_hardware(edited("staged_collectives = false", "staged_collectives = 1"), "bad.toml"),
+                    Contains("bad.toml:23: ici.staged_collectives = 1: expected true or false"));
   CHECK_THROWS_WITH(parse_hardware("[chip\nname=1", "bad.toml"), Contains("bad.toml:1: TOML syntax error"));
   CHECK_THROWS_WITH(load_hardware("tpu_v9", default_hardware_dir()),
                     Contains("hardware 'tpu_v9': cannot read") && Contains("known chips in") && Contains("tpu_v4, tpu_v5e"));
