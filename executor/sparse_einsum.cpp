@@ -2,6 +2,7 @@
 
 #include "executor/float_storage.hpp"
 #include "graph/error.hpp"
+#include "graph/sparsity.hpp"
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -421,93 +422,15 @@ namespace {
 // Whether n's output may be mostly zero given which inputs may be: kinds whose output is zero
 // wherever a sparse input is (for finite other inputs), and einsums of two sparse operands (an
 // einsum of a sparse and a dense operand usually sums the zeros away: combine's output is dense).
-bool keeps_zeros(const Node& n, int sparse_inputs) {
-  switch (n.kind) {
-    case OpKind::einsum: return sparse_inputs == 2;
-    case OpKind::mul:
-    case OpKind::cast:
-    case OpKind::transpose:
-    case OpKind::reshape:
-    case OpKind::broadcast:
-      return true;
-    case OpKind::scale: return std::get<ScaleAttrs>(n.attrs).offset == 0.0;
-    default: return false;
-  }
-}
-
-// A sparse path pays off when its work (nonzeros times the walked row, plus zeroing the output)
-// is well below the dense contraction's multiply-adds.
-constexpr int64_t kDenseAdvantage = 4;
-
-// Smaller tensors always take the dense paths: a scan or a list costs more than it saves.
-constexpr int64_t kMinSparse = 1024;
-
 }  // namespace
 
 SparseEinsums::SparseEinsums(const Graph& g, const std::vector<bool>& kept) : g_(g) {
-  const size_t nv = g.values.size();
-  maybe_sparse_.assign(nv, false);
-  mask_.assign(g.nodes.size(), ValueId{});
-  found_.assign(nv, Found::unknown);
-  nz_.resize(nv);
-  std::vector<int> readers(nv, 0);
-  std::vector<NodeId> reader(nv);
-  for (const Node& n : g.nodes) {
-    int sparse_in = 0;
-    for (ValueId v : n.inputs) {
-      sparse_in += maybe_sparse_[static_cast<size_t>(v.v)] ? 1 : 0;
-      ++readers[static_cast<size_t>(v.v)];
-      reader[static_cast<size_t>(v.v)] = n.id;
-    }
-    const bool out_sparse = n.kind == OpKind::one_hot || (sparse_in > 0 && keeps_zeros(n, sparse_in));
-    if (out_sparse && n.outputs.size() == 1 && is_float(g.type(n.outputs[0]).dtype))
-      maybe_sparse_[static_cast<size_t>(n.outputs[0].v)] = true;
-  }
-  // Masked outputs: an einsum without sparse operands whose output reaches exactly one einsum
-  // (through casts with one reader each) whose other operand may be sparse and exists by then.
-  for (const Node& n : g.nodes) {
-    if (n.kind != OpKind::einsum || n.outputs.size() != 1) continue;
-    if (maybe_sparse_[static_cast<size_t>(n.inputs[0].v)] || maybe_sparse_[static_cast<size_t>(n.inputs[1].v)]) continue;
-    ValueId v = n.outputs[0];
-    const Shape& shape = g.type(v).shape;
-    while (!kept[static_cast<size_t>(v.v)] && readers[static_cast<size_t>(v.v)] == 1) {
-      const Node& r = g.node(reader[static_cast<size_t>(v.v)]);
-      if (r.kind == OpKind::cast) {
-        v = r.outputs[0];
-        continue;
-      }
-      if (r.kind == OpKind::einsum && r.inputs[0] != r.inputs[1]) {
-        const ValueId other = r.inputs[0] == v ? r.inputs[1] : r.inputs[0];
-        const Value& ov = g.value(other);
-        const bool ready = ov.role != ValueRole::computed || ov.producer.v < n.id.v;
-        if (maybe_sparse_[static_cast<size_t>(other.v)] && ready && g.type(v).shape == shape)
-          mask_[static_cast<size_t>(n.id.v)] = other;
-      }
-      break;
-    }
-  }
-  // A masked output is zero outside the mask's rows, and so are the casts of it on the way to its
-  // reader.
-  for (const Node& n : g.nodes) {
-    if (!mask_[static_cast<size_t>(n.id.v)].valid()) continue;
-    ValueId v = n.outputs[0];
-    maybe_sparse_[static_cast<size_t>(v.v)] = true;
-    while (readers[static_cast<size_t>(v.v)] == 1 && g.node(reader[static_cast<size_t>(v.v)]).kind == OpKind::cast) {
-      v = g.node(reader[static_cast<size_t>(v.v)]).outputs[0];
-      maybe_sparse_[static_cast<size_t>(v.v)] = true;
-    }
-  }
-  // Deferrable: may be sparse, large enough to scan (kMinSparse), not a graph output, read (at
-  // least once) and only by kinds with a sparse path.
-  deferrable_.assign(nv, false);
-  std::vector<bool> sparse_readers(nv, true);
-  for (const Node& n : g.nodes)
-    for (ValueId v : n.inputs)
-      if (n.kind != OpKind::einsum && n.kind != OpKind::cast && n.kind != OpKind::reduce_sum)
-        sparse_readers[static_cast<size_t>(v.v)] = false;
-  for (size_t v = 0; v < nv; ++v)
-    deferrable_[v] = maybe_sparse_[v] && num_elements(g.values[v].type.shape) >= kMinSparse && !kept[v] && readers[v] > 0 &&
-                     sparse_readers[v];
+  SparsityPlan plan = plan_sparsity(g, kept);
+  maybe_sparse_ = std::move(plan.maybe_sparse);
+  deferrable_ = std::move(plan.deferrable);
+  mask_ = std::move(plan.mask);
+  found_.assign(g.values.size(), Found::unknown);
+  nz_.resize(g.values.size());
 }
 
 void SparseEinsums::begin_run() {

@@ -14,10 +14,10 @@
 //                    with a nonzero of `mask` on the dims they share (the only entries whose
 //                    products with `mask` are not zero) and is zero elsewhere.
 //
-// Which operands may be sparse is decided once from the graph (values derived from one_hot by
-// mul, cast, transpose, reshape, broadcast, scale without offset, and einsums of two such
-// values); whether they are is decided at run time by counting nonzeros, so dense data always
-// takes the dense path. Results equal the dense einsum's up to the order of f32 additions: with
+// Which operands may be sparse is decided once from the graph (graph/sparsity.hpp, the plan the
+// simulator prices too: values derived from one_hot by mul, cast, transpose, reshape, broadcast,
+// scale without offset, and einsums of two such values); whether they are is decided at run time
+// by counting nonzeros, so dense data always takes the dense path. Results equal the dense einsum's up to the order of f32 additions: with
 // one nonzero per output row (one-hot dispatch) they are identical. Structural zeros are exact
 // zeros here, so a NaN or Inf in the dense operand stays in its own rows instead of spreading
 // through 0·Inf products.

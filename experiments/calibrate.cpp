@@ -395,6 +395,8 @@ int run(int argc, char** argv) {
   h.efficiency[static_cast<size_t>(sy::OpClass::reduction)].memory = h.kind_efficiency[sy::OpKind::reduce_sum].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::index)].memory = h.kind_efficiency[sy::OpKind::gather].memory;
   h.efficiency[static_cast<size_t>(sy::OpClass::layout)].memory = h.kind_efficiency[sy::OpKind::transpose].memory;
+  h.fuses = false;          // the executor runs every op as its own kernel (it merges identical nodes only)
+  h.sparse_einsums = true;  // the executor's sparse paths over one-hot values (executor/sparse_einsum.hpp)
   h.description = fmt::format("calibrated on {} with {} Executor threads{}, {} clock{}", cpu_name(), threads,
                               mpi ? " on each of 2 MPI ranks" : "", clock,
                               smoke ? " (smoke: not a usable table)" : quick ? " (quick)" : "");

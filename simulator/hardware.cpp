@@ -133,6 +133,8 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.hbm_bandwidth = chip.number("hbm_bandwidth", kRequired, above(0));
   s.op_overhead = chip.number("op_overhead", 0.0, at_least(0, "seconds"));
   s.memory_reserve = chip.number("memory_reserve", 0.0, interval(0, 1, "[)", "a fraction"));
+  s.fuses = chip.boolean("fuses", true);
+  s.sparse_einsums = chip.boolean("sparse_einsums", false);
   chip.finish();
 
   s.link_bandwidth = ici.number("link_bandwidth", kRequired, above(0));
@@ -203,8 +205,9 @@ std::string to_toml(const HardwareSpec& s) {
   if (s.f32_matmul_passes > 0) r += fmt::format("f32_matmul_passes = {}\n", s.f32_matmul_passes);
   else r += fmt::format("matmul_flops_f32 = {}\n", num(s.matmul_flops_f32));
   r += fmt::format("vector_flops = {}\n", num(s.vector_flops));
-  r += fmt::format("hbm_bytes = {}\nhbm_bandwidth = {}\nop_overhead = {}\nmemory_reserve = {}\n", num(s.hbm_bytes),
-                   num(s.hbm_bandwidth), num(s.op_overhead), num(s.memory_reserve));
+  r += fmt::format("hbm_bytes = {}\nhbm_bandwidth = {}\nop_overhead = {}\nmemory_reserve = {}\nfuses = {}\nsparse_einsums = {}\n",
+                   num(s.hbm_bytes), num(s.hbm_bandwidth), num(s.op_overhead), num(s.memory_reserve),
+                   s.fuses ? "true" : "false", s.sparse_einsums ? "true" : "false");
   std::string torus;
   for (int64_t t : s.torus) torus += (torus.empty() ? "" : ", ") + std::to_string(t);
   r += fmt::format("\n[ici]\nlink_bandwidth = {}\nhop_latency = {}\ncollective_overhead = {}\nefficiency = {}\n",

@@ -24,6 +24,15 @@
 //   hbm_bandwidth = 1.2e12              B/s per device
 //   op_overhead = 0.0                   seconds added to every op (dispatch; default 0)
 //   memory_reserve = 0.0                fraction of HBM not available to the program (default 0)
+//   fuses = true                        the backing's compiler fuses element-wise chains, reductions
+//                                       and operand casts into single kernels (XLA: simulator/
+//                                       fusion.hpp); false: every op runs as its own kernel, only
+//                                       identical nodes are merged (the sy executor, which CSEs)
+//   sparse_einsums = false              true: einsums over one-hot-derived operands run over their
+//                                       nonzeros, and such values are kept as lists of nonzeros
+//                                       (the sy executor: executor/sparse_einsum.hpp; priced by
+//                                       simulator/sparse_cost.hpp). false (TPU: the default): XLA
+//                                       runs the dense dot_general of the one-hot tensors
 //
 //   [ici]
 //   link_bandwidth = 4.5e10             one-way bandwidth of one link, B/s
@@ -140,6 +149,8 @@ struct HardwareSpec {
   double hbm_bandwidth = 0;
   double op_overhead = 0;
   double memory_reserve = 0;
+  bool fuses = true;
+  bool sparse_einsums = false;
 
   // [ici]
   double link_bandwidth = 0;

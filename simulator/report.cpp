@@ -122,7 +122,7 @@ std::string report_markdown(const SimResult& r, const ReportInfo& info) {
                      r.fused.size(), r.cse_duplicates, format_seconds(op_time), format_seconds(r.unfused_op_time),
                      format_seconds(r.unfused_op_time - op_time));
   } else {
-    s += "| fusion | off (--no-fusion): every op priced alone |\n";
+    s += "| fusion | off (--no-fusion, or a backing that runs every op alone: [chip] fuses = false) |\n";
   }
 
   const double total = r.compute_bound + r.memory_bound + r.all_to_all + r.all_reduce + r.other_comm;

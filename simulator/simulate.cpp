@@ -4,6 +4,7 @@
 #include "graph/parallel/collective_blocks.hpp"
 #include "graph/trace_schema.hpp"
 #include "simulator/fusion.hpp"
+#include "simulator/sparse_cost.hpp"
 
 #include <fmt/format.h>
 
@@ -64,8 +65,8 @@ double intersection(const std::vector<std::pair<double, double>>& a, const std::
 // other members' and CSE duplicates' time away, and rewires the dependencies so that a group
 // starts when its external inputs are ready and its values are ready when its root ends.
 void apply_fusion(const Graph& g, const HardwareSpec& hw, bool on, SimResult& r, std::vector<std::vector<int32_t>>& deps) {
-  r.fusion = on;
-  const Fusion f = fuse(g, FusionOptions{.fuse = on, .cse = on});
+  r.fusion = on && hw.fuses;
+  const Fusion f = fuse(g, FusionOptions{.fuse = r.fusion, .cse = on});
   r.materialised = f.materialised;
   for (size_t i = 0; i < r.ops.size(); ++i) {
     SimOp& op = r.ops[i];
@@ -146,6 +147,8 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     if (is_optimizer_kind(n.kind)) r.optimizer = op_name(n.kind) == "adamw_update" ? "adamw" : "adafactor";
   std::vector<std::vector<int32_t>> deps;
   r.ops.reserve(g.nodes.size());
+  // The executor's sparse paths over one-hot values, on hardware that has them.
+  const SparsityPlan sparsity = hw.sparse_einsums ? plan_sparsity(g, graph_outputs_kept(g)) : SparsityPlan{};
   // Bytes the device's ops read and wrote since its previous collective, in program order (the
   // order the executor runs them): HardwareSpec::latency_after_streaming.
   double streamed = 0;
@@ -162,6 +165,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     for (ValueId v : n.inputs) in.push_back(g.type(v));
     for (ValueId v : n.outputs) out.push_back(g.type(v));
     op.cost = op_def(n.kind).cost(in, out, n.attrs);
+    if (hw.sparse_einsums) op.cost = sparse_cost(g, n, sparsity, op.cost);
     if (opts.load_skew) op.cost = opts.load_skew->cost(n, in, out, op.cost);  // ragged experts: the busiest device's rows
     op.dtype = !in.empty() ? in[0].dtype : out.at(0).dtype;
     if (op.collective) {

@@ -92,7 +92,7 @@ struct LayoutEvaluator::Impl : PlanVisitor {
 
   Impl(const Graph& graph, const Mesh& m, const HardwareSpec& h, std::vector<double> w, bool fuse_ops)
       : g(graph), mesh(m), hw(h), topo(place_mesh(h, m)), planner(graph, m), weight(std::move(w)),
-        fusion(fuse(graph, FusionOptions{.fuse = fuse_ops, .cse = fuse_ops})), memory(graph, {}, weight) {
+        fusion(fuse(graph, FusionOptions{.fuse = fuse_ops && h.fuses, .cse = fuse_ops})), memory(graph, {}, weight) {
     if (weight.empty()) weight.assign(g.nodes.size(), 1.0);
     SY_CHECK(weight.size() == g.nodes.size(), "LayoutEvaluator: {} weights for {} nodes", weight.size(), g.nodes.size());
     bytes.resize(g.values.size());

@@ -11,7 +11,9 @@ echo "$out"
 for row in '| d_model | 64 |' '| d_model | 128 |' '| experts | 4 |' '| experts | 8 |' '| length | 32 |' '| length | 64 |'; do
   grep -qF "$row" <<<"$out" || { echo "FAIL: no row '$row'"; exit 1; }
 done
-[ "$(grep -c '| 1.00 |$' <<<"$out")" -eq 3 ] || { echo "FAIL: each axis's first row has growth 1.00"; exit 1; }
+for first in '| d_model | 64 |' '| experts | 4 |' '| length | 32 |'; do  # another row may round to 1.00 too
+  grep -F "$first" <<<"$out" | grep -q '| 1.00 |$' || { echo "FAIL: the first row '$first' has growth 1.00"; exit 1; }
+done
 set +e
 "$root/experiments/bench_scaling" --precision f16 --build "$build" 2>/dev/null; rc=$?
 set -e

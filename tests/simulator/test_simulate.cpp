@@ -439,3 +439,52 @@ TEST_CASE("MPI backing: a collective pays its staging copies and the latency of 
   CHECK(op_of(cold, g, r1.id).comm.latency - op_of(plain, g, r1.id).comm.latency == Approx(10e-6));
   CHECK(op_of(cold, g, r2.id).duration == Approx(op_of(plain, g, r2.id).duration));
 }
+
+TEST_CASE("sy executor backing: one-hot einsums priced over their nonzeros, every op its own kernel",
+          "[simulator][sparse]") {
+  // p = one_hot(ids [n 2048], e 8) [n, e]: 2,048 nonzeros of 16,384 (kept as a list: its only
+  // reader is an einsum). y = einsum(p, x [n, d 64]) -> [e, d].
+  Graph g;
+  Builder b(g);
+  Expr ids = b.input("ids", {{"n", 2048}}, DType::i32);
+  Expr x = b.input("x", {{"n", 2048}, {"d", 64}});
+  Expr p = one_hot(ids, {"e", 8});
+  Expr y = einsum(p, x, {"e", "d"});
+  Expr z = relu(y);
+  Expr w = relu(z);
+  b.output("w", w);
+  Lowered L;
+  L.graph = g;
+  L.mesh = parse_mesh("data:1");
+  HardwareSpec hw = simple_chip();
+  const SimResult tpu = simulate(L, hw);  // XLA: the dense dot_general, relu·relu fused
+  CHECK(op_of(tpu, g, y.id).own_cost.flops == 2.0 * 8 * 64 * 2048);
+  CHECK(op_of(tpu, g, p.id).own_cost.bytes_written == 2048.0 * 8 * 4);
+  CHECK(op_of(tpu, g, z.id).fused >= 0);
+
+  hw.sparse_einsums = true;
+  hw.fuses = false;
+  const SimResult cpu = simulate(L, hw);
+  // Sparse × dense: each of the 2,048 nonzeros adds a 64-wide row of x.
+  const OpCost& e = op_of(cpu, g, y.id).own_cost;
+  CHECK(e.flops == 2.0 * 2048 * 64);
+  CHECK(e.bytes_read == 12.0 * 2048 + 2048.0 * 64 * 4);  // p's list (int64 index + f32 value) and x
+  CHECK(e.bytes_written == 8.0 * 64 * 4);
+  CHECK(op_of(cpu, g, p.id).own_cost.bytes_written == 12.0 * 2048);  // the list, never the dense [n, e]
+  CHECK(op_of(cpu, g, z.id).fused < 0);  // no fusion on this backing
+  CHECK(op_of(cpu, g, w.id).fused < 0);
+  CHECK(cpu.fused.empty());
+
+  // The plan's bound and the executor's decision rule: too dense a one-hot (depth 2: half of the
+  // elements nonzero) takes the dense path.
+  Graph g2;
+  Builder b2(g2);
+  Expr ids2 = b2.input("ids", {{"n", 2048}}, DType::i32);
+  Expr x2 = b2.input("x", {{"n", 2048}, {"d", 64}});
+  Expr y2 = einsum(one_hot(ids2, {"e", 2}), x2, {"e", "d"});
+  b2.output("y", y2);
+  Lowered L2;
+  L2.graph = g2;
+  L2.mesh = parse_mesh("data:1");
+  CHECK(op_of(simulate(L2, hw), g2, y2.id).own_cost.flops == 2.0 * 2 * 64 * 2048);
+}
