@@ -164,6 +164,26 @@ int run(int argc, char** argv) {
                                          rows[i - 1].arm.cf, rows[i].arm.cf));
   }
 
+  // Cloud TPU's slice tables (simulator/hardware/*.toml [ici] slices) and where a mesh of each
+  // size lands: the slice shape and which of its axes close a ring (wraparound).
+  fmt::print("Slices per generation (cloud.google.com/tpu/docs; [ici] slices): each offered slice, its chips, and the "
+             "axes with wraparound for a data-parallel mesh on it\n");
+  fmt::print("| chip | pod | slice | chips | devices | wraparound |\n|---|---|---|---|---|---|\n");
+  for (const char* name : {"tpu_v2", "tpu_v3", "tpu_v4", "tpu_v5e", "tpu_v5p"}) {
+    const sy::HardwareSpec hw = sy::load_hardware(name, sy::default_hardware_dir());
+    for (const std::vector<int64_t>& shape : hw.slices) {
+      int64_t chips = 1;
+      for (int64_t side : shape) chips *= side;
+      const sy::Topology t = sy::place_mesh(hw, sy::parse_mesh(fmt::format("data:{}", chips * hw.devices_per_chip)));
+      std::string wrap;
+      for (const sy::TorusAxis& ta : t.torus_axes)
+        if (ta.wraparound) wrap += fmt::format("{}{}", wrap.empty() ? "" : " ", ta.name);
+      fmt::print("| {} | {} | {} | {} | {} | {} |\n", name, fmt::join(hw.torus, "x"), fmt::join(t.slice, "x"), chips,
+                 chips * hw.devices_per_chip, wrap.empty() ? "none" : wrap);
+    }
+  }
+  fmt::print("\n");
+
   // Scaling book: bf16 [B=1024 over X, D=4096 over Y] on a v4 4x4x4 slice (wraparound on each axis).
   const sy::HardwareSpec v4 = sy::load_hardware("tpu_v4", sy::default_hardware_dir());
   const sy::Topology cube = sy::place_mesh(v4, sy::parse_mesh("x:4,y:4,z:4"));

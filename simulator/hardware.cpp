@@ -147,6 +147,25 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   // Required with multiple_of; core links with several devices per chip.
   s.wraparound_multiple = ici.integer("wraparound_multiple",
                                       s.wraparound == Wraparound::multiple_of ? std::nullopt : std::optional<int64_t>(1), 1);
+  if (const toml::node* n = ici.node("slices")) {
+    const std::string form = fmt::format("allowed: an array of slice shapes, each {} chip counts >= 1 within the pod "
+                                         "(torus), e.g. [[2, 2], [4, 4]]",
+                                         s.torus.size());
+    const toml::array* a = n->as_array();
+    if (!a || a->empty()) ici.fail("slices", form);
+    for (const toml::node& e : *a) {
+      const toml::array* shape = e.as_array();
+      std::vector<int64_t> sides;
+      bool ok = shape && shape->size() == s.torus.size();
+      for (size_t i = 0; ok && i < shape->size(); ++i) {
+        const auto v = shape->get(i)->value_exact<int64_t>();
+        ok = v && *v >= 1 && *v <= s.torus[i];
+        if (ok) sides.push_back(*v);
+      }
+      if (!ok) ici.fail("slices", fmt::format("slice {} is not allowed; {}", TomlDocument::value_text(e), form));
+      s.slices.push_back(std::move(sides));
+    }
+  }
   s.core_link_bandwidth = s.devices_per_chip > 1 ? ici.number("core_link_bandwidth", kRequired, above(0))
                                                  : ici.number("core_link_bandwidth", 0.0, at_least(0));
   s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
@@ -214,6 +233,12 @@ std::string to_toml(const HardwareSpec& s) {
                    num(s.link_bandwidth), num(s.hop_latency), num(s.collective_overhead), num(s.ici_efficiency));
   r += fmt::format("torus = [{}]\nwraparound = \"{}\"\nwraparound_multiple = {}\ncore_link_bandwidth = {}\n", torus,
                    wraparound_name(s.wraparound), s.wraparound_multiple, num(s.core_link_bandwidth));
+  if (!s.slices.empty()) {
+    std::string list;
+    for (const std::vector<int64_t>& shape : s.slices)
+      list += fmt::format("{}[{}]", list.empty() ? "" : ", ", fmt::join(shape, ", "));
+    r += fmt::format("slices = [{}]\n", list);
+  }
   auto curve = [&](const EfficiencyCurve& k) {
     std::string t;
     for (const auto& [x, y] : k.points) t += fmt::format("{}[{}, {}]", t.empty() ? "" : ", ", num(x), num(y));

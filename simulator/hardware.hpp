@@ -42,9 +42,14 @@
 //   torus = [16, 16, 16]                chips per torus axis of the largest slice (the pod)
 //   wraparound = "multiple_of"          always | full_axis | multiple_of: when a slice's axis has
 //                                       wraparound links (full_axis: it spans the pod's axis;
-//                                       multiple_of: its length is a multiple of
-//                                       wraparound_multiple, e.g. whole 4×4×4 cubes on v4)
+//                                       multiple_of: every side of the slice is a multiple
+//                                       of wraparound_multiple: whole 4×4×4 cubes on v4/v5p)
 //   wraparound_multiple = 4             multiple_of only
+//   slices = [[2, 2], [4, 4], [4, 8]]   the slice shapes the generation offers (chips per torus axis,
+//                                       in any orientation; Cloud TPU's tables): a mesh of C chips
+//                                       must be placed on a listed slice of exactly C chips, or on
+//                                       part of the smallest one when C is below it. Default: any
+//                                       shape of the pod (a calibrated host, a chip without a table)
 //   core_link_bandwidth = 4.5e11        devices_per_chip > 1: one-way B/s between a chip's devices
 //   reduction_bandwidth = 0             bytes of input per second at which a device reduces what a
 //                                       reduce-scatter or all-reduce receives, when that work does
@@ -160,6 +165,7 @@ struct HardwareSpec {
   std::vector<int64_t> torus;  // chips per axis of the pod
   Wraparound wraparound = Wraparound::full_axis;
   int64_t wraparound_multiple = 1;
+  std::vector<std::vector<int64_t>> slices;  // offered slice shapes; empty: any shape of the pod
   double core_link_bandwidth = 0;
   double reduction_bandwidth = 0;  // 0: reduction overlaps the transfer
   EfficiencyCurve ici_efficiency_by_size;  // empty: 1

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <numeric>
 
 namespace sy {
@@ -108,15 +109,32 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
     throw InputError(fmt::format("mesh '{}' has {} devices, more than the pod: {}", to_string(mesh), mesh.devices(), pod_text));
 
   // The slice: the mesh's devices fill the cores of each chip, on as few chips as that takes, in
-  // the most square slice of the pod that holds them (Cloud TPU's slice shapes: v2/v3 4x4, 8x8,
-  // 16x16, 32x32 and 4x8, 8x16, 16x32 between; v4/v5p AxBxC with 2A=B=C or 2A=2B=C; v5e 2x4 ...
-  // 16x16; cloud.google.com/tpu/docs/v3, /v4, /supported-versions). When the mesh's axis sizes do
-  // not factor onto the most square slice, the next most square is tried.
+  // the most square slice of the pod that holds them among those the generation offers
+  // (topology.hpp). When the mesh's axis sizes do not factor onto the most square slice, the next
+  // most square is tried.
   const int64_t cores = hw.devices_per_chip > 1 ? std::gcd(mesh.devices(), hw.devices_per_chip) : 1;
   const int64_t chips = mesh.devices() / cores;
   std::string failed = "its device count";
   bool placed = false;
+  // The generation's offered slices (HardwareSpec::slices): a shape must be one of them up to
+  // orientation, unless the mesh needs fewer chips than the smallest (it runs on part of that).
+  auto sorted = [](std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  int64_t smallest = 0;
+  std::string offered;
+  for (const std::vector<int64_t>& sl : hw.slices) {
+    const int64_t n = std::accumulate(sl.begin(), sl.end(), int64_t{1}, std::multiplies<>());
+    smallest = smallest == 0 ? n : std::min(smallest, n);
+    offered += fmt::format("{}{} ({})", offered.empty() ? "" : ", ", n, fmt::join(sl, "x"));
+  }
+  auto offered_shape = [&](const std::vector<int64_t>& shape) {
+    if (hw.slices.empty() || chips < smallest) return true;
+    return std::any_of(hw.slices.begin(), hw.slices.end(), [&](const auto& sl) { return sorted(sl) == sorted(shape); });
+  };
   for (const std::vector<int64_t>& shape : slice_shapes(hw.torus, chips)) {
+    if (!offered_shape(shape)) continue;
     std::vector<int64_t> cap;
     if (hw.devices_per_chip > 1) cap.push_back(cores);
     cap.insert(cap.end(), shape.begin(), shape.end());
@@ -126,11 +144,23 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
       break;
     }
   }
+  if (!placed && !hw.slices.empty() && chips >= smallest &&
+      std::none_of(hw.slices.begin(), hw.slices.end(), [&](const auto& sl) {
+        return std::accumulate(sl.begin(), sl.end(), int64_t{1}, std::multiplies<>()) == chips;
+      }))
+    throw InputError(fmt::format("mesh '{}' needs {} chips; {} offers slices of {} chips (hardware [ici] slices)",
+                                 to_string(mesh), chips, hw.name, offered));
   if (!placed)
     throw InputError(fmt::format("mesh '{}': {} does not fit the torus axes left of any slice of {} chips ({}); mesh axis "
                                  "sizes must factor into the slice's axis sizes",
                                  to_string(mesh), failed, chips, pod_text));
-  // Wraparound per torus axis of the slice; the outermost segment on it closes its ring.
+  // Wraparound per torus axis of the slice; the outermost segment on it closes its ring. On v4/v5p
+  // (multiple_of) the wraparound links are optical-switch links between the faces of whole 4x4x4
+  // cubes (Jouppi et al., ISCA 2023): a slice has them only when it is made of whole cubes, i.e.
+  // every side is a multiple of the cube's; a 2x4x4 slice inside one cube has none.
+  bool whole_cubes = true;
+  for (const TorusAxis& ta : t.torus_axes)
+    if (ta.name != "core") whole_cubes = whole_cubes && ta.slice_size % hw.wraparound_multiple == 0;
   for (size_t i = 0; i < t.torus_axes.size(); ++i) {
     TorusAxis& ta = t.torus_axes[i];
     const bool chip_axis = ta.name != "core";
@@ -138,7 +168,7 @@ Topology place_mesh(const HardwareSpec& hw, const Mesh& mesh) {
     switch (hw.wraparound) {
       case Wraparound::always: ta.wraparound = true; break;
       case Wraparound::full_axis: ta.wraparound = ta.slice_size == ta.pod_size; break;
-      case Wraparound::multiple_of: ta.wraparound = ta.slice_size % hw.wraparound_multiple == 0; break;
+      case Wraparound::multiple_of: ta.wraparound = whole_cubes; break;
     }
   }
   for (MeshAxisPlacement& p : t.axes)

@@ -2,11 +2,14 @@
 //
 // Slice. A mesh of N devices runs on a slice of the pod: its devices fill the d cores of each chip
 // (c = gcd(N, d)), on C = N / c chips shaped as the most square slice of the pod (smallest longest
-// side, then smallest perimeter, sides ascending): Cloud TPU's slice table, v2/v3 2x2, 4x4, 4x8,
-// 8x8 ... 32x32 chips (v3-32 = 4x4, v3-128 = 8x8, v3-512 = 16x16, v3-2048 = 32x32), v4/v5p AxBxC
-// with 2A=B=C or 2A=2B=C (4x4x4, 4x4x8, 4x8x8 ...), v5e 2x4 ... 16x16 (cloud.google.com/tpu/docs
-// v3, v4, supported-versions). Before, a mesh was laid on the whole pod's axes: data:128 on v3
-// took one 32-chip ring, so its all-to-all could not grow with the device count.
+// side, then smallest perimeter, sides ascending) among those the generation offers
+// (HardwareSpec::slices, Cloud TPU's tables in simulator/hardware/*.toml: v2/v3 2x2, 4x4, 4x8,
+// 8x8 ... 32x32 chips; v4/v5p 2x2x1 ... 16x16x16, v5p up to the 16x20x28 pod; v5e 1x1 ... 16x16;
+// cloud.google.com/tpu/docs v2, v3, v4, v5e, v5p). A mesh of fewer chips than the smallest slice
+// runs on part of it; any other chip count must be a slice's (an input error lists them). Without
+// a table (a calibrated host, a custom chip) every shape of the pod is allowed. Before, a mesh was
+// laid on the whole pod's axes: data:128 on v3 took one 32-chip ring, so its all-to-all could not
+// grow with the device count.
 //
 // Placement. The devices of the slice form a torus whose axes are, innermost first, the
 // devices of one chip ("core", when devices_per_chip > 1) and the chip torus axes x, y, z. Mesh

@@ -60,9 +60,40 @@ TEST_CASE("a mesh larger than the pod, or one that does not factor onto it, is b
   CHECK_THROWS_WITH(place_mesh(chip("tpu_v5e"), parse_mesh("data:64,model:16")),
                     Contains("mesh 'data:64,model:16' has 1024 devices, more than the pod: a tpu_v5e pod has 256 devices "
                              "(16x16 chips)"));
-  // 17 chips: no slice of a 16x16 pod has that many.
+  // 17 chips: no slice of a 16x16 pod has that many, and v5e offers none.
   CHECK_THROWS_WITH(place_mesh(chip("tpu_v5e"), parse_mesh("data:17")),
+                    Contains("mesh 'data:17' needs 17 chips; tpu_v5e offers slices of 1 (1x1), 4 (2x2), 8 (2x4), 16 (4x4)"));
+  // Without a slice table (a custom chip), the pod's shapes: still none of 17 chips.
+  HardwareSpec any = chip("tpu_v5e");
+  any.slices.clear();
+  CHECK_THROWS_WITH(place_mesh(any, parse_mesh("data:17")),
                     Contains("mesh 'data:17': its device count does not fit the torus axes left of any slice of 17 chips"));
+}
+
+TEST_CASE("a mesh runs on a slice the generation offers (Cloud TPU's slice tables), or on part of the smallest",
+          "[simulator][topology]") {
+  // v3 offers 2x2, 4x4, 4x8, 8x8 ...: 16 devices are 8 chips, which a 32x32 pod could hold as 2x4,
+  // but there is no v3-16.
+  CHECK_THROWS_WITH(place_mesh(chip("tpu_v3"), parse_mesh("data:16")),
+                    Contains("mesh 'data:16' needs 8 chips; tpu_v3 offers slices of 4 (2x2), 16 (4x4), 32 (4x8), 64 (8x8)"));
+  HardwareSpec any = chip("tpu_v3");
+  any.slices.clear();
+  CHECK(place_mesh(any, parse_mesh("data:16")).slice == std::vector<int64_t>{2, 4});
+  // 64 devices = 32 chips: v3-64, 4x8.
+  CHECK(place_mesh(chip("tpu_v3"), parse_mesh("data:64")).slice == std::vector<int64_t>{4, 8});
+  // Fewer chips than the smallest slice: part of it (2 chips of a v4-8's 2x2x1).
+  CHECK(place_mesh(chip("tpu_v4"), parse_mesh("data:2")).chips == 2);
+  // v4 offers 8x8x12 (768 chips, v4-1536: Cloud names count TensorCores), not 4x4x12 (192 chips).
+  CHECK(place_mesh(chip("tpu_v4"), parse_mesh("data:768")).slice == std::vector<int64_t>{8, 8, 12});
+  CHECK_THROWS_WITH(place_mesh(chip("tpu_v4"), parse_mesh("data:192")), Contains("needs 192 chips; tpu_v4 offers slices of"));
+  // The tables round-trip and a bad one is named.
+  const HardwareSpec v4 = chip("tpu_v4");
+  CHECK(parse_hardware(to_toml(v4), "<round trip>").slices == v4.slices);
+  std::string text = to_toml(v4);
+  text.replace(text.find("slices = [[2, 2, 1]"), 19, "slices = [[2, 2, 99]");
+  CHECK_THROWS_WITH(parse_hardware(text, "bad.toml"),
+                    Contains("ici.slices") && Contains("slice [2, 2, 99] is not allowed; allowed: an array of slice shapes, "
+                                                       "each 3 chip counts >= 1 within the pod"));
 }
 
 TEST_CASE("scaling book: all-gathers on a TPU v4 4x4x4 slice (23 µs and 46 µs)", "[simulator][topology]") {
@@ -164,6 +195,7 @@ TEST_CASE("two cores per chip share the chip's ICI links, and the core link is a
   // 4 chips is 2x2).
   HardwareSpec v3 = chip("tpu_v3");
   v3.torus = {32};
+  v3.slices.clear();  // a pod of our own: any line of chips
   const double w = v3.link_bandwidth * v3.ici_efficiency, w_core = v3.core_link_bandwidth * v3.ici_efficiency;
   const double V = 64e6;
   // data:4,model:2: model = the chip's two cores, data = 4 chips along x (a line: 4 < the pod's 32).
@@ -206,12 +238,15 @@ TEST_CASE("a mesh runs on the most square slice of its size, as Cloud TPU's slic
   CHECK(t.chips == 64);
   const Topology pod = place_mesh(v3, parse_mesh("data:2048"));
   CHECK(pod.describe() == "slice 32x32 chips: data:2048 = core2 · x32 (wrap) · y32 (wrap)");
-  // v4: cubes, wraparound on sides that are multiples of 4; 2A=B=C or 2A=2B=C.
+  // v4: wraparound only on slices of whole 4x4x4 cubes (the optical links join cube faces; Jouppi et
+  // al. 2023); 2A=B=C or 2A=2B=C.
   const HardwareSpec v4 = chip("tpu_v4");
   CHECK(place_mesh(v4, parse_mesh("data:64")).slice == std::vector<int64_t>{4, 4, 4});
   CHECK(place_mesh(v4, parse_mesh("data:128")).slice == std::vector<int64_t>{4, 4, 8});
   CHECK(place_mesh(v4, parse_mesh("data:256")).slice == std::vector<int64_t>{4, 8, 8});
-  CHECK(place_mesh(v4, parse_mesh("data:16")).describe() == "slice 2x2x4 chips: data:16 = x2 · y2 · z4 (wrap)");
+  // 2x2x4 lies inside one cube: its side of 4 has no wraparound link (it had, by a per-side rule).
+  CHECK(place_mesh(v4, parse_mesh("data:16")).describe() == "slice 2x2x4 chips: data:16 = x2 · y2 · z4");
+  CHECK(place_mesh(v4, parse_mesh("data:128")).describe() == "slice 4x4x8 chips: data:128 = x4 (wrap) · y4 (wrap) · z8 (wrap)");
   // v5e: the documented 2D shapes 2x4, 4x4, 4x8, 8x16.
   const HardwareSpec v5e = chip("tpu_v5e");
   CHECK(place_mesh(v5e, parse_mesh("data:8")).slice == std::vector<int64_t>{2, 4});
