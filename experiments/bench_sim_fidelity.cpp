@@ -43,14 +43,31 @@
 
 namespace {
 
+// The training step of rc on `mesh` with `layout`, simulated on hw (its model FLOPs and tokens
+// set, so MFU and tokens/s are reported).
+sy::SimResult simulate_run(const sy::RunConfig& rc, const std::string& mesh_text, const std::string& layout_text,
+                           const sy::HardwareSpec& hw) {
+  const sy::Mesh mesh = sy::parse_mesh(mesh_text);
+  sy::TrainingGraphOptions built;
+  built.mesh = mesh;
+  built.layout = sy::parse_layout(layout_text, mesh);
+  const sy::TrainingStep step = sy::build_training_step(rc.model, rc.train, built);
+  sy::SimOptions opts;
+  opts.model_flops_per_step = step.model_flops;
+  opts.tokens_per_step = step.tokens;
+  return sy::simulate(sy::lower(step.graph(), mesh, built.layout), hw, opts);
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"bench_sim_fidelity: simulated figures beside published ones (GShard expert scaling on TPU v3, "
-               "the scaling book's collectives)"};
+               "ST-MoE-32B on 1,024 v3 cores, ST-MoE's capacity factors, Cloud TPU slice tables, the scaling book's "
+               "collectives)"};
   bool quick = false;
   app.add_flag("--quick", quick, "2 + 2 layers instead of 18 + 18 (a ctest)");
   sy::parse_command_line(app, argc, argv);
   const std::string dir = std::string(SY_SOURCE_DIR) + "/experiments/configs/models/";
   const sy::HardwareSpec v3 = sy::load_hardware("tpu_v3", sy::default_hardware_dir());
+  const sy::HardwareSpec v4 = sy::load_hardware("tpu_v4", sy::default_hardware_dir());
 
   fmt::print("GShard expert scaling on TPU v3 (arXiv 2006.16668; fixed tokens per core){}\n",
              quick ? ", --quick: 2 + 2 layers" : "");
@@ -65,17 +82,9 @@ int run(int argc, char** argv) {
     std::vector<std::string> overrides;
     if (quick) overrides = {"model.encoder_layers=2", "model.decoder_layers=2"};
     const sy::RunConfig rc = sy::load_run_config(dir + fmt::format("gshard_{}e.toml", row.experts), overrides);
-    const sy::Mesh mesh = sy::parse_mesh(fmt::format("data:{}", row.experts));
-    sy::TrainingGraphOptions built;
-    built.mesh = mesh;
-    built.layout = sy::parse_layout("batch:data,experts:data", mesh);
-    built.optimizer = true;
-    const sy::TrainingStep step = sy::build_training_step(rc.model, rc.train, built);
-    sy::SimOptions opts;
-    opts.model_flops_per_step = step.model_flops;
-    opts.tokens_per_step = step.tokens;
-    const sy::SimResult r = sy::simulate(sy::lower(step.graph(), mesh, built.layout), v3, opts);
-    const sy::Topology topo = sy::place_mesh(v3, mesh);
+    const std::string mesh = fmt::format("data:{}", row.experts);
+    const sy::SimResult r = simulate_run(rc, mesh, "batch:data,experts:data", v3);
+    const sy::Topology topo = sy::place_mesh(v3, sy::parse_mesh(mesh));
     std::string slice;
     for (int64_t s : topo.slice) slice += fmt::format("{}{}", slice.empty() ? "" : "x", s);
     a2a.push_back(r.all_to_all);
@@ -95,15 +104,8 @@ int run(int argc, char** argv) {
   // with an f32 router (its config), Adafactor, its config's remat policy; Mesh-TF's default layout rules.
   {
     const sy::RunConfig rc = sy::load_run_config(dir + "st_moe_32b.toml");
-    const sy::Mesh mesh = sy::parse_mesh("data:64,model:16");
-    sy::TrainingGraphOptions built;
-    built.mesh = mesh;
-    built.layout = sy::parse_layout("batch:data,experts:data,d_ff:model,heads:model,vocab:model", mesh);
-    const sy::TrainingStep step = sy::build_training_step(rc.model, rc.train, built);
-    sy::SimOptions opts;
-    opts.model_flops_per_step = step.model_flops;
-    opts.tokens_per_step = step.tokens;
-    const sy::SimResult r = sy::simulate(sy::lower(step.graph(), mesh, built.layout), v3, opts);
+    const sy::SimResult r =
+        simulate_run(rc, "data:64,model:16", "batch:data,experts:data,d_ff:model,heads:model,vocab:model", v3);
     const sy::MemoryUse& m = r.memory;
     fmt::print("ST-MoE-32B on 1,024 TPU v3 cores (arXiv 2202.08906), data:64,model:16, "
                "batch:data,experts:data,d_ff:model,heads:model,vocab:model, remat {}\n",
@@ -129,8 +131,6 @@ int run(int argc, char** argv) {
     fmt::print("| routing | train CF | step | all-to-all | MFU | step vs top-2 CF 1.25 |\n|---|---|---|---|---|---|\n");
     struct Arm { int k; double cf; };
     const Arm arms[] = {{1, 0.75}, {1, 1.0}, {1, 1.25}, {1, 2.0}, {2, 0.75}, {2, 1.0}, {2, 1.25}, {2, 2.0}};
-    const sy::Mesh mesh = sy::parse_mesh("data:32,model:8");
-    const sy::HardwareSpec v4 = sy::load_hardware("tpu_v4", sy::default_hardware_dir());
     struct Row { Arm arm; double step, all_to_all, mfu; };
     std::vector<Row> rows;
     double baseline = 0;  // top-2, CF 1.25: ST-MoE's training setting
@@ -142,14 +142,8 @@ int run(int argc, char** argv) {
         overrides.push_back("model.decoder_layers=4");
       }
       const sy::RunConfig rc = sy::load_run_config(dir + "st_moe_l.toml", overrides);
-      sy::TrainingGraphOptions built;
-      built.mesh = mesh;
-      built.layout = sy::parse_layout("batch:data,experts:data,d_ff:model,heads:model,vocab:model", mesh);
-      const sy::TrainingStep step = sy::build_training_step(rc.model, rc.train, built);
-      sy::SimOptions opts;
-      opts.model_flops_per_step = step.model_flops;
-      opts.tokens_per_step = step.tokens;
-      const sy::SimResult r = sy::simulate(sy::lower(step.graph(), mesh, built.layout), v4, opts);
+      const sy::SimResult r =
+          simulate_run(rc, "data:32,model:8", "batch:data,experts:data,d_ff:model,heads:model,vocab:model", v4);
       rows.push_back({arm, r.step_time, r.all_to_all, r.mfu});
       if (arm.k == 2 && arm.cf == 1.25) baseline = r.step_time;
     }
@@ -185,7 +179,6 @@ int run(int argc, char** argv) {
   fmt::print("\n");
 
   // Scaling book: bf16 [B=1024 over X, D=4096 over Y] on a v4 4x4x4 slice (wraparound on each axis).
-  const sy::HardwareSpec v4 = sy::load_hardware("tpu_v4", sy::default_hardware_dir());
   const sy::Topology cube = sy::place_mesh(v4, sy::parse_mesh("x:4,y:4,z:4"));
   const double local = 2.0 * 1024 * 4096 / 16;
   struct Check { const char* what; uint32_t axes; double out; double published; };
