@@ -80,8 +80,10 @@ case "${1:-}" in
     # before a rank's collective watchdog ends the job (10 s in tests/mpi/link_cut.sh): when the
     # watchdog came first, mpiexec's abort waited on the unreachable host's daemon for minutes.
     # --bind-to none: a rank keeps its host's cores (the taskset above); Open MPI's own binding
-    # reads the whole machine and would put both hosts' ranks on core 0.
-    echo "--bind-to none --mca plm_rsh_agent $self --mca btl tcp,self --mca btl_tcp_if_include $net.0/24 --mca oob_tcp_if_include $net.0/24" \
+    # reads the whole machine and would put both hosts' ranks on core 0. --mca rtc ^hwloc: with
+    # no binding the daemons need no topology in shared memory, whose write
+    # (hwloc_shmem_topology_write) crashed the second daemon on this one machine now and then.
+    echo "--bind-to none --mca rtc ^hwloc --mca plm_rsh_agent $self --mca btl tcp,self --mca btl_tcp_if_include $net.0/24 --mca oob_tcp_if_include $net.0/24" \
       "--mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 2" ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
   *) echo "netns_hosts: unknown command '${1:-}'; allowed: up, down, check, mpi-options, or a host address (see --help)" >&2; exit 2 ;;
