@@ -149,9 +149,6 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   r.ops.reserve(g.nodes.size());
   // The executor's sparse paths over one-hot values, on hardware that has them.
   const SparsityPlan sparsity = hw.sparse_einsums ? plan_sparsity(g, graph_outputs_kept(g)) : SparsityPlan{};
-  // Bytes the device's ops read and wrote since its previous collective, in program order (the
-  // order the executor runs them): HardwareSpec::latency_after_streaming.
-  double streamed = 0;
   for (const Node& n : g.nodes) {
     SimOp op;
     op.node = n.id.v;
@@ -183,12 +180,6 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
                                    .time;
         op.comm.total += op.comm.staging;
       }
-      if (!hw.latency_after_streaming.points.empty() && n.kind != OpKind::shard_slice) {
-        const double cold = hw.latency_after_streaming.at(streamed);
-        op.comm.latency += cold;
-        op.comm.total += cold;
-        streamed = 0;
-      }
       op.duration = op.comm.total;
       op.bound = op.comm.latency_bound() ? Bound::latency : Bound::network;
       for (size_t ax = 0; ax < L.mesh.axes.size(); ++ax)
@@ -198,7 +189,6 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
         }
     } else {
       op.roof = roofline(hw, n.kind, op.dtype, op.cost, is_broadcast(n.kind, in));
-      streamed += op.cost.bytes_read + op.cost.bytes_written;
       op.duration = op.roof.time;
       op.bound = op.roof.bound;
     }
@@ -212,6 +202,26 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     r.ops.push_back(std::move(op));
   }
   apply_fusion(g, hw, opts.fusion, r, deps);
+  // HardwareSpec::latency_after_streaming: each collective pays the curve at the bytes the
+  // device's ops read and wrote since its previous collective, in program order (the order the
+  // executor runs them); CSE duplicates run nowhere (collectives are never merged).
+  if (!hw.latency_after_streaming.points.empty()) {
+    double streamed = 0;
+    for (SimOp& op : r.ops) {
+      if (op.duplicate_of >= 0) continue;
+      if (!op.collective) {
+        streamed += op.own_cost.bytes_read + op.own_cost.bytes_written;
+        continue;
+      }
+      if (op.kind == OpKind::shard_slice) continue;  // no communication
+      const double cold = hw.latency_after_streaming.at(streamed);
+      op.comm.latency += cold;
+      op.comm.total += cold;
+      op.duration = op.own_duration = op.comm.total;
+      op.bound = op.comm.latency_bound() ? Bound::latency : Bound::network;
+      streamed = 0;
+    }
+  }
   // ---- event-driven schedule
   const size_t nops = r.ops.size();
   std::vector<std::vector<int32_t>> users(nops);
