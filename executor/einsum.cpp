@@ -77,6 +77,8 @@ int64_t nonzero_extent(const std::byte* base, int64_t n, int64_t outer, int64_t 
 
 int64_t round_up(int64_t x, int64_t m, int64_t cap) { return std::min(cap, (x + m - 1) / m * m); }
 
+
+
 }  // namespace
 
 // Whether bf16 x bf16 einsums run as oneDNN bf16 matmuls: on CPUs with bf16 dot products
@@ -216,7 +218,7 @@ EinsumKernel::PathTimes EinsumKernel::time_bf16_paths(const TensorType& a, const
 }
 
 bool EinsumKernel::run_trimmed(const void* ps, const void* pw, void* pc, dnnl::stream& stream) const {
-  constexpr int64_t kRound = 64;  // extents are rounded up to this, so few distinct primitives
+  constexpr int64_t kRound = kTailRound;
   if (rows_ < 2 * kRound && summed_ < 2 * kRound) return false;
   const int64_t sb = dtype_bytes(in_dt_), cb = dtype_bytes(c_dt_);  // bytes per element
   const auto* s = static_cast<const std::byte*>(ps);
@@ -250,6 +252,101 @@ bool EinsumKernel::run_trimmed(const void* ps, const void* pw, void* pc, dnnl::s
     dnnl::memory mw(wmd, engine_, const_cast<std::byte*>(w + b * w_strides_[0] * sb));
     dnnl::memory mc(cmd, engine_, cb0);
     mm.execute(stream, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}});
+  }
+  stream.wait();
+  return true;
+}
+
+}  // namespace sy::exec
+
+namespace sy::exec {
+
+bool EinsumKernel::run_ragged(const void* a, const void* b, void* out, const RowTails* ta, const RowTails* tb,
+                              dnnl::stream& stream, RowTails& out_tails) const {
+  out_tails = RowTails{};
+  if (s_.permute || w_.permute || c_.permute) return false;
+  const RowTails* ts = swap_ ? tb : ta;
+  const RowTails* tw = swap_ ? ta : tb;
+  if (ts && !ts->valid()) ts = nullptr;
+  if (tw && !tw->valid()) tw = nullptr;
+  if (!ts && !tw) return false;
+  // Blocks of `n` rows per batch index: tails of [batch, n, inner] storage.
+  auto blocks_of = [&](const RowTails* t, int64_t n, int64_t inner) {
+    return t && t->inner == inner && t->outer % batch_ == 0 && (t->outer / batch_) * t->rows == n;
+  };
+  const bool s_row_major = s_strides_[2] == 1 && s_strides_[1] == summed_;
+  const bool s_k_major = s_strides_[1] == 1 && s_strides_[2] == rows_ && rows_ > 1;
+  const bool w_row_major = w_strides_[2] == 1 && w_strides_[1] == cols_;
+  const bool row_case = s_row_major && blocks_of(ts, rows_, summed_) && (!tw || tw->fully_zeroed());
+  const RowTails* ks = s_k_major && blocks_of(ts, summed_, rows_) ? ts : nullptr;
+  const RowTails* kw = w_row_major && blocks_of(tw, summed_, cols_) ? tw : nullptr;
+  if (!row_case && !ks && !kw) return false;
+  if (!row_case && ks && kw && (ks->outer != kw->outer || ks->rows != kw->rows)) kw = nullptr;
+  // Tails the case does not use must be zeros in storage (they are read as they are).
+  if (row_case && ts != nullptr && tw != nullptr && !tw->fully_zeroed()) return false;
+  if (!row_case && ts && !ks && !ts->fully_zeroed()) return false;
+  if (!row_case && tw && !kw && !tw->fully_zeroed()) return false;
+
+  const int64_t sb = dtype_bytes(in_dt_), cb = dtype_bytes(c_dt_);
+  const auto* s = static_cast<const std::byte*>(swap_ ? b : a);
+  const auto* w = static_cast<const std::byte*>(swap_ ? a : b);
+  auto* c = static_cast<std::byte*>(out);
+  auto matmul = [&](const dnnl::memory::desc& smd, const std::byte* ps, const dnnl::memory::desc& wmd, const std::byte* pw,
+                    const dnnl::memory::desc& cmd, std::byte* pc, bool accumulate) {
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.0f);
+      attr.set_post_ops(po);
+    }
+    // Served from oneDNN's primitive cache after the first step with these extents.
+    const dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(smd, wmd, cmd), attr, engine_));
+    dnnl::memory ms(smd, engine_, const_cast<std::byte*>(ps));
+    dnnl::memory mw(wmd, engine_, const_cast<std::byte*>(pw));
+    dnnl::memory mc(cmd, engine_, pc);
+    mm.execute(stream, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}});
+
+  };
+  const auto st = dnnl_type(in_dt_), ct = dnnl_type(c_dt_);
+
+  if (row_case) {  // each block's rows of S: out rows of the same block
+    const int64_t per = ts->outer / batch_, L = ts->rows;
+    for (int64_t bi = 0; bi < batch_; ++bi)
+      for (int64_t j = 0; j < per; ++j) {
+        const int64_t ext = ts->extent[static_cast<size_t>(bi * per + j)];
+        if (ext == 0) continue;
+        const int64_t m = round_up(ext, kTailRound, L);
+        const dnnl::memory::desc smd({1, m, summed_}, st, {m * summed_, s_strides_[1], s_strides_[2]});
+        const dnnl::memory::desc wmd({1, summed_, cols_}, st, {summed_ * cols_, w_strides_[1], w_strides_[2]});
+        const dnnl::memory::desc cmd({1, m, cols_}, ct, {m * cols_, cols_, 1});
+        matmul(smd, s + (bi * s_strides_[0] + j * L * s_strides_[1]) * sb, wmd, w + bi * w_strides_[0] * sb, cmd,
+               c + (bi * rows_ + j * L) * cols_ * cb, false);
+      }
+    stream.wait();
+    out_tails = RowTails{ts->outer, ts->rows, cols_, ts->extent, ts->extent};
+    return true;
+  }
+
+  // Summed dims in blocks: out[b] = Σ_j S[b][:, block j] W[b][block j, :], each block over the
+  // smaller of the operands' extents (exactly: a product with a zero row is zero).
+  const RowTails& t = ks ? *ks : *kw;
+  const int64_t per = t.outer / batch_, L = t.rows;
+  for (int64_t bi = 0; bi < batch_; ++bi) {
+    bool first = true;
+    for (int64_t j = 0; j < per; ++j) {
+      const auto o = static_cast<size_t>(bi * per + j);
+      int64_t ext = t.extent[o];
+      if (ks && kw) ext = std::min(ks->extent[o], kw->extent[o]);
+      if (ext == 0) continue;
+      // A batch of one: its stride spans the block.
+      const dnnl::memory::desc smd({1, rows_, ext}, st, {rows_ * summed_, s_strides_[1], s_strides_[2]});
+      const dnnl::memory::desc wmd({1, ext, cols_}, st, {summed_ * cols_, w_strides_[1], w_strides_[2]});
+      const dnnl::memory::desc cmd({1, rows_, cols_}, ct, {rows_ * cols_, cols_, 1});
+      matmul(smd, s + (bi * s_strides_[0] + j * L * s_strides_[2]) * sb, wmd, w + (bi * w_strides_[0] + j * L * w_strides_[1]) * sb,
+             cmd, c + bi * rows_ * cols_ * cb, !first);
+      first = false;
+    }
+    if (first) std::memset(c + bi * rows_ * cols_ * cb, 0, static_cast<size_t>(rows_ * cols_ * cb));
   }
   stream.wait();
   return true;

@@ -24,6 +24,7 @@
 // in W stays out of the zero rows, as in the sparse einsums).
 #pragma once
 
+#include "executor/row_tails.hpp"
 #include "graph/attrs.hpp"
 #include "graph/shape.hpp"
 
@@ -68,6 +69,18 @@ class EinsumKernel {
 
   // out = einsum(a, b); ws[i] points at workspace_bytes()[i] bytes (unused when 0).
   void run(const void* a, const void* b, void* out, const std::array<std::byte*, 3>& ws, dnnl::stream& stream) const;
+
+  // out = einsum(a, b) over the rows before the operands' zero tails (executor/row_tails.hpp; null:
+  // no tails), without the scan of run(): when a's or b's tails are rows of the matmul source
+  // ([batch, R, K] stored row-major, blocks of R), each block runs as its own matmul over its
+  // extent (rounded up to a multiple of 64 within the block, so oneDNN's primitive cache serves
+  // later steps) and out gets the same blocks as tails (rows past the extent unspecified); when
+  // they are rows of the summed dims (S stored [batch, K, R] or W [batch, K, C]), the products
+  // over each block's extent are accumulated and out has no tails. False (nothing run) when the
+  // tails line up with neither, an operand or out must be permuted, or W's tails are not zeros in
+  // storage in the row case.
+  bool run_ragged(const void* a, const void* b, void* out, const RowTails* ta, const RowTails* tb,
+                  dnnl::stream& stream, RowTails& out_tails) const;
 
   // Matmul problem size [batch, R, K] x [batch, K, C], for reports and tests.
   int64_t batch() const { return batch_; }

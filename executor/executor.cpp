@@ -7,6 +7,7 @@
 #include "executor/kernels.hpp"
 #include "executor/memory_limit.hpp"
 #include "executor/memory_plan.hpp"
+#include "executor/ragged_rows.hpp"
 #include "executor/train/optimizer_kernels.hpp"
 #include "executor/sparse_einsum.hpp"
 #include "graph/cse.hpp"
@@ -101,6 +102,7 @@ struct Executor::Impl {
   dnnl::stream stream{engine};
   std::vector<std::optional<exec::EinsumKernel>> einsum;  // per node: the oneDNN plan, if any
   std::optional<exec::SparseEinsums> sparse;              // one-hot values and the einsums over them
+  std::optional<exec::RaggedRows> ragged;                 // zero tails of the expert buffers
   exec::MemoryPlan plan;
   Bytes arena;
   std::vector<Bytes> leaf;        // per value: storage of leaves (null for computed values)
@@ -190,7 +192,10 @@ struct Executor::Impl {
                                   "workspaces by the memory plan",
                                   leaf_bytes, plan.arena_bytes));
     arena = alloc_bytes(plan.arena_bytes);
-    if (opts.fast_kernels) sparse.emplace(g, plan.kept);
+    if (opts.fast_kernels) {
+      sparse.emplace(g, plan.kept);
+      ragged.emplace(g);
+    }
 
     leaf.resize(nv);
     leaf_set.assign(nv, false);
@@ -276,10 +281,32 @@ struct Executor::Impl {
   // The one dispatcher: every kind says whether it has a fast kernel. A fast kernel returns false
   // for shapes it does not cover, and the reference forward runs instead.
   void run_node(const Node& n) {
+    const auto ptr_of = [&](ValueId v) { return ptr(v); };
     if (sparse) {  // one-hot values and what reads them (executor/sparse_einsum.hpp)
-      const auto ptr_of = [&](ValueId v) { return ptr(v); };
-      if (sparse->run(n, ptr_of)) return;
+      // The sparse paths read their dense operands at any row: tails zero-filled first.
+      // The sparse paths read their dense operands at the coordinates of the sparse operand's (or
+      // the mask's) nonzeros: tails zero-filled first unless those lie before them.
+      if (n.kind == OpKind::einsum && (ragged->has_tails(n.inputs.at(0)) || ragged->has_tails(n.inputs.at(1)))) {
+        ValueId p = sparse->mask_of(n.id);
+        for (size_t i = 0; i < 2 && !p.valid(); ++i)
+          if (sparse->maybe_sparse(n.inputs[i]) && !ragged->has_tails(n.inputs[i])) p = n.inputs[i];
+        if (p.valid()) {
+          const exec::Nonzeros* nz = sparse->nonzeros_of(p, ptr_of);
+          if (!nz || !ragged->covers(n, p, *nz)) ragged->materialize_inputs(n, ptr_of);
+        }
+      }
+      if (sparse->run(n, ptr_of)) {
+        ragged->after_sparse_dense(n, sparse->last_sparse_dense());
+        return;
+      }
       sparse->materialize_inputs(n, ptr_of);
+    }
+    if (ragged) {  // expert buffers over their routed rows (executor/ragged_rows.hpp)
+      if (ragged->run_elementwise(n, ptr_of)) return;
+      if (n.kind == OpKind::einsum && einsum[static_cast<size_t>(n.id.v)] &&
+          ragged->run_einsum(n, *einsum[static_cast<size_t>(n.id.v)], stream, ptr_of))
+        return;
+      ragged->materialize_inputs(n, ptr_of);
     }
     if (opts.communicator && is_collective(n.kind))  // across the mesh (executor/mpi/communicator.hpp)
       return run_collective(*opts.communicator, n.kind, std::get<CollectiveAttrs>(n.attrs), g.type(n.inputs.at(0)),
@@ -432,6 +459,7 @@ void Executor::run() {
                                    to_string(v.type)));
   omp_set_num_threads(m.threads);
   if (m.sparse) m.sparse->begin_run();
+  if (m.ragged) m.ragged->begin_run();
   if (m.opts.on_op) {
     using Clock = std::chrono::steady_clock;
     auto us = [](Clock::time_point t) { return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count(); };
@@ -447,6 +475,11 @@ void Executor::run() {
     }
   } else {
     for (const Node& n : m.g.nodes) m.run_node(n);
+  }
+  if (m.ragged) {  // outputs complete: their zero tails written
+    const auto ptr_of = [&](ValueId v) { return m.ptr(v); };
+    for (const GraphOutput& o : m.g.outputs) m.ragged->materialize(o.value, ptr_of);
+    if (m.g.loss.valid()) m.ragged->materialize(m.g.loss, ptr_of);
   }
   m.ran = true;
 }
@@ -465,6 +498,12 @@ Tensor Executor::get(ValueId v) const {
 }
 
 const MemoryPlanStats& Executor::memory() const { return impl_->stats; }
+
+Executor::RaggedStats Executor::ragged_stats() const {
+  if (!impl_->ragged) return {};
+  const auto& s = impl_->ragged->stats();
+  return {s.ops, s.rows_skipped, s.rows};
+}
 
 Executor::SparseStats Executor::sparse_stats() const {
   if (!impl_->sparse) return {};

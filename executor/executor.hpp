@@ -63,6 +63,15 @@ class Executor {
   };
   SparseStats sparse_stats() const;
 
+  // The last run's ops over expert buffers that skipped their zero tails (executor/ragged_rows.hpp):
+  // how many, and the rows of their tailed operands, skipped and in all.
+  struct RaggedStats {
+    int64_t ops = 0;
+    int64_t rows_skipped = 0;
+    int64_t rows = 0;
+  };
+  RaggedStats ragged_stats() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

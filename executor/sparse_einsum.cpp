@@ -474,6 +474,7 @@ void SparseEinsums::produced(ValueId v, const Ptr& ptr) {
 }
 
 bool SparseEinsums::run(const Node& n, const Ptr& ptr) {
+  last_sparse_dense_ = {};
   if (n.outputs.empty()) return false;  // a duplicate (graph/cse.hpp): runs nowhere
   switch (n.kind) {
     case OpKind::einsum: return run_einsum(n, ptr);
@@ -604,6 +605,7 @@ bool SparseEinsums::run_einsum(const Node& n, const Ptr& ptr) {
   if (pick < 0) return false;
   const auto p = static_cast<size_t>(pick);
   materialize(n.inputs[1 - p], ptr);
+  last_sparse_dense_ = {pick_nz, pick};
   return einsum_sparse_dense(*pick_nz, g_.type(n.inputs[p]), ConstView{ptr(n.inputs[1 - p]), g_.type(n.inputs[1 - p])},
                              out);
 }

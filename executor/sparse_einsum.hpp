@@ -91,9 +91,20 @@ class SparseEinsums {
   // Writes the dense buffer of every deferred input of n (see "Deferred values" above).
   void materialize_inputs(const Node& n, const std::function<std::byte*(ValueId)>& ptr);
 
+  // The nonzeros of v this run (counted on first use), or null when v is not sparse enough.
+  const Nonzeros* nonzeros_of(ValueId v, const std::function<std::byte*(ValueId)>& ptr) { return nonzeros(v, ptr); }
+
   bool maybe_sparse(ValueId v) const { return maybe_sparse_[static_cast<size_t>(v.v)]; }
   bool deferrable(ValueId v) const { return deferrable_[static_cast<size_t>(v.v)]; }
   ValueId mask_of(NodeId n) const { return mask_[static_cast<size_t>(n.v)]; }  // invalid: none
+
+  // The last einsum run() took the sparse x dense path: its sparse operand's nonzeros and index
+  // (0: a, 1: b); null otherwise. Valid until the next run().
+  struct SparseDenseRun {
+    const Nonzeros* p = nullptr;
+    int index = -1;
+  };
+  const SparseDenseRun& last_sparse_dense() const { return last_sparse_dense_; }
 
   // This run: values kept as nonzeros only, and how many of them a dense reader materialised.
   struct RunStats {
@@ -124,6 +135,7 @@ class SparseEinsums {
   std::vector<Found> found_;        // per value, this run
   std::vector<Nonzeros> nz_;        // per value, valid when found_ is sparse or deferred
   RunStats stats_;
+  SparseDenseRun last_sparse_dense_;
 };
 
 }  // namespace sy::exec

@@ -196,7 +196,8 @@ int run(const Args& a) {
   // step disturbed by another process on the shared cores does not set an op's figure.
   std::vector<std::vector<double>> op_step_us(g.nodes.size(), std::vector<double>(static_cast<size_t>(a.steps), 0.0));
   std::vector<bool> ran(g.nodes.size(), false);  // reported by the executor at least once
-  double timed = 0, last_loss = 0;
+  double timed = 0, last_loss = 0, dropped_sum = 0;
+  int64_t dropped_n = 0;
   nlohmann::json profile_rows = nlohmann::json::array();
   for (int s = 0; s < a.warmup + a.steps; ++s) {
     const sy::data::Batch batch = random_batch(B, T, cfg.vocab, rng);
@@ -211,6 +212,13 @@ int run(const Args& a) {
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     trainer.set_op_observer({});
     last_loss = m.loss;
+    if (measured)  // routed choices dropped by capacity, over the MoE layers: Σ_rank dropped / k
+      for (const sy::MoeLayerMetrics& l : m.moe) {
+        double d = 0;
+        for (double x : l.fraction_dropped) d += x;
+        dropped_sum += l.fraction_dropped.empty() ? 0.0 : d / static_cast<double>(l.fraction_dropped.size());
+        ++dropped_n;
+      }
     fmt::print("step {:>3} {:<7} {:>8.3f} s  {:>8.0f} tokens/s  loss {:.4f}\n", s + 1, measured ? "" : "(warm)", sec,
                static_cast<double>(trainer.tokens_per_step()) / sec, m.loss);
     std::fflush(stdout);
@@ -222,6 +230,9 @@ int run(const Args& a) {
              "model {:.1f} GFLOP/step ({:.1f} GFLOP/s)\n",
              cfg.name, a.precision, a.activations, sec_per_step, tokens_per_s, graph_flops * 1e-9, graph_flops / sec_per_step * 1e-9,
              model_flops * 1e-9, model_flops / sec_per_step * 1e-9);
+
+  const double dropped = dropped_n > 0 ? dropped_sum / static_cast<double>(dropped_n) : 0.0;
+  if (dropped_n > 0) fmt::print("routed choices dropped (mean over the timed steps and MoE layers): {:.2f}%\n", 100 * dropped);
 
   if (a.profile > 0) {
     std::vector<double> op_us(g.nodes.size());  // median µs per step
@@ -304,6 +315,7 @@ int run(const Args& a) {
   r["graph_gflops"] = graph_flops / sec_per_step * 1e-9;
   r["model_gflops"] = model_flops / sec_per_step * 1e-9;
   r["loss"] = last_loss;
+  r["fraction_dropped"] = dropped;
   for (const auto& c : choices)
     r["kernel_choices"].push_back({{"shape", c.shape},
                                    {"path", c.path == sy::exec::Bf16Path::native ? "native" : "widened"},
