@@ -1,6 +1,7 @@
 #include "executor/executor.hpp"
 
 #include "executor/mpi/communicator.hpp"
+#include "executor/mpi/ragged_all_to_all.hpp"
 #include "executor/einsum.hpp"
 #include "executor/kernel_choice.hpp"
 #include "executor/index_kernels.hpp"
@@ -306,6 +307,16 @@ struct Executor::Impl {
       if (n.kind == OpKind::einsum && einsum[static_cast<size_t>(n.id.v)] &&
           ragged->run_einsum(n, *einsum[static_cast<size_t>(n.id.v)], stream, ptr_of))
         return;
+      // Every member of the group calls it (they agree on the path inside).
+      if (opts.communicator && n.kind == OpKind::all_to_all) {
+        const ValueId x = n.inputs.at(0), y = n.outputs.at(0);
+        exec::RowTails ty;
+        if (exec::ragged_all_to_all(*opts.communicator, std::get<CollectiveAttrs>(n.attrs), g.type(x), ptr(x),
+                                    ragged->tails(x), g.type(y), ptr(y), ty)) {
+          ragged->set_tails(y, std::move(ty));
+          return;
+        }
+      }
       ragged->materialize_inputs(n, ptr_of);
     }
     if (opts.communicator && is_collective(n.kind))  // across the mesh (executor/mpi/communicator.hpp)
@@ -502,7 +513,7 @@ const MemoryPlanStats& Executor::memory() const { return impl_->stats; }
 Executor::RaggedStats Executor::ragged_stats() const {
   if (!impl_->ragged) return {};
   const auto& s = impl_->ragged->stats();
-  return {s.ops, s.rows_skipped, s.rows};
+  return {s.ops, s.rows_skipped, s.rows, s.all_to_alls};
 }
 
 Executor::SparseStats Executor::sparse_stats() const {

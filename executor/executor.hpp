@@ -69,6 +69,7 @@ class Executor {
     int64_t ops = 0;
     int64_t rows_skipped = 0;
     int64_t rows = 0;
+    int64_t all_to_alls = 0;  // of the ops: expert-parallel all_to_alls that moved routed rows only
   };
   RaggedStats ragged_stats() const;
 

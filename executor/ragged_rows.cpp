@@ -39,6 +39,12 @@ void RaggedRows::record(const RowTails& t) {
   for (int64_t e : t.extent) stats_.rows_skipped += t.rows - e;
 }
 
+void RaggedRows::set_tails(ValueId v, RowTails t) {
+  record(t);
+  ++stats_.all_to_alls;
+  tails_[static_cast<size_t>(v.v)] = std::move(t);
+}
+
 void RaggedRows::zero_up_to(ValueId v, const std::vector<int64_t>* upto, const Ptr& ptr) {
   RowTails& t = tails_[static_cast<size_t>(v.v)];
   if (!t.valid()) return;
@@ -178,12 +184,9 @@ bool RaggedRows::covers(const Node& n, ValueId p, const Nonzeros& nz) const {
     if (q == p || !t.valid() || t.fully_zeroed()) continue;
     // q's dims as [outer..., the row dim, inner...]: the row dim and those before it must be p's.
     const Shape& qs = g_.type(q).shape;
-    int64_t inner = 1;
-    size_t axis = qs.size();
-    while (axis > 0 && inner < t.inner) inner *= qs[--axis].size;
-    if (axis == 0 || inner != t.inner) return false;
-    --axis;
-    if (qs[axis].size != t.rows) return false;
+    const std::optional<size_t> a = tail_axis(qs, t);
+    if (!a) return false;
+    const size_t axis = *a;
     std::vector<size_t> p_dim(axis + 1);
     for (size_t i = 0; i <= axis; ++i) {
       const auto d = dim_index(ps, qs[i].name);

@@ -12,12 +12,14 @@
 //                 operands (relu, gelu, cast, scale without offset; mul: the shorter extent;
 //                 relu_grad and gelu_grad: dy's; add and sub: the longer, the other operand zeroed
 //                 up to it), each over the rows before its output's extents
+//   moved by      the expert-parallel all_to_all (executor/mpi/ragged_all_to_all.hpp): the rows
+//                 before the tails only, in variable-size blocks
 //   ended by      einsums summing over the tailed rows (weight gradients: the products of each
 //                 block's rows before its extent, accumulated)
 //
 // The sparse paths (combine, and the backward pass's d dispatch and d x) read a tailed operand only
 // at the slots their one-hot operand or mask holds: when those all lie before the tails, they read
-// it as it is. Every other reader (reductions, collectives, graph outputs) sees the value
+// it as it is. Every other reader (reductions, the other collectives, graph outputs) sees the value
 // materialised first: its unspecified tail rows zero-filled. Results are those of the dense ops
 // up to the order of f32 additions in a weight gradient's blocks (a product with a zero row adds
 // nothing).
@@ -64,12 +66,16 @@ class RaggedRows {
   void materialize(ValueId v, const Ptr& ptr);
 
   bool has_tails(ValueId v) const { return tails_[static_cast<size_t>(v.v)].valid(); }
+  const RowTails& tails(ValueId v) const { return tails_[static_cast<size_t>(v.v)]; }
+  // v's tails, set by an op run elsewhere over the rows before them (the ragged all_to_all).
+  void set_tails(ValueId v, RowTails t);
 
   // This run: ops that ran over tails, and the rows they skipped (summed over blocks).
   struct RunStats {
     int64_t ops = 0;
     int64_t rows_skipped = 0;
     int64_t rows = 0;  // rows of those ops' tailed operands, skipped or not
+    int64_t all_to_alls = 0;  // of those ops, all_to_alls that moved the rows before the tails only
   };
   const RunStats& stats() const { return stats_; }
 

@@ -9,7 +9,10 @@
 // of the routed rows (what the simulator's ragged pricing, simulator/load_skew.hpp, assumes).
 #pragma once
 
+#include "graph/shape.hpp"
+
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace sy::exec {
@@ -35,5 +38,20 @@ struct RowTails {
     return true;
   }
 };
+
+// The dim of `shape` whose entries are t's rows: the dims after it hold t.inner elements, the dims
+// before it t.outer blocks. nullopt when no dim fits.
+inline std::optional<size_t> tail_axis(const Shape& shape, const RowTails& t) {
+  int64_t inner = 1;
+  size_t a = shape.size();
+  while (a > 0 && inner < t.inner) inner *= shape[--a].size;
+  if (inner != t.inner || a == 0) return std::nullopt;
+  --a;
+  if (shape[a].size != t.rows) return std::nullopt;
+  int64_t outer = 1;
+  for (size_t i = 0; i < a; ++i) outer *= shape[i].size;
+  if (outer != t.outer) return std::nullopt;
+  return a;
+}
 
 }  // namespace sy::exec

@@ -40,6 +40,11 @@ class Communicator {
                               const std::vector<size_t>& axes) = 0;
   // in [N][bytes]: block j goes to member j; out [N][bytes]: block j came from member j.
   virtual void all_to_all(const void* in, void* out, int64_t bytes, const std::vector<size_t>& axes) = 0;
+  // Variable sizes: in holds send_bytes[j] bytes for member j, back to back in member order; out
+  // receives recv_bytes[j] bytes from member j, back to back in member order (each member's
+  // recv_bytes[i] must equal member i's send_bytes for it).
+  virtual void all_to_all_v(const void* in, const std::vector<int64_t>& send_bytes, void* out,
+                            const std::vector<int64_t>& recv_bytes, const std::vector<size_t>& axes) = 0;
 };
 
 // This device's index in the group of `axes` (row-major over the axes as listed), and the size

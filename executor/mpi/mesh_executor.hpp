@@ -47,6 +47,9 @@ class MeshExecutor {
 
   void run();
 
+  // The last run's ops over zero tails on this device (Executor::ragged_stats).
+  Executor::RaggedStats ragged_stats() const { return ex_->ragged_stats(); }
+
  private:
   ValueId local(ValueId v) const;  // the lowered value holding global value v (leaf or output)
   const Sharding& sharding(ValueId local_v) const;

@@ -233,4 +233,25 @@ void MpiCommunicator::all_to_all(const void* in, void* out, int64_t bytes, const
   MPI_Alltoall(in, n, MPI_BYTE, out, n, MPI_BYTE, impl_->group(axes));
 }
 
+void MpiCommunicator::all_to_all_v(const void* in, const std::vector<int64_t>& send_bytes, void* out,
+                                   const std::vector<int64_t>& recv_bytes, const std::vector<size_t>& axes) {
+  // MPI counts and displacements are ints: each member's total must stay below 2^31 bytes.
+  std::vector<int> sc(send_bytes.size()), sd(send_bytes.size()), rc(recv_bytes.size()), rd(recv_bytes.size());
+  int64_t so = 0, ro = 0;
+  for (size_t j = 0; j < send_bytes.size(); ++j) {
+    sc[j] = checked_int(send_bytes[j], "all_to_all_v bytes");
+    sd[j] = checked_int(so, "all_to_all_v offset");
+    so += send_bytes[j];
+  }
+  for (size_t j = 0; j < recv_bytes.size(); ++j) {
+    rc[j] = checked_int(recv_bytes[j], "all_to_all_v bytes");
+    rd[j] = checked_int(ro, "all_to_all_v offset");
+    ro += recv_bytes[j];
+  }
+  checked_int(so, "all_to_all_v bytes sent");
+  checked_int(ro, "all_to_all_v bytes received");
+  const auto guard = impl_->watch("all_to_all_v", axes, so);
+  MPI_Alltoallv(in, sc.data(), sd.data(), MPI_BYTE, out, rc.data(), rd.data(), MPI_BYTE, impl_->group(axes));
+}
+
 }  // namespace sy

@@ -54,6 +54,8 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter(const void* in, void* out, int64_t count, DType dtype, ReduceOp op,
                       const std::vector<size_t>& axes) override;
   void all_to_all(const void* in, void* out, int64_t bytes, const std::vector<size_t>& axes) override;
+  void all_to_all_v(const void* in, const std::vector<int64_t>& send_bytes, void* out,
+                    const std::vector<int64_t>& recv_bytes, const std::vector<size_t>& axes) override;
 
   Watchdog& watchdog();
 

@@ -83,7 +83,8 @@ PY
 # mesh_case N MESH LAYOUT: a 20-step run on the mesh matches the single-process run.
 # The reference is $reference (default: mpi_setup's single-process run).
 mesh_case() {
-  local n=$1 mesh=$2 layout=$3 out="$work/run-$2-$3"
+  local n=$1 mesh=$2 layout=$3 out
+  out="$work/run-$(basename "${reference:-single}")-$2-$3"
   echo "mpiexec -n $n train --mesh $mesh --layout $layout"
   mpi_train "$n" "${model[@]}" "${data[@]}" --steps 20 --mesh "$mesh" --layout "$layout" --out "$out"
   expect_ok "--mesh $mesh --layout $layout"
