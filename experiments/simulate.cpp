@@ -29,6 +29,7 @@
 #include "simulator/report.hpp"
 #include "simulator/simulate.hpp"
 #include "simulator/sweep.hpp"
+#include "simulator/sweep_settings.hpp"
 
 #include "experiments/tool/tool_main.hpp"
 
@@ -91,7 +92,7 @@ int run(int argc, char** argv) {
                "event schedule, memory per device)"};
   std::string model_path, hardware, mesh_text, layout_text, out_dir, optimizer = "config", dims_text;
   std::string hardware_dir = sy::default_hardware_dir();
-  std::vector<std::string> overrides;
+  std::vector<std::string> overrides, sweep_sets;
   bool sweep = false, sweep_meshes = false, no_fusion = false;
   bool ragged_experts = false;
   std::string expert_load_path, expert_load_steps = "last:10", skew;
@@ -112,6 +113,9 @@ int run(int argc, char** argv) {
   app.add_flag("--sweep", sweep, "rank every legal layout of the candidate dims instead (writes sweep.csv)");
   app.add_option("--sweep-dims", dims_text, "sweep: dims to lay out, comma-separated (default: those of batch, experts, "
                                             "heads, d_ff, d_model, vocab, d_kv the model has)");
+  app.add_option("--sweep-set", sweep_sets,
+                 "sweep: also rank config settings, KEY=V1,V2,... (repeatable; every combination), e.g. "
+                 "--sweep-set moe.cf_train=1.0,1.25,2.0 --sweep-set moe.dropless=false,true");
   app.add_flag("--sweep-meshes", sweep_meshes,
                "sweep: also every mesh with the same axis names and device count (data:256 -> data:16,model:16, ...)");
   app.add_option("--refine", refine, "sweep: simulate this many of the best fitting layouts event by event")
@@ -131,7 +135,7 @@ int run(int argc, char** argv) {
                "priced at the busiest device's rows (default: static capacity shapes, as XLA on TPU)");
   sy::parse_command_line(app, argc, argv);
   // Flags of one mode given in the other would be ignored silently: refused instead.
-  for (const char* flag : {"--sweep-dims", "--sweep-meshes", "--refine", "--threads"})
+  for (const char* flag : {"--sweep-dims", "--sweep-meshes", "--sweep-set", "--refine", "--threads"})
     if (!sweep && app.count(flag) > 0) throw sy::InputError(fmt::format("{} applies with --sweep only", flag));
   if (expert_load_path.empty() && app.count("--expert-load-steps") > 0)
     throw sy::InputError("--expert-load-steps applies with --expert-load only");
@@ -144,9 +148,18 @@ int run(int argc, char** argv) {
     loads = !expert_load_path.empty() ? sy::read_expert_loads(expert_load_path, expert_load_steps)
                                       : sy::skew_model(skew.empty() ? "uniform" : skew);
 
-  sy::RunConfig run_config = sy::load_run_config(model_path, overrides);
+  // Every combination of the swept settings is a config, all loaded (and so checked) before any work.
+  const std::vector<std::vector<std::string>> combinations = sy::sweep_combinations(sy::parse_sweep_settings(sweep_sets));
+  std::vector<sy::RunConfig> configs;
+  for (const std::vector<std::string>& c : combinations) {
+    std::vector<std::string> all = overrides;
+    all.insert(all.end(), c.begin(), c.end());
+    configs.push_back(sy::load_run_config(model_path, all));
+  }
+  sy::RunConfig run_config = configs.front();
   const sy::ModelConfig& config = run_config.model;
   const bool with_optimizer = apply_optimizer(optimizer, run_config.train);
+  for (sy::RunConfig& c : configs) apply_optimizer(optimizer, c.train);
   const sy::HardwareSpec hw = sy::load_hardware(hardware, hardware_dir);
   const sy::Mesh mesh = sy::parse_mesh(mesh_text);
   sy::place_mesh(hw, mesh);  // a mesh larger than the pod fails here, before any work
@@ -213,10 +226,28 @@ int run(int argc, char** argv) {
   sweep_opts.optimizer = with_optimizer;
   sweep_opts.fusion = !no_fusion;
   sweep_opts.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  sy::SweepResult swept = sy::sweep(config, run_config.train, hw, meshes, sweep_opts);
-  std::vector<sy::LayoutScore>& scores = swept.scores;
-  const std::vector<std::string>& dims = swept.dims;
-  const size_t tried = swept.tried, illegal = swept.illegal;
+  // One sweep of the layouts per combination of settings; all (settings, layout) pairs ranked together.
+  std::vector<sy::LayoutScore> scores;
+  std::vector<std::string> dims;
+  size_t tried = 0, illegal = 0;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    if (configs.size() > 1)
+      fmt::print("settings {} of {}: {}\n", i + 1, configs.size(), sy::settings_label(combinations[i]));
+    sy::SweepResult swept = sy::sweep(configs[i].model, configs[i].train, hw, meshes, sweep_opts);
+    for (sy::LayoutScore& s : swept.scores) {
+      s.settings = sy::settings_label(combinations[i]);
+      scores.push_back(std::move(s));
+    }
+    dims = swept.dims;
+    tried += swept.tried;
+    illegal += swept.illegal;
+  }
+  sy::rank_layouts(scores);
+  auto config_of = [&](const sy::LayoutScore& s) -> const sy::RunConfig& {
+    for (size_t i = 0; i < configs.size(); ++i)
+      if (sy::settings_label(combinations[i]) == s.settings) return configs[i];
+    return configs.front();
+  };
   int refined = 0;
   for (sy::LayoutScore& s : scores) {
     if (refined >= refine || !s.memory.fits()) break;
@@ -224,7 +255,8 @@ int run(int argc, char** argv) {
     built.mesh = sy::parse_mesh(s.mesh);
     built.layout = s.layout;
     built.optimizer = with_optimizer;
-    const sy::TrainingStep full = sy::build_training_step(config, run_config.train, built);
+    const sy::RunConfig& rc = config_of(s);
+    const sy::TrainingStep full = sy::build_training_step(rc.model, rc.train, built);
     sy::SimOptions sim_opts;
     sim_opts.fusion = !no_fusion;
     s.simulated_step = sy::simulate(sy::lower(full.graph(), built.mesh, s.layout), hw, sim_opts).step_time;
@@ -238,16 +270,18 @@ int run(int argc, char** argv) {
   const std::string meshes_text = meshes.size() == 1 ? " " + sy::to_string(mesh) : "es";
   std::string outcome = "-";
   if (fit > 0) {
-    outcome = fmt::format("best {} on {} (step {})", sy::to_string(scores[0].layout), scores[0].mesh,
-                          sy::format_seconds(scores[0].step));
+    outcome = fmt::format("best {} on {}{} (step {})", sy::to_string(scores[0].layout), scores[0].mesh,
+                          scores[0].settings.empty() ? "" : " with " + scores[0].settings, sy::format_seconds(scores[0].step));
   } else if (!scores.empty()) {  // ranked by memory: the first is the nearest to fitting
-    outcome = fmt::format("none fits in {} per device; the smallest is {} on {} ({})",
+    outcome = fmt::format("none fits in {} per device; the smallest is {} on {}{} ({})",
                           sy::format_bytes(scores[0].memory.capacity), sy::to_string(scores[0].layout), scores[0].mesh,
+                          scores[0].settings.empty() ? "" : " with " + scores[0].settings,
                           sy::format_bytes(scores[0].memory.total()));
   }
-  fmt::print("{} on {} ({} mesh{}): {} layouts of [{}], {} legal ({} fit, {} illegal); {}; wrote {}/sweep.csv in {:.2f} s\n",
-             config.name, hw.name, meshes.size(), meshes_text, tried, fmt::join(dims, ", "), scores.size(), fit, illegal,
-             outcome, out_dir, secs);
+  const std::string settings_text = configs.size() > 1 ? fmt::format(" x {} settings", configs.size()) : "";
+  fmt::print("{} on {} ({} mesh{}): {} layouts of [{}]{}, {} legal ({} fit, {} illegal); {}; wrote {}/sweep.csv in {:.2f} s\n",
+             config.name, hw.name, meshes.size(), meshes_text, tried, fmt::join(dims, ", "), settings_text, scores.size(), fit,
+             illegal, outcome, out_dir, secs);
   return 0;
 }
 

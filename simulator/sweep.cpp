@@ -322,14 +322,14 @@ void rank_layouts(std::vector<LayoutScore>& scores) {
 std::string sweep_csv(const std::vector<LayoutScore>& ranked) {
   std::string s =
       "rank,mesh,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,other_comm_s,"
-      "gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes\n";
+      "gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes,settings\n";
   for (size_t i = 0; i < ranked.size(); ++i) {
     const LayoutScore& l = ranked[i];
-    s += fmt::format("{},\"{}\",\"{}\",{},{:.6g},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g}\n", i + 1,
-                     l.mesh, to_string(l.layout), l.memory.fits() ? "yes" : "no", l.step,
+    s += fmt::format("{},\"{}\",\"{}\",{},{:.6g},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},\"{}\"\n",
+                     i + 1, l.mesh, to_string(l.layout), l.memory.fits() ? "yes" : "no", l.step,
                      l.simulated_step >= 0 ? fmt::format("{:.6g}", l.simulated_step) : std::string(), l.compute, l.comm,
                      l.all_to_all, l.all_reduce, l.other_comm, l.gradient_comm, l.all_to_all_bytes, l.memory.total(),
-                     l.memory.capacity);
+                     l.memory.capacity, l.settings);
   }
   return s;
 }

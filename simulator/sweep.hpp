@@ -36,6 +36,7 @@ namespace sy {
 
 struct LayoutScore {
   std::string mesh;  // the mesh it was evaluated on ("data:16,model:16")
+  std::string settings;  // the swept config settings it was evaluated under ("moe.cf_train=2.0 ..."; "": none)
   Layout layout;
   double step = 0;  // estimated step time, s
   double compute = 0, comm = 0, all_to_all = 0, all_reduce = 0, other_comm = 0;
@@ -107,7 +108,7 @@ SweepResult sweep(const ModelConfig& config, const TrainConfig& train, const Har
 void rank_layouts(std::vector<LayoutScore>& scores);
 
 // sweep.csv: rank,mesh,layout,fits,step_s,simulated_step_s,compute_s,comm_s,all_to_all_s,all_reduce_s,
-// other_comm_s,gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes
+// other_comm_s,gradient_comm_s,all_to_all_bytes,memory_bytes,capacity_bytes,settings
 std::string sweep_csv(const std::vector<LayoutScore>& ranked);
 
 }  // namespace sy

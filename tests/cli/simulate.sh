@@ -123,6 +123,28 @@ grep -q "best" "$work/out.txt" && fail "a sweep where nothing fits must not name
 expect_in "$work/out.txt" "(4 meshes)"
 for m in data:1,model:8 data:2,model:4 data:4,model:2 data:8,model:1; do expect_in "$work/m/sweep.csv" "\"$m\""; done
 
+# --sweep-set: routing settings ranked beside the layouts. Every (settings, layout) pair is a row;
+# at one layout, capacity factor 2.0 moves more all-to-all bytes than 1.0 (the capacity buffers
+# the all-to-all moves are C = ceil(k·CF·S/E) slots per expert and group).
+"$sim" --model "$model" --hardware tpu_v4 --mesh data:4,model:2 --sweep --refine 1 --sweep-dims batch,experts \
+  --sweep-set moe.cf_train=1.0,2.0 --sweep-set moe.k=1,2 --out "$work/r" >"$work/out.txt"
+expect_in "$work/out.txt" "x 4 settings"
+/usr/bin/python3 - "$work/r/sweep.csv" <<'PY' || fail "sweep.csv must rank every (settings, layout) pair"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+settings = {r["settings"] for r in rows}
+want = {f"moe.cf_train={c} moe.k={k}" for c in ("1.0", "2.0") for k in ("1", "2")}
+assert settings == want, settings
+layouts = {r["layout"] for r in rows}
+assert len(rows) == 4 * len(layouts), (len(rows), len(layouts))
+ep = {r["settings"]: float(r["all_to_all_bytes"]) for r in rows if r["layout"] == "batch:data,experts:data"}
+for k in ("1", "2"):
+    lo, hi = ep[f"moe.cf_train=1.0 moe.k={k}"], ep[f"moe.cf_train=2.0 moe.k={k}"]
+    assert hi > 1.5 * lo, (k, lo, hi)
+steps = [float(r["step_s"]) for r in rows if r["fits"] == "yes"]
+assert steps == sorted(steps), "fitting rows ranked by step time"
+PY
+
 # Bad input: exit 2, a message naming the problem, nothing written.
 for f in negative_bandwidth missing_link_bandwidth unknown_key bad_wraparound not_toml; do
   expect_exit2 "$f.toml" --model "$model" --hardware "$root/tests/data/bad_hw/$f.toml" --mesh data:4 --out "$work/never"

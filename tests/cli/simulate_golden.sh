@@ -108,7 +108,7 @@ db822f68544b9c17804073aa93fa2178ac93e8d4f91e47f7416976c4fffbbeec  moe/summary.js
 30ce82905de73082a52495975a8922f03059eb95ccd6907c54124a362c420a79  dense/ops.csv
 c4bed1c8c2be36d3b75f7bbb0cb6d067164edf20bd60490222db110fd1ae8eba  dense/summary.json
 63ff85a5fe4d4f22d3dedd895405af0d79dd40e446a2fa4db02494b0195e6b31  dense/trace.json
-51db9b6d017194be8a81fd178389233f92546e3f55e99ac3c965e4b2dd75effa  sweep/sweep.csv
+29a9ccb32f33baefa6c1aaa00d36011eb30888082ded8b9f1ead666d7403f34e  sweep/sweep.csv
 SUMS
 )
 if [ "$sums" != "$expected" ]; then
