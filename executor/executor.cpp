@@ -195,7 +195,13 @@ struct Executor::Impl {
     arena = alloc_bytes(plan.arena_bytes);
     if (opts.fast_kernels) {
       sparse.emplace(g, plan.kept);
-      ragged.emplace(g);
+      if (opts.ragged_rows) {
+        ragged.emplace(g);
+        // The sparse x dense einsum that fills an expert buffer zero-fills only its routed rows.
+        sparse->set_output_zeroing([this](const Node& n, int p_index, const exec::Nonzeros& p) {
+          return ragged->zero_sparse_dense_output(n, p_index, p, [this](ValueId v) { return ptr(v); });
+        });
+      }
     }
 
     leaf.resize(nv);
@@ -287,7 +293,7 @@ struct Executor::Impl {
       // The sparse paths read their dense operands at any row: tails zero-filled first.
       // The sparse paths read their dense operands at the coordinates of the sparse operand's (or
       // the mask's) nonzeros: tails zero-filled first unless those lie before them.
-      if (n.kind == OpKind::einsum && (ragged->has_tails(n.inputs.at(0)) || ragged->has_tails(n.inputs.at(1)))) {
+      if (ragged && n.kind == OpKind::einsum && (ragged->has_tails(n.inputs.at(0)) || ragged->has_tails(n.inputs.at(1)))) {
         ValueId p = sparse->mask_of(n.id);
         for (size_t i = 0; i < 2 && !p.valid(); ++i)
           if (sparse->maybe_sparse(n.inputs[i]) && !ragged->has_tails(n.inputs[i])) p = n.inputs[i];
@@ -296,10 +302,7 @@ struct Executor::Impl {
           if (!nz || !ragged->covers(n, p, *nz)) ragged->materialize_inputs(n, ptr_of);
         }
       }
-      if (sparse->run(n, ptr_of)) {
-        ragged->after_sparse_dense(n, sparse->last_sparse_dense());
-        return;
-      }
+      if (sparse->run(n, ptr_of)) return;
       sparse->materialize_inputs(n, ptr_of);
     }
     if (ragged) {  // expert buffers over their routed rows (executor/ragged_rows.hpp)

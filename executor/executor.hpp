@@ -19,6 +19,9 @@ class Communicator;  // executor/mpi/communicator.hpp
 struct ExecutorOptions {
   int threads = 0;               // 0: all cores. Shared by oneDNN (OpenMP) and TBB, never both at once
   bool fast_kernels = true;      // false: every op through its reference forward (for testing)
+  // Expert buffers computed over their routed rows only (executor/ragged_rows.hpp); false: over
+  // every capacity slot, zeros included (for comparison: bench_dropless's padded arm).
+  bool ragged_rows = true;
   // Called after each node with its start and end on std::chrono::steady_clock, in microseconds
   // since the clock's epoch (per-op timing for traces); unset: no timing. A node that does not
   // run (a CSE duplicate, a bf16 -> f32 cast read through) is reported with begin == end.

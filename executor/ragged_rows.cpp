@@ -203,19 +203,19 @@ bool RaggedRows::covers(const Node& n, ValueId p, const Nonzeros& nz) const {
   return true;
 }
 
-void RaggedRows::after_sparse_dense(const Node& n, const SparseEinsums::SparseDenseRun& run) {
-  if (!run.p || n.kind != OpKind::einsum) return;
-  const Shape& ps = g_.type(n.inputs.at(static_cast<size_t>(run.index))).shape;
+bool RaggedRows::zero_sparse_dense_output(const Node& n, int p_index, const Nonzeros& p, const Ptr& ptr) {
+  if (n.kind != OpKind::einsum) return false;
+  const Shape& ps = g_.type(n.inputs.at(static_cast<size_t>(p_index))).shape;
   const Shape& os = g_.type(n.outputs.at(0)).shape;
   // The slot axis: out's last dim that is in p; every dim before it must be in p as well.
   int axis = -1;
   for (size_t i = 0; i < os.size(); ++i)
     if (has_dim(ps, os[i].name)) axis = static_cast<int>(i);
-  if (axis < 0) return;
+  if (axis < 0) return false;
   std::vector<int> p_dim(static_cast<size_t>(axis) + 1);  // p's index of out's dims 0..axis
   for (int i = 0; i <= axis; ++i) {
     const auto d = dim_index(ps, os[static_cast<size_t>(i)].name);
-    if (!d) return;
+    if (!d) return false;
     p_dim[static_cast<size_t>(i)] = static_cast<int>(*d);
   }
   RowTails t;
@@ -224,11 +224,11 @@ void RaggedRows::after_sparse_dense(const Node& n, const SparseEinsums::SparseDe
   t.rows = os[static_cast<size_t>(axis)].size;
   t.inner = 1;
   for (size_t i = static_cast<size_t>(axis) + 1; i < os.size(); ++i) t.inner *= os[i].size;
-  if (t.outer == 0 || t.rows == 0 || t.inner == 0) return;
+  if (t.outer == 0 || t.rows == 0 || t.inner == 0) return false;
   std::vector<int64_t> p_stride(ps.size(), 1);
   for (size_t i = ps.size(); i-- > 1;) p_stride[i - 1] = p_stride[i] * ps[i].size;
   t.extent.assign(static_cast<size_t>(t.outer), 0);
-  for (int64_t idx : run.p->index) {
+  for (int64_t idx : p.index) {
     auto coord = [&](int i) {
       const auto d = static_cast<size_t>(p_dim[static_cast<size_t>(i)]);
       return (idx / p_stride[d]) % ps[d].size;
@@ -238,8 +238,16 @@ void RaggedRows::after_sparse_dense(const Node& n, const SparseEinsums::SparseDe
     int64_t& e = t.extent[static_cast<size_t>(o)];
     e = std::max(e, coord(axis) + 1);
   }
-  t.zeroed.assign(t.extent.size(), t.rows);  // the sparse path zero-fills its output
-  tails_[static_cast<size_t>(n.outputs[0].v)] = std::move(t);
+  // The rows before each extent are zeroed (the nonzeros add into them); the rest are the tails.
+  const ValueId y = n.outputs[0];
+  const int64_t row_bytes = t.inner * dtype_bytes(g_.type(y).dtype);
+  std::byte* base = ptr(y);
+  tbb::parallel_for(int64_t{0}, t.outer, [&](int64_t o) {
+    std::memset(base + o * t.rows * row_bytes, 0, static_cast<size_t>(t.extent[static_cast<size_t>(o)] * row_bytes));
+  });
+  t.zeroed = t.extent;
+  tails_[static_cast<size_t>(y.v)] = std::move(t);
+  return true;
 }
 
 }  // namespace sy::exec

@@ -51,9 +51,10 @@ class RaggedRows {
   // Runs einsum n through its kernel's ragged path when an input has tails; false: nothing run.
   bool run_einsum(const Node& n, const EinsumKernel& k, dnnl::stream& stream, const Ptr& ptr);
 
-  // After einsum n ran through the sparse x dense path (`run`: SparseEinsums::last_sparse_dense()):
-  // records the output's tails from the sparse operand's nonzeros (the output is zero-filled).
-  void after_sparse_dense(const Node& n, const SparseEinsums::SparseDenseRun& run);
+  // Before the sparse x dense path writes einsum n's output (SparseEinsums::OutputZeroing): when
+  // the output has blocks of rows (see "produced by"), records its tails from the sparse operand's
+  // nonzeros and zero-fills only the rows before them; false (nothing done) otherwise.
+  bool zero_sparse_dense_output(const Node& n, int p_index, const Nonzeros& p, const Ptr& ptr);
 
   // Whether the sparse paths of einsum n, reading its tailed inputs only at the coordinates of the
   // nonzeros `nz` of its sparse operand or mask p, stay before every tail (then nothing needs

@@ -239,7 +239,7 @@ bool find_nonzeros(ConstView x, int64_t max_count, Nonzeros& out) {
   return true;
 }
 
-bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstView q, View out) {
+bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstView q, View out, bool zero_fill) {
   const Shape& ps = p_type.shape;
   const Shape& qs = q.type.shape;
   const Shape& os = out.type.shape;
@@ -271,7 +271,7 @@ bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstVi
   const auto groups = static_cast<int64_t>(group.size());
   group.push_back(static_cast<int64_t>(order.size()));
 
-  zero_bytes(out.data, num_bytes(out.type));
+  if (zero_fill) zero_bytes(out.data, num_bytes(out.type));
   const bool contiguous = y.size.size() <= 1 && (y.size.empty() || (y.step[0][0] == 1 && y.step[0][1] == 1));
   const auto y_off = contiguous ? std::vector<std::array<int64_t, 3>>{} : y.offsets();
   const int64_t ny = y.count();
@@ -474,7 +474,6 @@ void SparseEinsums::produced(ValueId v, const Ptr& ptr) {
 }
 
 bool SparseEinsums::run(const Node& n, const Ptr& ptr) {
-  last_sparse_dense_ = {};
   if (n.outputs.empty()) return false;  // a duplicate (graph/cse.hpp): runs nowhere
   switch (n.kind) {
     case OpKind::einsum: return run_einsum(n, ptr);
@@ -605,9 +604,9 @@ bool SparseEinsums::run_einsum(const Node& n, const Ptr& ptr) {
   if (pick < 0) return false;
   const auto p = static_cast<size_t>(pick);
   materialize(n.inputs[1 - p], ptr);
-  last_sparse_dense_ = {pick_nz, pick};
+  const bool zeroed = zero_output_ && zero_output_(n, pick, *pick_nz);
   return einsum_sparse_dense(*pick_nz, g_.type(n.inputs[p]), ConstView{ptr(n.inputs[1 - p]), g_.type(n.inputs[1 - p])},
-                             out);
+                             out, !zeroed);
 }
 
 }  // namespace sy::exec

@@ -57,7 +57,8 @@ void store_nonzeros(const Nonzeros& x, const TensorType& t, void* data);
 
 // out = einsum(p, q) with p given by its nonzeros `p_nz` (p's type: p_type). False when a dim of q
 // is neither in p nor in out (a sum within q alone) or a dtype is not float.
-bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstView q, View out);
+// zero_fill false: out is not zero-filled first (the caller has zeroed what needs it).
+bool einsum_sparse_dense(const Nonzeros& p_nz, const TensorType& p_type, ConstView q, View out, bool zero_fill = true);
 
 // out = einsum(a, b) -> out's dims, computed at the entries of out that agree with some nonzero of
 // `mask` (type mask_type) on the dims out and mask share; zero elsewhere. False when a dim is
@@ -98,13 +99,12 @@ class SparseEinsums {
   bool deferrable(ValueId v) const { return deferrable_[static_cast<size_t>(v.v)]; }
   ValueId mask_of(NodeId n) const { return mask_[static_cast<size_t>(n.v)]; }  // invalid: none
 
-  // The last einsum run() took the sparse x dense path: its sparse operand's nonzeros and index
-  // (0: a, 1: b); null otherwise. Valid until the next run().
-  struct SparseDenseRun {
-    const Nonzeros* p = nullptr;
-    int index = -1;
-  };
-  const SparseDenseRun& last_sparse_dense() const { return last_sparse_dense_; }
+  // Called before the sparse x dense path writes einsum n's output (p_index: which operand is
+  // sparse, 0: a, 1: b): true when the hook has zeroed every element of the output that the
+  // rest of the program reads and no nonzero writes (the zero tails of executor/ragged_rows.hpp),
+  // so the whole output is not zero-filled; false: it is.
+  using OutputZeroing = std::function<bool(const Node& n, int p_index, const Nonzeros& p)>;
+  void set_output_zeroing(OutputZeroing hook) { zero_output_ = std::move(hook); }
 
   // This run: values kept as nonzeros only, and how many of them a dense reader materialised.
   struct RunStats {
@@ -135,7 +135,7 @@ class SparseEinsums {
   std::vector<Found> found_;        // per value, this run
   std::vector<Nonzeros> nz_;        // per value, valid when found_ is sparse or deferred
   RunStats stats_;
-  SparseDenseRun last_sparse_dense_;
+  OutputZeroing zero_output_;
 };
 
 }  // namespace sy::exec

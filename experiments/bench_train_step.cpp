@@ -68,6 +68,7 @@ struct Args {
   int profile = 0;
   uint64_t seed = 1;
   std::string kernel_probe;  // "" : SY_KERNEL_PROBE's mode
+  bool padded = false;       // expert buffers over every capacity slot (ExecutorOptions::ragged_rows off)
 };
 
 // A next-token batch of uniformly random token ids in [4, vocab) (ids below 4 are special).
@@ -136,6 +137,7 @@ int run(const Args& a) {
                                      a.model));
   sy::ExecutorOptions eopts;
   eopts.threads = a.threads;
+  eopts.ragged_rows = !a.padded;
   if (!a.kernel_probe.empty())
     sy::exec::set_probe_mode(a.kernel_probe == "off"       ? sy::exec::ProbeMode::off
                              : a.kernel_probe == "reprobe" ? sy::exec::ProbeMode::reprobe
@@ -316,6 +318,7 @@ int run(const Args& a) {
   r["model_gflops"] = model_flops / sec_per_step * 1e-9;
   r["loss"] = last_loss;
   r["fraction_dropped"] = dropped;
+  r["padded"] = a.padded;
   for (const auto& c : choices)
     r["kernel_choices"].push_back({{"shape", c.shape},
                                    {"path", c.path == sy::exec::Bf16Path::native ? "native" : "widened"},
@@ -362,6 +365,9 @@ int main(int argc, char** argv) {
                    "(probe again, overwrite the cache), off (native bf16 wherever the CPU has it); default: "
                    "$SY_KERNEL_PROBE, else auto")
         ->check(CLI::IsMember({"auto", "reprobe", "off"}));
+    app.add_flag("--padded", a.padded,
+                 "compute the expert buffers over every capacity slot, zero rows included (the executor's ragged rows "
+                 "off: executor/ragged_rows.hpp), for comparison");
     sy::parse_command_line(app, argc, argv);
     return run(a);
   });
