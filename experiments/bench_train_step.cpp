@@ -1,5 +1,6 @@
 // Times training steps of a model config in Switchyard (the Trainer: forward, backward, optimizer
-// in one graph on the CPU executor) on seeded random tokens, and prints tokens/s and FLOP/s.
+// in one graph on the CPU executor) on seeded random tokens (or the Brown corpus with --data DIR),
+// and prints tokens/s and FLOP/s.
 // experiments/bench_train runs it beside the PyTorch model of experiments/bench_train_torch.py.
 //
 //   build/bin/bench_train_step                               # bench_moe, f32, AdamW, 2 threads
@@ -27,6 +28,8 @@
 //
 // Output: a human-readable block, then one line `RESULT {json}` for scripts (with --profile, also
 // the per-kind rows).
+#include "executor/data/batches.hpp"
+#include "executor/data/cache.hpp"
 #include "executor/kernel_choice.hpp"
 #include "executor/train/trainer.hpp"
 #include "experiments/bench/machine_limits.hpp"
@@ -44,6 +47,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 #include <string>
@@ -69,6 +73,7 @@ struct Args {
   uint64_t seed = 1;
   std::string kernel_probe;  // "" : SY_KERNEL_PROBE's mode
   bool padded = false;       // expert buffers over every capacity slot (ExecutorOptions::ragged_rows off)
+  std::string data;          // "": random tokens; else a data directory (the Brown corpus, tokenized at the model's vocab)
 };
 
 // A next-token batch of uniformly random token ids in [4, vocab) (ids below 4 are special).
@@ -194,6 +199,20 @@ int run(const Args& a) {
 
   std::mt19937_64 rng(a.seed);
   const int64_t B = run_config.train.batch, T = trainer.inputs_length();
+  // --data: next-token batches of the Brown corpus (routing as text gives it), tokenized at the
+  // model's vocabulary (cached under DATA/cache); else uniformly random tokens.
+  std::optional<sy::data::PreparedData> prepared;
+  std::optional<sy::data::BatchSource> source;
+  if (!a.data.empty()) {
+    sy::data::PrepareOptions popts;
+    popts.tokenizer.vocab_size = cfg.vocab;
+    prepared.emplace(sy::data::prepare_brown(a.data, popts));
+    sy::data::BatchOptions bopts;
+    bopts.batch = B;
+    bopts.length = T;
+    bopts.seed = a.seed;
+    source.emplace(prepared->train, prepared->tokenizer.special_tokens(), bopts);
+  }
   // Per node, its time in each measured step; the profile reports the median over the steps, so one
   // step disturbed by another process on the shared cores does not set an op's figure.
   std::vector<std::vector<double>> op_step_us(g.nodes.size(), std::vector<double>(static_cast<size_t>(a.steps), 0.0));
@@ -202,7 +221,9 @@ int run(const Args& a) {
   int64_t dropped_n = 0;
   nlohmann::json profile_rows = nlohmann::json::array();
   for (int s = 0; s < a.warmup + a.steps; ++s) {
-    const sy::data::Batch batch = random_batch(B, T, cfg.vocab, rng);
+    sy::data::Batch batch;
+    if (source) source->next(batch);
+    else batch = random_batch(B, T, cfg.vocab, rng);
     const bool measured = s >= a.warmup;
     if (measured && a.profile > 0)
       trainer.set_op_observer([&](sy::NodeId n, double t0, double t1) {
@@ -319,6 +340,7 @@ int run(const Args& a) {
   r["loss"] = last_loss;
   r["fraction_dropped"] = dropped;
   r["padded"] = a.padded;
+  r["data"] = a.data.empty() ? "random" : a.data;
   for (const auto& c : choices)
     r["kernel_choices"].push_back({{"shape", c.shape},
                                    {"path", c.path == sy::exec::Bf16Path::native ? "native" : "widened"},
@@ -339,7 +361,7 @@ int run(const Args& a) {
 
 int main(int argc, char** argv) {
   return sy::tool_main("bench_train_step", [&] {
-    CLI::App app{"Times training steps of a decoder-only model config in Switchyard on random tokens; prints tokens/s "
+    CLI::App app{"Times training steps of a decoder-only model config in Switchyard on random tokens (or the Brown corpus: --data); prints tokens/s "
                  "and FLOP/s (see experiments/bench_train for the side-by-side comparison with PyTorch)"};
     Args a;
     app.add_option("--model", a.model, "model config (TOML)")->capture_default_str();
@@ -365,6 +387,9 @@ int main(int argc, char** argv) {
                    "(probe again, overwrite the cache), off (native bf16 wherever the CPU has it); default: "
                    "$SY_KERNEL_PROBE, else auto")
         ->check(CLI::IsMember({"auto", "reprobe", "off"}));
+    app.add_option("--data", a.data,
+                   "a data directory holding the Brown corpus (scripts/fetch_data.sh): train on its text, tokenized "
+                   "at the model's vocabulary, instead of random tokens");
     app.add_flag("--padded", a.padded,
                  "compute the expert buffers over every capacity slot, zero rows included (the executor's ragged rows "
                  "off: executor/ragged_rows.hpp), for comparison");

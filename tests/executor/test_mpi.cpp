@@ -7,6 +7,7 @@
 // member's device number), forms the expected output from them, and compares it with what the
 // collective returned over MPI.
 #include "exec_test_util.hpp"
+#include "tests/common/moe_test_graph.hpp"
 
 #include "executor/mpi/communicator.hpp"
 #include "executor/mpi/mesh_executor.hpp"
@@ -201,31 +202,9 @@ TEST_CASE("MPI blocks of global tensors: copy_block and assemble_global invert e
 TEST_CASE("MPI mesh executor: lowered MLP and MoE layer with gradients match the single-process run", "[.mpi]") {
   REQUIRE(mpi().size() == 4);
   // An MoE layer with a parameter before it (so gradients flow back through the dispatch).
-  Graph g;
-  {
-    Builder b(g);
-    Expr x = b.input("x", {{"batch", 4}, {"length", 4}, {"d_model", 4}}) * b.parameter("scale", {{"d_model", 4}});
-    MoeConfig cfg;
-    cfg.experts = 4;
-    cfg.k = 2;
-    cfg.policy_train = SecondPolicy::all;
-    cfg.d_ff = 8;
-    cfg.min_capacity = 1;
-    cfg.group_size = 4;
-    MoeContext ctx;
-    ctx.training = true;
-    ctx.output_metrics = false;
-    MoeLayer m;
-    {
-      ScopeGuard s(b, "moe");
-      m = moe_layer(b, x, cfg, ctx);
-    }
-    Expr loss = mean(m.y * m.y, {"batch", "length", "d_model"}) + m.aux_loss + m.z_loss;
-    b.output("y", m.y);
-    b.output("loss", loss);
-    b.set_loss(loss);
-    gradients(g);
-  }
+  test::MoeTestGraph o;
+  o.batch = 4, o.length = 4, o.d_model = 4, o.d_ff = 8;
+  const Graph g = test::moe_training_graph(o);
   const auto leaves = test::random_leaves(g, 3);
   const std::vector<Tensor> want = interpret(g, leaves);
   for (const auto& [mesh, layout] : std::vector<std::pair<std::string, std::string>>{
@@ -253,31 +232,10 @@ TEST_CASE("MPI mesh executor: a dropless MoE layer moves only routed rows and ma
   // 8 groups of 32 tokens to 4 experts, top-2, dropless (C = S = 32): dispatch [G, S, E, C] is kept
   // as nonzeros on every device (above kMinSparse, a quarter of it at most nonzero), so the expert
   // buffers have zero tails, and the expert-parallel all_to_all moves the routed rows only.
-  Graph g;
-  {
-    Builder b(g);
-    Expr x = b.input("x", {{"batch", 8}, {"length", 32}, {"d_model", 4}}) * b.parameter("scale", {{"d_model", 4}});
-    MoeConfig cfg;
-    cfg.experts = 4;
-    cfg.k = 2;
-    cfg.policy_train = SecondPolicy::all;
-    cfg.d_ff = 8;
-    cfg.dropless = true;
-    cfg.group_size = 32;
-    MoeContext ctx;
-    ctx.training = true;
-    ctx.output_metrics = false;
-    MoeLayer m;
-    {
-      ScopeGuard s(b, "moe");
-      m = moe_layer(b, x, cfg, ctx);
-    }
-    Expr loss = mean(m.y * m.y, {"batch", "length", "d_model"}) + m.aux_loss + m.z_loss;
-    b.output("y", m.y);
-    b.output("loss", loss);
-    b.set_loss(loss);
-    gradients(g);
-  }
+  test::MoeTestGraph o;
+  o.batch = 8, o.length = 32, o.d_model = 4, o.d_ff = 8;
+  o.dropless = true;
+  const Graph g = test::moe_training_graph(o);
   const auto leaves = test::random_leaves(g, 3);
   const std::vector<Tensor> want = interpret(g, leaves);
   struct Case {

@@ -2,6 +2,7 @@
 // rows only, against the reference (every op through its reference forward, padding and all).
 // Tolerances: tests/executor/exec_test_util.hpp.
 #include "exec_test_util.hpp"
+#include "tests/common/moe_test_graph.hpp"
 
 #include "graph/autodiff.hpp"
 #include "graph/builder.hpp"
@@ -68,44 +69,19 @@ TEST_CASE("ragged rows: hand routing, each expert's zero rows skipped and the re
   CHECK(st.rows_skipped == 3 * HandRouting::E * 48);
 }
 
-// The MoE layer's training graph (forward, backward) over groups of `length` tokens.
-Graph moe_graph(bool dropless, FfnKind ffn, int64_t length) {
-  Graph g;
-  Builder b(g);
-  Expr x = b.input("x", {{"batch", 2}, {"length", length}, {"d_model", 8}}) * b.parameter("scale", {{"d_model", 8}});
-  MoeConfig cfg;
-  cfg.experts = 8;
-  cfg.k = 2;
-  cfg.policy_train = SecondPolicy::all;
-  cfg.d_ff = 12;
-  cfg.expert_ffn = ffn;
-  cfg.dropless = dropless;
-  cfg.cf_train = 1.25;
-  cfg.min_capacity = 1;
-  cfg.group_size = length;
-  MoeContext ctx;
-  ctx.training = true;
-  ctx.output_metrics = false;
-  MoeLayer m;
-  {
-    ScopeGuard sg(b, "moe");
-    m = moe_layer(b, x, cfg, ctx);
-  }
-  Expr loss = mean(m.y * m.y, {"batch", "length", "d_model"}) + m.aux_loss + m.z_loss;
-  b.output("y", m.y);
-  b.output("loss", loss);
-  b.set_loss(loss);
-  gradients(g);  // outputs "grad/<parameter>"
-  return g;
-}
-
 TEST_CASE("ragged rows: a dropless MoE training step matches the reference and skips most rows", "[executor][ragged]") {
   // Dropless: C = S = 64 slots per expert, 8 experts, top-2: 16 rows each on average, so about three
   // quarters of every expert buffer is zero. GEGLU and ReLU experts; also capacity 1.25 (C = 20).
   const bool dropless = GENERATE(true, false);
   const FfnKind ffn = GENERATE(FfnKind::geglu, FfnKind::relu);
   INFO("dropless " << dropless << " ffn " << (ffn == FfnKind::geglu ? "geglu" : "relu"));
-  const Graph g = moe_graph(dropless, ffn, 64);
+  test::MoeTestGraph o;
+  o.experts = 8;
+  o.length = 64;
+  o.cf = 1.25;
+  o.dropless = dropless;
+  o.ffn = ffn;
+  const Graph g = test::moe_training_graph(o);
   test::expect_outputs_match(g, 1e-4, kTolBf16);
 
   Executor ex(g);

@@ -3,6 +3,7 @@
 // as their nonzeros, and whole MoE layers forward and backward. Tolerances:
 // tests/executor/exec_test_util.hpp.
 #include "exec_test_util.hpp"
+#include "tests/common/moe_test_graph.hpp"
 
 #include "executor/memory_plan.hpp"
 #include "executor/sparse_einsum.hpp"
@@ -299,31 +300,11 @@ TEST_CASE("sparse einsum: a cast of a one-hot tensor feeds a sparse einsum (bf16
 // A training graph of one MoE layer (forward, backward) whose capacity overflows: tokens drop.
 // Groups of `length` tokens (one sequence each).
 Graph moe_training_graph(int64_t experts, double cf, int64_t length = 16) {
-  Graph g;
-  Builder b(g);
-  Expr x = b.input("x", {{"batch", 2}, {"length", length}, {"d_model", 8}}) * b.parameter("scale", {{"d_model", 8}});
-  MoeConfig cfg;
-  cfg.experts = experts;
-  cfg.k = 2;
-  cfg.policy_train = SecondPolicy::all;
-  cfg.d_ff = 12;
-  cfg.cf_train = cf;
-  cfg.min_capacity = 1;
-  cfg.group_size = length;
-  MoeContext ctx;
-  ctx.training = true;
-  ctx.output_metrics = false;
-  MoeLayer m;
-  {
-    ScopeGuard sg(b, "moe");
-    m = moe_layer(b, x, cfg, ctx);
-  }
-  Expr loss = mean(m.y * m.y, {"batch", "length", "d_model"}) + m.aux_loss + m.z_loss;
-  b.output("y", m.y);
-  b.output("loss", loss);
-  b.set_loss(loss);
-  gradients(g);  // outputs "grad/<parameter>"
-  return g;
+  test::MoeTestGraph o;
+  o.experts = experts;
+  o.cf = cf;
+  o.length = length;
+  return test::moe_training_graph(o);
 }
 
 TEST_CASE("sparse einsum: the executor plans every dispatch/combine einsum of an MoE layer", "[executor][sparse]") {

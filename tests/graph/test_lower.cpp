@@ -11,6 +11,7 @@
 #include "graph/models/moe.hpp"
 #include "graph/verify.hpp"
 #include "ops/interpret.hpp"
+#include "tests/common/moe_test_graph.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -394,31 +395,11 @@ TEST_CASE("reshape carries a leading split across (batch -> group)", "[lower]") 
 }
 
 TEST_CASE("MoE layer with experts and batch on one axis: all-to-alls at dispatch and combine", "[lower]") {
-  Graph g;
-  Builder b(g);
   // x · scale: a parameter before the layer, so the gradient flows back through dispatch.
-  Expr x = b.input("x", {{"batch", 4}, {"length", 4}, {"d_model", 4}}) * b.parameter("scale", {{"d_model", 4}});
-  MoeConfig cfg;
-  cfg.experts = 4;
-  cfg.k = 2;
-  cfg.policy_train = SecondPolicy::all;
-  cfg.d_ff = 6;
-  cfg.min_capacity = 1;
-  cfg.group_size = 4;
-  MoeContext ctx;
-  ctx.training = true;
-  ctx.batch_split = 2;
-  ctx.output_metrics = false;
-  MoeLayer m;
-  {
-    ScopeGuard s(b, "moe");
-    m = moe_layer(b, x, cfg, ctx);
-  }
-  Expr loss = mean(m.y * m.y, {"batch", "length", "d_model"}) + m.aux_loss + m.z_loss;
-  b.output("y", m.y);
-  b.output("loss", loss);
-  b.set_loss(loss);
-  gradients(g);
+  test::MoeTestGraph o;
+  o.batch = 4, o.length = 4, o.d_model = 4, o.d_ff = 6;
+  o.batch_split = 2;
+  const Graph g = test::moe_training_graph(o);
   auto leaves = random_leaves(g, 6);
   const Lowered L = check_spmd(g, "data:2", "batch:data,experts:data", leaves);
   // Forward: dispatch (group -> experts) and combine (experts -> group); backward: the same two
