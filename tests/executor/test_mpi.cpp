@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <map>
 #include <memory>
 
 using namespace sy;
@@ -199,6 +200,24 @@ TEST_CASE("MPI blocks of global tensors: copy_block and assemble_global invert e
   }
 }
 
+// Runs g lowered for `mesh` and `layout` with the global leaves; every graph output must equal
+// the single-process `want` within 1e-5. Returns the run's ragged-rows counters.
+Executor::RaggedStats run_on_mesh(const Graph& g, const std::map<ValueId, Tensor>& leaves, const std::vector<Tensor>& want,
+                                  const std::string& mesh, const std::string& layout) {
+  ExecutorOptions opts;
+  opts.threads = 1;
+  opts.communicator = communicator(mesh);
+  MeshExecutor ex(g, parse_layout(layout, opts.communicator->mesh()), opts);
+  REQUIRE(ex.distributed());
+  for (const auto& [v, t] : leaves) ex.set(v, t);
+  ex.run();
+  for (const GraphOutput& o : g.outputs) {
+    INFO("output " << o.name << " on " << mesh << " with " << layout);
+    CHECK(test::max_rel_err(ex.get(o.value), want[static_cast<size_t>(o.value.v)]) < 1e-5);
+  }
+  return ex.ragged_stats();
+}
+
 TEST_CASE("MPI mesh executor: lowered MLP and MoE layer with gradients match the single-process run", "[.mpi]") {
   REQUIRE(mpi().size() == 4);
   // An MoE layer with a parameter before it (so gradients flow back through the dispatch).
@@ -211,20 +230,8 @@ TEST_CASE("MPI mesh executor: lowered MLP and MoE layer with gradients match the
            {"data:4", "batch:data,experts:data"},
            {"data:2,model:2", "batch:data,experts:data,d_ff:model"},
            {"data:2,expert:2", "batch:data,experts:expert"},
-           {"model:4", "d_ff:model"}}) {
-    ExecutorOptions opts;
-    opts.threads = 1;
-    opts.communicator = communicator(mesh);
-    MeshExecutor ex(g, parse_layout(layout, opts.communicator->mesh()), opts);
-    REQUIRE(ex.distributed());
-    for (const auto& [v, t] : leaves) ex.set(v, t);
-    ex.run();
-    for (const GraphOutput& o : g.outputs) {
-      INFO("output " << o.name << " on " << mesh << " with " << layout);
-      const Tensor got = ex.get(o.value);
-      CHECK(test::max_rel_err(got, want[static_cast<size_t>(o.value.v)]) < 1e-5);
-    }
-  }
+           {"model:4", "d_ff:model"}})
+    run_on_mesh(g, leaves, want, mesh, layout);
 }
 
 TEST_CASE("MPI mesh executor: a dropless MoE layer moves only routed rows and matches the single-process run", "[.mpi]") {
@@ -245,24 +252,11 @@ TEST_CASE("MPI mesh executor: a dropless MoE layer moves only routed rows and ma
   for (const Case& c : std::vector<Case>{{"data:4", "batch:data,experts:data", true},
                                          {"data:2,model:2", "batch:data,experts:data,d_ff:model", true},
                                          {"data:2,expert:2", "batch:data,experts:expert", false}}) {
-    const std::string& mesh = c.mesh;
-    const std::string& layout = c.layout;
-    ExecutorOptions opts;
-    opts.threads = 1;
-    opts.communicator = communicator(mesh);
-    MeshExecutor ex(g, parse_layout(layout, opts.communicator->mesh()), opts);
-    REQUIRE(ex.distributed());
-    for (const auto& [v, t] : leaves) ex.set(v, t);
-    ex.run();
-    for (const GraphOutput& o : g.outputs) {
-      INFO("output " << o.name << " on " << mesh << " with " << layout);
-      CHECK(test::max_rel_err(ex.get(o.value), want[static_cast<size_t>(o.value.v)]) < 1e-5);
-    }
+    const Executor::RaggedStats st = run_on_mesh(g, leaves, want, c.mesh, c.layout);
     if (!c.all_to_all) continue;
     // The all_to_alls (dispatch and combine, forward and backward) and the expert computation ran
     // over tails: with 4 experts and top-2, half of every expert buffer on average is zero rows.
-    const Executor::RaggedStats st = ex.ragged_stats();
-    INFO(mesh << " " << layout << ": " << st.ops << " ragged ops, " << st.rows_skipped << " of " << st.rows << " rows skipped");
+    INFO(c.mesh << " " << c.layout << ": " << st.ops << " ragged ops, " << st.rows_skipped << " of " << st.rows << " rows skipped");
     CHECK(st.ops >= 4);
     CHECK(st.all_to_alls >= 2);  // tokens to their experts; d expert_out back to them
     CHECK(st.rows_skipped * 4 >= st.rows);
