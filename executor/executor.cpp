@@ -288,9 +288,9 @@ struct Executor::Impl {
   // The one dispatcher: every kind says whether it has a fast kernel. A fast kernel returns false
   // for shapes it does not cover, and the reference forward runs instead.
   void run_node(const Node& n) {
+    if (duplicate[static_cast<size_t>(n.id.v)]) return;  // runs nowhere (its inputs and outputs are cleared)
     const auto ptr_of = [&](ValueId v) { return ptr(v); };
     if (sparse) {  // one-hot values and what reads them (executor/sparse_einsum.hpp)
-      // The sparse paths read their dense operands at any row: tails zero-filled first.
       // The sparse paths read their dense operands at the coordinates of the sparse operand's (or
       // the mask's) nonzeros: tails zero-filled first unless those lie before them.
       if (ragged && n.kind == OpKind::einsum && (ragged->has_tails(n.inputs.at(0)) || ragged->has_tails(n.inputs.at(1)))) {
@@ -326,7 +326,6 @@ struct Executor::Impl {
       return run_collective(*opts.communicator, n.kind, std::get<CollectiveAttrs>(n.attrs), g.type(n.inputs.at(0)),
                             ptr(n.inputs.at(0)), g.type(n.outputs.at(0)), ptr(n.outputs.at(0)));
     if (!opts.fast_kernels) return run_reference(n);
-    if (duplicate[static_cast<size_t>(n.id.v)]) return;
     auto in = [&](size_t i) { return exec::ConstView{ptr(n.inputs.at(i)), g.type(n.inputs.at(i))}; };
     auto out = [&](size_t i) { return exec::View{ptr(n.outputs.at(i)), g.type(n.outputs.at(i))}; };
     auto unary = [&](exec::UnaryOp op, const ScaleAttrs& s = {}) { return exec::unary(op, s, in(0), out(0)); };
