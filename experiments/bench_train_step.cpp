@@ -31,6 +31,7 @@
 #include "executor/data/batches.hpp"
 #include "executor/data/cache.hpp"
 #include "executor/kernel_choice.hpp"
+#include "executor/train/checkpoint.hpp"
 #include "executor/train/trainer.hpp"
 #include "experiments/bench/machine_limits.hpp"
 #include "graph/error.hpp"
@@ -46,6 +47,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <random>
@@ -74,6 +76,7 @@ struct Args {
   std::string kernel_probe;  // "" : SY_KERNEL_PROBE's mode
   bool padded = false;       // expert buffers over every capacity slot (ExecutorOptions::ragged_rows off)
   std::string data;          // "": random tokens; else a data directory (the Brown corpus, tokenized at the model's vocab)
+  std::string init_from;     // "": fresh parameters; else a `train` run directory whose checkpoint is loaded first
 };
 
 // A next-token batch of uniformly random token ids in [4, vocab) (ids below 4 are special).
@@ -195,6 +198,14 @@ int run(const Args& a) {
       node_bound_us[i] = std::max({flop_us, node_bytes[i] / limits.bandwidth * 1e6,
                                    node_transcendentals[i] / limits.exp_rate * 1e6});
     }
+  }
+
+  // --init-from: the parameters and optimizer state of a trained run (routing as training left it).
+  if (!a.init_from.empty()) {
+    const std::filesystem::path path = std::filesystem::path(a.init_from) / "checkpoint.safetensors";
+    const sy::Checkpoint ckpt = sy::read_checkpoint(path);
+    sy::restore_state(ckpt, trainer.state(), path);
+    trainer.set_step(ckpt.run.step);
   }
 
   std::mt19937_64 rng(a.seed);
@@ -341,6 +352,7 @@ int run(const Args& a) {
   r["fraction_dropped"] = dropped;
   r["padded"] = a.padded;
   r["data"] = a.data.empty() ? "random" : a.data;
+  r["init_from"] = a.init_from;
   for (const auto& c : choices)
     r["kernel_choices"].push_back({{"shape", c.shape},
                                    {"path", c.path == sy::exec::Bf16Path::native ? "native" : "widened"},
@@ -390,6 +402,9 @@ int main(int argc, char** argv) {
     app.add_option("--data", a.data,
                    "a data directory holding the Brown corpus (scripts/fetch_data.sh): train on its text, tokenized "
                    "at the model's vocabulary, instead of random tokens");
+    app.add_option("--init-from", a.init_from,
+                   "a run directory of `train` with this model: start from its checkpoint (parameters, optimizer state, "
+                   "step) instead of fresh parameters");
     app.add_flag("--padded", a.padded,
                  "compute the expert buffers over every capacity slot, zero rows included (the executor's ragged rows "
                  "off: executor/ragged_rows.hpp), for comparison");
