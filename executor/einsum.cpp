@@ -77,8 +77,6 @@ int64_t nonzero_extent(const std::byte* base, int64_t n, int64_t outer, int64_t 
 
 int64_t round_up(int64_t x, int64_t m, int64_t cap) { return std::min(cap, (x + m - 1) / m * m); }
 
-
-
 }  // namespace
 
 // Whether bf16 x bf16 einsums run as oneDNN bf16 matmuls: on CPUs with bf16 dot products
@@ -257,10 +255,6 @@ bool EinsumKernel::run_trimmed(const void* ps, const void* pw, void* pc, dnnl::s
   return true;
 }
 
-}  // namespace sy::exec
-
-namespace sy::exec {
-
 bool EinsumKernel::run_ragged(const void* a, const void* b, void* out, const RowTails* ta, const RowTails* tb,
                               dnnl::stream& stream, RowTails& out_tails) const {
   out_tails = RowTails{};
@@ -282,8 +276,8 @@ bool EinsumKernel::run_ragged(const void* a, const void* b, void* out, const Row
   const RowTails* kw = w_row_major && blocks_of(tw, summed_, cols_) ? tw : nullptr;
   if (!row_case && !ks && !kw) return false;
   if (!row_case && ks && kw && (ks->outer != kw->outer || ks->rows != kw->rows)) kw = nullptr;
-  // Tails the case does not use must be zeros in storage (they are read as they are).
-  if (row_case && ts != nullptr && tw != nullptr && !tw->fully_zeroed()) return false;
+  // Tails the case does not use must be zeros in storage (they are read as they are; the row case
+  // required that of W's already).
   if (!row_case && ts && !ks && !ts->fully_zeroed()) return false;
   if (!row_case && tw && !kw && !tw->fully_zeroed()) return false;
 
@@ -305,7 +299,6 @@ bool EinsumKernel::run_ragged(const void* a, const void* b, void* out, const Row
     dnnl::memory mw(wmd, engine_, const_cast<std::byte*>(pw));
     dnnl::memory mc(cmd, engine_, pc);
     mm.execute(stream, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}});
-
   };
   const auto st = dnnl_type(in_dt_), ct = dnnl_type(c_dt_);
 
