@@ -415,6 +415,7 @@ int run(int argc, char** argv) {
     h.link_bandwidth = net.link_bandwidth;
     h.reduction_bandwidth = net.reduction_bandwidth;
     h.ici_efficiency_by_size = net.efficiency_by_size;
+    h.collective_kinds = net.kinds;
     h.latency_after_streaming = net.latency_after_streaming;
     h.staged_collectives = true;  // run_collective packs and unpacks MPI's contiguous blocks
     for (const auto& [bytes, seconds] : net.latency_after_streaming.points)

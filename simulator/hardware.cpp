@@ -57,6 +57,17 @@ const ClassEfficiency& HardwareSpec::efficiency_of(OpKind k, bool broadcast) con
   return it != kind_efficiency.end() ? it->second : efficiency_of(op_def(k).op_class);
 }
 
+double HardwareSpec::hop_latency_of(OpKind k) const {
+  auto it = collective_kinds.find(k);
+  return it != collective_kinds.end() ? it->second.hop_latency : hop_latency;
+}
+
+const EfficiencyCurve& HardwareSpec::ici_efficiency_of(OpKind k) const {
+  auto it = collective_kinds.find(k);
+  return it != collective_kinds.end() && !it->second.efficiency_by_size.points.empty() ? it->second.efficiency_by_size
+                                                                                      : ici_efficiency_by_size;
+}
+
 std::string default_hardware_dir() { return std::string(SY_SOURCE_DIR) + "/simulator/hardware"; }
 
 namespace {
@@ -173,6 +184,15 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.latency_after_streaming = read_curve(ici, "latency_after_streaming", /*seconds=*/true);
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
+  for (OpKind k : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})
+    if (const toml::table* t = ici.table(op_name(k))) {
+      TomlSection kt(doc, t, fmt::format("ici.{}", op_name(k)));
+      CollectiveKindNetwork c;
+      c.hop_latency = kt.number("hop_latency", s.hop_latency, at_least(0, "seconds"));
+      c.efficiency_by_size = read_curve(kt, "efficiency_by_size");
+      kt.finish();
+      s.collective_kinds[k] = std::move(c);
+    }
   ici.finish();
 
   for (OpClass c : kClasses) {
@@ -251,6 +271,10 @@ std::string to_toml(const HardwareSpec& s) {
     r += fmt::format("efficiency_by_size = {}\n", curve(s.ici_efficiency_by_size));
   if (!s.latency_after_streaming.points.empty())
     r += fmt::format("latency_after_streaming = {}\n", curve(s.latency_after_streaming));
+  for (const auto& [k, c] : s.collective_kinds) {
+    r += fmt::format("\n[ici.{}]\nhop_latency = {}\n", op_name(k), num(c.hop_latency));
+    if (!c.efficiency_by_size.points.empty()) r += fmt::format("efficiency_by_size = {}\n", curve(c.efficiency_by_size));
+  }
   for (OpClass c : kClasses) {
     const ClassEfficiency& e = s.efficiency_of(c);
     r += fmt::format("\n[efficiency.{}]\n", op_class_name(c));

@@ -88,6 +88,14 @@
 //                                       executor's copies). false
 //                                       (TPU: the default): the ICI DMA reads and writes strided
 //                                       blocks in place
+//   [ici.<kind>]                        all_gather, reduce_scatter, all_reduce, all_to_all: that
+//   hop_latency = 5e-6                  kind's own α and efficiency_by_size (each optional),
+//   efficiency_by_size = [[256, 1.0]]   replacing the shared ones for it. An MPI library runs each
+//                                       kind by its own algorithm (Open MPI's tuned component picks
+//                                       one per kind and message size: a reduce_scatter_block of 16
+//                                       bytes took 6 µs where an all_gather took 1.3 µs on the
+//                                       development host), so calibrate measures each kind. None
+//                                       (TPU: the default): every kind is the ring/torus formula
 //   async_collectives = true            collectives run alongside compute (XLA:TPU's async
 //                                       all-reduce-start/-done on the ICI DMA engines); false: on
 //                                       the thread that runs compute, in program order (the sy MPI
@@ -139,6 +147,14 @@ struct ClassEfficiency {
   EfficiencyCurve memory;
 };
 
+// One collective kind's network values on a backing whose library runs each kind by its own
+// algorithm (Open MPI's tuned component picks one per kind and size: ompi/mca/coll/tuned), so its
+// fixed cost and size curve differ from the others' (calibrate measures each kind).
+struct CollectiveKindNetwork {
+  double hop_latency = 0;              // α of this kind, seconds per hop
+  EfficiencyCurve efficiency_by_size;  // empty: the shared efficiency_by_size
+};
+
 struct HardwareSpec {
   std::string name;
   std::string description;
@@ -172,6 +188,9 @@ struct HardwareSpec {
   EfficiencyCurve latency_after_streaming; // (bytes streamed, seconds added); empty: 0
   bool staged_collectives = false;
   bool async_collectives = true;
+  // [ici.<collective kind>]: a kind's own α and size curve, replacing hop_latency and
+  // efficiency_by_size for that kind (absent: the shared ones).
+  std::map<OpKind, CollectiveKindNetwork> collective_kinds;
 
   std::array<ClassEfficiency, kOpClassCount> efficiency;  // by OpClass
   std::map<OpKind, ClassEfficiency> kind_efficiency;      // per op kind, replacing its class's
@@ -185,6 +204,9 @@ struct HardwareSpec {
   // The kind's own curves if the spec has them (its broadcast curves for a broadcasting binary
   // op, when present), else its class's.
   const ClassEfficiency& efficiency_of(OpKind k, bool broadcast = false) const;
+  // α and the size curve of collective `k`: its [ici.<kind>] values when present, else the shared.
+  double hop_latency_of(OpKind k) const;
+  const EfficiencyCurve& ici_efficiency_of(OpKind k) const;
 };
 
 // Reads a hardware file. `name_or_path`: a path to a .toml file, or a chip name looked up as

@@ -276,6 +276,16 @@ OpCost LoadSkew::cost(const Node& n, const std::vector<TensorType>& in, const st
                 .collective_bytes = at(zero.collective_bytes, priced.collective_bytes)};
 }
 
+int64_t LoadSkew::ragged_all_to_all_blocks(const Node& n, const TensorType& in) const {
+  if (!report_.ragged || n.kind != OpKind::all_to_all || layer_of_node_.at(static_cast<size_t>(n.id.v)) < 0) return 0;
+  int64_t blocks = 1;
+  for (const Dim& d : in.shape) {
+    if (d.name == kCapacity) return blocks;
+    blocks *= d.size;
+  }
+  return 0;  // no capacity dim: not an expert buffer
+}
+
 LoadSkewReport LoadSkew::report(const std::vector<double>& duration_by_node) const {
   LoadSkewReport r = report_;
   for (size_t i = 0; i < layer_of_node_.size() && i < duration_by_node.size(); ++i)

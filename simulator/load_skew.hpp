@@ -100,6 +100,10 @@ class LoadSkew {
   // the layer's capacity-indexed ops; then priced at ρ of its capacity slots.
   OpCost cost(const Node& n, const std::vector<TensorType>& in, const std::vector<TensorType>& out,
               const OpCost& priced) const;
+  // Ragged: when n is one of the layers' all-to-alls of an expert buffer (moved at ρ of its
+  // slots), the number of (expert, group) blocks of its local input `in` (its dims before the
+  // capacity dim); else 0.
+  int64_t ragged_all_to_all_blocks(const Node& n, const TensorType& in) const;
   // The per-layer results, with the scaled ops' times (duration by node id of the program).
   LoadSkewReport report(const std::vector<double>& duration_by_node) const;
 

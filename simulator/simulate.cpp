@@ -173,11 +173,23 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
         int64_t members = 1;
         for (const Dim& ax : a.axes) members *= ax.size;
         const StagingBytes sb = staging_bytes(n.kind, a, in.at(0), members);
-        for (const int64_t b : {sb.pack, sb.unpack})
+        double pack = static_cast<double>(sb.pack), unpack = static_cast<double>(sb.unpack);
+        const int64_t blocks = opts.load_skew ? opts.load_skew->ragged_all_to_all_blocks(n, in.at(0)) : 0;
+        if (blocks > 0) {
+          // The MPI executor's ragged all-to-all (executor/mpi/ragged_all_to_all.cpp): the members
+          // agree on the path (an all_gather of 32 bytes each), exchange their blocks' row counts
+          // (an all_to_all of 8 bytes per block), pack the routed rows into one send buffer, move
+          // them (MPI_Alltoallv, priced above at the routed bytes) and unpack them into place.
+          const double m = static_cast<double>(members), ext = 8.0 * static_cast<double>(blocks);
+          const double calls = collective_time(hw, r.topology, OpKind::all_gather, op.axes, 32.0, 32.0 * m).total +
+                               collective_time(hw, r.topology, OpKind::all_to_all, op.axes, ext, ext).total;
+          op.comm.latency += calls;
+          op.comm.total += calls;
+          pack = unpack = op.cost.bytes_read;  // the routed rows, both ways
+        }
+        for (const double b : {pack, unpack})
           if (b > 0)
-            op.comm.staging += roofline(hw, OpClass::elementwise, op.dtype,
-                                        OpCost{.bytes_read = static_cast<double>(b), .bytes_written = static_cast<double>(b)})
-                                   .time;
+            op.comm.staging += roofline(hw, OpClass::elementwise, op.dtype, OpCost{.bytes_read = b, .bytes_written = b}).time;
         op.comm.total += op.comm.staging;
       }
       op.duration = op.comm.total;

@@ -283,7 +283,7 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
     return (chips > 1 ? (chips - 1.0) / chips * V / chip_ring_bw : 0.0) +
            (n_core > 1 ? (n_core - 1.0) / n_core * V / core_bw : 0.0);
   };
-  const double alpha = hw.hop_latency * hops;
+  const double alpha = hw.hop_latency_of(kind) * hops;
   // A ring reduce-scatter has each device reduce (n−1)/n of the array into its block; on hardware
   // where that work does not overlap the transfer it adds at reduction_bandwidth.
   auto reduction = [&](double V) { return hw.reduction_bandwidth > 0 ? (n - 1.0) / n * V / hw.reduction_bandwidth : 0.0; };
@@ -313,7 +313,7 @@ CollectiveTime collective_time(const HardwareSpec& hw, const Topology& topo, OpK
   }
   // A CPU MPI backing moves a message from the cache faster than one from DRAM
   // (HardwareSpec::ici_efficiency_by_size; none on TPU).
-  t.bandwidth /= hw.ici_efficiency_by_size.at(std::max(local_in_bytes, local_out_bytes));
+  t.bandwidth /= hw.ici_efficiency_of(kind).at(std::max(local_in_bytes, local_out_bytes));
   t.total = t.latency + t.bandwidth;
   return t;
 }

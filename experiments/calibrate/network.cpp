@@ -45,6 +45,11 @@ CollectiveNode node_for(const Communicator& comm, const std::string& kind, int64
     n.attrs.scatter_dim = x;
     n.in = TensorType{{{x, 2}, {y, v / 2}}, DType::f32};
     n.out = TensorType{{{x, 1}, {y, v}}, DType::f32};
+  } else if (kind == "reduce_scatter") {
+    n.kind = OpKind::reduce_scatter;
+    n.attrs.scatter_dim = x;
+    n.in = TensorType{{{"x", v}}, DType::f32};
+    n.out = TensorType{{{"x", v / 2}}, DType::f32};
   } else {
     n.kind = OpKind::all_reduce;
     n.in = n.out = TensorType{{{"x", v}}, DType::f32};
@@ -52,13 +57,31 @@ CollectiveNode node_for(const Communicator& comm, const std::string& kind, int64
   return n;
 }
 
+OpKind kind_of(const std::string& kind) {
+  return kind == "all_gather" ? OpKind::all_gather : kind == "all_to_all" ? OpKind::all_to_all
+                                                   : kind == "reduce_scatter" ? OpKind::reduce_scatter
+                                                                              : OpKind::all_reduce;
+}
+
+// The formula's α terms (how many α) and bandwidth terms (seconds at efficiency 1) of a sample.
+int alphas(const std::string& kind) { return kind == "all_reduce" ? 2 : 1; }
+double bandwidth_terms(const NetworkFit& f, const CollectiveSample& s) {
+  const double reduce = f.reduction_bandwidth > 0 ? s.bytes / 2 / f.reduction_bandwidth : 0.0;
+  if (s.kind == "all_reduce") return s.bytes / f.link_bandwidth + reduce;
+  if (s.kind == "reduce_scatter") return s.bytes / 2 / f.link_bandwidth + reduce;
+  return s.bytes / 2 / f.link_bandwidth;
+}
+
 }  // namespace
 
 double NetworkFit::predict(const CollectiveSample& s) const {
-  const double e = efficiency_by_size.at(s.bytes);
-  if (s.kind != "all_reduce") return hop_latency + s.bytes / 2 / link_bandwidth / e;
-  const double reduce = reduction_bandwidth > 0 ? s.bytes / 2 / reduction_bandwidth : 0.0;
-  return s.copy_seconds + 2 * hop_latency + (s.bytes / link_bandwidth + reduce) / e;
+  double alpha = hop_latency;
+  const EfficiencyCurve* curve = &efficiency_by_size;
+  if (auto it = kinds.find(kind_of(s.kind)); it != kinds.end()) {
+    alpha = it->second.hop_latency;
+    if (!it->second.efficiency_by_size.points.empty()) curve = &it->second.efficiency_by_size;
+  }
+  return s.copy_seconds + alphas(s.kind) * alpha + bandwidth_terms(*this, s) / curve->at(s.bytes);
 }
 
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
@@ -68,7 +91,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   NetworkFit fit;
   std::vector<float> in, out, evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
   float stamp = 0;
-  for (const char* kind : {"all_gather", "all_to_all", "all_reduce"})
+  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"})
     for (double bytes = 256; bytes <= max_bytes; bytes *= 4) {
       const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
       in.assign(static_cast<size_t>(num_elements(n.in.shape)), 0.0f);
@@ -109,14 +132,14 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   std::vector<double> smallest;
   std::map<double, std::vector<double>> seconds_by_size;  // data movement only
   for (const CollectiveSample& s : fit.samples)
-    if (s.kind != "all_reduce") {
+    if (s.kind == "all_gather" || s.kind == "all_to_all") {
       seconds_by_size[s.bytes].push_back(s.seconds);
       if (s.bytes == fit.samples.front().bytes) smallest.push_back(s.seconds);
     }
   fit.hop_latency = median(smallest);
   double rate = 0;
   for (const CollectiveSample& s : fit.samples)
-    if (s.kind != "all_reduce" && s.seconds > fit.hop_latency)
+    if ((s.kind == "all_gather" || s.kind == "all_to_all") && s.seconds > fit.hop_latency)
       rate = std::max(rate, s.bytes / 2 / (s.seconds - fit.hop_latency));
   if (rate <= 0) {  // every size within the latency's noise (a tiny --smoke range): the largest sample's rate
     const CollectiveSample& big = *std::max_element(fit.samples.begin(), fit.samples.end(),
@@ -136,6 +159,24 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
     if (rest > 0) rates.push_back(s.bytes / 2 / rest);
   }
   fit.reduction_bandwidth = !rates.empty() ? median(rates) : 0.0;
+
+  // Each data-movement kind's own α and e(V) (NetworkFit::kinds). all_reduce keeps the shared
+  // values above, which its reduction bandwidth was fitted with.
+  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"}) {
+    CollectiveKindNetwork k;
+    const CollectiveSample* smallest_k = nullptr;
+    for (const CollectiveSample& s : fit.samples)
+      if (s.kind == kind && (!smallest_k || s.bytes < smallest_k->bytes)) smallest_k = &s;
+    if (!smallest_k) continue;
+    k.hop_latency = smallest_k->seconds;
+    for (const CollectiveSample& s : fit.samples) {
+      if (s.kind != kind) continue;
+      const double rest = s.seconds - k.hop_latency;
+      const double e = rest > 0 ? std::min(1.0, bandwidth_terms(fit, s) / rest) : 1.0;
+      k.efficiency_by_size.points.emplace_back(s.bytes, std::max(1e-3, e));
+    }
+    fit.kinds[kind_of(kind)] = std::move(k);
+  }
 
   // HardwareSpec::latency_after_streaming: a 16 KiB all_gather again, after each rank streamed
   // E bytes (E = 4·evict_bytes, 16·evict_bytes, ... up to max_streamed) instead of evict_bytes; its

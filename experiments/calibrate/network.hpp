@@ -12,6 +12,8 @@
 // link), where the formulas read, for V bytes (all_gather: the gathered array; all_to_all: one
 // device's buffer; all_reduce: the array) and e(V) the [ici] efficiency_by_size curve:
 //   all_gather, all_to_all   α + (V/2) / w / e(V)              (each rank sends half of V)
+//   reduce_scatter           α + ((V/2) / w + (V/2) / r) / e(V)  (V: the input; half of it sent
+//                                                              and reduced on the CPU)
 //   all_reduce               2α + (V / w + (V/2) / r) / e(V)   (reduce-scatter + all-gather, and
 //                                                              the reduction of V/2 bytes on the CPU),
 //                                                              after its copy of V bytes (measured
@@ -30,13 +32,14 @@
 #include "simulator/hardware.hpp"
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace sy {
 
 struct CollectiveSample {
-  std::string kind;    // all_gather, all_to_all, all_reduce
+  std::string kind;    // all_gather, all_to_all, reduce_scatter, all_reduce
   double bytes = 0;    // V above
   double seconds = 0;  // median of the repetitions
   // all_reduce: the median time of its copy of the input into the output buffer (run_collective
@@ -46,13 +49,17 @@ struct CollectiveSample {
 };
 
 struct NetworkFit {
-  double hop_latency = 0;          // α, seconds
+  double hop_latency = 0;          // α, seconds (shared: all_gather and all_to_all)
   double link_bandwidth = 0;       // w, B/s one way
   double reduction_bandwidth = 0;  // r, B/s of reduced input; 0: not measurable (overlapped)
   EfficiencyCurve efficiency_by_size;  // e(V)
   EfficiencyCurve latency_after_streaming;  // (bytes streamed, seconds above α); empty: not measured
+  // Each kind's own α and e(V) (HardwareSpec::collective_kinds), fitted as above from its samples
+  // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: it has 2α),
+  // e_k(V) its formula's bandwidth terms (w and r as fitted above) over (t − α_k terms).
+  std::map<OpKind, CollectiveKindNetwork> kinds;
   std::vector<CollectiveSample> samples;
-  // The formula's time for a sample under this fit.
+  // The formula's time for a sample under this fit (its kind's own α and e(V)).
   double predict(const CollectiveSample& s) const;
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # experiments/bench_sim_mpi's plumbing at a tiny size (calibrate --smoke): calibrate under
 # mpiexec -n 2 writes a hardware file with the measured network ([ici] torus [2], no async
-# collectives), every rank writes its trace (trace.json, trace.rank1.json, aligned by
+# collectives; each collective kind's own α and size curve), every rank writes its trace (trace.json, trace.rank1.json, aligned by
 # clock_origin_us), and for dp, ep and model the measured and simulated collectives match node for
 # node and every kind gets a row. Two ranks on this host; on two network-namespace hosts too when
 # scripts/netns_hosts.sh may create them (root) and no other run is using them (else a message
@@ -35,6 +35,10 @@ assert got == {(s, l) for s in settings for l in ("dp", "ep", "model")}, got
 for s in settings:
     hw = open(os.path.join(out, "rep1", s, "host.toml")).read()
     assert "torus = [2]" in hw and "async_collectives = false" in hw and "staged_collectives = true" in hw, s
+    for kind in ("all_gather", "all_to_all", "reduce_scatter"):  # each kind's own α and curve
+        assert f"[ici.{kind}]" in hw, (s, kind)
+    sim = open(os.path.join(out, "rep1", s, "ep", "sim", "report.md")).read()
+    assert "Backing: ragged" in sim, s  # priced as the executor runs: routed rows, the run's loads
 for x in r["rows"]:
     where = f"{x['setting']} {x['layout']}"
     assert x["measured_step_s"] > 0 and x["simulated_step_s"] > 0, where

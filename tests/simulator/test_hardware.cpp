@@ -53,6 +53,31 @@ TEST_CASE("a calibrated MPI backing's collective keys round-trip (staged copies,
   CHECK(back.latency_after_streaming.at(4e9) == Approx(6.2e-5));
 }
 
+TEST_CASE("a collective kind's own α and size curve ([ici.<kind>]) round-trip and replace the shared ones for it",
+          "[simulator][hardware]") {
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  CHECK(h.collective_kinds.empty());  // TPU: every kind is the ring/torus formula
+  h.ici_efficiency_by_size.points = {{256, 1.0}, {1e6, 0.5}};
+  h.collective_kinds[OpKind::reduce_scatter] = {.hop_latency = 5e-6, .efficiency_by_size = {{{256, 0.25}, {1e6, 0.125}}}};
+  h.collective_kinds[OpKind::all_gather] = {.hop_latency = 2e-6, .efficiency_by_size = {}};
+  const HardwareSpec back = parse_hardware(to_toml(h), "<round trip>");
+  REQUIRE(back.collective_kinds.size() == 2);
+  CHECK(back.hop_latency_of(OpKind::reduce_scatter) == 5e-6);
+  CHECK(back.ici_efficiency_of(OpKind::reduce_scatter).at(1e6) == 0.125);
+  CHECK(back.hop_latency_of(OpKind::all_gather) == 2e-6);
+  CHECK(back.ici_efficiency_of(OpKind::all_gather).at(1e6) == 0.5);  // no curve of its own: the shared one
+  CHECK(back.hop_latency_of(OpKind::all_to_all) == h.hop_latency);  // no table: the shared values
+  CHECK(back.ici_efficiency_of(OpKind::all_to_all).at(1e6) == 0.5);
+  // A kind's table without hop_latency takes the shared one; bad values name the table's key.
+  const std::string text = to_toml(load_hardware("tpu_v4", default_hardware_dir()));
+  CHECK(parse_hardware(text + "\n[ici.all_to_all]\nefficiency_by_size = [[256, 0.5]]\n", "k.toml").hop_latency_of(OpKind::all_to_all) ==
+        h.hop_latency);
+  CHECK_THROWS_WITH(parse_hardware(text + "\n[ici.reduce_scatter]\nhop_latency = -1\n", "bad.toml"),
+                    Contains("ici.reduce_scatter.hop_latency = -1: allowed: >= 0 (seconds)"));
+  CHECK_THROWS_WITH(parse_hardware(text + "\n[ici.reduce_scatter]\nlatency = 1e-6\n", "bad.toml"),
+                    Contains("unknown key ici.reduce_scatter.latency"));
+}
+
 TEST_CASE("to_toml quotes the chip's name and description (backslashes, quotes, newlines round-trip)",
           "[simulator][hardware]") {
   // Found by fuzz_hardware_toml: a description holding backslashes was written unescaped, so each

@@ -197,6 +197,43 @@ TEST_CASE("load skew, ragged backing: expert ops and all-to-alls priced at the b
   CHECK(hot.r.expert_load.layers[0].extra_time > 0);
 }
 
+TEST_CASE("load skew, ragged backing over MPI: the all-to-all is priced as the executor's ragged path", "[simulator][load_skew]") {
+  // executor/mpi/ragged_all_to_all.cpp: an all_gather of 32 bytes per member (the path agreed),
+  // an all_to_all of 8 bytes per (expert, group) block (the row counts), a pack and an unpack of
+  // the routed rows, and MPI_Alltoallv of them.
+  const RunConfig c = parse_run_config(kModel, "skew.toml");
+  const Mesh mesh = parse_mesh("data:4");
+  const Layout layout = parse_layout("batch:data,experts:data", mesh);
+  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
+  const Lowered L = lower(step.graph(), mesh, layout);
+  HardwareSpec hw = simple_chip();
+  hw.hbm_bandwidth = 1e9;  // the copies take time: (read + write) / 1e9
+  hw.hop_latency = 1e-6;
+  const LoadSkew skew(L, skew_model("uniform"), true);
+  SimOptions o;
+  o.load_skew = &skew;
+  const SimResult direct = simulate(L, hw, o);
+  hw.staged_collectives = true;
+  const SimResult staged = simulate(L, hw, o);
+  int checked = 0;
+  for (size_t i = 0; i < staged.ops.size(); ++i) {
+    const SimOp &s = staged.ops[i], &d = direct.ops[i];
+    if (s.kind != OpKind::all_to_all) continue;
+    // Local input [experts 8, group 8/4, capacity 80, d_model 64] at rho 0.8: 16 blocks.
+    const double routed = s.cost.bytes_read;
+    CHECK(routed == Approx(0.8 * 8 * 2 * 80 * 64 * 4));
+    const Topology& t = staged.topology;
+    const double calls = collective_time(hw, t, OpKind::all_gather, s.axes, 32, 32 * 4).total +
+                         collective_time(hw, t, OpKind::all_to_all, s.axes, 8 * 16, 8 * 16).total;
+    CHECK(s.comm.latency == Approx(d.comm.latency + calls));
+    CHECK(s.comm.bandwidth == Approx(d.comm.bandwidth));  // the routed bytes, as without staging
+    CHECK(s.comm.staging == Approx(2 * (2 * routed) / 1e9));  // pack and unpack: each reads and writes them
+    CHECK(s.duration == Approx(d.duration + calls + s.comm.staging));
+    ++checked;
+  }
+  CHECK(checked == 4);  // dispatch and combine, forward and backward
+}
+
 TEST_CASE("load skew: measured loads must cover the model's MoE layers", "[simulator][load_skew]") {
   ExpertLoads other{.source = "x.jsonl", .model = "", .by_scope = {{"encoder/layer_01/moe", std::vector<double>(8, 0.25)}}};
   CHECK_THROWS_WITH(run(other, false), Contains("no loads for the model's MoE layer decoder/layer_01/moe"));

@@ -161,6 +161,21 @@ TEST_CASE("ring collectives by hand, with and without wraparound", "[simulator][
   CHECK_FALSE(ar.latency_bound());
 }
 
+TEST_CASE("a collective kind with its own α and size curve ([ici.<kind>]) is priced with them", "[simulator][topology]") {
+  const double w = 1e10, alpha = 1e-6, V = 8e6;
+  HardwareSpec hw = ring_chip(8, Wraparound::full_axis, w, alpha);
+  const Topology r = place_mesh(hw, parse_mesh("data:8"));
+  const CollectiveTime shared = collective_time(hw, r, OpKind::reduce_scatter, 1, V, V / 8);
+  hw.collective_kinds[OpKind::reduce_scatter] = {.hop_latency = 5e-6, .efficiency_by_size = {{{1e3, 1.0}, {1e9, 0.5}}}};
+  const CollectiveTime own = collective_time(hw, r, OpKind::reduce_scatter, 1, V, V / 8);
+  CHECK(own.latency == Approx(4 * 5e-6));          // 4 hops (ring of 8 with wraparound) at the kind's α
+  const double e = hw.ici_efficiency_of(OpKind::reduce_scatter).at(V);  // log-interpolated between 1 and 0.5
+  CHECK(e < 1.0);
+  CHECK(own.bandwidth == Approx(shared.bandwidth / e));
+  // The other kinds keep the shared values.
+  CHECK(collective_time(hw, r, OpKind::all_gather, 1, V / 8, V).latency == Approx(4 * alpha));
+}
+
 TEST_CASE("collectives over a mesh axis spanning two torus axes", "[simulator][topology]") {
   // A 4x4 pod (wraparound everywhere); data:16 spans both axes: N = 16, Σ W = 2·(2w).
   HardwareSpec h = ring_chip(4, Wraparound::always);
