@@ -76,6 +76,23 @@ bool RaggedRows::run_elementwise(const Node& n, const Ptr& ptr) {
     return t.valid() ? &t : nullptr;
   };
 
+  if (n.kind == OpKind::reshape) {  // the same blocks of rows under other dim names: copied up to the extents
+    const RowTails* tx = tails_of(0);
+    const TensorType& xt = g_.type(n.inputs[0]);
+    if (!tx || xt.dtype != yt.dtype || !tail_axis(yt.shape, *tx)) return false;
+    RowTails out{tx->outer, tx->rows, tx->inner, tx->extent, tx->extent};
+    const int64_t row_bytes = tx->inner * dtype_bytes(yt.dtype);
+    const std::byte* src = ptr(n.inputs[0]);
+    std::byte* dst = ptr(y);
+    tbb::parallel_for(int64_t{0}, out.outer, [&](int64_t o) {
+      const size_t at = static_cast<size_t>(o * out.rows * row_bytes);
+      std::memcpy(dst + at, src + at, static_cast<size_t>(out.extent[static_cast<size_t>(o)] * row_bytes));
+    });
+    record(out);
+    tails_[static_cast<size_t>(y.v)] = std::move(out);
+    return true;
+  }
+
   std::optional<UnaryOp> unary_op;
   std::optional<BinaryOp> binary_op;
   ScaleAttrs scale{};

@@ -11,7 +11,8 @@
 //                 only, EinsumKernel::run_ragged); element-wise ops with f(0) = 0 on same-shaped
 //                 operands (relu, gelu, cast, scale without offset; mul: the shorter extent;
 //                 relu_grad and gelu_grad: dy's; add and sub: the longer, the other operand zeroed
-//                 up to it), each over the rows before its output's extents
+//                 up to it), each over the rows before its output's extents; a reshape that keeps
+//                 the blocks of rows (moe.group_dispatch's [EG, E/EG, G, C, D] <-> [E, G, C, D])
 //   moved by      the expert-parallel all_to_all (executor/mpi/ragged_all_to_all.hpp): the rows
 //                 before the tails only, in variable-size blocks
 //   ended by      einsums summing over the tailed rows (weight gradients: the products of each

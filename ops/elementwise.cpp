@@ -271,11 +271,16 @@ const OpDef& def_cast() {
         expect_inputs(in, 1);
         expect_float(in[0], "x");
         const DType to = std::get<CastAttrs>(a).to;
-        if (!is_float(to)) fail("cast target must be f32 or bf16, got {}", dtype_name(to));
+        if (!is_float(to) && to != DType::i32) fail("cast target must be f32, bf16 or i32, got {}", dtype_name(to));
         return {TensorType{in[0].shape, to}};
       },
-      [](const Attrs&, auto in, auto out, bool exact) { unary_forward(in, out, exact, [](double x, size_t) { return x; }); },
+      [](const Attrs& a, auto in, auto out, bool exact) {
+        if (std::get<CastAttrs>(a).to == DType::i32)  // to the nearest integer (ties to even)
+          return unary_forward(in, out, exact, [](double x, size_t) { return std::nearbyint(x); });
+        unary_forward(in, out, exact, [](double x, size_t) { return x; });
+      },
       [](Builder& b, const Node& n, std::span<const ValueId> dy) -> std::vector<ValueId> {
+        if (std::get<CastAttrs>(n.attrs).to == DType::i32) return {ValueId{}};  // integers: nothing to differentiate
         return {cast(b.wrap(dy[0]), input_value(b, n, 0).type.dtype).id};
       },
       cost_per_output<0>, linear_roles};

@@ -25,6 +25,9 @@ const std::string kSlotOrder = "choice";       // K·S: every choice of a group,
 const std::string kExpertGroup = "expert_group";  // EG: device-limited routing's groups of experts
 const std::string kGroupExpert = "group_expert";  // E/EG: the experts of one such group
 const std::string kRouteGroup = "route_group";    // M: the groups a token may use
+const std::string kDispatchGroup = "dispatch_group";  // EG in group_dispatch's buffers (a layout's
+                                                       // experts rule splits it: graph/parallel/layout.hpp)
+const std::string kGroupCapacity = "group_capacity";  // Cg: slots of an expert group per token group
 
 // Independent random streams of one layer, derived from its seed.
 enum class Stream : uint64_t { jitter = 1, policy = 2, noise = 3, dropout = 4, hash = 5, shared_dropout = 6 };
@@ -127,6 +130,27 @@ Slots assign_slots(Expr assign, Expr order, int64_t C) {
   if (is_set(order))  // back to token order: out[g, order[g, p], k] = slot[g, p, k]
     slot = scatter_add(slot, broadcast(order, slot.shape()), kPriority, Dim{kGroupSize, S});
   return Slots{one_hot(slot, Dim{kCapacity, C})};
+}
+
+// Group dispatch (moe.group_dispatch): each token's visits to the expert groups and its slot in
+// each. assign [G, S, K, E] f32 0/1 (the choices the policy kept). A token visits group r when any
+// of its choices is an expert of r; its slot there is the exclusive cumsum of the visits over the
+// group's tokens in order, kept iff < Cg (one_hot gives a zero row otherwise).
+struct GroupSlots {
+  Expr onehot;        // [G, S, EG, Cg] f32: the token's slot in each group it visits
+  Expr choice_group;  // [G, S, K, EG] f32 0/1: the group of each choice
+};
+
+GroupSlots assign_group_slots(Expr assign, const MoeConfig& cfg, int64_t Cg) {
+  Builder& b = *assign.b;
+  const int64_t G = assign.dim_size(kGroup), S = assign.dim_size(kGroupSize), K = assign.dim_size(kChoice);
+  const int64_t R = cfg.expert_groups, L = cfg.experts / cfg.expert_groups;
+  const Shape split{{kGroup, G}, {kGroupSize, S}, {kChoice, K}, {kDispatchGroup, R}, {kGroupExpert, L}};
+  Expr choice_group = sum(reshape(assign, split), {kGroupExpert});                              // [G, S, K, EG]
+  Expr visits = greater(sum(choice_group, {kChoice}), constant(b, {split[0], split[1], split[3]}, 0.5));  // [G, S, EG]
+  Expr slot = cumsum(mask_to_i32(visits), kGroupSize, /*exclusive=*/true);                       // [G, S, EG] i32
+  slot = where(visits, slot, constant(b, slot.shape(), static_cast<double>(Cg), DType::i32));    // none: no slot
+  return GroupSlots{one_hot(slot, Dim{kGroupCapacity, Cg}), choice_group};
 }
 
 // ---- losses ----
@@ -400,6 +424,15 @@ void check_moe_config(const MoeConfig& c) {
     if (c.k > reachable)
       bad_setting("k", num(c.k), fmt::format("1..{} (route_groups · experts / expert_groups: the experts a token can reach)", reachable));
   }
+  if (c.group_dispatch && c.route_groups < 1)
+    bad_setting("group_dispatch", "true", "true only with device-limited routing (route_groups ≥ 1 and expert_groups)");
+}
+
+int64_t group_capacity(const MoeConfig& cfg, int64_t S, bool training) {
+  if (cfg.dropless) return S;
+  const double cf = training ? cfg.cf_train : cfg.cf_eval;
+  const double per_group = static_cast<double>(S) * static_cast<double>(cfg.route_groups) / static_cast<double>(cfg.expert_groups);
+  return std::min(S, std::max(cfg.min_capacity, static_cast<int64_t>(std::ceil(cf * per_group))));
 }
 
 int64_t capacity(const MoeConfig& cfg, int64_t S, bool training) {
@@ -451,6 +484,9 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
   const bool expert_choice = cfg.router == RouterKind::expert_choice;
   const int64_t C = expert_choice ? std::min(capacity(cfg, S, ctx.training), S) : capacity(cfg, S, ctx.training);
   out.groups = G, out.group_size = S, out.capacity = C;
+  const int64_t Cg = cfg.group_dispatch ? group_capacity(cfg, S, ctx.training) : 0;
+  GroupSlots group;               // group_dispatch: the token side of the two-stage dispatch
+  Expr kept_choices, choice_slots;  // top_k and hash routers: [G, S, K, E] and [G, S, K, C]
   const Shape gs{{kGroup, G}, {kGroupSize, S}};
   Expr xg;
   {
@@ -492,7 +528,16 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       if (cfg.bias_balance_rate > 0) out.balance_bias = b.parameter(name_under(b, "balance_bias"), {{kExperts, E}});  // [E]
       Routed r = hash ? route_hash(b, gs, cfg, ctx) : route_top_k(b, xg, cfg, ctx, seq_len, out.balance_bias);
       Expr assign = r.onehot * r.keep;                               // [G, S, K, E]
+      if (cfg.group_dispatch) {
+        // First each token's slot in the expert groups it visits; a choice whose token found its
+        // group full is dropped before it takes an expert slot.
+        group = assign_group_slots(assign, cfg, Cg);
+        Expr visit_kept = sum(group.onehot, {kGroupCapacity});                                        // [G, S, EG]
+        assign = assign * einsum(group.choice_group, visit_kept, {kGroup, kGroupSize, kChoice});     // [G, S, K, E]
+      }
       const Slots slots = assign_slots(assign, r.order, C);           // [G, S, K, C]
+      kept_choices = assign;
+      choice_slots = slots.onehot;
       const std::vector<std::string> gsec{kGroup, kGroupSize, kExperts, kCapacity};
       out.dispatch = einsum(assign, slots.onehot, gsec);              // [G, S, E, C]
       out.combine = einsum(assign * r.gates, slots.onehot, gsec);     // [G, S, E, C]
@@ -550,7 +595,28 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
   Expr expert_in;
   {
     ScopeGuard scope(b, "dispatch");
-    expert_in = einsum(cast_to(out.dispatch, x.dtype()), xg, {kExperts, kGroup, kCapacity, kModel});  // [E, G, C, D]
+    if (cfg.group_dispatch) {
+      // Two stages (DeepSeek-V3 §3.2.2: a token goes to each device it uses once, then to its
+      // experts there). The token side writes each token once into every expert group it visits,
+      // group_in [EG, G, Cg, D], and, for each such row, the slot + 1 its choice takes in each
+      // expert of that group (0: none), targets [EG, G, Cg, E/EG]. With the groups split over the
+      // expert axis (a layout's experts rule splits dispatch_group too), those two move in the
+      // all-to-all: a token's row crosses to at most M = route_groups devices, not k. The expert
+      // side then places each row in its experts' slots locally: expert_in [E, G, C, D].
+      const int64_t R = cfg.expert_groups, L = E / R;
+      const Dim eg{kDispatchGroup, R}, ge{kGroupExpert, L}, cap{kCapacity, C};
+      Expr choices = reshape(kept_choices, {gs[0], gs[1], {kChoice, kept_choices.dim_size(kChoice)}, eg, ge});  // [G, S, K, EG, E/EG]
+      Expr first_slot = cumsum(constant(b, {cap}, 1.0), kCapacity);  // [C]: 1..C
+      Expr slot_of = einsum(einsum(choices, choice_slots, {kGroup, kGroupSize, kDispatchGroup, kGroupExpert, kCapacity}),
+                            first_slot, {kGroup, kGroupSize, kDispatchGroup, kGroupExpert});              // [G, S, EG, E/EG]
+      Expr group_in = einsum(cast_to(group.onehot, x.dtype()), xg, {kDispatchGroup, kGroup, kGroupCapacity, kModel});
+      Expr targets = einsum(group.onehot, slot_of, {kDispatchGroup, kGroup, kGroupCapacity, kGroupExpert});  // [EG, G, Cg, E/EG]
+      Expr place = one_hot(cast(scale(targets, 1.0, -1.0), DType::i32), cap);  // [EG, G, Cg, E/EG, C]; -1: a zero row
+      Expr in5 = einsum(cast_to(place, x.dtype()), group_in, {kDispatchGroup, kGroupExpert, kGroup, kCapacity, kModel});
+      expert_in = reshape(in5, {{kExperts, E}, gs[0], cap, {kModel, D}});  // [E, G, C, D]
+    } else {
+      expert_in = einsum(cast_to(out.dispatch, x.dtype()), xg, {kExperts, kGroup, kCapacity, kModel});  // [E, G, C, D]
+    }
   }
   Expr expert_out;
   {

@@ -123,6 +123,10 @@ struct MoeConfig {
                                           // (used with route_groups; it must divide experts)
   int64_t route_groups = 0;               // M > 0: each token picks its top-M groups (by the best
                                           // score in the group), then its top-k experts inside them
+  bool group_dispatch = false;            // with route_groups: a token travels once to each expert
+                                          // group it uses (DeepSeek-V3's dispatch: one copy per
+                                          // device, then to its experts there), group capacity
+                                          // Cg = min(S, ceil(CF·S·M/EG)); see moe_layer
   // Levers that act on the router alone (issue #18, the stability study):
   double router_init_scale = 1.0;         // × the router weights' initial σ (router/w, router/w_noise)
   double router_lr_scale = 1.0;           // × the learning rate of the router's parameters
@@ -161,6 +165,7 @@ struct MoeConfig {
     v("bias_balance_rate", s.bias_balance_rate, at_least(0));
     v("expert_groups", s.expert_groups, at_least(0));
     v("route_groups", s.route_groups, at_least(0), s.expert_groups > 0);
+    v("group_dispatch", s.group_dispatch, kAny, s.route_groups > 0);
     v("router_init_scale", s.router_init_scale, interval(0, 1e3, "(]"));
     v("router_lr_scale", s.router_lr_scale, interval(0, 1e3, "[]"));
   }
@@ -197,6 +202,11 @@ SY_ENUM_NAMES(HashKind, {HashKind::mod, "mod"}, {HashKind::random, "random"})
 // The products are computed in Mesh-TF's order ((S·CF)/E, and ((k·CF)·S)/E) in double, so the
 // result equals the Python reference's bit for bit.
 int64_t capacity(const MoeConfig& cfg, int64_t S, bool training);
+
+// Group capacity Cg of moe.group_dispatch: the slots of one expert group per group of S tokens.
+// A token visits at most M = route_groups of the EG groups, so a balanced group receives S·M/EG
+// tokens: Cg = min(S, max(min_capacity, ceil(CF·S·M/EG))). Dropless: S (nothing dropped).
+int64_t group_capacity(const MoeConfig& cfg, int64_t S, bool training);
 
 // Mesh-TF grouping of n tokens: G starts at max(1, n / group_size) (1 when group_size is 0) and
 // increases until G is a multiple of batch_split and divides n; S = n / G. Throws InputError when

@@ -28,6 +28,7 @@ std::string axis_names(const Mesh& m) {
 const std::string* Layout::axis_of(std::string_view dim) const {
   for (const LayoutRule& r : rules)
     if (r.dim == dim) return &r.axis;
+  if (dim == kDispatchGroupDim) return axis_of(kExpertsDim);  // the expert groups live with their experts
   return nullptr;
 }
 
@@ -48,10 +49,11 @@ Layout parse_layout(std::string_view text, const Mesh& mesh) {
       throw InputError(fmt::format("layout '{}': rule '{}:{}' names mesh axis '{}', which mesh '{}' does not have "
                                    "(axes: {})",
                                    whole, r.dim, r.axis, r.axis, to_string(mesh), axis_names(mesh)));
-    if (const std::string* prev = l.axis_of(r.dim))
-      throw InputError(fmt::format("layout '{}': dim '{}' is mapped twice ({}:{} and {}:{}); a tensor dim maps to at "
-                                   "most one mesh axis",
-                                   whole, r.dim, r.dim, *prev, r.dim, r.axis));
+    for (const LayoutRule& prev : l.rules)
+      if (prev.dim == r.dim)
+        throw InputError(fmt::format("layout '{}': dim '{}' is mapped twice ({}:{} and {}:{}); a tensor dim maps to at "
+                                     "most one mesh axis",
+                                     whole, r.dim, r.dim, prev.axis, r.dim, r.axis));
     l.rules.push_back(std::move(r));
     start = end + 1;
   }
@@ -84,11 +86,16 @@ void check_layout(const Graph& g, const Mesh& mesh, const Layout& layout) {
       const std::string* axis = layout.axis_of(s[i].name);
       if (!axis) continue;
       const int64_t n = mesh.axes[*mesh.axis_index(*axis)].size;
-      if (s[i].size % n != 0)
+      if (s[i].size % n != 0) {
+        const bool follows = s[i].name == kDispatchGroupDim && layout.axis_of(kExpertsDim) == axis;
         throw InputError(fmt::format("layout '{}' is illegal for tensor {} {}: dim '{}' has size {}, which mesh axis "
-                                     "'{}' of size {} does not divide (rule {}:{}; a split dim must divide evenly)",
+                                     "'{}' of size {} does not divide (rule {}:{}{}; a split dim must divide evenly)",
                                      text, tensor_label(g, v.id), to_string(v.type), s[i].name, s[i].size, *axis, n,
-                                     s[i].name, *axis));
+                                     follows ? "experts" : s[i].name, *axis,
+                                     follows ? ", which dispatch_group follows: moe.expert_groups must be a multiple of "
+                                               "the axis size"
+                                             : ""));
+      }
       for (size_t j = 0; j < i; ++j) {
         const std::string* other = layout.axis_of(s[j].name);
         if (other && *other == *axis)

@@ -31,10 +31,17 @@ struct LayoutRule {
   bool operator==(const LayoutRule&) const = default;
 };
 
+// moe.group_dispatch's buffers [dispatch_group, ...] hold one row block per group of experts
+// (graph/models/moe.cpp): unless a rule names dispatch_group, it is split as the experts rule splits
+// experts, so each device holds the groups of the experts it holds (dispatch_group must then be
+// divisible by that axis: one or more whole groups per device).
+inline constexpr std::string_view kExpertsDim = "experts";
+inline constexpr std::string_view kDispatchGroupDim = "dispatch_group";
+
 struct Layout {
   std::vector<LayoutRule> rules;
 
-  // The axis the rules map `dim` to, or nullptr.
+  // The axis the rules map `dim` to, or nullptr (dispatch_group: the experts rule's, unless named).
   const std::string* axis_of(std::string_view dim) const;
   bool operator==(const Layout&) const = default;
 };

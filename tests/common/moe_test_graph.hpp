@@ -19,6 +19,8 @@ struct MoeTestGraph {
   int64_t batch_split = 1;     // MoeContext::batch_split
   bool dropless = false;
   FfnKind ffn = FfnKind::geglu;
+  int64_t expert_groups = 0, route_groups = 0;  // device-limited routing (0: off)
+  bool group_dispatch = false;                   // with it: the two-stage dispatch
 };
 
 inline Graph moe_training_graph(const MoeTestGraph& o) {
@@ -36,6 +38,9 @@ inline Graph moe_training_graph(const MoeTestGraph& o) {
   cfg.group_size = o.group_size > 0 ? o.group_size : o.length;
   cfg.dropless = o.dropless;
   cfg.expert_ffn = o.ffn;
+  cfg.expert_groups = o.expert_groups;
+  cfg.route_groups = o.route_groups;
+  cfg.group_dispatch = o.group_dispatch;
   MoeContext ctx;
   ctx.training = true;
   ctx.batch_split = o.batch_split;

@@ -97,6 +97,66 @@ TEST_CASE("router: device-limited routing picks the top-M expert groups, then to
   CHECK(slots(*all, all->m.dispatch) == std::vector<Slot>{{0, 0, 0}, {0, 2, 1}, {1, 2, 0}, {1, 3, 0}});  // t0's 2nd choice after t1's 1st
 }
 
+TEST_CASE("router: group capacity of group dispatch (S·M/EG tokens per group, × CF)", "[router]") {
+  MoeConfig c = base_config(8, 2);
+  c.expert_groups = 4;
+  c.route_groups = 2;
+  c.group_dispatch = true;
+  c.cf_train = 1.25;
+  c.min_capacity = 1;
+  CHECK(group_capacity(c, 64, true) == 40);  // ceil(1.25 · 64 · 2/4 = 40)
+  CHECK(group_capacity(c, 10, true) == 7);   // ceil(6.25)
+  c.cf_train = 10;
+  CHECK(group_capacity(c, 10, true) == 10);  // never more than S: a token visits a group once
+  c.min_capacity = 12;
+  c.cf_train = 1.0;
+  CHECK(group_capacity(c, 64, true) == 32);  // ceil(32) above min_capacity
+  CHECK(group_capacity(c, 16, true) == 12);  // min_capacity
+  c.dropless = true;
+  CHECK(group_capacity(c, 37, true) == 37);
+  c.dropless = false;
+  c.route_groups = 0;
+  CHECK_THAT(config_error(c), Catch::Contains("'group_dispatch' = true") && Catch::Contains("route_groups"));
+}
+
+TEST_CASE("router: group dispatch sends a token once to each expert group; a full group drops all its choices there",
+          "[router]") {
+  // E = 4 in 2 groups {e0 e1} {e2 e3}, M = 1, k = 2, S = 4, capacity ceil_k: C = ceil(2·1·4/4) = 2,
+  // group capacity Cg = ceil(1·4·1/2) = 2.
+  //   t0 p = [.4 .3 .2 .1]: group 0, e0 e1      t1 p = [.3 .4 .2 .1]: group 0, e1 e0
+  //   t2 p = [.4 .3 .1 .2]: group 0, e0 e1      t3 p = [.1 .2 .4 .3]: group 1, e2 e3
+  // Group slots: group 0 <- t0 (0), t1 (1), t2 (2: full, every choice of t2 dropped); group 1 <- t3 (0).
+  // Expert slots of the rest: e0 <- t0 (0), t1 (1); e1 <- t1 (0), t0 (1); e2 <- t3; e3 <- t3.
+  // (One-stage dispatch instead keeps t2 -> e0 and drops t1 -> e0 and t2 -> e1, both past C.)
+  MoeConfig c = base_config(4, 2);
+  c.expert_groups = 2;
+  c.route_groups = 1;
+  c.capacity = CapacityRule::ceil_k;
+  c.cf_eval = 1.0;
+  c.min_capacity = 1;
+  c.group_dispatch = true;
+  const Probs p{{.4, .3, .2, .1}, {.3, .4, .2, .1}, {.4, .3, .1, .2}, {.1, .2, .4, .3}};
+  auto g = run(c, MoeContext{}, p);
+  CHECK(slots(*g, g->m.dispatch) == std::vector<Slot>{{0, 0, 0}, {0, 1, 1}, {1, 0, 1}, {1, 1, 0}, {3, 2, 0}, {3, 3, 0}});
+  CHECK(g->vec(g->m.fraction_dropped) == std::vector<double>{0.25, 0.25});
+  const Tensor& y = g->at(g->m.y);
+  CHECK(row_is_zero(y, 2));
+  CHECK_FALSE(row_is_zero(y, 0));
+  c.group_dispatch = false;
+  auto one = run(c, MoeContext{}, p);
+  CHECK(slots(*one, one->m.dispatch) == std::vector<Slot>{{0, 0, 0}, {0, 1, 1}, {1, 1, 0}, {2, 0, 1}, {3, 2, 0}, {3, 3, 0}});
+  // Where both keep the same choices, the two stages give the one-stage layer's output.
+  c.cf_eval = 4.0;  // C = 8 > S, Cg = 8 -> 4: nothing dropped by either
+  c.group_dispatch = true;
+  auto two = run(c, MoeContext{}, p);
+  c.group_dispatch = false;
+  auto ref = run(c, MoeContext{}, p);
+  CHECK(two->vec(two->m.fraction_dropped) == std::vector<double>{0.0, 0.0});
+  const std::vector<double> a = two->vec(two->m.y), b = ref->vec(ref->m.y);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-12));
+}
+
 TEST_CASE("router: DeepSeek-V3 sequence-wise balance loss by hand", "[router]") {
   // E = 3, k = 2; top-2 sets: t0 {e0 e1}, t1 {e1 e2}, t2 {e2 e0}, t3 {e0 e1}.
   // One sequence of 4: f = (E/k)·[3 3 2]/4 = 1.5·[.75 .75 .5], P = [.35 .325 .325]:

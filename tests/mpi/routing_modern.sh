@@ -14,6 +14,10 @@ mesh_case 2 data:2 batch:data,experts:data
 mesh_case 2 model:2 d_ff:model,heads:model
 mesh_case 4 data:2,expert:2 batch:data,experts:expert
 mesh_case 4 data:2,model:2 batch:data,experts:data,d_ff:model,heads:model
+# The same with group dispatch, under capacity (drops at the group stage too).
+single_reference modern_group_dispatch moe.group_dispatch=true
+mesh_case 2 data:2 batch:data,experts:data
+mesh_case 4 data:2,expert:2 batch:data,experts:expert
 # The bias moved: some step's metrics hold a non-zero balance_bias for every MoE layer (it moves
 # by ±γ per step, so it may be back at 0 by the last one).
 /usr/bin/python3 - "$reference/metrics.jsonl" <<'PY'
