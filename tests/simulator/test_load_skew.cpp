@@ -240,3 +240,66 @@ TEST_CASE("load skew: measured loads must cover the model's MoE layers", "[simul
   ExpertLoads wrong{.source = "x.jsonl", .model = "", .by_scope = {{"decoder/layer_01/moe", std::vector<double>(4, 0.5)}}};
   CHECK_THROWS_WITH(run(wrong, false), Contains("loads for 4 experts, the model 8"));
 }
+
+namespace {
+
+// Forward all-to-all payloads of the MoE layer of a decoder-only model on data:4 (experts:data):
+// 2,048 tokens in 8 groups of S = 256, E = 8 experts, top-4, in EG = 4 expert groups of which a
+// token may use M = 2; capacity ceil_k at CF 1: C = ceil(4·256/8) = 128, Cg = ceil(256·2/4) = 128.
+std::vector<double> forward_all_to_all_bytes(bool group_dispatch) {
+  const std::string text = std::string(R"(
+[model]
+architecture = "decoder_only"
+vocab = 512
+d_model = 64
+d_ff = 128
+heads = 4
+d_kv = 16
+layers = 2
+position_bias = false
+[moe]
+every = 2
+experts = 8
+k = 4
+policy_train = "all"
+capacity = "ceil_k"
+cf_train = 1.0
+group_size = 256
+min_capacity = 1
+expert_groups = 4
+route_groups = 2
+group_dispatch = )") + (group_dispatch ? "true" : "false") + R"(
+[train]
+batch = 32
+length = 64
+)";
+  const RunConfig c = parse_run_config(text, "group.toml");
+  const Mesh mesh = parse_mesh("data:4");
+  const Layout layout = parse_layout("batch:data,experts:data", mesh);
+  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
+  const Lowered L = lower(step.graph(), mesh, layout);
+  const SimResult r = simulate(L, simple_chip());
+  std::vector<double> bytes;
+  for (const SimOp& o : r.ops)
+    if (o.kind == OpKind::all_to_all && o.phase == Phase::forward) bytes.push_back(o.cost.collective_bytes);
+  std::sort(bytes.begin(), bytes.end());
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("group dispatch: a token's row crosses to M expert groups, not k experts (DeepSeek-V3's dispatch)",
+          "[simulator][load_skew]") {
+  // One stage: the expert buffers [E, G, C, D] go and come back, X bytes each way. Two stages: the
+  // group buffers [EG, G, Cg, D] go (Cg·EG = 512 rows per token group against C·E = 1,024: M/k),
+  // with their rows' expert slots [EG, G, Cg, E/EG] (E/EG / D of them), and the expert buffers
+  // come back as before (the combine still sums each choice on the token side).
+  const std::vector<double> one = forward_all_to_all_bytes(false), two = forward_all_to_all_bytes(true);
+  REQUIRE(one.size() == 2);
+  REQUIRE(one[0] == one[1]);
+  const double X = one[0];
+  REQUIRE(two.size() == 3);
+  CHECK(two[0] == Approx(X / 2 * 2.0 / 64));  // slots: 2 floats per row of 64
+  CHECK(two[1] == Approx(X / 2));             // M/k = 2/4 of the rows
+  CHECK(two[2] == Approx(X));                 // combine: unchanged
+}
