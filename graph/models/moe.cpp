@@ -487,6 +487,8 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
   const int64_t Cg = cfg.group_dispatch ? group_capacity(cfg, S, ctx.training) : 0;
   GroupSlots group;               // group_dispatch: the token side of the two-stage dispatch
   Expr kept_choices, choice_slots;  // top_k and hash routers: [G, S, K, E] and [G, S, K, C]
+  Expr choice_gates;                // [G, S, K, E]: kept_choices times each choice's gate
+  Expr place, gate_of_row;          // group_dispatch, expert side: [EG, G, Cg, E/EG, C], [EG, G, Cg, E/EG]
   const Shape gs{{kGroup, G}, {kGroupSize, S}};
   Expr xg;
   {
@@ -540,7 +542,8 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       choice_slots = slots.onehot;
       const std::vector<std::string> gsec{kGroup, kGroupSize, kExperts, kCapacity};
       out.dispatch = einsum(assign, slots.onehot, gsec);              // [G, S, E, C]
-      out.combine = einsum(assign * r.gates, slots.onehot, gsec);     // [G, S, E, C]
+      choice_gates = assign * r.gates;                                // [G, S, K, E]
+      out.combine = einsum(choice_gates, slots.onehot, gsec);         // [G, S, E, C]
       Expr kept = sum(slots.onehot, {kCapacity});                     // [G, S, K]
       out.fraction_dropped = scale(sum(r.keep - kept, {kGroup, kGroupSize}), inv_tokens);  // [K]
       Expr load_count = sum(assign, {kGroup, kGroupSize, kChoice});                        // [E]
@@ -611,7 +614,11 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
                             first_slot, {kGroup, kGroupSize, kDispatchGroup, kGroupExpert});              // [G, S, EG, E/EG]
       Expr group_in = einsum(cast_to(group.onehot, x.dtype()), xg, {kDispatchGroup, kGroup, kGroupCapacity, kModel});
       Expr targets = einsum(group.onehot, slot_of, {kDispatchGroup, kGroup, kGroupCapacity, kGroupExpert});  // [EG, G, Cg, E/EG]
-      Expr place = one_hot(cast(scale(targets, 1.0, -1.0), DType::i32), cap);  // [EG, G, Cg, E/EG, C]; -1: a zero row
+      place = one_hot(cast(scale(targets, 1.0, -1.0), DType::i32), cap);  // [EG, G, Cg, E/EG, C]; -1: a zero row
+      // The gates travel with the rows too: the expert side sums each token's outputs of a group
+      // before they return (the combine moves M rows per token as well).
+      Expr gates = reshape(sum(choice_gates, {kChoice}), {gs[0], gs[1], eg, ge});  // [G, S, EG, E/EG]
+      gate_of_row = einsum(group.onehot, gates, {kDispatchGroup, kGroup, kGroupCapacity, kGroupExpert});
       Expr in5 = einsum(cast_to(place, x.dtype()), group_in, {kDispatchGroup, kGroupExpert, kGroup, kCapacity, kModel});
       expert_in = reshape(in5, {{kExperts, E}, gs[0], cap, {kModel, D}});  // [E, G, C, D]
     } else {
@@ -639,7 +646,19 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
   }
   {
     ScopeGuard scope(b, "dispatch");
-    Expr yg = einsum(cast_to(out.combine, x.dtype()), expert_out, {kGroup, kGroupSize, kModel});  // [G, S, D]
+    Expr yg;  // [G, S, D]
+    if (cfg.group_dispatch) {
+      // Expert side: each row of a group buffer sums its token's gated outputs of that group's
+      // experts; token side: the token sums its rows over the groups.
+      const int64_t R = cfg.expert_groups, L = E / R;
+      const Dim eg{kDispatchGroup, R}, ge{kGroupExpert, L};
+      Expr out5 = reshape(expert_out, {eg, ge, gs[0], {kCapacity, C}, {kModel, D}});  // [EG, E/EG, G, C, D]
+      Expr weight = einsum(place, gate_of_row, {kDispatchGroup, kGroup, kGroupCapacity, kGroupExpert, kCapacity});
+      Expr group_out = einsum(cast_to(weight, x.dtype()), out5, {kDispatchGroup, kGroup, kGroupCapacity, kModel});
+      yg = einsum(cast_to(group.onehot, x.dtype()), group_out, {kGroup, kGroupSize, kModel});
+    } else {
+      yg = einsum(cast_to(out.combine, x.dtype()), expert_out, {kGroup, kGroupSize, kModel});
+    }
     out.y = reshape(yg, xs);
   }
   if (cfg.shared_experts > 0) {

@@ -9,6 +9,8 @@
 #include "graph/models/model_config.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <optional>
 #include <fmt/format.h>
 
 #include <cstddef>
@@ -156,11 +158,21 @@ void check_round_trip(const std::string& table, const std::vector<std::vector<st
       Perturb p{i};
       for_each_field(expected, p);
       if (!shown(expected, p.key)) continue;
-      tested = true;
       std::vector<std::string> sets = base;
       sets.push_back(fmt::format("{}.{}={}", table, p.key, p.toml));
       INFO("--set " << sets.back());
-      const RunConfig read = parse_run_config(text, "f.toml", sets);
+      // A base that enables a dependent key (route_groups, for group_dispatch) may refuse another
+      // field's new value in combination (router "expert_choice" with route_groups): that pair is
+      // not a round trip to test; each field must still round-trip under some base.
+      std::optional<RunConfig> parsed;
+      try {
+        parsed = parse_run_config(text, "f.toml", sets);
+      } catch (const InputError&) {
+        if (!base.empty()) continue;
+        throw;
+      }
+      tested = true;
+      const RunConfig& read = *parsed;
       CHECK(get(read) == expected);
       const nlohmann::ordered_json json = to_json(read);
       const std::string again = json_as_toml(json);
@@ -223,7 +235,7 @@ TEST_CASE("fields: every member of a settings struct is in its fields() list", "
 TEST_CASE("fields: each MoeConfig field round-trips TOML -> config -> JSON -> config", "[fields]") {
   // [moe.encoder]: batch_prioritized = true is allowed there, not in the decoder.
   // expert_groups = 1 in a base: route_groups is written only where expert groups exist.
-  check_round_trip<MoeConfig>("moe.encoder", {{}, {"moe.encoder.expert_groups=1"}},
+  check_round_trip<MoeConfig>("moe.encoder", {{}, {"moe.encoder.expert_groups=1"}, {"moe.encoder.expert_groups=1", "moe.encoder.route_groups=1"}},
                               [](const RunConfig& c) { return c.model.moe_encoder; });
 }
 

@@ -53,7 +53,7 @@ TEST_CASE("a calibrated MPI backing's collective keys round-trip (staged copies,
   CHECK(back.latency_after_streaming.at(4e9) == Approx(6.2e-5));
 }
 
-TEST_CASE("a collective kind's own α and size curve ([ici.<kind>]) round-trip and replace the shared ones for it",
+TEST_CASE("a collective kind's own α and size curve (ici.<kind>) round-trip and replace the shared ones for it",
           "[simulator][hardware]") {
   HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
   CHECK(h.collective_kinds.empty());  // TPU: every kind is the ring/torus formula

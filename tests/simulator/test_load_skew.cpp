@@ -291,15 +291,16 @@ length = 64
 TEST_CASE("group dispatch: a token's row crosses to M expert groups, not k experts (DeepSeek-V3's dispatch)",
           "[simulator][load_skew]") {
   // One stage: the expert buffers [E, G, C, D] go and come back, X bytes each way. Two stages: the
-  // group buffers [EG, G, Cg, D] go (Cg·EG = 512 rows per token group against C·E = 1,024: M/k),
-  // with their rows' expert slots [EG, G, Cg, E/EG] (E/EG / D of them), and the expert buffers
-  // come back as before (the combine still sums each choice on the token side).
+  // group buffers [EG, G, Cg, D] go and come back (Cg·EG = 512 rows per token group against
+  // C·E = 1,024: M/k), the outbound ones with their rows' expert slots and gates [EG, G, Cg, E/EG]
+  // (E/EG = 2 floats per row of D = 64).
   const std::vector<double> one = forward_all_to_all_bytes(false), two = forward_all_to_all_bytes(true);
   REQUIRE(one.size() == 2);
   REQUIRE(one[0] == one[1]);
   const double X = one[0];
-  REQUIRE(two.size() == 3);
-  CHECK(two[0] == Approx(X / 2 * 2.0 / 64));  // slots: 2 floats per row of 64
-  CHECK(two[1] == Approx(X / 2));             // M/k = 2/4 of the rows
-  CHECK(two[2] == Approx(X));                 // combine: unchanged
+  REQUIRE(two.size() == 4);
+  CHECK(two[0] == Approx(X / 2 * 2.0 / 64));  // slots
+  CHECK(two[1] == Approx(X / 2 * 2.0 / 64));  // gates
+  CHECK(two[2] == Approx(X / 2));             // dispatch: M/k = 2/4 of the rows
+  CHECK(two[3] == Approx(X / 2));             // combine: the same rows back, summed per group
 }

@@ -161,7 +161,7 @@ TEST_CASE("ring collectives by hand, with and without wraparound", "[simulator][
   CHECK_FALSE(ar.latency_bound());
 }
 
-TEST_CASE("a collective kind with its own α and size curve ([ici.<kind>]) is priced with them", "[simulator][topology]") {
+TEST_CASE("a collective kind with its own α and size curve (ici.<kind>) is priced with them", "[simulator][topology]") {
   const double w = 1e10, alpha = 1e-6, V = 8e6;
   HardwareSpec hw = ring_chip(8, Wraparound::full_axis, w, alpha);
   const Topology r = place_mesh(hw, parse_mesh("data:8"));
