@@ -69,25 +69,28 @@ TEST_CASE("ragged rows: hand routing, each expert's zero rows skipped and the re
   CHECK(st.rows_skipped == 3 * HandRouting::E * 48);
 }
 
+// One training step of the MoE test graph (8 experts, 64 tokens, CF 1.25 unless dropless, `o`'s
+// other settings): its outputs against the reference interpreter's, then the executor's ragged
+// counters of a run.
+Executor::RaggedStats ragged_step(test::MoeTestGraph o) {
+  o.experts = 8;
+  o.length = 64;
+  o.cf = 1.25;
+  const Graph g = test::moe_training_graph(o);
+  test::expect_outputs_match(g, 1e-4, kTolBf16);
+  Executor ex(g);
+  for (const auto& [id, t] : test::random_leaves(g, 5, -1.0, 1.0)) ex.set(id, t);
+  ex.run();
+  return ex.ragged_stats();
+}
+
 TEST_CASE("ragged rows: a dropless MoE training step matches the reference and skips most rows", "[executor][ragged]") {
   // Dropless: C = S = 64 slots per expert, 8 experts, top-2: 16 rows each on average, so about three
   // quarters of every expert buffer is zero. GEGLU and ReLU experts; also capacity 1.25 (C = 20).
   const bool dropless = GENERATE(true, false);
   const FfnKind ffn = GENERATE(FfnKind::geglu, FfnKind::relu);
   INFO("dropless " << dropless << " ffn " << (ffn == FfnKind::geglu ? "geglu" : "relu"));
-  test::MoeTestGraph o;
-  o.experts = 8;
-  o.length = 64;
-  o.cf = 1.25;
-  o.dropless = dropless;
-  o.ffn = ffn;
-  const Graph g = test::moe_training_graph(o);
-  test::expect_outputs_match(g, 1e-4, kTolBf16);
-
-  Executor ex(g);
-  for (const auto& [id, t] : test::random_leaves(g, 5, -1.0, 1.0)) ex.set(id, t);
-  ex.run();
-  const Executor::RaggedStats st = ex.ragged_stats();
+  const Executor::RaggedStats st = ragged_step({.dropless = dropless, .ffn = ffn});
   // ReLU: x Wi and relu forward (h Wo is masked by combine: a sparse path); backward d h = d y_e Wo^T,
   // relu_grad, d x_e = d h Wi^T, and the two weight gradients. GEGLU has more.
   CHECK(st.ops >= 7);
@@ -101,22 +104,8 @@ TEST_CASE("ragged rows: a group-dispatch MoE training step matches the reference
   // [EG, E/EG, G, C, D], reshaped to [E, G, C, D] with their tails.
   const bool dropless = GENERATE(true, false);
   INFO("dropless " << dropless);
-  test::MoeTestGraph o;
-  o.experts = 8;
-  o.length = 64;
-  o.cf = 1.25;
-  o.dropless = dropless;
-  o.expert_groups = 4;
-  o.route_groups = 2;
-  o.group_dispatch = true;
-  const Graph g = test::moe_training_graph(o);
-  test::expect_outputs_match(g, 1e-4, kTolBf16);
-
-  Executor ex(g);
-  for (const auto& [id, t] : test::random_leaves(g, 5, -1.0, 1.0)) ex.set(id, t);
-  ex.run();
-  const Executor::RaggedStats st = ex.ragged_stats();
-
+  const Executor::RaggedStats st =
+      ragged_step({.dropless = dropless, .expert_groups = 4, .route_groups = 2, .group_dispatch = true});
   CHECK(st.ops >= 14);  // 10 when the reshapes between the group and expert buffers dropped the tails
   if (dropless) CHECK(st.rows_skipped >= st.rows / 2);
 }

@@ -11,6 +11,7 @@
 #include "simulator/simulate.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -247,32 +248,15 @@ namespace {
 // 2,048 tokens in 8 groups of S = 256, E = 8 experts, top-4, in EG = 4 expert groups of which a
 // token may use M = 2; capacity ceil_k at CF 1: C = ceil(4·256/8) = 128, Cg = ceil(256·2/4) = 128.
 std::vector<double> forward_all_to_all_bytes(bool group_dispatch) {
-  const std::string text = std::string(R"(
-[model]
-architecture = "decoder_only"
-vocab = 512
-d_model = 64
-d_ff = 128
-heads = 4
-d_kv = 16
-layers = 2
-position_bias = false
-[moe]
-every = 2
-experts = 8
-k = 4
-policy_train = "all"
-capacity = "ceil_k"
-cf_train = 1.0
-group_size = 256
-min_capacity = 1
-expert_groups = 4
-route_groups = 2
-group_dispatch = )") + (group_dispatch ? "true" : "false") + R"(
-[train]
-batch = 32
-length = 64
-)";
+  std::string text = kModel;  // kModel with top-4, ceil_k at CF 1 and 4 expert groups of which 2 per token
+  auto edit = [&](const std::string& from, const std::string& to) {
+    const size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+  };
+  edit("k = 2\n", "k = 4\n");
+  edit("cf_train = 2.5\n", fmt::format("cf_train = 1.0\ncapacity = \"ceil_k\"\nexpert_groups = 4\nroute_groups = 2\n"
+                                       "group_dispatch = {}\n", group_dispatch));
   const RunConfig c = parse_run_config(text, "group.toml");
   const Mesh mesh = parse_mesh("data:4");
   const Layout layout = parse_layout("batch:data,experts:data", mesh);
