@@ -141,6 +141,9 @@ std::shared_ptr<Communicator> communicator(const std::string& mesh) {
   return std::make_shared<MpiCommunicator>(parse_mesh(mesh));
 }
 
+// Device-limited routing with group dispatch (moe.group_dispatch), one expert group per device of a 2-way axis.
+const std::vector<std::string> kGroupDispatch{"moe.expert_groups=2", "moe.route_groups=1", "moe.group_dispatch=true"};
+
 }  // namespace
 
 TEST_CASE("same program: the simulator prices the ops the executor runs (one device)", "[same_program]") {
@@ -148,6 +151,8 @@ TEST_CASE("same program: the simulator prices the ops the executor runs (one dev
   // bf16 activations (train.activation_dtype): the casts and bf16 values are the same nodes on both sides.
   check_same_program(config_named("tiny", {"train.precision=\"bf16\"", "train.activation_dtype=\"bf16\""}), "data:1", "",
                      nullptr);
+  // Group dispatch: the i32 cast, the group buffers and the reshapes into the expert buffers.
+  check_same_program(config_named("tiny", kGroupDispatch), "data:1", "", nullptr);
 }
 
 TEST_CASE("same program: 2-device meshes (mpiexec -n 2)", "[.mpi2]") {
@@ -155,6 +160,7 @@ TEST_CASE("same program: 2-device meshes (mpiexec -n 2)", "[.mpi2]") {
     for (const auto& [mesh, layout] : std::vector<std::pair<std::string, std::string>>{
              {"data:2", "batch:data"}, {"data:2", "batch:data,experts:data"}, {"model:2", "d_ff:model,heads:model"}})
       check_same_program(config_named(name), mesh, layout, communicator(mesh));
+  check_same_program(config_named("tiny", kGroupDispatch), "data:2", "batch:data,experts:data", communicator("data:2"));
 }
 
 TEST_CASE("same program: data:2,model:2 (mpiexec -n 4)", "[.mpi4]") {
