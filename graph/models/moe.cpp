@@ -254,10 +254,10 @@ MoeLayer moe_layer(Builder& b, Expr x, const MoeConfig& cfg, const MoeContext& c
       // Two stages (DeepSeek-V3 §3.2.2: a token goes to each device it uses once, then to its
       // experts there). The token side writes each token once into every expert group it visits,
       // group_in [EG, G, Cg, D], and, for each such row, the slot + 1 its choice takes in each
-      // expert of that group (0: none), targets [EG, G, Cg, E/EG]. With the groups split over the
-      // expert axis (a layout's experts rule splits dispatch_group too), those two move in the
-      // all-to-all: a token's row crosses to at most M = route_groups devices, not k. The expert
-      // side then places each row in its experts' slots locally: expert_in [E, G, C, D].
+      // expert of that group (0: none), targets [EG, G, Cg, E/EG], and their gates. With the groups
+      // split over the expert axis (a layout's experts rule splits dispatch_group too), these move
+      // in the all-to-all: a token's row crosses to at most M = route_groups devices, not k. The
+      // expert side then places each row in its experts' slots locally: expert_in [E, G, C, D].
       const int64_t R = cfg.expert_groups, L = E / R;
       const Dim eg{kDispatchGroup, R}, ge{kGroupExpert, L}, cap{kCapacity, C};
       Expr choices = reshape(kept_choices, {gs[0], gs[1], {kChoice, kept_choices.dim_size(kChoice)}, eg, ge});  // [G, S, K, EG, E/EG]
