@@ -115,6 +115,22 @@ static RegisterCases reg({
     OpCase{OpKind::mean_square, "mean_square x=[d_model=5] no scale, divisor [d_model], dims=[] (per element)",
            [](Builder& b) { mean_square(b.input("param", {{"d_model", 5}}), {}, Expr{}, {b.input("v", {{"d_model", 5}})}); },
            update_input, OpCost{3 * 5, 4 * 10, 4 * 5}, 1e-6, GradCheck::unsupported},
+    // Rows longer than the fast kernel's 8 lanes (executor/train/optimizer_kernels.cpp), with a tail:
+    // the lanes and the row factor must give the reference's mean.
+    OpCase{OpKind::mean_square,
+           "mean_square x=[d_model=3, d_ff=21] scale, divisors [d_model] and [d_ff], all dims (8 lanes and a tail)",
+           [](Builder& b) {
+             mean_square(b.input("grad", {{"d_model", 3}, {"d_ff", 21}}), {"d_model", "d_ff"}, b.input("clip_scale", {}),
+                         {b.input("v_row", {{"d_model", 3}}), b.input("v_col", {{"d_ff", 21}})});
+           },
+           update_input, OpCost{5 * 63, 4 * (63 + 1 + 3 + 21), 4}, 1e-6, GradCheck::unsupported},
+    OpCase{OpKind::mean_square,
+           "mean_square x=[d_model=19, d_ff=11] scale, divisor [d_ff], dims=[d_model] (column sums, a column divisor)",
+           [](Builder& b) {
+             mean_square(b.input("grad", {{"d_model", 19}, {"d_ff", 11}}), {"d_model"}, b.input("clip_scale", {}),
+                         {b.input("v_col", {{"d_ff", 11}})});
+           },
+           update_input, OpCost{4 * 209, 4 * (209 + 1 + 11), 4 * 11}, 1e-6, GradCheck::unsupported},
     // adafactor_moment: 4 flops per element; v, ms and step read, v' written.
     OpCase{OpKind::adafactor_moment, "adafactor_moment v=[d_model=4, d_ff=2]",
            [](Builder& b) {
