@@ -1,6 +1,7 @@
 // calibrate: measure this machine through the sy Executor and write a HardwareSpec for it.
 //
-//   calibrate --out host.toml [--threads 2] [--quick | --smoke] [--clock cpu] [--model M.toml]
+//   calibrate --out host.toml [--threads 2] [--quick | --smoke] [--clock cpu] [--model M.toml
+//             [--mesh data:2 --layout batch:data]...]
 //
 // Measured after a warm-up: the peaks (matmul, memory) as the best of several runs, every other op
 // as the median of runs that each follow an eviction of the core's caches (time_graph's Timing):
@@ -16,7 +17,8 @@
 //                 (in double) come out slow, as they are.
 //   --model M     every distinct node of M's training step timed alone, in its own shapes: the
 //                 kinds M uses get their curves from these points only (einsum: a compute curve
-//                 by flops), which is what predicting M's step on this machine needs.
+//                 by flops), which is what predicting M's step on this machine needs. Each
+//                 --mesh/--layout pair adds the nodes of M's per-device program on that mesh.
 //   network       under `mpiexec -n 2`: both ranks measure all of the above at once (so the table
 //                 includes what they share, memory bandwidth above all), then the collectives
 //                 between them (experiments/calibrate/network.hpp): [ici] holds the fitted
@@ -266,6 +268,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--model", model_path, "also time every distinct op of this model's training step (TOML) alone");
   app.add_option("--set", overrides, "override a key of --model's config (repeatable)");
+  std::vector<std::string> meshes, layouts;
+  app.add_option("--mesh", meshes,
+                 "with --model: also time the ops of its per-device program on this mesh, e.g. data:2 (repeatable; "
+                 "the i-th --mesh goes with the i-th --layout)");
+  app.add_option("--layout", layouts, "the layout for the --mesh of the same position, e.g. batch:data");
   app.add_flag("--smoke", smoke, "tiny sizes only: checks the plumbing in seconds (the table is not worth using)");
   sy::parse_command_line(app, argc, argv);
   quick = quick || smoke;
@@ -280,6 +287,16 @@ int run(int argc, char** argv) {
   // --model is read before anything is measured: a bad config is refused at once, not after minutes.
   std::optional<sy::RunConfig> run_config;
   if (!model_path.empty()) run_config = sy::load_run_config(model_path, overrides);
+  if (meshes.size() != layouts.size())
+    throw sy::InputError(fmt::format("calibrate: {} --mesh and {} --layout given; allowed: one --layout per --mesh",
+                                     meshes.size(), layouts.size()));
+  if (!meshes.empty() && !run_config) throw sy::InputError("calibrate: --mesh needs --model (whose program it splits)");
+  std::vector<std::pair<sy::Mesh, sy::Layout>> splits;
+  for (size_t i = 0; i < meshes.size(); ++i) {
+    sy::Mesh m = sy::parse_mesh(meshes[i]);
+    sy::Layout l = sy::parse_layout(layouts[i], m);
+    splits.emplace_back(std::move(m), std::move(l));
+  }
   std::unique_ptr<sy::MpiRun> mpi;
   if (ranks == 2) mpi = std::make_unique<sy::MpiRun>(sy::parse_mesh("data:2"), sy::Layout{});
 
@@ -369,13 +386,24 @@ int run(int argc, char** argv) {
   // curves are then made of these points only (the shapes the simulator will price).
   if (run_config) {
     const sy::ModelConfig& config = run_config->model;
-    const sy::TrainingStep step = sy::build_training_step(config, run_config->train, {});
+    // The one-device program, and the per-device program of each --mesh/--layout (its shapes are
+    // the ones a run on that mesh executes: a split batch halves an einsum, not its efficiency).
+    std::vector<sy::Graph> programs{sy::build_training_step(config, run_config->train, {}).graph()};
+    for (const auto& [mesh, layout] : splits) {
+      sy::TrainingGraphOptions built;
+      built.mesh = mesh;
+      built.layout = layout;
+      programs.push_back(sy::lower(sy::build_training_step(config, run_config->train, built).graph(), mesh, layout).graph);
+    }
     std::map<std::string, bool> seen;
     std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
     int timed = 0;
-    for (const sy::Node& n : step.graph().nodes) {
+    size_t nodes = 0;
+    for (const sy::Graph& program : programs)
+    for (const sy::Node& n : program.nodes) {
+      ++nodes;
       if (is_collective(n.kind)) continue;
-      const sy::Graph g = copy_of_node(step.graph(), n);
+      const sy::Graph g = copy_of_node(program, n);
       std::string key(sy::op_name(n.kind));
       for (const sy::Value& v : g.values) key += sy::to_string(v.type);
       key += sy::attrs_to_json(n.attrs).dump();
@@ -398,8 +426,8 @@ int run(int argc, char** argv) {
     for (auto& [k, pts] : m_plain) plain[k] = pts;
     for (auto& [k, pts] : m_bcast) bcast[k] = pts;
     for (auto& [k, pts] : m_flops) h.kind_efficiency[k].compute = curve_of(pts);
-    fmt::print("{}: timed {} distinct ops of {} nodes alone; their kinds' curves come from these\n", config.name, timed,
-               step.graph().nodes.size());
+    fmt::print("{}: timed {} distinct ops of {} nodes ({} program(s)) alone; their kinds' curves come from these\n",
+               config.name, timed, nodes, programs.size());
   }
   for (auto& [k, pts] : plain) h.kind_efficiency[k].memory = curve_of(pts);
   for (auto& [k, pts] : bcast) h.broadcast_efficiency[k].memory = curve_of(pts);

@@ -3,6 +3,7 @@
 #include "graph/error.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -84,6 +85,64 @@ double NetworkFit::predict(const CollectiveSample& s) const {
   return s.copy_seconds + alphas(s.kind) * alpha + bandwidth_terms(*this, s) / curve->at(s.bytes);
 }
 
+void fit_network(NetworkFit& fit) {
+  SY_CHECK(!fit.samples.empty(), "fit_network: no samples");
+  // α: the smallest data-movement collectives; w: their best rate; e(V): the rate at V against it.
+  std::vector<double> smallest;
+  std::map<double, std::vector<double>> seconds_by_size;  // data movement only
+  for (const CollectiveSample& s : fit.samples)
+    if (s.kind == "all_gather" || s.kind == "all_to_all") {
+      seconds_by_size[s.bytes].push_back(s.seconds);
+      if (s.bytes == fit.samples.front().bytes) smallest.push_back(s.seconds);
+    }
+  fit.hop_latency = median(smallest);
+  double rate = 0;
+  for (const CollectiveSample& s : fit.samples)
+    if ((s.kind == "all_gather" || s.kind == "all_to_all") && s.seconds > fit.hop_latency)
+      rate = std::max(rate, s.bytes / 2 / (s.seconds - fit.hop_latency));
+  if (rate <= 0) {  // every size within the latency's noise (a tiny --smoke range): the largest sample's rate
+    const CollectiveSample& big = *std::max_element(fit.samples.begin(), fit.samples.end(),
+                                                    [](const auto& a, const auto& b) { return a.bytes < b.bytes; });
+    rate = big.bytes / 2 / std::max(big.seconds, 1e-9);
+  }
+  fit.link_bandwidth = rate;
+  for (const auto& [bytes, seconds] : seconds_by_size) {
+    std::vector<double> e;
+    for (double t : seconds) e.push_back(t > fit.hop_latency ? std::min(1.0, bytes / 2 / rate / (t - fit.hop_latency)) : 1.0);
+    fit.efficiency_by_size.points.emplace_back(bytes, std::max(1e-3, median(e)));
+  }
+  std::vector<double> rates;
+  for (const CollectiveSample& s : fit.samples) {
+    if (s.kind != "all_reduce" || s.bytes < (1 << 20)) continue;
+    const double rest = (s.seconds - s.copy_seconds - 2 * fit.hop_latency) * fit.efficiency_by_size.at(s.bytes) - s.bytes / rate;
+    // A size whose time the link term already covers says the reduction is overlapped: an
+    // unbounded rate, which counts in the median (dropping it let one slow size set r alone: a
+    // 64 MiB all_reduce at 160 ms, 40x the 16 MiB one, fitted r = 0.3 GB/s and priced every
+    // all_reduce of a step 5x too slow).
+    rates.push_back(rest > 0 ? s.bytes / 2 / rest : std::numeric_limits<double>::infinity());
+  }
+  const double r = !rates.empty() ? median(rates) : std::numeric_limits<double>::infinity();
+  fit.reduction_bandwidth = std::isfinite(r) ? r : 0.0;
+
+  // Each data-movement kind's own α and e(V) (NetworkFit::kinds). all_reduce keeps the shared
+  // values above, which its reduction bandwidth was fitted with.
+  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"}) {
+    CollectiveKindNetwork k;
+    const CollectiveSample* smallest_k = nullptr;
+    for (const CollectiveSample& s : fit.samples)
+      if (s.kind == kind && (!smallest_k || s.bytes < smallest_k->bytes)) smallest_k = &s;
+    if (!smallest_k) continue;
+    k.hop_latency = smallest_k->seconds;
+    for (const CollectiveSample& s : fit.samples) {
+      if (s.kind != kind) continue;
+      const double rest = s.seconds - k.hop_latency;
+      const double e = rest > 0 ? std::min(1.0, bandwidth_terms(fit, s) / rest) : 1.0;
+      k.efficiency_by_size.points.emplace_back(s.bytes, std::max(1e-3, e));
+    }
+    fit.kinds[kind_of(kind)] = std::move(k);
+  }
+}
+
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
                            int64_t evict_bytes, int64_t max_streamed) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
@@ -128,55 +187,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
       }
       fit.samples.push_back(sample);
     }
-  // α: the smallest data-movement collectives; w: their best rate; e(V): the rate at V against it.
-  std::vector<double> smallest;
-  std::map<double, std::vector<double>> seconds_by_size;  // data movement only
-  for (const CollectiveSample& s : fit.samples)
-    if (s.kind == "all_gather" || s.kind == "all_to_all") {
-      seconds_by_size[s.bytes].push_back(s.seconds);
-      if (s.bytes == fit.samples.front().bytes) smallest.push_back(s.seconds);
-    }
-  fit.hop_latency = median(smallest);
-  double rate = 0;
-  for (const CollectiveSample& s : fit.samples)
-    if ((s.kind == "all_gather" || s.kind == "all_to_all") && s.seconds > fit.hop_latency)
-      rate = std::max(rate, s.bytes / 2 / (s.seconds - fit.hop_latency));
-  if (rate <= 0) {  // every size within the latency's noise (a tiny --smoke range): the largest sample's rate
-    const CollectiveSample& big = *std::max_element(fit.samples.begin(), fit.samples.end(),
-                                                    [](const auto& a, const auto& b) { return a.bytes < b.bytes; });
-    rate = big.bytes / 2 / std::max(big.seconds, 1e-9);
-  }
-  fit.link_bandwidth = rate;
-  for (const auto& [bytes, seconds] : seconds_by_size) {
-    std::vector<double> e;
-    for (double t : seconds) e.push_back(t > fit.hop_latency ? std::min(1.0, bytes / 2 / rate / (t - fit.hop_latency)) : 1.0);
-    fit.efficiency_by_size.points.emplace_back(bytes, std::max(1e-3, median(e)));
-  }
-  std::vector<double> rates;
-  for (const CollectiveSample& s : fit.samples) {
-    if (s.kind != "all_reduce" || s.bytes < (1 << 20)) continue;
-    const double rest = (s.seconds - s.copy_seconds - 2 * fit.hop_latency) * fit.efficiency_by_size.at(s.bytes) - s.bytes / rate;
-    if (rest > 0) rates.push_back(s.bytes / 2 / rest);
-  }
-  fit.reduction_bandwidth = !rates.empty() ? median(rates) : 0.0;
-
-  // Each data-movement kind's own α and e(V) (NetworkFit::kinds). all_reduce keeps the shared
-  // values above, which its reduction bandwidth was fitted with.
-  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"}) {
-    CollectiveKindNetwork k;
-    const CollectiveSample* smallest_k = nullptr;
-    for (const CollectiveSample& s : fit.samples)
-      if (s.kind == kind && (!smallest_k || s.bytes < smallest_k->bytes)) smallest_k = &s;
-    if (!smallest_k) continue;
-    k.hop_latency = smallest_k->seconds;
-    for (const CollectiveSample& s : fit.samples) {
-      if (s.kind != kind) continue;
-      const double rest = s.seconds - k.hop_latency;
-      const double e = rest > 0 ? std::min(1.0, bandwidth_terms(fit, s) / rest) : 1.0;
-      k.efficiency_by_size.points.emplace_back(s.bytes, std::max(1e-3, e));
-    }
-    fit.kinds[kind_of(kind)] = std::move(k);
-  }
+  fit_network(fit);
 
   // HardwareSpec::latency_after_streaming: a 16 KiB all_gather again, after each rank streamed
   // E bytes (E = 4·evict_bytes, 16·evict_bytes, ... up to max_streamed) instead of evict_bytes; its

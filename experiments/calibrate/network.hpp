@@ -24,8 +24,8 @@
 // all_to_all, so e ≤ 1. e(V): at each size, the median over all_gather and all_to_all of
 // ((V/2)/w) / (t − α): the rate falls where a message leaves the cache (4 MiB all_gather in cache
 // 150 µs, 16 MiB from DRAM 1.2 ms on the development host). r (reduction_bandwidth): the median
-// over the all-reduce sizes of 1 MiB and more of (V/2) / ((t − copy − 2α)·e(V) − V/w) (0, "overlapped",
-// when that is not positive).
+// over the all-reduce sizes of 1 MiB and more of (V/2) / ((t − copy − 2α)·e(V) − V/w), a size where
+// that is not positive counting as unbounded (0, "overlapped", when the median is).
 #pragma once
 
 #include "executor/mpi/communicator.hpp"
@@ -62,6 +62,10 @@ struct NetworkFit {
   // The formula's time for a sample under this fit (its kind's own α and e(V)).
   double predict(const CollectiveSample& s) const;
 };
+
+// Fits fit.samples (at least one all_gather or all_to_all; the smallest first) as described above:
+// sets every other member but latency_after_streaming.
+void fit_network(NetworkFit& fit);
 
 // Times every kind at sizes 256 B · 4^i up to max_bytes on the two ranks of `comm` (both call it),
 // `budget` seconds per point at most (at least 5 repetitions), each repetition prepared as above
