@@ -4,6 +4,7 @@
 #include "executor/mpi/ragged_all_to_all.hpp"
 #include "executor/einsum.hpp"
 #include "executor/kernel_choice.hpp"
+#include "executor/host_memory.hpp"
 #include "executor/index_kernels.hpp"
 #include "executor/kernels.hpp"
 #include "executor/memory_limit.hpp"
@@ -33,19 +34,8 @@
 namespace sy {
 namespace {
 
-struct FreeBytes {
-  void operator()(std::byte* p) const { std::free(p); }
-};
-using Bytes = std::unique_ptr<std::byte[], FreeBytes>;
-
-// Zeroed storage aligned to the arena alignment (64 bytes: a cache line, enough for AVX-512).
-Bytes alloc_bytes(int64_t n) {
-  const int64_t size = std::max<int64_t>(1, (n + exec::kArenaAlignment - 1) / exec::kArenaAlignment) * exec::kArenaAlignment;
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(exec::kArenaAlignment, static_cast<size_t>(size)));
-  if (!p) throw std::bad_alloc();
-  std::memset(p, 0, static_cast<size_t>(size));
-  return Bytes(p);
-}
+using Bytes = exec::HostBytes;
+using exec::alloc_host_bytes;
 
 // Storage -> Tensor (double) and back; bf16 rounds to nearest even on store.
 Tensor to_tensor(const void* p, const TensorType& t) {
@@ -192,7 +182,7 @@ struct Executor::Impl {
                       fmt::format("{} B of parameters, optimizer state and inputs + {} B of activations and "
                                   "workspaces by the memory plan",
                                   leaf_bytes, plan.arena_bytes));
-    arena = alloc_bytes(plan.arena_bytes);
+    arena = alloc_host_bytes(plan.arena_bytes);
     if (opts.fast_kernels) {
       sparse.emplace(g, plan.kept);
       if (opts.ragged_rows) {
@@ -208,7 +198,7 @@ struct Executor::Impl {
     leaf_set.assign(nv, false);
     for (const Value& v : g.values) {
       if (v.role == ValueRole::computed) continue;
-      leaf[static_cast<size_t>(v.id.v)] = alloc_bytes(num_bytes(v.type));
+      leaf[static_cast<size_t>(v.id.v)] = alloc_host_bytes(num_bytes(v.type));
       stats.leaf_bytes += num_bytes(v.type);
     }
     stats.arena_bytes = plan.arena_bytes;

@@ -1,5 +1,6 @@
 #include "experiments/calibrate/network.hpp"
 
+#include "executor/host_memory.hpp"
 #include "graph/error.hpp"
 
 #include <algorithm>
@@ -18,6 +19,30 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
+
+// f32 buffers allocated as the executor allocates its arena (executor/host_memory.hpp: from 2 MiB
+// up on transparent huge pages), so a collective here reads and writes memory as a step's do:
+// Open MPI's single copy from the peer (CMA) pins every page of the peer's buffer, and on 4 KiB
+// pages a 2 MiB all_reduce took 1.5-2x its time on huge pages (experiments/bench_huge_pages).
+class HostFloats {
+ public:
+  // n elements, zeroed; the storage is kept for later calls of at most its size.
+  void assign(size_t n) {
+    if (n > capacity_) {
+      bytes_ = exec::alloc_host_bytes(static_cast<int64_t>(n * sizeof(float)));
+      capacity_ = n;
+    }
+    size_ = n;
+    std::fill(begin(), end(), 0.0f);
+  }
+  float* data() { return reinterpret_cast<float*>(bytes_.get()); }
+  float* begin() { return data(); }
+  float* end() { return data() + size_; }
+
+ private:
+  exec::HostBytes bytes_;
+  size_t capacity_ = 0, size_ = 0;
+};
 
 // The collective node of `kind` over the mesh's axis 0 (2 devices) on V bytes of f32 whose blocks
 // are contiguous (no block copies: all_gather along the leading dim; all_to_all scattering x [2]
@@ -148,13 +173,14 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
-  std::vector<float> in, out, evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
+  HostFloats in, out;
+  std::vector<float> evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
   float stamp = 0;
   for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"})
     for (double bytes = 256; bytes <= max_bytes; bytes *= 4) {
       const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
-      in.assign(static_cast<size_t>(num_elements(n.in.shape)), 0.0f);
-      out.assign(static_cast<size_t>(num_elements(n.out.shape)), 0.0f);
+      in.assign(static_cast<size_t>(num_elements(n.in.shape)));
+      out.assign(static_cast<size_t>(num_elements(n.out.shape)));
       std::vector<double> times;
       double spent = 0;
       for (int r = 0; r < 100; ++r) {
@@ -202,8 +228,8 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
     double base = 0;  // the same all_gather after evict_bytes, measured above
     for (const CollectiveSample& x : fit.samples)
       if (x.kind == "all_gather" && x.bytes == kBytes) base = x.seconds;
-    in.assign(static_cast<size_t>(num_elements(n.in.shape)), 0.0f);
-    out.assign(static_cast<size_t>(num_elements(n.out.shape)), 0.0f);
+    in.assign(static_cast<size_t>(num_elements(n.in.shape)));
+    out.assign(static_cast<size_t>(num_elements(n.out.shape)));
     evict = {};
     fit.latency_after_streaming.points.emplace_back(static_cast<double>(evict_bytes), 0.0);
     for (int64_t volume = 4 * evict_bytes; volume <= max_streamed; volume *= 4) {

@@ -1,0 +1,47 @@
+#include "executor/host_memory.hpp"
+
+#include "executor/memory_plan.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string_view>
+
+namespace sy::exec {
+namespace {
+
+constexpr int64_t kHugePage = int64_t{2} << 20;
+
+int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+void FreeHostBytes::operator()(std::byte* p) const { std::free(p); }
+
+bool huge_pages_advised() {
+  static const bool advised = [] {
+    const char* v = std::getenv("SY_HUGE_PAGES");
+    return !(v && std::string_view(v) == "off");
+  }();
+  return advised;
+}
+
+HostBytes alloc_host_bytes(int64_t n) {
+  const bool huge = n >= kHugePage && huge_pages_advised();
+  const int64_t size = round_up(std::max<int64_t>(1, n), kArenaAlignment);
+  void* p = nullptr;
+  // Huge: the start on a 2 MiB boundary, the size as asked (a tail short of 2 MiB stays on 4 KiB
+  // pages; the alignment costs address space, not memory: pages never touched are never mapped).
+  if (::posix_memalign(&p, static_cast<size_t>(huge ? kHugePage : kArenaAlignment), static_cast<size_t>(size)) != 0)
+    throw std::bad_alloc();
+  // Advice before the first touch: the zeroing below then faults the region in as huge pages. A
+  // kernel without transparent huge pages refuses the advice; the memory is then ordinary.
+  if (huge) (void)::madvise(p, static_cast<size_t>(size), MADV_HUGEPAGE);
+  std::memset(p, 0, static_cast<size_t>(size));
+  return HostBytes(static_cast<std::byte*>(p));
+}
+
+}  // namespace sy::exec
