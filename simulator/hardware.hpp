@@ -68,7 +68,7 @@
 //                                       [bytes, seconds] points: time a collective adds to its α
 //                                       terms when its device streamed that many bytes through memory
 //                                       (the bytes its ops read and wrote, in program order) since its
-//                                       previous collective; log-linear between points, clamped
+//                                       previous collective of the same kind; log-linear between points, clamped
 //                                       outside (calibrate's first point is 0 s at the volume it
 //                                       measured hop_latency after). A CPU MPI backing: the
 //                                       library's state (shared-memory queues, request objects) and
