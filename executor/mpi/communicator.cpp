@@ -1,5 +1,6 @@
 #include "executor/mpi/communicator.hpp"
 
+#include "executor/mpi/staging.hpp"
 #include "graph/error.hpp"
 #include "graph/parallel/collective_blocks.hpp"
 
@@ -26,25 +27,6 @@ void blocks_from_front(const std::byte* src, std::byte* dst, int64_t outer, int6
     for (int64_t o = 0; o < outer; ++o)
       std::memcpy(dst + (o * n + j) * chunk, src + (j * outer + o) * chunk, static_cast<size_t>(chunk));
 }
-
-// Staging storage for the packed blocks of a collective, kept between calls and never zeroed (it is
-// written in full before it is read). A fresh zero-filled vector per call cost a pass over the
-// block and, above glibc's mmap threshold, a page fault per 4 KiB page: a 1.3 MiB all_to_all of
-// bench_sim_mpi's ep layout spent more time there than in MPI_Alltoall.
-class Staging {
- public:
-  std::byte* get(int64_t bytes) {
-    if (static_cast<size_t>(bytes) > size_) {
-      data_.reset(new std::byte[static_cast<size_t>(bytes)]);
-      size_ = static_cast<size_t>(bytes);
-    }
-    return data_.get();
-  }
-
- private:
-  std::unique_ptr<std::byte[]> data_;
-  size_t size_ = 0;
-};
 
 std::string axes_text(const CollectiveAttrs& a) {
   std::string s;
@@ -155,7 +137,7 @@ void run_collective(Communicator& comm, OpKind kind, const CollectiveAttrs& a, c
     default: break;
   }
   // Two staging buffers per thread: all_to_all packs into one and receives into the other.
-  thread_local Staging send_staging, recv_staging;
+  thread_local exec::Staging send_staging, recv_staging;
   switch (kind) {
     case OpKind::all_reduce:
       // x [...] -> y [...] = reduce of every member's x.

@@ -1,5 +1,7 @@
 #include "executor/mpi/ragged_all_to_all.hpp"
 
+#include "executor/mpi/staging.hpp"
+
 #include "graph/dtype.hpp"
 
 #include <array>
@@ -68,25 +70,25 @@ bool ragged_all_to_all(Communicator& comm, const CollectiveAttrs& attrs, const T
   comm.all_to_all(send_ext.data(), recv_ext.data(), per * static_cast<int64_t>(sizeof(int64_t)), axes);
 
   // 2. The rows before them.
-  thread_local std::vector<std::byte> send, recv;
+  thread_local Staging send_staging, recv_staging;
   int64_t send_total = 0, recv_total = 0;
   for (int64_t b : send_bytes) send_total += b;
   std::vector<int64_t> recv_bytes(static_cast<size_t>(n), 0);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t k = 0; k < per; ++k) recv_bytes[static_cast<size_t>(r)] += recv_ext[static_cast<size_t>(r * per + k)] * row_bytes;
   for (int64_t b : recv_bytes) recv_total += b;
-  send.resize(static_cast<size_t>(std::max<int64_t>(send_total, 1)));
-  recv.resize(static_cast<size_t>(std::max<int64_t>(recv_total, 1)));
+  std::byte* send = send_staging.get(std::max<int64_t>(send_total, 1));
+  std::byte* recv = recv_staging.get(std::max<int64_t>(recv_total, 1));
   std::vector<int64_t> at(static_cast<size_t>(n), 0);  // write offset per member
   for (int64_t j = 1; j < n; ++j) at[static_cast<size_t>(j)] = at[static_cast<size_t>(j - 1)] + send_bytes[static_cast<size_t>(j - 1)];
   const auto* src = static_cast<const std::byte*>(x);
   for (int64_t o = 0; o < tx.outer; ++o) {  // in block order: each member's blocks in order
     coords_of(o, dims_in, c);
     const int64_t j = c[si] / ns, bytes = tx.extent[static_cast<size_t>(o)] * row_bytes;
-    std::memcpy(send.data() + at[static_cast<size_t>(j)], src + o * rows * row_bytes, static_cast<size_t>(bytes));
+    std::memcpy(send + at[static_cast<size_t>(j)], src + o * rows * row_bytes, static_cast<size_t>(bytes));
     at[static_cast<size_t>(j)] += bytes;
   }
-  comm.all_to_all_v(send.data(), send_bytes, recv.data(), recv_bytes, axes);
+  comm.all_to_all_v(send, send_bytes, recv, recv_bytes, axes);
 
   // 3. Into place: member r's k-th block is its k-th block (in block order) among those whose
   // scatter coordinate is this member's; it lands at scatter coordinate - me·ns, gather
@@ -103,7 +105,7 @@ bool ragged_all_to_all(Communicator& comm, const CollectiveAttrs& attrs, const T
       c[si] -= me * ns;
       c[gi] += r * mg;
       const int64_t o2 = index_of(c, dims_out);
-      std::memcpy(dst + o2 * rows * row_bytes, recv.data() + off, static_cast<size_t>(e * row_bytes));
+      std::memcpy(dst + o2 * rows * row_bytes, recv + off, static_cast<size_t>(e * row_bytes));
       off += e * row_bytes;
       ty.extent[static_cast<size_t>(o2)] = e;
     }
