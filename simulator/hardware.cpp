@@ -75,23 +75,17 @@ namespace {
 constexpr std::array<OpClass, kOpClassCount> kClasses = {OpClass::matmul, OpClass::elementwise, OpClass::reduction,
                                                           OpClass::index, OpClass::layout};
 
-// A curve of [size, value] points, sizes increasing. Values: fractions in (0, 1]; memory fractions
-// above 0, above 1 allowed (a CPU op whose bytes sit in a cache streams faster than hbm_bandwidth,
-// the DRAM rate: calibrate measured 47-82 GB/s in-step multiplies against a 40 GB/s stream); or
-// seconds >= 0.
-enum class CurveValues { fraction, memory_fraction, seconds };
-EfficiencyCurve read_curve(TomlSection& t, std::string_view key, CurveValues values = CurveValues::fraction) {
+// An efficiency curve: [[size, fraction], ...] with sizes increasing and fractions in (0, 1].
+// A curve of [size, fraction] points (fractions in (0, 1]), or with `seconds` of [bytes, seconds]
+// points (seconds >= 0).
+EfficiencyCurve read_curve(TomlSection& t, std::string_view key, bool seconds = false) {
   EfficiencyCurve c;
   const toml::node* n = t.node(key);
   if (!n) return c;
-  const bool seconds = values == CurveValues::seconds;
   const char* form = seconds ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds >= 0, e.g. "
                                "[[6.7e7, 2e-5], [1.07e9, 5e-5]]"
-                     : values == CurveValues::memory_fraction
-                         ? "allowed: an array of [bytes, fraction] pairs with bytes increasing and fractions above 0 "
-                           "(above 1: faster than hbm_bandwidth, from a cache), e.g. [[1e4, 1.5], [1e9, 0.7]]"
-                         : "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], "
-                           "e.g. [[1e6, 0.2], [1e9, 0.7]]";
+                             : "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], "
+                               "e.g. [[1e6, 0.2], [1e9, 0.7]]";
   const toml::array* a = n->as_array();
   if (!a || a->empty()) t.fail(key, form);
   auto num = [](const toml::node* x) -> std::optional<double> {
@@ -103,7 +97,7 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key, CurveValues val
     const toml::array* p = e.as_array();
     auto sz = p && p->size() == 2 ? num(p->get(0)) : std::nullopt;
     auto fr = p && p->size() == 2 ? num(p->get(1)) : std::nullopt;
-    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || (seconds ? *fr < 0 : *fr <= 0 || (values == CurveValues::fraction && *fr > 1)) || (!c.points.empty() && *sz <= c.points.back().first))
+    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || (seconds ? *fr < 0 : *fr <= 0 || *fr > 1) || (!c.points.empty() && *sz <= c.points.back().first))
       t.fail(key, fmt::format("point {} is not allowed; {}", TomlDocument::value_text(e), form));
     c.points.emplace_back(*sz, *fr);
   }
@@ -112,7 +106,7 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key, CurveValues val
 
 ClassEfficiency read_efficiency(const TomlDocument& doc, const toml::table* table, const std::string& path) {
   TomlSection t(doc, table, path);
-  ClassEfficiency e{read_curve(t, "compute"), read_curve(t, "memory", CurveValues::memory_fraction)};
+  ClassEfficiency e{read_curve(t, "compute"), read_curve(t, "memory")};
   t.finish();
   return e;
 }
@@ -187,7 +181,7 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                                                  : ici.number("core_link_bandwidth", 0.0, at_least(0));
   s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
   s.ici_efficiency_by_size = read_curve(ici, "efficiency_by_size");
-  s.latency_after_streaming = read_curve(ici, "latency_after_streaming", CurveValues::seconds);
+  s.latency_after_streaming = read_curve(ici, "latency_after_streaming", /*seconds=*/true);
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
   for (OpKind k : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})

@@ -105,9 +105,7 @@
 //   compute = [[1e6, 0.2], [1e9, 0.6]]  [flops of one op, achieved fraction of peak] points,
 //   memory = [[1e4, 0.1], [1e8, 0.9]]   [bytes of one op, achieved fraction of HBM bandwidth];
 //                                       log-linear between points, clamped outside; a missing
-//                                       curve is 1 everywhere. Compute fractions are at most 1;
-//                                       memory fractions may exceed 1 (a CPU op whose bytes sit
-//                                       in a cache streams faster than the DRAM rate)
+//                                       curve is 1 everywhere
 //   [efficiency.op.<op kind>]           the same for one op kind (e.g. efficiency.op.gather),
 //                                       replacing its class's curves
 //   [efficiency.broadcast.<op kind>]    the same for a binary element-wise kind whose second
