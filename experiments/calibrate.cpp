@@ -107,7 +107,7 @@ double time_graph(const sy::Graph& g, int threads, double budget, Timing timing 
   std::vector<double> runs;
   double spent = 0;
   for (int r = 0; r < 30 && (r < 3 || spent < budget); ++r) {  // at least 3 runs, more within the budget
-    std::fill(evict.begin(), evict.end(), static_cast<float>(r));
+    sy::stream_through(evict, static_cast<float>(r));
     const double t0 = now();
     ex.run();
     runs.push_back(now() - t0);

@@ -110,6 +110,10 @@ double NetworkFit::predict(const CollectiveSample& s) const {
   return s.copy_seconds + alphas(s.kind) * alpha + bandwidth_terms(*this, s) / curve->at(s.bytes);
 }
 
+void stream_through(std::vector<float>& buffer, float stamp) {
+  for (float& x : buffer) x += stamp;
+}
+
 void fit_network(NetworkFit& fit) {
   SY_CHECK(!fit.samples.empty(), "fit_network: no samples");
   // α: the smallest data-movement collectives; w: their best rate; e(V): the rate at V against it.
@@ -185,7 +189,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
       double spent = 0;
       for (int r = 0; r < 100; ++r) {
         stamp += 1;
-        std::fill(evict.begin(), evict.end(), stamp);  // the compute between two collectives
+        stream_through(evict, stamp);                  // the compute between two collectives
         std::fill(in.begin(), in.end(), stamp);        // the input's producer
         barrier();                                     // both ranks start together
         const double t0 = now();
@@ -203,7 +207,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
         std::vector<double> copies;
         for (int r = 0; r < 6; ++r) {
           stamp += 1;
-          std::fill(evict.begin(), evict.end(), stamp);
+          stream_through(evict, stamp);
           std::fill(in.begin(), in.end(), stamp);
           const double t0 = now();
           std::copy(in.begin(), in.end(), out.begin());
@@ -237,7 +241,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
       std::vector<double> times;
       for (int r = 0; r < 12; ++r) {
         stamp += 1;
-        std::fill(streamed.begin(), streamed.end(), stamp);
+        stream_through(streamed, stamp);
         std::fill(in.begin(), in.end(), stamp);
         barrier();
         const double t0 = now();
