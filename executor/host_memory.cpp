@@ -1,6 +1,9 @@
 #include "executor/host_memory.hpp"
 
 #include "executor/memory_plan.hpp"
+#include "graph/error.hpp"
+
+#include <fmt/format.h>
 
 #include <sys/mman.h>
 
@@ -22,11 +25,11 @@ int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 void FreeHostBytes::operator()(std::byte* p) const { std::free(p); }
 
 bool huge_pages_advised() {
-  static const bool advised = [] {
-    const char* v = std::getenv("SY_HUGE_PAGES");
-    return !(v && std::string_view(v) == "off");
-  }();
-  return advised;
+  const char* v = std::getenv("SY_HUGE_PAGES");
+  const std::string_view text = v ? v : "";
+  if (text.empty() || text == "on") return true;
+  if (text == "off") return false;
+  throw InputError(fmt::format("SY_HUGE_PAGES={}: allowed: on (the default) or off", text));
 }
 
 HostBytes alloc_host_bytes(int64_t n) {

@@ -17,7 +17,8 @@
 //
 // The kernel honours the advice when transparent huge pages are "always" or "madvise"
 // (/sys/kernel/mm/transparent_hugepage/enabled); under "never" this is plain aligned memory.
-// SY_HUGE_PAGES=off turns the advice off (for comparison: experiments/bench_huge_pages).
+// SY_HUGE_PAGES=off turns the advice off (for comparison: experiments/bench_huge_pages); on, or
+// unset, keeps it.
 #pragma once
 
 #include <cstddef>
@@ -34,7 +35,8 @@ using HostBytes = std::unique_ptr<std::byte[], FreeHostBytes>;
 // n bytes (at least 1), zeroed. Throws std::bad_alloc when the memory is not there.
 HostBytes alloc_host_bytes(int64_t n);
 
-// Whether alloc_host_bytes advises huge pages (SY_HUGE_PAGES is not "off"; read once).
+// Whether alloc_host_bytes advises huge pages: SY_HUGE_PAGES unset or "on" (yes), "off" (no);
+// any other value is an InputError naming it.
 bool huge_pages_advised();
 
 }  // namespace sy::exec
