@@ -1,7 +1,6 @@
 #include "executor/mpi/ragged_all_to_all.hpp"
 
 #include "executor/mpi/staging.hpp"
-
 #include "graph/dtype.hpp"
 
 #include <array>

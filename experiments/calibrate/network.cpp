@@ -4,9 +4,9 @@
 #include "graph/error.hpp"
 
 #include <algorithm>
-#include <limits>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 
 namespace sy {
@@ -23,7 +23,7 @@ double median(std::vector<double> v) {
 // f32 buffers allocated as the executor allocates its arena (executor/host_memory.hpp: from 2 MiB
 // up on transparent huge pages), so a collective here reads and writes memory as a step's do:
 // Open MPI's single copy from the peer (CMA) pins every page of the peer's buffer, and on 4 KiB
-// pages a 2 MiB all_reduce took 1.5-2x its time on huge pages (experiments/bench_huge_pages).
+// pages a step's all_reduces took 1.24x as long as on huge pages (experiments/bench_huge_pages).
 class HostFloats {
  public:
   // n elements, zeroed; the storage is kept for later calls of at most its size.
