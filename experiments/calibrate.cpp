@@ -472,6 +472,21 @@ int run(int argc, char** argv) {
     h.ici_efficiency_by_size = net.efficiency_by_size;
     h.collective_kinds = net.kinds;
     h.latency_after_streaming = net.latency_after_streaming;
+    h.eager_limit = net.eager_limit;
+    h.eager_latency_after_streaming = net.eager_latency_after_streaming;
+    h.eager_path_share = net.eager_path_share;
+    h.copy_path_share = net.copy_path_share;
+    for (const sy::PathProbe& p : net.path_probes)
+      fmt::print("path probe {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after an 8 B all_reduce, {:7.1f} µs after "
+                 "an all_to_all, {:7.1f} µs after the same all_gather\n",
+                 sy::format_bytes(p.payload), p.cold * 1e6, p.warmed * 1e6, p.after_copy * 1e6, p.hot * 1e6);
+    fmt::print("eager path: messages up to {} per peer{}; of a cold collective's cost {:.2f} is warmed by any "
+               "collective{}\n",
+               sy::format_bytes(net.eager_limit), net.eager_limit > 0 ? "" : " (0: one path)", net.eager_path_share,
+               net.eager_limit > 0 ? fmt::format(", of a single copy's {:.2f}", net.copy_path_share) : "");
+    for (const auto& [bytes, seconds] : net.eager_latency_after_streaming.points)
+      fmt::print("eager path, after streaming {:>10}: a collective takes {:8.1f} µs more\n", sy::format_bytes(bytes),
+                 seconds * 1e6);
     h.staged_collectives = true;  // run_collective packs and unpacks MPI's contiguous blocks
     for (const auto& [bytes, seconds] : net.latency_after_streaming.points)
       fmt::print("after streaming {:>10}: a collective takes {:8.1f} µs more\n", sy::format_bytes(bytes), seconds * 1e6);

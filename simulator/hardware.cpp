@@ -182,6 +182,10 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
   s.ici_efficiency_by_size = read_curve(ici, "efficiency_by_size");
   s.latency_after_streaming = read_curve(ici, "latency_after_streaming", /*seconds=*/true);
+  s.eager_limit = ici.number("eager_limit", 0.0, at_least(0, "bytes per peer; 0: one path"));
+  s.eager_latency_after_streaming = read_curve(ici, "eager_latency_after_streaming", /*seconds=*/true);
+  s.eager_path_share = ici.number("eager_path_share", 1.0, interval(0, 1, "[]"));
+  s.copy_path_share = ici.number("copy_path_share", 1.0, interval(0, 1, "[]"));
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
   for (OpKind k : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})
@@ -271,6 +275,11 @@ std::string to_toml(const HardwareSpec& s) {
     r += fmt::format("efficiency_by_size = {}\n", curve(s.ici_efficiency_by_size));
   if (!s.latency_after_streaming.points.empty())
     r += fmt::format("latency_after_streaming = {}\n", curve(s.latency_after_streaming));
+  if (s.eager_limit > 0) r += fmt::format("eager_limit = {}\n", num(s.eager_limit));
+  if (s.eager_path_share != 1) r += fmt::format("eager_path_share = {}\n", num(s.eager_path_share));
+  if (s.copy_path_share != 1) r += fmt::format("copy_path_share = {}\n", num(s.copy_path_share));
+  if (!s.eager_latency_after_streaming.points.empty())
+    r += fmt::format("eager_latency_after_streaming = {}\n", curve(s.eager_latency_after_streaming));
   for (const auto& [k, c] : s.collective_kinds) {
     r += fmt::format("\n[ici.{}]\nhop_latency = {}\n", op_name(k), num(c.hop_latency));
     if (!c.efficiency_by_size.points.empty()) r += fmt::format("efficiency_by_size = {}\n", curve(c.efficiency_by_size));

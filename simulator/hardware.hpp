@@ -67,17 +67,43 @@
 //   latency_after_streaming = [[6.7e7, 2e-5], [1.07e9, 5e-5]]
 //                                       [bytes, seconds] points: time a collective adds to its α
 //                                       terms when its device streamed that many bytes through memory
-//                                       (the bytes its ops read and wrote, in program order) since its
-//                                       previous collective of the same kind; log-linear between points, clamped
-//                                       outside (calibrate's first point is 0 s at the volume it
-//                                       measured hop_latency after). A CPU MPI backing: the
-//                                       library's state (shared-memory queues, request objects) and
-//                                       their page-table entries leave the caches while a step streams
-//                                       its working set, and the next collective refetches them from
-//                                       DRAM: a 256 B all_gather took 6 µs hot and 50-60 µs after
-//                                       streaming 256 MiB-2 GiB on the development host, saturating
-//                                       (experiments/calibrate/network.hpp measures the curve). None
-//                                       (TPU: the default): 0
+//                                       (the bytes its ops read and wrote, in program order) since the
+//                                       collective's path through the library was last used (below);
+//                                       log-linear between points, clamped outside. A CPU MPI backing:
+//                                       the library's state on that path (queues, request objects, the
+//                                       page-table entries a single copy walks) leaves the caches while
+//                                       a step streams its working set, and the next collective on the
+//                                       path refetches it from DRAM: a 6 KiB-per-peer all_gather of two
+//                                       local ranks took 15 µs right after another collective of that
+//                                       path and 51-70 µs after streaming 128 MiB-1 GiB, saturating
+//                                       (experiments/calibrate/network.hpp measures the curve, relative
+//                                       to the conditions hop_latency was measured in). None (TPU: the
+//                                       default): 0
+//   eager_limit = 2048                  bytes: a collective whose message to one peer is at most this
+//                                       goes through the queues every collective uses (Open MPI's eager
+//                                       protocol: a larger message's rendezvous sends its header
+//                                       through them too) and pays eager_latency_after_streaming at the
+//                                       bytes streamed since the previous collective of any kind; a
+//                                       larger one goes by a single copy from the peer's pages (vader's
+//                                       CMA), warmed only by such messages, and pays
+//                                       latency_after_streaming since the previous one of those.
+//                                       0 (the default): one path for every collective, warmed by each
+//                                       (TCP: every message goes through one socket)
+//   eager_latency_after_streaming = [[2.6e5, 0], [1.3e8, 7e-6]]
+//                                       [bytes, seconds]: the curve of the eager path (eager_limit > 0)
+//   eager_path_share = 0.7              of an eager message's curve (with eager_limit 0: of every
+//                                       message's), the share of the state every collective touches
+//                                       (the queues), priced at the bytes streamed since the previous
+//                                       collective of any kind; the rest is its kind's own (its
+//                                       algorithm's code and data), priced since the previous
+//                                       collective of its kind. 1 (the default): all shared
+//   copy_path_share = 0.45              the same for a single copy's curve (eager_limit > 0): the
+//                                       share warmed by any collective (its rendezvous header goes
+//                                       through the queues); the rest by its kind only. Two local
+//                                       ranks, 128 MiB streamed, a 4 KiB-per-peer all_gather 8 MiB
+//                                       later: 127 µs alone, 92 µs when an 8 B all_reduce came before
+//                                       the 8 MiB (experiments/calibrate/network.hpp measures both
+//                                       shares, and says why other kinds' single copies do not count)
 //   staged_collectives = false          true: the collective library moves one contiguous block per
 //                                       member (MPI), so a split or concatenation along an inner dim
 //                                       is packed before the call or unpacked after it by the device:
@@ -186,6 +212,10 @@ struct HardwareSpec {
   double reduction_bandwidth = 0;  // 0: reduction overlaps the transfer
   EfficiencyCurve ici_efficiency_by_size;  // empty: 1
   EfficiencyCurve latency_after_streaming; // (bytes streamed, seconds added); empty: 0
+  double eager_limit = 0;                   // bytes per peer; 0: one path
+  double eager_path_share = 1;              // of an eager message's cold cost: warmed by any collective
+  double copy_path_share = 1;               // of a single copy's
+  EfficiencyCurve eager_latency_after_streaming;  // the eager path's curve (eager_limit > 0)
   bool staged_collectives = false;
   bool async_collectives = true;
   // [ici.<collective kind>]: a kind's own α and size curve, replacing hop_latency and

@@ -170,9 +170,14 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       const auto& a = std::get<CollectiveAttrs>(n.attrs);
       for (const Dim& ax : a.axes) op.axes |= 1u << *L.mesh.axis_index(ax.name);
       op.comm = collective_time(hw, r.topology, n.kind, op.axes, op.cost.bytes_read, op.cost.bytes_written);
+      int64_t members = 1;
+      for (const Dim& ax : a.axes) members *= ax.size;
+      // all_gather sends its whole input to each peer, all_reduce too (recursive doubling, as
+      // libraries reduce small arrays); all_to_all and reduce_scatter one block of it.
+      op.message_bytes = n.kind == OpKind::all_gather || n.kind == OpKind::all_reduce
+                             ? op.cost.bytes_read
+                             : op.cost.bytes_read / static_cast<double>(members);
       if (hw.staged_collectives) {  // MPI's contiguous blocks: the device packs and unpacks
-        int64_t members = 1;
-        for (const Dim& ax : a.axes) members *= ax.size;
         const StagingBytes sb = staging_bytes(n.kind, a, in.at(0), members);
         double pack = static_cast<double>(sb.pack), unpack = static_cast<double>(sb.unpack);
         const int64_t blocks = opts.load_skew ? opts.load_skew->ragged_all_to_all_blocks(n, in.at(0)) : 0;
@@ -186,6 +191,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
                                collective_time(hw, r.topology, OpKind::all_to_all, op.axes, ext, ext).total;
           op.comm.latency += calls;
           op.comm.total += calls;
+          op.eager_preamble = true;
           pack = unpack = op.cost.bytes_read;  // the routed rows, both ways
         }
         for (const double b : {pack, unpack})
@@ -215,25 +221,37 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     r.ops.push_back(std::move(op));
   }
   apply_fusion(g, hw, opts.fusion, r, deps);
-  // HardwareSpec::latency_after_streaming: each collective pays the curve at the bytes the
-  // device's ops read and wrote since its previous collective of the same kind, in program order
-  // (the order the executor runs them; the step repeats, so a kind's first collective counts from
-  // its last one of the step before). What goes cold is the state that kind's algorithm touches
-  // (its path through MPI and the single copy from the peer's pages): a 12 KiB reduce_scatter of
-  // the MPI executor 0.4 ms after a 655 KB all_to_all took 60 µs, the same call repeated at once
-  // 12 µs. CSE duplicates run nowhere; collectives are never merged.
+  // HardwareSpec::latency_after_streaming: a collective's cold cost is that of the library's state
+  // it touches, each part priced by its path's curve at the bytes the device's ops read and wrote
+  // since that part was last touched, in program order (the order the executor runs them; the step
+  // repeats, so the first touch counts from the last one of the step before). Part of it is shared
+  // by every collective (the queues every message or rendezvous header goes through), the rest is
+  // its kind's own (its algorithm's code and data), in the shares calibrate measured for the path:
+  // eager messages (at most eager_limit bytes to one peer) and single copies (larger). CSE
+  // duplicates run nowhere.
   if (!hw.latency_after_streaming.points.empty()) {
+    const bool two_paths = hw.eager_limit > 0;
     double total = 0;  // bytes streamed from the program's start
-    std::map<OpKind, double> last;  // per kind: `total` at its last collective
+    double any = 0;    // `total` at the last collective of any kind
+    std::map<OpKind, double> kind;  // `total` at the last collective of each kind
+    auto touch = [&](const SimOp& op) {
+      any = kind[op.kind] = total;
+      if (op.eager_preamble) kind[OpKind::all_gather] = total;  // the ragged all-to-all agrees on its path so
+    };
     for (const SimOp& op : r.ops) {
       if (op.duplicate_of >= 0) continue;
       if (!op.collective) total += op.own_cost.bytes_read + op.own_cost.bytes_written;
-      else if (op.kind != OpKind::shard_slice) last[op.kind] = total;
+      else if (op.kind != OpKind::shard_slice) touch(op);
     }
-    const double program = total;
-    std::map<OpKind, double> since;  // per kind: `total` at its previous collective (the step before: negative)
-    for (const auto& [kind, at] : last) since[kind] = at - program;
+    const double program = total;  // the step before ends here: every last touch moves back by it
+    any -= program;
+    for (auto& [k, at] : kind) at -= program;
     total = 0;
+    // The cold cost of one call on a path: its curve, shared part since any collective, the rest
+    // since this kind's last one.
+    auto cold_on = [&](const EfficiencyCurve& curve, double shared, OpKind k) {
+      return shared * curve.at(total - any) + (1 - shared) * curve.at(total - kind[k]);
+    };
     for (SimOp& op : r.ops) {
       if (op.duplicate_of >= 0) continue;
       if (!op.collective) {
@@ -241,12 +259,17 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
         continue;
       }
       if (op.kind == OpKind::shard_slice) continue;  // no communication
-      const double cold = hw.latency_after_streaming.at(total - since[op.kind]);
+      const bool single_copy = two_paths && op.message_bytes > hw.eager_limit;
+      double cold = 0;
+      if (single_copy) cold += cold_on(hw.latency_after_streaming, hw.copy_path_share, op.kind);
+      if (!single_copy || op.eager_preamble)
+        cold += two_paths ? cold_on(hw.eager_latency_after_streaming, hw.eager_path_share, op.kind)
+                          : cold_on(hw.latency_after_streaming, hw.eager_path_share, op.kind);
       op.comm.latency += cold;
       op.comm.total += cold;
       op.duration = op.own_duration = op.comm.total;
       op.bound = op.comm.latency_bound() ? Bound::latency : Bound::network;
-      since[op.kind] = total;
+      touch(op);
     }
   }
   // ---- event-driven schedule

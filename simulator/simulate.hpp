@@ -59,6 +59,11 @@ struct SimOp {
   bool collective = false;
   int stream = 0;     // index into SimResult::streams
   uint32_t axes = 0;  // collectives: bit a = mesh axis a
+  // Collectives: the bytes one device sends one peer (what picks the library's protocol:
+  // HardwareSpec::eager_limit), and whether small calls on the eager path come first (the MPI
+  // executor's ragged all-to-all agrees on its path and exchanges its row counts).
+  double message_bytes = 0;
+  bool eager_preamble = false;
   OpCost cost;
   DType dtype = DType::f32;
   OpTime roof;          // compute ops

@@ -4,6 +4,7 @@
 #include "graph/error.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -172,6 +173,195 @@ void fit_network(NetworkFit& fit) {
   }
 }
 
+PathShares shares_of(const PathProbe& p) {
+  const double gap = p.cold - p.hot;
+  if (!(gap > 0)) return {};  // streaming added nothing to split: all shared
+  PathShares s;
+  s.any = std::clamp((p.cold - p.warmed) / gap, 0.0, 1.0);
+  s.path = std::clamp((p.warmed - p.after_copy) / gap, 0.0, 1.0 - s.any);
+  return s;
+}
+
+double eager_limit_of(const std::vector<PathProbe>& probes) {
+  double limit = 0;
+  for (const PathProbe& p : probes) {  // payloads increasing
+    const double gap = p.cold - p.hot;  // what streaming costs this message
+    if (gap > 0 && p.cold - p.warmed < gap / 2) break;
+    limit = p.payload;
+  }
+  return limit;
+}
+
+namespace {
+
+// A collective timed as a step's trace times it (experiments/bench_sim_mpi): from the later of the
+// two ranks' starts to this rank's end, the ranks' clocks aligned, with no barrier just before it
+// (a barrier is itself a collective on the eager path: it would warm what is being measured).
+class OwnTimer {
+ public:
+  OwnTimer(Communicator& comm, const std::function<void()>& barrier) : comm_(comm) {
+    // Each rank's clock minus rank 0's: the median over rounds of the times both read right after
+    // a barrier (0 within a few µs on one host, where CLOCK_MONOTONIC is shared, and between
+    // network namespaces of one kernel).
+    std::vector<double> d0, d1;
+    for (int r = 0; r < 15; ++r) {
+      barrier();
+      const double t = now();
+      double ts[2];
+      comm_.all_gather(&t, ts, sizeof t, axes_);
+      d0.push_back(ts[0] - ts[0]);
+      d1.push_back(ts[1] - ts[0]);
+    }
+    offset_ = {median(d0), median(d1)};
+    me_ = static_cast<size_t>(mesh_group_index(comm_, axes_));
+  }
+  double time(const CollectiveNode& n, const float* in, float* out) {
+    const double t0 = now();
+    run_collective(comm_, n.kind, n.attrs, n.in, in, n.out, out);
+    const double t1 = now();
+    double starts[2];
+    comm_.all_gather(&t0, starts, sizeof t0, axes_);
+    const double later = std::max(starts[0] - offset_[0], starts[1] - offset_[1]);
+    return std::max(0.0, t1 - offset_[me_] - later);
+  }
+
+ private:
+  Communicator& comm_;
+  std::vector<size_t> axes_{0};
+  std::array<double, 2> offset_{};
+  size_t me_ = 0;
+};
+
+// Each repetition's collective reads and writes its own place in a 64 MiB arena (32 slots of
+// 2 MiB, in turn), as a step's collective nodes each have their own buffers: a 6 KiB-per-peer
+// all_gather took 5 µs on one buffer repeated and 15 µs on a new buffer each time.
+class Slots {
+ public:
+  static constexpr size_t kSlots = 32, kSlotFloats = (2 << 20) / 4;
+  Slots() { arena_.assign(kSlots * kSlotFloats); }
+  float* in(size_t r) { return arena_.data() + (r % kSlots) * kSlotFloats; }
+  float* out(size_t r) { return in(r) + kSlotFloats / 2; }
+
+ private:
+  HostFloats arena_;
+};
+
+// The paths' curves (HardwareSpec::latency_after_streaming, eager_limit,
+// eager_latency_after_streaming), each relative to the all_gather sample of its probe's size.
+void measure_paths(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed,
+                   NetworkFit& fit) {
+  OwnTimer timer(comm, barrier);
+  Slots slots;
+  size_t rep = 0;
+  float stamp = 0;
+  const std::vector<size_t> axes{0};
+  // The own times of an all_gather of `payload` bytes per peer after each of `prepares`: the
+  // preparations take turns, `reps` rounds (after one round of warm-up), so the machine's drift
+  // (its memory bandwidth moves by the minute) reaches every one alike; each the median of its
+  // rounds, the mean of the two ranks' medians (both ranks write the same figures).
+  auto timed = [&](double payload, int reps, const std::vector<std::function<void()>>& prepares) {
+    const CollectiveNode n = node_for(comm, "all_gather", static_cast<int64_t>(2 * payload));
+    std::vector<std::vector<double>> times(prepares.size());
+    for (int r = 0; r <= reps; ++r)
+      for (size_t i = 0; i < prepares.size(); ++i) {
+        barrier();
+        prepares[i]();
+        ++rep;
+        std::fill(slots.in(rep), slots.in(rep) + num_elements(n.in.shape), stamp);  // the input's producer
+        const double t = timer.time(n, slots.in(rep), slots.out(rep));
+        if (r > 0) times[i].push_back(t);
+      }
+    std::vector<float> m;
+    for (const auto& t : times) m.push_back(static_cast<float>(median(t)));
+    comm.all_reduce(m.data(), static_cast<int64_t>(m.size()), DType::f32, ReduceOp::mean, axes);
+    return std::vector<double>(m.begin(), m.end());
+  };
+
+  // The probes: after streaming `saturated` bytes, a warming collective, then evict_bytes streamed
+  // (a step always runs ops between two collectives), then the all_gather.
+  const int64_t saturated = std::min<int64_t>(max_streamed, int64_t{128} << 20);
+  std::vector<float> streamed(static_cast<size_t>(saturated / 4), 0.0f), gap(static_cast<size_t>(evict_bytes / 4), 0.0f);
+  auto stream = [&] { stream_through(streamed, ++stamp); };
+  auto after = [&](const std::function<void()>& warm) {
+    return [&, warm] {
+      stream();
+      warm();
+      stream_through(gap, ++stamp);
+    };
+  };
+  std::vector<PathProbe> probes;
+  for (double payload = 128; payload <= (128 << 10); payload *= 2) {
+    auto warm_with = [&](const char* kind) {  // one collective of `kind`, `payload` bytes per peer, on other buffers
+      return [&, kind] {
+        const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(2 * payload));
+        ++rep;
+        timer.time(n, slots.in(rep), slots.out(rep));
+      };
+    };
+    const std::vector<double> t = timed(payload, 12,
+                                        {[&] {
+                                           stream();
+                                           stream_through(gap, ++stamp);
+                                         },
+                                         after([&] {
+                                           float x = 1;
+                                           comm.all_reduce(&x, 1, DType::f32, ReduceOp::max, axes);
+                                         }),
+                                         after(warm_with("all_to_all")), after(warm_with("all_gather"))});
+    const PathProbe p{payload, t[0], t[1], t[2], t[3]};
+    probes.push_back(p);
+  }
+  fit.path_probes = probes;
+  const double limit = eager_limit_of(probes);
+  // Two paths when some messages are eager and an 8 KiB one is not (two local ranks: Open MPI's
+  // vader, eager up to 4 KiB with its header); else one (TCP: every message through one socket).
+  constexpr double kCopyProbe = 8 << 10;
+  fit.eager_limit = limit > 0 && limit < kCopyProbe ? limit : 0.0;
+  // A path's shares: the median over its probes up to 32 KiB per peer (above, the transfer's own
+  // time dominates what streaming adds).
+  auto shares = [&](double lo, double hi) {
+    std::vector<double> any, path;
+    for (const PathProbe& p : probes)
+      if (p.payload > lo && p.payload <= hi) {
+        const PathShares s = shares_of(p);
+        any.push_back(s.any);
+        path.push_back(s.path);
+      }
+    PathShares s{median(any), median(path)};
+    s.path = std::min(s.path, 1 - s.any);
+    return s;
+  };
+  constexpr double kLargest = 32 << 10;
+  if (fit.eager_limit > 0) {
+    fit.eager_path_share = shares(0, fit.eager_limit).any;
+    fit.copy_path_share = shares(fit.eager_limit, kLargest).any;
+  } else {
+    fit.eager_path_share = shares(0, kLargest).any;  // one path
+  }
+  streamed = {};
+
+  // A curve: the probe's own time after streaming 256 KiB, 1 MiB, ... max_streamed, above the
+  // same all_gather's sample (measured after evict_bytes, both ranks meeting just before).
+  auto curve = [&](double payload) {
+    double base = 0;
+    for (const CollectiveSample& x : fit.samples)
+      if (x.kind == "all_gather" && x.bytes == 2 * payload) base = x.seconds;
+    std::vector<std::vector<float>> buffers;
+    std::vector<std::function<void()>> prepares;
+    for (int64_t volume = 256 << 10; volume <= max_streamed; volume *= 4) buffers.emplace_back(static_cast<size_t>(volume / 4));
+    for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp); });
+    const std::vector<double> t = timed(payload, 16, prepares);
+    EfficiencyCurve c;
+    for (size_t i = 0; i < buffers.size(); ++i)
+      c.points.emplace_back(4.0 * static_cast<double>(buffers[i].size()), std::max(0.0, t[i] - base));
+    return c;
+  };
+  fit.latency_after_streaming = curve(kCopyProbe);
+  if (fit.eager_limit > 0) fit.eager_latency_after_streaming = curve(512);
+}
+
+}  // namespace
+
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
                            int64_t evict_bytes, int64_t max_streamed) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
@@ -219,41 +409,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
     }
   fit_network(fit);
 
-  // HardwareSpec::latency_after_streaming: a 16 KiB all_gather again, after each rank streamed
-  // E bytes (E = 4·evict_bytes, 16·evict_bytes, ... up to max_streamed) instead of evict_bytes; its
-  // time above the same all_gather's after evict_bytes is what that volume of streaming adds. The
-  // first point, at evict_bytes, is 0: every sample above was measured there.
-  if (max_streamed > evict_bytes) {
-    // 16 KiB: above Open MPI's shared-memory eager limit (4 KiB), so the transfer takes the
-    // rendezvous path (a single copy from the peer's pages: their page-table entries are walked
-    // too), as the collectives of a step mostly do; 256 B stays in the eager queues.
-    constexpr double kBytes = 16 << 10;
-    const CollectiveNode n = node_for(comm, "all_gather", static_cast<int64_t>(kBytes));
-    double base = 0;  // the same all_gather after evict_bytes, measured above
-    for (const CollectiveSample& x : fit.samples)
-      if (x.kind == "all_gather" && x.bytes == kBytes) base = x.seconds;
-    in.assign(static_cast<size_t>(num_elements(n.in.shape)));
-    out.assign(static_cast<size_t>(num_elements(n.out.shape)));
-    evict = {};
-    fit.latency_after_streaming.points.emplace_back(static_cast<double>(evict_bytes), 0.0);
-    for (int64_t volume = 4 * evict_bytes; volume <= max_streamed; volume *= 4) {
-      std::vector<float> streamed(static_cast<size_t>(volume / 4), 0.0f);
-      std::vector<double> times;
-      for (int r = 0; r < 12; ++r) {
-        stamp += 1;
-        stream_through(streamed, stamp);
-        std::fill(in.begin(), in.end(), stamp);
-        barrier();
-        const double t0 = now();
-        run_collective(comm, n.kind, n.attrs, n.in, in.data(), n.out, out.data());
-        if (r > 0) times.push_back(now() - t0);
-      }
-      // Both ranks write the same curve: the mean of their medians.
-      float extra = static_cast<float>(std::max(0.0, median(times) - base));
-      comm.all_reduce(&extra, 1, DType::f32, ReduceOp::mean, axes);
-      fit.latency_after_streaming.points.emplace_back(static_cast<double>(volume), static_cast<double>(extra));
-    }
-  }
+  if (max_streamed > evict_bytes) measure_paths(comm, barrier, evict_bytes, max_streamed, fit);
   return fit;
 }
 

@@ -48,12 +48,47 @@ struct CollectiveSample {
   double copy_seconds = 0;
 };
 
+// One message size's own times (a 2-rank all_gather of `payload` bytes per peer, seconds) after
+// streaming enough to make it cold: alone; right after an 8 B all_reduce (the eager queues warmed);
+// right after an all_to_all of the same bytes per peer (its path warmed, not the all_gather's own
+// code); right after the same all_gather on other buffers (everything warmed).
+struct PathProbe {
+  double payload = 0, cold = 0, warmed = 0, after_copy = 0, hot = 0;
+};
+
+// Of what streaming adds to a probe (cold - hot), the share an 8 B all_reduce removes (`any`: the
+// state every collective touches) and the further share the all_to_all removes (`path`: the
+// probe's path, e.g. the single copy), each in [0, 1] with any + path <= 1; the rest is the
+// all_gather's own. HardwareSpec takes `any` (eager_path_share, copy_path_share) and prices the
+// rest as the kind's own: `path` is printed, not used. In this loop an all_to_all warms a later
+// all_gather's single copy about as well as another all_gather does (4 KiB per peer, two local
+// ranks: 127 µs cold, 92 after an 8 B all_reduce, 36 after an all_to_all, 32 after an all_gather,
+// each 8 MiB before it), but in a step it does not: the MPI executor's 12 KiB reduce_scatters
+// 0.4 ms (2.2 MB) after a ragged all_to_all took 81-154 µs (bench_sim_mpi, small.toml, ep), as
+// long as the cold all_gathers of the same step. The simulator follows the step. (Not the cause,
+// measured in a scratch MPI program: 450 KB of distinct code run in between, +7 µs; one rank
+// arriving 3 ms early, +10 µs; buffers spread over 1 GiB, 15-22 µs.)
+struct PathShares {
+  double any = 1, path = 0;
+};
+PathShares shares_of(const PathProbe& p);
+
+// The largest payload up to which every probe (payloads increasing) is on the eager path: the 8 B
+// all_reduce removed at least half of what streaming added (cold - hot); 0 when the first is not.
+double eager_limit_of(const std::vector<PathProbe>& probes);
+
 struct NetworkFit {
   double hop_latency = 0;          // α, seconds (shared: all_gather and all_to_all)
   double link_bandwidth = 0;       // w, B/s one way
   double reduction_bandwidth = 0;  // r, B/s of reduced input; 0: not measurable (overlapped)
   EfficiencyCurve efficiency_by_size;  // e(V)
-  EfficiencyCurve latency_after_streaming;  // (bytes streamed, seconds above α); empty: not measured
+  // The paths (HardwareSpec::eager_limit): measured when max_streamed > evict_bytes, else empty.
+  EfficiencyCurve latency_after_streaming;        // (bytes streamed, seconds above the sample)
+  double eager_limit = 0;                         // bytes per peer; 0: one path
+  EfficiencyCurve eager_latency_after_streaming;  // eager_limit > 0
+  double eager_path_share = 1;                    // HardwareSpec's, from the probes (shares_of)
+  double copy_path_share = 1;
+  std::vector<PathProbe> path_probes;             // what eager_limit was decided from
   // Each kind's own α and e(V) (HardwareSpec::collective_kinds), fitted as above from its samples
   // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: it has 2α),
   // e_k(V) its formula's bandwidth terms (w and r as fitted above) over (t − α_k terms).
@@ -76,8 +111,11 @@ void fit_network(NetworkFit& fit);
 // Times every kind at sizes 256 B · 4^i up to max_bytes on the two ranks of `comm` (both call it),
 // `budget` seconds per point at most (at least 5 repetitions), each repetition prepared as above
 // (evict_bytes: the buffer streamed through first). `barrier` synchronises the ranks. Then, when
-// max_streamed > evict_bytes, latency_after_streaming: a 16 KiB all_gather after streaming 4×, 16×
-// ... evict_bytes up to max_streamed bytes, its time above the same one's after evict_bytes.
+// max_streamed > evict_bytes, the paths: PathProbe at payloads 128 B · 2^i up to 128 KiB after
+// streaming min(max_streamed, 128 MiB), eager_limit from them, and each path's curve: an all_gather
+// (8 KiB per peer; the eager path's 512 B) timed after streaming 256 KiB · 4^i up to max_streamed,
+// its own time above its sample's. Unlike the samples, these are timed as a step's trace times a
+// collective: no barrier just before (that would warm the eager path), each on its own buffers.
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
                            int64_t evict_bytes, int64_t max_streamed);
 

@@ -51,6 +51,19 @@ TEST_CASE("a calibrated MPI backing's collective keys round-trip (staged copies,
   CHECK(back.latency_after_streaming.points == h.latency_after_streaming.points);
   CHECK(back.latency_after_streaming.at(1e3) == 0);  // clamped: below the first point
   CHECK(back.latency_after_streaming.at(4e9) == Approx(6.2e-5));
+  CHECK(back.eager_limit == 0);  // one path unless the file says
+  CHECK(back.eager_latency_after_streaming.points.empty());
+  CHECK(back.eager_path_share == 1);
+  CHECK(back.copy_path_share == 1);
+  h.eager_limit = 2048;
+  h.eager_latency_after_streaming.points = {{2.62144e5, 0.0}, {1.34218e8, 5.23e-5}};
+  h.eager_path_share = 0.69;
+  h.copy_path_share = 0.45;
+  const HardwareSpec two = parse_hardware(to_toml(h), "<round trip>");
+  CHECK(two.eager_limit == 2048);
+  CHECK(two.eager_latency_after_streaming.points == h.eager_latency_after_streaming.points);
+  CHECK(two.eager_path_share == 0.69);
+  CHECK(two.copy_path_share == 0.45);
 }
 
 TEST_CASE("a collective kind's own α and size curve (ici.<kind>) round-trip and replace the shared ones for it",
@@ -186,6 +199,10 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
                                    "bad.toml"),
                     Contains("ici.latency_after_streaming") &&
                         Contains("point [1000000.0, -1e-06] is not allowed; allowed: an array of [bytes, seconds] pairs"));
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "eager_limit = -4096\nasync_collectives"), "bad.toml"),
+                    Contains("ici.eager_limit = -4096") && Contains("bytes per peer; 0: one path"));
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "copy_path_share = 1.5\nasync_collectives"), "bad.toml"),
+                    Contains("ici.copy_path_share = 1.5"));
   CHECK_THROWS_WITH(parse_hardware(edited("staged_collectives = false", "staged_collectives = 1"), "bad.toml"),
                     Contains("ici.staged_collectives = 1: expected true or false"));
   CHECK_THROWS_WITH(parse_hardware("[chip\nname=1", "bad.toml"), Contains("bad.toml:1: TOML syntax error"));

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <vector>
 
 namespace {
 
@@ -47,4 +48,47 @@ TEST_CASE("network fit: α is the smallest transfers' time and w the best rate")
   const sy::NetworkFit fit = measured_fit();
   CHECK(fit.hop_latency == Approx(2.0e-6));                   // the larger of the two 256 B medians
   CHECK(fit.link_bandwidth == Approx((1 << 19) / 65.8e-6).epsilon(1e-3));  // 1 MiB all_to_all: (V/2)/(t − α)
+}
+
+namespace {
+
+// calibrate's path probes on two local ranks (2026-12-06, µs): payload per peer; cold, after an
+// 8 B all_reduce, after an all_to_all, after another all_gather, each 8 MiB before the probe.
+std::vector<sy::PathProbe> measured_probes() {
+  const double rows[][5] = {{128, 43.5, 22.3, 15.9, 12.9},       {256, 50.4, 17.9, 14.4, 14.2},
+                            {512, 51.1, 28.5, 8.9, 8.4},         {1024, 58.1, 24.9, 13.6, 19.4},
+                            {2048, 57.8, 23.8, 16.8, 8.6},       {4096, 127.0, 91.9, 36.3, 32.3},
+                            {8192, 114.0, 73.6, 33.6, 29.4},     {16384, 112.5, 79.8, 36.2, 49.5},
+                            {32768, 123.4, 94.3, 50.1, 34.0},    {65536, 121.7, 92.7, 44.9, 50.8},
+                            {131072, 152.2, 100.7, 53.0, 56.3}};
+  std::vector<sy::PathProbe> probes;
+  for (const auto& r : rows) probes.push_back({r[0], r[1] * 1e-6, r[2] * 1e-6, r[3] * 1e-6, r[4] * 1e-6});
+  return probes;
+}
+
+}  // namespace
+
+TEST_CASE("network fit: the eager limit is the largest message an 8 B all_reduce warms") {
+  // Open MPI's vader sends at most 4 KiB with its header eagerly: the 4 KiB probe is the first
+  // that the all_reduce leaves mostly cold ((127 - 91.9) / (127 - 32.3) = 0.37 < 1/2).
+  std::vector<sy::PathProbe> probes = measured_probes();
+  CHECK(sy::eager_limit_of(probes) == 2048);
+  // The first probe not warmed ends the range, whatever comes after it.
+  probes[1].warmed = probes[1].cold;
+  CHECK(sy::eager_limit_of(probes) == 128);
+  probes[0].warmed = probes[0].cold;
+  CHECK(sy::eager_limit_of(probes) == 0);  // no eager path seen: one path
+}
+
+TEST_CASE("network fit: a probe's shares of its cold cost") {
+  const sy::PathShares s = sy::shares_of(measured_probes()[5]);  // 4 KiB per peer
+  CHECK(s.any == Approx((127.0 - 91.9) / (127.0 - 32.3)));
+  CHECK(s.path == Approx((91.9 - 36.3) / (127.0 - 32.3)));
+  // Out-of-order medians (noise) are clamped: shares in [0, 1], summing to at most 1.
+  const sy::PathShares odd = sy::shares_of({4096, 100e-6, 120e-6, 10e-6, 50e-6});
+  CHECK(odd.any == 0);
+  CHECK(odd.path == 1);
+  const sy::PathShares flat = sy::shares_of({4096, 30e-6, 20e-6, 20e-6, 30e-6});  // streaming added nothing
+  CHECK(flat.any == 1);
+  CHECK(flat.path == 0);
 }

@@ -440,34 +440,60 @@ TEST_CASE("MPI backing: a collective pays its staging copies and the latency of 
   CHECK(op_of(cold, g, r2.id).duration == Approx(op_of(plain, g, r2.id).duration));
 }
 
-TEST_CASE("MPI backing: the streaming latency counts from the previous collective of the same kind",
+TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any collective, the rest from its kind",
           "[simulator][collective]") {
-  // a = x·2 (8 MB streamed) -> r1 = all_reduce(a) -> b = r1·2 (8 MB) -> s = reduce_scatter(b)
-  // -> r2 = all_reduce(s), over data:4, the curve log-linear from 4 MB (0 s) to 16 MB (20 µs).
+  // x [n 1e6], y [m 16] over data:4, in program order: a = x·2 (8 MB streamed) -> r1 = all_reduce(a)
+  // (a 4 MB message: a single copy) -> b = r1·2 (8 MB) -> k = reduce_scatter(y) (16 B to each peer:
+  // eager) -> e = all_gather(y) (64 B: eager) -> c = b·2 (8 MB) -> r2 = all_reduce(c) (single copy).
+  // eager_limit 4 KiB; single copies: the curve log-linear from 4 MB (0 s) to 16 MB (20 µs), a
+  // quarter shared; eager: from 4 MB (0 s) to 16 MB (40 µs), half shared.
   Graph g;
   Builder bl(g);
   Expr x = bl.input("x", {{"n", 1'000'000}});
+  Expr y = bl.input("y", {{"m", 16}});
   Expr a = scale(x, 2.0);
   Expr r1 = all_reduce(a, {{"data", 4}});
   Expr b = scale(r1, 2.0);
-  Expr s = reduce_scatter(b, {{"data", 4}}, "n");
-  Expr r2 = all_reduce(s, {{"data", 4}});
+  Expr k = reduce_scatter(y, {{"data", 4}}, "m");
+  Expr e = all_gather(y, {{"data", 4}}, "m");
+  Expr c = scale(b, 2.0);
+  Expr r2 = all_reduce(c, {{"data", 4}});
   bl.output("r2", r2);
+  bl.output("k", k);
+  bl.output("e", e);
   Lowered L;
   L.graph = g;
   L.mesh = parse_mesh("data:4");
   HardwareSpec hw = simple_chip();
   const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
   hw.latency_after_streaming.points = {{4e6, 0.0}, {16e6, 20e-6}};
+  hw.eager_limit = 4096;
+  hw.eager_latency_after_streaming.points = {{4e6, 0.0}, {16e6, 40e-6}};
+  hw.copy_path_share = 0.25;
+  hw.eager_path_share = 0.5;
   const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
-  auto extra = [&](Expr e) { return op_of(cold, g, e.id).comm.latency - op_of(plain, g, e.id).comm.latency; };
-  // r2 follows the reduce_scatter directly, but 8 MB were streamed since r1: the previous
-  // all_reduce (counting from the reduce_scatter would give 0).
-  CHECK(extra(r2) == Approx(10e-6));
-  // The first of each kind counts from its last one of the step before: r1 from r2 (nothing after
-  // it, 8 MB before r1), s from its own previous occurrence (16 MB: the whole step's streaming).
-  CHECK(extra(r1) == Approx(10e-6));
-  CHECK(extra(s) == Approx(20e-6));
+  auto extra = [&](const SimResult& s, Expr v) { return op_of(s, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  CHECK(op_of(cold, g, r1.id).message_bytes == 4e6);
+  CHECK(op_of(cold, g, k.id).message_bytes == 16);
+  CHECK(op_of(cold, g, e.id).message_bytes == 64);
+  // r2: shared part 8 MB since e (10 µs), its own 16 MB since the all_reduce r1 (20 µs).
+  CHECK(extra(cold, r2) == Approx(0.25 * 10e-6 + 0.75 * 20e-6));
+  // k, on the eager curve: shared 8 MB since r1 (20 µs), its own since the step before's k, the
+  // whole 24 MB step (40 µs, the curve's last point).
+  CHECK(extra(cold, k) == Approx(0.5 * 20e-6 + 0.5 * 40e-6));
+  // e right after k: the shared part warm; its own the whole step.
+  CHECK(extra(cold, e) == Approx(0.5 * 40e-6));
+  // r1 counts from the step before, where r2 was the last collective of any kind and of its own:
+  // 8 MB (a) for both parts.
+  CHECK(extra(cold, r1) == Approx(10e-6));
+  // k's own part counts from the step before's k (24 MB), not from the all_reduces (8 MB).
+  CHECK(extra(cold, k) > extra(cold, r1));
+
+  // eager_limit 0: one path, every message on latency_after_streaming with eager_path_share.
+  hw.eager_limit = 0;
+  const SimResult one = simulate(L, hw, SimOptions{.fusion = false});
+  CHECK(extra(one, r2) == Approx(0.5 * 10e-6 + 0.5 * 20e-6));
+  CHECK(extra(one, e) == Approx(0.5 * 20e-6));
 }
 
 TEST_CASE("sy executor backing: one-hot einsums priced over their nonzeros, every op its own kernel",
