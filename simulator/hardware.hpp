@@ -68,27 +68,25 @@
 //                                       [bytes, seconds] points: time a collective adds to its α
 //                                       terms when its device streamed that many bytes through memory
 //                                       (the bytes its ops read and wrote, in program order) since the
-//                                       collective's path through the library was last used (below);
-//                                       log-linear between points, clamped outside. A CPU MPI backing:
-//                                       the library's state on that path (queues, request objects, the
-//                                       page-table entries a single copy walks) leaves the caches while
-//                                       a step streams its working set, and the next collective on the
-//                                       path refetches it from DRAM: a 6 KiB-per-peer all_gather of two
-//                                       local ranks took 15 µs right after another collective of that
-//                                       path and 51-70 µs after streaming 128 MiB-1 GiB, saturating
-//                                       (experiments/calibrate/network.hpp measures the curve, relative
-//                                       to the conditions hop_latency was measured in). None (TPU: the
-//                                       default): 0
+//                                       library state it needs was last touched (the shares below);
+//                                       log-linear between points, clamped outside; the curve of
+//                                       single copies (with eager_limit 0: of every collective). A CPU
+//                                       MPI backing: the library's state (queues, request objects, its
+//                                       code, the page-table entries a single copy walks) leaves the
+//                                       caches while a step streams its working set, and the next
+//                                       collective refetches it: a 4 KiB-per-peer all_gather of two
+//                                       local ranks took 32 µs after another all_gather and 127 µs
+//                                       cold, 136 MiB later (experiments/calibrate/network.hpp measures
+//                                       the curves, relative to the samples α was fitted to). None
+//                                       (TPU: the default): 0
 //   eager_limit = 2048                  bytes: a collective whose message to one peer is at most this
-//                                       goes through the queues every collective uses (Open MPI's eager
-//                                       protocol: a larger message's rendezvous sends its header
-//                                       through them too) and pays eager_latency_after_streaming at the
-//                                       bytes streamed since the previous collective of any kind; a
-//                                       larger one goes by a single copy from the peer's pages (vader's
-//                                       CMA), warmed only by such messages, and pays
-//                                       latency_after_streaming since the previous one of those.
-//                                       0 (the default): one path for every collective, warmed by each
-//                                       (TCP: every message goes through one socket)
+//                                       goes through the queues only (Open MPI's eager protocol) and
+//                                       pays eager_latency_after_streaming; a larger one is a
+//                                       rendezvous (its header through the queues, its data by a single
+//                                       copy from the peer's pages: vader's CMA) and pays
+//                                       latency_after_streaming. 0 (the default): one path and one
+//                                       curve for every collective (TCP: every message through one
+//                                       socket)
 //   eager_latency_after_streaming = [[2.6e5, 0], [1.3e8, 7e-6]]
 //                                       [bytes, seconds]: the curve of the eager path (eager_limit > 0)
 //   eager_path_share = 0.7              of an eager message's curve (with eager_limit 0: of every
@@ -102,7 +100,7 @@
 //                                       through the queues); the rest by its kind only. Two local
 //                                       ranks, 128 MiB streamed, a 4 KiB-per-peer all_gather 8 MiB
 //                                       later: 127 µs alone, 92 µs when an 8 B all_reduce came before
-//                                       the 8 MiB (experiments/calibrate/network.hpp measures both
+//                                       the 8 MiB (experiments/calibrate/network.hpp measures the
 //                                       shares, and says why other kinds' single copies do not count)
 //   staged_collectives = false          true: the collective library moves one contiguous block per
 //                                       member (MPI), so a split or concatenation along an inner dim

@@ -298,7 +298,7 @@ void measure_paths(Communicator& comm, const std::function<void()>& barrier, int
         timer.time(n, slots.in(rep), slots.out(rep));
       };
     };
-    const std::vector<double> t = timed(payload, 12,
+    const std::vector<double> t = timed(payload, 20,
                                         {[&] {
                                            stream();
                                            stream_through(gap, ++stamp);
