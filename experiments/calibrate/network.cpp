@@ -203,16 +203,15 @@ class OwnTimer {
     // Each rank's clock minus rank 0's: the median over rounds of the times both read right after
     // a barrier (0 within a few µs on one host, where CLOCK_MONOTONIC is shared, and between
     // network namespaces of one kernel).
-    std::vector<double> d0, d1;
+    std::vector<double> d;
     for (int r = 0; r < 15; ++r) {
       barrier();
       const double t = now();
       double ts[2];
       comm_.all_gather(&t, ts, sizeof t, axes_);
-      d0.push_back(ts[0] - ts[0]);
-      d1.push_back(ts[1] - ts[0]);
+      d.push_back(ts[1] - ts[0]);
     }
-    offset_ = {median(d0), median(d1)};
+    offset_ = {0.0, median(d)};
     me_ = static_cast<size_t>(mesh_group_index(comm_, axes_));
   }
   double time(const CollectiveNode& n, const float* in, float* out) {
@@ -246,8 +245,8 @@ class Slots {
   HostFloats arena_;
 };
 
-// The paths' curves (HardwareSpec::latency_after_streaming, eager_limit,
-// eager_latency_after_streaming), each relative to the all_gather sample of its probe's size.
+// The paths (HardwareSpec::eager_limit, the shares, latency_after_streaming and
+// eager_latency_after_streaming, each curve relative to the all_gather sample of its probe's size).
 void measure_paths(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed,
                    NetworkFit& fit) {
   OwnTimer timer(comm, barrier);
