@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 
 namespace sy {
 
@@ -245,119 +246,127 @@ class Slots {
   HostFloats arena_;
 };
 
-// The paths (HardwareSpec::eager_limit, the shares, latency_after_streaming and
-// eager_latency_after_streaming, each curve relative to the all_gather sample of its probe's size).
-void measure_paths(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed,
-                   NetworkFit& fit) {
-  OwnTimer timer(comm, barrier);
-  Slots slots;
-  size_t rep = 0;
-  float stamp = 0;
-  const std::vector<size_t> axes{0};
+// The paths (HardwareSpec::eager_limit and the shares from the probes; latency_after_streaming
+// and eager_latency_after_streaming, each curve relative to the all_gather sample of its probe's
+// size, so after the samples).
+class PathMeasure {
+ public:
+  PathMeasure(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed)
+      : comm_(comm), barrier_(barrier), timer_(comm, barrier), evict_bytes_(evict_bytes), max_streamed_(max_streamed) {}
+
+  void probes(NetworkFit& fit) {
+    // The probes: after streaming `saturated` bytes, a warming collective, then evict_bytes
+    // streamed (a step always runs ops between two collectives), then the all_gather.
+    const int64_t saturated = std::min<int64_t>(max_streamed_, int64_t{128} << 20);
+    std::vector<float> streamed(static_cast<size_t>(saturated / 4), 0.0f), gap(static_cast<size_t>(evict_bytes_ / 4), 0.0f);
+    auto stream = [&] { stream_through(streamed, ++stamp_); };
+    auto after = [&](const std::function<void()>& warm) {
+      return [&, warm] {
+        stream();
+        warm();
+        stream_through(gap, ++stamp_);
+      };
+    };
+    std::vector<PathProbe> probes;
+    for (double payload = 128; payload <= (128 << 10); payload *= 2) {
+      auto warm_with = [&](const char* kind) {  // one collective of `kind`, `payload` bytes per peer, on other buffers
+        return [&, kind] {
+          const CollectiveNode n = node_for(comm_, kind, static_cast<int64_t>(2 * payload));
+          ++rep_;
+          timer_.time(n, slots_.in(rep_), slots_.out(rep_));
+        };
+      };
+      const std::vector<double> t = timed(payload, 20,
+                                          {[&] {
+                                             stream();
+                                             stream_through(gap, ++stamp_);
+                                           },
+                                           after([&] {
+                                             float x = 1;
+                                             comm_.all_reduce(&x, 1, DType::f32, ReduceOp::max, axes_);
+                                           }),
+                                           after(warm_with("all_to_all")), after(warm_with("all_gather"))});
+      probes.push_back(PathProbe{payload, t[0], t[1], t[2], t[3]});
+    }
+    fit.path_probes = probes;
+    const double limit = eager_limit_of(probes);
+    // Two paths when some messages are eager and an 8 KiB one is not (two local ranks: Open MPI's
+    // vader, eager up to 4 KiB with its header); else one (TCP: every message through one socket).
+    fit.eager_limit = limit > 0 && limit < kCopyProbe ? limit : 0.0;
+    // A path's shares: the median over its probes up to 32 KiB per peer (above, the transfer's own
+    // time dominates what streaming adds).
+    auto shared = [&](double lo, double hi) {
+      std::vector<double> any;
+      for (const PathProbe& p : probes)
+        if (p.payload > lo && p.payload <= hi) any.push_back(shares_of(p).any);
+      return median(any);
+    };
+    constexpr double kLargest = 32 << 10;
+    if (fit.eager_limit > 0) {
+      fit.eager_path_share = shared(0, fit.eager_limit);
+      fit.copy_path_share = shared(fit.eager_limit, kLargest);
+    } else {
+      fit.eager_path_share = shared(0, kLargest);  // one path
+    }
+  }
+
+  void curves(NetworkFit& fit) {
+    fit.latency_after_streaming = curve(fit, kCopyProbe);
+    if (fit.eager_limit > 0) fit.eager_latency_after_streaming = curve(fit, 512);
+  }
+
+ private:
+  static constexpr double kCopyProbe = 8 << 10;
+
   // The own times of an all_gather of `payload` bytes per peer after each of `prepares`: the
   // preparations take turns, `reps` rounds (after one round of warm-up), so the machine's drift
   // (its memory bandwidth moves by the minute) reaches every one alike; each the median of its
   // rounds, the mean of the two ranks' medians (both ranks write the same figures).
-  auto timed = [&](double payload, int reps, const std::vector<std::function<void()>>& prepares) {
-    const CollectiveNode n = node_for(comm, "all_gather", static_cast<int64_t>(2 * payload));
+  std::vector<double> timed(double payload, int reps, const std::vector<std::function<void()>>& prepares) {
+    const CollectiveNode n = node_for(comm_, "all_gather", static_cast<int64_t>(2 * payload));
     std::vector<std::vector<double>> times(prepares.size());
     for (int r = 0; r <= reps; ++r)
       for (size_t i = 0; i < prepares.size(); ++i) {
-        barrier();
+        barrier_();
         prepares[i]();
-        ++rep;
-        std::fill(slots.in(rep), slots.in(rep) + num_elements(n.in.shape), stamp);  // the input's producer
-        const double t = timer.time(n, slots.in(rep), slots.out(rep));
+        ++rep_;
+        std::fill(slots_.in(rep_), slots_.in(rep_) + num_elements(n.in.shape), stamp_);  // the input's producer
+        const double t = timer_.time(n, slots_.in(rep_), slots_.out(rep_));
         if (r > 0) times[i].push_back(t);
       }
     std::vector<float> m;
     for (const auto& t : times) m.push_back(static_cast<float>(median(t)));
-    comm.all_reduce(m.data(), static_cast<int64_t>(m.size()), DType::f32, ReduceOp::mean, axes);
+    comm_.all_reduce(m.data(), static_cast<int64_t>(m.size()), DType::f32, ReduceOp::mean, axes_);
     return std::vector<double>(m.begin(), m.end());
-  };
-
-  // The probes: after streaming `saturated` bytes, a warming collective, then evict_bytes streamed
-  // (a step always runs ops between two collectives), then the all_gather.
-  const int64_t saturated = std::min<int64_t>(max_streamed, int64_t{128} << 20);
-  std::vector<float> streamed(static_cast<size_t>(saturated / 4), 0.0f), gap(static_cast<size_t>(evict_bytes / 4), 0.0f);
-  auto stream = [&] { stream_through(streamed, ++stamp); };
-  auto after = [&](const std::function<void()>& warm) {
-    return [&, warm] {
-      stream();
-      warm();
-      stream_through(gap, ++stamp);
-    };
-  };
-  std::vector<PathProbe> probes;
-  for (double payload = 128; payload <= (128 << 10); payload *= 2) {
-    auto warm_with = [&](const char* kind) {  // one collective of `kind`, `payload` bytes per peer, on other buffers
-      return [&, kind] {
-        const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(2 * payload));
-        ++rep;
-        timer.time(n, slots.in(rep), slots.out(rep));
-      };
-    };
-    const std::vector<double> t = timed(payload, 20,
-                                        {[&] {
-                                           stream();
-                                           stream_through(gap, ++stamp);
-                                         },
-                                         after([&] {
-                                           float x = 1;
-                                           comm.all_reduce(&x, 1, DType::f32, ReduceOp::max, axes);
-                                         }),
-                                         after(warm_with("all_to_all")), after(warm_with("all_gather"))});
-    const PathProbe p{payload, t[0], t[1], t[2], t[3]};
-    probes.push_back(p);
   }
-  fit.path_probes = probes;
-  const double limit = eager_limit_of(probes);
-  // Two paths when some messages are eager and an 8 KiB one is not (two local ranks: Open MPI's
-  // vader, eager up to 4 KiB with its header); else one (TCP: every message through one socket).
-  constexpr double kCopyProbe = 8 << 10;
-  fit.eager_limit = limit > 0 && limit < kCopyProbe ? limit : 0.0;
-  // A path's shares: the median over its probes up to 32 KiB per peer (above, the transfer's own
-  // time dominates what streaming adds).
-  auto shares = [&](double lo, double hi) {
-    std::vector<double> any, path;
-    for (const PathProbe& p : probes)
-      if (p.payload > lo && p.payload <= hi) {
-        const PathShares s = shares_of(p);
-        any.push_back(s.any);
-        path.push_back(s.path);
-      }
-    PathShares s{median(any), median(path)};
-    s.path = std::min(s.path, 1 - s.any);
-    return s;
-  };
-  constexpr double kLargest = 32 << 10;
-  if (fit.eager_limit > 0) {
-    fit.eager_path_share = shares(0, fit.eager_limit).any;
-    fit.copy_path_share = shares(fit.eager_limit, kLargest).any;
-  } else {
-    fit.eager_path_share = shares(0, kLargest).any;  // one path
-  }
-  streamed = {};
 
-  // A curve: the probe's own time after streaming 256 KiB, 1 MiB, ... max_streamed, above the
-  // same all_gather's sample (measured after evict_bytes, both ranks meeting just before).
-  auto curve = [&](double payload) {
+  // A curve: the probe's own time after streaming 256 KiB, 1 MiB, ... max_streamed (the volumes
+  // taking turns), above the same all_gather's sample (after evict_bytes, both ranks meeting just
+  // before).
+  EfficiencyCurve curve(const NetworkFit& fit, double payload) {
     double base = 0;
     for (const CollectiveSample& x : fit.samples)
       if (x.kind == "all_gather" && x.bytes == 2 * payload) base = x.seconds;
     std::vector<std::vector<float>> buffers;
     std::vector<std::function<void()>> prepares;
-    for (int64_t volume = 256 << 10; volume <= max_streamed; volume *= 4) buffers.emplace_back(static_cast<size_t>(volume / 4));
-    for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp); });
+    for (int64_t volume = 256 << 10; volume <= max_streamed_; volume *= 4) buffers.emplace_back(static_cast<size_t>(volume / 4));
+    for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp_); });
     const std::vector<double> t = timed(payload, 16, prepares);
     EfficiencyCurve c;
     for (size_t i = 0; i < buffers.size(); ++i)
       c.points.emplace_back(4.0 * static_cast<double>(buffers[i].size()), std::max(0.0, t[i] - base));
     return c;
-  };
-  fit.latency_after_streaming = curve(kCopyProbe);
-  if (fit.eager_limit > 0) fit.eager_latency_after_streaming = curve(512);
-}
+  }
+
+  Communicator& comm_;
+  std::function<void()> barrier_;
+  OwnTimer timer_;
+  Slots slots_;
+  int64_t evict_bytes_, max_streamed_;
+  std::vector<size_t> axes_{0};
+  size_t rep_ = 0;
+  float stamp_ = 0;
+};
 
 }  // namespace
 
@@ -369,46 +378,67 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   HostFloats in, out;
   std::vector<float> evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
   float stamp = 0;
-  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"})
-    for (double bytes = 256; bytes <= max_bytes; bytes *= 4) {
-      const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
-      in.assign(static_cast<size_t>(num_elements(n.in.shape)));
-      out.assign(static_cast<size_t>(num_elements(n.out.shape)));
-      std::vector<double> times;
-      double spent = 0;
-      for (int r = 0; r < 100; ++r) {
-        stamp += 1;
-        stream_through(evict, stamp);                  // the compute between two collectives
-        std::fill(in.begin(), in.end(), stamp);        // the input's producer
-        barrier();                                     // both ranks start together
-        const double t0 = now();
-        run_collective(comm, n.kind, n.attrs, n.in, in.data(), n.out, out.data());
-        const double t = now() - t0;
-        if (r > 0) times.push_back(t);  // the first is a warm-up
-        spent += t;
-        // Both ranks must agree on whether to go on: while either has budget left.
-        float go = spent < budget ? 1.0f : 0.0f;
-        comm.all_reduce(&go, 1, DType::f32, ReduceOp::max, axes);
-        if (r >= 6 && go == 0) break;
-      }
-      CollectiveSample sample{kind, bytes, median(times)};
-      if (n.kind == OpKind::all_reduce) {  // its copy alone, prepared the same way
-        std::vector<double> copies;
-        for (int r = 0; r < 6; ++r) {
-          stamp += 1;
-          stream_through(evict, stamp);
-          std::fill(in.begin(), in.end(), stamp);
-          const double t0 = now();
-          std::copy(in.begin(), in.end(), out.begin());
-          if (r > 0) copies.push_back(now() - t0);
-        }
-        sample.copy_seconds = median(copies);
-      }
-      fit.samples.push_back(sample);
+  // One sample: `kind` on V = `bytes`, each repetition prepared as a step would (the header).
+  auto sample_at = [&](const char* kind, double bytes) {
+    const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
+    in.assign(static_cast<size_t>(num_elements(n.in.shape)));
+    out.assign(static_cast<size_t>(num_elements(n.out.shape)));
+    std::vector<double> times;
+    double spent = 0;
+    for (int r = 0; r < 100; ++r) {
+      stamp += 1;
+      stream_through(evict, stamp);            // the compute between two collectives
+      std::fill(in.begin(), in.end(), stamp);  // the input's producer
+      barrier();                               // both ranks start together
+      const double t0 = now();
+      run_collective(comm, n.kind, n.attrs, n.in, in.data(), n.out, out.data());
+      const double t = now() - t0;
+      if (r > 0) times.push_back(t);  // the first is a warm-up
+      spent += t;
+      // Both ranks must agree on whether to go on: while either has budget left.
+      float go = spent < budget ? 1.0f : 0.0f;
+      comm.all_reduce(&go, 1, DType::f32, ReduceOp::max, axes);
+      if (r >= 6 && go == 0) break;
     }
-  fit_network(fit);
+    CollectiveSample sample{kind, bytes, median(times)};
+    if (n.kind == OpKind::all_reduce) {  // its copy alone, prepared the same way
+      std::vector<double> copies;
+      for (int r = 0; r < 6; ++r) {
+        stamp += 1;
+        stream_through(evict, stamp);
+        std::fill(in.begin(), in.end(), stamp);
+        const double t0 = now();
+        std::copy(in.begin(), in.end(), out.begin());
+        if (r > 0) copies.push_back(now() - t0);
+      }
+      sample.copy_seconds = median(copies);
+    }
+    return sample;
+  };
+  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"})
+    for (double bytes = 256; bytes <= max_bytes; bytes *= 4) fit.samples.push_back(sample_at(kind, bytes));
 
-  if (max_streamed > evict_bytes) measure_paths(comm, barrier, evict_bytes, max_streamed, fit);
+  std::optional<PathMeasure> paths;
+  if (max_streamed > evict_bytes) {
+    paths.emplace(comm, barrier, evict_bytes, max_streamed);
+    paths->probes(fit);
+  }
+  if (fit.eager_limit > 0) {
+    // The first message past the eager limit (twice it: the probes' next size) is a rendezvous, a
+    // handshake more than the eager message below it: the samples either side of the switch would
+    // interpolate it as a ramp (two local ranks: 2.2 µs at 2 KiB per peer, 9.3 µs at 8 KiB; the
+    // router's 4 KiB-per-peer all_gather priced at 5 µs). Each data-movement kind at that size
+    // (V = 2 · the message), in order among its samples.
+    const double v = 4 * fit.eager_limit;
+    for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"}) {
+      auto at = std::find_if(fit.samples.begin(), fit.samples.end(),
+                             [&](const CollectiveSample& x) { return x.kind == kind && x.bytes >= v; });
+      if (at != fit.samples.end() && at->bytes == v) continue;
+      fit.samples.insert(at, sample_at(kind, v));
+    }
+  }
+  fit_network(fit);
+  if (paths) paths->curves(fit);
   return fit;
 }
 

@@ -116,6 +116,8 @@ void fit_network(NetworkFit& fit);
 // (8 KiB per peer; the eager path's 512 B) timed after streaming 256 KiB · 4^i up to max_streamed,
 // its own time above its sample's. Unlike the samples, these are timed as a step's trace times a
 // collective: no barrier just before (that would warm the eager path), each on its own buffers.
+// With an eager limit, every data-movement kind also gets a sample at the first message past it
+// (V = 4 · eager_limit: a rendezvous), so e(V) steps at the switch instead of ramping across it.
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
                            int64_t evict_bytes, int64_t max_streamed);
 
