@@ -186,6 +186,11 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.eager_latency_after_streaming = read_curve(ici, "eager_latency_after_streaming", /*seconds=*/true);
   s.eager_path_share = ici.number("eager_path_share", 1.0, interval(0, 1, "[]"));
   s.copy_path_share = ici.number("copy_path_share", 1.0, interval(0, 1, "[]"));
+  // The eager curve and the single copies' share only mean something with two paths.
+  for (const char* key : {"eager_latency_after_streaming", "copy_path_share"})
+    if (s.eager_limit == 0 && ici.node(key))
+      ici.fail(key, "allowed only with eager_limit > 0 (two paths); with eager_limit 0 every collective takes "
+                    "latency_after_streaming and eager_path_share");
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
   for (OpKind k : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})

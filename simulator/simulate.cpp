@@ -236,7 +236,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     std::map<OpKind, double> kind;  // `total` at the last collective of each kind
     auto touch = [&](const SimOp& op) {
       any = kind[op.kind] = total;
-      if (op.eager_preamble) kind[OpKind::all_gather] = total;  // the ragged all-to-all agrees on its path so
+      if (op.eager_preamble) kind[OpKind::all_gather] = total;  // the ragged all-to-all's agreement is an all_gather
     };
     for (const SimOp& op : r.ops) {
       if (op.duplicate_of >= 0) continue;

@@ -60,12 +60,12 @@ struct PathProbe {
 // state every collective touches) and the further share the all_to_all removes (`path`: the
 // probe's path, e.g. the single copy), each in [0, 1] with any + path <= 1; the rest is the
 // all_gather's own. HardwareSpec takes `any` (eager_path_share, copy_path_share) and prices the
-// rest as the kind's own: `path` is printed, not used. In this loop an all_to_all warms a later
-// all_gather's single copy about as well as another all_gather does (4 KiB per peer, two local
-// ranks: 127 µs cold, 92 after an 8 B all_reduce, 36 after an all_to_all, 32 after an all_gather,
-// each 8 MiB before it), but in a step it does not: the MPI executor's 12 KiB reduce_scatters
-// 0.4 ms (2.2 MB) after a ragged all_to_all took 81-154 µs (bench_sim_mpi, small.toml, ep), as
-// long as the cold all_gathers of the same step. The simulator follows the step. (Not the cause,
+// rest as the kind's own: the simulator does not use `path` (calibrate prints the probes it comes
+// from). In this loop an all_to_all warms a later all_gather's single copy about as well as another
+// all_gather does (4 KiB per peer, two local ranks: 127 µs cold, 92 after an 8 B all_reduce, 36
+// after an all_to_all, 32 after an all_gather, each 8 MiB before it), but in a step it does not:
+// the MPI executor's reduce_scatters of 8 KiB (4 KiB to the peer) 0.4 ms (2.2 MB) after a ragged
+// all_to_all took 61-154 µs (bench_sim_mpi, small.toml, ep), as long as the step's cold all_gathers. The simulator follows the step. (Not the cause,
 // measured in a scratch MPI program: 450 KB of distinct code run in between, +7 µs; one rank
 // arriving 3 ms early, +10 µs; buffers spread over 1 GiB, 15-22 µs.)
 struct PathShares {

@@ -203,6 +203,12 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
                     Contains("ici.eager_limit = -4096") && Contains("bytes per peer; 0: one path"));
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "copy_path_share = 1.5\nasync_collectives"), "bad.toml"),
                     Contains("ici.copy_path_share = 1.5"));
+  // Keys of the second path without two paths would be read and ignored: refused instead.
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "copy_path_share = 0.5\nasync_collectives"), "bad.toml"),
+                    Contains("ici.copy_path_share") && Contains("allowed only with eager_limit > 0"));
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "eager_latency_after_streaming = [[1e6, 1e-6]]\nasync_collectives"),
+                                   "bad.toml"),
+                    Contains("ici.eager_latency_after_streaming") && Contains("allowed only with eager_limit > 0"));
   CHECK_THROWS_WITH(parse_hardware(edited("staged_collectives = false", "staged_collectives = 1"), "bad.toml"),
                     Contains("ici.staged_collectives = 1: expected true or false"));
   CHECK_THROWS_WITH(parse_hardware("[chip\nname=1", "bad.toml"), Contains("bad.toml:1: TOML syntax error"));
