@@ -101,6 +101,8 @@ struct Executor::Impl {
   std::vector<bool> leaf_set;     // per value: set() or data() was called
   std::vector<int32_t> canonical; // per value: the value holding it (graph/cse.hpp; itself unless a duplicate's output)
   std::vector<bool> duplicate;    // per node: identical to an earlier node, so it does not run
+  std::vector<int32_t> leaf_of;   // per value: the leaf whose storage holds it (an update in place), or -1
+  std::vector<LeafUpdate> copied; // the updates copied in after each run (canonical values)
   MemoryPlanStats stats;
   bool ran = false;
 
@@ -177,7 +179,7 @@ struct Executor::Impl {
       k = exec::EinsumKernel::make(ta, tb, tc, attrs, engine, path);
       if (k) workspace[static_cast<size_t>(n.id.v)].assign(k->workspace_bytes().begin(), k->workspace_bytes().end());
     }
-    plan = exec::plan_memory(g, workspace);
+    plan = exec::plan_memory(g, workspace, plan_updates());
     check_memory_fits(checked_add(leaf_bytes, plan.arena_bytes, "the executor's bytes"), "the program",
                       fmt::format("{} B of parameters, optimizer state and inputs + {} B of activations and "
                                   "workspaces by the memory plan",
@@ -204,6 +206,79 @@ struct Executor::Impl {
     stats.arena_bytes = plan.arena_bytes;
     stats.unplanned_bytes = plan.unplanned_bytes;
     stats.buffers = plan.buffers;
+    stats.updates_copied = static_cast<int64_t>(copied.size());
+    stats.updates_in_place = static_cast<int64_t>(opts.updates.size()) - stats.updates_copied;
+  }
+
+  // ExecutorOptions::updates: which are written in place (leaf_of) and which are copied after the
+  // run (copied); returns the values the memory plan leaves out. In place only when the value's
+  // producer is an optimizer kind that reads the leaf, if at all, at the element it writes (its
+  // kernels and the reference forward both allow that), and no other node reads the leaf after it.
+  std::vector<bool> plan_updates() {
+    const size_t nv = g.values.size();
+    leaf_of.assign(nv, -1);
+    std::vector<bool> in_leaf(nv, false);
+    std::vector<int32_t> last_reader(nv, -1);
+    for (const Node& n : g.nodes)
+      for (ValueId v : n.inputs) last_reader[static_cast<size_t>(v.v)] = n.id.v;
+    std::vector<bool> is_output(nv, false), is_target(nv, false);
+    for (const GraphOutput& o : g.outputs) is_output[static_cast<size_t>(o.value.v)] = true;
+    if (g.loss.valid()) is_output[static_cast<size_t>(g.loss.v)] = true;
+    // Per optimizer kind: the (input, output) pairs that may share storage (same shape, one element
+    // read where it is written).
+    auto may_share = [](OpKind k, size_t in, size_t out) {
+      switch (k) {
+        case OpKind::adamw_update: return (in == 0 && out == 0) || (in == 2 && out == 1) || (in == 3 && out == 2);
+        case OpKind::adafactor_update:
+        case OpKind::adafactor_moment: return in == 0 && out == 0;
+        default: return false;
+      }
+    };
+    struct Candidate {
+      ValueId leaf, value;
+      NodeId producer;
+      bool safe;
+    };
+    std::vector<Candidate> candidates;
+    std::vector<bool> is_source(nv, false);  // a value some update takes
+    for (const LeafUpdate& u : opts.updates) {
+      const Value& l = value(u.leaf, "update");
+      const Value& x = value(u.value, "update");
+      if (l.role == ValueRole::computed || x.role != ValueRole::computed || l.type != x.type)
+        throw InputError(fmt::format("executor update: value {} ({}) into {} ({}): must be a computed value into a leaf "
+                                     "of the same type",
+                                     u.value.v, to_string(x.type), u.leaf.v, to_string(l.type)));
+      const auto li = static_cast<size_t>(u.leaf.v);
+      const auto xi = static_cast<size_t>(canonical[static_cast<size_t>(u.value.v)]);
+      if (!is_output[xi] || is_output[li] || is_target[li])
+        throw InputError(fmt::format("executor update: '{}' into leaf '{}': the value must be a graph output, the leaf "
+                                     "neither a graph output nor the target of another update",
+                                     x.name, l.name));
+      is_target[li] = true;
+      const Node& p = g.node(g.values[xi].producer);
+      bool safe = !duplicate[static_cast<size_t>(p.id.v)] && !is_source[xi] && last_reader[li] <= p.id.v;
+      is_source[xi] = true;
+      const size_t out = static_cast<size_t>(std::find(p.outputs.begin(), p.outputs.end(), ValueId{static_cast<int32_t>(xi)}) -
+                                             p.outputs.begin());
+      safe = safe && (p.kind == OpKind::adamw_update || p.kind == OpKind::adafactor_update ||
+                      p.kind == OpKind::adafactor_moment);
+      for (size_t i = 0; safe && i < p.inputs.size(); ++i)
+        if (p.inputs[i] == u.leaf && !may_share(p.kind, i, out)) safe = false;
+      candidates.push_back({u.leaf, ValueId{static_cast<int32_t>(xi)}, p.id, safe});
+    }
+    // A producer's updates all in place or none (its kernels have the two variants only).
+    std::vector<bool> unsafe_producer(g.nodes.size(), false);
+    for (const Candidate& c : candidates)
+      if (!c.safe) unsafe_producer[static_cast<size_t>(c.producer.v)] = true;
+    for (const Candidate& c : candidates) {
+      if (unsafe_producer[static_cast<size_t>(c.producer.v)]) {
+        copied.push_back({c.leaf, c.value});
+      } else {
+        leaf_of[static_cast<size_t>(c.value.v)] = c.leaf.v;
+        in_leaf[static_cast<size_t>(c.value.v)] = true;
+      }
+    }
+    return in_leaf;
   }
 
   // Widening on load: a cast from bf16 to f32 (exact: every bf16 value is an f32 value) whose
@@ -259,6 +334,7 @@ struct Executor::Impl {
   std::byte* ptr(ValueId v) const {
     const size_t i = static_cast<size_t>(canonical[static_cast<size_t>(v.v)]);
     if (leaf[i]) return leaf[i].get();
+    if (leaf_of[i] >= 0) return leaf[static_cast<size_t>(leaf_of[i])].get();
     return arena.get() + plan.value_offset[i];
   }
 
@@ -484,6 +560,8 @@ void Executor::run() {
     for (const GraphOutput& o : m.g.outputs) m.ragged->materialize(o.value, ptr_of);
     if (m.g.loss.valid()) m.ragged->materialize(m.g.loss, ptr_of);
   }
+  for (const LeafUpdate& u : m.copied)
+    std::memcpy(m.ptr(u.leaf), m.ptr(u.value), static_cast<size_t>(num_bytes(m.g.type(u.leaf))));
   m.ran = true;
 }
 

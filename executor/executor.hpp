@@ -16,6 +16,16 @@ namespace sy {
 
 class Communicator;  // executor/mpi/communicator.hpp
 
+// A leaf that takes a computed value's contents at the end of every run (a parameter and its
+// update, an optimizer state and its next value). The executor writes the value straight into the
+// leaf's storage (donation, as XLA's input_output_alias) when that is safe: every other reader of
+// the leaf runs before the value's producer, and the producer reads the leaf, if at all, only at
+// the element it writes (the optimizer kinds). Otherwise it copies the value in after the run.
+struct LeafUpdate {
+  ValueId leaf;
+  ValueId value;
+};
+
 struct ExecutorOptions {
   int threads = 0;               // 0: all cores. Shared by oneDNN (OpenMP) and TBB, never both at once
   bool fast_kernels = true;      // false: every op through its reference forward (for testing)
@@ -29,6 +39,8 @@ struct ExecutorOptions {
   // The mesh a lowered program runs on (graph/lower): collective nodes run through it. Unset:
   // collectives are the identity, valid only over mesh axes of size 1.
   std::shared_ptr<Communicator> communicator;
+  // Leaves written back after each run (their values need no arena block when written in place).
+  std::vector<LeafUpdate> updates;
 };
 
 struct MemoryPlanStats {
@@ -36,6 +48,8 @@ struct MemoryPlanStats {
   int64_t arena_bytes = 0;       // peak of the planned intermediate arena
   int64_t unplanned_bytes = 0;   // sum of every intermediate's size (what no reuse would cost)
   int64_t buffers = 0;           // intermediate values placed
+  int64_t updates_in_place = 0;  // ExecutorOptions::updates written straight into their leaves
+  int64_t updates_copied = 0;    // the others, copied in after each run
 };
 
 class Executor {

@@ -66,10 +66,13 @@ class BestFitArena {
 
 }  // namespace
 
-MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& workspace_bytes) {
+MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& workspace_bytes,
+                       const std::vector<bool>& in_leaf) {
   SY_CHECK(workspace_bytes.size() == g.nodes.size(), "memory plan: {} workspace lists for {} nodes",
            workspace_bytes.size(), g.nodes.size());
   const size_t nv = g.values.size();
+  SY_CHECK(in_leaf.empty() || in_leaf.size() == nv, "memory plan: {} in-leaf flags for {} values", in_leaf.size(), nv);
+  const auto stored_in_leaf = [&](ValueId v) { return !in_leaf.empty() && in_leaf[static_cast<size_t>(v.v)]; };
   const int32_t end_of_run = static_cast<int32_t>(g.nodes.size());
   MemoryPlan plan;
   plan.value_offset.assign(nv, -1);
@@ -90,13 +93,14 @@ MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& 
   // Values dying at each node.
   std::vector<std::vector<ValueId>> dies_at(g.nodes.size());
   for (const Value& v : g.values)
-    if (v.role == ValueRole::computed && last_use[static_cast<size_t>(v.id.v)] >= 0 &&
+    if (v.role == ValueRole::computed && !stored_in_leaf(v.id) && last_use[static_cast<size_t>(v.id.v)] >= 0 &&
         last_use[static_cast<size_t>(v.id.v)] < end_of_run)
       dies_at[static_cast<size_t>(last_use[static_cast<size_t>(v.id.v)])].push_back(v.id);
 
   BestFitArena arena;
   for (const Node& n : g.nodes) {
     for (ValueId v : n.outputs) {
+      if (stored_in_leaf(v)) continue;
       const int64_t size = align_up(num_bytes(g.type(v)));
       plan.value_offset[static_cast<size_t>(v.v)] = arena.alloc(size);
       plan.unplanned_bytes = checked_add(plan.unplanned_bytes, size, "the memory plan's bytes");

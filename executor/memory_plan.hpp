@@ -28,6 +28,9 @@ struct MemoryPlan {
 };
 
 // `workspace_bytes[node]`: the temporaries node needs while it runs (may be empty).
-MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& workspace_bytes);
+// `in_leaf[value]` (empty: none): values stored in a leaf's storage (updates written in place),
+// given no block (offset -1).
+MemoryPlan plan_memory(const Graph& g, const std::vector<std::vector<int64_t>>& workspace_bytes,
+                       const std::vector<bool>& in_leaf = {});
 
 }  // namespace sy::exec

@@ -25,6 +25,17 @@ MeshExecutor::MeshExecutor(const Graph& global, const Layout& layout, ExecutorOp
     output_of_[static_cast<size_t>(global_.outputs[i].value.v)] = L.graph.outputs[i].value;
   }
   staging_.resize(global_.values.size());
+  // Updates between values split alike run on the device's blocks (in place where the Executor
+  // can); the others go through the global tensor after each run.
+  std::vector<LeafUpdate> local_updates;
+  for (const LeafUpdate& u : opts.updates) {
+    const ValueId l = local(u.leaf), x = local(u.value);
+    if (sharding(l) == sharding(x))
+      local_updates.push_back({l, x});
+    else
+      global_updates_.push_back(u);
+  }
+  opts.updates = std::move(local_updates);
   ex_ = std::make_unique<Executor>(L.graph, std::move(opts));
 }
 
@@ -142,6 +153,7 @@ void MeshExecutor::copy_from(MeshExecutor& other, ValueId src, ValueId dst) {
 void MeshExecutor::run() {
   commit();
   ex_->run();
+  for (const LeafUpdate& u : global_updates_) copy(u.leaf, u.value);
 }
 
 }  // namespace sy

@@ -23,6 +23,7 @@ namespace sy {
 class MeshExecutor {
  public:
   // Throws InputError for an illegal layout (graph/parallel/layout.hpp check_layout).
+  // opts.updates are in the global graph's ids; after each run() every leaf holds its update.
   MeshExecutor(const Graph& global, const Layout& layout, ExecutorOptions opts);
 
   bool distributed() const { return lowered_.has_value(); }
@@ -47,6 +48,8 @@ class MeshExecutor {
 
   void run();
 
+  // This device's program's memory plan (Executor::memory).
+  const MemoryPlanStats& memory() const { return ex_->memory(); }
   // The last run's ops over zero tails on this device (Executor::ragged_stats).
   Executor::RaggedStats ragged_stats() const { return ex_->ragged_stats(); }
 
@@ -61,6 +64,7 @@ class MeshExecutor {
   std::vector<ValueId> output_of_;             // per global value: its lowered graph output, if it is one
   std::vector<std::vector<std::byte>> staging_;  // per global leaf: its global buffer handed out by data()
   std::vector<size_t> pending_;                // global leaves whose staging waits for commit()
+  std::vector<LeafUpdate> global_updates_;     // updates between values split differently
 };
 
 }  // namespace sy

@@ -217,6 +217,7 @@ bool adafactor_moment(const AdafactorAttrs& a, const std::vector<ConstView>& in,
   float* y = f32_out(out[0]);
   const int64_t n = num_elements(in[0].type.shape);
   tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
+#pragma GCC ivdep  // y may be v itself (an update in place): each element is read, then written
     for (int64_t i = r.begin(); i < r.end(); ++i) y[i] = static_cast<float>(decay * v[i] + mix * (ms[i] + a.epsilon1));
   });
   return true;
@@ -254,6 +255,7 @@ bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in,
       for (int64_t row = r.begin(); row < r.end(); ++row) {
         const double rf = row_factor[static_cast<size_t>(row)];
         const double* cf = col_factor.data() + (row / R) * C;
+#pragma GCC ivdep  // p_out may be p itself (an update in place): each element is read, then written
         for (int64_t c = 0; c < C; ++c) {
           const int64_t i = row * C + c;
           const double u = g[i] * clip * rf * cf[c];
@@ -264,6 +266,7 @@ bool adafactor_update(const AdafactorAttrs& a, const std::vector<ConstView>& in,
   } else {
     const float* v = f32_in(in[2]);
     tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
+#pragma GCC ivdep  // p_out may be p itself (an update in place): each element is read, then written
       for (int64_t i = r.begin(); i < r.end(); ++i) {
         const double u = g[i] * clip / std::sqrt(static_cast<double>(v[i]));
         p_out[i] = static_cast<float>(p[i] - step_size * (u / denom));
@@ -282,8 +285,9 @@ namespace {
 // ops/optimizer.cpp, computes) the conversions, divisions and square roots ran 8 lanes at a time
 // and held the loop at 70 GB/s where f32 reaches 86-93 GB/s over the same seven 16 MiB streams
 // (scratch benchmark, 2 threads, 64-byte aligned as the executor's buffers are). The outputs never
-// overlap the inputs (the memory plan places a node's outputs apart from its inputs): __restrict
-// lets the loop vectorise (sqrt too, with -fno-math-errno).
+// overlap the inputs (the memory plan places a node's outputs apart from its inputs), or (an update
+// written into its leaf, ExecutorOptions::updates) param', m' and v' are param, m and v themselves:
+// __restrict holds in both variants and lets the loop vectorise (sqrt too, with -fno-math-errno).
 struct AdamWScalars {
   float beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon, weight_decay, lr, clip, inv_c1, inv_c2;
 };
@@ -299,6 +303,19 @@ void adamw_elements(const float* __restrict p, const float* __restrict g, const 
     v_out[i] = v_new;
     const float step = (m_new * k.inv_c1) / (std::sqrt(v_new * k.inv_c2) + k.epsilon);
     p_out[i] = p[i] - k.lr * (step + k.weight_decay * p[i]);
+  }
+}
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void adamw_elements_in_place(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+                             int64_t n, const AdamWScalars k) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gc = g[i] * k.clip;
+    const float m_new = k.beta1 * m[i] + k.one_minus_beta1 * gc;
+    const float v_new = k.beta2 * v[i] + k.one_minus_beta2 * (gc * gc);
+    m[i] = m_new;
+    v[i] = v_new;
+    const float step = (m_new * k.inv_c1) / (std::sqrt(v_new * k.inv_c2) + k.epsilon);
+    p[i] = p[i] - k.lr * (step + k.weight_decay * p[i]);
   }
 }
 
@@ -322,9 +339,14 @@ bool adamw_update(const AdamWAttrs& a, const std::vector<ConstView>& in, const s
   const auto f = [](double x) { return static_cast<float>(x); };
   const AdamWScalars k{f(a.beta1),        f(1.0 - a.beta1), f(a.beta2), f(1.0 - a.beta2), f(a.epsilon),
                        f(a.weight_decay), f(lr),            f(clip),    f(1.0 / c1),      f(1.0 / c2)};
+  const bool in_place = p_out == p && m_out == m && v_out == v;
+  if (!in_place && (p_out == p || m_out == m || v_out == v)) return false;  // partly in place: the reference
   tbb::parallel_for(Range(0, n, row_grain(1)), [&](const Range& r) {
     const int64_t i = r.begin();
-    adamw_elements(p + i, g + i, m + i, v + i, p_out + i, m_out + i, v_out + i, r.end() - i, k);
+    if (in_place)
+      adamw_elements_in_place(p_out + i, g + i, m_out + i, v_out + i, r.end() - i, k);
+    else
+      adamw_elements(p + i, g + i, m + i, v + i, p_out + i, m_out + i, v_out + i, r.end() - i, k);
   });
   return true;
 }

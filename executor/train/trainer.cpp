@@ -112,8 +112,6 @@ void count_by_pos(const MeshExecutor& ex, const ModelGraph& m, const data::Batch
   }
 }
 
-void copy_value(MeshExecutor& ex, ValueId dst, ValueId src, const Graph&) { ex.copy(dst, src); }
-
 // The training graph's options on the communicator's mesh (without one: `routing_mesh`, whose
 // data-parallel split then only sets the routing groups).
 TrainingGraphOptions graph_options(Mode mode, const ExecutorOptions& exec, const Layout& layout, const Mesh& routing_mesh) {
@@ -145,6 +143,10 @@ struct Trainer::Impl {
         tg(build_training_graph(config.model, config.train, graph_options(Mode::train, exec, layout, routing_mesh))),
         train(tg.model) {
     ExecutorOptions opts = exec;
+    for (const OptimizerSlot& s : tg.slots) {  // each run ends with the parameters and states updated
+      opts.updates.push_back({s.param, s.new_param});
+      for (size_t i = 0; i < s.state.size(); ++i) opts.updates.push_back({s.state[i], s.new_state[i]});
+    }
     opts.on_op = [this](NodeId n, double t0, double t1) {
       if (observer) observer(n, t0, t1);
     };
@@ -213,6 +215,7 @@ const RunConfig& Trainer::config() const { return impl_->config; }
 const Graph& Trainer::graph() const { return impl_->train.graph; }
 const Graph& Trainer::program() const { return impl_->ex->program(); }
 int64_t Trainer::step() const { return impl_->step; }
+const MemoryPlanStats& Trainer::memory() const { return impl_->ex->memory(); }
 void Trainer::set_step(int64_t step) { impl_->step = step; }
 int64_t Trainer::inputs_length() const {
   const RunConfig& c = impl_->config;
@@ -227,7 +230,6 @@ int64_t Trainer::tokens_per_step() const {
 StepMetrics Trainer::train_step(const data::Batch& batch) {
   Impl& m = *impl_;
   MeshExecutor& ex = *m.ex;
-  const Graph& g = m.train.graph;
   const int64_t t = m.step;
   const int64_t global = m.config.train.step_offset + t;  // the step a fine-tuning run continues from
   const double lr = learning_rate(m.config.train.optimizer, global, m.total_steps);
@@ -248,11 +250,6 @@ StepMetrics Trainer::train_step(const data::Batch& batch) {
   r.tokens = tokens_per_step();
   r.target_tokens = batch.target_tokens();
   r.moe = read_moe(ex, m.train);
-
-  for (const OptimizerSlot& s : m.tg.slots) {
-    copy_value(ex, s.param, s.new_param, g);
-    for (size_t i = 0; i < s.state.size(); ++i) copy_value(ex, s.state[i], s.new_state[i], g);
-  }
   m.step = t + 1;
   return r;
 }

@@ -110,6 +110,9 @@ class Trainer {
   int64_t step() const;             // updates done
   void set_step(int64_t step);      // after restoring a checkpoint's state
   int64_t tokens_per_step() const;  // B·(T_in + T_out)
+  // This device's training program's memory plan, with how many parameter and state updates are
+  // written in place (ExecutorOptions::updates) and how many are copied after each step.
+  const MemoryPlanStats& memory() const;
 
   // Token lengths a batch source must produce: T_in (encoder, or the one sequence of a
   // decoder-only model) and the most targets the model takes.

@@ -89,6 +89,9 @@ TEST_CASE("trainer: repeated steps on one batch drive the loss down with Adafact
     data::Batch batch;
     source.next(batch);
     Trainer t(cfg, 40);
+    // Every parameter and optimizer state takes its update in place: no copy after the step.
+    CHECK(t.memory().updates_in_place > 0);
+    CHECK(t.memory().updates_copied == 0);
     const StepMetrics first = t.train_step(batch);
     StepMetrics last = first;
     for (int i = 0; i < 39; ++i) last = t.train_step(batch);
@@ -351,6 +354,7 @@ TEST_CASE("trainer: a DeepSeek-style router trains; its balance bias moves by ±
                               "moe.balance=sequence", "moe.balance_coef=1e-4", "moe.bias_balance_rate=0.01"});
   const data::Batch batch = first_training_batch(cfg);
   Trainer t(cfg, 10);
+  CHECK(t.memory().updates_copied == 2);  // the two layers' balance biases (an add, not an optimizer kind)
   auto bias_of = [&](const std::string& scope) {
     for (const StateTensor& s : t.state())
       if (s.name == scope + "/router/balance_bias") return std::vector<float>(s.data, s.data + num_elements(s.type.shape));
