@@ -4,7 +4,7 @@
 //             [--mesh data:2 --layout batch:data]...]
 //
 // Measured after a warm-up: the peaks (matmul, memory) as the best of several runs, every other op
-// as the median of runs that each follow an eviction of the core's caches (time_graph's Timing):
+// as the mean of runs that each follow an eviction of the core's caches (time_graph's Timing):
 //   matmul        square einsums [n, n] x [n, n] in f32 and bf16 (oneDNN): the peaks are the best
 //                 rates, and efficiency.matmul.compute the rate at each size over the peak
 //   memory        an f32 add of 2^24 elements (three arrays of 64 MiB): hbm_bandwidth
@@ -15,10 +15,11 @@
 //                 operand (efficiency.broadcast.<kind>); vector_flops is the best flops rate seen,
 //                 so the flops term never dominates a measured op. Kinds run by reference kernels
 //                 (in double) come out slow, as they are.
-//   --model M     every distinct node of M's training step timed alone, in its own shapes: the
-//                 kinds M uses get their curves from these points only (einsum: a compute curve
-//                 by flops), which is what predicting M's step on this machine needs. Each
-//                 --mesh/--layout pair adds the nodes of M's per-device program on that mesh.
+//   --model M     every distinct node of M's training step timed alone, in its own shapes, all of
+//                 them in rounds (time_graphs_in_rounds): the kinds M uses get their curves from
+//                 these points only (einsum: a compute curve by flops), which is what predicting
+//                 M's step on this machine needs. Each --mesh/--layout pair adds the nodes of M's
+//                 per-device program on that mesh.
 //   network       under `mpiexec -n 2`: both ranks measure all of the above at once (so the table
 //                 includes what they share, memory bandwidth above all; each time is the slower
 //                 rank's, as a synchronous step goes at its slowest device's pace), then the collectives
@@ -76,10 +77,15 @@ double now() {
 // How a graph is timed (after a warm-up run, with random float leaves and zero integer leaves).
 //   peak     the best of the runs, caches warm from the run before: a rate the hardware reaches
 //            (the matmul peaks, the memory bandwidth).
-//   in_step  each run after streaming evict_bytes() through the core, and the median of the runs:
+//   in_step  each run after streaming evict_bytes() through the core, and the mean of the runs:
 //            a training step runs each op once, its inputs last touched many ops earlier, on a
 //            machine it shares. Priced from best warm runs, bench_sim_mpi's steps (small.toml, two
 //            local ranks) ran their einsums 5-7 % and their ops above 1 ms 9 % slower than priced.
+//            The mean, not the median: a step's time is the sum of its ops' times, and the expected
+//            sum is the sum of the expected times. On a shared core an op's time has a long right
+//            tail (another process takes the core for a while); in bench_sim_mpi's traces (18 runs of
+//            6 steps) the sum of each op's median over the steps fell 8-22 ms (3-5 %) short of the
+//            steps' median wall time, the sum of the means 0-6 ms.
 enum class Timing { peak, in_step };
 
 // Under mpiexec -n 2 both ranks time every graph at once, and each time written is the slower
@@ -89,34 +95,95 @@ sy::Communicator* g_ranks = nullptr;
 
 int64_t evict_bytes();
 
-double time_graph(const sy::Graph& g, int threads, double budget, Timing timing = Timing::in_step) {
-  sy::ExecutorOptions opts;
-  opts.threads = threads;
-  sy::Executor ex(g, opts);
-  std::mt19937_64 rng(7);
-  std::uniform_real_distribution<double> u(0.5, 1.5);
-  for (const sy::Value& v : g.values) {
-    if (v.role == sy::ValueRole::computed) continue;
-    sy::Tensor t(v.type);
-    if (v.type.dtype != sy::DType::i32)
-      for (double& x : t.data) x = u(rng);
-    ex.set(v.id, t);
+// One graph ready to time: an Executor with random float leaves and zero integer leaves, run once.
+class TimedGraph {
+ public:
+  TimedGraph(const sy::Graph& g, int threads) : ex_(g, options(threads)) {
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> u(0.5, 1.5);
+    for (const sy::Value& v : g.values) {
+      if (v.role == sy::ValueRole::computed) continue;
+      sy::Tensor t(v.type);
+      if (v.type.dtype != sy::DType::i32)
+        for (double& x : t.data) x = u(rng);
+      ex_.set(v.id, t);
+    }
+    ex_.run();
   }
-  ex.run();
+  // Seconds of one run.
+  double run() {
+    const double t0 = now();
+    ex_.run();
+    return now() - t0;
+  }
+
+ private:
+  static sy::ExecutorOptions options(int threads) {
+    sy::ExecutorOptions o;
+    o.threads = threads;
+    return o;
+  }
+  sy::Executor ex_;
+};
+
+// The slower rank's value of x (one process: x).
+double slower_rank(double x) {
+  auto t = static_cast<float>(x);
+  if (g_ranks) g_ranks->all_reduce(&t, 1, sy::DType::f32, sy::ReduceOp::max, {0});
+  return t;
+}
+
+double time_graph(const sy::Graph& g, int threads, double budget, Timing timing = Timing::in_step) {
+  TimedGraph tg(g, threads);
   std::vector<float> evict(timing == Timing::in_step ? static_cast<size_t>(evict_bytes() / 4) : 0);
   std::vector<double> runs;
   double spent = 0;
   for (int r = 0; r < 30 && (r < 3 || spent < budget); ++r) {  // at least 3 runs, more within the budget
     sy::stream_through(evict, static_cast<float>(r));
-    const double t0 = now();
-    ex.run();
-    runs.push_back(now() - t0);
+    runs.push_back(tg.run());
     spent += runs.back();
   }
-  std::sort(runs.begin(), runs.end());
-  float t = static_cast<float>(timing == Timing::peak ? runs.front() : runs[runs.size() / 2]);
-  if (g_ranks) g_ranks->all_reduce(&t, 1, sy::DType::f32, sy::ReduceOp::max, {0});
-  return t;
+  double mean = 0;
+  for (double x : runs) mean += x / static_cast<double>(runs.size());
+  return slower_rank(timing == Timing::peak ? *std::min_element(runs.begin(), runs.end()) : mean);
+}
+
+// Graphs timed in_step as time_graph does, but in rounds: each round runs every graph once
+// untimed (its buffers back in the caches, as time_graph's warm-up leaves them and as a step
+// leaves an op's inputs, written by the ops just before) and then twice timed, each after its
+// eviction. A slow minute of a shared machine (a neighbour on the core) then falls on all the
+// graphs alike instead of on the ones timed during it. At least 3 rounds, at most 15, more while
+// the time spent is within budget per graph. Returns each graph's mean; `rounds` is set to how
+// many rounds ran. (Without the untimed run, the 946 ops of small.toml came out 1.2-4x slower
+// than in the step: each op's buffers cold in every level, after 3 GB of the others'.)
+constexpr int kTimedPerRound = 2;
+std::vector<double> time_graphs_in_rounds(const std::vector<sy::Graph>& graphs, int threads, double budget, int& rounds) {
+  std::vector<std::unique_ptr<TimedGraph>> timed;
+  for (const sy::Graph& g : graphs) timed.push_back(std::make_unique<TimedGraph>(g, threads));
+  std::vector<float> evict(static_cast<size_t>(evict_bytes() / 4));
+  std::vector<double> sum(graphs.size(), 0.0);
+  const double limit = budget * static_cast<double>(graphs.size());
+  double spent = 0;
+  rounds = 0;
+  for (bool more = true; more;) {
+    for (size_t i = 0; i < timed.size(); ++i) {
+      timed[i]->run();
+      for (int k = 0; k < kTimedPerRound; ++k) {
+        sy::stream_through(evict, static_cast<float>(rounds));
+        const double t = timed[i]->run();
+        sum[i] += t;
+        spent += t;
+      }
+    }
+    ++rounds;
+    // Every rank runs the same rounds: on while either rank's budget allows.
+    float go = rounds < 15 && (rounds < 3 || spent < limit) ? 1.0f : 0.0f;
+    if (g_ranks) g_ranks->all_reduce(&go, 1, sy::DType::f32, sy::ReduceOp::max, {0});
+    more = go != 0.0f;
+  }
+  std::vector<double> mean(graphs.size());
+  for (size_t i = 0; i < graphs.size(); ++i) mean[i] = slower_rank(sum[i] / (rounds * kTimedPerRound));
+  return mean;
 }
 
 // One node of `kind` on about n elements; returns the graph (empty when the kind is not measured).
@@ -408,39 +475,47 @@ int run(int argc, char** argv) {
       programs.push_back(sy::lower(sy::build_training_step(config, run_config->train, built).graph(), mesh, layout).graph);
     }
     std::map<std::string, bool> seen;
-    std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
-    int timed = 0;
+    std::vector<sy::Graph> distinct;
     size_t nodes = 0;
     for (const sy::Graph& program : programs) {
       for (const sy::Node& n : program.nodes) {
         ++nodes;
         if (is_collective(n.kind)) continue;
-        const sy::Graph g = copy_of_node(program, n);
+        sy::Graph g = copy_of_node(program, n);
         std::string key(sy::op_name(n.kind));
         for (const sy::Value& v : g.values) key += sy::to_string(v.type);
         key += sy::attrs_to_json(n.attrs).dump();
         if (seen[key]) continue;
         seen[key] = true;
-        const sy::OpCost c = cost_of(g);
-        std::vector<sy::TensorType> in;
-        for (sy::ValueId v : g.nodes.back().inputs) in.push_back(g.type(v));
-        const double t = time_graph(g, threads, budget);
-        ++timed;
-        const double bytes = c.bytes_read + c.bytes_written;
-        if (n.kind == sy::OpKind::einsum) {
-          const double peak = in[0].dtype == sy::DType::bf16 ? h.matmul_flops_bf16 : h.matmul_flops_f32;
-          m_flops[n.kind].emplace_back(c.flops, c.flops / std::max(t - h.op_overhead, 1e-9) / peak);
-        } else {
-          vector_flops = std::max(vector_flops, c.flops / t);
-          (sy::is_broadcast(n.kind, in) ? m_bcast : m_plain)[n.kind].emplace_back(bytes, eta_of(bytes, t));
-        }
+        distinct.push_back(std::move(g));
+      }
+    }
+    fmt::print("{}: timing {} distinct ops of {} nodes ({} program(s)) in rounds ...\n", config.name, distinct.size(), nodes,
+               programs.size());
+    std::fflush(stdout);
+    int rounds = 0;
+    const std::vector<double> times = time_graphs_in_rounds(distinct, threads, budget, rounds);
+    std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
+    for (size_t i = 0; i < distinct.size(); ++i) {
+      const sy::Graph& g = distinct[i];
+      const sy::Node& n = g.nodes.back();
+      const sy::OpCost c = cost_of(g);
+      std::vector<sy::TensorType> in;
+      for (sy::ValueId v : n.inputs) in.push_back(g.type(v));
+      const double t = times[i];
+      const double bytes = c.bytes_read + c.bytes_written;
+      if (n.kind == sy::OpKind::einsum) {
+        const double peak = in[0].dtype == sy::DType::bf16 ? h.matmul_flops_bf16 : h.matmul_flops_f32;
+        m_flops[n.kind].emplace_back(c.flops, c.flops / std::max(t - h.op_overhead, 1e-9) / peak);
+      } else {
+        vector_flops = std::max(vector_flops, c.flops / t);
+        (sy::is_broadcast(n.kind, in) ? m_bcast : m_plain)[n.kind].emplace_back(bytes, eta_of(bytes, t));
       }
     }
     for (auto& [k, pts] : m_plain) plain[k] = pts;
     for (auto& [k, pts] : m_bcast) bcast[k] = pts;
     for (auto& [k, pts] : m_flops) h.kind_efficiency[k].compute = curve_of(pts);
-    fmt::print("{}: timed {} distinct ops of {} nodes ({} program(s)) alone; their kinds' curves come from these\n",
-               config.name, timed, nodes, programs.size());
+    fmt::print("{}: {} rounds; their kinds' curves come from these {} ops\n", config.name, rounds, distinct.size());
   }
   for (auto& [k, pts] : plain) h.kind_efficiency[k].memory = curve_of(pts);
   for (auto& [k, pts] : bcast) h.broadcast_efficiency[k].memory = curve_of(pts);
