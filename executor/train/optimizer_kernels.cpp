@@ -291,32 +291,27 @@ namespace {
 struct AdamWScalars {
   float beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon, weight_decay, lr, clip, inv_c1, inv_c2;
 };
+// One element: (p', m', v') from (p, g, m, v), inlined into each loop variant below.
+__attribute__((always_inline)) inline void adamw_element(float p, float g, float m, float v, const AdamWScalars& k,
+                                                         float& p_out, float& m_out, float& v_out) {
+  const float gc = g * k.clip;
+  const float m_new = k.beta1 * m + k.one_minus_beta1 * gc;
+  const float v_new = k.beta2 * v + k.one_minus_beta2 * (gc * gc);
+  const float step = (m_new * k.inv_c1) / (std::sqrt(v_new * k.inv_c2) + k.epsilon);
+  m_out = m_new;
+  v_out = v_new;
+  p_out = p - k.lr * (step + k.weight_decay * p);
+}
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void adamw_elements(const float* __restrict p, const float* __restrict g, const float* __restrict m,
                     const float* __restrict v, float* __restrict p_out, float* __restrict m_out,
                     float* __restrict v_out, int64_t n, const AdamWScalars k) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float gc = g[i] * k.clip;
-    const float m_new = k.beta1 * m[i] + k.one_minus_beta1 * gc;
-    const float v_new = k.beta2 * v[i] + k.one_minus_beta2 * (gc * gc);
-    m_out[i] = m_new;
-    v_out[i] = v_new;
-    const float step = (m_new * k.inv_c1) / (std::sqrt(v_new * k.inv_c2) + k.epsilon);
-    p_out[i] = p[i] - k.lr * (step + k.weight_decay * p[i]);
-  }
+  for (int64_t i = 0; i < n; ++i) adamw_element(p[i], g[i], m[i], v[i], k, p_out[i], m_out[i], v_out[i]);
 }
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void adamw_elements_in_place(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
                              int64_t n, const AdamWScalars k) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float gc = g[i] * k.clip;
-    const float m_new = k.beta1 * m[i] + k.one_minus_beta1 * gc;
-    const float v_new = k.beta2 * v[i] + k.one_minus_beta2 * (gc * gc);
-    m[i] = m_new;
-    v[i] = v_new;
-    const float step = (m_new * k.inv_c1) / (std::sqrt(v_new * k.inv_c2) + k.epsilon);
-    p[i] = p[i] - k.lr * (step + k.weight_decay * p[i]);
-  }
+  for (int64_t i = 0; i < n; ++i) adamw_element(p[i], g[i], m[i], v[i], k, p[i], m[i], v[i]);
 }
 
 }  // namespace
