@@ -193,6 +193,19 @@ double eager_limit_of(const std::vector<PathProbe>& probes) {
   return limit;
 }
 
+double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload) {
+  double best = 2.0, at = 0;  // a ratio below 2 is no switch
+  for (size_t i = 0; i + 1 < probes.size(); ++i) {
+    const PathProbe &a = probes[i], &b = probes[i + 1];
+    if (b.payload > max_payload || a.hot <= 0) continue;
+    if (b.hot / a.hot >= best) {
+      best = b.hot / a.hot;
+      at = a.payload;
+    }
+  }
+  return at;
+}
+
 namespace {
 
 // A collective timed as a step's trace times it (experiments/bench_sim_mpi): from the later of the
@@ -293,6 +306,10 @@ class PathMeasure {
     // Two paths when some messages are eager and an 8 KiB one is not (two local ranks: Open MPI's
     // vader, eager up to 4 KiB with its header); else one (TCP: every message through one socket).
     fit.eager_limit = limit > 0 && limit < kCopyProbe ? limit : 0.0;
+    // Where the eager path ends: at the protocol switch the hot times show when there is one (the
+    // warming test decides only whether there are two paths; its boundary moves with the noise).
+    if (fit.eager_limit > 0)
+      if (const double at = protocol_switch_of(probes, kCopyProbe); at > 0) fit.eager_limit = at;
     // A path's shares: the median over its probes up to 32 KiB per peer (above, the transfer's own
     // time dominates what streaming adds).
     auto shared = [&](double lo, double hi) {

@@ -77,6 +77,15 @@ PathShares shares_of(const PathProbe& p);
 // all_reduce removed at least half of what streaming added (cold - hot); 0 when the first is not.
 double eager_limit_of(const std::vector<PathProbe>& probes);
 
+// The library's protocol switch, from the hot times (the same all_gather just before): the largest
+// payload before the step to the next probe of the largest ratio, when that ratio is at least 2
+// and the next probe is at most `max_payload`; 0 when there is none. The first rendezvous adds a
+// handshake (and Open MPI's single copy pins the peer's pages), so it costs several times the last
+// eager message even when everything is warm: two local ranks, 2 KiB -> 4 KiB per peer, 8-10 µs ->
+// 25-36 µs in each of 6 calibrations, where the warming test (eager_limit_of) put the limit at
+// 256 B, 512 B, 2 KiB (3 times) and 4 KiB.
+double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload);
+
 struct NetworkFit {
   double hop_latency = 0;          // α, seconds (shared: all_gather and all_to_all)
   double link_bandwidth = 0;       // w, B/s one way

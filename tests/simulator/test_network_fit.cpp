@@ -80,6 +80,23 @@ TEST_CASE("network fit: the eager limit is the largest message an 8 B all_reduce
   CHECK(sy::eager_limit_of(probes) == 0);  // no eager path seen: one path
 }
 
+TEST_CASE("network fit: the eager path ends at the protocol switch the hot times show") {
+  // measured_probes(): hot 8.6 µs at 2 KiB, 32.3 µs at 4 KiB (x3.8; no other step reaches x2).
+  std::vector<sy::PathProbe> probes = measured_probes();
+  CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
+  // A calibration whose warming test said 256 B (two local ranks, the all_reduce leaving the
+  // 512 B-2 KiB probes half cold by noise): hot 7.5, 9.0, 9.1, 9.8, 26.7 µs from 256 B to 4 KiB.
+  const double hot[] = {8.3, 7.5, 9.0, 9.1, 9.8, 26.7, 26.6, 28.9, 34.5, 35.5, 58.4};
+  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = hot[i] * 1e-6;
+  CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
+  // Over TCP (two namespace hosts): the switch is at 32 -> 64 KiB (47.1 -> 110 µs), past the
+  // probes the eager path is looked for in; below it no step reaches x2.
+  const double tcp[] = {27.4, 27.4, 28.0, 29.0, 34.1, 33.1, 35.9, 38.4, 47.1, 110.0, 150.5};
+  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = tcp[i] * 1e-6;
+  CHECK(sy::protocol_switch_of(probes, 8192) == 0);
+  CHECK(sy::protocol_switch_of(probes, 131072) == 32768);
+}
+
 TEST_CASE("network fit: a probe's shares of its cold cost") {
   const sy::PathShares s = sy::shares_of(measured_probes()[5]);  // 4 KiB per peer
   CHECK(s.any == Approx((127.0 - 91.9) / (127.0 - 32.3)));
