@@ -7,11 +7,13 @@
 // as the mean of runs that each follow an eviction of the core's caches (time_graph's Timing):
 //   matmul        square einsums [n, n] x [n, n] in f32 and bf16 (oneDNN): the peaks are the best
 //                 rates, and efficiency.matmul.compute the rate at each size over the peak
-//   memory        an f32 add of 2^24 elements (three arrays of 64 MiB): hbm_bandwidth
+//   memory        an f32 add of 2^24 elements (three arrays of 64 MiB): the DRAM rate
 //   op overhead   a chain of 200 scalar-sized ops: op_overhead per op
 //   every op kind one node at 2^10 .. 2^21 elements: efficiency.op.<kind>.memory = the time the
 //                 bytes would take at hbm_bandwidth over the time measured (less op_overhead), so
-//                 the roofline reproduces the measured time; binary kinds also with a broadcasting
+//                 the roofline reproduces the measured time; hbm_bandwidth is the fastest rate of
+//                 all the timed ops (from the caches), at least the DRAM rate
+//                 (experiments/calibrate/memory.hpp); binary kinds also with a broadcasting
 //                 operand (efficiency.broadcast.<kind>); vector_flops is the best flops rate seen,
 //                 so the flops term never dominates a measured op. Kinds run by reference kernels
 //                 (in double) come out slow, as they are.
@@ -19,7 +21,8 @@
 //                 them in rounds (time_graphs_in_rounds): the kinds M uses get their curves from
 //                 these points only (einsum: a compute curve by flops), which is what predicting
 //                 M's step on this machine needs. Each --mesh/--layout pair adds the nodes of M's
-//                 per-device program on that mesh.
+//                 per-device program on that mesh, and under mpiexec the network is also sampled
+//                 at the sizes of that program's collectives (network_sample_sizes).
 //   network       under `mpiexec -n 2`: both ranks measure all of the above at once (so the table
 //                 includes what they share, memory bandwidth above all; each time is the slower
 //                 rank's, as a synchronous step goes at its slowest device's pace), then the collectives
@@ -31,6 +34,7 @@
 #include "executor/executor.hpp"
 #include "executor/mpi/communicator.hpp"
 #include "executor/mpi/mpi_run.hpp"
+#include "experiments/calibrate/memory.hpp"
 #include "experiments/calibrate/network.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
@@ -275,24 +279,6 @@ bool binary_kind(sy::OpKind k) {
          k == sy::OpKind::greater || k == sy::OpKind::where;
 }
 
-// Measured (size, fraction) points -> a curve: sorted by size, equal sizes averaged.
-sy::EfficiencyCurve curve_of(std::vector<std::pair<double, double>> points) {
-  std::sort(points.begin(), points.end());
-  sy::EfficiencyCurve c;
-  int same = 1;
-  for (const auto& [size, eta] : points) {
-    const double e = std::clamp(eta, 1e-4, 1.0);
-    if (!c.points.empty() && size == c.points.back().first) {
-      c.points.back().second = (c.points.back().second * same + e) / (same + 1);
-      ++same;
-    } else {
-      c.points.emplace_back(size, e);
-      same = 1;
-    }
-  }
-  return c;
-}
-
 sy::OpCost cost_of(const sy::Graph& g) {
   const sy::Node& n = g.nodes.back();
   std::vector<sy::TensorType> in, out;
@@ -439,9 +425,11 @@ int run(int argc, char** argv) {
                                      : quick ? std::vector<int64_t>{1 << 10, 1 << 16, 1 << 20}
                                              : std::vector<int64_t>{1 << 10, 1 << 13, 1 << 16, 1 << 19, 1 << 21};
   double vector_flops = 1e9;
-  // (bytes, fraction of hbm_bandwidth) per kind, plain and broadcasting.
-  std::map<sy::OpKind, std::vector<std::pair<double, double>>> plain, bcast;
-  auto eta_of = [&](double bytes, double t) { return (bytes / h.hbm_bandwidth) / std::max(t - h.op_overhead, 1e-9); };
+  // The model's collectives (kind, V as experiments/calibrate/network.hpp defines it): the network
+  // is also sampled at their sizes.
+  std::vector<sy::CollectiveSize> model_collectives;
+  // Timed ops per kind, plain and broadcasting: their fractions of the memory peak come at the end.
+  std::map<sy::OpKind, std::vector<sy::TimedOp>> plain, bcast;
   for (sy::OpKind k : sy::kAllOpKinds)
     for (bool broadcast : {false, true}) {
       if (broadcast && !binary_kind(k)) continue;
@@ -453,7 +441,7 @@ int run(int argc, char** argv) {
         const double t = time_graph(g, threads, budget);
         points.emplace_back(c.bytes_read + c.bytes_written, t);
         vector_flops = std::max(vector_flops, c.flops / t);
-        (broadcast ? bcast : plain)[k].emplace_back(points.back().first, eta_of(points.back().first, t));
+        (broadcast ? bcast : plain)[k].push_back({points.back().first, t});
       }
       if (points.empty()) continue;
       fmt::print("{:<15}{} {:10.2f} µs at {:>10} .. {:10.1f} µs at {:>10}\n", sy::op_name(k), broadcast ? " (b)" : "    ",
@@ -480,7 +468,14 @@ int run(int argc, char** argv) {
     for (const sy::Graph& program : programs) {
       for (const sy::Node& n : program.nodes) {
         ++nodes;
-        if (is_collective(n.kind)) continue;
+        if (is_collective(n.kind)) {
+          if (n.kind == sy::OpKind::all_gather || n.kind == sy::OpKind::all_to_all ||
+              n.kind == sy::OpKind::reduce_scatter || n.kind == sy::OpKind::all_reduce)
+            model_collectives.push_back({std::string(sy::op_name(n.kind)),
+                                         static_cast<double>(std::max(sy::num_bytes(program.type(n.inputs.at(0))),
+                                                                      sy::num_bytes(program.type(n.outputs.at(0)))))});
+          continue;
+        }
         sy::Graph g = copy_of_node(program, n);
         std::string key(sy::op_name(n.kind));
         for (const sy::Value& v : g.values) key += sy::to_string(v.type);
@@ -495,7 +490,8 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
     int rounds = 0;
     const std::vector<double> times = time_graphs_in_rounds(distinct, threads, budget, rounds);
-    std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_plain, m_bcast, m_flops;
+    std::map<sy::OpKind, std::vector<sy::TimedOp>> m_plain, m_bcast;
+    std::map<sy::OpKind, std::vector<std::pair<double, double>>> m_flops;
     for (size_t i = 0; i < distinct.size(); ++i) {
       const sy::Graph& g = distinct[i];
       const sy::Node& n = g.nodes.back();
@@ -509,16 +505,32 @@ int run(int argc, char** argv) {
         m_flops[n.kind].emplace_back(c.flops, c.flops / std::max(t - h.op_overhead, 1e-9) / peak);
       } else {
         vector_flops = std::max(vector_flops, c.flops / t);
-        (sy::is_broadcast(n.kind, in) ? m_bcast : m_plain)[n.kind].emplace_back(bytes, eta_of(bytes, t));
+        (sy::is_broadcast(n.kind, in) ? m_bcast : m_plain)[n.kind].push_back({bytes, t});
       }
     }
     for (auto& [k, pts] : m_plain) plain[k] = pts;
     for (auto& [k, pts] : m_bcast) bcast[k] = pts;
-    for (auto& [k, pts] : m_flops) h.kind_efficiency[k].compute = curve_of(pts);
+    for (auto& [k, pts] : m_flops) h.kind_efficiency[k].compute = sy::curve_of(pts);
     fmt::print("{}: {} rounds; their kinds' curves come from these {} ops\n", config.name, rounds, distinct.size());
   }
-  for (auto& [k, pts] : plain) h.kind_efficiency[k].memory = curve_of(pts);
-  for (auto& [k, pts] : bcast) h.broadcast_efficiency[k].memory = curve_of(pts);
+  // The memory peak: the fastest op's streaming rate (from the caches), at least the large add's
+  // (DRAM); each kind's curve is its ops' fractions of it (experiments/calibrate/memory.hpp).
+  {
+    std::vector<sy::TimedOp> all;
+    for (const auto* kinds : {&plain, &bcast})
+      for (const auto& [k, ops] : *kinds) all.insert(all.end(), ops.begin(), ops.end());
+    const double dram = h.hbm_bandwidth;
+    h.hbm_bandwidth = sy::memory_peak(all, h.op_overhead, dram);
+    fmt::print("memory peak (the fastest op's rate, from the caches) {:.1f} GB/s; DRAM (the large add) {:.2f} of it\n",
+               h.hbm_bandwidth / 1e9, dram / h.hbm_bandwidth);
+    auto curve = [&](const std::vector<sy::TimedOp>& ops) {
+      std::vector<std::pair<double, double>> points;
+      for (const sy::TimedOp& op : ops) points.emplace_back(op.bytes, sy::memory_efficiency(op, h.hbm_bandwidth, h.op_overhead));
+      return sy::curve_of(points);
+    };
+    for (auto& [k, ops] : plain) h.kind_efficiency[k].memory = curve(ops);
+    for (auto& [k, ops] : bcast) h.broadcast_efficiency[k].memory = curve(ops);
+  }
   h.vector_flops = vector_flops;
   // Class curves for kinds without their own: a representative kind of each class.
   h.efficiency[static_cast<size_t>(sy::OpClass::elementwise)].memory = h.kind_efficiency[sy::OpKind::add].memory;
@@ -535,7 +547,7 @@ int run(int argc, char** argv) {
     mpi->barrier();
     const sy::NetworkFit net = sy::measure_network(
         *mpi->communicator(), [&] { mpi->barrier(); }, smoke ? 4096.0 : quick ? 16.0 * (1 << 20) : 64.0 * (1 << 20),
-        smoke ? 0.0 : quick ? 0.05 : 0.2, evict_bytes(), smoke ? 0 : quick ? int64_t{512} << 20 : int64_t{2} << 30);
+        model_collectives, smoke ? 0.0 : quick ? 0.05 : 0.2, evict_bytes(), smoke ? 0 : quick ? int64_t{512} << 20 : int64_t{2} << 30);
     for (const sy::CollectiveSample& s : net.samples)
       fmt::print("{:<11} {:>10}  measured {:10.1f} µs  fitted {:10.1f} µs{}\n", s.kind, sy::format_bytes(s.bytes),
                  s.seconds * 1e6, net.predict(s) * 1e6,

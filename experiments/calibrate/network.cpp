@@ -155,18 +155,17 @@ void fit_network(NetworkFit& fit) {
   const double r = !rates.empty() ? median(rates) : std::numeric_limits<double>::infinity();
   fit.reduction_bandwidth = std::isfinite(r) ? r : 0.0;
 
-  // Each data-movement kind's own α and e(V) (NetworkFit::kinds). all_reduce keeps the shared
-  // values above, which its reduction bandwidth was fitted with.
-  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"}) {
+  // Each kind's own α and e(V) (NetworkFit::kinds), all_reduce's with w and r as fitted above.
+  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"}) {
     CollectiveKindNetwork k;
     const CollectiveSample* smallest_k = nullptr;
     for (const CollectiveSample& s : fit.samples)
       if (s.kind == kind && (!smallest_k || s.bytes < smallest_k->bytes)) smallest_k = &s;
     if (!smallest_k) continue;
-    k.hop_latency = smallest_k->seconds;
+    k.hop_latency = (smallest_k->seconds - smallest_k->copy_seconds) / alphas(kind);
     for (const CollectiveSample& s : fit.samples) {
       if (s.kind != kind) continue;
-      const double rest = s.seconds - k.hop_latency;
+      const double rest = s.seconds - s.copy_seconds - alphas(kind) * k.hop_latency;
       const double e = rest > 0 ? std::min(1.0, bandwidth_terms(fit, s) / rest) : 1.0;
       k.efficiency_by_size.points.emplace_back(s.bytes, std::max(1e-3, e));
     }
@@ -387,8 +386,29 @@ class PathMeasure {
 
 }  // namespace
 
-NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
-                           int64_t evict_bytes, int64_t max_streamed) {
+std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::vector<CollectiveSize>& wanted) {
+  constexpr double kSmallest = 256;
+  const char* kinds[] = {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"};
+  std::vector<CollectiveSize> sizes;
+  for (const char* kind : kinds) {
+    std::vector<double> v;
+    for (double bytes = kSmallest; bytes <= max_bytes; bytes *= 4) v.push_back(bytes);
+    const size_t grid = v.size();
+    for (const CollectiveSize& w : wanted) {
+      if (w.kind != kind || w.bytes < kSmallest || w.bytes > max_bytes) continue;
+      const bool near = std::any_of(v.begin(), v.end(), [&](double b) { return std::abs(w.bytes - b) <= 0.1 * b; });
+      if (!near) v.push_back(w.bytes);
+    }
+    std::sort(v.begin() + static_cast<std::ptrdiff_t>(grid), v.end());
+    std::inplace_merge(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(grid), v.end());
+    for (double bytes : v) sizes.push_back({kind, bytes});
+  }
+  return sizes;
+}
+
+NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
+                           const std::vector<CollectiveSize>& wanted, double budget, int64_t evict_bytes,
+                           int64_t max_streamed) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
@@ -432,8 +452,8 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
     }
     return sample;
   };
-  for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter", "all_reduce"})
-    for (double bytes = 256; bytes <= max_bytes; bytes *= 4) fit.samples.push_back(sample_at(kind, bytes));
+  for (const CollectiveSize& size : network_sample_sizes(max_bytes, wanted))
+    fit.samples.push_back(sample_at(size.kind.c_str(), size.bytes));
 
   std::optional<PathMeasure> paths;
   if (max_streamed > evict_bytes) {

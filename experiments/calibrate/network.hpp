@@ -18,7 +18,7 @@
 //                                                              the reduction of V/2 bytes on the CPU),
 //                                                              after its copy of V bytes (measured
 //                                                              alone and taken out: the simulator
-//                                                              prices that copy as a layout op)
+//                                                              prices that copy on the roofline)
 // α (hop_latency): the median time of the smallest all_gather and all_to_all (256 B: no
 // bandwidth term to speak of). w (link_bandwidth): the best rate (V/2)/(t − α) over all_gather and
 // all_to_all, so e ≤ 1. e(V): at each size, the median over all_gather and all_to_all of
@@ -99,8 +99,10 @@ struct NetworkFit {
   double copy_path_share = 1;
   std::vector<PathProbe> path_probes;             // what eager_limit was decided from
   // Each kind's own α and e(V) (HardwareSpec::collective_kinds), fitted as above from its samples
-  // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: it has 2α),
-  // e_k(V) its formula's bandwidth terms (w and r as fitted above) over (t − α_k terms).
+  // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: its formula has
+  // 2α, and Open MPI reduces a small array on 2 ranks by recursive doubling, one exchange: 1.4 µs
+  // at 256 B against the all_gather's 1.3), e_k(V) its formula's bandwidth terms (w and r as
+  // fitted above) over (t − copy − α_k terms). The simulator prices each kind with its own.
   std::map<OpKind, CollectiveKindNetwork> kinds;
   std::vector<CollectiveSample> samples;
   // The formula's time for a sample under this fit (its kind's own α and e(V)).
@@ -117,7 +119,20 @@ void stream_through(std::vector<float>& buffer, float stamp);
 // sets every other member but latency_after_streaming.
 void fit_network(NetworkFit& fit);
 
-// Times every kind at sizes 256 B · 4^i up to max_bytes on the two ranks of `comm` (both call it),
+// A size to sample: a kind and its V (CollectiveSample::bytes).
+struct CollectiveSize {
+  std::string kind;
+  double bytes = 0;
+};
+// The sizes measure_network samples: every kind at 256 B · 4^i up to max_bytes, and each of
+// `wanted` (the model's own collectives, calibrate --model) that falls in that range and is not
+// within 10 % of a size its kind already has. Sorted by kind (all_gather, all_to_all,
+// reduce_scatter, all_reduce), then by size. e(V) is interpolated between its points, and between
+// two grid points x4 apart a rate can change by x2: over TCP between two network-namespace hosts
+// an all_reduce took 357 µs at 1 MiB and 2,705 µs at 4 MiB; small.toml's 2 MiB ones took
+// 1.7-2.0 ms, where the curve between the two said 1.1-1.4 ms.
+std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::vector<CollectiveSize>& wanted);
+// Times every kind at network_sample_sizes(max_bytes, wanted) on the two ranks of `comm` (both call it),
 // `budget` seconds per point at most (at least 5 repetitions), each repetition prepared as above
 // (evict_bytes: the buffer streamed through first). `barrier` synchronises the ranks. Then, when
 // max_streamed > evict_bytes, the paths: PathProbe at payloads 128 B · 2^i up to 128 KiB after
@@ -127,7 +142,8 @@ void fit_network(NetworkFit& fit);
 // collective: no barrier just before (that would warm the eager path), each on its own buffers.
 // With an eager limit, every data-movement kind also gets a sample at the first message past it
 // (V = 4 · eager_limit: a rendezvous), so e(V) steps at the switch instead of ramping across it.
-NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes, double budget,
-                           int64_t evict_bytes, int64_t max_streamed);
+NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
+                           const std::vector<CollectiveSize>& wanted, double budget, int64_t evict_bytes,
+                           int64_t max_streamed);
 
 }  // namespace sy

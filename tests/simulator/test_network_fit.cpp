@@ -44,6 +44,59 @@ TEST_CASE("network fit: one slow all_reduce size does not set the reduction band
   }
 }
 
+TEST_CASE("network fit: all_reduce is priced from its own samples") {
+  // calibrate over TCP between two network-namespace hosts (bench_sim_mpi, 2026-12-06), µs. The
+  // shared curve (all_gather and all_to_all) priced these all_reduces from 0.75x (256 KiB) to 2x
+  // (256 B, where Open MPI's recursive doubling makes one exchange, not the formula's two) of
+  // their measured times; their own α and e(V) give each back (less the copy, which the simulator
+  // prices on the roofline).
+  const double mib = 1 << 20, kib = 1 << 10;
+  const double sizes[] = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 4 * mib, 16 * mib, 64 * mib};
+  const double all_gather[] = {15.8, 17.3, 17.9, 18.0, 29.1, 85.5, 330.9, 1222.5, 5544.5, 23756.0};
+  const double all_to_all[] = {15.9, 15.9, 21.3, 20.8, 28.6, 107.0, 186.9, 1245.5, 5321.8, 20911.1};
+  const double all_reduce[] = {16.2, 16.7, 39.7, 42.2, 57.9, 233.9, 356.8, 2704.7, 11498.4, 46234.9};
+  const double copy[] = {0.0, 0.0, 0.1, 0.1, 0.7, 3.7, 21.0, 109.6, 832.3, 4077.2};
+  sy::NetworkFit fit;
+  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_gather", sizes[i], all_gather[i] * 1e-6});
+  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_to_all", sizes[i], all_to_all[i] * 1e-6});
+  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_reduce", sizes[i], all_reduce[i] * 1e-6, copy[i] * 1e-6});
+  sy::fit_network(fit);
+  const auto& own = fit.kinds.at(sy::OpKind::all_reduce);
+  CHECK(own.hop_latency == Approx(16.2e-6 / 2));  // its smallest sample is 2α (no copy at 256 B)
+  for (const sy::CollectiveSample& s : fit.samples) {
+    if (s.kind != "all_reduce") continue;
+    INFO(s.bytes << " B: measured " << s.seconds << " s, fitted " << fit.predict(s) << " s");
+    // The smallest keeps its bandwidth term on top of 2α (0.07 µs at 256 B).
+    CHECK(fit.predict(s) == Approx(s.seconds).epsilon(s.bytes == 256 ? 0.01 : 1e-6));
+  }
+}
+
+TEST_CASE("network fit: the model's own collective sizes are sampled between the grid's") {
+  const double mib = 1 << 20;
+  const std::vector<sy::CollectiveSize> model = {
+      {"all_reduce", 2 * mib},      // between 1 and 4 MiB: sampled
+      {"all_reduce", 2.1 * mib},    // within 10 % of the one before: not again
+      {"all_reduce", 4},            // below the grid's 256 B: latency, the first point covers it
+      {"all_reduce", 1.05 * mib},   // within 10 % of the grid's 1 MiB
+      {"all_to_all", 1.31 * mib},   // small.toml's ragged dispatch
+      {"all_gather", 128 * mib}};   // above max_bytes
+  const std::vector<sy::CollectiveSize> sizes = sy::network_sample_sizes(4 * mib, model);
+  std::vector<double> all_reduce, all_to_all, all_gather;
+  for (const sy::CollectiveSize& s : sizes)
+    (s.kind == "all_reduce" ? all_reduce : s.kind == "all_to_all" ? all_to_all : all_gather).push_back(s.bytes);
+  const std::vector<double> grid = {256, 1024, 4096, 16384, 65536, 262144, mib, 4 * mib};
+  std::vector<double> with_2mib = grid;
+  with_2mib.insert(with_2mib.end() - 1, 2 * mib);
+  CHECK(all_reduce == with_2mib);
+  std::vector<double> with_a2a = grid;
+  with_a2a.insert(with_a2a.end() - 1, 1.31 * mib);
+  CHECK(all_to_all == with_a2a);
+  CHECK(all_gather.size() == grid.size() * 2);  // all_gather's and reduce_scatter's: the grid alone
+  CHECK(sizes.front().kind == "all_gather");
+  CHECK(sizes.back().kind == "all_reduce");
+  CHECK(sizes.back().bytes == 4 * mib);
+}
+
 TEST_CASE("network fit: α is the smallest transfers' time and w the best rate") {
   const sy::NetworkFit fit = measured_fit();
   CHECK(fit.hop_latency == Approx(2.0e-6));                   // the larger of the two 256 B medians
