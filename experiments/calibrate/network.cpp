@@ -173,6 +173,12 @@ void fit_network(NetworkFit& fit) {
   }
 }
 
+EfficiencyCurve non_decreasing(EfficiencyCurve c) {
+  for (size_t i = c.points.size(); i-- > 1;)
+    c.points[i - 1].second = std::min(c.points[i - 1].second, c.points[i].second);
+  return c;
+}
+
 PathShares shares_of(const PathProbe& p) {
   const double gap = p.cold - p.hot;
   if (!(gap > 0)) return {};  // streaming added nothing to split: all shared
@@ -371,7 +377,7 @@ class PathMeasure {
     EfficiencyCurve c;
     for (size_t i = 0; i < buffers.size(); ++i)
       c.points.emplace_back(4.0 * static_cast<double>(buffers[i].size()), std::max(0.0, t[i] - base));
-    return c;
+    return non_decreasing(c);
   }
 
   Communicator& comm_;
@@ -416,6 +422,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   std::vector<float> evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
   float stamp = 0;
   // One sample: `kind` on V = `bytes`, each repetition prepared as a step would (the header).
+  OwnTimer timer(comm, barrier);
   auto sample_at = [&](const char* kind, double bytes) {
     const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
     in.assign(static_cast<size_t>(num_elements(n.in.shape)));
@@ -427,9 +434,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
       stream_through(evict, stamp);            // the compute between two collectives
       std::fill(in.begin(), in.end(), stamp);  // the input's producer
       barrier();                               // both ranks start together
-      const double t0 = now();
-      run_collective(comm, n.kind, n.attrs, n.in, in.data(), n.out, out.data());
-      const double t = now() - t0;
+      const double t = timer.time(n, in.data(), out.data());  // from the later start: no barrier skew
       if (r > 0) times.push_back(t);  // the first is a warm-up
       spent += t;
       // Both ranks must agree on whether to go on: while either has budget left.

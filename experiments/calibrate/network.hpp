@@ -6,7 +6,10 @@
 // Conditions as in a training step: before each repetition each rank streams through a buffer
 // larger than its core's private cache (the compute between two collectives does), then writes
 // the collective's input (its producer just did: a small input is hot, a large one is not), then
-// both ranks meet at a barrier, so the time is the collective's own, not a wait for the other rank.
+// both ranks meet at a barrier, and the time is the collective's own as a step's trace times it
+// (experiments/bench_sim_mpi): from the later of the two ranks' starts to this rank's end, so
+// neither the barrier's exit skew nor a wait for the other rank is in it (256 B all_reduce on two
+// local ranks: 2.9 µs from this rank's start, 1.5 µs own in a step).
 //
 // Two ranks joined by one connection are a torus of 2 devices without wraparound (one full-duplex
 // link), where the formulas read, for V bytes (all_gather: the gathered array; all_to_all: one
@@ -109,6 +112,13 @@ struct NetworkFit {
   double predict(const CollectiveSample& s) const;
 };
 
+// A cold-cost curve (bytes streamed, seconds added) made non-decreasing: each point at most every
+// later one. Streaming more evicts a superset of what streaming less does (the caches replace the
+// least recently used lines), so the true cost cannot fall as the volume grows; a point above a
+// later one is a noisy median. (Two local ranks: 14.9 µs after 256 KiB, 0.0 µs after 1 MiB and
+// 2.3 µs after 4 MiB in one calibration; the step's 4 B all_reduces, priced 13.8 µs with it, took
+// 1.5 µs.)
+EfficiencyCurve non_decreasing(EfficiencyCurve c);
 // The compute between two collectives, as calibrate stands it in: one pass that reads and writes
 // every element of `buffer` through the caches. Not a fill: std::fill of a large buffer compiles to
 // streaming stores that bypass the caches (a 12 KiB reduce_scatter after a 64 MiB fill took

@@ -162,3 +162,18 @@ TEST_CASE("network fit: a probe's shares of its cold cost") {
   CHECK(flat.any == 1);
   CHECK(flat.path == 0);
 }
+
+TEST_CASE("network fit: a cold-cost curve never falls as more is streamed") {
+  // Two local ranks (calibrate, 2026-12-06): the eager path's curve, µs after 256 KiB .. 1 GiB.
+  sy::EfficiencyCurve c;
+  const double mib = 1 << 20;
+  const double volume[] = {0.25 * mib, mib, 4 * mib, 16 * mib, 64 * mib, 256 * mib, 1024 * mib};
+  const double added[] = {14.9, 0.0, 2.3, 7.3, 29.7, 60.6, 54.6};
+  for (int i = 0; i < 7; ++i) c.points.emplace_back(volume[i], added[i] * 1e-6);
+  const sy::EfficiencyCurve m = sy::non_decreasing(c);
+  const double expected[] = {0.0, 0.0, 2.3, 7.3, 29.7, 54.6, 54.6};  // each point at most every later one
+  for (int i = 0; i < 7; ++i) {
+    CHECK(m.points[static_cast<size_t>(i)].first == volume[i]);
+    CHECK(m.points[static_cast<size_t>(i)].second == Approx(expected[i] * 1e-6));
+  }
+}
