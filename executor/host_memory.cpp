@@ -16,8 +16,6 @@
 namespace sy::exec {
 namespace {
 
-constexpr int64_t kHugePage = int64_t{2} << 20;
-
 int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 
 }  // namespace
@@ -33,12 +31,12 @@ bool huge_pages_advised() {
 }
 
 HostBytes alloc_host_bytes(int64_t n) {
-  const bool huge = n >= kHugePage && huge_pages_advised();
+  const bool huge = n >= kHugePageBytes && huge_pages_advised();
   const int64_t size = round_up(std::max<int64_t>(1, n), kArenaAlignment);
   void* p = nullptr;
   // Huge: the start on a 2 MiB boundary, the size as asked (a tail short of 2 MiB stays on 4 KiB
   // pages; the alignment costs address space, not memory: pages never touched are never mapped).
-  if (::posix_memalign(&p, static_cast<size_t>(huge ? kHugePage : kArenaAlignment), static_cast<size_t>(size)) != 0)
+  if (::posix_memalign(&p, static_cast<size_t>(huge ? kHugePageBytes : kArenaAlignment), static_cast<size_t>(size)) != 0)
     throw std::bad_alloc();
   // Advice before the first touch: the zeroing below then faults the region in as huge pages. A
   // kernel without transparent huge pages refuses the advice; the memory is then ordinary.

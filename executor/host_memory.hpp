@@ -27,6 +27,8 @@
 
 namespace sy::exec {
 
+// The size from which alloc_host_bytes places a buffer on huge pages.
+inline constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 struct FreeHostBytes {
   void operator()(std::byte* p) const;
 };

@@ -22,8 +22,10 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-// f32 buffers allocated as the executor allocates its arena (executor/host_memory.hpp: from 2 MiB
-// up on transparent huge pages), so a collective here reads and writes memory as a step's do:
+// f32 buffers allocated as the executor allocates its arena and staging buffers (executor/
+// host_memory.hpp: at least 2 MiB, so on transparent huge pages; before, the first all_gather
+// samples ran on 4 KiB pages and every later kind's on the largest one's huge pages), so a
+// collective here reads and writes memory as a step's do:
 // Open MPI's single copy from the peer (CMA) pins every page of the peer's buffer, and on 4 KiB
 // pages a step's all_reduces took 1.24x as long as on huge pages (experiments/bench_huge_pages).
 class HostFloats {
@@ -31,8 +33,8 @@ class HostFloats {
   // n elements, zeroed; the storage is kept for later calls of at most its size.
   void assign(size_t n) {
     if (n > capacity_) {
-      bytes_ = exec::alloc_host_bytes(static_cast<int64_t>(n * sizeof(float)));
-      capacity_ = n;
+      capacity_ = std::max(n, static_cast<size_t>(exec::kHugePageBytes) / sizeof(float));
+      bytes_ = exec::alloc_host_bytes(static_cast<int64_t>(capacity_ * sizeof(float)));
     }
     size_ = n;
     std::fill(begin(), end(), 0.0f);
