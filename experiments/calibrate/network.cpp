@@ -415,8 +415,8 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 }
 
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
-                           const std::vector<CollectiveSize>& wanted, double budget, int64_t evict_bytes,
-                           int64_t max_streamed) {
+                           const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
+                           double budget, int64_t evict_bytes, int64_t max_streamed) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
@@ -445,18 +445,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
       if (r >= 6 && go == 0) break;
     }
     CollectiveSample sample{kind, bytes, median(times)};
-    if (n.kind == OpKind::all_reduce) {  // its copy alone, prepared the same way
-      std::vector<double> copies;
-      for (int r = 0; r < 6; ++r) {
-        stamp += 1;
-        stream_through(evict, stamp);
-        std::fill(in.begin(), in.end(), stamp);
-        const double t0 = now();
-        std::copy(in.begin(), in.end(), out.begin());
-        if (r > 0) copies.push_back(now() - t0);
-      }
-      sample.copy_seconds = median(copies);
-    }
+    if (n.kind == OpKind::all_reduce) sample.copy_seconds = copy_price(bytes);
     return sample;
   };
   for (const CollectiveSize& size : network_sample_sizes(max_bytes, wanted))

@@ -19,9 +19,9 @@
 //                                                              and reduced on the CPU)
 //   all_reduce               2α + (V / w + (V/2) / r) / e(V)   (reduce-scatter + all-gather, and
 //                                                              the reduction of V/2 bytes on the CPU),
-//                                                              after its copy of V bytes (measured
-//                                                              alone and taken out: the simulator
-//                                                              prices that copy on the roofline)
+//                                                              after its copy of V bytes (taken
+//                                                              out at the simulator's price of it,
+//                                                              which the simulator adds back)
 // α (hop_latency): the median time of the smallest all_gather and all_to_all (256 B: no
 // bandwidth term to speak of). w (link_bandwidth): the best rate (V/2)/(t − α) over all_gather and
 // all_to_all, so e ≤ 1. e(V): at each size, the median over all_gather and all_to_all of
@@ -45,9 +45,12 @@ struct CollectiveSample {
   std::string kind;    // all_gather, all_to_all, reduce_scatter, all_reduce
   double bytes = 0;    // V above
   double seconds = 0;  // median of the repetitions
-  // all_reduce: the median time of its copy of the input into the output buffer (run_collective
-  // reduces in place), measured alone in the same conditions. In a step that copy is priced on the
-  // roofline (HardwareSpec::staged_collectives); here it is taken out before the fit.
+  // all_reduce: its copy of the input into the output buffer (run_collective reduces in place) at
+  // the simulator's price: an element-wise pass over V bytes on the roofline, the staging copy the
+  // simulator adds to every all_reduce (HardwareSpec::staged_collectives). Taken out before the
+  // fit, so the simulator's sum (formula + that copy) gives the sample back. Measured alone
+  // instead (47 µs for 2 MiB on two local ranks, its input just written) it was half the 92-94 µs
+  // the step's copy took and the roofline priced: each 2 MiB all_reduce came out 47 µs over.
   double copy_seconds = 0;
 };
 
@@ -152,8 +155,9 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 // collective: no barrier just before (that would warm the eager path), each on its own buffers.
 // With an eager limit, every data-movement kind also gets a sample at the first message past it
 // (V = 4 · eager_limit: a rendezvous), so e(V) steps at the switch instead of ramping across it.
+// `copy_price`: the simulator's price of all_reduce's copy of V bytes (CollectiveSample::copy_seconds).
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
-                           const std::vector<CollectiveSize>& wanted, double budget, int64_t evict_bytes,
-                           int64_t max_streamed);
+                           const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
+                           double budget, int64_t evict_bytes, int64_t max_streamed);
 
 }  // namespace sy

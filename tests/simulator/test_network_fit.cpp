@@ -2,6 +2,9 @@
 // two local ranks of the development machine (bench_sim_mpi, 2026-12-06): times in µs, all_reduce
 // with its copy.
 #include "experiments/calibrate/network.hpp"
+#include "graph/parallel/mesh.hpp"
+#include "simulator/roofline.hpp"
+#include "simulator/topology.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -175,5 +178,48 @@ TEST_CASE("network fit: a cold-cost curve never falls as more is streamed") {
   for (int i = 0; i < 7; ++i) {
     CHECK(m.points[static_cast<size_t>(i)].first == volume[i]);
     CHECK(m.points[static_cast<size_t>(i)].second == Approx(expected[i] * 1e-6));
+  }
+}
+
+TEST_CASE("network fit: the simulator gives an all_reduce sample back, its copy at the simulator's price") {
+  // A host's chip as calibrate writes it, and its copy price: an element-wise pass over V bytes.
+  sy::HardwareSpec hw;
+  hw.name = "host";
+  hw.matmul_flops_bf16 = hw.matmul_flops_f32 = 1e11;
+  hw.vector_flops = 1e11;
+  hw.hbm_bandwidth = 80e9;
+  hw.op_overhead = 0.2e-6;
+  hw.efficiency[static_cast<size_t>(sy::OpClass::elementwise)].memory.points = {{4096, 0.1}, {4e6, 0.56}, {1.3e8, 0.4}};
+  auto copy_price = [&](double v) {
+    return sy::roofline(hw, sy::OpClass::elementwise, sy::DType::f32, sy::OpCost{.bytes_read = v, .bytes_written = v}).time;
+  };
+  // Two local ranks (calibrate, 2026-12-06), µs: the samples, all_reduce with its copy.
+  const double mib = 1 << 20, kib = 1 << 10;
+  const double sizes[] = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 2 * mib, 4 * mib};
+  const double all_gather[] = {2.7, 3.4, 3.2, 9.9, 13.5, 30.3, 80.4, 141.0, 260.2};
+  const double all_reduce[] = {2.4, 4.4, 6.1, 21.9, 27.8, 55.6, 260.8, 403.0, 741.6};
+  sy::NetworkFit fit;
+  for (int i = 0; i < 9; ++i) fit.samples.push_back({"all_gather", sizes[i], all_gather[i] * 1e-6});
+  for (int i = 0; i < 9; ++i) fit.samples.push_back({"all_reduce", sizes[i], all_reduce[i] * 1e-6, copy_price(sizes[i])});
+  sy::fit_network(fit);
+  hw.torus = {2};
+  hw.hop_latency = fit.hop_latency;
+  hw.link_bandwidth = fit.link_bandwidth;
+  hw.reduction_bandwidth = fit.reduction_bandwidth;
+  hw.ici_efficiency_by_size = fit.efficiency_by_size;
+  hw.collective_kinds = fit.kinds;
+  hw.staged_collectives = true;
+  const sy::Topology topo = sy::place_mesh(hw, sy::parse_mesh("data:2"));
+  for (const sy::CollectiveSample& s : fit.samples) {
+    if (s.kind != "all_reduce" || s.bytes == 256) continue;  // 256 B: 2α plus a bandwidth term
+    // simulate's price: the formula, plus the copy it stages (graph/parallel/collective_blocks.hpp).
+    const double priced = sy::collective_time(hw, topo, sy::OpKind::all_reduce, 1u, s.bytes, s.bytes).total + copy_price(s.bytes);
+    INFO(s.bytes << " B: measured " << s.seconds << " s, priced " << priced << " s");
+    if (fit.kinds.at(sy::OpKind::all_reduce).efficiency_by_size.at(s.bytes) < 1) {
+      CHECK(priced == Approx(s.seconds).epsilon(1e-6));
+    } else {  // faster than the formula at e = 1 (4 MiB here: the reduction overlapped): e is capped
+      CHECK(priced >= s.seconds);
+      CHECK(priced < 1.05 * s.seconds);
+    }
   }
 }
