@@ -558,17 +558,7 @@ int run(int argc, char** argv) {
       fmt::print("{:<11} {:>10}  measured {:10.1f} µs  fitted {:10.1f} µs{}\n", s.kind, sy::format_bytes(s.bytes),
                  s.seconds * 1e6, net.predict(s) * 1e6,
                  s.copy_seconds > 0 ? fmt::format("  (its copy priced {:.1f} µs)", s.copy_seconds * 1e6) : "");
-    h.torus = {2};
-    h.hop_latency = net.hop_latency;
-    h.link_bandwidth = net.link_bandwidth;
-    h.reduction_bandwidth = net.reduction_bandwidth;
-    h.ici_efficiency_by_size = net.efficiency_by_size;
-    h.collective_kinds = net.kinds;
-    h.latency_after_streaming = net.latency_after_streaming;
-    h.eager_limit = net.eager_limit;
-    h.eager_latency_after_streaming = net.eager_latency_after_streaming;
-    h.eager_path_share = net.eager_path_share;
-    h.copy_path_share = net.copy_path_share;
+    sy::write_ici(net, h);
     for (const sy::PathProbe& p : net.path_probes)
       fmt::print("path probe {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after an 8 B all_reduce, {:7.1f} µs after "
                  "an all_to_all, {:7.1f} µs after the same all_gather\n",
@@ -580,10 +570,8 @@ int run(int argc, char** argv) {
     for (const auto& [bytes, seconds] : net.eager_latency_after_streaming.points)
       fmt::print("eager path, after streaming {:>10}: a collective takes {:8.1f} µs more\n", sy::format_bytes(bytes),
                  seconds * 1e6);
-    h.staged_collectives = true;  // run_collective packs and unpacks MPI's contiguous blocks
     for (const auto& [bytes, seconds] : net.latency_after_streaming.points)
       fmt::print("after streaming {:>10}: a collective takes {:8.1f} µs more\n", sy::format_bytes(bytes), seconds * 1e6);
-    h.collective_overhead = 0;
     fmt::print("network (2 ranks): {:.1f} µs per hop, {:.2f} GB/s per direction, reduction {:.2f} GB/s\n",
                net.hop_latency * 1e6, net.link_bandwidth / 1e9, net.reduction_bandwidth / 1e9);
   }

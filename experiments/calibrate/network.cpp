@@ -164,7 +164,9 @@ void fit_network(NetworkFit& fit) {
     for (const CollectiveSample& s : fit.samples)
       if (s.kind == kind && (!smallest_k || s.bytes < smallest_k->bytes)) smallest_k = &s;
     if (!smallest_k) continue;
-    k.hop_latency = (smallest_k->seconds - smallest_k->copy_seconds) / alphas(kind);
+    // (At least 0: a 256 B all_reduce's own time, 0.2 µs on two local ranks, can be below its
+    // copy's price, which carries the per-op overhead.)
+    k.hop_latency = std::max(0.0, smallest_k->seconds - smallest_k->copy_seconds) / alphas(kind);
     for (const CollectiveSample& s : fit.samples) {
       if (s.kind != kind) continue;
       const double rest = s.seconds - s.copy_seconds - alphas(kind) * k.hop_latency;
@@ -173,6 +175,22 @@ void fit_network(NetworkFit& fit) {
     }
     fit.kinds[kind_of(kind)] = std::move(k);
   }
+}
+
+void write_ici(const NetworkFit& fit, HardwareSpec& h) {
+  h.torus = {2};
+  h.hop_latency = fit.hop_latency;
+  h.link_bandwidth = fit.link_bandwidth;
+  h.reduction_bandwidth = fit.reduction_bandwidth;
+  h.ici_efficiency_by_size = fit.efficiency_by_size;
+  h.collective_kinds = fit.kinds;
+  h.latency_after_streaming = fit.latency_after_streaming;
+  h.eager_limit = fit.eager_limit;
+  h.eager_latency_after_streaming = fit.eager_latency_after_streaming;
+  h.eager_path_share = fit.eager_path_share;
+  h.copy_path_share = fit.copy_path_share;
+  h.staged_collectives = true;
+  h.collective_overhead = 0;
 }
 
 EfficiencyCurve non_decreasing(EfficiencyCurve c) {

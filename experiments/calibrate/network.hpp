@@ -115,6 +115,10 @@ struct NetworkFit {
   double predict(const CollectiveSample& s) const;
 };
 
+// The [ici] values of `fit` in `h`: a torus of 2, the fitted α, w, r, e(V) and each kind's own,
+// the paths, staged collectives (run_collective packs and unpacks MPI's contiguous blocks) and no
+// per-collective overhead beyond α.
+void write_ici(const NetworkFit& fit, HardwareSpec& h);
 // A cold-cost curve (bytes streamed, seconds added) made non-decreasing: each point at most every
 // later one. Streaming more evicts a superset of what streaming less does (the caches replace the
 // least recently used lines), so the true cost cannot fall as the volume grows; a point above a

@@ -13,19 +13,22 @@
 
 namespace {
 
+// Samples of `kind` at `sizes` (bytes), times and copies in µs.
+void add_samples(sy::NetworkFit& fit, const char* kind, const std::vector<double>& sizes, const std::vector<double>& us,
+                 const std::vector<double>& copy_us = {}) {
+  for (size_t i = 0; i < sizes.size(); ++i)
+    fit.samples.push_back({kind, sizes[i], us[i] * 1e-6, copy_us.empty() ? 0.0 : copy_us[i] * 1e-6});
+}
+
 sy::NetworkFit measured_fit() {
   const double mib = 1 << 20, kib = 1 << 10;
-  const double sizes[] = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 4 * mib, 16 * mib, 64 * mib};
-  const double all_gather[] = {1.8, 2.5, 3.1, 13.2, 18.6, 32.6, 93.2, 355.4, 2110.7, 7133.2};
-  const double all_to_all[] = {2.0, 2.9, 4.0, 12.9, 15.2, 26.8, 67.8, 272.0, 1770.9, 5780.5};
-  const double reduce_scatter[] = {1.3, 2.0, 2.7, 9.5, 14.4, 55.0, 186.0, 977.4, 4854.0, 288955.6};
-  const double all_reduce[] = {0.9, 1.1, 1.9, 11.3, 15.1, 33.1, 120.5, 591.9, 4622.1, 162160.0};
-  const double copy[] = {0.0, 0.0, 0.1, 0.2, 0.7, 3.3, 26.9, 159.4, 1672.0, 7545.6};
+  const std::vector<double> sizes = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 4 * mib, 16 * mib, 64 * mib};
   sy::NetworkFit fit;
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_gather", sizes[i], all_gather[i] * 1e-6});
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_to_all", sizes[i], all_to_all[i] * 1e-6});
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"reduce_scatter", sizes[i], reduce_scatter[i] * 1e-6});
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_reduce", sizes[i], all_reduce[i] * 1e-6, copy[i] * 1e-6});
+  add_samples(fit, "all_gather", sizes, {1.8, 2.5, 3.1, 13.2, 18.6, 32.6, 93.2, 355.4, 2110.7, 7133.2});
+  add_samples(fit, "all_to_all", sizes, {2.0, 2.9, 4.0, 12.9, 15.2, 26.8, 67.8, 272.0, 1770.9, 5780.5});
+  add_samples(fit, "reduce_scatter", sizes, {1.3, 2.0, 2.7, 9.5, 14.4, 55.0, 186.0, 977.4, 4854.0, 288955.6});
+  add_samples(fit, "all_reduce", sizes, {0.9, 1.1, 1.9, 11.3, 15.1, 33.1, 120.5, 591.9, 4622.1, 162160.0},
+              {0.0, 0.0, 0.1, 0.2, 0.7, 3.3, 26.9, 159.4, 1672.0, 7545.6});
   sy::fit_network(fit);
   return fit;
 }
@@ -54,15 +57,12 @@ TEST_CASE("network fit: all_reduce is priced from its own samples") {
   // their measured times; their own α and e(V) give each back (less the copy, which the simulator
   // prices on the roofline).
   const double mib = 1 << 20, kib = 1 << 10;
-  const double sizes[] = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 4 * mib, 16 * mib, 64 * mib};
-  const double all_gather[] = {15.8, 17.3, 17.9, 18.0, 29.1, 85.5, 330.9, 1222.5, 5544.5, 23756.0};
-  const double all_to_all[] = {15.9, 15.9, 21.3, 20.8, 28.6, 107.0, 186.9, 1245.5, 5321.8, 20911.1};
-  const double all_reduce[] = {16.2, 16.7, 39.7, 42.2, 57.9, 233.9, 356.8, 2704.7, 11498.4, 46234.9};
-  const double copy[] = {0.0, 0.0, 0.1, 0.1, 0.7, 3.7, 21.0, 109.6, 832.3, 4077.2};
+  const std::vector<double> sizes = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 4 * mib, 16 * mib, 64 * mib};
   sy::NetworkFit fit;
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_gather", sizes[i], all_gather[i] * 1e-6});
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_to_all", sizes[i], all_to_all[i] * 1e-6});
-  for (int i = 0; i < 10; ++i) fit.samples.push_back({"all_reduce", sizes[i], all_reduce[i] * 1e-6, copy[i] * 1e-6});
+  add_samples(fit, "all_gather", sizes, {15.8, 17.3, 17.9, 18.0, 29.1, 85.5, 330.9, 1222.5, 5544.5, 23756.0});
+  add_samples(fit, "all_to_all", sizes, {15.9, 15.9, 21.3, 20.8, 28.6, 107.0, 186.9, 1245.5, 5321.8, 20911.1});
+  add_samples(fit, "all_reduce", sizes, {16.2, 16.7, 39.7, 42.2, 57.9, 233.9, 356.8, 2704.7, 11498.4, 46234.9},
+              {0.0, 0.0, 0.1, 0.1, 0.7, 3.7, 21.0, 109.6, 832.3, 4077.2});
   sy::fit_network(fit);
   const auto& own = fit.kinds.at(sy::OpKind::all_reduce);
   CHECK(own.hop_latency == Approx(16.2e-6 / 2));  // its smallest sample is 2α (no copy at 256 B)
@@ -195,20 +195,14 @@ TEST_CASE("network fit: the simulator gives an all_reduce sample back, its copy 
   };
   // Two local ranks (calibrate, 2026-12-06), µs: the samples, all_reduce with its copy.
   const double mib = 1 << 20, kib = 1 << 10;
-  const double sizes[] = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 2 * mib, 4 * mib};
-  const double all_gather[] = {2.7, 3.4, 3.2, 9.9, 13.5, 30.3, 80.4, 141.0, 260.2};
-  const double all_reduce[] = {2.4, 4.4, 6.1, 21.9, 27.8, 55.6, 260.8, 403.0, 741.6};
+  const std::vector<double> sizes = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 2 * mib, 4 * mib};
   sy::NetworkFit fit;
-  for (int i = 0; i < 9; ++i) fit.samples.push_back({"all_gather", sizes[i], all_gather[i] * 1e-6});
-  for (int i = 0; i < 9; ++i) fit.samples.push_back({"all_reduce", sizes[i], all_reduce[i] * 1e-6, copy_price(sizes[i])});
+  add_samples(fit, "all_gather", sizes, {2.7, 3.4, 3.2, 9.9, 13.5, 30.3, 80.4, 141.0, 260.2});
+  std::vector<double> copy_us;
+  for (double v : sizes) copy_us.push_back(copy_price(v) * 1e6);
+  add_samples(fit, "all_reduce", sizes, {2.4, 4.4, 6.1, 21.9, 27.8, 55.6, 260.8, 403.0, 741.6}, copy_us);
   sy::fit_network(fit);
-  hw.torus = {2};
-  hw.hop_latency = fit.hop_latency;
-  hw.link_bandwidth = fit.link_bandwidth;
-  hw.reduction_bandwidth = fit.reduction_bandwidth;
-  hw.ici_efficiency_by_size = fit.efficiency_by_size;
-  hw.collective_kinds = fit.kinds;
-  hw.staged_collectives = true;
+  sy::write_ici(fit, hw);
   const sy::Topology topo = sy::place_mesh(hw, sy::parse_mesh("data:2"));
   for (const sy::CollectiveSample& s : fit.samples) {
     if (s.kind != "all_reduce" || s.bytes == 256) continue;  // 256 B: 2α plus a bandwidth term
@@ -222,4 +216,21 @@ TEST_CASE("network fit: the simulator gives an all_reduce sample back, its copy 
       CHECK(priced < 1.05 * s.seconds);
     }
   }
+}
+
+TEST_CASE("network fit: all_reduce's α is never negative, even when its copy's price exceeds its smallest sample") {
+  // Two local ranks (calibrate, 2026-12-06): the 256 B all_reduce's own time 0.9 µs, its copy
+  // priced 0.94 µs (the per-op overhead): α would have been -0.02 µs, which no hardware file takes.
+  sy::NetworkFit fit;
+  add_samples(fit, "all_gather", {256, 1024}, {1.5, 2.0});
+  add_samples(fit, "all_reduce", {256, 1024}, {0.9, 1.1}, {0.94, 2.2});
+  sy::fit_network(fit);
+  CHECK(fit.kinds.at(sy::OpKind::all_reduce).hop_latency == 0);
+  sy::HardwareSpec hw;
+  sy::write_ici(fit, hw);
+  hw.name = "host";
+  hw.matmul_flops_bf16 = hw.matmul_flops_f32 = hw.vector_flops = 1e11;
+  hw.hbm_bandwidth = 1e10;
+  hw.hbm_bytes = 1e10;
+  CHECK_NOTHROW(sy::parse_hardware(sy::to_toml(hw), "host.toml"));  // what calibrate writes reads back
 }
