@@ -548,11 +548,7 @@ int run(int argc, char** argv) {
     const sy::NetworkFit net = sy::measure_network(
         *mpi->communicator(), [&] { mpi->barrier(); }, smoke ? 4096.0 : quick ? 16.0 * (1 << 20) : 64.0 * (1 << 20),
         model_collectives,
-        [&](double bytes) {  // all_reduce's copy as simulate prices it (simulator/simulate.cpp, staging)
-          return sy::roofline(h, sy::OpClass::elementwise, sy::DType::f32,
-                              sy::OpCost{.bytes_read = bytes, .bytes_written = bytes})
-              .time;
-        },
+        [&](double bytes) { return sy::staging_copy_time(h, sy::DType::f32, bytes); },  // as simulate prices it
         smoke ? 0.0 : quick ? 0.05 : 0.2, evict_bytes(), smoke ? 0 : quick ? int64_t{512} << 20 : int64_t{2} << 30);
     for (const sy::CollectiveSample& s : net.samples)
       fmt::print("{:<11} {:>10}  measured {:10.1f} µs  fitted {:10.1f} µs{}\n", s.kind, sy::format_bytes(s.bytes),

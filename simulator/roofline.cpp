@@ -43,6 +43,10 @@ OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& co
   return t;
 }
 
+double staging_copy_time(const HardwareSpec& hw, DType dtype, double bytes) {
+  return roofline(hw, OpClass::elementwise, dtype, OpCost{.bytes_read = bytes, .bytes_written = bytes}).time;
+}
+
 OpTime roofline_fused(const HardwareSpec& hw, double compute, const OpCost& cost, const ClassEfficiency& eff) {
   const double bytes = cost.bytes_read + cost.bytes_written;
   OpTime t;

@@ -37,6 +37,12 @@ OpTime roofline(const HardwareSpec& hw, OpClass c, DType dtype, const OpCost& co
 // `broadcast`: a binary element-wise op whose second operand broadcasts (is_broadcast).
 OpTime roofline(const HardwareSpec& hw, OpKind k, DType dtype, const OpCost& cost, bool broadcast = false);
 
+// A staging copy of `bytes` (a collective's pack, unpack or all_reduce's copy of its input on a
+// staged backing): an element-wise pass, read once and written once, on the element-wise curve.
+// simulate adds it to the collective, and calibrate takes the same price out of its all_reduce
+// samples (experiments/calibrate/network.hpp), so the two must be this one function.
+double staging_copy_time(const HardwareSpec& hw, DType dtype, double bytes);
+
 // A fused group of ops priced as one (simulator/fusion.hpp): `compute` is the sum of its members'
 // compute terms (each at its own class's peak), `cost.bytes_*` the group's HBM traffic, priced with
 // the memory curve of `eff` (the class of the group's einsum or reduction, else of its root).

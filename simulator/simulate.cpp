@@ -195,8 +195,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
           pack = unpack = op.cost.bytes_read;  // the routed rows, both ways
         }
         for (const double b : {pack, unpack})
-          if (b > 0)
-            op.comm.staging += roofline(hw, OpClass::elementwise, op.dtype, OpCost{.bytes_read = b, .bytes_written = b}).time;
+          if (b > 0) op.comm.staging += staging_copy_time(hw, op.dtype, b);
         op.comm.total += op.comm.staging;
       }
       op.duration = op.comm.total;

@@ -190,9 +190,7 @@ TEST_CASE("network fit: the simulator gives an all_reduce sample back, its copy 
   hw.hbm_bandwidth = 80e9;
   hw.op_overhead = 0.2e-6;
   hw.efficiency[static_cast<size_t>(sy::OpClass::elementwise)].memory.points = {{4096, 0.1}, {4e6, 0.56}, {1.3e8, 0.4}};
-  auto copy_price = [&](double v) {
-    return sy::roofline(hw, sy::OpClass::elementwise, sy::DType::f32, sy::OpCost{.bytes_read = v, .bytes_written = v}).time;
-  };
+  auto copy_price = [&](double v) { return sy::staging_copy_time(hw, sy::DType::f32, v); };
   // Two local ranks (calibrate, 2026-12-06), µs: the samples, all_reduce with its copy.
   const double mib = 1 << 20, kib = 1 << 10;
   const std::vector<double> sizes = {256, kib, 4 * kib, 16 * kib, 64 * kib, 256 * kib, mib, 2 * mib, 4 * mib};
