@@ -428,6 +428,7 @@ int run(int argc, char** argv) {
   // The model's collectives (kind, V as experiments/calibrate/network.hpp defines it): the network
   // is also sampled at their sizes.
   std::vector<sy::CollectiveSize> model_collectives;
+  std::vector<sy::RaggedShape> ragged_shapes;  // its expert-parallel all_to_alls: sampled whole
   // Timed ops per kind, plain and broadcasting: their fractions of the memory peak come at the end.
   std::map<sy::OpKind, std::vector<sy::TimedOp>> plain, bcast;
   for (sy::OpKind k : sy::kAllOpKinds)
@@ -466,6 +467,7 @@ int run(int argc, char** argv) {
     std::vector<sy::Graph> distinct;
     size_t nodes = 0;
     for (const sy::Graph& program : programs) {
+      sy::add_ragged_shapes(program, ragged_shapes);
       for (const sy::Node& n : program.nodes) {
         ++nodes;
         if (is_collective(n.kind)) {
@@ -555,6 +557,15 @@ int run(int argc, char** argv) {
                  s.seconds * 1e6, net.predict(s) * 1e6,
                  s.copy_seconds > 0 ? fmt::format("  (its copy priced {:.1f} µs)", s.copy_seconds * 1e6) : "");
     sy::write_ici(net, h);
+    // The ragged all_to_all whole, after the step's streaming: 64 MiB, where the cold cost of a
+    // collective stops growing (two local ranks: 63.0 µs more after 64 MiB, 64.9 after 256 MiB).
+    const std::vector<sy::CollectiveSample> ragged = sy::measure_ragged_all_to_all(
+        *mpi->communicator(), [&] { mpi->barrier(); }, ragged_shapes, smoke ? 0.0 : quick ? 0.05 : 0.2,
+        smoke ? evict_bytes() : int64_t{64} << 20);
+    h.ragged_all_to_all_seconds = sy::ragged_all_to_all_curve(ragged);
+    for (const sy::CollectiveSample& s : ragged)
+      fmt::print("ragged all_to_all {:>10} sent  measured {:10.1f} µs (the executor's path whole, cold)\n",
+                 sy::format_bytes(s.bytes), s.seconds * 1e6);
     for (const sy::PathProbe& p : net.path_probes)
       fmt::print("path probe {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after an 8 B all_reduce, {:7.1f} µs after "
                  "an all_to_all, {:7.1f} µs after the same all_gather\n",

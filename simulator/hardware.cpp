@@ -30,6 +30,19 @@ double EfficiencyCurve::at(double size) const {
   return points.back().second;
 }
 
+double HardwareSpec::ragged_all_to_all_time(double bytes) const {
+  const auto& p = ragged_all_to_all_seconds.points;
+  SY_CHECK(!p.empty(), "ragged_all_to_all_time: the hardware file has no ragged_all_to_all_seconds");
+  if (bytes <= p.front().first) return p.front().second;
+  if (bytes >= p.back().first) return p.back().second * bytes / p.back().first;
+  for (size_t i = 1; i < p.size(); ++i)
+    if (bytes <= p[i].first) {
+      const double t = (bytes - p[i - 1].first) / (p[i].first - p[i - 1].first);
+      return p[i - 1].second + t * (p[i].second - p[i - 1].second);
+    }
+  return p.back().second;
+}
+
 std::string_view wraparound_name(Wraparound w) {
   switch (w) {
     case Wraparound::always: return "always";
@@ -193,6 +206,10 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                     "latency_after_streaming and eager_path_share");
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
+  s.ragged_all_to_all_seconds = read_curve(ici, "ragged_all_to_all_seconds", /*seconds=*/true);
+  if (!s.ragged_all_to_all_seconds.points.empty() && !s.staged_collectives)
+    ici.fail("ragged_all_to_all_seconds", "allowed only with staged_collectives = true (the MPI executor's ragged "
+                                          "all_to_all; a TPU's collectives are not staged)");
   for (OpKind k : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})
     if (const toml::table* t = ici.table(op_name(k))) {
       TomlSection kt(doc, t, fmt::format("ici.{}", op_name(k)));
@@ -285,6 +302,8 @@ std::string to_toml(const HardwareSpec& s) {
   if (s.copy_path_share != 1) r += fmt::format("copy_path_share = {}\n", num(s.copy_path_share));
   if (!s.eager_latency_after_streaming.points.empty())
     r += fmt::format("eager_latency_after_streaming = {}\n", curve(s.eager_latency_after_streaming));
+  if (!s.ragged_all_to_all_seconds.points.empty())
+    r += fmt::format("ragged_all_to_all_seconds = {}\n", curve(s.ragged_all_to_all_seconds));
   for (const auto& [k, c] : s.collective_kinds) {
     r += fmt::format("\n[ici.{}]\nhop_latency = {}\n", op_name(k), num(c.hop_latency));
     if (!c.efficiency_by_size.points.empty()) r += fmt::format("efficiency_by_size = {}\n", curve(c.efficiency_by_size));

@@ -216,6 +216,10 @@ struct HardwareSpec {
   EfficiencyCurve eager_latency_after_streaming;  // the eager path's curve (eager_limit > 0)
   bool staged_collectives = false;
   bool async_collectives = true;
+  // The MPI executor's ragged all_to_all (executor/mpi/ragged_all_to_all.hpp) as calibrate timed
+  // it, whole: (bytes one device sends, its own included; seconds), bytes increasing. Empty: priced
+  // from its parts (agreement, row counts, pack, transfer, unpack). See ragged_all_to_all_time.
+  EfficiencyCurve ragged_all_to_all_seconds;
   // [ici.<collective kind>]: a kind's own α and size curve, replacing hop_latency and
   // efficiency_by_size for that kind (absent: the shared ones).
   std::map<OpKind, CollectiveKindNetwork> collective_kinds;
@@ -235,6 +239,10 @@ struct HardwareSpec {
   // α and the size curve of collective `k`: its [ici.<kind>] values when present, else the shared.
   double hop_latency_of(OpKind k) const;
   const EfficiencyCurve& ici_efficiency_of(OpKind k) const;
+  // The time of a ragged all_to_all sending `bytes` from ragged_all_to_all_seconds (not empty):
+  // linear between its points (the path's parts each take a fixed cost plus a time per byte), the
+  // smallest point's time below it, and in proportion to the bytes above the largest.
+  double ragged_all_to_all_time(double bytes) const;
 };
 
 // Reads a hardware file. `name_or_path`: a path to a .toml file, or a chip name looked up as

@@ -2,6 +2,7 @@
 
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
+#include "graph/models/moe.hpp"
 
 #include <fmt/format.h>
 
@@ -15,7 +16,7 @@ namespace sy {
 namespace {
 
 // Dim names of graph/models/moe.cpp.
-const std::string kExperts = "experts", kGroup = "group", kCapacity = "capacity", kGroupSize = "group_size", kChoice = "k";
+const std::string kExperts = "experts", kGroup = "group", kCapacity{kCapacityDim}, kGroupSize = "group_size", kChoice = "k";
 
 const char* const kSkewAllowed = "allowed: uniform, zipf:S (S ≥ 0), hot:P (1/experts ≤ P ≤ 1)";
 

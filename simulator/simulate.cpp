@@ -181,7 +181,16 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
         const StagingBytes sb = staging_bytes(n.kind, a, in.at(0), members);
         double pack = static_cast<double>(sb.pack), unpack = static_cast<double>(sb.unpack);
         const int64_t blocks = opts.load_skew ? opts.load_skew->ragged_all_to_all_blocks(n, in.at(0)) : 0;
-        if (blocks > 0) {
+        if (blocks > 0 && !hw.ragged_all_to_all_seconds.points.empty()) {
+          // The MPI executor's ragged all-to-all as calibrate timed it, whole, at the routed bytes
+          // (its agreement, row counts, pack, transfer and unpack, after the step's streaming: the
+          // cold costs below are in it).
+          const double t = hw.ragged_all_to_all_time(op.cost.bytes_read);
+          op.comm = CollectiveTime{.total = t, .latency = 0, .bandwidth = t, .staging = 0};
+          op.eager_preamble = true;
+          op.cold_measured = true;
+          pack = unpack = 0;
+        } else if (blocks > 0) {
           // The MPI executor's ragged all-to-all (executor/mpi/ragged_all_to_all.cpp): the members
           // agree on the path (an all_gather of 32 bytes each), exchange their blocks' row counts
           // (an all_to_all of 8 bytes per block), pack the routed rows into one send buffer, move
@@ -258,6 +267,10 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
         continue;
       }
       if (op.kind == OpKind::shard_slice) continue;  // no communication
+      if (op.cold_measured) {
+        touch(op);
+        continue;
+      }
       const bool single_copy = two_paths && op.message_bytes > hw.eager_limit;
       double cold = 0;
       if (single_copy) cold += cold_on(hw.latency_after_streaming, hw.copy_path_share, op.kind);

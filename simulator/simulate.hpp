@@ -64,6 +64,9 @@ struct SimOp {
   // executor's ragged all-to-all agrees on its path and exchanges its row counts).
   double message_bytes = 0;
   bool eager_preamble = false;
+  // Collectives: priced from a sample taken after the step's streaming (HardwareSpec::
+  // ragged_all_to_all_seconds), so no cold cost (latency_after_streaming) is added to it.
+  bool cold_measured = false;
   OpCost cost;
   DType dtype = DType::f32;
   OpTime roof;          // compute ops

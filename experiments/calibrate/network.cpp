@@ -1,6 +1,8 @@
 #include "experiments/calibrate/network.hpp"
 
 #include "executor/host_memory.hpp"
+#include "executor/mpi/ragged_all_to_all.hpp"
+#include "graph/models/moe.hpp"
 #include "graph/error.hpp"
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <optional>
 
 namespace sy {
@@ -254,8 +257,12 @@ class OwnTimer {
     me_ = static_cast<size_t>(mesh_group_index(comm_, axes_));
   }
   double time(const CollectiveNode& n, const float* in, float* out) {
+    return time([&] { run_collective(comm_, n.kind, n.attrs, n.in, in, n.out, out); });
+  }
+  // `call`: a collective both ranks make.
+  double time(const std::function<void()>& call) {
     const double t0 = now();
-    run_collective(comm_, n.kind, n.attrs, n.in, in, n.out, out);
+    call();
     const double t1 = now();
     double starts[2];
     comm_.all_gather(&t0, starts, sizeof t0, axes_);
@@ -491,6 +498,90 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   fit_network(fit);
   if (paths) paths->curves(fit);
   return fit;
+}
+
+void add_ragged_shapes(const Graph& program, std::vector<RaggedShape>& shapes) {
+  for (const Node& n : program.nodes) {
+    if (n.kind != OpKind::all_to_all) continue;
+    const TensorType &in = program.type(n.inputs.at(0)), &out = program.type(n.outputs.at(0));
+    if (!dim_index(in.shape, std::string(kCapacityDim))) continue;
+    const auto& attrs = std::get<CollectiveAttrs>(n.attrs);
+    const bool seen = std::any_of(shapes.begin(), shapes.end(), [&](const RaggedShape& r) {
+      return r.in == in && r.out == out && r.attrs.scatter_dim == attrs.scatter_dim &&
+             r.attrs.gather_dim == attrs.gather_dim && r.attrs.axes == attrs.axes;
+    });
+    if (!seen) shapes.push_back({attrs, in, out});
+  }
+}
+
+std::vector<CollectiveSample> measure_ragged_all_to_all(Communicator& comm, const std::function<void()>& barrier,
+                                                        const std::vector<RaggedShape>& shapes, double budget,
+                                                        int64_t streamed) {
+  const std::vector<size_t> axes{0};
+  std::vector<CollectiveSample> samples;
+  if (shapes.empty()) return samples;
+  OwnTimer timer(comm, barrier);
+  std::vector<float> stream(static_cast<size_t>(streamed / 4), 0.0f);
+  HostFloats x, y;  // the executor's buffers are on huge pages too (executor/host_memory.hpp)
+  float stamp = 0;
+  for (const RaggedShape& shape : shapes) {
+    // The tails' blocks: the dims before the capacity dim; rows: it; inner: the dims after it.
+    const size_t ax = *dim_index(shape.in.shape, std::string(kCapacityDim));
+    exec::RowTails tails;
+    tails.outer = 1;
+    tails.rows = shape.in.shape[ax].size;
+    tails.inner = 1;
+    for (size_t i = 0; i < shape.in.shape.size(); ++i)
+      if (i < ax) tails.outer *= shape.in.shape[i].size;
+      else if (i > ax) tails.inner *= shape.in.shape[i].size;
+    const int64_t row_bytes = tails.inner * dtype_bytes(shape.in.dtype);
+    x.assign(static_cast<size_t>((num_bytes(shape.in) + 3) / 4));
+    y.assign(static_cast<size_t>((num_bytes(shape.out) + 3) / 4));
+    for (const double fill : {0.25, 0.5, 0.75, 1.0}) {
+      const int64_t rows = std::max<int64_t>(1, std::llround(fill * static_cast<double>(tails.rows)));
+      tails.extent.assign(static_cast<size_t>(tails.outer), rows);
+      tails.zeroed = tails.extent;
+      std::vector<double> times;
+      double spent = 0;
+      bool ragged = true;
+      for (int r = 0; r < 100 && ragged; ++r) {
+        stamp += 1;
+        stream_through(stream, stamp);                // the step's ops since the last ragged all_to_all
+        for (float& v : x) v += stamp;                // the dispatch einsum writes the input
+        barrier();
+        exec::RowTails out_tails;
+        const double t = timer.time([&] {
+          ragged = exec::ragged_all_to_all(comm, shape.attrs, shape.in, x.data(), tails, shape.out, y.data(), out_tails);
+        });
+        if (r > 0) times.push_back(t);  // the first is a warm-up
+        spent += t;
+        float go = spent < budget ? 1.0f : 0.0f;  // both ranks go on while either has budget left
+        comm.all_reduce(&go, 1, DType::f32, ReduceOp::max, axes);
+        if (r >= 6 && go == 0) break;
+      }
+      if (!ragged) break;  // the dense path (both ranks decide alike): not this curve's
+      samples.push_back({"ragged_all_to_all", static_cast<double>(rows * row_bytes * tails.outer), median(times)});
+    }
+  }
+  return samples;
+}
+
+EfficiencyCurve ragged_all_to_all_curve(std::vector<CollectiveSample> samples) {
+  std::sort(samples.begin(), samples.end(), [](const auto& a, const auto& b) { return a.bytes < b.bytes; });
+  EfficiencyCurve c;
+  for (size_t i = 0; i < samples.size();) {
+    size_t j = i;
+    std::vector<double> bytes, seconds;
+    while (j < samples.size() && samples[j].bytes <= 1.02 * samples[i].bytes) {
+      bytes.push_back(samples[j].bytes);
+      seconds.push_back(samples[j].seconds);
+      ++j;
+    }
+    auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
+    c.points.emplace_back(mean(bytes), mean(seconds));
+    i = j;
+  }
+  return c;
 }
 
 }  // namespace sy

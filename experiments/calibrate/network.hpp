@@ -32,6 +32,7 @@
 #pragma once
 
 #include "executor/mpi/communicator.hpp"
+#include "graph/ir.hpp"
 #include "simulator/hardware.hpp"
 
 #include <functional>
@@ -163,5 +164,35 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
                            const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
                            double budget, int64_t evict_bytes, int64_t max_streamed);
+
+// One of the model's expert-parallel all_to_alls: its input has a capacity dim (graph/models/
+// moe_routing.hpp), so the MPI executor runs it ragged (executor/mpi/ragged_all_to_all.hpp): an
+// agreement on the path (an all_gather), the blocks' row counts (an all_to_all), a pack of the
+// routed rows, MPI_Alltoallv, an unpack into place.
+struct RaggedShape {
+  CollectiveAttrs attrs;
+  TensorType in, out;
+};
+// The ragged all_to_alls among `program`'s nodes, each distinct shape once (appended to `shapes`).
+void add_ragged_shapes(const Graph& program, std::vector<RaggedShape>& shapes);
+
+// The executor's ragged all_to_all timed whole, as a step runs it: each shape with every block
+// filled to 1/4, 1/2, 3/4 and all of its rows, V the bytes one rank sends (its own block
+// included), `budget` seconds per point (at least 6 repetitions). Before each repetition each rank
+// streams `streamed` bytes (in a step, 12 to 390 MB of the ops' traffic pass between two of
+// small.toml's, and the pack and receive buffers are shared by all of them: the step's
+// are cold), then writes the input (the dispatch einsum just did), then both meet at a barrier;
+// the time is the own time (from the later start). Timed in parts inside a step (small.toml, ep,
+// 1.31 MB, two local ranks): pack 70-120 µs, MPI_Alltoallv 170-240 µs, unpack 42-111 µs, where
+// the parts priced alone (an element-wise pass each way; the contiguous all_to_all sample of the
+// same bytes, 77 µs, its buffers hot in a repeated loop) summed to 200 µs against 300-400 µs.
+// Kind "ragged_all_to_all"; nothing when no shape takes the ragged path.
+std::vector<CollectiveSample> measure_ragged_all_to_all(Communicator& comm, const std::function<void()>& barrier,
+                                                        const std::vector<RaggedShape>& shapes, double budget,
+                                                        int64_t streamed);
+// HardwareSpec::ragged_all_to_all_seconds from those samples: (V, seconds) by V; the samples within
+// 2 % above the smallest V not yet taken are one point, their mean V and time (a dispatch and its
+// combine move the same bytes: small.toml's 1.2 MiB took 309 and 249 µs in one calibration).
+EfficiencyCurve ragged_all_to_all_curve(std::vector<CollectiveSample> samples);
 
 }  // namespace sy

@@ -39,6 +39,11 @@
 
 namespace sy {
 
+// The capacity dim C of the expert buffers [E, G, C, D]: each (expert, group) block's slots, its
+// routed rows first (what the executor's ragged paths, the simulator's ragged pricing and
+// calibrate's ragged samples find the buffers by).
+inline constexpr std::string_view kCapacityDim = "capacity";
+
 enum class RouterKind : uint8_t {
   top_k,          // Switch (k = 1), top-2 / top-n with a second-expert policy (Mesh-TF)
   expert_choice,  // Zhou et al. 2022: each expert takes its top-C tokens (C ≤ S); no aux loss (k ignored)

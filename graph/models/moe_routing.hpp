@@ -19,7 +19,7 @@ inline const std::string kGroupSize = "group_size";   // S: the tokens of one gr
 inline const std::string kModel = "d_model";          // D
 inline const std::string kExperts = "experts";        // E
 inline const std::string kChoice = "k";               // K: a token's choices, best first
-inline const std::string kCapacity = "capacity";      // C
+inline const std::string kCapacity{kCapacityDim};    // C
 inline const std::string kFf = "d_ff";                // F
 inline const std::string kPriority = "priority";      // S in BPR order (best top-1 probability first)
 inline const std::string kSlotOrder = "choice";       // K·S: every choice of a group, rank-major

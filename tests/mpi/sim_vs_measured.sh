@@ -37,6 +37,7 @@ for s in settings:
     assert "torus = [2]" in hw and "async_collectives = false" in hw and "staged_collectives = true" in hw, s
     for kind in ("all_gather", "all_to_all", "reduce_scatter"):  # each kind's own α and curve
         assert f"[ici.{kind}]" in hw, (s, kind)
+    assert "ragged_all_to_all_seconds = [[" in hw, s  # the executor's ragged path, timed whole
     sim = open(os.path.join(out, "rep1", s, "ep", "sim", "report.md")).read()
     assert "Backing: ragged" in sim, s  # priced as the executor runs: routed rows, the run's loads
 for x in r["rows"]:

@@ -64,6 +64,19 @@ TEST_CASE("a calibrated MPI backing's collective keys round-trip (staged copies,
   CHECK(two.eager_latency_after_streaming.points == h.eager_latency_after_streaming.points);
   CHECK(two.eager_path_share == 0.69);
   CHECK(two.copy_path_share == 0.45);
+  CHECK(two.ragged_all_to_all_seconds.points.empty());
+  h.ragged_all_to_all_seconds.points = {{81920, 6.59e-5}, {327680, 0.000121}, {1.31072e6, 0.000279}};
+  const HardwareSpec ragged = parse_hardware(to_toml(h), "<round trip>");
+  CHECK(ragged.ragged_all_to_all_seconds.points == h.ragged_all_to_all_seconds.points);
+}
+
+TEST_CASE("a ragged all_to_all's time: linear between calibrate's points, in proportion above them", "[simulator][hardware]") {
+  HardwareSpec h;
+  h.ragged_all_to_all_seconds.points = {{1e5, 60e-6}, {3e5, 100e-6}, {1.3e6, 300e-6}};
+  CHECK(h.ragged_all_to_all_time(2e5) == Approx(80e-6));   // halfway: linear, not log-linear
+  CHECK(h.ragged_all_to_all_time(8e5) == Approx(200e-6));
+  CHECK(h.ragged_all_to_all_time(5e4) == Approx(60e-6));   // below: the smallest (its fixed costs)
+  CHECK(h.ragged_all_to_all_time(2.6e6) == Approx(600e-6));  // above: more rows, more time per row alike
 }
 
 TEST_CASE("a collective kind's own α and size curve (ici.<kind>) round-trip and replace the shared ones for it",
@@ -209,6 +222,10 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "eager_latency_after_streaming = [[1e6, 1e-6]]\nasync_collectives"),
                                    "bad.toml"),
                     Contains("ici.eager_latency_after_streaming") && Contains("allowed only with eager_limit > 0"));
+  // The executor's ragged path on a TPU file would be read and ignored: refused instead.
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "ragged_all_to_all_seconds = [[1e5, 6e-5]]\nasync_collectives"),
+                                   "bad.toml"),
+                    Contains("ici.ragged_all_to_all_seconds") && Contains("allowed only with staged_collectives = true"));
   CHECK_THROWS_WITH(parse_hardware(edited("staged_collectives = false", "staged_collectives = 1"), "bad.toml"),
                     Contains("ici.staged_collectives = 1: expected true or false"));
   CHECK_THROWS_WITH(parse_hardware("[chip\nname=1", "bad.toml"), Contains("bad.toml:1: TOML syntax error"));

@@ -235,6 +235,41 @@ TEST_CASE("load skew, ragged backing over MPI: the all-to-all is priced as the e
   CHECK(checked == 4);  // dispatch and combine, forward and backward
 }
 
+TEST_CASE("load skew, ragged backing over MPI: a calibrated ragged all-to-all is priced whole at its routed bytes", "[simulator][load_skew]") {
+  // HardwareSpec::ragged_all_to_all_seconds: calibrate timed the executor's path whole, cold, so
+  // neither its parts (agreement, row counts, pack, unpack) nor a cold cost are added to it.
+  const RunConfig c = parse_run_config(kModel, "skew.toml");
+  const Mesh mesh = parse_mesh("data:4");
+  const Layout layout = parse_layout("batch:data,experts:data", mesh);
+  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
+  const Lowered L = lower(step.graph(), mesh, layout);
+  HardwareSpec hw = simple_chip();
+  hw.hbm_bandwidth = 1e9;
+  hw.hop_latency = 1e-6;
+  hw.staged_collectives = true;
+  hw.latency_after_streaming.points = {{1e3, 50e-6}, {1e9, 50e-6}};  // every other collective: +50 µs cold
+  hw.ragged_all_to_all_seconds.points = {{1e5, 100e-6}, {4e5, 400e-6}};  // 1 µs per KB: V/1e9 s
+  const LoadSkew skew(L, skew_model("uniform"), true);
+  SimOptions o;
+  o.load_skew = &skew;
+  const SimResult r = simulate(L, hw, o);
+  int checked = 0, cold = 0;
+  for (const SimOp& s : r.ops) {
+    if (!s.collective || s.kind == OpKind::shard_slice) continue;
+    if (s.kind != OpKind::all_to_all) {
+      cold += s.comm.latency >= 50e-6;  // the others still pay their cold cost
+      continue;
+    }
+    const double routed = 0.8 * 8 * 2 * 80 * 64 * 4;  // as above: 262,144 bytes
+    REQUIRE(s.cost.bytes_read == Approx(routed));
+    CHECK(s.duration == Approx(routed / 1e9));  // linear between the points: 262.1 µs
+    CHECK(s.comm.staging == 0);
+    ++checked;
+  }
+  CHECK(checked == 4);
+  CHECK(cold > 0);
+}
+
 TEST_CASE("load skew: measured loads must cover the model's MoE layers", "[simulator][load_skew]") {
   ExpertLoads other{.source = "x.jsonl", .model = "", .by_scope = {{"encoder/layer_01/moe", std::vector<double>(8, 0.25)}}};
   CHECK_THROWS_WITH(run(other, false), Contains("no loads for the model's MoE layer decoder/layer_01/moe"));

@@ -232,3 +232,23 @@ TEST_CASE("network fit: all_reduce's α is never negative, even when its copy's 
   hw.hbm_bytes = 1e10;
   CHECK_NOTHROW(sy::parse_hardware(sy::to_toml(hw), "host.toml"));  // what calibrate writes reads back
 }
+
+TEST_CASE("network fit: the ragged all_to_all's curve is its samples by size, the same size's averaged") {
+  // calibrate on two local ranks (small.toml, ep): each shape's dispatch and combine, filled to
+  // 1/4 .. 1 of their rows; V the bytes a rank sends, times in µs.
+  const double kib = 1 << 10;
+  sy::NetworkFit fit;
+  add_samples(fit, "ragged_all_to_all", {320 * kib, 640 * kib, 960 * kib, 1280 * kib, 320 * kib, 640 * kib, 960 * kib, 1280 * kib},
+              {120.3, 176.9, 264.9, 309.2, 119.1, 179.7, 232.0, 249.3});
+  add_samples(fit, "ragged_all_to_all", {80 * kib, 160 * kib, 240 * kib, 321 * kib}, {65.9, 86.2, 113.5, 121.9});
+  const sy::EfficiencyCurve c = sy::ragged_all_to_all_curve(fit.samples);
+  REQUIRE(c.points.size() == 7);
+  for (size_t i = 1; i < c.points.size(); ++i) CHECK(c.points[i].first > c.points[i - 1].first);
+  CHECK(c.points[0].first == 80 * kib);
+  CHECK(c.points[0].second == Approx(65.9e-6));
+  // 320 KiB twice and 321 KiB (within 2 %): one point, the means.
+  CHECK(c.points[3].first == Approx((2 * 320 + 321) * kib / 3));
+  CHECK(c.points[3].second == Approx((120.3 + 119.1 + 121.9) / 3 * 1e-6));
+  CHECK(c.points[6].second == Approx((309.2 + 249.3) / 2 * 1e-6));
+  CHECK(sy::ragged_all_to_all_curve({}).points.empty());
+}
