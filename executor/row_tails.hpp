@@ -1,4 +1,5 @@
-// Zero tails of a value: which rows of its storage are zero by construction. Private to executor/.
+// Zero tails of a value: which rows of its storage are zero by construction. Private to executor/
+// (and calibrate, which makes tails to time the ragged all-to-all: executor/mpi/ragged_all_to_all.hpp).
 //
 // MoE expert buffers [E, G, C, D] fill their capacity slots in order (graph/models/moe.cpp gives a
 // choice the slot of an exclusive cumsum), so block (e, g) holds its count[e, g] routed rows and

@@ -1,5 +1,6 @@
 // The all_to_all of an expert buffer with zero tails (executor/row_tails.hpp): only each block's
-// rows before its tail travel. Private to executor/.
+// rows before its tail travel. Run by the executor (executor.cpp); timed whole by calibrate
+// (experiments/calibrate/network.hpp: measure_ragged_all_to_all), which the simulator prices it by.
 //
 // Expert parallelism moves the dispatched tokens x [E, G, C, D] (experts whole, groups split) to
 // [E/N, G·N, C, D] (experts split, groups whole) and back. With tails, each (expert, group) block
