@@ -68,14 +68,18 @@ HardwareSpec simple_chip() {
   return h;
 }
 
-// On data:4 with experts:data: 2 experts per device (0-1, 2-3, 4-5, 6-7).
-Run run(const std::optional<ExpertLoads>& loads, bool ragged) {
+// The model's program on data:4 with experts:data: 2 experts per device (0-1, 2-3, 4-5, 6-7).
+Lowered ep_program() {
   const RunConfig c = parse_run_config(kModel, "skew.toml");
   const Mesh mesh = parse_mesh("data:4");
   const Layout layout = parse_layout("batch:data,experts:data", mesh);
-  const HardwareSpec hw = simple_chip();
   const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
-  Run out{.r = {}, .L = lower(step.graph(), mesh, layout)};
+  return lower(step.graph(), mesh, layout);
+}
+
+Run run(const std::optional<ExpertLoads>& loads, bool ragged) {
+  const HardwareSpec hw = simple_chip();
+  Run out{.r = {}, .L = ep_program()};
   SimOptions o;
   std::optional<LoadSkew> skew;
   if (loads) o.load_skew = &skew.emplace(out.L, *loads, ragged);
@@ -202,11 +206,7 @@ TEST_CASE("load skew, ragged backing over MPI: the all-to-all is priced as the e
   // executor/mpi/ragged_all_to_all.cpp: an all_gather of 32 bytes per member (the path agreed),
   // an all_to_all of 8 bytes per (expert, group) block (the row counts), a pack and an unpack of
   // the routed rows, and MPI_Alltoallv of them.
-  const RunConfig c = parse_run_config(kModel, "skew.toml");
-  const Mesh mesh = parse_mesh("data:4");
-  const Layout layout = parse_layout("batch:data,experts:data", mesh);
-  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
-  const Lowered L = lower(step.graph(), mesh, layout);
+  const Lowered L = ep_program();
   HardwareSpec hw = simple_chip();
   hw.hbm_bandwidth = 1e9;  // the copies take time: (read + write) / 1e9
   hw.hop_latency = 1e-6;
@@ -238,11 +238,7 @@ TEST_CASE("load skew, ragged backing over MPI: the all-to-all is priced as the e
 TEST_CASE("load skew, ragged backing over MPI: a calibrated ragged all-to-all is priced whole at its routed bytes", "[simulator][load_skew]") {
   // HardwareSpec::ragged_all_to_all_seconds: calibrate timed the executor's path whole, cold, so
   // neither its parts (agreement, row counts, pack, unpack) nor a cold cost are added to it.
-  const RunConfig c = parse_run_config(kModel, "skew.toml");
-  const Mesh mesh = parse_mesh("data:4");
-  const Layout layout = parse_layout("batch:data,experts:data", mesh);
-  const TrainingStep step = build_training_step(c.model, c.train, {.mesh = mesh, .layout = layout});
-  const Lowered L = lower(step.graph(), mesh, layout);
+  const Lowered L = ep_program();
   HardwareSpec hw = simple_chip();
   hw.hbm_bandwidth = 1e9;
   hw.hop_latency = 1e-6;
