@@ -211,22 +211,23 @@ PathShares shares_of(const PathProbe& p) {
   return s;
 }
 
-double eager_limit_of(const std::vector<PathProbe>& probes) {
-  double limit = 0;
-  for (const PathProbe& p : probes) {  // payloads increasing
-    const double gap = p.cold - p.hot;  // what streaming costs this message
-    if (gap > 0 && p.cold - p.warmed < gap / 2) break;
-    limit = p.payload;
-  }
-  return limit;
-}
-
 double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload) {
-  double best = 2.0, at = 0;  // a ratio below 2 is no switch
+  constexpr double kStep = 1.5;  // a rendezvous's hot time over the last eager message's, at least
+  // It lasts: every hot time from probe `i` + 1 up to max_payload is at least kStep times the
+  // median of those up to `i`.
+  auto lasts = [&](size_t i) {
+    std::vector<double> below;
+    for (size_t j = 0; j <= i; ++j) below.push_back(probes[j].hot);
+    const double m = median(below);
+    for (size_t j = i + 1; j < probes.size() && probes[j].payload <= max_payload; ++j)
+      if (probes[j].hot < kStep * m) return false;
+    return true;
+  };
+  double best = kStep, at = 0;  // a smaller ratio is no switch
   for (size_t i = 0; i + 1 < probes.size(); ++i) {
     const PathProbe &a = probes[i], &b = probes[i + 1];
     if (b.payload > max_payload || a.hot <= 0) continue;
-    if (b.hot / a.hot >= best) {
+    if (b.hot / a.hot >= best && lasts(i)) {
       best = b.hot / a.hot;
       at = a.payload;
     }
@@ -334,14 +335,10 @@ class PathMeasure {
       probes.push_back(PathProbe{payload, t[0], t[1], t[2], t[3]});
     }
     fit.path_probes = probes;
-    const double limit = eager_limit_of(probes);
-    // Two paths when some messages are eager and an 8 KiB one is not (two local ranks: Open MPI's
-    // vader, eager up to 4 KiB with its header); else one (TCP: every message through one socket).
-    fit.eager_limit = limit > 0 && limit < kCopyProbe ? limit : 0.0;
-    // Where the eager path ends: at the protocol switch the hot times show when there is one (the
-    // warming test decides only whether there are two paths; its boundary moves with the noise).
-    if (fit.eager_limit > 0)
-      if (const double at = protocol_switch_of(probes, kCopyProbe); at > 0) fit.eager_limit = at;
+    // Two paths when the hot times show the protocol switch below 8 KiB per peer (two local ranks:
+    // Open MPI's vader, eager up to 4 KiB with its header); else one (TCP: every message through
+    // one socket, its switch at 64 KiB a change of protocol on the same path).
+    fit.eager_limit = protocol_switch_of(probes, kCopyProbe);
     // A path's shares: the median over its probes up to 32 KiB per peer (above, the transfer's own
     // time dominates what streaming adds).
     auto shared = [&](double lo, double hi) {

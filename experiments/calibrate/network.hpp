@@ -80,17 +80,19 @@ struct PathShares {
 };
 PathShares shares_of(const PathProbe& p);
 
-// The largest payload up to which every probe (payloads increasing) is on the eager path: the 8 B
-// all_reduce removed at least half of what streaming added (cold - hot); 0 when the first is not.
-double eager_limit_of(const std::vector<PathProbe>& probes);
-
 // The library's protocol switch, from the hot times (the same all_gather just before): the largest
-// payload before the step to the next probe of the largest ratio, when that ratio is at least 2
-// and the next probe is at most `max_payload`; 0 when there is none. The first rendezvous adds a
-// handshake (and Open MPI's single copy pins the peer's pages), so it costs several times the last
-// eager message even when everything is warm: two local ranks, 2 KiB -> 4 KiB per peer, 8-10 µs ->
-// 25-36 µs in each of 6 calibrations, where the warming test (eager_limit_of) put the limit at
-// 256 B, 512 B, 2 KiB (3 times) and 4 KiB.
+// payload before the step to the next probe of the largest ratio, when that ratio is at least 1.5,
+// the next probe is at most `max_payload`, and every hot time from the step up to `max_payload` is
+// at least 1.5 times the median of those before it (a rendezvous costs that much more at every
+// size; one slow median does not). 0 when there is none: one path. An eager message is one trip
+// through the shared queues; the first rendezvous adds its header's trip and the completion's, and
+// Open MPI's single copy pins the peer's pages, even when everything is warm: two local ranks,
+// 2 KiB -> 4 KiB per peer, x1.78-3.8 (3.9-10 µs -> 7.8-36 µs) in every calibration since
+// 2026-12-05, where neighbouring eager sizes differ by at most x1.2. The warming test that decided
+// whether there were two paths before (did an 8 B all_reduce halve the cold cost of the smallest
+// probe?) found none in 2 of 5 calibrations on 2026-12-06 (a 0.5 µs cold cost to halve), which
+// priced every eager collective on the single copy's curve: a 16 B reduce_scatter at 27-41 µs
+// against 3-4 µs measured.
 double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload);
 
 struct NetworkFit {

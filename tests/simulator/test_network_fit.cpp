@@ -124,20 +124,9 @@ std::vector<sy::PathProbe> measured_probes() {
 
 }  // namespace
 
-TEST_CASE("network fit: the eager limit is the largest message an 8 B all_reduce warms") {
-  // Open MPI's vader sends at most 4 KiB with its header eagerly: the 4 KiB probe is the first
-  // that the all_reduce leaves mostly cold ((127 - 91.9) / (127 - 32.3) = 0.37 < 1/2).
-  std::vector<sy::PathProbe> probes = measured_probes();
-  CHECK(sy::eager_limit_of(probes) == 2048);
-  // The first probe not warmed ends the range, whatever comes after it.
-  probes[1].warmed = probes[1].cold;
-  CHECK(sy::eager_limit_of(probes) == 128);
-  probes[0].warmed = probes[0].cold;
-  CHECK(sy::eager_limit_of(probes) == 0);  // no eager path seen: one path
-}
-
 TEST_CASE("network fit: the eager path ends at the protocol switch the hot times show") {
-  // measured_probes(): hot 8.6 µs at 2 KiB, 32.3 µs at 4 KiB (x3.8; no other step reaches x2).
+  // measured_probes(): hot 8.6 µs at 2 KiB, 32.3 µs at 4 KiB (x3.8; the x2.3 at 512 B -> 1 KiB does
+  // not last: 8.6 µs at 2 KiB).
   std::vector<sy::PathProbe> probes = measured_probes();
   CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
   // A calibration whose warming test said 256 B (two local ranks, the all_reduce leaving the
@@ -146,11 +135,38 @@ TEST_CASE("network fit: the eager path ends at the protocol switch the hot times
   for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = hot[i] * 1e-6;
   CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
   // Over TCP (two namespace hosts): the switch is at 32 -> 64 KiB (47.1 -> 110 µs), past the
-  // probes the eager path is looked for in; below it no step reaches x2.
+  // probes the eager path is looked for in; below it no step reaches x1.5.
   const double tcp[] = {27.4, 27.4, 28.0, 29.0, 34.1, 33.1, 35.9, 38.4, 47.1, 110.0, 150.5};
   for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = tcp[i] * 1e-6;
   CHECK(sy::protocol_switch_of(probes, 8192) == 0);
   CHECK(sy::protocol_switch_of(probes, 131072) == 32768);
+}
+
+TEST_CASE("network fit: the protocol switch decides the two paths; a step that does not last is noise") {
+  // Calibrations of 2026-12-06 on two local ranks whose cold costs of the smallest probes were
+  // 0.3-0.5 µs (cold 4.4 and 7.7 µs, after the 8 B all_reduce 4.1 and 7.5, hot 3.6 and 7.2): the
+  // warming test found no eager path and priced every eager collective on the single copy's
+  // curve. Their hot times step x2.0, x2.5 and x1.78 from 2 KiB to 4 KiB per peer, and stay up.
+  std::vector<sy::PathProbe> probes = measured_probes();
+  const double small_gap[] = {3.6, 3.3, 3.8, 4.2, 3.9, 7.8, 8.7, 10.1, 12.6, 20.0, 30.0};
+  const double large_gap[] = {7.2, 7.7, 8.6, 8.8, 9.0, 22.4, 25.0, 23.7, 27.9, 40.0, 50.0};
+  const double small_step[] = {4.3, 4.1, 4.7, 5.0, 5.4, 9.6, 10.2, 13.3, 17.0, 20.0, 32.6};
+  for (const auto* hot : {small_gap, large_gap, small_step}) {
+    for (size_t i = 0; i < probes.size(); ++i) {
+      probes[i].hot = hot[i] * 1e-6;
+      probes[i].cold = probes[i].warmed = probes[i].after_copy = (hot[i] + 0.4) * 1e-6;  // nothing warms
+    }
+    CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
+  }
+  // A step that does not last is noise (TCP, two namespace hosts: 10.8 µs at 512 B per peer, then
+  // 20.2 and 23.2, against 17.6 and 17.2 below): one path.
+  const double tcp[] = {17.6, 17.2, 10.8, 20.2, 23.2, 23.9, 25.1, 21.0, 27.3, 60.0, 90.0};
+  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = tcp[i] * 1e-6;
+  CHECK(sy::protocol_switch_of(probes, 8192) == 0);
+  // The same step with the sizes after it 1.5 times the median before it: a switch.
+  const double lasting[] = {17.6, 17.2, 10.8, 40.0, 41.0, 43.0, 45.0, 47.0, 50.0, 60.0, 90.0};
+  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = lasting[i] * 1e-6;
+  CHECK(sy::protocol_switch_of(probes, 8192) == 512);
 }
 
 TEST_CASE("network fit: a probe's shares of its cold cost") {
