@@ -122,51 +122,43 @@ std::vector<sy::PathProbe> measured_probes() {
   return probes;
 }
 
+// protocol_switch_of over measured_probes()'s payloads with these hot times (µs), up to max_payload.
+double switch_at(const std::vector<double>& hot_us, double max_payload = 8192) {
+  std::vector<sy::PathProbe> probes = measured_probes();
+  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = hot_us.at(i) * 1e-6;
+  return sy::protocol_switch_of(probes, max_payload);
+}
+
 }  // namespace
 
 TEST_CASE("network fit: the eager path ends at the protocol switch the hot times show") {
   // measured_probes(): hot 8.6 µs at 2 KiB, 32.3 µs at 4 KiB (x3.8; the x2.3 at 512 B -> 1 KiB does
   // not last: 8.6 µs at 2 KiB).
-  std::vector<sy::PathProbe> probes = measured_probes();
-  CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
+  CHECK(sy::protocol_switch_of(measured_probes(), 8192) == 2048);
   // A calibration whose warming test said 256 B (two local ranks, the all_reduce leaving the
   // 512 B-2 KiB probes half cold by noise): hot 7.5, 9.0, 9.1, 9.8, 26.7 µs from 256 B to 4 KiB.
-  const double hot[] = {8.3, 7.5, 9.0, 9.1, 9.8, 26.7, 26.6, 28.9, 34.5, 35.5, 58.4};
-  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = hot[i] * 1e-6;
-  CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
+  CHECK(switch_at({8.3, 7.5, 9.0, 9.1, 9.8, 26.7, 26.6, 28.9, 34.5, 35.5, 58.4}) == 2048);
   // Over TCP (two namespace hosts): the switch is at 32 -> 64 KiB (47.1 -> 110 µs), past the
   // probes the eager path is looked for in; below it no step reaches x1.5.
-  const double tcp[] = {27.4, 27.4, 28.0, 29.0, 34.1, 33.1, 35.9, 38.4, 47.1, 110.0, 150.5};
-  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = tcp[i] * 1e-6;
-  CHECK(sy::protocol_switch_of(probes, 8192) == 0);
-  CHECK(sy::protocol_switch_of(probes, 131072) == 32768);
+  const std::vector<double> tcp = {27.4, 27.4, 28.0, 29.0, 34.1, 33.1, 35.9, 38.4, 47.1, 110.0, 150.5};
+  CHECK(switch_at(tcp) == 0);
+  CHECK(switch_at(tcp, 131072) == 32768);
 }
 
 TEST_CASE("network fit: the protocol switch decides the two paths; a step that does not last is noise") {
   // Calibrations of 2026-12-06 on two local ranks whose cold costs of the smallest probes were
   // 0.3-0.5 µs (cold 4.4 and 7.7 µs, after the 8 B all_reduce 4.1 and 7.5, hot 3.6 and 7.2): the
-  // warming test found no eager path and priced every eager collective on the single copy's
-  // curve. Their hot times step x2.0, x2.5 and x1.78 from 2 KiB to 4 KiB per peer, and stay up.
-  std::vector<sy::PathProbe> probes = measured_probes();
-  const double small_gap[] = {3.6, 3.3, 3.8, 4.2, 3.9, 7.8, 8.7, 10.1, 12.6, 20.0, 30.0};
-  const double large_gap[] = {7.2, 7.7, 8.6, 8.8, 9.0, 22.4, 25.0, 23.7, 27.9, 40.0, 50.0};
-  const double small_step[] = {4.3, 4.1, 4.7, 5.0, 5.4, 9.6, 10.2, 13.3, 17.0, 20.0, 32.6};
-  for (const auto* hot : {small_gap, large_gap, small_step}) {
-    for (size_t i = 0; i < probes.size(); ++i) {
-      probes[i].hot = hot[i] * 1e-6;
-      probes[i].cold = probes[i].warmed = probes[i].after_copy = (hot[i] + 0.4) * 1e-6;  // nothing warms
-    }
-    CHECK(sy::protocol_switch_of(probes, 8192) == 2048);
-  }
+  // warming test that decided then found no eager path and priced every eager collective on the
+  // single copy's curve. Their hot times step x2.0, x2.5 and x1.78 from 2 KiB to 4 KiB per peer,
+  // and stay up.
+  CHECK(switch_at({3.6, 3.3, 3.8, 4.2, 3.9, 7.8, 8.7, 10.1, 12.6, 20.0, 30.0}) == 2048);
+  CHECK(switch_at({7.2, 7.7, 8.6, 8.8, 9.0, 22.4, 25.0, 23.7, 27.9, 40.0, 50.0}) == 2048);
+  CHECK(switch_at({4.3, 4.1, 4.7, 5.0, 5.4, 9.6, 10.2, 13.3, 17.0, 20.0, 32.6}) == 2048);
   // A step that does not last is noise (TCP, two namespace hosts: 10.8 µs at 512 B per peer, then
   // 20.2 and 23.2, against 17.6 and 17.2 below): one path.
-  const double tcp[] = {17.6, 17.2, 10.8, 20.2, 23.2, 23.9, 25.1, 21.0, 27.3, 60.0, 90.0};
-  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = tcp[i] * 1e-6;
-  CHECK(sy::protocol_switch_of(probes, 8192) == 0);
+  CHECK(switch_at({17.6, 17.2, 10.8, 20.2, 23.2, 23.9, 25.1, 21.0, 27.3, 60.0, 90.0}) == 0);
   // The same step with the sizes after it 1.5 times the median before it: a switch.
-  const double lasting[] = {17.6, 17.2, 10.8, 40.0, 41.0, 43.0, 45.0, 47.0, 50.0, 60.0, 90.0};
-  for (size_t i = 0; i < probes.size(); ++i) probes[i].hot = lasting[i] * 1e-6;
-  CHECK(sy::protocol_switch_of(probes, 8192) == 512);
+  CHECK(switch_at({17.6, 17.2, 10.8, 40.0, 41.0, 43.0, 45.0, 47.0, 50.0, 60.0, 90.0}) == 512);
 }
 
 TEST_CASE("network fit: a probe's shares of its cold cost") {
