@@ -87,8 +87,9 @@ PathShares shares_of(const PathProbe& p);
 // size; one slow median does not). 0 when there is none: one path. An eager message is one trip
 // through the shared queues; the first rendezvous adds its header's trip and the completion's, and
 // Open MPI's single copy pins the peer's pages, even when everything is warm: two local ranks,
-// 2 KiB -> 4 KiB per peer, x1.78-3.8 (3.9-10 µs -> 7.8-36 µs) in every calibration since
-// 2026-12-05, where neighbouring eager sizes differ by at most x1.2. The warming test that decided
+// 2 KiB -> 4 KiB per peer, x1.78-2.62 (3.9-14.1 µs -> 7.8-29.5 µs) in all 20 calibrations of
+// 2026-12-06 and about x3 in 6 before, where neighbouring eager sizes differ by at most x1.47 (and
+// the largest lasting step wins, so noise must also beat the switch). The warming test that decided
 // whether there were two paths before (did an 8 B all_reduce halve the cold cost of the smallest
 // probe?) found none in 2 of 5 calibrations on 2026-12-06 (a 0.5 µs cold cost to halve), which
 // priced every eager collective on the single copy's curve: a 16 B reduce_scatter at 27-41 µs
