@@ -105,6 +105,7 @@ struct Executor::Impl {
   std::vector<LeafUpdate> copied; // the updates copied in after each run (canonical values)
   MemoryPlanStats stats;
   bool ran = false;
+  size_t ran_to = 0;  // run_nodes: where the last call stopped
 
   Impl(const Graph& graph, ExecutorOptions o)
       : g(graph),
@@ -530,19 +531,28 @@ void* Executor::data(ValueId v) {
   return impl_->ptr(v);
 }
 
-void Executor::run() {
+void Executor::run() { run_nodes(0, impl_->g.nodes.size()); }
+
+void Executor::run_nodes(size_t first, size_t last) {
   Impl& m = *impl_;
-  for (const Value& v : m.g.values)
-    if (m.leaf_needed[static_cast<size_t>(v.id.v)] && !m.leaf_set[static_cast<size_t>(v.id.v)])
-      throw InputError(fmt::format("executor run: leaf '{}' {} was never set (call set() or write through data())", v.name,
-                                   to_string(v.type)));
+  SY_CHECK(first <= last && last <= m.g.nodes.size(), "executor run_nodes: [{}, {}) of {} nodes", first, last,
+           m.g.nodes.size());
+  SY_CHECK(first == 0 || m.ran_to == first, "executor run_nodes: from node {}, but the run stopped at {}", first, m.ran_to);
+  if (first == 0) {
+    for (const Value& v : m.g.values)
+      if (m.leaf_needed[static_cast<size_t>(v.id.v)] && !m.leaf_set[static_cast<size_t>(v.id.v)])
+        throw InputError(fmt::format("executor run: leaf '{}' {} was never set (call set() or write through data())", v.name,
+                                     to_string(v.type)));
+    if (m.sparse) m.sparse->begin_run();
+    if (m.ragged) m.ragged->begin_run();
+  }
   omp_set_num_threads(m.threads);
-  if (m.sparse) m.sparse->begin_run();
-  if (m.ragged) m.ragged->begin_run();
+  m.ran_to = last;
   if (m.opts.on_op) {
     using Clock = std::chrono::steady_clock;
     auto us = [](Clock::time_point t) { return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count(); };
-    for (const Node& n : m.g.nodes) {
+    for (size_t i = first; i < last; ++i) {
+      const Node& n = m.g.nodes[i];
       if (m.duplicate[static_cast<size_t>(n.id.v)]) {  // runs nowhere: reported with begin == end
         const double t = us(Clock::now());
         m.opts.on_op(n.id, t, t);
@@ -553,8 +563,9 @@ void Executor::run() {
       m.opts.on_op(n.id, us(begin), us(Clock::now()));
     }
   } else {
-    for (const Node& n : m.g.nodes) m.run_node(n);
+    for (size_t i = first; i < last; ++i) m.run_node(m.g.nodes[i]);
   }
+  if (last < m.g.nodes.size()) return;
   if (m.ragged) {  // outputs complete: their zero tails written
     const auto ptr_of = [&](ValueId v) { return m.ptr(v); };
     for (const GraphOutput& o : m.g.outputs) m.ragged->materialize(o.value, ptr_of);

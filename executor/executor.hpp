@@ -65,6 +65,11 @@ class Executor {
   void* data(ValueId v);
 
   void run();
+  // Nodes [first, last) in program order, as run() runs them all: for a caller that does its own
+  // work between two ops of the program (calibrate times a collective there). The nodes read values
+  // an earlier call of the same run computed; first == 0 starts a run, last == the node count ends
+  // it (run() is run_nodes(0, node count)).
+  void run_nodes(size_t first, size_t last);
 
   // A leaf or a graph output (other values' buffers are reused); valid after run().
   Tensor get(ValueId v) const;

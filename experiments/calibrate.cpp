@@ -120,6 +120,7 @@ class TimedGraph {
     ex_.run();
     return now() - t0;
   }
+  void run_nodes(size_t first, size_t last) { ex_.run_nodes(first, last); }
 
  private:
   static sy::ExecutorOptions options(int threads) {
@@ -287,6 +288,93 @@ sy::OpCost cost_of(const sy::Graph& g) {
   return sy::op_def(n.kind).cost(in, out, n.attrs);
 }
 
+// A per-device program without its collectives, each one's outputs leaves of their types: the
+// compute a rank runs between them, in program order.
+sy::Graph compute_of(const sy::Graph& program) {
+  sy::Graph g;
+  sy::Builder b(g);
+  std::vector<sy::ValueId> to(program.values.size());
+  auto leaf_like = [&](const sy::Value& v) {
+    const std::string name = v.name.empty() ? fmt::format("value{}", v.id.v) : v.name;
+    return (v.role == sy::ValueRole::parameter ? b.parameter(name, v.type.shape, v.type.dtype)
+                                               : b.input(name, v.type.shape, v.type.dtype))
+        .id;
+  };
+  for (const sy::Value& v : program.values)
+    if (v.role != sy::ValueRole::computed) to[static_cast<size_t>(v.id.v)] = leaf_like(v);
+  for (const sy::Node& n : program.nodes) {
+    if (sy::is_collective(n.kind)) {
+      for (sy::ValueId v : n.outputs) to[static_cast<size_t>(v.v)] = leaf_like(program.value(v));
+      continue;
+    }
+    std::vector<sy::ValueId> ins;
+    for (sy::ValueId v : n.inputs) ins.push_back(to[static_cast<size_t>(v.v)]);
+    const auto outs = b.op(n.kind, n.attrs, ins);
+    for (size_t i = 0; i < outs.size(); ++i) to[static_cast<size_t>(n.outputs[i].v)] = outs[i].id;
+  }
+  for (const sy::GraphOutput& o : program.outputs)
+    if (program.value(o.value).role == sy::ValueRole::computed) b.output(o.name, b.wrap(to[static_cast<size_t>(o.value.v)]));
+  return g;
+}
+
+// The model's step as the compute between two collectives (experiments/calibrate/network.hpp's
+// curves): its per-device programs without their collectives, one executor each (one memory plan,
+// as a step's), run in program order, the programs in turn, each call from where the last stopped.
+class StepCompute {
+ public:
+  StepCompute(const std::vector<sy::Graph>& programs, int threads) {
+    for (const sy::Graph& p : programs) programs_.push_back({std::make_unique<TimedGraph>(compute_of(p), threads), node_bytes(p)});
+  }
+  bool empty() const { return programs_.empty(); }
+  // Runs ops until they have read and written about `bytes` (as the simulator counts them): at
+  // least that many, unless the next node would take them past twice as many (it is left for the
+  // next call; the first node always runs). Returns the bytes they moved.
+  double run(int64_t bytes) {
+    const double want = static_cast<double>(bytes);
+    double done = 0;
+    while (done < want) {
+      Program& p = programs_[program_];
+      const size_t first = node_;
+      while (node_ < p.bytes.size() && done < want) {
+        if (done > 0 && done + p.bytes[node_] > 2 * want) return finish(p, first, done);
+        done += p.bytes[node_++];
+      }
+      finish(p, first, done);
+    }
+    return done;
+  }
+
+ private:
+  struct Program {
+    std::unique_ptr<TimedGraph> graph;
+    std::vector<double> bytes;  // per node of compute_of(program)
+  };
+  // Each compute node's bytes read and written (compute_of keeps the program's nodes in order).
+  static std::vector<double> node_bytes(const sy::Graph& program) {
+    std::vector<double> b;
+    for (const sy::Node& n : program.nodes) {
+      if (sy::is_collective(n.kind)) continue;
+      std::vector<sy::TensorType> in, out;
+      for (sy::ValueId v : n.inputs) in.push_back(program.type(v));
+      for (sy::ValueId v : n.outputs) out.push_back(program.type(v));
+      const sy::OpCost c = sy::op_def(n.kind).cost(in, out, n.attrs);
+      b.push_back(c.bytes_read + c.bytes_written);
+    }
+    return b;
+  }
+  // Runs p's nodes from `first` to the cursor; at the program's end, the next program starts.
+  double finish(Program& p, size_t first, double done) {
+    p.graph->run_nodes(first, node_);
+    if (node_ == p.bytes.size()) {
+      node_ = 0;
+      program_ = (program_ + 1) % programs_.size();
+    }
+    return done;
+  }
+  std::vector<Program> programs_;
+  size_t program_ = 0, node_ = 0;
+};
+
 // The buffer each rank streams through before a timed collective, standing for the compute between
 // two collectives of a step: 8 × the core's private L2 (at least 8 MiB), which leaves the L2 cold.
 // The L3's size is not used: a VM reports the host's (512 MiB on the development machine).
@@ -429,6 +517,7 @@ int run(int argc, char** argv) {
   // is also sampled at their sizes.
   std::vector<sy::CollectiveSize> model_collectives;
   std::vector<sy::RaggedShape> ragged_shapes;  // its expert-parallel all_to_alls: sampled whole
+  std::vector<sy::Graph> step_programs;  // what a rank runs in a step: the per-device programs (else the one-device one)
   // Timed ops per kind, plain and broadcasting: their fractions of the memory peak come at the end.
   std::map<sy::OpKind, std::vector<sy::TimedOp>> plain, bcast;
   for (sy::OpKind k : sy::kAllOpKinds)
@@ -463,6 +552,7 @@ int run(int argc, char** argv) {
       built.layout = layout;
       programs.push_back(sy::lower(sy::build_training_step(config, run_config->train, built).graph(), mesh, layout).graph);
     }
+    step_programs.assign(programs.begin() + (splits.empty() ? 0 : 1), programs.end());
     std::map<std::string, bool> seen;
     std::vector<sy::Graph> distinct;
     size_t nodes = 0;
@@ -546,12 +636,15 @@ int run(int argc, char** argv) {
                               smoke ? " (smoke: not a usable table)" : quick ? " (quick)" : "");
 
   if (mpi) {
+    // The compute between two collectives for the paths' curves: the model's step (else a stream).
+    StepCompute step(step_programs, threads);
     mpi->barrier();
     const sy::NetworkFit net = sy::measure_network(
         *mpi->communicator(), [&] { mpi->barrier(); }, smoke ? 4096.0 : quick ? 16.0 * (1 << 20) : 64.0 * (1 << 20),
         model_collectives,
         [&](double bytes) { return sy::staging_copy_time(h, sy::DType::f32, bytes); },  // as simulate prices it
-        smoke ? 0.0 : quick ? 0.05 : 0.2, evict_bytes(), smoke ? 0 : quick ? int64_t{512} << 20 : int64_t{2} << 30);
+        smoke ? 0.0 : quick ? 0.05 : 0.2, evict_bytes(), smoke ? 2 * evict_bytes() : quick ? int64_t{512} << 20 : int64_t{2} << 30,
+        step.empty() ? std::function<double(int64_t)>{} : [&](int64_t bytes) { return step.run(bytes); });
     for (const sy::CollectiveSample& s : net.samples)
       fmt::print("{:<11} {:>10}  measured {:10.1f} µs  fitted {:10.1f} µs{}\n", s.kind, sy::format_bytes(s.bytes),
                  s.seconds * 1e6, net.predict(s) * 1e6,
@@ -573,12 +666,15 @@ int run(int argc, char** argv) {
     fmt::print("eager path: messages up to {} per peer{}; of a cold collective's cost {:.2f} is warmed by any "
                "collective{}\n",
                sy::format_bytes(net.eager_limit), net.eager_limit > 0 ? "" : " (0: one path)", net.eager_path_share,
-               net.eager_limit > 0 ? fmt::format(", of a single copy's {:.2f}", net.copy_path_share) : "");
+               net.eager_limit > 0 ? fmt::format(", of a single copy's {:.2f} (and {:.2f} by any single copy)",
+                                                 net.copy_path_share, net.copy_warm_share)
+                                   : "");
+    const char* between = step.empty() ? "streaming" : "the model's ops moving";
     for (const auto& [bytes, seconds] : net.eager_latency_after_streaming.points)
-      fmt::print("eager path, after streaming {:>10}: a collective takes {:8.1f} µs more\n", sy::format_bytes(bytes),
+      fmt::print("eager path, after {} {:>10}: a collective takes {:8.1f} µs more\n", between, sy::format_bytes(bytes),
                  seconds * 1e6);
     for (const auto& [bytes, seconds] : net.latency_after_streaming.points)
-      fmt::print("after streaming {:>10}: a collective takes {:8.1f} µs more\n", sy::format_bytes(bytes), seconds * 1e6);
+      fmt::print("after {} {:>10}: a collective takes {:8.1f} µs more\n", between, sy::format_bytes(bytes), seconds * 1e6);
     fmt::print("network (2 ranks): {:.1f} µs per hop, {:.2f} GB/s per direction, reduction {:.2f} GB/s\n",
                net.hop_latency * 1e6, net.link_bandwidth / 1e9, net.reduction_bandwidth / 1e9);
   }

@@ -199,11 +199,16 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
   s.eager_latency_after_streaming = read_curve(ici, "eager_latency_after_streaming", /*seconds=*/true);
   s.eager_path_share = ici.number("eager_path_share", 1.0, interval(0, 1, "[]"));
   s.copy_path_share = ici.number("copy_path_share", 1.0, interval(0, 1, "[]"));
-  // The eager curve and the single copies' share only mean something with two paths.
-  for (const char* key : {"eager_latency_after_streaming", "copy_path_share"})
+  s.copy_warm_share = ici.number("copy_warm_share", 0.0, interval(0, 1, "[]"));
+  // The eager curve and the single copies' shares only mean something with two paths.
+  for (const char* key : {"eager_latency_after_streaming", "copy_path_share", "copy_warm_share"})
     if (s.eager_limit == 0 && ici.node(key))
       ici.fail(key, "allowed only with eager_limit > 0 (two paths); with eager_limit 0 every collective takes "
                     "latency_after_streaming and eager_path_share");
+  if (s.copy_path_share + s.copy_warm_share > 1 + 1e-9)
+    ici.fail("copy_warm_share", fmt::format("with copy_path_share = {} sums past 1; allowed: copy_path_share + "
+                                            "copy_warm_share <= 1 (shares of one cold cost)",
+                                            s.copy_path_share));
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
   s.ragged_all_to_all_seconds = read_curve(ici, "ragged_all_to_all_seconds", /*seconds=*/true);
@@ -300,6 +305,7 @@ std::string to_toml(const HardwareSpec& s) {
   if (s.eager_limit > 0) r += fmt::format("eager_limit = {}\n", num(s.eager_limit));
   if (s.eager_path_share != 1) r += fmt::format("eager_path_share = {}\n", num(s.eager_path_share));
   if (s.copy_path_share != 1) r += fmt::format("copy_path_share = {}\n", num(s.copy_path_share));
+  if (s.copy_warm_share != 0) r += fmt::format("copy_warm_share = {}\n", num(s.copy_warm_share));
   if (!s.eager_latency_after_streaming.points.empty())
     r += fmt::format("eager_latency_after_streaming = {}\n", curve(s.eager_latency_after_streaming));
   if (!s.ragged_all_to_all_seconds.points.empty())

@@ -77,8 +77,9 @@
 //                                       collective refetches it: a 4 KiB-per-peer all_gather of two
 //                                       local ranks took 32 µs after another all_gather and 127 µs
 //                                       cold, 136 MiB later (experiments/calibrate/network.hpp measures
-//                                       the curves, relative to the samples α was fitted to). None
-//                                       (TPU: the default): 0
+//                                       the curves, relative to the samples α was fitted to, after the
+//                                       model's own ops: they cold the state sooner per byte than a
+//                                       stream). None (TPU: the default): 0
 //   eager_limit = 2048                  bytes: a collective whose message to one peer is at most this
 //                                       goes through the queues only (Open MPI's eager protocol) and
 //                                       pays eager_latency_after_streaming; a larger one is a
@@ -101,7 +102,15 @@
 //                                       ranks, 128 MiB streamed, a 4 KiB-per-peer all_gather 8 MiB
 //                                       later: 127 µs alone, 92 µs when an 8 B all_reduce came before
 //                                       the 8 MiB (experiments/calibrate/network.hpp measures the
-//                                       shares, and says why other kinds' single copies do not count)
+//                                       shares)
+//   copy_warm_share = 0.5               of a single copy's curve (eager_limit > 0), the share warmed
+//                                       by any single copy (a rendezvous of any kind: the same
+//                                       rendezvous code and page walk of the peer), priced at the
+//                                       bytes since the last one; copy_path_share + this <= 1, the
+//                                       rest its kind's own. Two local ranks, a 4 KiB-per-peer
+//                                       all_gather 8 MiB after a warming call: 27.5 µs cold, 22.7 µs
+//                                       after an all_to_all, 20.8 µs after another all_gather. 0 (the
+//                                       default): none
 //   staged_collectives = false          true: the collective library moves one contiguous block per
 //                                       member (MPI), so a split or concatenation along an inner dim
 //                                       is packed before the call or unpacked after it by the device:
@@ -213,6 +222,7 @@ struct HardwareSpec {
   double eager_limit = 0;                   // bytes per peer; 0: one path
   double eager_path_share = 1;              // of an eager message's cold cost: warmed by any collective
   double copy_path_share = 1;               // of a single copy's
+  double copy_warm_share = 0;               // of a single copy's: warmed by any single copy
   EfficiencyCurve eager_latency_after_streaming;  // the eager path's curve (eager_limit > 0)
   bool staged_collectives = false;
   bool async_collectives = true;

@@ -233,17 +233,20 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   // it touches, each part priced by its path's curve at the bytes the device's ops read and wrote
   // since that part was last touched, in program order (the order the executor runs them; the step
   // repeats, so the first touch counts from the last one of the step before). Part of it is shared
-  // by every collective (the queues every message or rendezvous header goes through), the rest is
-  // its kind's own (its algorithm's code and data), in the shares calibrate measured for the path:
-  // eager messages (at most eager_limit bytes to one peer) and single copies (larger). CSE
-  // duplicates run nowhere.
+  // by every collective (the queues every message or rendezvous header goes through), part of a
+  // single copy's by every single copy (copy_warm_share: the rendezvous code, the kernel's walk of
+  // the peer's pages), the rest is its kind's own (its algorithm's code and data), in the shares
+  // calibrate measured for the path: eager messages (at most eager_limit bytes to one peer) and
+  // single copies (larger). CSE duplicates run nowhere.
   if (!hw.latency_after_streaming.points.empty()) {
     const bool two_paths = hw.eager_limit > 0;
     double total = 0;  // bytes streamed from the program's start
     double any = 0;    // `total` at the last collective of any kind
+    double copy = 0;   // `total` at the last single copy (a message past eager_limit)
     std::map<OpKind, double> kind;  // `total` at the last collective of each kind
     auto touch = [&](const SimOp& op) {
       any = kind[op.kind] = total;
+      if (two_paths && op.message_bytes > hw.eager_limit) copy = total;
       if (op.eager_preamble) kind[OpKind::all_gather] = total;  // the ragged all-to-all's agreement is an all_gather
     };
     for (const SimOp& op : r.ops) {
@@ -253,12 +256,14 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
     }
     const double program = total;  // the step before ends here: every last touch moves back by it
     any -= program;
+    copy -= program;
     for (auto& [k, at] : kind) at -= program;
     total = 0;
-    // The cold cost of one call on a path: its curve, shared part since any collective, the rest
-    // since this kind's last one.
-    auto cold_on = [&](const EfficiencyCurve& curve, double shared, OpKind k) {
-      return shared * curve.at(total - any) + (1 - shared) * curve.at(total - kind[k]);
+    // The cold cost of one call on a path: its curve, the shared part since any collective, the
+    // part warmed by single copies since the last one, the rest since this kind's last one.
+    auto cold_on = [&](const EfficiencyCurve& curve, double shared, double by_copy, OpKind k) {
+      return shared * curve.at(total - any) + by_copy * curve.at(total - copy) +
+             (1 - shared - by_copy) * curve.at(total - kind[k]);
     };
     for (SimOp& op : r.ops) {
       if (op.duplicate_of >= 0) continue;
@@ -273,10 +278,10 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       }
       const bool single_copy = two_paths && op.message_bytes > hw.eager_limit;
       double cold = 0;
-      if (single_copy) cold += cold_on(hw.latency_after_streaming, hw.copy_path_share, op.kind);
+      if (single_copy) cold += cold_on(hw.latency_after_streaming, hw.copy_path_share, hw.copy_warm_share, op.kind);
       if (!single_copy || op.eager_preamble)
-        cold += two_paths ? cold_on(hw.eager_latency_after_streaming, hw.eager_path_share, op.kind)
-                          : cold_on(hw.latency_after_streaming, hw.eager_path_share, op.kind);
+        cold += two_paths ? cold_on(hw.eager_latency_after_streaming, hw.eager_path_share, 0, op.kind)
+                          : cold_on(hw.latency_after_streaming, hw.eager_path_share, 0, op.kind);
       op.comm.latency += cold;
       op.comm.total += cold;
       op.duration = op.own_duration = op.comm.total;

@@ -192,6 +192,7 @@ void write_ici(const NetworkFit& fit, HardwareSpec& h) {
   h.eager_latency_after_streaming = fit.eager_latency_after_streaming;
   h.eager_path_share = fit.eager_path_share;
   h.copy_path_share = fit.copy_path_share;
+  h.copy_warm_share = fit.copy_warm_share;
   h.staged_collectives = true;
   h.collective_overhead = 0;
 }
@@ -208,6 +209,19 @@ PathShares shares_of(const PathProbe& p) {
   PathShares s;
   s.any = std::clamp((p.cold - p.warmed) / gap, 0.0, 1.0);
   s.path = std::clamp((p.warmed - p.after_copy) / gap, 0.0, 1.0 - s.any);
+  return s;
+}
+
+PathShares path_shares(const std::vector<PathProbe>& probes, double lo, double hi) {
+  std::vector<double> any, path;
+  for (const PathProbe& p : probes)
+    if (p.payload > lo && p.payload <= hi) {
+      any.push_back(shares_of(p).any);
+      path.push_back(shares_of(p).path);
+    }
+  PathShares s;
+  s.any = median(any);
+  s.path = std::min(median(path), 1 - s.any);
   return s;
 }
 
@@ -297,8 +311,14 @@ class Slots {
 // size, so after the samples).
 class PathMeasure {
  public:
-  PathMeasure(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed)
-      : comm_(comm), barrier_(barrier), timer_(comm, barrier), evict_bytes_(evict_bytes), max_streamed_(max_streamed) {}
+  PathMeasure(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed,
+              const std::function<double(int64_t)>& compute)
+      : comm_(comm),
+        barrier_(barrier),
+        timer_(comm, barrier),
+        evict_bytes_(evict_bytes),
+        max_streamed_(max_streamed),
+        compute_(compute) {}
 
   void probes(NetworkFit& fit) {
     // The probes: after streaming `saturated` bytes, a warming collective, then evict_bytes
@@ -341,18 +361,14 @@ class PathMeasure {
     fit.eager_limit = protocol_switch_of(probes, kCopyProbe);
     // A path's shares: the median over its probes up to 32 KiB per peer (above, the transfer's own
     // time dominates what streaming adds).
-    auto shared = [&](double lo, double hi) {
-      std::vector<double> any;
-      for (const PathProbe& p : probes)
-        if (p.payload > lo && p.payload <= hi) any.push_back(shares_of(p).any);
-      return median(any);
-    };
     constexpr double kLargest = 32 << 10;
     if (fit.eager_limit > 0) {
-      fit.eager_path_share = shared(0, fit.eager_limit);
-      fit.copy_path_share = shared(fit.eager_limit, kLargest);
+      fit.eager_path_share = path_shares(probes, 0, fit.eager_limit).any;
+      const PathShares copy = path_shares(probes, fit.eager_limit, kLargest);
+      fit.copy_path_share = copy.any;
+      fit.copy_warm_share = copy.path;
     } else {
-      fit.eager_path_share = shared(0, kLargest);  // one path
+      fit.eager_path_share = path_shares(probes, 0, kLargest).any;  // one path
     }
   }
 
@@ -364,11 +380,10 @@ class PathMeasure {
  private:
   static constexpr double kCopyProbe = 8 << 10;
 
-  // The own times of an all_gather of `payload` bytes per peer after each of `prepares`: the
-  // preparations take turns, `reps` rounds (after one round of warm-up), so the machine's drift
-  // (its memory bandwidth moves by the minute) reaches every one alike; each the median of its
-  // rounds, the mean of the two ranks' medians (both ranks write the same figures).
-  std::vector<double> timed(double payload, int reps, const std::vector<std::function<void()>>& prepares) {
+  // This rank's own times of an all_gather of `payload` bytes per peer after each of `prepares`:
+  // the preparations take turns, `reps` rounds (after one round of warm-up), so the machine's drift
+  // (its memory bandwidth moves by the minute) reaches every one alike.
+  std::vector<std::vector<double>> own_times(double payload, int reps, const std::vector<std::function<void()>>& prepares) {
     const CollectiveNode n = node_for(comm_, "all_gather", static_cast<int64_t>(2 * payload));
     std::vector<std::vector<double>> times(prepares.size());
     for (int r = 0; r <= reps; ++r)
@@ -380,27 +395,63 @@ class PathMeasure {
         const double t = timer_.time(n, slots_.in(rep_), slots_.out(rep_));
         if (r > 0) times[i].push_back(t);
       }
+    return times;
+  }
+
+  // own_times' median for each preparation, the mean of the two ranks' medians (both ranks write
+  // the same figures).
+  std::vector<double> timed(double payload, int reps, const std::vector<std::function<void()>>& prepares) {
     std::vector<float> m;
-    for (const auto& t : times) m.push_back(static_cast<float>(median(t)));
+    for (const auto& t : own_times(payload, reps, prepares)) m.push_back(static_cast<float>(median(t)));
     comm_.all_reduce(m.data(), static_cast<int64_t>(m.size()), DType::f32, ReduceOp::mean, axes_);
     return std::vector<double>(m.begin(), m.end());
   }
 
-  // A curve: the probe's own time after streaming 256 KiB, 1 MiB, ... max_streamed (the volumes
-  // taking turns), above the same all_gather's sample (after evict_bytes, both ranks meeting just
-  // before).
+  // A curve: the probe's own time after 256 KiB, 1 MiB, ... max_streamed of compute (the volumes
+  // taking turns, 16 rounds), above the same all_gather's sample (after evict_bytes, both ranks
+  // meeting just before). A stream moves its volume exactly: a point per volume, the median of its
+  // rounds. The model's ops move whole nodes, at least the volume and often more (one einsum of
+  // small.toml reads and writes 7.6 MB; a quarter-MiB slice moved 3.1 MiB in the median), so each
+  // run is placed at the bytes it moved: the runs in bins 4x wide from 256 KiB, a point per bin of
+  // at least 8 runs, at the bin's median bytes and median time (the two ranks' mean per run: they
+  // ran the same ops).
   EfficiencyCurve curve(const NetworkFit& fit, double payload) {
     double base = 0;
     for (const CollectiveSample& x : fit.samples)
       if (x.kind == "all_gather" && x.bytes == 2 * payload) base = x.seconds;
-    std::vector<std::vector<float>> buffers;
-    std::vector<std::function<void()>> prepares;
-    for (int64_t volume = 256 << 10; volume <= max_streamed_; volume *= 4) buffers.emplace_back(static_cast<size_t>(volume / 4));
-    for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp_); });
-    const std::vector<double> t = timed(payload, 16, prepares);
+    std::vector<int64_t> volumes;
+    for (int64_t volume = 256 << 10; volume <= max_streamed_; volume *= 4) volumes.push_back(volume);
+    constexpr int kRounds = 16;
     EfficiencyCurve c;
-    for (size_t i = 0; i < buffers.size(); ++i)
-      c.points.emplace_back(4.0 * static_cast<double>(buffers[i].size()), std::max(0.0, t[i] - base));
+    if (!compute_) {
+      std::vector<std::vector<float>> buffers;
+      std::vector<std::function<void()>> prepares;
+      for (int64_t volume : volumes) buffers.emplace_back(static_cast<size_t>(volume / 4));
+      for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp_); });
+      const std::vector<double> t = timed(payload, kRounds, prepares);
+      for (size_t i = 0; i < volumes.size(); ++i)
+        c.points.emplace_back(static_cast<double>(volumes[i]), std::max(0.0, t[i] - base));
+      return non_decreasing(c);
+    }
+    std::vector<std::vector<double>> moved(volumes.size());
+    std::vector<std::function<void()>> prepares;
+    for (size_t i = 0; i < volumes.size(); ++i)
+      prepares.push_back([this, &moved, &volumes, i] { moved[i].push_back(compute_(volumes[i])); });
+    const std::vector<std::vector<double>> t = own_times(payload, kRounds, prepares);
+    std::vector<float> flat;  // every run's time, both ranks' mean
+    for (const auto& runs : t) flat.insert(flat.end(), runs.begin(), runs.end());
+    comm_.all_reduce(flat.data(), static_cast<int64_t>(flat.size()), DType::f32, ReduceOp::mean, axes_);
+    std::map<int, std::pair<std::vector<double>, std::vector<double>>> bins;  // bin -> (bytes, seconds)
+    size_t k = 0;
+    for (size_t i = 0; i < volumes.size(); ++i)
+      for (size_t r = 0; r < t[i].size(); ++r, ++k) {
+        const double bytes = moved[i][r + 1];  // moved[i][0]: the warm-up round
+        const int bin = static_cast<int>(std::floor(std::log(bytes / (256 << 10)) / std::log(4.0)));
+        bins[std::max(bin, 0)].first.push_back(bytes);
+        bins[std::max(bin, 0)].second.push_back(flat[k]);
+      }
+    for (const auto& [bin, runs] : bins)
+      if (runs.first.size() >= 8) c.points.emplace_back(median(runs.first), std::max(0.0, median(runs.second) - base));
     return non_decreasing(c);
   }
 
@@ -409,6 +460,7 @@ class PathMeasure {
   OwnTimer timer_;
   Slots slots_;
   int64_t evict_bytes_, max_streamed_;
+  std::function<double(int64_t)> compute_;
   std::vector<size_t> axes_{0};
   size_t rep_ = 0;
   float stamp_ = 0;
@@ -438,7 +490,8 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
                            const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
-                           double budget, int64_t evict_bytes, int64_t max_streamed) {
+                           double budget, int64_t evict_bytes, int64_t max_streamed,
+                           const std::function<double(int64_t)>& compute) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
@@ -475,7 +528,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
 
   std::optional<PathMeasure> paths;
   if (max_streamed > evict_bytes) {
-    paths.emplace(comm, barrier, evict_bytes, max_streamed);
+    paths.emplace(comm, barrier, evict_bytes, max_streamed, compute);
     paths->probes(fit);
   }
   if (fit.eager_limit > 0) {

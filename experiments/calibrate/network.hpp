@@ -66,19 +66,23 @@ struct PathProbe {
 // Of what streaming adds to a probe (cold - hot), the share an 8 B all_reduce removes (`any`: the
 // state every collective touches) and the further share the all_to_all removes (`path`: the
 // probe's path, e.g. the single copy), each in [0, 1] with any + path <= 1; the rest is the
-// all_gather's own. HardwareSpec takes `any` (eager_path_share, copy_path_share) and prices the
-// rest as the kind's own: the simulator does not use `path` (calibrate prints the probes it comes
-// from). In this loop an all_to_all warms a later all_gather's single copy about as well as another
-// all_gather does (4 KiB per peer, two local ranks: 127 µs cold, 92 after an 8 B all_reduce, 36
-// after an all_to_all, 32 after an all_gather, each 8 MiB before it), but in a step it does not:
-// the MPI executor's reduce_scatters of 8 KiB (4 KiB to the peer) 0.4 ms (2.2 MB) after a ragged
-// all_to_all took 61-154 µs (bench_sim_mpi, small.toml, ep), as long as the step's cold all_gathers. The simulator follows the step. (Not the cause,
-// measured in a scratch MPI program: 450 KB of distinct code run in between, +7 µs; one rank
-// arriving 3 ms early, +10 µs; buffers spread over 1 GiB, 15-22 µs.)
+// all_gather's own. HardwareSpec takes `any` (eager_path_share, copy_path_share) and, for the
+// single copies, `path` (copy_warm_share): a single copy warms the next one of any kind, as a
+// single copy's state (Open MPI's rendezvous code, the kernel's page walk of the peer) is the same
+// whatever the collective. Two local ranks, 4 KiB per peer, after 128 MiB streamed and 8 MiB
+// before the all_gather: 27.5 µs cold, 29.1 after an 8 B all_reduce, 22.7 after an all_to_all,
+// 20.8 after the same all_gather (path 0.87 of the 6.7 µs). An earlier stop priced it from the
+// kind only, because in a step the router's reduce_scatters 2 MB after a ragged all_to_all took as
+// long as a cold all_gather; with the curve measured after a stream, which colds the path about
+// ten times later per byte than the step's ops (measure_network's `compute`), the path share had
+// made them far too cheap (docs/formulas.md, "Latency after streaming").
 struct PathShares {
   double any = 1, path = 0;
 };
 PathShares shares_of(const PathProbe& p);
+// A path's shares: the medians of shares_of over the probes of lo < payload <= hi, `path` at most
+// 1 - `any` (two medians of pairs that each sum to at most 1 can sum past it).
+PathShares path_shares(const std::vector<PathProbe>& probes, double lo, double hi);
 
 // The library's protocol switch, from the hot times (the same all_gather just before): the largest
 // payload before the step to the next probe of the largest ratio, when that ratio is at least 1.5,
@@ -107,6 +111,7 @@ struct NetworkFit {
   EfficiencyCurve eager_latency_after_streaming;  // eager_limit > 0
   double eager_path_share = 1;                    // HardwareSpec's, from the probes (shares_of)
   double copy_path_share = 1;
+  double copy_warm_share = 0;                     // HardwareSpec's: the single copies' `path` share
   std::vector<PathProbe> path_probes;             // what eager_limit was decided from
   // Each kind's own α and e(V) (HardwareSpec::collective_kinds), fitted as above from its samples
   // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: its formula has
@@ -158,15 +163,20 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 // (evict_bytes: the buffer streamed through first). `barrier` synchronises the ranks. Then, when
 // max_streamed > evict_bytes, the paths: PathProbe at payloads 128 B · 2^i up to 128 KiB after
 // streaming min(max_streamed, 128 MiB), eager_limit from them, and each path's curve: an all_gather
-// (8 KiB per peer; the eager path's 512 B) timed after streaming 256 KiB · 4^i up to max_streamed,
-// its own time above its sample's. Unlike the samples, these are timed as a step's trace times a
-// collective: no barrier just before (that would warm the eager path), each on its own buffers.
+// (8 KiB per peer; the eager path's 512 B) timed after 256 KiB · 4^i up to max_streamed bytes of
+// compute, its own time above its sample's. The compute is `compute(bytes)` when given (calibrate
+// --model: the model's step, its ops in program order, moving about that many bytes as the
+// simulator counts them, and returning what they moved; each run placed at those bytes, in bins
+// 4x wide), else a stream through a buffer of that size. Two local ranks, small.toml: 6.1 µs above
+// the sample after 2 MiB of the step's ops, 20.0 after 65 MiB, 50.5 after 1 GiB; after a stream
+// (another calibration) 12.0 µs at 16 MiB, 23.2 at 64 MiB, 34.3 at 1 GiB.
 // With an eager limit, every data-movement kind also gets a sample at the first message past it
 // (V = 4 · eager_limit: a rendezvous), so e(V) steps at the switch instead of ramping across it.
 // `copy_price`: the simulator's price of all_reduce's copy of V bytes (CollectiveSample::copy_seconds).
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
                            const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
-                           double budget, int64_t evict_bytes, int64_t max_streamed);
+                           double budget, int64_t evict_bytes, int64_t max_streamed,
+                           const std::function<double(int64_t)>& compute = {});
 
 // One of the model's expert-parallel all_to_alls: its input has a capacity dim (graph/models/
 // moe_routing.hpp), so the MPI executor runs it ragged (executor/mpi/ragged_all_to_all.hpp): an

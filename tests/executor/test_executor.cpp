@@ -146,6 +146,30 @@ TEST_CASE("executor with planning equals the reference interpreter", "[executor]
   }
 }
 
+TEST_CASE("executor: a run in node ranges computes what one run does; a range that skips is refused",
+          "[executor]") {
+  const Graph g = branchy_graph();
+  std::mt19937_64 rng(3);
+  Executor whole(g), pieces(g);
+  for (const Value& v : g.values)
+    if (v.role != ValueRole::computed) {
+      const Tensor t = test::random_tensor(v.type, rng);
+      whole.set(v.id, t);
+      pieces.set(v.id, t);
+    }
+  whole.run();
+  const size_t n = g.nodes.size(), third = n / 3;
+  pieces.run_nodes(0, third);
+  pieces.run_nodes(third, third);  // empty: nothing runs
+  pieces.run_nodes(third, 2 * third);
+  pieces.run_nodes(2 * third, n);
+  for (const GraphOutput& o : g.outputs) CHECK(pieces.get(o.value).data == whole.get(o.value).data);
+  // Only from where the last call stopped (or a new run from 0), and within the graph.
+  pieces.run_nodes(0, third);
+  CHECK_THROWS_WITH(pieces.run_nodes(2 * third, n), Catch::Contains("from node") && Catch::Contains("stopped at"));
+  CHECK_THROWS_WITH(pieces.run_nodes(third, n + 1), Catch::Contains("of " + std::to_string(n) + " nodes"));
+}
+
 TEST_CASE("executor runs a training graph (forward and backward) like the interpreter", "[executor]") {
   const Graph g = test::build_mlp();
   test::expect_outputs_match(g, 3e-5, 0.0);

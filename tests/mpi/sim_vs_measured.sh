@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # experiments/bench_sim_mpi's plumbing at a tiny size (calibrate --smoke): calibrate under
 # mpiexec -n 2 writes a hardware file with the measured network ([ici] torus [2], no async
-# collectives; each collective kind's own α and size curve), every rank writes its trace (trace.json, trace.rank1.json, aligned by
+# collectives; each collective kind's own α and size curve; the cold-cost curve after the model's
+# own ops), every rank writes its trace (trace.json, trace.rank1.json, aligned by
 # clock_origin_us), and for dp, ep and model the measured and simulated collectives match node for
 # node and every kind gets a row. Two ranks on this host; on two network-namespace hosts too when
 # scripts/netns_hosts.sh may create them (root) and no other run is using them (else a message
@@ -38,6 +39,10 @@ for s in settings:
     for kind in ("all_gather", "all_to_all", "reduce_scatter"):  # each kind's own α and curve
         assert f"[ici.{kind}]" in hw, (s, kind)
     assert "ragged_all_to_all_seconds = [[" in hw, s  # the executor's ragged path, timed whole
+    # The paths' cold-cost curve, measured after the model's own ops (calibrate --model).
+    assert "latency_after_streaming = [[" in hw, s
+    cal = open(os.path.join(out, "rep1", s, "calibrate.log")).read()
+    assert "after the model's ops moving" in cal, s
     sim = open(os.path.join(out, "rep1", s, "ep", "sim", "report.md")).read()
     assert "Backing: ragged" in sim, s  # priced as the executor runs: routed rows, the run's loads
 for x in r["rows"]:

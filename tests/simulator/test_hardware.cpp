@@ -55,15 +55,18 @@ TEST_CASE("a calibrated MPI backing's collective keys round-trip (staged copies,
   CHECK(back.eager_latency_after_streaming.points.empty());
   CHECK(back.eager_path_share == 1);
   CHECK(back.copy_path_share == 1);
+  CHECK(back.copy_warm_share == 0);
   h.eager_limit = 2048;
   h.eager_latency_after_streaming.points = {{2.62144e5, 0.0}, {1.34218e8, 5.23e-5}};
   h.eager_path_share = 0.69;
   h.copy_path_share = 0.45;
+  h.copy_warm_share = 0.5;
   const HardwareSpec two = parse_hardware(to_toml(h), "<round trip>");
   CHECK(two.eager_limit == 2048);
   CHECK(two.eager_latency_after_streaming.points == h.eager_latency_after_streaming.points);
   CHECK(two.eager_path_share == 0.69);
   CHECK(two.copy_path_share == 0.45);
+  CHECK(two.copy_warm_share == 0.5);
   CHECK(two.ragged_all_to_all_seconds.points.empty());
   h.ragged_all_to_all_seconds.points = {{81920, 6.59e-5}, {327680, 0.000121}, {1.31072e6, 0.000279}};
   const HardwareSpec ragged = parse_hardware(to_toml(h), "<round trip>");
@@ -219,6 +222,14 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
   // Keys of the second path without two paths would be read and ignored: refused instead.
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "copy_path_share = 0.5\nasync_collectives"), "bad.toml"),
                     Contains("ici.copy_path_share") && Contains("allowed only with eager_limit > 0"));
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "copy_warm_share = 0.5\nasync_collectives"), "bad.toml"),
+                    Contains("ici.copy_warm_share") && Contains("allowed only with eager_limit > 0"));
+  CHECK_THROWS_WITH(
+      parse_hardware(edited("async_collectives",
+                            "eager_limit = 2048\ncopy_path_share = 0.6\ncopy_warm_share = 0.5\nasync_collectives"),
+                     "bad.toml"),
+      Contains("ici.copy_warm_share = 0.5") && Contains("copy_path_share = 0.6") &&
+          Contains("allowed: copy_path_share + copy_warm_share <= 1"));
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "eager_latency_after_streaming = [[1e6, 1e-6]]\nasync_collectives"),
                                    "bad.toml"),
                     Contains("ici.eager_latency_after_streaming") && Contains("allowed only with eager_limit > 0"));

@@ -174,6 +174,21 @@ TEST_CASE("network fit: a probe's shares of its cold cost") {
   CHECK(flat.path == 0);
 }
 
+TEST_CASE("network fit: a path's shares are its probes' medians, summing to at most 1") {
+  // measured_probes()'s single copies (4-32 KiB per peer): any 0.371, 0.478, 0.519, 0.326; path
+  // 0.587, 0.473, 0.692 (clamped to 1 - 0.519 by shares_of), 0.494. The medians (the upper of two
+  // middles, as every median of the fit): 0.478 and 0.494.
+  const sy::PathShares copy = sy::path_shares(measured_probes(), 2048, 32768);
+  CHECK(copy.any == Approx((114.0 - 73.6) / (114.0 - 29.4)));
+  CHECK(copy.path == Approx((94.3 - 50.1) / (123.4 - 34.0)));
+  // Two medians of pairs that each sum to at most 1 can sum past it: the path share gives way.
+  const std::vector<sy::PathProbe> crossed = {{4096, 100e-6, 10e-6, 0, 0}, {8192, 100e-6, 90e-6, 0, 0}};
+  const sy::PathShares c = sy::path_shares(crossed, 2048, 32768);
+  CHECK(c.any == Approx(0.9));
+  CHECK(c.path == Approx(0.1));
+  CHECK(sy::path_shares(crossed, 4096, 32768).path == Approx(0.9));  // the 8 KiB probe alone: its own
+}
+
 TEST_CASE("network fit: a cold-cost curve never falls as more is streamed") {
   // Two local ranks (calibrate, 2026-12-06): the eager path's curve, µs after 256 KiB .. 1 GiB.
   sy::EfficiencyCurve c;

@@ -496,6 +496,47 @@ TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any
   CHECK(extra(one, e) == Approx(0.5 * 20e-6));
 }
 
+TEST_CASE("MPI backing: a single copy's warm share counts from any single copy, not from an eager message",
+          "[simulator][collective]") {
+  // x [n 1e6], y [m 16] over data:4, in program order: a = x·2 (8 MB) -> r1 = all_reduce(a) (a
+  // 4 MB message: a single copy) -> b = r1·2 (8 MB) -> e = all_gather(y) (64 B: eager) ->
+  // s = reduce_scatter(b) (1 MB to each peer: a single copy). Single copies: the curve log-linear
+  // from 4 MB (0 s) to 16 MB (20 µs), a quarter warmed by any collective, half by any single copy.
+  Graph g;
+  Builder bl(g);
+  Expr x = bl.input("x", {{"n", 1'000'000}});
+  Expr y = bl.input("y", {{"m", 16}});
+  Expr a = scale(x, 2.0);
+  Expr r1 = all_reduce(a, {{"data", 4}});
+  Expr b = scale(r1, 2.0);
+  Expr e = all_gather(y, {{"data", 4}}, "m");
+  Expr s = reduce_scatter(b, {{"data", 4}}, "n");
+  bl.output("s", s);
+  bl.output("e", e);
+  Lowered L;
+  L.graph = g;
+  L.mesh = parse_mesh("data:4");
+  HardwareSpec hw = simple_chip();
+  const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
+  hw.latency_after_streaming.points = {{4e6, 0.0}, {16e6, 20e-6}};
+  hw.eager_limit = 4096;
+  hw.eager_latency_after_streaming.points = {{4e6, 0.0}, {16e6, 40e-6}};
+  hw.copy_path_share = 0.25;
+  hw.copy_warm_share = 0.5;
+  const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
+  auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  CHECK(op_of(cold, g, s.id).message_bytes == 1e6);
+  // s: any collective (e) just before: 0; the last single copy (r1) 8 MB before: 10 µs; its own
+  // kind the whole 16 MB step before: 20 µs.
+  CHECK(extra(cold, s) == Approx(0.25 * 0 + 0.5 * 10e-6 + 0.25 * 20e-6));
+  // r1: s (the step before's last collective and single copy) 8 MB before; its own 16 MB.
+  CHECK(extra(cold, r1) == Approx(0.25 * 10e-6 + 0.5 * 10e-6 + 0.25 * 20e-6));
+  // Without the warm share, the half warmed by r1 is s's own again.
+  hw.copy_warm_share = 0;
+  const SimResult own = simulate(L, hw, SimOptions{.fusion = false});
+  CHECK(extra(own, s) == Approx(0.25 * 0 + 0.75 * 20e-6));
+}
+
 TEST_CASE("sy executor backing: one-hot einsums priced over their nonzeros, every op its own kernel",
           "[simulator][sparse]") {
   // p = one_hot(ids [n 2048], e 8) [n, e]: 2,048 nonzeros of 16,384 (kept as a list: its only
