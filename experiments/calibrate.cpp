@@ -27,7 +27,9 @@
 //                 includes what they share, memory bandwidth above all; each time is the slower
 //                 rank's, as a synchronous step goes at its slowest device's pace), then the collectives
 //                 between them (experiments/calibrate/network.hpp): [ici] holds the fitted
-//                 hop_latency, link_bandwidth and reduction_bandwidth on a torus of 2. Run it in
+//                 hop_latency, link_bandwidth and reduction_bandwidth on a torus of 2, and the
+//                 cold costs of the library's paths, measured after --model's per-device programs
+//                 run without their collectives (StepCompute; else after a stream). Run it in
 //                 the setting to be predicted (two ranks on one host, or on two hosts).
 // One process: the [ici] section holds placeholders for a single-device mesh. Either way
 // async_collectives = false: the sy executors run a collective on the thread that runs compute.

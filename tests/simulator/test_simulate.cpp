@@ -440,20 +440,51 @@ TEST_CASE("MPI backing: a collective pays its staging copies and the latency of 
   CHECK(op_of(cold, g, r2.id).duration == Approx(op_of(plain, g, r2.id).duration));
 }
 
-TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any collective, the rest from its kind",
-          "[simulator][collective]") {
-  // x [n 1e6], y [m 16] over data:4, in program order: a = x·2 (8 MB streamed) -> r1 = all_reduce(a)
-  // (a 4 MB message: a single copy) -> b = r1·2 (8 MB) -> k = reduce_scatter(y) (16 B to each peer:
-  // eager) -> e = all_gather(y) (64 B: eager) -> c = b·2 (8 MB) -> r2 = all_reduce(c) (single copy).
-  // eager_limit 4 KiB; single copies: the curve log-linear from 4 MB (0 s) to 16 MB (20 µs), a
-  // quarter shared; eager: from 4 MB (0 s) to 16 MB (40 µs), half shared.
-  Graph g;
-  Builder bl(g);
+namespace {
+
+// A graph on data:4 (its collectives' axis), as lower() would hand it to simulate.
+Lowered on_data4(const Graph& g) {
+  Lowered L;
+  L.graph = g;
+  L.mesh = parse_mesh("data:4");
+  return L;
+}
+
+// simple_chip with a CPU MPI backing's two paths: eager messages up to 4 KiB per peer. Single
+// copies' cold cost log-linear from 4 MB (0 s) to 16 MB (20 µs), a quarter shared with every
+// collective; eager messages' from 4 MB (0 s) to 16 MB (40 µs), half shared.
+HardwareSpec two_paths_chip() {
+  HardwareSpec hw = simple_chip();
+  hw.latency_after_streaming.points = {{4e6, 0.0}, {16e6, 20e-6}};
+  hw.eager_limit = 4096;
+  hw.eager_latency_after_streaming.points = {{4e6, 0.0}, {16e6, 40e-6}};
+  hw.copy_path_share = 0.25;
+  hw.eager_path_share = 0.5;
+  return hw;
+}
+
+// The start of the cold-cost tests' programs: x [n 1e6] and y [m 16] over data:4, a = x·2 (8 MB
+// streamed) -> r1 = all_reduce(a) (a 4 MB message: a single copy) -> b = r1·2 (8 MB).
+struct ColdChain {
+  Expr y, r1, b;
+};
+ColdChain cold_chain(Builder& bl) {
   Expr x = bl.input("x", {{"n", 1'000'000}});
   Expr y = bl.input("y", {{"m", 16}});
   Expr a = scale(x, 2.0);
   Expr r1 = all_reduce(a, {{"data", 4}});
-  Expr b = scale(r1, 2.0);
+  return {y, r1, scale(r1, 2.0)};
+}
+
+}  // namespace
+
+TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any collective, the rest from its kind",
+          "[simulator][collective]") {
+  // cold_chain, then k = reduce_scatter(y) (16 B to each peer: eager) -> e = all_gather(y) (64 B:
+  // eager) -> c = b·2 (8 MB) -> r2 = all_reduce(c) (single copy). two_paths_chip.
+  Graph g;
+  Builder bl(g);
+  const auto [y, r1, b] = cold_chain(bl);
   Expr k = reduce_scatter(y, {{"data", 4}}, "m");
   Expr e = all_gather(y, {{"data", 4}}, "m");
   Expr c = scale(b, 2.0);
@@ -461,16 +492,9 @@ TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any
   bl.output("r2", r2);
   bl.output("k", k);
   bl.output("e", e);
-  Lowered L;
-  L.graph = g;
-  L.mesh = parse_mesh("data:4");
-  HardwareSpec hw = simple_chip();
-  const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
-  hw.latency_after_streaming.points = {{4e6, 0.0}, {16e6, 20e-6}};
-  hw.eager_limit = 4096;
-  hw.eager_latency_after_streaming.points = {{4e6, 0.0}, {16e6, 40e-6}};
-  hw.copy_path_share = 0.25;
-  hw.eager_path_share = 0.5;
+  const Lowered L = on_data4(g);
+  const SimResult plain = simulate(L, simple_chip(), SimOptions{.fusion = false});
+  HardwareSpec hw = two_paths_chip();
   const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
   auto extra = [&](const SimResult& s, Expr v) { return op_of(s, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
   CHECK(op_of(cold, g, r1.id).message_bytes == 4e6);
@@ -498,30 +522,18 @@ TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any
 
 TEST_CASE("MPI backing: a single copy's warm share counts from any single copy, not from an eager message",
           "[simulator][collective]") {
-  // x [n 1e6], y [m 16] over data:4, in program order: a = x·2 (8 MB) -> r1 = all_reduce(a) (a
-  // 4 MB message: a single copy) -> b = r1·2 (8 MB) -> e = all_gather(y) (64 B: eager) ->
-  // s = reduce_scatter(b) (1 MB to each peer: a single copy). Single copies: the curve log-linear
-  // from 4 MB (0 s) to 16 MB (20 µs), a quarter warmed by any collective, half by any single copy.
+  // cold_chain, then e = all_gather(y) (64 B: eager) -> s = reduce_scatter(b) (1 MB to each peer:
+  // a single copy). two_paths_chip, half of a single copy's cold cost warmed by any single copy.
   Graph g;
   Builder bl(g);
-  Expr x = bl.input("x", {{"n", 1'000'000}});
-  Expr y = bl.input("y", {{"m", 16}});
-  Expr a = scale(x, 2.0);
-  Expr r1 = all_reduce(a, {{"data", 4}});
-  Expr b = scale(r1, 2.0);
+  const auto [y, r1, b] = cold_chain(bl);
   Expr e = all_gather(y, {{"data", 4}}, "m");
   Expr s = reduce_scatter(b, {{"data", 4}}, "n");
   bl.output("s", s);
   bl.output("e", e);
-  Lowered L;
-  L.graph = g;
-  L.mesh = parse_mesh("data:4");
-  HardwareSpec hw = simple_chip();
-  const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
-  hw.latency_after_streaming.points = {{4e6, 0.0}, {16e6, 20e-6}};
-  hw.eager_limit = 4096;
-  hw.eager_latency_after_streaming.points = {{4e6, 0.0}, {16e6, 40e-6}};
-  hw.copy_path_share = 0.25;
+  const Lowered L = on_data4(g);
+  const SimResult plain = simulate(L, simple_chip(), SimOptions{.fusion = false});
+  HardwareSpec hw = two_paths_chip();
   hw.copy_warm_share = 0.5;
   const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
   auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
