@@ -60,6 +60,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <iostream>
 #include <random>
@@ -321,60 +322,54 @@ sy::Graph compute_of(const sy::Graph& program) {
 
 // The model's step as the compute between two collectives (experiments/calibrate/network.hpp's
 // curves): its per-device programs without their collectives, one executor each (one memory plan,
-// as a step's), run in program order, the programs in turn, each call from where the last stopped.
+// as a step's), run segment by segment: a segment is the ops between two of the program's
+// collectives, so each gap a probe measures is one the step has.
 class StepCompute {
  public:
   StepCompute(const std::vector<sy::Graph>& programs, int threads) {
-    for (const sy::Graph& p : programs) programs_.push_back({std::make_unique<TimedGraph>(compute_of(p), threads), node_bytes(p)});
+    for (const sy::Graph& p : programs) {
+      Program c{std::make_unique<TimedGraph>(compute_of(p), threads), {}, {}};
+      for (const sy::Node& n : p.nodes) {
+        if (sy::is_collective(n.kind)) {  // a segment ends here (an empty one is dropped)
+          if (c.ends.empty() ? !c.bytes.empty() : c.ends.back() < c.bytes.size()) c.ends.push_back(c.bytes.size());
+          continue;
+        }
+        std::vector<sy::TensorType> in, out;
+        for (sy::ValueId v : n.inputs) in.push_back(p.type(v));
+        for (sy::ValueId v : n.outputs) out.push_back(p.type(v));
+        const sy::OpCost cost = sy::op_def(n.kind).cost(in, out, n.attrs);
+        c.bytes.push_back(cost.bytes_read + cost.bytes_written);
+      }
+      if (c.ends.empty() || c.ends.back() < c.bytes.size()) c.ends.push_back(c.bytes.size());
+      segments_ += c.ends.size();
+      programs_.push_back(std::move(c));
+    }
   }
   bool empty() const { return programs_.empty(); }
-  // Runs ops until they have read and written about `bytes` (as the simulator counts them): at
-  // least that many, unless the next node would take them past twice as many (it is left for the
-  // next call; the first node always runs). Returns the bytes they moved.
-  double run(int64_t bytes) {
-    const double want = static_cast<double>(bytes);
-    double done = 0;
-    while (done < want) {
-      Program& p = programs_[program_];
-      const size_t first = node_;
-      while (node_ < p.bytes.size() && done < want) {
-        if (done > 0 && done + p.bytes[node_] > 2 * want) return finish(p, first, done);
-        done += p.bytes[node_++];
-      }
-      finish(p, first, done);
+  // Segments of all the programs.
+  size_t segments() const { return segments_; }
+  // Runs the next segment (after the last program's last one, the first program's first); returns
+  // the bytes its ops read and wrote, as the simulator counts them.
+  double run_segment() {
+    Program& p = programs_[program_];
+    const size_t first = segment_ == 0 ? 0 : p.ends[segment_ - 1], last = p.ends[segment_];
+    p.graph->run_nodes(first, last);
+    if (++segment_ == p.ends.size()) {
+      segment_ = 0;
+      program_ = (program_ + 1) % programs_.size();
     }
-    return done;
+    return std::accumulate(p.bytes.begin() + static_cast<std::ptrdiff_t>(first),
+                           p.bytes.begin() + static_cast<std::ptrdiff_t>(last), 0.0);
   }
 
  private:
   struct Program {
     std::unique_ptr<TimedGraph> graph;
     std::vector<double> bytes;  // per node of compute_of(program)
+    std::vector<size_t> ends;   // each segment's end among those nodes
   };
-  // Each compute node's bytes read and written (compute_of keeps the program's nodes in order).
-  static std::vector<double> node_bytes(const sy::Graph& program) {
-    std::vector<double> b;
-    for (const sy::Node& n : program.nodes) {
-      if (sy::is_collective(n.kind)) continue;
-      std::vector<sy::TensorType> in, out;
-      for (sy::ValueId v : n.inputs) in.push_back(program.type(v));
-      for (sy::ValueId v : n.outputs) out.push_back(program.type(v));
-      const sy::OpCost c = sy::op_def(n.kind).cost(in, out, n.attrs);
-      b.push_back(c.bytes_read + c.bytes_written);
-    }
-    return b;
-  }
-  // Runs p's nodes from `first` to the cursor; at the program's end, the next program starts.
-  double finish(Program& p, size_t first, double done) {
-    p.graph->run_nodes(first, node_);
-    if (node_ == p.bytes.size()) {
-      node_ = 0;
-      program_ = (program_ + 1) % programs_.size();
-    }
-    return done;
-  }
   std::vector<Program> programs_;
-  size_t program_ = 0, node_ = 0;
+  size_t program_ = 0, segment_ = 0, segments_ = 0;
 };
 
 // The buffer each rank streams through before a timed collective, standing for the compute between
@@ -646,7 +641,7 @@ int run(int argc, char** argv) {
         model_collectives,
         [&](double bytes) { return sy::staging_copy_time(h, sy::DType::f32, bytes); },  // as simulate prices it
         smoke ? 0.0 : quick ? 0.05 : 0.2, evict_bytes(), smoke ? 2 * evict_bytes() : quick ? int64_t{512} << 20 : int64_t{2} << 30,
-        step.empty() ? std::function<double(int64_t)>{} : [&](int64_t bytes) { return step.run(bytes); });
+        step.empty() ? std::function<double()>{} : [&] { return step.run_segment(); }, step.segments());
     for (const sy::CollectiveSample& s : net.samples)
       fmt::print("{:<11} {:>10}  measured {:10.1f} µs  fitted {:10.1f} µs{}\n", s.kind, sy::format_bytes(s.bytes),
                  s.seconds * 1e6, net.predict(s) * 1e6,
@@ -671,7 +666,7 @@ int run(int argc, char** argv) {
                net.eager_limit > 0 ? fmt::format(", of a single copy's {:.2f} (and {:.2f} by any single copy)",
                                                  net.copy_path_share, net.copy_warm_share)
                                    : "");
-    const char* between = step.empty() ? "streaming" : "the model's ops moving";
+    const char* between = step.empty() ? "streaming" : "a segment of the model's step moving";
     for (const auto& [bytes, seconds] : net.eager_latency_after_streaming.points)
       fmt::print("eager path, after {} {:>10}: a collective takes {:8.1f} µs more\n", between, sy::format_bytes(bytes),
                  seconds * 1e6);

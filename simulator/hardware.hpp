@@ -78,8 +78,8 @@
 //                                       local ranks took 32 µs after another all_gather and 127 µs
 //                                       cold, 136 MiB later (experiments/calibrate/network.hpp measures
 //                                       the curves, relative to the samples α was fitted to, after the
-//                                       model's own ops: they cold the state sooner per byte than a
-//                                       stream). None (TPU: the default): 0
+//                                       segments of the model's own step: a stream's curve has
+//                                       another shape). None (TPU: the default): 0
 //   eager_limit = 2048                  bytes: a collective whose message to one peer is at most this
 //                                       goes through the queues only (Open MPI's eager protocol) and
 //                                       pays eager_latency_after_streaming; a larger one is a

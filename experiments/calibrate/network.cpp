@@ -312,13 +312,14 @@ class Slots {
 class PathMeasure {
  public:
   PathMeasure(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed,
-              const std::function<double(int64_t)>& compute)
+              const std::function<double()>& segment, size_t segments)
       : comm_(comm),
         barrier_(barrier),
         timer_(comm, barrier),
         evict_bytes_(evict_bytes),
         max_streamed_(max_streamed),
-        compute_(compute) {}
+        segment_(segment),
+        segments_(segments) {}
 
   void probes(NetworkFit& fit) {
     // The probes: after streaming `saturated` bytes, a warming collective, then evict_bytes
@@ -407,48 +408,54 @@ class PathMeasure {
     return std::vector<double>(m.begin(), m.end());
   }
 
-  // A curve: the probe's own time after 256 KiB, 1 MiB, ... max_streamed of compute (the volumes
-  // taking turns, 16 rounds), above the same all_gather's sample (after evict_bytes, both ranks
-  // meeting just before). A stream moves its volume exactly: a point per volume, the median of its
-  // rounds. The model's ops move whole nodes, at least the volume and often more (one einsum of
-  // small.toml reads and writes 7.6 MB; a quarter-MiB slice moved 3.1 MiB in the median), so each
-  // run is placed at the bytes it moved: the runs in bins 4x wide from 256 KiB, a point per bin of
-  // at least 8 runs, at the bin's median bytes and median time (the two ranks' mean per run: they
-  // ran the same ops).
+  // A curve: the probe's own time after compute, above the same all_gather's sample (after
+  // evict_bytes, both ranks meeting just before). Without the model's step, after streaming
+  // 256 KiB, 1 MiB, ... max_streamed (the volumes taking turns, 16 rounds): a point per volume, the
+  // median of its rounds. With it, after the step's next segments (the ops between two of its
+  // collectives): one segment (four runs in each round: the step's own gaps), 4, 16, ... up to
+  // 256 (the longer gaps between two single copies), taking turns, 16 rounds. Each run at the
+  // bytes its segments moved, the runs in bins 4x wide (the first below 256 KiB), a point per bin
+  // of at least 8 runs at the bin's median bytes and median time (the two ranks' mean per run:
+  // they ran the same ops).
   EfficiencyCurve curve(const NetworkFit& fit, double payload) {
     double base = 0;
     for (const CollectiveSample& x : fit.samples)
       if (x.kind == "all_gather" && x.bytes == 2 * payload) base = x.seconds;
-    std::vector<int64_t> volumes;
-    for (int64_t volume = 256 << 10; volume <= max_streamed_; volume *= 4) volumes.push_back(volume);
-    constexpr int kRounds = 16;
     EfficiencyCurve c;
-    if (!compute_) {
+    if (!segment_) {
+      std::vector<int64_t> volumes;
+      for (int64_t volume = 256 << 10; volume <= max_streamed_; volume *= 4) volumes.push_back(volume);
       std::vector<std::vector<float>> buffers;
       std::vector<std::function<void()>> prepares;
       for (int64_t volume : volumes) buffers.emplace_back(static_cast<size_t>(volume / 4));
       for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp_); });
-      const std::vector<double> t = timed(payload, kRounds, prepares);
+      const std::vector<double> t = timed(payload, 16, prepares);
       for (size_t i = 0; i < volumes.size(); ++i)
         c.points.emplace_back(static_cast<double>(volumes[i]), std::max(0.0, t[i] - base));
       return non_decreasing(c);
     }
-    std::vector<std::vector<double>> moved(volumes.size());
+    std::vector<size_t> runs_of{1, 1, 1, 1};  // segments per run: the step's gaps, and longer ones
+    for (size_t k = 4; k <= std::min<size_t>(segments_, 256); k *= 4) runs_of.push_back(k);
+    std::vector<std::vector<double>> moved(runs_of.size());
     std::vector<std::function<void()>> prepares;
-    for (size_t i = 0; i < volumes.size(); ++i)
-      prepares.push_back([this, &moved, &volumes, i] { moved[i].push_back(compute_(volumes[i])); });
-    const std::vector<std::vector<double>> t = own_times(payload, kRounds, prepares);
-    std::vector<float> flat;  // every run's time, both ranks' mean
-    for (const auto& runs : t) flat.insert(flat.end(), runs.begin(), runs.end());
-    comm_.all_reduce(flat.data(), static_cast<int64_t>(flat.size()), DType::f32, ReduceOp::mean, axes_);
+    for (size_t i = 0; i < runs_of.size(); ++i)
+      prepares.push_back([&, i] {
+        double bytes = 0;
+        for (size_t k = 0; k < runs_of[i]; ++k) bytes += segment_();
+        moved[i].push_back(bytes);
+      });
+    const std::vector<std::vector<double>> t = own_times(payload, 16, prepares);
+    std::vector<float> mean;  // every run's time, both ranks' mean
+    for (const auto& runs : t) mean.insert(mean.end(), runs.begin(), runs.end());
+    comm_.all_reduce(mean.data(), static_cast<int64_t>(mean.size()), DType::f32, ReduceOp::mean, axes_);
     std::map<int, std::pair<std::vector<double>, std::vector<double>>> bins;  // bin -> (bytes, seconds)
-    size_t k = 0;
-    for (size_t i = 0; i < volumes.size(); ++i)
-      for (size_t r = 0; r < t[i].size(); ++r, ++k) {
+    size_t at = 0;
+    for (size_t i = 0; i < runs_of.size(); ++i)
+      for (size_t r = 0; r < t[i].size(); ++r, ++at) {
         const double bytes = moved[i][r + 1];  // moved[i][0]: the warm-up round
-        const int bin = static_cast<int>(std::floor(std::log(bytes / (256 << 10)) / std::log(4.0)));
-        bins[std::max(bin, 0)].first.push_back(bytes);
-        bins[std::max(bin, 0)].second.push_back(flat[k]);
+        const int bin = bytes < (256 << 10) ? 0 : 1 + static_cast<int>(std::log(bytes / (256 << 10)) / std::log(4.0));
+        bins[bin].first.push_back(bytes);
+        bins[bin].second.push_back(mean[at]);
       }
     for (const auto& [bin, runs] : bins)
       if (runs.first.size() >= 8) c.points.emplace_back(median(runs.first), std::max(0.0, median(runs.second) - base));
@@ -460,7 +467,8 @@ class PathMeasure {
   OwnTimer timer_;
   Slots slots_;
   int64_t evict_bytes_, max_streamed_;
-  std::function<double(int64_t)> compute_;
+  std::function<double()> segment_;
+  size_t segments_ = 0;
   std::vector<size_t> axes_{0};
   size_t rep_ = 0;
   float stamp_ = 0;
@@ -491,7 +499,7 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
                            const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
                            double budget, int64_t evict_bytes, int64_t max_streamed,
-                           const std::function<double(int64_t)>& compute) {
+                           const std::function<double()>& segment, size_t segments) {
   SY_CHECK(comm.mesh().devices() == 2, "measure_network: {} devices; the fit is for 2", comm.mesh().devices());
   const std::vector<size_t> axes{0};
   NetworkFit fit;
@@ -528,7 +536,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
 
   std::optional<PathMeasure> paths;
   if (max_streamed > evict_bytes) {
-    paths.emplace(comm, barrier, evict_bytes, max_streamed, compute);
+    paths.emplace(comm, barrier, evict_bytes, max_streamed, segment, segments);
     paths->probes(fit);
   }
   if (fit.eager_limit > 0) {

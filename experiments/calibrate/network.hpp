@@ -73,9 +73,9 @@ struct PathProbe {
 // before the all_gather: 27.5 µs cold, 29.1 after an 8 B all_reduce, 22.7 after an all_to_all,
 // 20.8 after the same all_gather (path 0.87 of the 6.7 µs). An earlier stop priced it from the
 // kind only, because in a step the router's reduce_scatters 2 MB after a ragged all_to_all took as
-// long as a cold all_gather; with the curve measured after a stream, which colds the path about
-// ten times later per byte than the step's ops (measure_network's `compute`), the path share had
-// made them far too cheap (docs/formulas.md, "Latency after streaming").
+// long as a cold all_gather; with the curve measured after a stream, whose shape is not the
+// step's (measure_network's `segment`), the path share had made them far too cheap
+// (docs/formulas.md, "Latency after streaming").
 struct PathShares {
   double any = 1, path = 0;
 };
@@ -164,19 +164,20 @@ std::vector<CollectiveSize> network_sample_sizes(double max_bytes, const std::ve
 // max_streamed > evict_bytes, the paths: PathProbe at payloads 128 B · 2^i up to 128 KiB after
 // streaming min(max_streamed, 128 MiB), eager_limit from them, and each path's curve: an all_gather
 // (8 KiB per peer; the eager path's 512 B) timed after 256 KiB · 4^i up to max_streamed bytes of
-// compute, its own time above its sample's. The compute is `compute(bytes)` when given (calibrate
-// --model: the model's step, its ops in program order, moving about that many bytes as the
-// simulator counts them, and returning what they moved; each run placed at those bytes, in bins
-// 4x wide), else a stream through a buffer of that size. Two local ranks, small.toml: 6.1 µs above
-// the sample after 2 MiB of the step's ops, 20.0 after 65 MiB, 50.5 after 1 GiB; after a stream
-// (another calibration) 12.0 µs at 16 MiB, 23.2 at 64 MiB, 34.3 at 1 GiB.
+// compute, its own time above its sample's. The compute is the model's step when `segment` is
+// given (calibrate --model: each call runs the ops up to the step's next collective and returns
+// the bytes they moved, as the simulator counts them; `segments` of them make the step): runs of
+// 1, 4, 16, ... segments, each placed at the bytes it moved, in bins 4x wide. Else a stream
+// through a buffer of each volume. Two local ranks, small.toml: after the step's segments the
+// single copy's curve is 1.4-2.1 µs at 1.3 MiB, 4.4-11.8 at 32 MiB, 26.4-35.6 at 132 MiB (5
+// calibrations); after a stream 12.0 µs at 16 MiB, 23.2 at 64 MiB, 31.6 at 256 MiB (one).
 // With an eager limit, every data-movement kind also gets a sample at the first message past it
 // (V = 4 · eager_limit: a rendezvous), so e(V) steps at the switch instead of ramping across it.
 // `copy_price`: the simulator's price of all_reduce's copy of V bytes (CollectiveSample::copy_seconds).
 NetworkFit measure_network(Communicator& comm, const std::function<void()>& barrier, double max_bytes,
                            const std::vector<CollectiveSize>& wanted, const std::function<double(double)>& copy_price,
                            double budget, int64_t evict_bytes, int64_t max_streamed,
-                           const std::function<double(int64_t)>& compute = {});
+                           const std::function<double()>& segment = {}, size_t segments = 0);
 
 // One of the model's expert-parallel all_to_alls: its input has a capacity dim (graph/models/
 // moe_routing.hpp), so the MPI executor runs it ragged (executor/mpi/ragged_all_to_all.hpp): an

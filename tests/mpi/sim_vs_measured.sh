@@ -42,7 +42,7 @@ for s in settings:
     # The paths' cold-cost curve, measured after the model's own ops (calibrate --model).
     assert "latency_after_streaming = [[" in hw, s
     cal = open(os.path.join(out, "rep1", s, "calibrate.log")).read()
-    assert "after the model's ops moving" in cal, s
+    assert "after a segment of the model's step moving" in cal, s
     sim = open(os.path.join(out, "rep1", s, "ep", "sim", "report.md")).read()
     assert "Backing: ragged" in sim, s  # priced as the executor runs: routed rows, the run's loads
 for x in r["rows"]:
