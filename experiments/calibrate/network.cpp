@@ -506,33 +506,54 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   HostFloats in, out;
   std::vector<float> evict(static_cast<size_t>(evict_bytes / 4), 0.0f);
   float stamp = 0;
-  // One sample: `kind` on V = `bytes`, each repetition prepared as a step would (the header).
+  // The samples of `sizes` (`kind` on V = `bytes`), each repetition prepared as a step would (the
+  // header). The sizes take turns: each round runs one repetition of every size still measuring,
+  // so the machine's drift reaches every size alike. Measured one size after another, a size's
+  // repetitions all fell in one stretch of the machine's weather: on two network-namespace hosts
+  // the 512 KiB all_reduce came out 773 µs between 230 µs at 256 KiB and 426 µs at 640 KiB, and
+  // the step's 512 KiB all_reduces were priced +122 %. A size measures while its collective time
+  // is under `budget` (both ranks agreeing), 6 to 99 repetitions after one warm-up; all on one
+  // pair of buffers of the largest size (on huge pages, as a step's arena).
   OwnTimer timer(comm, barrier);
-  auto sample_at = [&](const char* kind, double bytes) {
-    const CollectiveNode n = node_for(comm, kind, static_cast<int64_t>(bytes));
-    in.assign(static_cast<size_t>(num_elements(n.in.shape)));
-    out.assign(static_cast<size_t>(num_elements(n.out.shape)));
-    std::vector<double> times;
-    double spent = 0;
-    for (int r = 0; r < 100; ++r) {
-      stamp += 1;
-      stream_through(evict, stamp);            // the compute between two collectives
-      std::fill(in.begin(), in.end(), stamp);  // the input's producer
-      barrier();                               // both ranks start together
-      const double t = timer.time(n, in.data(), out.data());  // from the later start: no barrier skew
-      if (r > 0) times.push_back(t);  // the first is a warm-up
-      spent += t;
-      // Both ranks must agree on whether to go on: while either has budget left.
-      float go = spent < budget ? 1.0f : 0.0f;
-      comm.all_reduce(&go, 1, DType::f32, ReduceOp::max, axes);
-      if (r >= 6 && go == 0) break;
+  auto sample_all = [&](const std::vector<CollectiveSize>& sizes) {
+    if (sizes.empty()) return std::vector<CollectiveSample>{};
+    std::vector<CollectiveNode> nodes;
+    size_t most_in = 0, most_out = 0;
+    for (const CollectiveSize& size : sizes) {
+      nodes.push_back(node_for(comm, size.kind.c_str(), static_cast<int64_t>(size.bytes)));
+      most_in = std::max(most_in, static_cast<size_t>(num_elements(nodes.back().in.shape)));
+      most_out = std::max(most_out, static_cast<size_t>(num_elements(nodes.back().out.shape)));
     }
-    CollectiveSample sample{kind, bytes, median(times)};
-    if (n.kind == OpKind::all_reduce) sample.copy_seconds = copy_price(bytes);
-    return sample;
+    in.assign(most_in);
+    out.assign(most_out);
+    std::vector<std::vector<double>> times(sizes.size());
+    std::vector<double> spent(sizes.size(), 0.0);
+    std::vector<float> go(sizes.size(), 1.0f);
+    for (int r = 0; r < 100; ++r) {
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        if (r > 6 && go[i] == 0) continue;
+        stamp += 1;
+        stream_through(evict, stamp);  // the compute between two collectives
+        std::fill(in.data(), in.data() + num_elements(nodes[i].in.shape), stamp);  // the input's producer
+        barrier();                                                          // both ranks start together
+        const double t = timer.time(nodes[i], in.data(), out.data());  // from the later start: no barrier skew
+        if (r > 0) times[i].push_back(t);  // the first is a warm-up
+        spent[i] += t;
+      }
+      // Both ranks must agree on which sizes go on: those either has budget left for.
+      for (size_t i = 0; i < sizes.size(); ++i) go[i] = spent[i] < budget ? 1.0f : 0.0f;
+      comm.all_reduce(go.data(), static_cast<int64_t>(go.size()), DType::f32, ReduceOp::max, axes);
+      if (r >= 6 && std::all_of(go.begin(), go.end(), [](float g) { return g == 0; })) break;
+    }
+    std::vector<CollectiveSample> samples;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      CollectiveSample sample{sizes[i].kind, sizes[i].bytes, median(times[i])};
+      if (nodes[i].kind == OpKind::all_reduce) sample.copy_seconds = copy_price(sizes[i].bytes);
+      samples.push_back(sample);
+    }
+    return samples;
   };
-  for (const CollectiveSize& size : network_sample_sizes(max_bytes, wanted))
-    fit.samples.push_back(sample_at(size.kind.c_str(), size.bytes));
+  fit.samples = sample_all(network_sample_sizes(max_bytes, wanted));
 
   std::optional<PathMeasure> paths;
   if (max_streamed > evict_bytes) {
@@ -546,11 +567,15 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
     // router's 4 KiB-per-peer all_gather priced at 5 µs). Each data-movement kind at that size
     // (V = 2 · the message), in order among its samples.
     const double v = 4 * fit.eager_limit;
-    for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"}) {
+    std::vector<CollectiveSize> missing;
+    for (const char* kind : {"all_gather", "all_to_all", "reduce_scatter"})
+      if (std::none_of(fit.samples.begin(), fit.samples.end(),
+                       [&](const CollectiveSample& x) { return x.kind == kind && x.bytes == v; }))
+        missing.push_back({kind, v});
+    for (const CollectiveSample& sample : sample_all(missing)) {
       auto at = std::find_if(fit.samples.begin(), fit.samples.end(),
-                             [&](const CollectiveSample& x) { return x.kind == kind && x.bytes >= v; });
-      if (at != fit.samples.end() && at->bytes == v) continue;
-      fit.samples.insert(at, sample_at(kind, v));
+                             [&](const CollectiveSample& x) { return x.kind == sample.kind && x.bytes >= v; });
+      fit.samples.insert(at, sample);
     }
   }
   fit_network(fit);
