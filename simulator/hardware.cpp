@@ -95,8 +95,8 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key, bool seconds = 
   EfficiencyCurve c;
   const toml::node* n = t.node(key);
   if (!n) return c;
-  const char* form = seconds ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds >= 0, e.g. "
-                               "[[6.7e7, 2e-5], [1.07e9, 5e-5]]"
+  const char* form = seconds ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds > -1 (below 0: "
+                               "faster than the samples), e.g. [[1.3e5, -4e-6], [6.7e7, 2e-5], [1.07e9, 5e-5]]"
                              : "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], "
                                "e.g. [[1e6, 0.2], [1e9, 0.7]]";
   const toml::array* a = n->as_array();
@@ -110,7 +110,7 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key, bool seconds = 
     const toml::array* p = e.as_array();
     auto sz = p && p->size() == 2 ? num(p->get(0)) : std::nullopt;
     auto fr = p && p->size() == 2 ? num(p->get(1)) : std::nullopt;
-    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || (seconds ? *fr < 0 : *fr <= 0 || *fr > 1) || (!c.points.empty() && *sz <= c.points.back().first))
+    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || (seconds ? *fr <= -1 : *fr <= 0 || *fr > 1) || (!c.points.empty() && *sz <= c.points.back().first))
       t.fail(key, fmt::format("point {} is not allowed; {}", TomlDocument::value_text(e), form));
     c.points.emplace_back(*sz, *fr);
   }

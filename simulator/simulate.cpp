@@ -282,6 +282,9 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       if (!single_copy || op.eager_preamble)
         cold += two_paths ? cold_on(hw.eager_latency_after_streaming, hw.eager_path_share, 0, op.kind)
                           : cold_on(hw.latency_after_streaming, hw.eager_path_share, 0, op.kind);
+      // Below 0 (a gap shorter than the samples' streaming: a warmer path than theirs), it takes
+      // back at most the α terms: the transfer itself stays.
+      cold = std::max(cold, -op.comm.latency);
       op.comm.latency += cold;
       op.comm.total += cold;
       op.duration = op.own_duration = op.comm.total;

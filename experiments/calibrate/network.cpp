@@ -308,7 +308,7 @@ class Slots {
 
 // The paths (HardwareSpec::eager_limit and the shares from the probes; latency_after_streaming
 // and eager_latency_after_streaming, each curve relative to the all_gather sample of its probe's
-// size, so after the samples).
+// size, so after the samples; below 0 where a gap is shorter than the samples' streaming).
 class PathMeasure {
  public:
   PathMeasure(Communicator& comm, const std::function<void()>& barrier, int64_t evict_bytes, int64_t max_streamed,
@@ -431,7 +431,7 @@ class PathMeasure {
       for (auto& b : buffers) prepares.push_back([&] { stream_through(b, ++stamp_); });
       const std::vector<double> t = timed(payload, 16, prepares);
       for (size_t i = 0; i < volumes.size(); ++i)
-        c.points.emplace_back(static_cast<double>(volumes[i]), std::max(0.0, t[i] - base));
+        c.points.emplace_back(static_cast<double>(volumes[i]), t[i] - base);
       return non_decreasing(c);
     }
     std::vector<size_t> runs_of{1, 1, 1, 1};  // segments per run: the step's gaps, and longer ones
@@ -458,7 +458,7 @@ class PathMeasure {
         bins[bin].second.push_back(mean[at]);
       }
     for (const auto& [bin, runs] : bins)
-      if (runs.first.size() >= 8) c.points.emplace_back(median(runs.first), std::max(0.0, median(runs.second) - base));
+      if (runs.first.size() >= 8) c.points.emplace_back(median(runs.first), median(runs.second) - base);
     return non_decreasing(c);
   }
 

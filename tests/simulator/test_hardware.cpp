@@ -211,10 +211,15 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
   CHECK_THROWS_WITH(parse_hardware(good + "\n[efficiency.op.einsum_x]\ncompute = [[1e6, 0.5]]\n", "bad.toml"),
                     Contains("unknown key efficiency.op.einsum_x; allowed keys in [efficiency.op]:") &&
                         Contains(", einsum, "));
-  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "latency_after_streaming = [[1e6, -1e-6]]\nasync_collectives"),
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "latency_after_streaming = [[1e6, -1.5]]\nasync_collectives"),
                                    "bad.toml"),
                     Contains("ici.latency_after_streaming") &&
-                        Contains("point [1000000.0, -1e-06] is not allowed; allowed: an array of [bytes, seconds] pairs"));
+                        Contains("point [1000000.0, -1.5] is not allowed; allowed: an array of [bytes, seconds] pairs") &&
+                        Contains("seconds > -1 (below 0: faster than the samples)"));
+  // Below 0 is allowed: after less streaming than the samples had, a collective is faster.
+  CHECK(parse_hardware(edited("async_collectives", "latency_after_streaming = [[1e6, -1e-6], [1e8, 3e-5]]\nasync_collectives"),
+                       "good.toml")
+            .latency_after_streaming.at(1e5) == Approx(-1e-6));
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "eager_limit = -4096\nasync_collectives"), "bad.toml"),
                     Contains("ici.eager_limit = -4096") && Contains("bytes per peer; 0: one path"));
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "copy_path_share = 1.5\nasync_collectives"), "bad.toml"),

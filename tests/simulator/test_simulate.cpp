@@ -549,6 +549,40 @@ TEST_CASE("MPI backing: a single copy's warm share counts from any single copy, 
   CHECK(extra(own, s) == Approx(0.25 * 0 + 0.75 * 20e-6));
 }
 
+TEST_CASE("MPI backing: after less streaming than the samples had, a collective is cheaper, by at most its α terms",
+          "[simulator][collective]") {
+  // cold_chain, then k = reduce_scatter(y) (16 B to each peer; after b, 8 MB since r1) and r2 =
+  // all_reduce(b) right after k. One path, all shared, 5 µs per hop; the curve -3 µs at 1 MB
+  // (warmer than the samples, which had more streaming before them), 0 at 4 MB, 20 µs at 16 MB.
+  Graph g;
+  Builder bl(g);
+  const auto [y, r1, b] = cold_chain(bl);
+  Expr k = reduce_scatter(y, {{"data", 4}}, "m");
+  Expr r2 = all_reduce(b, {{"data", 4}});
+  bl.output("r2", r2);
+  bl.output("k", k);
+  const Lowered L = on_data4(g);
+  HardwareSpec hw = simple_chip();
+  hw.hop_latency = 5e-6;
+  const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
+  hw.latency_after_streaming.points = {{1e6, -3e-6}, {4e6, 0.0}, {16e6, 20e-6}};
+  const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
+  auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  // k: 8 MB since r1, 10 µs (log-linear between 4 MB and 16 MB).
+  CHECK(extra(cold, k) == Approx(10e-6));
+  // r2: nothing streamed since k (the curve's first point).
+  CHECK(extra(cold, r2) == Approx(-3e-6));
+  CHECK(op_of(cold, g, r2.id).duration == Approx(op_of(plain, g, r2.id).duration - 3e-6));
+  // A curve below the α terms takes them back and no more: the transfer stays.
+  hw.latency_after_streaming.points = {{1e6, -1.0}, {4e6, 0.0}};
+  const SimResult floor = simulate(L, hw, SimOptions{.fusion = false});
+  const CollectiveTime r2_plain = op_of(plain, g, r2.id).comm;
+  REQUIRE(r2_plain.latency > 3e-6);
+  REQUIRE(r2_plain.bandwidth > 0);
+  CHECK(op_of(floor, g, r2.id).comm.latency == Approx(0).margin(1e-15));
+  CHECK(op_of(floor, g, r2.id).comm.total == Approx(r2_plain.total - r2_plain.latency));
+}
+
 TEST_CASE("sy executor backing: one-hot einsums priced over their nonzeros, every op its own kernel",
           "[simulator][sparse]") {
   // p = one_hot(ids [n 2048], e 8) [n, e]: 2,048 nonzeros of 16,384 (kept as a list: its only
