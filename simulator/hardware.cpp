@@ -91,14 +91,29 @@ constexpr std::array<OpClass, kOpClassCount> kClasses = {OpClass::matmul, OpClas
 // An efficiency curve: [[size, fraction], ...] with sizes increasing and fractions in (0, 1].
 // A curve of [size, fraction] points (fractions in (0, 1]), or with `seconds` of [bytes, seconds]
 // points (seconds >= 0).
-EfficiencyCurve read_curve(TomlSection& t, std::string_view key, bool seconds = false) {
+// A curve's values: efficiency fractions in (0, 1], times in seconds (>= 0), or times relative to
+// the samples (> -1 s: below 0 where a collective is faster than its sample).
+enum class CurveValues { fraction, seconds, relative_seconds };
+
+EfficiencyCurve read_curve(TomlSection& t, std::string_view key, CurveValues values = CurveValues::fraction) {
   EfficiencyCurve c;
   const toml::node* n = t.node(key);
   if (!n) return c;
-  const char* form = seconds ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds > -1 (below 0: "
-                               "faster than the samples), e.g. [[1.3e5, -4e-6], [6.7e7, 2e-5], [1.07e9, 5e-5]]"
-                             : "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], "
-                               "e.g. [[1e6, 0.2], [1e9, 0.7]]";
+  const char* form =
+      values == CurveValues::relative_seconds
+          ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds > -1 (below 0: faster than the "
+            "samples), e.g. [[1.3e5, -4e-6], [6.7e7, 2e-5], [1.07e9, 5e-5]]"
+      : values == CurveValues::seconds
+          ? "allowed: an array of [bytes, seconds] pairs with bytes increasing and seconds >= 0, e.g. [[1.3e5, 2e-4], [1.3e6, 7e-4]]"
+          : "allowed: an array of [size, fraction] pairs with sizes increasing and fractions in (0, 1], e.g. [[1e6, 0.2], [1e9, 0.7]]";
+  auto allowed = [&](double v) {
+    switch (values) {
+      case CurveValues::fraction: return v > 0 && v <= 1;
+      case CurveValues::seconds: return v >= 0;
+      case CurveValues::relative_seconds: return v > -1;
+    }
+    return false;
+  };
   const toml::array* a = n->as_array();
   if (!a || a->empty()) t.fail(key, form);
   auto num = [](const toml::node* x) -> std::optional<double> {
@@ -110,7 +125,7 @@ EfficiencyCurve read_curve(TomlSection& t, std::string_view key, bool seconds = 
     const toml::array* p = e.as_array();
     auto sz = p && p->size() == 2 ? num(p->get(0)) : std::nullopt;
     auto fr = p && p->size() == 2 ? num(p->get(1)) : std::nullopt;
-    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || (seconds ? *fr <= -1 : *fr <= 0 || *fr > 1) || (!c.points.empty() && *sz <= c.points.back().first))
+    if (!sz || !fr || !std::isfinite(*sz) || !std::isfinite(*fr) || *sz <= 0 || !allowed(*fr) || (!c.points.empty() && *sz <= c.points.back().first))
       t.fail(key, fmt::format("point {} is not allowed; {}", TomlDocument::value_text(e), form));
     c.points.emplace_back(*sz, *fr);
   }
@@ -194,9 +209,9 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                                                  : ici.number("core_link_bandwidth", 0.0, at_least(0));
   s.reduction_bandwidth = ici.number("reduction_bandwidth", 0.0, at_least(0, "bytes per second; 0: overlapped"));
   s.ici_efficiency_by_size = read_curve(ici, "efficiency_by_size");
-  s.latency_after_streaming = read_curve(ici, "latency_after_streaming", /*seconds=*/true);
+  s.latency_after_streaming = read_curve(ici, "latency_after_streaming", CurveValues::relative_seconds);
   s.eager_limit = ici.number("eager_limit", 0.0, at_least(0, "bytes per peer; 0: one path"));
-  s.eager_latency_after_streaming = read_curve(ici, "eager_latency_after_streaming", /*seconds=*/true);
+  s.eager_latency_after_streaming = read_curve(ici, "eager_latency_after_streaming", CurveValues::relative_seconds);
   s.eager_path_share = ici.number("eager_path_share", 1.0, interval(0, 1, "[]"));
   s.copy_path_share = ici.number("copy_path_share", 1.0, interval(0, 1, "[]"));
   s.copy_warm_share = ici.number("copy_warm_share", 0.0, interval(0, 1, "[]"));
@@ -211,7 +226,7 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                                             s.copy_path_share));
   s.staged_collectives = ici.boolean("staged_collectives", false);
   s.async_collectives = ici.boolean("async_collectives", true);
-  s.ragged_all_to_all_seconds = read_curve(ici, "ragged_all_to_all_seconds", /*seconds=*/true);
+  s.ragged_all_to_all_seconds = read_curve(ici, "ragged_all_to_all_seconds", CurveValues::seconds);
   if (!s.ragged_all_to_all_seconds.points.empty() && !s.staged_collectives)
     ici.fail("ragged_all_to_all_seconds", "allowed only with staged_collectives = true (the MPI executor's ragged "
                                           "all_to_all; a TPU's collectives are not staged)");

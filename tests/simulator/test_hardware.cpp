@@ -242,6 +242,11 @@ TEST_CASE("bad hardware files name the file, the key and what is allowed", "[sim
   CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "ragged_all_to_all_seconds = [[1e5, 6e-5]]\nasync_collectives"),
                                    "bad.toml"),
                     Contains("ici.ragged_all_to_all_seconds") && Contains("allowed only with staged_collectives = true"));
+  // A time of its own, not relative to a sample: below 0 is refused (the cold-cost curves may go there).
+  CHECK_THROWS_WITH(parse_hardware(edited("async_collectives", "ragged_all_to_all_seconds = [[1e5, -6e-5]]\nasync_collectives"),
+                                   "bad.toml"),
+                    Contains("ici.ragged_all_to_all_seconds") && Contains("point [100000.0, -6e-05] is not allowed") &&
+                        Contains("seconds >= 0"));
   CHECK_THROWS_WITH(parse_hardware(edited("staged_collectives = false", "staged_collectives = 1"), "bad.toml"),
                     Contains("ici.staged_collectives = 1: expected true or false"));
   CHECK_THROWS_WITH(parse_hardware("[chip\nname=1", "bad.toml"), Contains("bad.toml:1: TOML syntax error"));
