@@ -660,6 +660,14 @@ int run(int argc, char** argv) {
       fmt::print("path probe {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after an 8 B all_reduce, {:7.1f} µs after "
                  "an all_to_all, {:7.1f} µs after the same all_gather\n",
                  sy::format_bytes(p.payload), p.cold * 1e6, p.warmed * 1e6, p.after_copy * 1e6, p.hot * 1e6);
+    for (const sy::PairProbe& p : net.pair_probes)
+      fmt::print("pair probe {:<14} {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after {:<15} {:7.1f} µs after "
+                 "itself: share {:.2f}\n",
+                 sy::op_name(p.probe), sy::format_bytes(p.payload), p.cold * 1e6, p.warmed * 1e6,
+                 fmt::format("{},", sy::op_name(p.by)), p.hot * 1e6, sy::warmed_share(p));
+    for (const auto& [k, by] : net.warmed_by)
+      for (const auto& [j, w] : by)
+        fmt::print("eager path: of a cold {}'s cost, {:.2f} is warmed by a call of {}\n", sy::op_name(k), w, sy::op_name(j));
     fmt::print("eager path: messages up to {} per peer{}; of a cold collective's cost {:.2f} is warmed by any "
                "collective{}\n",
                sy::format_bytes(net.eager_limit), net.eager_limit > 0 ? "" : " (0: one path)", net.eager_path_share,

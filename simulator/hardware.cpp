@@ -75,6 +75,14 @@ double HardwareSpec::hop_latency_of(OpKind k) const {
   return it != collective_kinds.end() ? it->second.hop_latency : hop_latency;
 }
 
+double HardwareSpec::eager_warmed_share(OpKind k, OpKind by) const {
+  if (k == by) return 1;
+  auto it = collective_kinds.find(k);
+  if (it == collective_kinds.end()) return eager_path_share;
+  auto w = it->second.warmed_by.find(by);
+  return w != it->second.warmed_by.end() ? w->second : eager_path_share;
+}
+
 const EfficiencyCurve& HardwareSpec::ici_efficiency_of(OpKind k) const {
   auto it = collective_kinds.find(k);
   return it != collective_kinds.end() && !it->second.efficiency_by_size.points.empty() ? it->second.efficiency_by_size
@@ -236,6 +244,13 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
       CollectiveKindNetwork c;
       c.hop_latency = kt.number("hop_latency", s.hop_latency, at_least(0, "seconds"));
       c.efficiency_by_size = read_curve(kt, "efficiency_by_size");
+      if (const toml::table* w = kt.table("warmed_by")) {
+        TomlSection wt(doc, w, fmt::format("ici.{}.warmed_by", op_name(k)));
+        for (OpKind by : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})
+          if (by != k && wt.has(op_name(by)))
+            c.warmed_by[by] = wt.number(op_name(by), 1.0, interval(0, 1, "[]: the share of this kind's cold cost"));
+        wt.finish();
+      }
       kt.finish();
       s.collective_kinds[k] = std::move(c);
     }
@@ -328,6 +343,11 @@ std::string to_toml(const HardwareSpec& s) {
   for (const auto& [k, c] : s.collective_kinds) {
     r += fmt::format("\n[ici.{}]\nhop_latency = {}\n", op_name(k), num(c.hop_latency));
     if (!c.efficiency_by_size.points.empty()) r += fmt::format("efficiency_by_size = {}\n", curve(c.efficiency_by_size));
+    if (!c.warmed_by.empty()) {
+      std::vector<std::string> shares;
+      for (const auto& [by, w] : c.warmed_by) shares.push_back(fmt::format("{} = {}", op_name(by), num(w)));
+      r += fmt::format("warmed_by = {{ {} }}\n", fmt::join(shares, ", "));
+    }
   }
   for (OpClass c : kClasses) {
     const ClassEfficiency& e = s.efficiency_of(c);

@@ -127,7 +127,15 @@
 //                                       blocks in place
 //   [ici.<kind>]                        all_gather, reduce_scatter, all_reduce, all_to_all: that
 //   hop_latency = 5e-6                  kind's own α and efficiency_by_size (each optional),
-//   efficiency_by_size = [[256, 1.0]]   replacing the shared ones for it. An MPI library runs each
+//   efficiency_by_size = [[256, 1.0]]   replacing the shared ones for it, and warmed_by (optional):
+//   warmed_by = { all_reduce = 1.0 }    of its cold cost on the eager path (with eager_limit 0: the
+//                                       one path), the share a call of each other kind named warms,
+//                                       each in [0, 1], replacing eager_path_share for that pair.
+//                                       Open MPI's algorithms share more state in some pairs than in
+//                                       others: on two local ranks a 16 B reduce_scatter right after
+//                                       an 8 B all_reduce took 3.8-4.0 µs, as warm as after itself,
+//                                       while an all_gather after the all_reduce kept half its cold
+//                                       cost (calibrate measures every pair). An MPI library runs each
 //                                       kind by its own algorithm (Open MPI's tuned component picks
 //                                       one per kind and message size: a reduce_scatter_block of 16
 //                                       bytes took 6 µs where an all_gather took 1.3 µs on the
@@ -190,6 +198,9 @@ struct ClassEfficiency {
 struct CollectiveKindNetwork {
   double hop_latency = 0;              // α of this kind, seconds per hop
   EfficiencyCurve efficiency_by_size;  // empty: the shared efficiency_by_size
+  // Of this kind's cold cost on the eager path (with eager_limit 0: on the one path), the share a
+  // call of another kind warms (the library's state both touch); a kind absent: eager_path_share.
+  std::map<OpKind, double> warmed_by;
 };
 
 struct HardwareSpec {
@@ -253,6 +264,9 @@ struct HardwareSpec {
   // α and the size curve of collective `k`: its [ici.<kind>] values when present, else the shared.
   double hop_latency_of(OpKind k) const;
   const EfficiencyCurve& ici_efficiency_of(OpKind k) const;
+  // Of collective `k`'s cold cost on the eager path, the share a call of kind `by` warms: 1 for
+  // k itself, else its [ici.<k>] warmed_by value when present, else eager_path_share.
+  double eager_warmed_share(OpKind k, OpKind by) const;
   // The time of a ragged all_to_all sending `bytes` from ragged_all_to_all_seconds (not empty):
   // linear between its points (the path's parts each take a fixed cost plus a time per byte), the
   // smallest point's time below it, and in proportion to the bytes above the largest.

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <queue>
 
@@ -237,7 +238,14 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   // single copy's by every single copy (copy_warm_share: the rendezvous code, the kernel's walk of
   // the peer's pages), the rest is its kind's own (its algorithm's code and data), in the shares
   // calibrate measured for the path: eager messages (at most eager_limit bytes to one peer) and
-  // single copies (larger). CSE duplicates run nowhere.
+  // single copies (larger). On the eager path the share a call warms depends on the pair of kinds
+  // (eager_warmed_share: Open MPI runs each kind by its own algorithm, and two algorithms may share
+  // all of their state or little of it). The parts are taken as nested, the state a kind shares
+  // with one that warms less being inside what it shares with one that warms more: the most recent
+  // call warms its share, priced since it; each earlier call warms what its share adds to the more
+  // recent ones', priced since it; the kind's own last call warms the rest. With every pair at
+  // eager_path_share this is that share since any collective and the rest since the kind's own.
+  // CSE duplicates run nowhere.
   if (!hw.latency_after_streaming.points.empty()) {
     const bool two_paths = hw.eager_limit > 0;
     double total = 0;  // bytes streamed from the program's start
@@ -265,6 +273,20 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       return shared * curve.at(total - any) + by_copy * curve.at(total - copy) +
              (1 - shared - by_copy) * curve.at(total - kind[k]);
     };
+    auto eager_cold = [&](const EfficiencyCurve& curve, OpKind k) {
+      std::vector<std::pair<double, OpKind>> last;  // (`total` at its last call, kind), latest first
+      for (const auto& [j, at] : kind) last.emplace_back(at, j);
+      std::sort(last.begin(), last.end(), std::greater<>());
+      double cold = 0, warmed = 0;  // warmed: the share priced so far
+      for (const auto& [at, j] : last) {
+        const double share = hw.eager_warmed_share(k, j);
+        if (share <= warmed) continue;
+        cold += (share - warmed) * curve.at(total - at);
+        warmed = share;
+        if (j == k) break;  // share 1
+      }
+      return cold;
+    };
     for (SimOp& op : r.ops) {
       if (op.duplicate_of >= 0) continue;
       if (!op.collective) {
@@ -280,8 +302,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       double cold = 0;
       if (single_copy) cold += cold_on(hw.latency_after_streaming, hw.copy_path_share, hw.copy_warm_share, op.kind);
       if (!single_copy || op.eager_preamble)
-        cold += two_paths ? cold_on(hw.eager_latency_after_streaming, hw.eager_path_share, 0, op.kind)
-                          : cold_on(hw.latency_after_streaming, hw.eager_path_share, 0, op.kind);
+        cold += eager_cold(two_paths ? hw.eager_latency_after_streaming : hw.latency_after_streaming, op.kind);
       // Below 0 (a gap shorter than the samples' streaming: a warmer path than theirs), it takes
       // back at most the α terms: the transfer itself stays.
       cold = std::max(cold, -op.comm.latency);

@@ -193,6 +193,11 @@ void write_ici(const NetworkFit& fit, HardwareSpec& h) {
   h.eager_path_share = fit.eager_path_share;
   h.copy_path_share = fit.copy_path_share;
   h.copy_warm_share = fit.copy_warm_share;
+  for (const auto& [k, by] : fit.warmed_by) {
+    auto [it, added] = h.collective_kinds.try_emplace(k);
+    if (added) it->second.hop_latency = h.hop_latency;  // no kind fit of its own: the shared α
+    it->second.warmed_by = by;
+  }
   h.staged_collectives = true;
   h.collective_overhead = 0;
 }
@@ -223,6 +228,20 @@ PathShares path_shares(const std::vector<PathProbe>& probes, double lo, double h
   s.any = median(any);
   s.path = std::min(median(path), 1 - s.any);
   return s;
+}
+
+double warmed_share(const PairProbe& p) {
+  const double gap = p.cold - p.hot;
+  if (!(gap > 0)) return 1;  // streaming added nothing: nothing for the warming call to remove
+  return std::clamp((p.cold - p.warmed) / gap, 0.0, 1.0);
+}
+
+std::map<OpKind, std::map<OpKind, double>> warmed_shares(const std::vector<PairProbe>& probes) {
+  std::map<std::pair<OpKind, OpKind>, std::vector<double>> shares;
+  for (const PairProbe& p : probes) shares[{p.probe, p.by}].push_back(warmed_share(p));
+  std::map<OpKind, std::map<OpKind, double>> w;
+  for (const auto& [pair, s] : shares) w[pair.first][pair.second] = median(s);
+  return w;
 }
 
 double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload) {
@@ -373,6 +392,42 @@ class PathMeasure {
     }
   }
 
+  // The pairs (HardwareSpec's warmed_by, on the eager path; with one path, on it): for each kind,
+  // at eager payloads, its own time after streaming `saturated` bytes and then kPairGap more (a
+  // step's short gap: a few small ops, inside L2), with nothing before the gap, with a call of each
+  // other kind (same bytes per peer, other buffers), and with a call of its own kind; the five
+  // take turns. Gaps shorter than the probes' (run M of #15: a 128 KiB gap in place of 4 MiB)
+  // are where the step's pairs meet: the router's reduce_scatter right after its all_reduce.
+  void pairs(NetworkFit& fit) {
+    static constexpr const char* kKinds[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all"};
+    constexpr int64_t kPairGap = 128 << 10;
+    const int64_t saturated = std::min<int64_t>(max_streamed_, int64_t{128} << 20);
+    std::vector<float> streamed(static_cast<size_t>(saturated / 4), 0.0f), gap(static_cast<size_t>(kPairGap / 4), 0.0f);
+    for (double payload : {128.0, 512.0, 2048.0}) {
+      if (fit.eager_limit > 0 && payload > fit.eager_limit) continue;
+      for (size_t i = 0; i < std::size(kKinds); ++i) {
+        std::vector<std::function<void()>> prepares;
+        prepares.push_back([&] {  // cold
+          stream_through(streamed, ++stamp_);
+          stream_through(gap, ++stamp_);
+        });
+        for (const char* by : kKinds)
+          prepares.push_back([&, by] {
+            stream_through(streamed, ++stamp_);
+            const CollectiveNode n = node_for(comm_, by, static_cast<int64_t>(2 * payload));
+            ++rep_;
+            timer_.time(n, slots_.in(rep_), slots_.out(rep_));
+            stream_through(gap, ++stamp_);
+          });
+        const std::vector<double> t = timed(payload, 12, prepares, kKinds[i]);  // cold, then after each kind
+        for (size_t j = 0; j < std::size(kKinds); ++j)
+          if (j != i)
+            fit.pair_probes.push_back(PairProbe{kind_of(kKinds[i]), kind_of(kKinds[j]), payload, t[0], t[1 + j], t[1 + i]});
+      }
+    }
+    fit.warmed_by = warmed_shares(fit.pair_probes);
+  }
+
   void curves(NetworkFit& fit) {
     fit.latency_after_streaming = curve(fit, kCopyProbe);
     if (fit.eager_limit > 0) fit.eager_latency_after_streaming = curve(fit, 512);
@@ -384,8 +439,9 @@ class PathMeasure {
   // This rank's own times of an all_gather of `payload` bytes per peer after each of `prepares`:
   // the preparations take turns, `reps` rounds (after one round of warm-up), so the machine's drift
   // (its memory bandwidth moves by the minute) reaches every one alike.
-  std::vector<std::vector<double>> own_times(double payload, int reps, const std::vector<std::function<void()>>& prepares) {
-    const CollectiveNode n = node_for(comm_, "all_gather", static_cast<int64_t>(2 * payload));
+  std::vector<std::vector<double>> own_times(double payload, int reps, const std::vector<std::function<void()>>& prepares,
+                                             const char* kind = "all_gather") {
+    const CollectiveNode n = node_for(comm_, kind, static_cast<int64_t>(2 * payload));
     std::vector<std::vector<double>> times(prepares.size());
     for (int r = 0; r <= reps; ++r)
       for (size_t i = 0; i < prepares.size(); ++i) {
@@ -401,9 +457,10 @@ class PathMeasure {
 
   // own_times' median for each preparation, the mean of the two ranks' medians (both ranks write
   // the same figures).
-  std::vector<double> timed(double payload, int reps, const std::vector<std::function<void()>>& prepares) {
+  std::vector<double> timed(double payload, int reps, const std::vector<std::function<void()>>& prepares,
+                            const char* kind = "all_gather") {
     std::vector<float> m;
-    for (const auto& t : own_times(payload, reps, prepares)) m.push_back(static_cast<float>(median(t)));
+    for (const auto& t : own_times(payload, reps, prepares, kind)) m.push_back(static_cast<float>(median(t)));
     comm_.all_reduce(m.data(), static_cast<int64_t>(m.size()), DType::f32, ReduceOp::mean, axes_);
     return std::vector<double>(m.begin(), m.end());
   }
@@ -559,6 +616,7 @@ NetworkFit measure_network(Communicator& comm, const std::function<void()>& barr
   if (max_streamed > evict_bytes) {
     paths.emplace(comm, barrier, evict_bytes, max_streamed, segment, segments);
     paths->probes(fit);
+    paths->pairs(fit);
   }
   if (fit.eager_limit > 0) {
     // The first message past the eager limit (twice it: the probes' next size) is a rendezvous, a

@@ -100,6 +100,20 @@ PathShares path_shares(const std::vector<PathProbe>& probes, double lo, double h
 // against 3-4 µs measured.
 double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload);
 
+// One pair's probe (HardwareSpec's warmed_by): a 2-rank collective of kind `probe`, `payload`
+// bytes per peer, timed after streaming enough to make it cold and then a short gap (128 KiB: a
+// step's few small ops between two collectives): with nothing before the gap (cold), with a call
+// of kind `by` (warmed), with a call of its own kind (hot).
+struct PairProbe {
+  OpKind probe = OpKind::all_gather, by = OpKind::all_gather;
+  double payload = 0, cold = 0, warmed = 0, hot = 0;
+};
+// Of what streaming adds to the probe (cold - hot), the share the call of `by` removes, in [0, 1];
+// 1 when streaming added nothing (nothing to remove: a warming call cannot make it dearer).
+double warmed_share(const PairProbe& p);
+// For each probe kind and warming kind, the median of warmed_share over the payloads probed.
+std::map<OpKind, std::map<OpKind, double>> warmed_shares(const std::vector<PairProbe>& probes);
+
 struct NetworkFit {
   double hop_latency = 0;          // α, seconds (shared: all_gather and all_to_all)
   double link_bandwidth = 0;       // w, B/s one way
@@ -113,6 +127,8 @@ struct NetworkFit {
   double copy_path_share = 1;
   double copy_warm_share = 0;                     // HardwareSpec's: the single copies' `path` share
   std::vector<PathProbe> path_probes;             // what eager_limit was decided from
+  std::map<OpKind, std::map<OpKind, double>> warmed_by;  // probe kind -> warming kind -> share (warmed_shares)
+  std::vector<PairProbe> pair_probes;                     // what warmed_by was measured from
   // Each kind's own α and e(V) (HardwareSpec::collective_kinds), fitted as above from its samples
   // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: its formula has
   // 2α, and Open MPI reduces a small array on 2 ranks by recursive doubling, one exchange: 1.4 µs

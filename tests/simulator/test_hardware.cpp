@@ -107,6 +107,28 @@ TEST_CASE("a collective kind's own α and size curve (ici.<kind>) round-trip and
                     Contains("unknown key ici.reduce_scatter.latency"));
 }
 
+TEST_CASE("a collective kind's warmed_by shares (ici.<kind>) round-trip and replace eager_path_share for their pairs",
+          "[simulator][hardware]") {
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  h.eager_path_share = 0.5;
+  h.collective_kinds[OpKind::reduce_scatter] = {.hop_latency = 5e-6, .efficiency_by_size = {},
+                                                .warmed_by = {{OpKind::all_reduce, 1.0}, {OpKind::all_to_all, 0.25}}};
+  const HardwareSpec back = parse_hardware(to_toml(h), "<round trip>");
+  CHECK(back.eager_warmed_share(OpKind::reduce_scatter, OpKind::all_reduce) == 1.0);
+  CHECK(back.eager_warmed_share(OpKind::reduce_scatter, OpKind::all_to_all) == 0.25);
+  CHECK(back.eager_warmed_share(OpKind::reduce_scatter, OpKind::all_gather) == 0.5);  // not named: eager_path_share
+  CHECK(back.eager_warmed_share(OpKind::all_gather, OpKind::all_reduce) == 0.5);      // no table: eager_path_share
+  CHECK(back.eager_warmed_share(OpKind::reduce_scatter, OpKind::reduce_scatter) == 1.0);  // its own kind: all of it
+  // Bad shares name the table's key and what is allowed; a kind cannot name itself.
+  const std::string text = to_toml(load_hardware("tpu_v4", default_hardware_dir()));
+  CHECK_THROWS_WITH(parse_hardware(text + "\n[ici.reduce_scatter]\nwarmed_by = { all_reduce = 1.5 }\n", "bad.toml"),
+                    Contains("ici.reduce_scatter.warmed_by.all_reduce = 1.5: allowed: [0, 1]"));
+  CHECK_THROWS_WITH(parse_hardware(text + "\n[ici.reduce_scatter]\nwarmed_by = { reduce_scatter = 1 }\n", "bad.toml"),
+                    Contains("unknown key ici.reduce_scatter.warmed_by.reduce_scatter"));
+  CHECK_THROWS_WITH(parse_hardware(text + "\n[ici.reduce_scatter]\nwarmed_by = { einsum = 1 }\n", "bad.toml"),
+                    Contains("unknown key ici.reduce_scatter.warmed_by.einsum"));
+}
+
 TEST_CASE("to_toml quotes the chip's name and description (backslashes, quotes, newlines round-trip)",
           "[simulator][hardware]") {
   // Found by fuzz_hardware_toml: a description holding backslashes was written unescaped, so each

@@ -189,6 +189,30 @@ TEST_CASE("network fit: a path's shares are its probes' medians, summing to at m
   CHECK(sy::path_shares(crossed, 4096, 32768).path == Approx(0.9));  // the 8 KiB probe alone: its own
 }
 
+TEST_CASE("network fit: a pair's warmed share is the part of the probe's cold cost the other kind's call removes") {
+  using sy::OpKind;
+  // Two local ranks, 16 B per peer (#15, run L): a reduce_scatter cold 10.8 µs, 3.9 µs after an
+  // all_reduce and 3.8 µs after itself; an all_gather cold 30 µs, 16 µs after the all_reduce, 7 µs
+  // after itself.
+  const sy::PairProbe rs{OpKind::reduce_scatter, OpKind::all_reduce, 16, 10.8e-6, 3.9e-6, 3.8e-6};
+  const sy::PairProbe ag{OpKind::all_gather, OpKind::all_reduce, 16, 30e-6, 16e-6, 7e-6};
+  CHECK(sy::warmed_share(rs) == Approx(6.9 / 7.0));
+  CHECK(sy::warmed_share(ag) == Approx(14.0 / 23.0));
+  // Noise out of order is clamped to [0, 1]; nothing added by streaming: nothing to remove.
+  CHECK(sy::warmed_share({OpKind::all_gather, OpKind::all_reduce, 16, 10e-6, 12e-6, 5e-6}) == 0);
+  CHECK(sy::warmed_share({OpKind::all_gather, OpKind::all_reduce, 16, 10e-6, 4e-6, 5e-6}) == 1);
+  CHECK(sy::warmed_share({OpKind::all_gather, OpKind::all_reduce, 16, 5e-6, 9e-6, 5e-6}) == 1);
+  // Per pair, the median over the payloads (the upper of two middles).
+  const auto w = sy::warmed_shares({rs, ag,
+                                    {OpKind::all_gather, OpKind::all_reduce, 512, 30e-6, 20e-6, 10e-6},
+                                    {OpKind::all_gather, OpKind::all_reduce, 2048, 30e-6, 25e-6, 10e-6},
+                                    {OpKind::all_gather, OpKind::all_to_all, 16, 30e-6, 10e-6, 10e-6}});
+  CHECK(w.at(OpKind::reduce_scatter).at(OpKind::all_reduce) == Approx(6.9 / 7.0));
+  CHECK(w.at(OpKind::all_gather).at(OpKind::all_reduce) == Approx(0.5));  // of 14/23, 0.5, 0.25
+  CHECK(w.at(OpKind::all_gather).at(OpKind::all_to_all) == Approx(1.0));
+  CHECK(w.at(OpKind::all_gather).size() == 2);
+}
+
 TEST_CASE("network fit: a cold-cost curve never falls as more is streamed") {
   // Two local ranks (calibrate, 2026-12-06): the eager path's curve, µs after 256 KiB .. 1 GiB.
   sy::EfficiencyCurve c;

@@ -520,6 +520,47 @@ TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any
   CHECK(extra(one, e) == Approx(0.5 * 20e-6));
 }
 
+TEST_CASE("MPI backing: on the eager path the share a call warms is its pair's, the parts nested by recency",
+          "[simulator][collective]") {
+  // cold_chain, then ar = all_reduce(y) (64 B: eager) -> c = b·2 (8 MB) -> k = reduce_scatter(y)
+  // and e = all_gather(y) (eager) right after it. two_paths_chip: the eager curve 0 at 4 MB, 20 µs
+  // at 8 MB, 40 µs from 16 MB; half of it shared when no pair says otherwise. The step streams
+  // 24 MB (a, b, c), so a kind's last call of the step before is 24 MB back.
+  Graph g;
+  Builder bl(g);
+  const auto [y, r1, b] = cold_chain(bl);
+  Expr ar = all_reduce(y, {{"data", 4}});
+  Expr c = scale(b, 2.0);
+  Expr k = reduce_scatter(y, {{"data", 4}}, "m");
+  Expr e = all_gather(y, {{"data", 4}}, "m");
+  bl.output("c", c);
+  bl.output("ar", ar);
+  bl.output("k", k);
+  bl.output("e", e);
+  const Lowered L = on_data4(g);
+  const SimResult plain = simulate(L, simple_chip(), SimOptions{.fusion = false});
+  HardwareSpec hw = two_paths_chip();
+  auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  // Without pairs: half since any collective, half since its own kind's last call.
+  const SimResult shared = simulate(L, hw, SimOptions{.fusion = false});
+  CHECK(extra(shared, k) == Approx(0.5 * 20e-6 + 0.5 * 40e-6));  // ar 8 MB back; its own 24 MB
+  CHECK(extra(shared, e) == Approx(0.5 * 0 + 0.5 * 40e-6));      // k just before; its own 24 MB
+  // The reduce_scatter shares all of its state with the all_reduce (Open MPI, two local ranks:
+  // 3.9 µs after one, 3.8 µs after itself, 10.8 µs cold); the all_gather 0.2 with the all_reduce
+  // and 0.3 with the reduce_scatter.
+  for (OpKind kind : {OpKind::reduce_scatter, OpKind::all_gather}) hw.collective_kinds[kind].hop_latency = hw.hop_latency;
+  hw.collective_kinds[OpKind::reduce_scatter].warmed_by = {{OpKind::all_reduce, 1.0}};
+  hw.collective_kinds[OpKind::all_gather].warmed_by = {{OpKind::all_reduce, 0.2}, {OpKind::reduce_scatter, 0.3}};
+  const SimResult pairs = simulate(L, hw, SimOptions{.fusion = false});
+  CHECK(extra(pairs, k) == Approx(20e-6));            // all of it since ar, 8 MB back
+  CHECK(extra(pairs, e) == Approx(0.3 * 0 + 0.7 * 40e-6));  // k's 0.3 warm; ar's 0.2 is inside it
+  CHECK(extra(pairs, ar) == Approx(extra(shared, ar)));     // its own kind (r1) was the last call
+  // Nested by recency: with the all_reduce warming 0.8, the 0.3 k warms is priced since k (0), the
+  // next 0.5 since ar (8 MB back: 20 µs), the last 0.2 since the step before's all_gather (40 µs).
+  hw.collective_kinds[OpKind::all_gather].warmed_by = {{OpKind::all_reduce, 0.8}, {OpKind::reduce_scatter, 0.3}};
+  CHECK(extra(simulate(L, hw, SimOptions{.fusion = false}), e) == Approx(0.3 * 0 + 0.5 * 20e-6 + 0.2 * 40e-6));
+}
+
 TEST_CASE("MPI backing: a single copy's warm share counts from any single copy, not from an eager message",
           "[simulator][collective]") {
   // cold_chain, then e = all_gather(y) (64 B: eager) -> s = reduce_scatter(b) (1 MB to each peer:
