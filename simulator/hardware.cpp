@@ -248,7 +248,8 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
         TomlSection wt(doc, w, fmt::format("ici.{}.warmed_by", op_name(k)));
         for (OpKind by : {OpKind::all_gather, OpKind::reduce_scatter, OpKind::all_reduce, OpKind::all_to_all})
           if (by != k && wt.has(op_name(by)))
-            c.warmed_by[by] = wt.number(op_name(by), 1.0, interval(0, 1, "[]: the share of this kind's cold cost"));
+            c.warmed_by[by] =
+                wt.number(op_name(by), 1.0, interval(0, 1, "[]", "the share of this kind's cold cost that call warms"));
         wt.finish();
       }
       kt.finish();

@@ -436,7 +436,7 @@ class PathMeasure {
  private:
   static constexpr double kCopyProbe = 8 << 10;
 
-  // This rank's own times of an all_gather of `payload` bytes per peer after each of `prepares`:
+  // This rank's own times of a collective of `kind` (`payload` bytes per peer) after each of `prepares`:
   // the preparations take turns, `reps` rounds (after one round of warm-up), so the machine's drift
   // (its memory bandwidth moves by the minute) reaches every one alike.
   std::vector<std::vector<double>> own_times(double payload, int reps, const std::vector<std::function<void()>>& prepares,
