@@ -240,8 +240,9 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
   // calibrate measured for the path: eager messages (at most eager_limit bytes to one peer) and
   // single copies (larger). On the eager path the share a call warms depends on the pair of kinds
   // (eager_warmed_share: Open MPI runs each kind by its own algorithm, and two algorithms may share
-  // all of their state or little of it). The parts are taken as nested, the state a kind shares
-  // with one that warms less being inside what it shares with one that warms more: the most recent
+  // all of their state or little of it). The parts are taken as nested (an assumption, not
+  // measured: the state a kind shares with one that warms less is inside what it shares with one
+  // that warms more, the library's common code and queues): the most recent
   // call warms its share, priced since it; each earlier call warms what its share adds to the more
   // recent ones', priced since it; the kind's own last call warms the rest. With every pair at
   // eager_path_share this is that share since any collective and the rest since the kind's own.
