@@ -38,6 +38,7 @@
 #include "executor/mpi/mpi_run.hpp"
 #include "experiments/calibrate/memory.hpp"
 #include "experiments/calibrate/network.hpp"
+#include "experiments/calibrate/timing.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
 #include "graph/file_io.hpp"
@@ -147,7 +148,7 @@ double time_graph(const sy::Graph& g, int threads, double budget, Timing timing 
   std::vector<double> runs;
   double spent = 0;
   for (int r = 0; r < 30 && (r < 3 || spent < budget); ++r) {  // at least 3 runs, more within the budget
-    sy::stream_through(evict, static_cast<float>(r));
+    sy::timing::stream_through(evict, static_cast<float>(r));
     runs.push_back(tg.run());
     spent += runs.back();
   }
@@ -177,7 +178,7 @@ std::vector<double> time_graphs_in_rounds(const std::vector<sy::Graph>& graphs, 
     for (size_t i = 0; i < timed.size(); ++i) {
       timed[i]->run();
       for (int k = 0; k < kTimedPerRound; ++k) {
-        sy::stream_through(evict, static_cast<float>(rounds));
+        sy::timing::stream_through(evict, static_cast<float>(rounds));
         const double t = timed[i]->run();
         sum[i] += t;
         spent += t;
@@ -656,30 +657,7 @@ int run(int argc, char** argv) {
     for (const sy::CollectiveSample& s : ragged)
       fmt::print("ragged all_to_all {:>10} sent  measured {:10.1f} µs (the executor's path whole, cold)\n",
                  sy::format_bytes(s.bytes), s.seconds * 1e6);
-    for (const sy::PathProbe& p : net.path_probes)
-      fmt::print("path probe {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after an 8 B all_reduce, {:7.1f} µs after "
-                 "an all_to_all, {:7.1f} µs after the same all_gather\n",
-                 sy::format_bytes(p.payload), p.cold * 1e6, p.warmed * 1e6, p.after_copy * 1e6, p.hot * 1e6);
-    for (const sy::PairProbe& p : net.pair_probes)
-      fmt::print("pair probe {:<14} {:>10} per peer: {:7.1f} µs cold, {:7.1f} µs after {:<15} {:7.1f} µs after "
-                 "itself: share {:.2f}\n",
-                 sy::op_name(p.probe), sy::format_bytes(p.payload), p.cold * 1e6, p.warmed * 1e6,
-                 fmt::format("{},", sy::op_name(p.by)), p.hot * 1e6, sy::warmed_share(p));
-    for (const auto& [k, by] : net.warmed_by)
-      for (const auto& [j, w] : by)
-        fmt::print("eager path: of a cold {}'s cost, {:.2f} is warmed by a call of {}\n", sy::op_name(k), w, sy::op_name(j));
-    fmt::print("eager path: messages up to {} per peer{}; of a cold collective's cost {:.2f} is warmed by any "
-               "collective{}\n",
-               sy::format_bytes(net.eager_limit), net.eager_limit > 0 ? "" : " (0: one path)", net.eager_path_share,
-               net.eager_limit > 0 ? fmt::format(", of a single copy's {:.2f} (and {:.2f} by any single copy)",
-                                                 net.copy_path_share, net.copy_warm_share)
-                                   : "");
-    const char* between = step.empty() ? "streaming" : "a segment of the model's step moving";
-    for (const auto& [bytes, seconds] : net.eager_latency_after_streaming.points)
-      fmt::print("eager path, after {} {:>10}: a collective takes {:8.1f} µs more\n", between, sy::format_bytes(bytes),
-                 seconds * 1e6);
-    for (const auto& [bytes, seconds] : net.latency_after_streaming.points)
-      fmt::print("after {} {:>10}: a collective takes {:8.1f} µs more\n", between, sy::format_bytes(bytes), seconds * 1e6);
+    fmt::print("{}", sy::paths_report(net, step.empty() ? "streaming" : "a segment of the model's step moving"));
     fmt::print("network (2 ranks): {:.1f} µs per hop, {:.2f} GB/s per direction, reduction {:.2f} GB/s\n",
                net.hop_latency * 1e6, net.link_bandwidth / 1e9, net.reduction_bandwidth / 1e9);
   }

@@ -83,6 +83,12 @@ double HardwareSpec::eager_warmed_share(OpKind k, OpKind by) const {
   return w != it->second.warmed_by.end() ? w->second : eager_path_share;
 }
 
+double HardwareSpec::eager_curve_of(OpKind k, double c) const {
+  auto it = collective_kinds.find(k);
+  if (it == collective_kinds.end()) return c;
+  return c * (c < 0 ? it->second.curve_scale_below : it->second.curve_scale_above);
+}
+
 const EfficiencyCurve& HardwareSpec::ici_efficiency_of(OpKind k) const {
   auto it = collective_kinds.find(k);
   return it != collective_kinds.end() && !it->second.efficiency_by_size.points.empty() ? it->second.efficiency_by_size
@@ -252,6 +258,9 @@ HardwareSpec parse_hardware(std::string_view text, std::string_view source_name)
                 wt.number(op_name(by), 1.0, interval(0, 1, "[]", "the share of this kind's cold cost that call warms"));
         wt.finish();
       }
+      const auto scale = at_least(0, "times the all_gather's curve");
+      c.curve_scale_below = kt.number("curve_scale_below", 1.0, scale);
+      c.curve_scale_above = kt.number("curve_scale_above", 1.0, scale);
       kt.finish();
       s.collective_kinds[k] = std::move(c);
     }
@@ -349,6 +358,9 @@ std::string to_toml(const HardwareSpec& s) {
       for (const auto& [by, w] : c.warmed_by) shares.push_back(fmt::format("{} = {}", op_name(by), num(w)));
       r += fmt::format("warmed_by = {{ {} }}\n", fmt::join(shares, ", "));
     }
+    if (c.curve_scale_below != 1 || c.curve_scale_above != 1)
+      r += fmt::format("curve_scale_below = {}\ncurve_scale_above = {}\n", num(c.curve_scale_below),
+                       num(c.curve_scale_above));
   }
   for (OpClass c : kClasses) {
     const ClassEfficiency& e = s.efficiency_of(c);

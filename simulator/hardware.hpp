@@ -76,7 +76,7 @@
 //                                       caches while a step streams its working set, and the next
 //                                       collective refetches it: a 4 KiB-per-peer all_gather of two
 //                                       local ranks took 32 µs after another all_gather and 127 µs
-//                                       cold, 136 MiB later (experiments/calibrate/network.hpp measures
+//                                       cold, 136 MiB later (experiments/calibrate/paths.hpp measures
 //                                       the curves, relative to the samples α was fitted to, after the
 //                                       segments of the model's own step: a stream's curve has
 //                                       another shape). Below 0 where the gap is shorter than the
@@ -105,7 +105,7 @@
 //                                       through the queues); the rest by its kind only. Two local
 //                                       ranks, 128 MiB streamed, a 4 KiB-per-peer all_gather 8 MiB
 //                                       later: 127 µs alone, 92 µs when an 8 B all_reduce came before
-//                                       the 8 MiB (experiments/calibrate/network.hpp measures the
+//                                       the 8 MiB (experiments/calibrate/paths.hpp measures the
 //                                       shares)
 //   copy_warm_share = 0.5               of a single copy's curve (eager_limit > 0), the share warmed
 //                                       by any single copy (a rendezvous of any kind: the same
@@ -141,6 +141,16 @@
 //                                       bytes took 6 µs where an all_gather took 1.3 µs on the
 //                                       development host), so calibrate measures each kind. None
 //                                       (TPU: the default): every kind is the ring/torus formula
+//   curve_scale_below = 1.45            of its cold cost on the eager path (with eager_limit 0: the
+//   curve_scale_above = 1.05            one path): the curve, measured on the all_gather, times
+//                                       these, below 0 (what a call warmer than the samples saves
+//                                       against its own sample) and above 0 (what a longer gap adds).
+//                                       Streaming evicts any state alike; how much a kind refetches
+//                                       is its own: two local ranks, 128 KiB after a call of its own
+//                                       kind, a reduce_scatter took 4.1 µs against its 16.7 µs
+//                                       price, an all_gather 4.9 µs against 12.6 µs, the curve there
+//                                       -8.7 µs (calibrate measures each, from the pair probes). 1
+//                                       (the default): the curve as measured
 //   async_collectives = true            collectives run alongside compute (XLA:TPU's async
 //                                       all-reduce-start/-done on the ICI DMA engines); false: on
 //                                       the thread that runs compute, in program order (the sy MPI
@@ -201,6 +211,11 @@ struct CollectiveKindNetwork {
   // Of this kind's cold cost on the eager path (with eager_limit 0: on the one path), the share a
   // call of another kind warms (the library's state both touch); a kind absent: eager_path_share.
   std::map<OpKind, double> warmed_by;
+  // This kind's cold-cost curve on the eager path (with eager_limit 0: on the one path) against the
+  // all_gather's, which calibrate measures the curve on: the curve below 0 (a gap shorter than the
+  // samples' streaming: what a warmer call saves against its sample) times curve_scale_below, the
+  // curve above 0 (what a longer gap adds) times curve_scale_above.
+  double curve_scale_below = 1, curve_scale_above = 1;
 };
 
 struct HardwareSpec {
@@ -267,6 +282,9 @@ struct HardwareSpec {
   // Of collective `k`'s cold cost on the eager path, the share a call of kind `by` warms: 1 for
   // k itself, else its [ici.<k>] warmed_by value when present, else eager_path_share.
   double eager_warmed_share(OpKind k, OpKind by) const;
+  // Collective `k`'s eager cold cost where the all_gather's curve says `c` seconds: c times its
+  // [ici.<k>] curve_scale_below (c < 0) or curve_scale_above (c > 0), 1 when absent.
+  double eager_curve_of(OpKind k, double c) const;
   // The time of a ragged all_to_all sending `bytes` from ragged_all_to_all_seconds (not empty):
   // linear between its points (the path's parts each take a fixed cost plus a time per byte), the
   // smallest point's time below it, and in proportion to the bytes above the largest.

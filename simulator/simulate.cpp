@@ -282,7 +282,7 @@ SimResult simulate(const Lowered& L, const HardwareSpec& hw, const SimOptions& o
       for (const auto& [at, j] : last) {
         const double share = hw.eager_warmed_share(k, j);
         if (share <= warmed) continue;
-        cold += (share - warmed) * curve.at(total - at);
+        cold += (share - warmed) * hw.eager_curve_of(k, curve.at(total - at));
         warmed = share;
         if (j == k) break;  // share 1
       }

@@ -32,6 +32,7 @@
 #pragma once
 
 #include "executor/mpi/communicator.hpp"
+#include "experiments/calibrate/paths.hpp"
 #include "graph/ir.hpp"
 #include "simulator/hardware.hpp"
 
@@ -55,64 +56,6 @@ struct CollectiveSample {
   double copy_seconds = 0;
 };
 
-// One message size's own times (a 2-rank all_gather of `payload` bytes per peer, seconds) after
-// streaming enough to make it cold: alone; right after an 8 B all_reduce (the eager queues warmed);
-// right after an all_to_all of the same bytes per peer (its path warmed, not the all_gather's own
-// code); right after the same all_gather on other buffers (everything warmed).
-struct PathProbe {
-  double payload = 0, cold = 0, warmed = 0, after_copy = 0, hot = 0;
-};
-
-// Of what streaming adds to a probe (cold - hot), the share an 8 B all_reduce removes (`any`: the
-// state every collective touches) and the further share the all_to_all removes (`path`: the
-// probe's path, e.g. the single copy), each in [0, 1] with any + path <= 1; the rest is the
-// all_gather's own. HardwareSpec takes `any` (eager_path_share, copy_path_share) and, for the
-// single copies, `path` (copy_warm_share): a single copy warms the next one of any kind, as a
-// single copy's state (Open MPI's rendezvous code, the kernel's page walk of the peer) is the same
-// whatever the collective. Two local ranks, 4 KiB per peer, after 128 MiB streamed and 8 MiB
-// before the all_gather: 27.5 µs cold, 29.1 after an 8 B all_reduce, 22.7 after an all_to_all,
-// 20.8 after the same all_gather (path 0.87 of the 6.7 µs). An earlier stop priced it from the
-// kind only, because in a step the router's reduce_scatters 2 MB after a ragged all_to_all took as
-// long as a cold all_gather; with the curve measured after a stream, whose shape is not the
-// step's (measure_network's `segment`), the path share had made them far too cheap
-// (docs/formulas.md, "Latency after streaming").
-struct PathShares {
-  double any = 1, path = 0;
-};
-PathShares shares_of(const PathProbe& p);
-// A path's shares: the medians of shares_of over the probes of lo < payload <= hi, `path` at most
-// 1 - `any` (two medians of pairs that each sum to at most 1 can sum past it).
-PathShares path_shares(const std::vector<PathProbe>& probes, double lo, double hi);
-
-// The library's protocol switch, from the hot times (the same all_gather just before): the largest
-// payload before the step to the next probe of the largest ratio, when that ratio is at least 1.5,
-// the next probe is at most `max_payload`, and every hot time from the step up to `max_payload` is
-// at least 1.5 times the median of those before it (a rendezvous costs that much more at every
-// size; one slow median does not). 0 when there is none: one path. An eager message is one trip
-// through the shared queues; the first rendezvous adds its header's trip and the completion's, and
-// Open MPI's single copy pins the peer's pages, even when everything is warm: two local ranks,
-// 2 KiB -> 4 KiB per peer, x1.78-2.62 (3.9-14.1 µs -> 7.8-29.5 µs) in all 20 calibrations of
-// 2026-12-06 and about x3 in 6 before, where neighbouring eager sizes differ by at most x1.47 (and
-// the largest lasting step wins, so noise must also beat the switch). The warming test that decided
-// whether there were two paths before (did an 8 B all_reduce halve the cold cost of the smallest
-// probe?) found none in 2 of 5 calibrations on 2026-12-06 (a 0.5 µs cold cost to halve), which
-// priced every eager collective on the single copy's curve: a 16 B reduce_scatter at 27-41 µs
-// against 3-4 µs measured.
-double protocol_switch_of(const std::vector<PathProbe>& probes, double max_payload);
-
-// One pair's probe (HardwareSpec's warmed_by): a 2-rank collective of kind `probe`, `payload`
-// bytes per peer, timed after streaming enough to make it cold and then a short gap (128 KiB: a
-// step's few small ops between two collectives): with nothing before the gap (cold), with a call
-// of kind `by` (warmed), with a call of its own kind (hot).
-struct PairProbe {
-  OpKind probe = OpKind::all_gather, by = OpKind::all_gather;
-  double payload = 0, cold = 0, warmed = 0, hot = 0;
-};
-// Of what streaming adds to the probe (cold - hot), the share the call of `by` removes, in [0, 1];
-// 1 when streaming added nothing (nothing to remove: a warming call cannot make it dearer).
-double warmed_share(const PairProbe& p);
-// For each probe kind and warming kind, the median of warmed_share over the payloads probed.
-std::map<OpKind, std::map<OpKind, double>> warmed_shares(const std::vector<PairProbe>& probes);
 
 struct NetworkFit {
   double hop_latency = 0;          // α, seconds (shared: all_gather and all_to_all)
@@ -129,6 +72,7 @@ struct NetworkFit {
   std::vector<PathProbe> path_probes;             // what eager_limit was decided from
   std::map<OpKind, std::map<OpKind, double>> warmed_by;  // probe kind -> warming kind -> share (warmed_shares)
   std::vector<PairProbe> pair_probes;                     // what warmed_by was measured from
+  std::map<OpKind, CurveScales> curve_scales;             // from the pair probes and the kinds' prices
   // Each kind's own α and e(V) (HardwareSpec::collective_kinds), fitted as above from its samples
   // alone: α_k its smallest sample's time (all_reduce: half of it, less its copy: its formula has
   // 2α, and Open MPI reduces a small array on 2 ranks by recursive doubling, one exchange: 1.4 µs
@@ -144,18 +88,6 @@ struct NetworkFit {
 // the paths, staged collectives (run_collective packs and unpacks MPI's contiguous blocks) and no
 // per-collective overhead beyond α.
 void write_ici(const NetworkFit& fit, HardwareSpec& h);
-// A cold-cost curve (bytes streamed, seconds added) made non-decreasing: each point at most every
-// later one. Streaming more evicts a superset of what streaming less does (the caches replace the
-// least recently used lines), so the true cost cannot fall as the volume grows; a point above a
-// later one is a noisy median. (Two local ranks: 14.9 µs after 256 KiB, 0.0 µs after 1 MiB and
-// 2.3 µs after 4 MiB in one calibration; the step's 4 B all_reduces, priced 13.8 µs with it, took
-// 1.5 µs.)
-EfficiencyCurve non_decreasing(EfficiencyCurve c);
-// The compute between two collectives, as calibrate stands it in: one pass that reads and writes
-// every element of `buffer` through the caches. Not a fill: std::fill of a large buffer compiles to
-// streaming stores that bypass the caches (a 12 KiB reduce_scatter after a 64 MiB fill took
-// 21.5 µs, after a 64 MiB read-and-write pass 34.9 µs; repeated at once 7-9 µs).
-void stream_through(std::vector<float>& buffer, float stamp);
 
 // Fits fit.samples (at least one all_gather or all_to_all; the smallest first) as described above:
 // sets every other member but latency_after_streaming.

@@ -129,6 +129,24 @@ TEST_CASE("a collective kind's warmed_by shares (ici.<kind>) round-trip and repl
                     Contains("unknown key ici.reduce_scatter.warmed_by.einsum"));
 }
 
+TEST_CASE("a collective kind's curve scales (ici.<kind>) round-trip and scale its eager cold cost on each side of 0",
+          "[simulator][hardware]") {
+  HardwareSpec h = load_hardware("tpu_v4", default_hardware_dir());
+  h.collective_kinds[OpKind::reduce_scatter] = {.hop_latency = 5e-6, .efficiency_by_size = {}, .warmed_by = {},
+                                                .curve_scale_below = 1.6, .curve_scale_above = 0.9};
+  const HardwareSpec back = parse_hardware(to_toml(h), "<round trip>");
+  CHECK(back.eager_curve_of(OpKind::reduce_scatter, -10e-6) == Approx(-16e-6));
+  CHECK(back.eager_curve_of(OpKind::reduce_scatter, 10e-6) == Approx(9e-6));
+  CHECK(back.eager_curve_of(OpKind::all_gather, -10e-6) == -10e-6);  // no table: the curve's own
+  // A table without them: 1, and not written.
+  h.collective_kinds[OpKind::reduce_scatter] = {.hop_latency = 5e-6};
+  const std::string plain = to_toml(h);
+  CHECK(plain.find("curve_scale") == std::string::npos);
+  CHECK(parse_hardware(plain, "<round trip>").eager_curve_of(OpKind::reduce_scatter, -10e-6) == -10e-6);
+  CHECK_THROWS_WITH(parse_hardware(plain + "\n[ici.all_reduce]\ncurve_scale_below = -1\n", "bad.toml"),
+                    Contains("ici.all_reduce.curve_scale_below = -1: allowed: >= 0"));
+}
+
 TEST_CASE("to_toml quotes the chip's name and description (backslashes, quotes, newlines round-trip)",
           "[simulator][hardware]") {
   // Found by fuzz_hardware_toml: a description holding backslashes was written unescaped, so each

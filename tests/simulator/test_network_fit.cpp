@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 #include <vector>
 
 namespace {
@@ -211,6 +212,43 @@ TEST_CASE("network fit: a pair's warmed share is the part of the probe's cold co
   CHECK(w.at(OpKind::all_gather).at(OpKind::all_reduce) == Approx(0.5));  // of 14/23, 0.5, 0.25
   CHECK(w.at(OpKind::all_gather).at(OpKind::all_to_all) == Approx(1.0));
   CHECK(w.at(OpKind::all_gather).size() == 2);
+}
+
+TEST_CASE("network fit: a kind's curve scales price its hot call at its hot time and its cold cost by the all_gather's") {
+  using sy::OpKind;
+  // Two local ranks, 128 B per peer (#15, run N, rep 1): the curve -8.7 µs at 128 KiB; an
+  // all_gather priced 12.6 µs, 4.9 µs after itself 128 KiB back and 55.1 µs cold; a
+  // reduce_scatter priced 16.7 µs, 4.1 and 61.1 µs.
+  std::map<OpKind, double> price{{OpKind::all_gather, 12.6e-6}, {OpKind::reduce_scatter, 16.7e-6},
+                                 {OpKind::all_reduce, 12.5e-6}};
+  const double p = 128, q = 2048;
+  auto priced = [&](OpKind k, double payload) { return price.at(k) + (payload == q ? 1e-6 : 0.0); };
+  std::vector<sy::PairProbe> probes{
+      {OpKind::all_gather, OpKind::all_reduce, p, 55.1e-6, 6e-6, 4.9e-6},
+      {OpKind::all_gather, OpKind::reduce_scatter, p, 55.1e-6, 6e-6, 4.9e-6},  // the same cold and hot
+      {OpKind::reduce_scatter, OpKind::all_gather, p, 61.1e-6, 12e-6, 4.1e-6},
+      // The all_reduce's hot above its price (saves nothing: 0) and cold below it (adds nothing).
+      {OpKind::all_reduce, OpKind::all_gather, p, 10e-6, 14e-6, 14e-6}};
+  auto s = sy::curve_scales(probes, priced, -8.7e-6);
+  // Below: priced + below · (-8.7 µs) is the hot time.
+  CHECK(s.at(OpKind::reduce_scatter).below == Approx((16.7 - 4.1) / 8.7));
+  CHECK(16.7e-6 + s.at(OpKind::reduce_scatter).below * -8.7e-6 == Approx(4.1e-6));
+  CHECK(s.at(OpKind::all_gather).below == Approx((12.6 - 4.9) / 8.7));
+  CHECK(s.at(OpKind::all_reduce).below == 0);
+  // Above: against the all_gather's cold cost after the same stream; the all_gather's own 1.
+  CHECK(s.at(OpKind::reduce_scatter).above == Approx((61.1 - 16.7) / (55.1 - 12.6)));
+  CHECK(s.at(OpKind::all_gather).above == 1);
+  CHECK(s.at(OpKind::all_reduce).above == 0);
+  // Per kind the median over the payloads (the upper of two middles).
+  probes.push_back({OpKind::reduce_scatter, OpKind::all_gather, q, 61.1e-6, 12e-6, 2.1e-6});
+  probes.push_back({OpKind::all_gather, OpKind::all_reduce, q, 70.1e-6, 6e-6, 4.9e-6});
+  s = sy::curve_scales(probes, priced, -8.7e-6);
+  CHECK(s.at(OpKind::reduce_scatter).below == Approx((17.7 - 2.1) / 8.7));  // of 12.6 and 15.6
+  CHECK(s.at(OpKind::reduce_scatter).above == Approx((61.1 - 16.7) / (70.1 - 13.6)));  // of 44.4, 43.4; 42.5, 56.5
+  // A curve above -1 µs at the gap has nothing below 0 to scale; no all_gather probed, nothing above.
+  s = sy::curve_scales({probes[2]}, priced, -0.5e-6);
+  CHECK(s.at(OpKind::reduce_scatter).below == 1);
+  CHECK(s.at(OpKind::reduce_scatter).above == 1);
 }
 
 TEST_CASE("network fit: a cold-cost curve never falls as more is streamed") {

@@ -476,6 +476,15 @@ ColdChain cold_chain(Builder& bl) {
   return {y, r1, scale(r1, 2.0)};
 }
 
+// A collective's α terms in a run above the plain run's (its cold cost), for one program.
+struct ColdCost {
+  const Graph& g;
+  const SimResult& plain;
+  double operator()(const SimResult& r, Expr v) const {
+    return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any collective, the rest from its kind",
@@ -496,7 +505,7 @@ TEST_CASE("MPI backing: a collective's cold cost counts its shared part from any
   const SimResult plain = simulate(L, simple_chip(), SimOptions{.fusion = false});
   HardwareSpec hw = two_paths_chip();
   const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
-  auto extra = [&](const SimResult& s, Expr v) { return op_of(s, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  const ColdCost extra{g, plain};
   CHECK(op_of(cold, g, r1.id).message_bytes == 4e6);
   CHECK(op_of(cold, g, k.id).message_bytes == 16);
   CHECK(op_of(cold, g, e.id).message_bytes == 64);
@@ -540,7 +549,7 @@ TEST_CASE("MPI backing: on the eager path the share a call warms is its pair's, 
   const Lowered L = on_data4(g);
   const SimResult plain = simulate(L, simple_chip(), SimOptions{.fusion = false});
   HardwareSpec hw = two_paths_chip();
-  auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  const ColdCost extra{g, plain};
   // Without pairs: half since any collective, half since its own kind's last call.
   const SimResult shared = simulate(L, hw, SimOptions{.fusion = false});
   CHECK(extra(shared, k) == Approx(0.5 * 20e-6 + 0.5 * 40e-6));  // ar 8 MB back; its own 24 MB
@@ -577,7 +586,7 @@ TEST_CASE("MPI backing: a single copy's warm share counts from any single copy, 
   HardwareSpec hw = two_paths_chip();
   hw.copy_warm_share = 0.5;
   const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
-  auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  const ColdCost extra{g, plain};
   CHECK(op_of(cold, g, s.id).message_bytes == 1e6);
   // s: any collective (e) just before: 0; the last single copy (r1) 8 MB before: 10 µs; its own
   // kind the whole 16 MB step before: 20 µs.
@@ -608,7 +617,7 @@ TEST_CASE("MPI backing: after less streaming than the samples had, a collective 
   const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
   hw.latency_after_streaming.points = {{1e6, -3e-6}, {4e6, 0.0}, {16e6, 20e-6}};
   const SimResult cold = simulate(L, hw, SimOptions{.fusion = false});
-  auto extra = [&](const SimResult& r, Expr v) { return op_of(r, g, v.id).comm.latency - op_of(plain, g, v.id).comm.latency; };
+  const ColdCost extra{g, plain};
   // k: 8 MB since r1, 10 µs (log-linear between 4 MB and 16 MB).
   CHECK(extra(cold, k) == Approx(10e-6));
   // r2: nothing streamed since k (the curve's first point).
@@ -622,6 +631,42 @@ TEST_CASE("MPI backing: after less streaming than the samples had, a collective 
   REQUIRE(r2_plain.bandwidth > 0);
   CHECK(op_of(floor, g, r2.id).comm.latency == Approx(0).margin(1e-15));
   CHECK(op_of(floor, g, r2.id).comm.total == Approx(r2_plain.total - r2_plain.latency));
+}
+
+TEST_CASE("MPI backing: a kind's cold cost is the curve times its own scale, below and above the samples'",
+          "[simulator][collective]") {
+  // cold_chain, then k = reduce_scatter(y) (16 B to each peer; 8 MB since r1) -> ar =
+  // all_reduce(y) right after k. One path, all shared, 5 µs per hop; the curve (the all_gather's)
+  // -3 µs at 1 MB (warmer than the samples), 0 at 4 MB, 20 µs at 16 MB.
+  Graph g;
+  Builder bl(g);
+  const auto [y, r1, b] = cold_chain(bl);
+  Expr k = reduce_scatter(y, {{"data", 4}}, "m");
+  Expr ar = all_reduce(y, {{"data", 4}});
+  bl.output("b", b);
+  bl.output("k", k);
+  bl.output("ar", ar);
+  const Lowered L = on_data4(g);
+  HardwareSpec hw = simple_chip();
+  hw.hop_latency = 5e-6;
+  const SimResult plain = simulate(L, hw, SimOptions{.fusion = false});
+  hw.latency_after_streaming.points = {{1e6, -3e-6}, {4e6, 0.0}, {16e6, 20e-6}};
+  const ColdCost extra{g, plain};
+  const SimResult curve = simulate(L, hw, SimOptions{.fusion = false});
+  CHECK(extra(curve, k) == Approx(10e-6));   // 8 MB since r1
+  CHECK(extra(curve, ar) == Approx(-3e-6));  // right after k
+  CHECK(extra(curve, r1) == Approx(10e-6));  // 8 MB (b) since the step before's ar
+  // The reduce_scatter's state past the samples' streaming half the all_gather's; the all_reduce's
+  // inside it twice the all_gather's, past it 1.5 times (two local ranks: a reduce_scatter 4.1 µs
+  // hot against its 16.7 µs price, an all_gather 4.9 µs against 12.6 µs).
+  hw.collective_kinds[OpKind::reduce_scatter] = {.hop_latency = hw.hop_latency, .efficiency_by_size = {},
+                                                 .warmed_by = {}, .curve_scale_below = 3, .curve_scale_above = 0.5};
+  hw.collective_kinds[OpKind::all_reduce] = {.hop_latency = hw.hop_latency, .efficiency_by_size = {},
+                                             .warmed_by = {}, .curve_scale_below = 2, .curve_scale_above = 1.5};
+  const SimResult scaled = simulate(L, hw, SimOptions{.fusion = false});
+  CHECK(extra(scaled, k) == Approx(0.5 * 10e-6));
+  CHECK(extra(scaled, ar) == Approx(2 * -3e-6));
+  CHECK(extra(scaled, r1) == Approx(1.5 * 10e-6));
 }
 
 TEST_CASE("sy executor backing: one-hot einsums priced over their nonzeros, every op its own kernel",
