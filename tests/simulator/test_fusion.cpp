@@ -8,20 +8,16 @@
 #include "simulator/hardware.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/simulate.hpp"
+#include "tests/simulator/sim_fixtures.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 
 using namespace sy;
+using sy::test::op_of;
 
 namespace {
-
-const SimOp& op_of(const SimResult& r, const Graph& g, ValueId out) {
-  const auto it = std::find_if(r.ops.begin(), r.ops.end(), [&](const SimOp& o) { return o.node == g.value(out).producer.v; });
-  REQUIRE(it != r.ops.end());
-  return *it;
-}
 
 Lowered one_device(const Graph& g, const std::string& mesh = "data:1") {
   Lowered L;

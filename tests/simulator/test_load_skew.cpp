@@ -9,6 +9,7 @@
 #include "simulator/load_skew.hpp"
 #include "simulator/model_step.hpp"
 #include "simulator/simulate.hpp"
+#include "tests/simulator/sim_fixtures.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -53,18 +54,10 @@ struct Run {
   Lowered L;
 };
 
-// A chip with round numbers (as tests/simulator/test_simulate.cpp): 1 GFLOP/s at every size,
-// memory so fast that every op is compute-bound, so an op's time is its flops / 1e9.
+// test::simple_chip (an op's time is its flops / 1e9) with room for the model: 1 TB of HBM.
 HardwareSpec simple_chip() {
-  HardwareSpec h;
-  h.name = "simple";
-  h.matmul_flops_bf16 = h.matmul_flops_f32 = h.vector_flops = 1e9;
+  HardwareSpec h = test::simple_chip();
   h.hbm_bytes = 1e12;
-  h.hbm_bandwidth = 1e18;
-  h.link_bandwidth = 1e9;
-  h.hop_latency = 0;
-  h.torus = {4};
-  h.wraparound = Wraparound::always;
   return h;
 }
 
